@@ -1,0 +1,114 @@
+// swift-tools-version:6.1
+// sluice: a Linux TUN-mode transparent proxy and split-routing suite.
+// The layout follows the design card: one executable per process, shared code in
+// library targets named for what they hold, C only where Swift cannot reach.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluiced", targets: ["supervisor"]),
+        .executable(name: "sluice-tun-worker", targets: ["tun-worker"]),
+        .executable(name: "sluice-dns-worker", targets: ["dns-worker"]),
+        .executable(name: "sluice-keepalive", targets: ["keepalive"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        .target(
+            name: "CSluice",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+
+        // MARK: Libraries
+        .target(
+            name: "SluiceSystem",
+            dependencies: ["CSluice"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "IPC",
+            dependencies: ["SluiceSystem", "SluiceNet"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceNet",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceConfig",
+            dependencies: ["CYAML", "SluiceNet"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "WorkerRuntime",
+            dependencies: [
+                "IPC", "SluiceSystem", "SluiceConfig", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Executables (thin mains)
+        .executableTarget(
+            name: "supervisor",
+            dependencies: [
+                "WorkerRuntime", "SluiceConfig", "IPC", "SluiceSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tun-worker",
+            dependencies: [
+                "WorkerRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "dns-worker",
+            dependencies: [
+                "WorkerRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "keepalive",
+            dependencies: [
+                "WorkerRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport", swiftSettings: strict),
+        .testTarget(name: "IPCTests", dependencies: ["IPC", "SluiceSystem", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

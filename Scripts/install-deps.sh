@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every Debian package sluice's build and tests use, and the
+# unprivileged `sluice` service user the tests run workers as. Needs root for the installs.
+set -euo pipefail
+
+packages=(
+    libsystemd-dev libyaml-dev pkg-config   # the C libraries sluice links
+    iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
+    python3                                 # sd_notify listener in tests
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$(id -u)" = 0 ] && ! getent passwd sluice >/dev/null; then
+    echo "install-deps: creating the system user 'sluice'"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sluice
+fi
+
+if ! command -v swift >/dev/null && [ -x /opt/swift/usr/bin/swift ]; then
+    echo "install-deps: swift is at /opt/swift/usr/bin (add it to PATH)"
+fi

@@ -1,0 +1,135 @@
+// CSluice: the few Linux calls Swift cannot express directly.
+//
+// Rules for this file (see STYLE.md): every function is prefixed `csluice_`, is documented
+// here, and returns a non-negative value on success or `-errno` on failure (never sets
+// errno as its only signal). Macros become functions; variadic calls (prctl, syscall,
+// ioctl) get fixed-signature wrappers. Anything that must run between fork and exec lives
+// here, because Swift must never call fork().
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The most descriptors one message may carry (SCM_RIGHTS); the IPC protocol has the
+/// same bound so a receiver can size its control buffer once.
+#define CSLUICE_MAX_FDS 16
+
+// MARK: - Sockets
+
+/// socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds). `seqpacket` 0 = SOCK_STREAM,
+/// 1 = SOCK_SEQPACKET, 2 = SOCK_DGRAM. Returns 0 or -errno.
+int csluice_socketpair(int seqpacket, int fds[2]);
+
+/// sendmsg() of `len` bytes with `nfds` descriptors attached as one SCM_RIGHTS message
+/// (nfds may be 0). MSG_NOSIGNAL is always set; `dontwait` adds MSG_DONTWAIT.
+/// Returns the number of bytes sent (possibly short on a stream socket) or -errno.
+ssize_t csluice_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int dontwait);
+
+/// recvmsg() into `buf` collecting up to CSLUICE_MAX_FDS descriptors (received with
+/// MSG_CMSG_CLOEXEC) into `fds`, their count into `*nfds`. `*truncated` is set to 1 when
+/// the kernel reported MSG_CTRUNC (descriptors were lost) or MSG_TRUNC.
+/// Returns bytes read (0 = orderly EOF) or -errno.
+ssize_t csluice_recv_with_fds(int sock, void *buf, size_t len, int fds[CSLUICE_MAX_FDS], int *nfds, int *truncated,
+                              int dontwait);
+
+/// SO_PEERCRED of a connected AF_UNIX socket. Returns 0 or -errno.
+int csluice_peer_credentials(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// accept4(sock, NULL, NULL, SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0)).
+int csluice_accept(int sock, int nonblock);
+
+/// Creates, binds and listens on an AF_UNIX SOCK_STREAM socket at `path` (unlinking a
+/// stale socket file first) with the given file mode. Returns the fd or -errno.
+int csluice_listen_unix(const char *path, unsigned int mode, int backlog);
+
+/// Connects an AF_UNIX SOCK_STREAM socket to `path`. Returns the fd or -errno.
+int csluice_connect_unix(const char *path);
+
+/// Sets or clears O_NONBLOCK. Returns 0 or -errno.
+int csluice_set_nonblocking(int fd, int on);
+
+/// pipe2(fds, O_CLOEXEC). Returns 0 or -errno.
+int csluice_pipe(int fds[2]);
+
+// MARK: - Processes and privileges
+
+/// pidfd_open(pid, 0) through syscall(). Returns the pidfd or -errno.
+int csluice_pidfd_open(pid_t pid);
+
+/// poll() on one fd for readability with a timeout in milliseconds (-1 = forever).
+/// Returns 1 when readable (or hung up), 0 on timeout, -errno on failure.
+int csluice_poll_readable(int fd, int timeout_ms);
+
+/// poll() on one fd for writability; same results as csluice_poll_readable.
+int csluice_poll_writable(int fd, int timeout_ms);
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1). Returns 0 or -errno.
+int csluice_set_no_new_privs(void);
+
+/// prctl(PR_SET_PDEATHSIG, sig). Returns 0 or -errno.
+int csluice_set_parent_death_signal(int sig);
+
+/// prctl(PR_SET_NAME, name): the thread/process name shown by ps and top.
+int csluice_set_process_name(const char *name);
+
+/// capget() of the calling process's effective, permitted and inheritable sets as 64-bit
+/// masks (bit N = capability N). Returns 0 or -errno.
+int csluice_capabilities_get(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
+
+/// Highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap).
+int csluice_cap_last_cap(void);
+
+/// Everything a worker process needs set up between fork and exec.
+typedef struct csluice_spawn_request {
+    const char *path;            ///< executable to run
+    char *const *argv;           ///< NULL-terminated
+    char *const *envp;           ///< NULL-terminated
+    const int *fds;              ///< descriptors to install in the child as 0, 1, 2, 3, ...
+    int nfds;                    ///< how many entries in `fds` (-1 entries become /dev/null)
+    int change_identity;         ///< 1: setgroups/setresgid/setresuid to uid/gid below
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;         ///< supplementary groups (with change_identity)
+    int ngroups;
+    uint64_t capabilities;       ///< mask kept as effective+permitted+inheritable+ambient
+    int limit_capabilities;      ///< 1: drop the bounding set and all caps not in the mask
+    int parent_death_signal;     ///< 0 = none
+    int new_session;             ///< 1: setsid() (own session and process group)
+} csluice_spawn_request;
+
+/// fork()s and, in the child, applies `req` and execve()s. The child only makes
+/// async-signal-safe system calls. A failure in the child before exec is reported back
+/// over a close-on-exec pipe, so the return value tells the whole story:
+/// the child's pid on success; `-errno` when fork or a child step failed, with the failing
+/// step's name stored in `failed_step` (at least 32 bytes; may be NULL).
+pid_t csluice_spawn(const csluice_spawn_request *req, char *failed_step, size_t failed_step_len);
+
+/// Installs handlers for `signals` that write the signal number (one byte) to a
+/// non-blocking close-on-exec pipe, and returns the pipe's read end (or -errno). The
+/// self-pipe turns signals into poll() events for a single-threaded event loop and works
+/// whatever the other threads' signal masks are. Call once.
+int csluice_signal_pipe(const int *signals, int count);
+
+/// waitpid(-1, WNOHANG) decoded: returns the pid reaped, 0 when no child has changed
+/// state, -errno (ECHILD when there are no children). `*exit_code` is the exit status when
+/// the child exited, else -1; `*term_signal` the signal that killed it, else 0.
+pid_t csluice_reap_child(int *exit_code, int *term_signal);
+
+/// kill(pid, sig). Returns 0 or -errno.
+int csluice_kill(pid_t pid, int sig);
+
+// MARK: - TUN
+
+/// Opens /dev/net/tun and attaches to (or creates) the TUN interface `name` with
+/// IFF_TUN | IFF_NO_PI (| IFF_VNET_HDR, | IFF_MULTI_QUEUE as requested). The actual name
+/// is copied to `actual_name` (at least 16 bytes). Returns the fd (O_CLOEXEC) or -errno.
+int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,259 @@
+import SluiceNet
+
+/// Every message of protocol version 1, with its payload.
+///
+/// The byte layout of each payload is specified in docs/ipc.md and pinned by golden vectors
+/// in Tests/IPCTests. Decoding is total: any byte string yields a message or a typed
+/// ``IPCError``, never a trap.
+public enum Message: Sendable, Equatable {
+    case hello(Hello)
+    case helloAccept(HelloAccept)
+    case error(ErrorReport)
+    case configPush(ConfigPush)
+    case configResult(ConfigResult)
+    case ready(Ready)
+    case heartbeat(Heartbeat)
+    case heartbeatAck(Heartbeat)
+    case statsRequest
+    case statsReport(StatsReport)
+    /// control client → supervisor: the suite's state, answered with ``statusReport``.
+    case statusRequest
+    /// supervisor → control client: UTF-8 JSON of the supervisor's status document.
+    case statusReport(document: [UInt8])
+    case reload(Reload)
+    case shutdown(Shutdown)
+    case peerChannel(PeerChannel)
+    case fakeIPLookup(FakeIPLookup)
+    case fakeIPAnswer(FakeIPAnswer)
+    case mappingEvent(MappingEvent)
+    case fakeIPPin(FakeIPPin)
+    case dnsPacket(DNSPacket)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: .hello
+        case .helloAccept: .helloAccept
+        case .error: .error
+        case .configPush: .configPush
+        case .configResult: .configResult
+        case .ready: .ready
+        case .heartbeat: .heartbeat
+        case .heartbeatAck: .heartbeatAck
+        case .statsRequest: .statsRequest
+        case .statsReport: .statsReport
+        case .statusRequest: .statusRequest
+        case .statusReport: .statusReport
+        case .reload: .reload
+        case .shutdown: .shutdown
+        case .peerChannel: .peerChannel
+        case .fakeIPLookup: .fakeIPLookup
+        case .fakeIPAnswer: .fakeIPAnswer
+        case .mappingEvent: .mappingEvent
+        case .fakeIPPin: .fakeIPPin
+        case .dnsPacket: .dnsPacket
+        }
+    }
+
+    /// How many descriptors a frame of this type must carry, when the protocol fixes it.
+    public var requiredDescriptorCount: Int {
+        if case .peerChannel = self { return 1 }
+        return 0
+    }
+
+    // MARK: Encoding
+
+    public func encodedPayload() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .hello(let m):
+            w.u8(m.role.rawValue)
+            w.u8(m.minimumVersion)
+            w.u8(m.maximumVersion)
+            w.u32(m.pid)
+            w.string(m.software)
+        case .helloAccept(let m):
+            w.u8(m.version)
+            w.u8(m.role.rawValue)
+            w.u32(m.pid)
+            w.string(m.software)
+        case .error(let m):
+            w.u16(m.code.wireValue)
+            w.string(m.message)
+        case .configPush(let m):
+            w.u64(m.generation)
+            w.u8(m.encoding.rawValue)
+            w.blob(m.document)
+        case .configResult(let m):
+            w.u64(m.generation)
+            w.u8(m.outcome.rawValue)
+            w.string(m.detail)
+        case .ready(let m):
+            w.u64(m.generation)
+            w.string(m.detail)
+        case .heartbeat(let m), .heartbeatAck(let m):
+            w.u64(m.sequence)
+            w.u64(m.timestamp)
+        case .statsRequest:
+            break
+        case .statsReport(let m):
+            w.u32(UInt32(m.entries.count))
+            for entry in m.entries {
+                w.string(entry.name)
+                w.i64(entry.value)
+            }
+        case .statusRequest:
+            break
+        case .statusReport(let document):
+            w.blob(document)
+        case .reload(let m):
+            w.string(m.reason)
+        case .shutdown(let m):
+            w.u32(m.graceMilliseconds)
+            w.string(m.reason)
+        case .peerChannel(let m):
+            w.u8(m.peer.rawValue)
+            w.u32(m.peerPID)
+        case .fakeIPLookup(let m):
+            w.address(m.address)
+        case .fakeIPAnswer(let m):
+            w.address(m.address)
+            w.optionalString(m.name)
+        case .mappingEvent(let m):
+            w.u8(m.kind.rawValue)
+            w.address(m.address)
+            w.string(m.name)
+        case .fakeIPPin(let m):
+            w.address(m.address)
+            w.bool(m.pinned)
+        case .dnsPacket(let m):
+            w.u8(m.transport.rawValue)
+            w.address(m.client)
+            w.u16(m.clientPort)
+            w.address(m.server)
+            w.u16(m.serverPort)
+            w.blob(m.message)
+        }
+        return w.bytes
+    }
+
+    // MARK: Decoding
+
+    /// Interprets `payload` as a message of `type`.
+    /// - Throws: `.unknownMessageType` for a type this build does not know,
+    ///   `.truncated` / `.malformedPayload` naming the field otherwise.
+    public static func decode(type: MessageType, payload: [UInt8]) throws(IPCError) -> Message {
+        guard let name = type.name else {
+            throw IPCError(.unknownMessageType, "\(type) with \(payload.count) payload bytes")
+        }
+        var r = WireReader(payload, context: name)
+        switch type {
+        case .hello:
+            return .hello(
+                Hello(
+                    role: try PeerRole.decode(&r, "role"), minimumVersion: try r.u8("minimumVersion"),
+                    maximumVersion: try r.u8("maximumVersion"), pid: try r.u32("pid"),
+                    software: try r.string("software", max: 256)))
+        case .helloAccept:
+            return .helloAccept(
+                HelloAccept(
+                    version: try r.u8("version"), role: try PeerRole.decode(&r, "role"), pid: try r.u32("pid"),
+                    software: try r.string("software", max: 256)))
+        case .error:
+            return .error(
+                ErrorReport(code: IPCError.Code(wireValue: try r.u16("code")), message: try r.string("message")))
+        case .configPush:
+            let generation = try r.u64("generation")
+            let rawEncoding = try r.u8("encoding")
+            guard let encoding = ConfigPush.Encoding(rawValue: rawEncoding) else {
+                throw IPCError(.malformedPayload, "configPush.encoding: unknown encoding \(rawEncoding)")
+            }
+            return .configPush(ConfigPush(generation: generation, encoding: encoding, document: try r.blob("document")))
+        case .configResult:
+            let generation = try r.u64("generation")
+            let rawOutcome = try r.u8("outcome")
+            guard let outcome = ConfigResult.Outcome(rawValue: rawOutcome) else {
+                throw IPCError(.malformedPayload, "configResult.outcome: unknown outcome \(rawOutcome)")
+            }
+            return .configResult(ConfigResult(generation: generation, outcome: outcome, detail: try r.string("detail")))
+        case .ready:
+            return .ready(Ready(generation: try r.u64("generation"), detail: try r.string("detail")))
+        case .heartbeat:
+            return .heartbeat(Heartbeat(sequence: try r.u64("sequence"), timestamp: try r.u64("timestamp")))
+        case .heartbeatAck:
+            return .heartbeatAck(Heartbeat(sequence: try r.u64("sequence"), timestamp: try r.u64("timestamp")))
+        case .statsRequest:
+            return .statsRequest
+        case .statsReport:
+            // Each entry is at least a 4-byte length and an 8-byte value.
+            let count = try r.count("entries", minimumElementSize: 12)
+            var entries: [StatsReport.Entry] = []
+            entries.reserveCapacity(count)
+            for i in 0..<count {
+                entries.append(.init(try r.string("entries[\(i)].name", max: 256), try r.i64("entries[\(i)].value")))
+            }
+            return .statsReport(StatsReport(entries: entries))
+        case .statusRequest:
+            return .statusRequest
+        case .statusReport:
+            return .statusReport(document: try r.blob("document"))
+        case .reload:
+            return .reload(Reload(reason: try r.string("reason")))
+        case .shutdown:
+            return .shutdown(Shutdown(graceMilliseconds: try r.u32("graceMilliseconds"), reason: try r.string("reason")))
+        case .peerChannel:
+            return .peerChannel(PeerChannel(peer: try PeerRole.decode(&r, "peer"), peerPID: try r.u32("peerPID")))
+        case .fakeIPLookup:
+            return .fakeIPLookup(FakeIPLookup(address: try r.address("address")))
+        case .fakeIPAnswer:
+            return .fakeIPAnswer(
+                FakeIPAnswer(address: try r.address("address"), name: try r.optionalString("name", max: 255)))
+        case .mappingEvent:
+            let rawKind = try r.u8("kind")
+            guard let kind = MappingEvent.Kind(rawValue: rawKind) else {
+                throw IPCError(.malformedPayload, "mappingEvent.kind: unknown kind \(rawKind)")
+            }
+            return .mappingEvent(
+                MappingEvent(kind: kind, address: try r.address("address"), name: try r.string("name", max: 255)))
+        case .fakeIPPin:
+            return .fakeIPPin(FakeIPPin(address: try r.address("address"), pinned: try r.bool("pinned")))
+        case .dnsPacket:
+            let rawTransport = try r.u8("transport")
+            guard let transport = DNSPacket.Transport(rawValue: rawTransport) else {
+                throw IPCError(.malformedPayload, "dnsPacket.transport: unknown transport \(rawTransport)")
+            }
+            return .dnsPacket(
+                DNSPacket(
+                    transport: transport, client: try r.address("client"), clientPort: try r.u16("clientPort"),
+                    server: try r.address("server"), serverPort: try r.u16("serverPort"),
+                    message: try r.blob("message", max: DNSPacket.maxMessageSize)))
+        default:
+            throw IPCError(.unknownMessageType, "\(type)")
+        }
+    }
+}
+
+// MARK: - Addresses on the wire: u8 family (4 or 6), then 4 or 16 bytes, network order.
+
+extension WireWriter {
+    public mutating func address(_ address: IPAddress) {
+        switch address {
+        case .v4(let a):
+            u8(4)
+            u32(a.rawValue)
+        case .v6(let a):
+            u8(6)
+            u64(a.high)
+            u64(a.low)
+        }
+    }
+}
+
+extension WireReader {
+    public mutating func address(_ field: String) throws(IPCError) -> IPAddress {
+        switch try u8("\(field).family") {
+        case 4: return .v4(IPv4Address(rawValue: try u32(field)))
+        case 6: return .v6(IPv6Address(high: try u64(field), low: try u64(field)))
+        case let other: throw IPCError(.malformedPayload, "\(field).family: expected 4 or 6, got \(other)")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+/// The 16-bit message type in a frame header.
+///
+/// A struct rather than an enum so that a type this build does not know still decodes as a
+/// header (and gets an `unknownMessageType` error reply) instead of failing the stream.
+/// Ranges: 0x00xx session, 0x001x configuration, 0x002x liveness, 0x003x stats,
+/// 0x004x control, 0x005x wiring, 0x006x fake-IP, 0x007x DNS carriage.
+public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    public static let hello = MessageType(rawValue: 0x0001)
+    public static let helloAccept = MessageType(rawValue: 0x0002)
+    public static let error = MessageType(rawValue: 0x0003)
+    public static let configPush = MessageType(rawValue: 0x0010)
+    public static let configResult = MessageType(rawValue: 0x0011)
+    public static let ready = MessageType(rawValue: 0x0012)
+    public static let heartbeat = MessageType(rawValue: 0x0020)
+    public static let heartbeatAck = MessageType(rawValue: 0x0021)
+    public static let statsRequest = MessageType(rawValue: 0x0030)
+    public static let statsReport = MessageType(rawValue: 0x0031)
+    public static let statusRequest = MessageType(rawValue: 0x0032)
+    public static let statusReport = MessageType(rawValue: 0x0033)
+    public static let reload = MessageType(rawValue: 0x0040)
+    public static let shutdown = MessageType(rawValue: 0x0041)
+    public static let peerChannel = MessageType(rawValue: 0x0050)
+    public static let fakeIPLookup = MessageType(rawValue: 0x0060)
+    public static let fakeIPAnswer = MessageType(rawValue: 0x0061)
+    public static let mappingEvent = MessageType(rawValue: 0x0062)
+    public static let fakeIPPin = MessageType(rawValue: 0x0063)
+    public static let dnsPacket = MessageType(rawValue: 0x0070)
+
+    /// Every type this build knows, in code order.
+    public static let known: [MessageType] = [
+        .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
+        .statsReport, .statusRequest, .statusReport, .reload, .shutdown, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
+        .dnsPacket,
+    ]
+
+    public var name: String? {
+        switch self {
+        case .hello: "hello"
+        case .helloAccept: "helloAccept"
+        case .error: "error"
+        case .configPush: "configPush"
+        case .configResult: "configResult"
+        case .ready: "ready"
+        case .heartbeat: "heartbeat"
+        case .heartbeatAck: "heartbeatAck"
+        case .statsRequest: "statsRequest"
+        case .statsReport: "statsReport"
+        case .statusRequest: "statusRequest"
+        case .statusReport: "statusReport"
+        case .reload: "reload"
+        case .shutdown: "shutdown"
+        case .peerChannel: "peerChannel"
+        case .fakeIPLookup: "fakeIPLookup"
+        case .fakeIPAnswer: "fakeIPAnswer"
+        case .mappingEvent: "mappingEvent"
+        case .fakeIPPin: "fakeIPPin"
+        case .dnsPacket: "dnsPacket"
+        default: nil
+        }
+    }
+
+    public var description: String {
+        let hex = "0x" + String(rawValue, radix: 16, uppercase: false).leftPadded(to: 4)
+        return name.map { "\($0) (\(hex))" } ?? "type \(hex)"
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

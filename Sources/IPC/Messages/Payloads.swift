@@ -1,0 +1,290 @@
+import SluiceNet
+
+/// Who is at an end of a channel.
+public enum PeerRole: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case supervisor = 0
+    case tunWorker = 1
+    case dnsWorker = 2
+    case keepalive = 3
+    /// A command-line or API client on the control socket.
+    case controlClient = 4
+
+    public var description: String {
+        switch self {
+        case .supervisor: "supervisor"
+        case .tunWorker: "tun"
+        case .dnsWorker: "dns"
+        case .keepalive: "keepalive"
+        case .controlClient: "control"
+        }
+    }
+
+    static func decode(_ r: inout WireReader, _ field: String) throws(IPCError) -> PeerRole {
+        let raw = try r.u8(field)
+        guard let role = PeerRole(rawValue: raw) else {
+            throw IPCError(.malformedPayload, "\(field): unknown role \(raw)")
+        }
+        return role
+    }
+}
+
+/// First frame on every channel, from the side that opened it (the supervisor, or a
+/// control client): who I am and which protocol versions I speak.
+public struct Hello: Sendable, Equatable {
+    public var role: PeerRole
+    public var minimumVersion: UInt8
+    public var maximumVersion: UInt8
+    public var pid: UInt32
+    /// Free text for logs, e.g. `sluiced 0.1.0`.
+    public var software: String
+
+    public init(
+        role: PeerRole, minimumVersion: UInt8 = FrameHeader.minimumVersion,
+        maximumVersion: UInt8 = FrameHeader.currentVersion, pid: UInt32, software: String
+    ) {
+        self.role = role
+        self.minimumVersion = minimumVersion
+        self.maximumVersion = maximumVersion
+        self.pid = pid
+        self.software = software
+    }
+
+    /// The version both sides speak: the highest in the intersection of the ranges.
+    public func negotiate(
+        localMinimum: UInt8 = FrameHeader.minimumVersion, localMaximum: UInt8 = FrameHeader.currentVersion
+    ) throws(IPCError) -> UInt8 {
+        let low = max(minimumVersion, localMinimum)
+        let high = min(maximumVersion, localMaximum)
+        guard low <= high else {
+            throw IPCError(
+                .handshakeFailed,
+                "peer \(role) (\(software)) speaks versions \(minimumVersion)...\(maximumVersion), "
+                    + "this build \(localMinimum)...\(localMaximum); install matching sluice binaries")
+        }
+        return high
+    }
+}
+
+/// The answer to ``Hello``: the version chosen, and who answered.
+public struct HelloAccept: Sendable, Equatable {
+    public var version: UInt8
+    public var role: PeerRole
+    public var pid: UInt32
+    public var software: String
+
+    public init(version: UInt8, role: PeerRole, pid: UInt32, software: String) {
+        self.version = version
+        self.role = role
+        self.pid = pid
+        self.software = software
+    }
+}
+
+/// A failure answer to a request (header `reply` flag and its request id), or an
+/// unsolicited report with request id 0.
+public struct ErrorReport: Sendable, Equatable {
+    public var code: IPCError.Code
+    public var message: String
+
+    public init(code: IPCError.Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public init(_ error: IPCError) { self.init(code: error.code, message: error.detail) }
+}
+
+/// A worker's configuration, pushed by the supervisor at start and on reload.
+public struct ConfigPush: Sendable, Equatable {
+    /// How ``document`` is encoded.
+    public enum Encoding: UInt8, Sendable {
+        /// UTF-8 JSON of the validated configuration model (`SluiceConfiguration`).
+        case json = 1
+    }
+
+    /// Increases by one with every accepted reload; echoed in ``ConfigResult`` and ``Ready``.
+    public var generation: UInt64
+    public var encoding: Encoding
+    public var document: [UInt8]
+
+    public init(generation: UInt64, encoding: Encoding = .json, document: [UInt8]) {
+        self.generation = generation
+        self.encoding = encoding
+        self.document = document
+    }
+}
+
+/// A worker's verdict on a ``ConfigPush``.
+public struct ConfigResult: Sendable, Equatable {
+    public enum Outcome: UInt8, Sendable {
+        /// Applied in place.
+        case applied = 0
+        /// Valid, but the worker must be restarted to apply it (e.g. a new TUN name).
+        case restartRequired = 1
+        /// Refused; ``detail`` says why. The worker keeps its previous configuration.
+        case rejected = 2
+    }
+
+    public var generation: UInt64
+    public var outcome: Outcome
+    public var detail: String
+
+    public init(generation: UInt64, outcome: Outcome, detail: String = "") {
+        self.generation = generation
+        self.outcome = outcome
+        self.detail = detail
+    }
+}
+
+/// The worker is serving with configuration ``generation``.
+public struct Ready: Sendable, Equatable {
+    public var generation: UInt64
+    /// One short line for STATUS= and logs, e.g. `sluice0 up, 3 rules`.
+    public var detail: String
+
+    public init(generation: UInt64, detail: String = "") {
+        self.generation = generation
+        self.detail = detail
+    }
+}
+
+/// Liveness probe (supervisor → worker) and its echo (``heartbeatAck``).
+public struct Heartbeat: Sendable, Equatable {
+    public var sequence: UInt64
+    /// Sender's monotonic clock in nanoseconds; echoed unchanged so the sender can measure
+    /// the round trip without trusting the peer's clock.
+    public var timestamp: UInt64
+
+    public init(sequence: UInt64, timestamp: UInt64) {
+        self.sequence = sequence
+        self.timestamp = timestamp
+    }
+}
+
+/// Counters from a worker, in answer to ``MessageType/statsRequest``.
+public struct StatsReport: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        /// Dotted metric name, e.g. `tcp.connections.active`.
+        public var name: String
+        public var value: Int64
+
+        public init(_ name: String, _ value: Int64) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public var entries: [Entry]
+
+    public init(entries: [Entry]) { self.entries = entries }
+}
+
+/// Ask a worker to re-read what it loads itself (rule providers, the mapping file).
+public struct Reload: Sendable, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+/// Ask a worker to stop: finish in-flight work within ``grace`` and exit 0.
+public struct Shutdown: Sendable, Equatable {
+    public var graceMilliseconds: UInt32
+    public var reason: String
+
+    public init(graceMilliseconds: UInt32, reason: String) {
+        self.graceMilliseconds = graceMilliseconds
+        self.reason = reason
+    }
+}
+
+/// Supervisor → worker: the frame carries exactly one descriptor, a connected socket to a
+/// peer worker. Replaces any earlier channel to that peer (the peer restarted).
+public struct PeerChannel: Sendable, Equatable {
+    public var peer: PeerRole
+    public var peerPID: UInt32
+
+    public init(peer: PeerRole, peerPID: UInt32) {
+        self.peer = peer
+        self.peerPID = peerPID
+    }
+}
+
+/// tun → dns: which name does this fake address stand for?
+public struct FakeIPLookup: Sendable, Equatable {
+    public var address: IPAddress
+    public init(address: IPAddress) { self.address = address }
+}
+
+/// dns → tun: the answer to ``FakeIPLookup``; `name` is nil when the address is not mapped.
+public struct FakeIPAnswer: Sendable, Equatable {
+    public var address: IPAddress
+    public var name: String?
+
+    public init(address: IPAddress, name: String?) {
+        self.address = address
+        self.name = name
+    }
+}
+
+/// dns → tun: a mapping was created or recycled; keeps the tun worker's mirror current.
+public struct MappingEvent: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case assigned = 0
+        case released = 1
+    }
+
+    public var kind: Kind
+    public var address: IPAddress
+    public var name: String
+
+    public init(kind: Kind, address: IPAddress, name: String) {
+        self.kind = kind
+        self.address = address
+        self.name = name
+    }
+}
+
+/// tun → dns: a live connection uses (or stopped using) a fake address, which must not be
+/// recycled while pinned.
+public struct FakeIPPin: Sendable, Equatable {
+    public var address: IPAddress
+    public var pinned: Bool
+
+    public init(address: IPAddress, pinned: Bool) {
+        self.address = address
+        self.pinned = pinned
+    }
+}
+
+/// A DNS message carried between workers: hijacked queries (tun → dns) and their answers
+/// (dns → tun, as a reply with the query's request id).
+public struct DNSPacket: Sendable, Equatable {
+    public enum Transport: UInt8, Sendable {
+        case udp = 1
+        case tcp = 2
+    }
+
+    /// The largest DNS message (RFC 1035 over TCP: 16-bit length).
+    public static let maxMessageSize = 65535
+
+    public var transport: Transport
+    /// The querying client's address and port, as seen on the TUN.
+    public var client: IPAddress
+    public var clientPort: UInt16
+    /// The address the client sent the query to (the hijacked destination).
+    public var server: IPAddress
+    public var serverPort: UInt16
+    /// The DNS message, without the TCP length prefix.
+    public var message: [UInt8]
+
+    public init(
+        transport: Transport, client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16,
+        message: [UInt8]
+    ) {
+        self.transport = transport
+        self.client = client
+        self.clientPort = clientPort
+        self.server = server
+        self.serverPort = serverPort
+        self.message = message
+    }
+}

@@ -1,0 +1,430 @@
+import SluiceNet
+
+/// The rule providers that loaded, and the names of those left out (rules using them are skipped).
+struct RuleProviderTable {
+    var loaded: [RuleProvider] = []
+    var names: Set<String> = []
+    var leftOut: Set<String> = []
+}
+
+/// Why a rule (or a part of a logical rule) could not be used.
+enum RuleProblem: Error {
+    /// The rule is wrong: an error.
+    case invalid(String)
+    /// The rule is valid mihomo but sluice skips it: a warning.
+    case skipped(String)
+}
+
+extension ConfigurationDecoder {
+    /// Rule types that mihomo has and sluice does not; such rules are skipped with a warning.
+    static let unsupportedRuleTypes: Set<String> = [
+        "GEOIP", "GEOSITE", "IP-ASN", "SRC-GEOIP", "SRC-IP-ASN", "SRC-IP-SUFFIX", "PROCESS-NAME-REGEX",
+        "PROCESS-PATH-REGEX", "PROCESS-NAME-WILDCARD", "PROCESS-PATH-WILDCARD", "DOMAIN-WILDCARD", "DSCP",
+        "IN-TYPE", "IN-USER", "IN-NAME", "SUB-RULE", "SCRIPT", "USER-AGENT", "URL-REGEX",
+    ]
+
+    /// How deeply logical rules may nest; deeper text is refused instead of recursing without bound.
+    static let maximumRuleNesting = 32
+
+    func decodeRules(_ node: YAMLNode, _ path: String, names: NameTable, providers: RuleProviderTable) -> [Rule] {
+        guard let items = context.items(node, path) else { return [] }
+        var rules: [Rule] = []
+        for (index, item) in items.enumerated() {
+            let itemPath = path.index(index)
+            guard let text = context.string(item, itemPath) else { continue }
+            do throws(RuleProblem) {
+                if let rule = try parseRule(text, names: names, providers: providers) {
+                    rules.append(rule)
+                }
+            } catch {
+                switch error {
+                case .invalid(let message): context.error(item.mark, itemPath, message)
+                case .skipped(let message): context.warning(item.mark, itemPath, message)
+                }
+            }
+        }
+        return rules
+    }
+
+    /// Parses `TYPE,PAYLOAD,TARGET[,OPTION...]` or `MATCH,TARGET`. Returns nil for a rule skipped silently.
+    func parseRule(_ text: String, names: NameTable, providers: RuleProviderTable) throws(RuleProblem) -> Rule? {
+        // Only logical rules have structure in their payload; the others split on every comma, as in mihomo,
+        // so that a DOMAIN-REGEX with an unbalanced '(' is judged by the regex compiler, not the splitter.
+        let leading = text.prefix { $0 != "," }.trimmingSpaces.uppercased()
+        let fields =
+            ["AND", "OR", "NOT"].contains(leading)
+            ? try Self.splitTopLevel(Substring(text))
+            : text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+        guard let typeField = fields.first, !typeField.isEmpty else {
+            throw .invalid("expected TYPE,PAYLOAD,TARGET, got \(DecodingContext.quote(text))")
+        }
+        let type = typeField.uppercased()
+        let condition: RuleCondition
+        let target: String
+        var options: ArraySlice<String> = []
+        if type == "MATCH" || type == "FINAL" {
+            guard fields.count == 2 else { throw .invalid("expected MATCH,TARGET, got \(DecodingContext.quote(text))") }
+            condition = .match
+            target = fields[1]
+        } else {
+            guard fields.count >= 3 else {
+                throw .invalid("expected TYPE,PAYLOAD,TARGET, got \(DecodingContext.quote(text))")
+            }
+            condition = try parseCondition(type: type, payload: fields[1], providers: providers, depth: 0)
+            target = fields[2]
+            options = fields[3...]
+        }
+        switch names.resolve(target) {
+        case .builtIn where target == "PASS":
+            throw .skipped("target PASS is not supported by sluice (it only continues matching); rule skipped")
+        case .builtIn, .proxy, .group:
+            break
+        case .leftOut:
+            throw .skipped("target \"\(target)\" was left out; rule skipped")
+        case .unknown:
+            throw .invalid(
+                "no proxy or group named \"\(target)\"; the target must be a proxy, a group, DIRECT, "
+                    + "REJECT or REJECT-DROP")
+        }
+        var rule = Rule(condition: condition, target: target)
+        for option in options {
+            switch option.lowercased() {
+            case "no-resolve": rule.noResolve = true
+            case "src": rule.matchSource = true
+            default: throw .invalid("unknown rule option \(DecodingContext.quote(option)); expected no-resolve or src")
+            }
+        }
+        return rule
+    }
+
+    /// Splits on commas that are not inside parentheses, trimming spaces; unbalanced parentheses are an error.
+    static func splitTopLevel(_ text: Substring) throws(RuleProblem) -> [String] {
+        var fields: [String] = []
+        var depth = 0
+        var start = text.startIndex
+        var index = text.startIndex
+        while index < text.endIndex {
+            switch text[index] {
+            case "(":
+                depth += 1
+                if depth > maximumRuleNesting { throw .invalid("logical rules nest too deeply") }
+            case ")":
+                depth -= 1
+                if depth < 0 { throw .invalid("unbalanced parentheses: an extra ')'") }
+            case "," where depth == 0:
+                fields.append(text[start..<index].trimmingSpaces)
+                start = text.index(after: index)
+            default:
+                break
+            }
+            index = text.index(after: index)
+        }
+        if depth != 0 { throw .invalid("unbalanced parentheses: a '(' is never closed") }
+        fields.append(text[start...].trimmingSpaces)
+        return fields
+    }
+
+    func parseCondition(
+        type: String, payload: String, providers: RuleProviderTable, depth: Int
+    ) throws(RuleProblem) -> RuleCondition {
+        func nonEmpty() throws(RuleProblem) -> String {
+            if payload.isEmpty { throw .invalid("\(type) needs a payload") }
+            return payload
+        }
+        func prefix() throws(RuleProblem) -> IPPrefix {
+            guard let prefix = IPPrefix(payload) else {
+                throw .invalid(
+                    "\(type): expected an IP prefix such as 10.0.0.0/8, got \(DecodingContext.quote(payload))")
+            }
+            return prefix
+        }
+        switch type {
+        case "DOMAIN":
+            return .domain(try Self.domainPayload(type, payload))
+        case "DOMAIN-SUFFIX":
+            return .domainSuffix(try Self.domainPayload(type, payload))
+        case "DOMAIN-KEYWORD":
+            return .domainKeyword(try nonEmpty().lowercased())
+        case "DOMAIN-REGEX":
+            let pattern = try nonEmpty()
+            do {
+                _ = try Regex(pattern)
+            } catch {
+                throw .invalid("DOMAIN-REGEX: not a valid regular expression: \(DecodingContext.quote(pattern))")
+            }
+            return .domainRegex(pattern)
+        case "IP-CIDR", "IP-CIDR6":
+            return .ipCIDR(try prefix())
+        case "IP-SUFFIX":
+            return .ipSuffix(try prefix())
+        case "SRC-IP-CIDR":
+            return .sourceIPCIDR(try prefix())
+        case "SRC-PORT":
+            return .sourcePort(try Self.portRanges(type, payload))
+        case "DST-PORT":
+            return .destinationPort(try Self.portRanges(type, payload))
+        case "IN-PORT":
+            return .inboundPort(try Self.portRanges(type, payload))
+        case "NETWORK":
+            guard let network = RuleCondition.Network(rawValue: payload.lowercased()) else {
+                throw .invalid("NETWORK: expected tcp or udp, got \(DecodingContext.quote(payload))")
+            }
+            return .network(network)
+        case "PROCESS-NAME":
+            return .processName(try nonEmpty())
+        case "PROCESS-PATH":
+            return .processPath(try nonEmpty())
+        case "UID":
+            let ranges = try Self.ranges(type, payload, limit: UInt32.max)
+            return .uid(ranges.map { UIDRange(UInt32($0.lowerBound), UInt32($0.upperBound)) })
+        case "RULE-SET":
+            let name = try nonEmpty()
+            if providers.leftOut.contains(name) {
+                throw .skipped("rule provider \"\(name)\" was left out; rule skipped")
+            }
+            guard providers.names.contains(name) else {
+                throw .invalid("RULE-SET: no rule provider named \"\(name)\"; define it under rule-providers")
+            }
+            return .ruleSet(name)
+        case "AND", "OR", "NOT":
+            guard depth < Self.maximumRuleNesting else { throw .invalid("logical rules nest too deeply") }
+            let parts = try Self.parenthesised(type, payload)
+            var conditions: [RuleCondition] = []
+            for part in parts {
+                let fields = try Self.splitTopLevel(Substring(part))
+                guard fields.count == 2, !fields[0].isEmpty else {
+                    throw .invalid(
+                        "\(type): each part must be (TYPE,PAYLOAD), got \(DecodingContext.quote("(\(part))"))")
+                }
+                let subtype = fields[0].uppercased()
+                if subtype == "MATCH" || subtype == "RULE-SET" && depth > Self.maximumRuleNesting {
+                    throw .invalid("\(type): \(subtype) cannot be used inside a logical rule")
+                }
+                conditions.append(
+                    try parseCondition(
+                        type: subtype, payload: fields[1], providers: providers,
+                        depth: depth + 1))
+            }
+            switch type {
+            case "NOT":
+                guard conditions.count == 1 else {
+                    throw .invalid("NOT takes exactly one condition, got \(conditions.count)")
+                }
+                return .not(conditions[0])
+            case "AND":
+                guard conditions.count >= 2 else { throw .invalid("AND needs at least two conditions") }
+                return .and(conditions)
+            default:
+                guard conditions.count >= 2 else { throw .invalid("OR needs at least two conditions") }
+                return .or(conditions)
+            }
+        case "MATCH", "FINAL":
+            throw .invalid("MATCH has no payload and cannot be used inside a logical rule")
+        default:
+            if Self.unsupportedRuleTypes.contains(type) {
+                throw .skipped("rule type \(type) is not supported by sluice; rule skipped")
+            }
+            throw .invalid("unknown rule type \(DecodingContext.quote(type))")
+        }
+    }
+
+    /// `((A,x),(B,y))` → ["A,x", "B,y"]: the outer parentheses hold a comma-separated list of parenthesised parts.
+    static func parenthesised(_ type: String, _ payload: String) throws(RuleProblem) -> [String] {
+        let expected =
+            "\(type): expected a payload such as ((DOMAIN,example.com),(NETWORK,UDP)), got "
+            + DecodingContext.quote(payload)
+        guard payload.hasPrefix("("), payload.hasSuffix(")"), payload.count >= 2 else { throw .invalid(expected) }
+        let inner = payload.dropFirst().dropLast()
+        var parts: [String] = []
+        for field in try splitTopLevel(inner) {
+            guard field.hasPrefix("("), field.hasSuffix(")"), field.count >= 2 else { throw .invalid(expected) }
+            parts.append(String(field.dropFirst().dropLast()))
+        }
+        return parts
+    }
+
+    static func domainPayload(_ type: String, _ payload: String) throws(RuleProblem) -> String {
+        let domain = payload.lowercased()
+        let valid =
+            !domain.isEmpty && domain.utf8.count <= 253
+            && domain.utf8.allSatisfy { byte in
+                (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                    || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+                    || byte >= 0x80
+            }
+        guard valid else { throw .invalid("\(type): expected a domain name, got \(DecodingContext.quote(payload))") }
+        return domain
+    }
+
+    /// Ports as mihomo writes them: `80`, `1000-2000`, or several joined by `/` (`80/443/8000-9000`).
+    static func portRanges(_ type: String, _ payload: String) throws(RuleProblem) -> [PortRange] {
+        try ranges(type, payload, limit: 65535).map { PortRange(UInt16($0.lowerBound), UInt16($0.upperBound)) }
+    }
+
+    static func ranges(_ type: String, _ payload: String, limit: UInt32) throws(RuleProblem) -> [ClosedRange<UInt64>] {
+        let expected =
+            "\(type): expected a number, a range such as 1000-2000, or several joined by '/', got "
+            + DecodingContext.quote(payload)
+        var result: [ClosedRange<UInt64>] = []
+        for part in payload.split(separator: "/", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+            var numbers: [UInt64] = []
+            for bound in bounds {
+                let text = bound.trimmingSpaces
+                guard !text.isEmpty, text.count <= 10, text.allSatisfy({ $0.isASCII && $0.isNumber }),
+                    let value = UInt64(text), value <= UInt64(limit)
+                else { throw .invalid(expected) }
+                numbers.append(value)
+            }
+            let lower = numbers[0]
+            let upper = numbers.count == 2 ? numbers[1] : lower
+            guard lower <= upper else { throw .invalid(expected) }
+            result.append(lower...upper)
+        }
+        return result
+    }
+
+    // MARK: rule-providers
+
+    func decodeRuleProviders(_ node: YAMLNode, _ path: String) -> RuleProviderTable {
+        var table = RuleProviderTable()
+        guard case .mapping(let pairs) = node.content else {
+            context.error(node.mark, path, "expected a mapping of provider names to settings, got \(node.kindName)")
+            return table
+        }
+        for pair in pairs {
+            let name = pair.key.scalar?.value ?? ""
+            let itemPath = path.key(name)
+            guard let reader = context.mapping(pair.value, itemPath) else {
+                table.leftOut.insert(name)  // avoid follow-on "no rule provider" errors
+                continue
+            }
+            if let provider = decodeRuleProvider(name, reader, itemPath) {
+                if case .some(let provider) = provider {
+                    table.loaded.append(provider)
+                    table.names.insert(name)
+                } else {
+                    table.leftOut.insert(name)
+                }
+            } else {
+                table.leftOut.insert(name)
+            }
+        }
+        return table
+    }
+
+    /// nil: error reported; `.some(nil)`: left out with a warning.
+    private func decodeRuleProvider(_ name: String, _ reader: MappingReader, _ path: String) -> RuleProvider?? {
+        var failed = false
+        func required(_ key: String) -> YAMLNode? {
+            guard let node = reader.value(key) else {
+                context.error(reader.mark, path, "missing required key \"\(key)\"")
+                failed = true
+                return nil
+            }
+            return node
+        }
+        let typeNode = required("type")
+        let behaviorNode = required("behavior")
+        let type = typeNode.flatMap { context.choice($0, path.key("type"), [ProviderType.file, .http, .inline]) }
+        let behavior = behaviorNode.flatMap {
+            context.choice($0, path.key("behavior"), [RuleProvider.Behavior.domain, .ipcidr, .classical])
+        }
+        var format = RuleProvider.Format.yaml
+        if let formatNode = reader.value("format"), let text = context.string(formatNode, path.key("format")) {
+            if text == "mrs" {
+                context.warning(
+                    formatNode.mark, path.key("format"),
+                    "the mrs format is not supported by sluice; provider \"\(name)\" left out and rules using it skipped"
+                )
+                return .some(nil)
+            }
+            guard let known = RuleProvider.Format(rawValue: text) else {
+                context.error(
+                    formatNode.mark, path.key("format"),
+                    "expected one of yaml, text; got \(DecodingContext.got(formatNode))")
+                return nil
+            }
+            format = known
+        }
+        var pathValue: String?
+        reader.string("path", into: &pathValue)
+        var interval = 0
+        reader.int("interval", 0...86400 * 365, into: &interval)
+        reader.ignore(["proxy", "size-limit"])
+        var source: RuleProvider.Source?
+        switch type {
+        case .file?:
+            if let pathValue {
+                source = .file(path: pathValue)
+            } else if !reader.has("path") {
+                context.error(reader.mark, path, "missing required key \"path\" (file providers read a local file)")
+            }
+        case .http?:
+            var url: String?
+            if let urlNode = required("url"), let text = context.string(urlNode, path.key("url")) {
+                if text.hasPrefix("http://") || text.hasPrefix("https://") {
+                    url = text
+                } else {
+                    context.error(
+                        urlNode.mark, path.key("url"),
+                        "expected an http:// or https:// URL, got \(DecodingContext.got(urlNode))")
+                }
+            }
+            if let url { source = .http(url: url, path: pathValue, interval: interval) }
+        case .inline?:
+            let payload = reader.decode("payload") { context.list($0, $1) { context.string($0, $1) } }
+            if let payload, let behavior {
+                validatePayload(payload, behavior: behavior, reader.value("payload"), path.key("payload"))
+                source = .inline(payload: payload)
+            } else if !reader.has("payload") {
+                context.error(reader.mark, path, "missing required key \"payload\" (inline providers list their rules)")
+            }
+        case nil:
+            break
+        }
+        reader.finish()
+        guard !failed, let source, let behavior else { return nil }
+        return .some(RuleProvider(name: name, source: source, behavior: behavior, format: format))
+    }
+
+    /// Checks inline payload entries against the provider's behaviour.
+    private func validatePayload(
+        _ payload: [String], behavior: RuleProvider.Behavior, _ node: YAMLNode?, _ path: String
+    ) {
+        guard let node, case .sequence(let items) = node.content else { return }
+        for (index, entry) in payload.enumerated() where index < items.count {
+            let item = items[index]
+            let itemPath = path.index(index)
+            switch behavior {
+            case .domain:
+                _ = domainPattern(entry, item, itemPath, allowRuleSet: false)
+            case .ipcidr:
+                if IPPrefix(entry) == nil {
+                    context.error(item.mark, itemPath, "expected an IP prefix, got \(DecodingContext.quote(entry))")
+                }
+            case .classical:
+                do throws(RuleProblem) {
+                    let fields = try Self.splitTopLevel(Substring(entry))
+                    guard fields.count >= 2 else {
+                        throw .invalid("expected TYPE,PAYLOAD, got \(DecodingContext.quote(entry))")
+                    }
+                    _ = try parseCondition(
+                        type: fields[0].uppercased(), payload: fields[1], providers: RuleProviderTable(),
+                        depth: 0)
+                } catch {
+                    switch error {
+                    case .invalid(let message): context.error(item.mark, itemPath, message)
+                    case .skipped(let message): context.warning(item.mark, itemPath, message)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `type` of a rule provider.
+    enum ProviderType: String {
+        case file, http, inline
+    }
+}

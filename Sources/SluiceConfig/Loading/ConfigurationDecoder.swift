@@ -1,0 +1,223 @@
+import SluiceNet
+
+/// Turns the YAML tree into a `SluiceConfiguration`, section by section, reporting into a `DecodingContext`.
+///
+/// Sections that others refer to are decoded first (rule providers, then proxies, then groups, then rules and
+/// DNS), so that references can be checked against what actually loaded.
+struct ConfigurationDecoder {
+    let context: DecodingContext
+
+    /// Top-level mihomo keys sluice recognises but does not implement; each gets a warning, never an error,
+    /// so that a mihomo config loads unchanged.
+    static let ignoredTopLevelKeys: [String] = [
+        "port", "socks-port", "redir-port", "tproxy-port", "mixed-port", "allow-lan", "bind-address",
+        "authentication", "skip-auth-prefixes", "lan-allowed-ips", "lan-disallowed-ips", "sniffer",
+        "external-controller", "external-controller-tls", "external-controller-unix", "external-controller-pipe",
+        "external-controller-cors", "external-ui", "external-ui-name", "external-ui-url", "external-doh-server",
+        "secret", "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
+        "geox-url", "global-client-fingerprint", "global-ua", "etag-support", "keep-alive-idle",
+        "keep-alive-interval", "disable-keep-alive", "find-process-mode", "unified-delay", "tcp-concurrent",
+        "interface-name", "experimental", "listeners", "proxy-providers", "sub-rules", "tunnels", "ntp",
+        "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp",
+    ]
+
+    func decode(_ root: YAMLNode, into configuration: inout SluiceConfiguration) {
+        guard case .mapping = root.content else {
+            context.error(root.mark, "", "the configuration must be a mapping of keys to values, got \(root.kindName)")
+            return
+        }
+        guard let top = context.mapping(root, "") else { return }
+
+        top.decode("log-level", into: &configuration.logLevel) {
+            context.choice($0, $1, SluiceConfiguration.LogLevel.allCases)
+        }
+        top.decode("mode", into: &configuration.mode) {
+            // mihomo accepts any case here ("Rule" in old Clash configs).
+            guard let text = context.scalarText($0, $1, expected: "rule, global or direct") else { return nil }
+            guard let mode = SluiceConfiguration.Mode(rawValue: text.lowercased()) else {
+                context.error($0.mark, $1, "expected one of rule, global, direct; got \(DecodingContext.got($0))")
+                return nil
+            }
+            return mode
+        }
+        top.bool("ipv6", into: &configuration.ipv6)
+
+        // Dependencies first: providers, then proxies and groups, then everything that refers to them.
+        let providers =
+            top.value("rule-providers").map { decodeRuleProviders($0, "rule-providers") }
+            ?? RuleProviderTable()
+        configuration.ruleProviders = providers.loaded
+        var names = NameTable()
+        if let node = top.value("proxies") {
+            configuration.proxies = decodeProxies(node, "proxies", names: &names)
+        }
+        if let node = top.value("proxy-groups") {
+            configuration.proxyGroups = decodeGroups(
+                node, "proxy-groups", proxies: configuration.proxies,
+                names: &names)
+        }
+        if let node = top.value("rules") {
+            configuration.rules = decodeRules(node, "rules", names: names, providers: providers)
+        }
+
+        var tunRoutingMarkSet = false
+        if let node = top.value("tun") {
+            tunRoutingMarkSet = decodeTun(node, "tun", into: &configuration.tun)
+        }
+        if let node = top.value("routing-mark"), let mark = context.uint32(node, "routing-mark") {
+            // mihomo has routing-mark at the top level; sluice keeps it with the TUN settings it belongs to.
+            if tunRoutingMarkSet {
+                if mark != configuration.tun.routingMark {
+                    context.warning(
+                        node.mark, "routing-mark",
+                        "tun.routing-mark is also set; using tun.routing-mark (\(configuration.tun.routingMark))")
+                }
+            } else {
+                configuration.tun.routingMark = mark
+            }
+        }
+        if let node = top.value("dns") {
+            decodeDNS(node, "dns", providers: providers, into: &configuration.dns)
+        }
+        if let node = top.value("hosts") {
+            configuration.hosts = decodeHosts(node, "hosts")
+        }
+        if let node = top.value("profile"), let reader = context.mapping(node, "profile") {
+            reader.bool("store-selected", into: &configuration.profile.storeSelected)
+            reader.bool("store-fake-ip", into: &configuration.profile.storeFakeIP)
+            reader.finish()
+        }
+        if let node = top.value("wireguard") {
+            configuration.wireguard = decodeWireGuard(node, "wireguard")
+        }
+        if let node = top.value("keepalive"), let reader = context.mapping(node, "keepalive") {
+            reader.bool("inhibit-sleep", into: &configuration.keepalive.inhibitSleep)
+            reader.duration("interval", minimum: .milliseconds(100), into: &configuration.keepalive.interval)
+            reader.finish()
+        }
+        if let node = top.value("supervisor") {
+            decodeSupervisor(node, "supervisor", into: &configuration.supervisor)
+        }
+        top.ignore(Self.ignoredTopLevelKeys)
+        top.finish()
+
+        crossCheck(configuration, top: top)
+    }
+
+    /// Checks that need more than one section.
+    private func crossCheck(_ configuration: SluiceConfiguration, top: MappingReader) {
+        let dns = configuration.dns
+        let tun = configuration.tun
+        if dns.enable, dns.listen == nil, !(tun.enable && !tun.dnsHijack.isEmpty),
+            let pair = top.pair("dns")
+        {
+            context.warning(
+                pair.key.mark, "dns",
+                "dns is enabled but nothing will reach it; set dns.listen or enable tun with tun.dns-hijack")
+        }
+        if dns.enhancedMode == .fakeIP, let pair = top.pair("dns") {
+            for address in tun.inet4Address where address.overlaps(dns.fakeIPRange) {
+                context.error(
+                    pair.key.mark, "dns.fake-ip-range",
+                    "\(dns.fakeIPRange) overlaps tun.inet4-address \(address); choose ranges that do not overlap")
+            }
+        }
+    }
+
+    // MARK: hosts
+
+    func decodeHosts(_ node: YAMLNode, _ path: String) -> [HostEntry] {
+        guard case .mapping(let pairs) = node.content else {
+            context.error(node.mark, path, "expected a mapping of host names to addresses, got \(node.kindName)")
+            return []
+        }
+        var entries: [HostEntry] = []
+        for pair in pairs {
+            let name = pair.key.scalar?.value ?? ""
+            let itemPath = path.key(name)
+            guard domainPattern(name, pair.key, itemPath, allowRuleSet: false) != nil else { continue }
+            let value = pair.value
+            switch value.content {
+            case .scalar(let scalar) where !scalar.isNull:
+                if let address = IPAddress(scalar.value) {
+                    entries.append(HostEntry(name: name, value: .addresses([address])))
+                } else if SocketEndpoint.isValidHostName(scalar.value) {
+                    entries.append(HostEntry(name: name, value: .alias(scalar.value.lowercased())))
+                } else {
+                    context.error(
+                        value.mark, itemPath,
+                        "expected an IP address, a list of addresses or a host name, got \(DecodingContext.got(value))")
+                }
+            case .sequence:
+                if let addresses = context.list(value, itemPath, context.address), !addresses.isEmpty {
+                    entries.append(HostEntry(name: name, value: .addresses(addresses)))
+                }
+            default:
+                context.error(
+                    value.mark, itemPath,
+                    "expected an IP address, a list of addresses or a host name, got \(DecodingContext.got(value))")
+            }
+        }
+        return entries
+    }
+
+    // MARK: Domain patterns
+
+    /// Validates a mihomo domain pattern: `example.com`, `*.lan`, `+.example.com`, `.example.com`, and (where
+    /// allowed) `rule-set:NAME`, whose provider existence the caller checks.
+    func domainPattern(_ text: String, _ node: YAMLNode, _ path: String, allowRuleSet: Bool) -> DomainPattern? {
+        if allowRuleSet, text.hasPrefix("rule-set:") {
+            let name = String(text.dropFirst("rule-set:".count))
+            if name.isEmpty {
+                context.error(node.mark, path, "rule-set: needs the name of a rule provider")
+                return nil
+            }
+            return .ruleSet(name)
+        }
+        let lower = text.lowercased()
+        var body = Substring(lower)
+        var kind = 0  // 0 exact, 1 suffix (+.), 2 subdomains (.)
+        if body.hasPrefix("+.") {
+            kind = 1
+            body = body.dropFirst(2)
+        } else if body.hasPrefix(".") {
+            kind = 2
+            body = body.dropFirst()
+        }
+        var hasWildcard = false
+        var valid = !body.isEmpty && body.utf8.count <= 253
+        if valid {
+            for label in body.split(separator: ".", omittingEmptySubsequences: false) {
+                if label == "*" {
+                    hasWildcard = true
+                    continue
+                }
+                let ok =
+                    !label.isEmpty && label.utf8.count <= 63
+                    && label.utf8.allSatisfy { byte in
+                        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                            || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+                            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte >= 0x80
+                    }
+                if !ok {
+                    valid = false
+                    break
+                }
+            }
+        }
+        guard valid else {
+            let forms =
+                allowRuleSet
+                ? "example.com, *.lan, +.example.com, .example.com or rule-set:NAME"
+                : "example.com, *.lan, +.example.com or .example.com"
+            context.error(
+                node.mark, path, "expected a domain pattern such as \(forms), got \(DecodingContext.quote(text))")
+            return nil
+        }
+        switch kind {
+        case 1: return hasWildcard ? .wildcard("+." + body) : .suffix(String(body))
+        case 2: return hasWildcard ? .wildcard("." + body) : .subdomains(String(body))
+        default: return hasWildcard ? .wildcard(String(body)) : .exact(String(body))
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import SluiceNet
+
+/// The `dns:` section: sluice's DNS server, fake-IP pool and upstreams.
+public struct DNSConfiguration: Sendable, Equatable, Codable {
+    public var enable = false
+    /// Where the dns-worker listens in addition to hijacked TUN traffic.
+    public var listen: SocketEndpoint?
+    /// Whether AAAA queries are answered (false: answered empty).
+    public var ipv6 = false
+    public var enhancedMode: EnhancedMode = .normal
+    public var fakeIPRange: IPPrefix = IPPrefix("198.18.0.1/16")!
+    public var fakeIPRange6: IPPrefix?
+    public var fakeIPFilter: [DomainPattern] = []
+    public var fakeIPFilterMode: FakeIPFilterMode = .blacklist
+    public var nameserver: [DNSUpstream] = []
+    public var defaultNameserver: [DNSUpstream] = []
+    public var fallback: [DNSUpstream] = []
+    public var proxyServerNameserver: [DNSUpstream] = []
+    public var nameserverPolicy: [NameserverPolicy] = []
+    public var useHosts = true
+    public var useSystemHosts = true
+    public var respectRules = false
+    /// sluice extension: answers are cached for at least this many seconds.
+    public var cacheMinTTL = 0
+    /// sluice extension: answers are cached for at most this many seconds.
+    public var cacheMaxTTL = 86400
+
+    public init() {}
+
+    /// How the DNS server answers: with fake IPs from the pool, or with real addresses.
+    public enum EnhancedMode: String, Sendable, Equatable, Codable {
+        case fakeIP = "fake-ip"
+        case redirHost = "redir-host"
+        case normal
+    }
+
+    /// Whether `fake-ip-filter` lists names that get real answers (blacklist) or the only names that get fake
+    /// ones (whitelist).
+    public enum FakeIPFilterMode: String, Sendable, Equatable, Codable {
+        case blacklist, whitelist
+    }
+}
+
+/// A plain-DNS upstream server (`udp://IP[:port]`, `tcp://IP[:port]` or bare `IP[:port]`, which is UDP).
+public struct DNSUpstream: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// The transport used to reach the upstream.
+    public enum Transport: String, Sendable, Equatable, Codable {
+        case udp, tcp
+    }
+
+    public var transport: Transport
+    public var endpoint: SocketEndpoint
+
+    public init(transport: Transport, endpoint: SocketEndpoint) {
+        self.transport = transport
+        self.endpoint = endpoint
+    }
+
+    public var description: String {
+        "\(transport.rawValue)://\(endpoint)"
+    }
+}
+
+/// One `nameserver-policy` entry: names matching `pattern` are resolved by `upstreams`.
+public struct NameserverPolicy: Sendable, Equatable, Codable {
+    public var pattern: DomainPattern
+    public var upstreams: [DNSUpstream]
+
+    public init(pattern: DomainPattern, upstreams: [DNSUpstream]) {
+        self.pattern = pattern
+        self.upstreams = upstreams
+    }
+}
+
+/// A domain-name pattern as mihomo writes them in `fake-ip-filter`, `nameserver-policy` and `hosts`.
+public enum DomainPattern: Sendable, Equatable, Hashable, Codable, CustomStringConvertible {
+    /// `example.com`: exactly this name.
+    case exact(String)
+    /// `*.lan`, `www.*.example`: `*` stands for exactly one label.
+    case wildcard(String)
+    /// `+.example.com`: the name itself and every name under it (stored without the `+.`).
+    case suffix(String)
+    /// `.example.com`: every name under it but not the name itself (stored without the leading dot).
+    case subdomains(String)
+    /// `rule-set:NAME`: the names of a domain rule provider.
+    case ruleSet(String)
+
+    public var description: String {
+        switch self {
+        case .exact(let name), .wildcard(let name): return name
+        case .suffix(let name): return "+.\(name)"
+        case .subdomains(let name): return ".\(name)"
+        case .ruleSet(let name): return "rule-set:\(name)"
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import SluiceNet
+
+/// The whole validated sluice configuration, as loaded from a mihomo-compatible YAML file.
+///
+/// Every field has the documented default (see docs/configuration.md) so that `SluiceConfiguration()` is the
+/// configuration of an empty file. It is `Codable` because the supervisor pushes sections to workers as JSON.
+public struct SluiceConfiguration: Sendable, Equatable, Codable {
+    public var logLevel: LogLevel = .info
+    public var mode: Mode = .rule
+    /// Whether IPv6 is handled at all (mihomo's top-level `ipv6`, default true).
+    public var ipv6: Bool = true
+    public var tun = TunConfiguration()
+    public var dns = DNSConfiguration()
+    /// Static host entries (`hosts:`), in file order.
+    public var hosts: [HostEntry] = []
+    public var profile = ProfileConfiguration()
+    /// Supported proxies in file order; unsupported ones are left out with a warning.
+    public var proxies: [Proxy] = []
+    public var proxyGroups: [ProxyGroup] = []
+    public var ruleProviders: [RuleProvider] = []
+    /// Rules in file order; skipped rules are not present.
+    public var rules: [Rule] = []
+    public var wireguard: [WireGuardLink] = []
+    public var keepalive = KeepaliveConfiguration()
+    public var supervisor = SupervisorConfiguration()
+
+    public init() {}
+
+    /// How much the workers log (`log-level`).
+    public enum LogLevel: String, Sendable, Equatable, Codable, CaseIterable {
+        case silent, error, warning, info, debug
+    }
+
+    /// How connections are routed (`mode`): by rules, all through the GLOBAL selection, or all direct.
+    public enum Mode: String, Sendable, Equatable, Codable, CaseIterable {
+        case rule, global, direct
+    }
+}
+
+/// One `hosts:` entry: a name (which may use the same wildcards as `fake-ip-filter`) and what it resolves to.
+public struct HostEntry: Sendable, Equatable, Codable {
+    /// What a host entry maps to.
+    public enum Value: Sendable, Equatable, Codable {
+        /// One or more literal addresses.
+        case addresses([IPAddress])
+        /// Another name, resolved in its place (a CNAME-like alias).
+        case alias(String)
+    }
+
+    public var name: String
+    public var value: Value
+
+    public init(name: String, value: Value) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// What sluice remembers across restarts (`profile:`).
+public struct ProfileConfiguration: Sendable, Equatable, Codable {
+    /// Remember the selected member of `select` groups.
+    public var storeSelected = true
+    /// Persist the fake-IP mapping under the state directory.
+    public var storeFakeIP = true
+
+    public init() {}
+}

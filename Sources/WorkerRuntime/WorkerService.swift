@@ -1,0 +1,29 @@
+import IPC
+import SluiceConfig
+
+/// What a worker does, as seen by the lifecycle loop in ``WorkerProcess``.
+///
+/// The loop owns the control channel: it answers hello, heartbeats and stats requests and
+/// calls these hooks. A worker's real job runs on its own threads and reports through them.
+public protocol WorkerService: AnyObject {
+    /// Validates and applies a configuration. Called for the first push and for every
+    /// reload. Must not block for long: the supervisor waits for the answer.
+    func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String)
+
+    /// One short line for STATUS= once the worker is serving, e.g. `sluice0 up`.
+    var readyDetail: String { get }
+
+    /// Whether the worker's own machinery is healthy. The heartbeat is answered only when
+    /// it is, so a wedged data plane looks like a hung worker and gets restarted.
+    var isHealthy: Bool { get }
+
+    /// Counters for `sluiced status` and metrics.
+    func stats() -> [StatsReport.Entry]
+
+    /// A (new) channel to a peer worker; replaces any earlier one to the same role.
+    /// - Note: the service takes ownership of `channel`.
+    func peerConnected(_ peer: PeerChannel, channel: FrameChannel)
+
+    /// Stop serving within `graceMilliseconds`.
+    func shutdown(graceMilliseconds: UInt32)
+}

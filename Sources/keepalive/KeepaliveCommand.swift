@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import IPC
+import WorkerRuntime
+
+/// `sluice-keepalive`: brings WireGuard links up and keeps them alive. Holds
+/// CAP_NET_ADMIN only when links are configured. Started by sluiced.
+@main
+struct KeepaliveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice-keepalive",
+        abstract: "sluice's keepalive worker: WireGuard links, liveness and routes. Started by sluiced.",
+        discussion: "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
+        version: SluiceVersion.banner("sluice-keepalive")
+    )
+
+    @OptionGroup var options: WorkerOptions
+
+    func run() throws {
+        let process = WorkerProcess(role: .keepalive, identifier: "sluice-keepalive")
+        let service = ConfigurationKeeper(label: "sluice-keepalive") { config in
+            "\(config.wireguard.count) WireGuard link\(config.wireguard.count == 1 ? "" : "s")"
+        }
+        let code = process.run(controlFD: options.resolvedControlFD, service: service)
+        if code != 0 { throw ExitCode(code) }
+    }
+}

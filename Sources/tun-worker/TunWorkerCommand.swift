@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import IPC
+import WorkerRuntime
+
+/// `sluice-tun-worker`: the data plane (TUN device, NAT, rules, outbounds). Holds
+/// CAP_NET_ADMIN and nothing else; started by sluiced.
+@main
+struct TunWorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice-tun-worker",
+        abstract: "sluice's TUN worker: captures layer-3 traffic and forwards it. Started by sluiced.",
+        discussion: "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
+        version: SluiceVersion.banner("sluice-tun-worker")
+    )
+
+    @OptionGroup var options: WorkerOptions
+
+    func run() throws {
+        let process = WorkerProcess(role: .tunWorker, identifier: "sluice-tun")
+        let service = ConfigurationKeeper(label: "sluice-tun") { config in
+            "tun \(config.tun.enable ? "enabled" : "disabled"), device \(config.tun.device)"
+        }
+        let code = process.run(controlFD: options.resolvedControlFD, service: service)
+        if code != 0 { throw ExitCode(code) }
+    }
+}

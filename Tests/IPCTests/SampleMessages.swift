@@ -1,0 +1,34 @@
+import IPC
+import SluiceNet
+
+/// One of each message with fixed field values: the source of the golden vectors and of the
+/// round-trip and mutation tests.
+enum SampleMessages {
+    static let v4 = IPAddress.v4(IPv4Address(198, 18, 0, 7))
+    static let v6 = IPAddress.v6(IPv6Address(high: 0xfdfe_dcba_9876_0000, low: 0x0000_0000_0000_0001))
+
+    /// (name, message, request id, reply flag)
+    static let all: [(String, Message, UInt32, Bool)] = [
+        ("hello", .hello(Hello(role: .tunWorker, minimumVersion: 1, maximumVersion: 1, pid: 4242, software: "sluiced 0.1.0")), 1, false),
+        ("helloAccept", .helloAccept(HelloAccept(version: 1, role: .dnsWorker, pid: 77, software: "dns")), 1, true),
+        ("error", .error(ErrorReport(code: .unknownMessageType, message: "type 0x0fff")), 9, true),
+        ("configPush", .configPush(ConfigPush(generation: 3, document: Array("{}".utf8))), 2, false),
+        ("configResult", .configResult(ConfigResult(generation: 3, outcome: .restartRequired, detail: "tun.device")), 2, true),
+        ("ready", .ready(Ready(generation: 3, detail: "up")), 0, false),
+        ("heartbeat", .heartbeat(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, false),
+        ("heartbeatAck", .heartbeatAck(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, true),
+        ("statsRequest", .statsRequest, 6, false),
+        ("statsReport", .statsReport(StatsReport(entries: [.init("a", 1), .init("b", -1)])), 6, true),
+        ("statusRequest", .statusRequest, 11, false),
+        ("statusReport", .statusReport(document: Array("{}".utf8)), 11, true),
+        ("reload", .reload(Reload(reason: "HUP")), 0, false),
+        ("shutdown", .shutdown(Shutdown(graceMilliseconds: 5000, reason: "stop")), 0, false),
+        ("peerChannel", .peerChannel(PeerChannel(peer: .dnsWorker, peerPID: 4243)), 0, false),
+        ("fakeIPLookup", .fakeIPLookup(FakeIPLookup(address: v4)), 7, false),
+        ("fakeIPAnswer", .fakeIPAnswer(FakeIPAnswer(address: v4, name: "a.test")), 7, true),
+        ("fakeIPAnswer-none", .fakeIPAnswer(FakeIPAnswer(address: v6, name: nil)), 8, true),
+        ("mappingEvent", .mappingEvent(MappingEvent(kind: .assigned, address: v4, name: "a.test")), 0, false),
+        ("fakeIPPin", .fakeIPPin(FakeIPPin(address: v4, pinned: true)), 0, false),
+        ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
+    ]
+}

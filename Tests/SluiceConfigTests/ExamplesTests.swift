@@ -1,0 +1,71 @@
+import Foundation
+import SluiceConfig
+import Testing
+
+/// The shipped examples load as documented and survive a JSON round trip.
+@Suite("Examples")
+struct ExamplesTests {
+    @Test func fullExampleHasNoDiagnostics() throws {
+        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"))
+        #expect(result.diagnostics.map(\.description) == [])
+        let configuration = try #require(result.configuration)
+        #expect(configuration.proxies.count == 10)
+        #expect(configuration.proxyGroups.count == 6)
+        #expect(configuration.ruleProviders.count == 4)
+        #expect(configuration.rules.count == 23)
+        #expect(configuration.wireguard.count == 2)
+        #expect(configuration.wireguard.first?.peers.count == 2)
+    }
+
+    @Test func minimalExample() throws {
+        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("minimal.yaml"))
+        #expect(result.diagnostics.map(\.description) == [])
+        let configuration = try #require(result.configuration)
+        #expect(configuration.tun.enable)
+        #expect(configuration.tun.device == "sluice0")
+        #expect(configuration.dns.enhancedMode == .fakeIP)
+        #expect(configuration.rules == [Rule(condition: .match, target: "DIRECT")])
+    }
+
+    @Test func jsonRoundTrip() throws {
+        let configuration = try #require(
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml")).configuration)
+        let data = try JSONEncoder().encode(configuration)
+        let decoded = try JSONDecoder().decode(SluiceConfiguration.self, from: data)
+        #expect(decoded == configuration)
+        let empty = SluiceConfiguration()
+        #expect(try JSONDecoder().decode(SluiceConfiguration.self, from: JSONEncoder().encode(empty)) == empty)
+    }
+
+    @Test func mihomoStyleLoadsWithWarningsOnly() throws {
+        let path = TestSupport.example("mihomo-style.yaml")
+        let result = ConfigLoader.load(contentsOfFile: path)
+        let rendered = result.diagnostics.map(\.description).map { $0.replacingOccurrences(of: path, with: "m.yaml") }
+        #expect(result.errors.isEmpty, "\(rendered)")
+        let configuration = try #require(result.configuration)
+        for expected in [
+            "m.yaml:3:1: warning: mixed-port: not supported by sluice; ignored",
+            "m.yaml:4:1: warning: allow-lan: not supported by sluice; ignored",
+            "m.yaml:9:1: warning: external-controller: not supported by sluice; ignored",
+            "m.yaml:20:1: warning: sniffer: not supported by sluice; ignored",
+        ] {
+            #expect(rendered.contains(expected), "\(rendered)")
+        }
+        #expect(
+            rendered.contains {
+                $0.contains("proxies[0]: type \"vmess\" is not supported by sluice; proxy \"hk-vmess\" left out")
+            })
+        #expect(rendered.contains { $0.contains("rule type GEOIP is not supported by sluice; rule skipped") })
+        #expect(rendered.contains { $0.contains("tun.auto-redirect") })
+        #expect(configuration.proxies.map(\.name) == ["sg-ss", "us-ss"])
+        // HK only had the vmess proxy: it falls back to DIRECT with a warning.
+        let hk = try #require(configuration.proxyGroups.first { $0.name == "HK" })
+        #expect(hk.members == ["DIRECT"])
+        #expect(hk.kind == .urlTest)
+        let jp = try #require(configuration.proxyGroups.first { $0.name == "JP" })
+        #expect(jp.interval == 600)
+        #expect(jp.tolerance == 50)
+        #expect(configuration.rules.count == 7)  // GEOSITE and two GEOIP rules skipped
+        #expect(configuration.rules.last == Rule(condition: .match, target: "PROXY"))
+    }
+}

@@ -1,0 +1,37 @@
+import SluiceConfig
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers shared by the configuration tests.
+enum TestSupport {
+    /// The package root, found by walking up from this file to the directory holding Package.swift.
+    static let packageRoot: String = {
+        var components = #filePath.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        while components.count > 1 {
+            components.removeLast()
+            let candidate = components.joined(separator: "/")
+            if fileExists(candidate + "/Package.swift") { return candidate }
+        }
+        return "."
+    }()
+
+    static func example(_ name: String) -> String {
+        packageRoot + "/examples/" + name
+    }
+
+    static func fileExists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// Loads `yaml` as file `t.yaml`.
+    static func load(_ yaml: String) -> ConfigLoadResult {
+        ConfigLoader.load(yaml: yaml, fileName: "t.yaml")
+    }
+
+    /// The rendered diagnostics of `yaml`.
+    static func messages(_ yaml: String) -> [String] {
+        load(yaml).diagnostics.map(\.description)
+    }
+}
