@@ -68,11 +68,20 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "Supervision",
+            dependencies: [
+                "IPC", "SluiceSystem", "SluiceConfig", "WorkerRuntime", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: Executables (thin mains)
         .executableTarget(
             name: "supervisor",
             dependencies: [
-                "WorkerRuntime", "SluiceConfig", "IPC", "SluiceSystem",
+                "Supervision", "WorkerRuntime", "SluiceConfig", "IPC", "SluiceSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -108,6 +117,11 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "SluiceSystem", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "SupervisionTests",
+            dependencies: ["Supervision", "IPC", "SluiceSystem", "SluiceConfig", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -98,6 +98,8 @@ public struct SpawnRequest: Sendable {
     /// Capabilities kept as effective, permitted, inheritable and ambient; everything else
     /// is dropped, including from the bounding set when possible.
     public var capabilities: UInt64
+    /// false: leave the capability sets alone (the child inherits ours as exec allows).
+    public var limitCapabilities = true
     public var parentDeathSignal: CInt = SIGKILL
     public var newSession = true
 
@@ -148,7 +150,7 @@ public enum ProcessSpawner {
                             req.ngroups = CInt(groupBuf.count)
                         }
                         req.capabilities = request.capabilities
-                        req.limit_capabilities = 1
+                        req.limit_capabilities = request.limitCapabilities ? 1 : 0
                         req.parent_death_signal = request.parentDeathSignal
                         req.new_session = request.newSession ? 1 : 0
                         return csluice_spawn(&req, &step, step.count)
@@ -226,6 +228,11 @@ public struct ProcessStatus: Sendable, Equatable {
     public var capAmbient: UInt64
     public var noNewPrivs: Bool
     public var parentPID: pid_t
+    /// `R`, `S`, `T`, `Z`, ... (the first letter of the State line).
+    public var state: Character
+
+    /// A zombie has exited and only waits to be reaped.
+    public var isZombie: Bool { state == "Z" || state == "X" }
 
     /// Reads `/proc/<pid>/status`; nil when the process is gone or the file is unreadable.
     public static func read(pid: pid_t) -> ProcessStatus? {
@@ -245,7 +252,8 @@ public struct ProcessStatus: Sendable, Equatable {
         return ProcessStatus(
             name: fields["Name"] ?? "", uid: uid ?? 0, capEffective: hex("CapEff"), capPermitted: hex("CapPrm"),
             capInheritable: hex("CapInh"), capBounding: hex("CapBnd"), capAmbient: hex("CapAmb"),
-            noNewPrivs: fields["NoNewPrivs"] == "1", parentPID: pid_t(fields["PPid"] ?? "") ?? 0)
+            noNewPrivs: fields["NoNewPrivs"] == "1", parentPID: pid_t(fields["PPid"] ?? "") ?? 0,
+            state: fields["State"]?.first ?? "?")
     }
 }
 

@@ -112,7 +112,7 @@ public final class WorkerProcess {
                 try channel.send(.heartbeatAck(beat), requestID: id, isReply: true)
             case .statsRequest:
                 var entries: [StatsReport.Entry] = [
-                    .init("uptime.ms", Int64((MonotonicClock.now - startedAt) / 1_000_000)),
+                    .init("uptime.ms", Int64(MonotonicClock.elapsed(from: startedAt, to: MonotonicClock.now) / 1_000_000)),
                     .init("config.generation", Int64(generation)),
                     .init("heartbeats.answered", heartbeatsAnswered),
                 ]

@@ -1,6 +1,7 @@
 import Glibc
 import IPC
 import SluiceSystem
+import SluiceTestSupport
 import Testing
 
 /// Frames over real AF_UNIX socket pairs, including descriptor passing.
@@ -53,7 +54,7 @@ struct FrameChannelTests {
     func largePayload() throws {
         let (left, right) = try pair()
         let document = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let sender = Thread { try? left.send(.configPush(ConfigPush(generation: 9, document: document))) }
+        let sender = TestThread { try? left.send(.configPush(ConfigPush(generation: 9, document: document))) }
         sender.start()
         let received = try #require(try right.receive(timeoutMilliseconds: 10_000))
         #expect(try received.frame.message() == .configPush(ConfigPush(generation: 9, document: document)))
@@ -66,6 +67,17 @@ struct FrameChannelTests {
         #expect(try right.receive(timeoutMilliseconds: 50) == nil)
         left.close()
         #expect(throwsCode(.peerClosed) { try right.receive(timeoutMilliseconds: 2000) })
+    }
+
+    @Test("a zero timeout returns what has already arrived, and nil when nothing has")
+    func zeroTimeoutPolls() throws {
+        let (left, right) = try pair()
+        #expect(try right.receive(timeoutMilliseconds: 0) == nil)
+        try left.send(.statsRequest, requestID: 5)
+        try left.send(.statsRequest, requestID: 6)
+        #expect(try right.receive(timeoutMilliseconds: 0)?.header.requestID == 5)
+        #expect(try right.receive(timeoutMilliseconds: 0)?.header.requestID == 6)
+        #expect(try right.receive(timeoutMilliseconds: 0) == nil)
     }
 
     @Test("a peer that dies mid-frame is reported as truncated")
@@ -125,23 +137,4 @@ struct FrameChannelTests {
         #expect(cred.pid == getpid())
         #expect(cred.uid == getuid())
     }
-}
-
-/// A joinable thread for tests that need a concurrent peer.
-final class Thread: @unchecked Sendable {
-    private var handle = pthread_t()
-    private let body: () -> Void
-
-    init(_ body: @escaping () -> Void) { self.body = body }
-
-    func start() {
-        let box = Unmanaged.passRetained(self)
-        pthread_create(&handle, nil, { raw in
-            let thread = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, box.toOpaque())
-    }
-
-    func join() { pthread_join(handle, nil) }
 }

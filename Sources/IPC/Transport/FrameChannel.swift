@@ -145,11 +145,12 @@ public final class FrameChannel: Sendable {
                 if state.closed { throw IPCError(.peerClosed, "end of stream") }
                 let fd = socket.rawValue
                 guard fd >= 0 else { throw IPCError(.peerClosed, "channel closed locally") }
+                // Past the deadline we still look once without waiting: a zero timeout
+                // means "whatever has arrived", not "nothing".
                 var wait: Int32 = -1
                 if let deadline {
                     let now = MonotonicClock.now
-                    if now >= deadline { return nil }
-                    wait = Int32(min(UInt64(Int32.max), (deadline - now + 999_999) / 1_000_000))
+                    wait = now >= deadline ? 0 : Int32(min(UInt64(Int32.max), (deadline - now + 999_999) / 1_000_000))
                 }
                 let chunk: ReceivedChunk
                 do throws(SystemError) {
@@ -199,6 +200,11 @@ public final class FrameChannel: Sendable {
 
 /// CLOCK_MONOTONIC in nanoseconds: timeouts and heartbeat round trips.
 public enum MonotonicClock {
+    /// Nanoseconds from `start` to `end`, 0 when `end` is earlier. Timestamps taken at
+    /// different moments of one loop pass can be out of order; unsigned subtraction would trap.
+    @inline(__always)
+    public static func elapsed(from start: UInt64, to end: UInt64) -> UInt64 { end > start ? end - start : 0 }
+
     public static var now: UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

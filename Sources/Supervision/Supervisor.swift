@@ -1,0 +1,412 @@
+import CSystemd
+import Foundation
+import IPC
+import Logging
+import SluiceConfig
+import SluiceSystem
+import WorkerRuntime
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the supervisor finds things and puts things.
+public struct SupervisorOptions: Sendable {
+    public var configPath: String
+    public var runtimeDirectory: String
+    public var stateDirectory: String
+    /// Directory holding the worker executables (default: beside `sluiced`).
+    public var workerDirectory: String
+    /// Per-worker executable overrides (tests, packagers).
+    public var executableOverrides: [WorkerKind: String]
+
+    public init(
+        configPath: String, runtimeDirectory: String, stateDirectory: String, workerDirectory: String,
+        executableOverrides: [WorkerKind: String] = [:]
+    ) {
+        self.configPath = configPath
+        self.runtimeDirectory = runtimeDirectory
+        self.stateDirectory = stateDirectory
+        self.workerDirectory = workerDirectory
+        self.executableOverrides = executableOverrides
+    }
+
+    public var controlSocketPath: String { runtimeDirectory + "/control.sock" }
+}
+
+/// `sluiced run`: spawns the enabled workers with least privilege, keeps them alive, and
+/// speaks systemd.
+///
+/// A single thread runs everything: a poll() loop over the signal self-pipe, each
+/// worker's control channel and log pipe, the control socket and its clients, with timers
+/// for heartbeats, restarts and the watchdog. One thread means no locks, and it means
+/// every worker is spawned by the same long-lived thread, which PR_SET_PDEATHSIG needs
+/// (it fires when the spawning *thread* exits). See docs/architecture.md.
+public final class Supervisor {
+    enum Phase: Equatable {
+        case running
+        /// Stopping every worker; exit with `exitCode` once they are gone.
+        case stopping(killAt: UInt64)
+    }
+
+    let options: SupervisorOptions
+    var configuration: SluiceConfiguration
+    var generation: UInt64 = 1
+    let notifier = SystemdNotifier()
+    let logger = Logger(label: "sluiced")
+    var slots: [WorkerKind: WorkerSlot] = [:]
+    /// Account the workers run as; nil when sluiced runs unprivileged (workers keep our uid).
+    let account: ServiceAccount?
+    /// Group that may use the control socket.
+    let controlGroup: gid_t?
+    /// Capabilities we can hand out (our permitted set).
+    let grantable: UInt64
+    var signalPipe: OwnedDescriptor?
+    var listener: OwnedDescriptor?
+    var clients: [ControlClient] = []
+    var nextRequestID: UInt32 = 1
+    var phase: Phase = .running
+    var exitCode: Int32 = 0
+    var readyNotified = false
+    var nextHeartbeatAt: UInt64 = 0
+    var heartbeatTicks: UInt64 = 0
+    var nextWatchdogAt: UInt64 = 0
+    let startedAt = MonotonicClock.now
+    var rng = SystemRandomNumberGenerator()
+    var lastStatus = ""
+
+    /// - Throws: ``SupervisorError`` when the service account is missing or the runtime
+    ///   directory cannot be prepared.
+    public init(options: SupervisorOptions, configuration: SluiceConfiguration) throws {
+        self.options = options
+        self.configuration = configuration
+        self.grantable = (try? Capability.current())?.permitted ?? 0
+        if geteuid() == 0 {
+            let user = configuration.supervisor.user
+            guard let account = ServiceAccount.lookup(user) else {
+                throw SupervisorError(
+                    "supervisor.user: the user \"\(user)\" does not exist. Create it with "
+                        + "`useradd --system --no-create-home --shell /usr/sbin/nologin \(user)` "
+                        + "(or install units/sluice.sysusers.conf and run `systemd-sysusers`), "
+                        + "or set supervisor.user to an existing unprivileged user.")
+            }
+            self.account = account
+            if let groupName = configuration.supervisor.group {
+                guard let gid = ServiceAccount.groupID(groupName) else {
+                    throw SupervisorError("supervisor.group: the group \"\(groupName)\" does not exist; create it or remove the key")
+                }
+                self.controlGroup = gid
+            } else {
+                self.controlGroup = account.gid
+            }
+        } else {
+            self.account = nil
+            self.controlGroup = nil
+        }
+        for kind in WorkerKind.allCases {
+            slots[kind] = WorkerSlot(kind: kind, schedule: Self.schedule(configuration.supervisor.restart))
+        }
+    }
+
+    static func schedule(_ settings: SluiceConfig.RestartPolicy) -> RestartSchedule {
+        RestartSchedule(
+            minimumDelay: settings.minDelay, maximumDelay: settings.maxDelay, maxRestarts: settings.maxRestarts,
+            window: settings.window, stableAfter: settings.stableAfter)
+    }
+
+    var heartbeatInterval: UInt64 { max(10_000_000, configuration.supervisor.heartbeatInterval.nanoseconds) }
+    var heartbeatTimeout: UInt64 { max(heartbeatInterval, configuration.supervisor.heartbeatTimeout.nanoseconds) }
+    /// How long a fresh worker may take to become ready.
+    var startTimeout: UInt64 { max(heartbeatTimeout, 30_000_000_000) }
+    var stopGrace: UInt64 { configuration.supervisor.stopTimeout.nanoseconds }
+
+    // MARK: Running
+
+    /// Runs until stopped. Returns the process exit code: 0 after SIGTERM/SIGINT, 1 after
+    /// giving up on a worker.
+    public func run() -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            signalPipe = try SignalPipe.install([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+            try prepareDirectories()
+            listener = try UnixSocket.listen(path: options.controlSocketPath, mode: 0o660)
+            if let controlGroup { chown(options.controlSocketPath, uid_t.max, controlGroup) }
+        } catch {
+            logger.critical("cannot start: \(error)")
+            notifier.status("failed to start: \(error)")
+            return 1
+        }
+        announcePrivileges()
+        logger.info(
+            "sluiced \(SluiceVersion.string) started (pid \(getpid())), config \(options.configPath), control socket \(options.controlSocketPath)"
+        )
+        for kind in WorkerKind.allCases {
+            let slot = slots[kind]!
+            slot.enabled = kind.isEnabled(in: configuration)
+            if slot.enabled { spawn(slot) }
+        }
+        publishStatus()
+        checkAllReady()
+        let now = MonotonicClock.now
+        nextHeartbeatAt = now + heartbeatInterval
+        nextWatchdogAt = now
+        loop()
+        unlink(options.controlSocketPath)
+        logger.info("sluiced exiting with status \(exitCode)")
+        return exitCode
+    }
+
+    private func loop() {
+        while true {
+            if case .stopping = phase, slots.values.allSatisfy({ !$0.isRunning }) { return }
+            runTimers()
+            if case .stopping = phase, slots.values.allSatisfy({ !$0.isRunning }) { return }
+            pollOnce(timeoutMilliseconds: nextTimeoutMilliseconds())
+        }
+    }
+
+    /// Milliseconds until the earliest timer, at most 1 s.
+    private func nextTimeoutMilliseconds() -> Int32 {
+        let now = MonotonicClock.now
+        var deadline = now + 1_000_000_000
+        deadline = min(deadline, nextHeartbeatAt)
+        if notifier.watchdogInterval != nil { deadline = min(deadline, nextWatchdogAt) }
+        for slot in slots.values {
+            if case .backoff(let until) = slot.state { deadline = min(deadline, until) }
+        }
+        if case .stopping(let killAt) = phase { deadline = min(deadline, killAt) }
+        if deadline <= now { return 0 }
+        return Int32(min(1000, (deadline - now + 999_999) / 1_000_000))
+    }
+
+    private enum Source {
+        case signals
+        case listener
+        case channel(WorkerSlot)
+        case log(WorkerSlot)
+        case client(ControlClient)
+    }
+
+    private func pollOnce(timeoutMilliseconds: Int32) {
+        var fds: [pollfd] = []
+        var sources: [Source] = []
+        func add(_ fd: CInt, _ source: Source) {
+            guard fd >= 0 else { return }
+            fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+            sources.append(source)
+        }
+        if let signalPipe { add(signalPipe.rawValue, .signals) }
+        if let listener, phase == .running { add(listener.rawValue, .listener) }
+        for slot in slots.values {
+            if let channel = slot.channel { add(channel.rawDescriptor, .channel(slot)) }
+            if let logPipe = slot.logPipe { add(logPipe.rawValue, .log(slot)) }
+        }
+        for client in clients { add(client.channel.rawDescriptor, .client(client)) }
+        let n = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
+        guard n > 0 else { return }
+        for (i, pfd) in fds.enumerated() where pfd.revents != 0 {
+            switch sources[i] {
+            case .signals: handleSignals()
+            case .listener: acceptClients()
+            case .channel(let slot): drainChannel(slot)
+            case .log(let slot): drainLog(slot)
+            case .client(let client): serveClient(client)
+            }
+        }
+    }
+
+    private func runTimers() {
+        let now = MonotonicClock.now
+        for slot in slots.values {
+            if case .backoff(let until) = slot.state, now >= until, phase == .running { spawn(slot) }
+        }
+        if now >= nextHeartbeatAt {
+            heartbeatTicks += 1
+            nextHeartbeatAt = now + heartbeatInterval
+            for slot in slots.values where slot.isRunning { heartbeat(slot, now: now) }
+        }
+        if let interval = notifier.watchdogInterval, now >= nextWatchdogAt {
+            // Half the period systemd asked for; only while every worker answers.
+            if let sick = slots.values.first(where: { !isHealthy($0, now: now) }) {
+                logger.debug("withholding WATCHDOG=1: \(sick.kind.identifier) is not answering heartbeats")
+                nextWatchdogAt = now + 100_000_000
+            } else {
+                notifier.watchdog()
+                nextWatchdogAt = now + interval.nanoseconds / 2
+            }
+        }
+        if case .stopping(let killAt) = phase, now >= killAt {
+            for slot in slots.values where slot.isRunning {
+                logger.warning("\(slot.kind.identifier) (pid \(slot.pid)) did not stop in time; sending SIGKILL")
+                ProcessSpawner.signal(slot.pid, SIGKILL)
+            }
+            phase = .stopping(killAt: UInt64.max)
+        }
+    }
+
+    /// A worker is healthy when it answers heartbeats promptly, or is legitimately not
+    /// running (off, stopped, waiting out a restart delay the supervisor controls).
+    func isHealthy(_ slot: WorkerSlot, now: UInt64) -> Bool {
+        guard slot.isRunning else { return true }
+        if !slot.handshaken { return MonotonicClock.elapsed(from: slot.spawnedAt, to: now) < heartbeatTimeout }
+        guard let oldest = slot.oldestOutstandingHeartbeat else { return true }
+        return MonotonicClock.elapsed(from: oldest, to: now) <= heartbeatInterval + 500_000_000
+    }
+
+    private func heartbeat(_ slot: WorkerSlot, now: UInt64) {
+        if !slot.handshaken {
+            if MonotonicClock.elapsed(from: slot.spawnedAt, to: now) > heartbeatTimeout {
+                kill(slot, reason: "no handshake within \(Duration(nanoseconds: heartbeatTimeout).humanReadable)")
+            }
+            return
+        }
+        if let oldest = slot.oldestOutstandingHeartbeat, MonotonicClock.elapsed(from: oldest, to: now) > heartbeatTimeout {
+            kill(slot, reason: "heartbeat timeout")
+            return
+        }
+        if slot.state == .starting, MonotonicClock.elapsed(from: slot.spawnedAt, to: now) > startTimeout {
+            kill(slot, reason: "not ready within \(Duration(nanoseconds: startTimeout).humanReadable)")
+            return
+        }
+        slot.heartbeatSequence += 1
+        slot.outstandingHeartbeats[slot.heartbeatSequence] = now
+        send(.heartbeat(Heartbeat(sequence: slot.heartbeatSequence, timestamp: now)), to: slot, purpose: .heartbeat)
+        if heartbeatTicks % 5 == 1 { send(.statsRequest, to: slot, purpose: .stats) }
+    }
+
+    // MARK: Signals
+
+    private func handleSignals() {
+        guard let fd = signalPipe?.rawValue else { return }
+        for sig in SignalPipe.drain(fd) {
+            switch sig {
+            case SIGCHLD: reapChildren()
+            case SIGHUP: reload()
+            case SIGTERM, SIGINT:
+                if case .running = phase {
+                    beginStop(reason: sig == SIGTERM ? "SIGTERM" : "SIGINT", exitCode: 0)
+                } else {
+                    logger.info("\(sig == SIGTERM ? "SIGTERM" : "SIGINT") again while stopping; killing the workers now")
+                    for slot in slots.values where slot.isRunning { ProcessSpawner.signal(slot.pid, SIGKILL) }
+                }
+            default: break
+            }
+        }
+    }
+
+    /// Stops every worker in order, then the loop ends with `exitCode`.
+    func beginStop(reason: String, exitCode: Int32) {
+        guard phase == .running else { return }
+        self.exitCode = exitCode
+        logger.notice("stopping (\(reason)): asking the workers to shut down within \(Duration(nanoseconds: stopGrace).humanReadable)")
+        notifier.stopping(status: exitCode == 0 ? "stopping (\(reason))" : reason)
+        phase = .stopping(killAt: MonotonicClock.now + stopGrace)
+        let grace = UInt32(min(UInt64(UInt32.max), stopGrace / 1_000_000))
+        for kind in WorkerKind.stopOrder {
+            let slot = slots[kind]!
+            switch slot.state {
+            case .backoff, .off:
+                slot.state = slot.enabled ? .stopped : .off
+            default:
+                guard slot.isRunning else { continue }
+                slot.state = .stopping
+                if slot.channel != nil {
+                    send(.shutdown(Shutdown(graceMilliseconds: grace, reason: reason)), to: slot, purpose: nil)
+                } else {
+                    ProcessSpawner.signal(slot.pid, SIGTERM)
+                }
+            }
+        }
+        listener?.close()
+        listener = nil
+    }
+
+    // MARK: Status
+
+    /// `tun ready, dns ready (1 restart), keepalive off`.
+    func statusLine() -> String {
+        WorkerKind.allCases.map { kind in
+            let slot = slots[kind]!
+            var text = "\(kind.rawValue) \(slot.enabled ? slot.state.name : "off")"
+            if slot.restarts > 0 { text += " (\(slot.restarts) restart\(slot.restarts == 1 ? "" : "s"))" }
+            return text
+        }.joined(separator: ", ")
+    }
+
+    func publishStatus() {
+        let line = statusLine()
+        guard line != lastStatus else { return }
+        lastStatus = line
+        notifier.status(line)
+    }
+
+    /// READY=1 once every enabled worker is ready (first time only; reloads send their own).
+    func checkAllReady() {
+        guard !readyNotified, phase == .running else { return }
+        guard slots.values.allSatisfy({ !$0.enabled || $0.state == .ready }) else { return }
+        readyNotified = true
+        let line = statusLine()
+        lastStatus = line
+        notifier.ready(status: line)
+        logger.info("all workers ready: \(line)")
+    }
+
+    func statusDocument() -> SupervisorStatus {
+        let now = MonotonicClock.now
+        let workers = WorkerKind.allCases.map { kind -> SupervisorStatus.Worker in
+            let slot = slots[kind]!
+            let exit = slot.lastExit.map { last in
+                SupervisorStatus.Exit(
+                    code: last.exit.code, signal: last.exit.signal, signalName: last.exit.signal.map(signalName),
+                    reason: last.reason, secondsAgo: Double(MonotonicClock.elapsed(from: last.at, to: now)) / 1e9)
+            }
+            return SupervisorStatus.Worker(
+                name: kind.rawValue, enabled: slot.enabled, state: slot.enabled ? slot.state.name : "off",
+                pid: slot.isRunning ? slot.pid : nil,
+                uptimeSeconds: slot.isRunning ? Double(MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) / 1e9 : nil, restarts: slot.restarts,
+                lastExit: exit, detail: slot.detail,
+                heartbeatLatencyMilliseconds: slot.heartbeatLatency.map { Double($0) / 1e6 }, stats: slot.stats)
+        }
+        return SupervisorStatus(
+            pid: getpid(), version: SluiceVersion.string, uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,
+            configPath: options.configPath, generation: generation, summary: statusLine(), workers: workers)
+    }
+
+    // MARK: Set-up
+
+    private func prepareDirectories() throws {
+        for (path, mode) in [(options.runtimeDirectory, mode_t(0o755)), (options.stateDirectory, mode_t(0o750))] {
+            if mkdir(path, mode) != 0 && errno != EEXIST {
+                throw SupervisorError("cannot create \(path): \(String(cString: strerror(errno))); create it or pass another directory")
+            }
+        }
+        // The dns worker persists the fake-IP mapping here, as the service user.
+        if let account { chown(options.stateDirectory, account.uid, account.gid) }
+    }
+
+    private func announcePrivileges() {
+        if let account {
+            logger.info("workers run as \(account.name) (uid \(account.uid)); tun: CAP_NET_ADMIN only, dns: no capabilities")
+            return
+        }
+        let missing = WorkerKind.allCases.filter { $0.capabilities & ~grantable != 0 && $0.isEnabled(in: configuration) }
+        if missing.isEmpty {
+            logger.notice("started unprivileged (uid \(getuid())): workers run as this user with the capabilities sluiced holds")
+        } else {
+            logger.warning(
+                "started unprivileged (uid \(getuid())) without CAP_NET_ADMIN: \(missing.map(\.identifier).joined(separator: ", ")) run without it, so the tun worker can only attach to a pre-created TUN device owned by this user (ip tuntap add mode tun user \(getuid()) name DEV), and auto-route and WireGuard links are off. Start sluiced as root for the full feature set."
+            )
+        }
+    }
+
+    func nextID() -> UInt32 {
+        defer { nextRequestID = nextRequestID == UInt32.max ? 1 : nextRequestID + 1 }
+        return nextRequestID
+    }
+}
+
+/// A supervisor failure that stops `sluiced run`, with what to do about it.
+public struct SupervisorError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,84 @@
+/// The document behind `sluiced status --json` (and the `statusReport` IPC message).
+/// Field names are part of the CLI's contract: scripts read them.
+public struct SupervisorStatus: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var version: String
+    public var uptimeSeconds: Double
+    public var configPath: String
+    /// Increases with every accepted reload.
+    public var generation: UInt64
+    /// One line, the same text as systemd's STATUS=.
+    public var summary: String
+    public var workers: [Worker]
+
+    public struct Worker: Codable, Sendable, Equatable {
+        public var name: String
+        public var enabled: Bool
+        /// `off`, `starting`, `ready`, `restarting`, `stopping`, `stopped`.
+        public var state: String
+        public var pid: Int32?
+        public var uptimeSeconds: Double?
+        public var restarts: Int
+        public var lastExit: Exit?
+        public var detail: String
+        public var heartbeatLatencyMilliseconds: Double?
+        public var stats: [String: Int64]
+    }
+
+    public struct Exit: Codable, Sendable, Equatable {
+        public var code: Int32?
+        public var signal: Int32?
+        /// `SIGKILL`, `SIGSEGV`, ... when a signal ended it.
+        public var signalName: String?
+        /// Why it ended as far as the supervisor knows: `crashed`, `heartbeat timeout`, ...
+        public var reason: String
+        public var secondsAgo: Double
+    }
+
+    /// The table people read (`sluiced status`).
+    public func renderTable() -> String {
+        var lines = ["sluiced pid \(pid), \(version), up \(Self.age(uptimeSeconds)), config \(configPath) (generation \(generation))"]
+        lines.append(summary)
+        let header = ["WORKER", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DETAIL"]
+        var rows = [header]
+        for w in workers {
+            let exit = w.lastExit.map { e in
+                (e.signalName ?? (e.code.map { "exit \($0)" } ?? "?")) + " (\(e.reason), \(Self.age(e.secondsAgo)) ago)"
+            }
+            rows.append([
+                w.name, w.state, w.pid.map(String.init) ?? "-", w.uptimeSeconds.map(Self.age) ?? "-", String(w.restarts),
+                exit ?? "-", w.detail,
+            ])
+        }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for row in rows {
+            lines.append(row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  "))
+        }
+        for w in workers where !w.stats.isEmpty {
+            lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func age(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+        if s < 86400 { return "\(s / 3600)h\((s % 3600) / 60)m" }
+        return "\(s / 86400)d\((s % 86400) / 3600)h"
+    }
+}
+
+extension String {
+    fileprivate func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// Signal names for status output.
+public func signalName(_ signal: Int32) -> String {
+    let names: [Int32: String] = [
+        1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
+        9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
+        19: "SIGSTOP",
+    ]
+    return names[signal] ?? "signal \(signal)"
+}

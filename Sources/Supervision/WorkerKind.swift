@@ -1,0 +1,68 @@
+import IPC
+import SluiceConfig
+import SluiceSystem
+
+/// The three workers: what each is called, runs, needs and cares about.
+public enum WorkerKind: String, Sendable, CaseIterable, Codable {
+    case tun
+    case dns
+    case keepalive
+
+    public var role: PeerRole {
+        switch self {
+        case .tun: .tunWorker
+        case .dns: .dnsWorker
+        case .keepalive: .keepalive
+        }
+    }
+
+    /// SYSLOG_IDENTIFIER of the worker's log stream.
+    public var identifier: String { "sluice-\(rawValue)" }
+
+    /// File name of the executable, looked up beside `sluiced` by default.
+    public var executableName: String {
+        switch self {
+        case .tun: "sluice-tun-worker"
+        case .dns: "sluice-dns-worker"
+        case .keepalive: "sluice-keepalive"
+        }
+    }
+
+    /// Capabilities the worker keeps (DESIGN.md, "Privilege"). The keepalive worker only
+    /// runs when WireGuard links are configured, and then it needs CAP_NET_ADMIN.
+    public var capabilities: UInt64 {
+        switch self {
+        case .tun, .keepalive: Capability.netAdmin.mask
+        case .dns: 0
+        }
+    }
+
+    /// Whether `configuration` asks for this worker.
+    public func isEnabled(in configuration: SluiceConfiguration) -> Bool {
+        switch self {
+        case .tun: configuration.tun.enable
+        case .dns: configuration.dns.enable
+        case .keepalive: !configuration.wireguard.isEmpty
+        }
+    }
+
+    /// Whether a reload from `old` to `new` changes anything this worker uses (if not,
+    /// the worker is left alone).
+    public func isAffected(from old: SluiceConfiguration, to new: SluiceConfiguration) -> Bool {
+        if old.logLevel != new.logLevel { return true }
+        switch self {
+        case .tun:
+            return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
+                || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
+                || old.dns != new.dns || old.ipv6 != new.ipv6
+        case .dns:
+            return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
+        case .keepalive:
+            return old.wireguard != new.wireguard || old.keepalive != new.keepalive
+        }
+    }
+
+    /// Stop order: the data plane first (stop capturing traffic), DNS next, the WireGuard
+    /// links last so that nothing is left routed into a dead tunnel.
+    public static let stopOrder: [WorkerKind] = [.tun, .dns, .keepalive]
+}

@@ -1,0 +1,96 @@
+import IPC
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything the supervisor knows about one worker across its restarts.
+final class WorkerSlot {
+    enum State: Equatable {
+        /// Not enabled by the configuration.
+        case off
+        /// Spawned; waiting for helloAccept, configResult and ready.
+        case starting
+        case ready
+        /// Failed; restarts at the given monotonic time.
+        case backoff(until: UInt64)
+        /// Asked to stop; waiting for it to exit.
+        case stopping
+        /// Ended on purpose and not coming back.
+        case stopped
+
+        var name: String {
+            switch self {
+            case .off: "off"
+            case .starting: "starting"
+            case .ready: "ready"
+            case .backoff: "restarting"
+            case .stopping: "stopping"
+            case .stopped: "stopped"
+            }
+        }
+    }
+
+    /// Why the supervisor sent a request, so the reply can be routed.
+    enum Purpose {
+        case hello
+        case config(generation: UInt64)
+        case heartbeat
+        case stats
+    }
+
+    struct LastExit {
+        var exit: ProcessSpawner.Exit
+        var reason: String
+        var at: UInt64
+    }
+
+    let kind: WorkerKind
+    var enabled = false
+    var state: State = .off
+    var pid: pid_t = 0
+    var channel: FrameChannel?
+    /// Read end of the stderr pipe when journald is not reachable.
+    var logPipe: OwnedDescriptor?
+    var logBuffer: [UInt8] = []
+    var spawnedAt: UInt64 = 0
+    var readyAt: UInt64 = 0
+    var handshaken = false
+    var restarts = 0
+    var lastExit: LastExit?
+    /// Set when the supervisor itself kills the worker, to explain the exit.
+    var killReason: String?
+    /// Restart right after the next exit without counting a failure (config needs it).
+    var restartAfterExit = false
+    var schedule: RestartSchedule
+    var heartbeatSequence: UInt64 = 0
+    /// Heartbeats sent and not yet answered: sequence → sent at.
+    var outstandingHeartbeats: [UInt64: UInt64] = [:]
+    var heartbeatLatency: UInt64?
+    var stats: [String: Int64] = [:]
+    var detail = ""
+    var appliedGeneration: UInt64 = 0
+    var requests: [UInt32: Purpose] = [:]
+
+    init(kind: WorkerKind, schedule: RestartSchedule) {
+        self.kind = kind
+        self.schedule = schedule
+    }
+
+    /// A running process (starting, ready or stopping).
+    var isRunning: Bool { pid > 0 }
+
+    var oldestOutstandingHeartbeat: UInt64? { outstandingHeartbeats.values.min() }
+
+    func resetSession() {
+        channel?.close()
+        channel = nil
+        handshaken = false
+        outstandingHeartbeats = [:]
+        requests = [:]
+        heartbeatLatency = nil
+        killReason = nil
+        stats = [:]
+    }
+}

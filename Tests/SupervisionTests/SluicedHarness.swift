@@ -1,0 +1,201 @@
+import Foundation
+import IPC
+import SluiceSystem
+import SluiceTestSupport
+import Supervision
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Receives sd_notify datagrams on a socket the test owns (NOTIFY_SOCKET stand-in).
+final class NotifyListener: @unchecked Sendable {
+    struct Message: Sendable {
+        var at: UInt64
+        var text: String
+    }
+
+    let path: String
+    private let socket: CInt
+    private let received = Mutex<[Message]>([])
+    private let stopFlag = Atomic<Bool>(false)
+    private var thread: TestThread?
+
+    init(directory: String) throws {
+        path = directory + "/notify.sock"
+        socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard socket >= 0 else { throw SystemError("socket", errno: errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            raw.copyBytes(from: bytes.prefix(raw.count - 1))
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw SystemError("bind \(path)", errno: errno) }
+        chmod(path, 0o666)
+        let thread = TestThread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !stopFlag.load(ordering: .relaxed) {
+                guard (try? Descriptors.waitReadable(socket, timeoutMilliseconds: 100)) == true else { continue }
+                let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                guard n > 0 else { continue }
+                let text = String(decoding: buffer.prefix(n), as: UTF8.self)
+                received.withLock { $0.append(Message(at: MonotonicClock.now, text: text)) }
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    var messages: [Message] { received.withLock { $0 } }
+
+    /// Each assignment (`READY=1`, `STATUS=...`) with the time its datagram arrived.
+    var assignments: [(at: UInt64, line: String)] {
+        messages.flatMap { m in m.text.split(separator: "\n").map { (m.at, String($0)) } }
+    }
+
+    func stop() {
+        stopFlag.store(true, ordering: .relaxed)
+        thread?.join()
+        close(socket)
+        unlink(path)
+    }
+}
+
+/// A real `sluiced run` started by a test, with its own runtime/state directories, config
+/// file and log file, ended by PID when the test is done.
+final class SluicedHarness {
+    let directory: String
+    let configPath: String
+    let logPath: String
+    let runtimeDirectory: String
+    private(set) var pid: pid_t = 0
+    private(set) var exitStatus: Int32?
+
+    /// Where the test binary lives: the package's build products are beside it.
+    static var productsDirectory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        return (exe as NSString).deletingLastPathComponent
+    }
+
+    init(config: String, name: String = #function) throws {
+        let base = "/tmp/sluice-test-\(getpid())-\(name.filter { $0.isLetter || $0.isNumber })-\(UInt32.random(in: 0...UInt32.max))"
+        directory = base
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        chmod(base, 0o755)  // the service user reads nothing here, but traverses for the log
+        configPath = base + "/config.yaml"
+        logPath = base + "/sluiced.log"
+        runtimeDirectory = base + "/run"
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts sluiced. `environment` adds to a minimal one (NOTIFY_SOCKET, WATCHDOG_USEC...).
+    func start(environment: [String] = [], arguments: [String] = []) throws {
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw SystemError("open \(logPath)", errno: errno) }
+        defer { close(log) }
+        let request = SpawnRequest(
+            executable: Self.productsDirectory + "/sluiced",
+            arguments: ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", directory + "/state"] + arguments,
+            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + environment, descriptors: [nil, log, log],
+            account: nil, capabilities: 0)
+        var unlimited = request
+        unlimited.limitCapabilities = false
+        unlimited.parentDeathSignal = SIGTERM
+        pid = try ProcessSpawner.spawn(unlimited)
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Children of sluiced right now (`pgrep -P`).
+    var children: [pid_t] {
+        guard pid > 0, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return tasks.compactMap { pid_t($0) }.filter { ProcessStatus.read(pid: $0)?.parentPID == pid }
+    }
+
+    /// The status document over the control socket, or nil when sluiced does not answer.
+    func status() -> SupervisorStatus? {
+        guard let socket = try? UnixSocket.connect(path: runtimeDirectory + "/control.sock") else { return nil }
+        let channel = FrameChannel(takingOwnershipOf: socket)
+        defer { channel.close() }
+        do {
+            try channel.send(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "test")), requestID: 1)
+            guard try channel.receive(timeoutMilliseconds: 2000) != nil else { return nil }
+            try channel.send(.statusRequest, requestID: 2)
+            guard let reply = try channel.receive(timeoutMilliseconds: 2000),
+                case .statusReport(let document) = try reply.frame.message()
+            else { return nil }
+            return try JSONDecoder().decode(SupervisorStatus.self, from: Data(document))
+        } catch {
+            return nil
+        }
+    }
+
+    func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }
+
+    /// Polls `condition` every 20 ms until it holds or `seconds` pass.
+    @discardableResult
+    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = MonotonicClock.now + UInt64(seconds * 1e9)
+        while MonotonicClock.now < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    /// Reaps sluiced if it has exited; returns its exit status.
+    func pollExit() -> Int32? {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        guard pid > 0, waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return exitStatus
+    }
+
+    /// Whether `pid` is a live process (not gone, not a zombie waiting for its reaper).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard let status = ProcessStatus.read(pid: pid) else { return false }
+        return !status.isZombie
+    }
+
+    func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
+
+    /// Ends sluiced (SIGTERM, then SIGKILL after 10 s) and removes the directory.
+    func stop() {
+        if pid > 0, pollExit() == nil {
+            kill(pid, SIGTERM)
+            if !waitUntil(10, { pollExit() != nil }) {
+                kill(pid, SIGKILL)
+                waitUntil(2) { pollExit() != nil }
+            }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
+        var text = "log-level: debug\n"
+        text += "tun:\n  enable: \(tun)\n"
+        text += "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"
+        if keepalive {
+            text += """
+                wireguard:
+                  - name: wgtest0
+                    private-key: "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+                    address: [10.99.0.1/24]
+                    peers:
+                      - public-key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+                        endpoint: 127.0.0.1:51820
+                        allowed-ips: [10.99.0.0/24]
+
+                """
+        }
+        text += "rules:\n  - MATCH,DIRECT\n"
+        if !supervisor.isEmpty { text += "supervisor:\n" + supervisor }
+        return text
+    }
+}
