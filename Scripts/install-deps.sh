@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     libsystemd-dev libyaml-dev pkg-config   # the C libraries sluice links
     iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
-    python3                                 # sd_notify listener in tests
+    systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -125,6 +125,23 @@ struct SupervisorIntegrationTests {
             #expect(status.capInheritable == caps, "\(name) CapInh")
             #expect(status.capBounding == caps, "\(name) CapBnd \(String(status.capBounding, radix: 16))")
         }
+        // The control socket: mode 0660, group of the service user.
+        var st = stat()
+        #expect(stat(harness.runtimeDirectory + "/control.sock", &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o660)
+        #expect(st.st_gid == account.gid)
+    }
+
+    @Test("as root with a missing service user, sluiced refuses to start and says how to create it",
+          .enabled(if: geteuid() == 0, "needs root"))
+    func missingUser() throws {
+        let harness = try SluicedHarness(config: SluicedHarness.config(supervisor: "  user: sluice-no-such-user\n"))
+        defer { harness.stop() }
+        try harness.start()
+        #expect(harness.waitUntil(5) { harness.pollExit() != nil })
+        #expect(harness.exitStatus == 1)
+        #expect(harness.log.contains("useradd --system"), "\(harness.log)")
+        #expect(harness.children.isEmpty)
     }
 
     @Test("SIGHUP with a broken config keeps the workers and logs file:line:column; SIGTERM ends everything within 10 s")
@@ -135,6 +152,8 @@ struct SupervisorIntegrationTests {
         #expect(harness.waitUntil(10) { harness.status()?.workers.filter(\.enabled).allSatisfy { $0.state == "ready" } ?? false })
         let before = try #require(harness.status()).workers.compactMap(\.pid)
         #expect(before.count == 2)
+        // Without journald, worker lines come out on sluiced's stderr with the worker's name.
+        #expect(harness.log.contains("sluice-tun info: configuration generation 1 applied"), "\(harness.log)")
 
         let good = try String(contentsOfFile: harness.configPath, encoding: .utf8)
         try (good + "mode: sideways\n").write(toFile: harness.configPath, atomically: true, encoding: .utf8)
