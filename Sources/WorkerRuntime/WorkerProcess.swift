@@ -38,6 +38,16 @@ public final class WorkerProcess {
         self.logger = Logger(label: identifier)
     }
 
+    /// The whole life of a worker executable: logging, the lifecycle loop on the control
+    /// descriptor, and the exit status (0 when the supervisor let go, non-zero otherwise).
+    public static func main(
+        role: PeerRole, identifier: String, options: WorkerOptions, service makeService: () -> some WorkerService
+    ) throws {
+        let process = WorkerProcess(role: role, identifier: identifier)
+        let code = process.run(controlFD: options.resolvedControlFD, service: makeService())
+        if code != 0 { throw ExitCode(code) }
+    }
+
     /// Runs the lifecycle loop on the control descriptor. Returns the process exit code.
     public func run(controlFD: Int32, service: some WorkerService) -> Int32 {
         var st = stat()

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import IPC
 import WorkerRuntime
 
@@ -17,11 +16,8 @@ struct DNSWorkerCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        let process = WorkerProcess(role: .dnsWorker, identifier: "sluice-dns")
-        let service = ConfigurationKeeper(label: "sluice-dns") { config in
-            "dns \(config.dns.enhancedMode.rawValue)"
+        try WorkerProcess.main(role: .dnsWorker, identifier: "sluice-dns", options: options) {
+            ConfigurationKeeper(label: "sluice-dns") { config in "dns \(config.dns.enhancedMode.rawValue)" }
         }
-        let code = process.run(controlFD: options.resolvedControlFD, service: service)
-        if code != 0 { throw ExitCode(code) }
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import IPC
 import WorkerRuntime
 
@@ -17,11 +16,8 @@ struct KeepaliveCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        let process = WorkerProcess(role: .keepalive, identifier: "sluice-keepalive")
-        let service = ConfigurationKeeper(label: "sluice-keepalive") { config in
-            "\(config.wireguard.count) WireGuard link\(config.wireguard.count == 1 ? "" : "s")"
+        try WorkerProcess.main(role: .keepalive, identifier: "sluice-keepalive", options: options) {
+            ConfigurationKeeper(label: "sluice-keepalive") { config in "\(config.wireguard.count) WireGuard link\(config.wireguard.count == 1 ? "" : "s")" }
         }
-        let code = process.run(controlFD: options.resolvedControlFD, service: service)
-        if code != 0 { throw ExitCode(code) }
     }
 }

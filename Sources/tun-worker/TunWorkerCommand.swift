@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import IPC
 import WorkerRuntime
 
@@ -17,11 +16,8 @@ struct TunWorkerCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        let process = WorkerProcess(role: .tunWorker, identifier: "sluice-tun")
-        let service = ConfigurationKeeper(label: "sluice-tun") { config in
-            "tun \(config.tun.enable ? "enabled" : "disabled"), device \(config.tun.device)"
+        try WorkerProcess.main(role: .tunWorker, identifier: "sluice-tun", options: options) {
+            ConfigurationKeeper(label: "sluice-tun") { config in "tun \(config.tun.enable ? "enabled" : "disabled"), device \(config.tun.device)" }
         }
-        let code = process.run(controlFD: options.resolvedControlFD, service: service)
-        if code != 0 { throw ExitCode(code) }
     }
 }
