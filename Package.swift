@@ -54,6 +54,16 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceNetlink",
+            dependencies: ["SluiceNet", "SluiceSystem", "CSluice"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluicePacket",
+            dependencies: ["SluiceNet"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SluiceConfig",
             dependencies: ["CYAML", "SluiceNet"],
             swiftSettings: strict
@@ -120,6 +130,16 @@ let package = Package(
         .testTarget(
             name: "SupervisionTests",
             dependencies: ["Supervision", "IPC", "SluiceSystem", "SluiceConfig", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceNetlinkTests",
+            dependencies: ["SluiceNetlink", "SluiceNet", "SluiceSystem", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluicePacketTests",
+            dependencies: ["SluicePacket", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),
