@@ -41,7 +41,7 @@ let package = Package(
         // MARK: Libraries
         .target(
             name: "SluiceSystem",
-            dependencies: ["CSluice"],
+            dependencies: ["CSluice", "SluiceNet"],
             swiftSettings: strict
         ),
         .target(
@@ -66,6 +66,20 @@ let package = Package(
         .target(
             name: "SluiceConfig",
             dependencies: ["CYAML", "SluiceNet"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceRules",
+            dependencies: ["SluiceConfig", "SluiceNet"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceTun",
+            dependencies: [
+                "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
+                "WorkerRuntime", "CSluice",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -100,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "tun-worker",
             dependencies: [
-                "WorkerRuntime",
+                "WorkerRuntime", "SluiceTun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -123,7 +137,12 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .target(name: "SluiceTestSupport", path: "Tests/SluiceTestSupport", swiftSettings: strict),
+        .target(
+            name: "SluiceTestSupport",
+            dependencies: ["IPC", "SluiceSystem", "Supervision"],
+            path: "Tests/SluiceTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "SluiceSystem", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
@@ -140,6 +159,16 @@ let package = Package(
         .testTarget(
             name: "SluicePacketTests",
             dependencies: ["SluicePacket", "SluiceNet", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TunIntegrationTests",
+            dependencies: ["SluiceTestSupport", "Supervision", "SluiceSystem"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceRulesTests",
+            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet"],
             swiftSettings: strict
         ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),

@@ -7,11 +7,15 @@
 #include <linux/capability.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -171,6 +175,8 @@ static int poll_one(int fd, short events, int timeout_ms) {
 int csluice_poll_readable(int fd, int timeout_ms) { return poll_one(fd, POLLIN, timeout_ms); }
 
 int csluice_poll_writable(int fd, int timeout_ms) { return poll_one(fd, POLLOUT, timeout_ms); }
+
+int csluice_setns_net(int fd) { return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno; }
 
 int csluice_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : -errno; }
 
@@ -404,23 +410,226 @@ int csluice_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; 
 
 // MARK: - TUN
 
-int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0) return -errno;
+int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
     if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
     if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
     if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
+    if (ioctl(fd, TUNSETIFF, &ifr) != 0) return -errno;
     if (actual_name) {
         memcpy(actual_name, ifr.ifr_name, IFNAMSIZ);
         actual_name[IFNAMSIZ - 1] = 0;
     }
     return fd;
+}
+
+int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = csluice_tun_attach(fd, name, vnet_hdr, multi_queue, actual_name);
+    if (rc < 0) close(fd);
+    return rc;
+}
+
+int csluice_tun_set_persist(int fd, int on) { return ioctl(fd, TUNSETPERSIST, on ? 1 : 0) == 0 ? 0 : -errno; }
+
+int csluice_tun_set_owner(int fd, uid_t uid) { return ioctl(fd, TUNSETOWNER, (unsigned long)uid) == 0 ? 0 : -errno; }
+
+int csluice_tun_get_name(int fd, char *name) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (ioctl(fd, TUNGETIFF, &ifr) != 0) return -errno;
+    memcpy(name, ifr.ifr_name, IFNAMSIZ);
+    name[IFNAMSIZ - 1] = 0;
+    return 0;
+}
+
+// MARK: - epoll and splice
+
+int csluice_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int csluice_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t cookie) {
+    struct epoll_event ev = {.events = events, .data.u64 = cookie};
+    int kop = op == 1 ? EPOLL_CTL_ADD : (op == 2 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
+    return epoll_ctl(epfd, kop, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int csluice_epoll_wait(int epfd, uint64_t *cookies, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n;
+    do {
+        n = epoll_wait(epfd, evs, max, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        cookies[i] = evs[i].data.u64;
+        events[i] = evs[i].events;
+    }
+    return n;
+}
+
+int csluice_eventfd(void) {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+ssize_t csluice_splice(int fd_in, int fd_out, size_t len, int more) {
+    ssize_t n;
+    do {
+        n = splice(fd_in, NULL, fd_out, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+int csluice_splice_pipe(int fds[2], int size) {
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
+    if (size > 0) fcntl(fds[0], F_SETPIPE_SZ, size);  // best effort: pipe-max-size may be lower
+    return 0;
+}
+
+// MARK: - IP sockets
+
+static socklen_t fill_sockaddr(struct sockaddr_storage *ss, int family, const uint8_t *address, uint16_t port) {
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        memcpy(&sin->sin_addr, address, 4);
+        return sizeof(*sin);
+    }
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    memcpy(&sin6->sin6_addr, address, 16);
+    return sizeof(*sin6);
+}
+
+static void read_sockaddr(const struct sockaddr_storage *ss, int *family, uint8_t *address, uint16_t *port) {
+    memset(address, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        *family = AF_INET;
+        memcpy(address, &sin->sin_addr, 4);
+        *port = ntohs(sin->sin_port);
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        *family = AF_INET6;
+        memcpy(address, &sin6->sin6_addr, 16);
+        *port = ntohs(sin6->sin6_port);
+    }
+}
+
+int csluice_socket(int family, int type, int protocol, int nonblock) {
+    int fd = socket(family, type | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), protocol);
+    return fd < 0 ? -errno : fd;
+}
+
+int csluice_bind_inet(int fd, int family, const uint8_t *address, uint16_t port, int freebind, int reuse) {
+    int one = 1;
+    if (freebind) {
+        if (family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+        else setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+    }
+    if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_storage ss;
+    socklen_t len = fill_sockaddr(&ss, family, address, port);
+    return bind(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : -errno;
+}
+
+int csluice_connect_inet(int fd, int family, const uint8_t *address, uint16_t port) {
+    struct sockaddr_storage ss;
+    socklen_t len = fill_sockaddr(&ss, family, address, port);
+    int rc;
+    do {
+        rc = connect(fd, (struct sockaddr *)&ss, len);
+    } while (rc < 0 && errno == EINTR);
+    return rc == 0 ? 0 : -errno;
+}
+
+ssize_t csluice_sendto_inet(int fd, const void *buf, size_t len, int family, const uint8_t *address, uint16_t port) {
+    struct sockaddr_storage ss;
+    socklen_t slen = fill_sockaddr(&ss, family, address, port);
+    ssize_t n;
+    do {
+        n = sendto(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&ss, slen);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t csluice_recvfrom_inet(int fd, void *buf, size_t len, int *family, uint8_t *address, uint16_t *port) {
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    ssize_t n;
+    do {
+        n = recvfrom(fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&ss, &slen);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    read_sockaddr(&ss, family, address, port);
+    return n;
+}
+
+int csluice_socket_address(int fd, int peer, int *family, uint8_t *address, uint16_t *port) {
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &slen) : getsockname(fd, (struct sockaddr *)&ss, &slen);
+    if (rc != 0) return -errno;
+    read_sockaddr(&ss, family, address, port);
+    return 0;
+}
+
+int csluice_accept_inet(int fd, int *family, uint8_t *address, uint16_t *port) {
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    int c;
+    do {
+        c = accept4(fd, (struct sockaddr *)&ss, &slen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    } while (c < 0 && errno == EINTR);
+    if (c < 0) return -errno;
+    read_sockaddr(&ss, family, address, port);
+    return c;
+}
+
+int csluice_setsockopt_int(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof(value)) == 0 ? 0 : -errno;
+}
+
+int csluice_socket_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
+    return err;
+}
+
+int csluice_bind_to_device(int fd, const char *ifname) {
+    return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) == 0 ? 0 : -errno;
+}
+
+int csluice_set_linger_reset(int fd) {
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) == 0 ? 0 : -errno;
+}
+
+int csluice_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno; }
+
+ssize_t csluice_write(int fd, const void *buf, size_t len) {
+    ssize_t n;
+    do {
+        n = write(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t csluice_read(int fd, void *buf, size_t len) {
+    ssize_t n;
+    do {
+        n = read(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
 }

@@ -27,15 +27,35 @@ extension Supervisor {
             let (ours, theirs) = try UnixSocket.pair(.stream)
             let (logWriteEnd, logFormat) = try openLogSink(slot)
             defer { logWriteEnd.close() }
-            let environment = [
+            var environment = [
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
                 "SLUICE_CONTROL_FD=3", "SLUICE_LOG_FORMAT=\(logFormat)", "SLUICE_STATE_DIRECTORY=\(options.stateDirectory)",
                 "SLUICE_RUNTIME_DIRECTORY=\(options.runtimeDirectory)",
             ]
+            var descriptors: [CInt?] = [nil, logWriteEnd.rawValue, logWriteEnd.rawValue, theirs.rawValue]
+            var tunClone: OwnedDescriptor?
+            defer { tunClone?.close() }
+            if kind == .tun {
+                // Handed-over descriptors from fd 4 on, named in the environment.
+                func handOver(_ fd: CInt?, _ variable: String) {
+                    guard let fd, fd >= 0 else { return }
+                    environment.append("\(variable)=\(descriptors.count)")
+                    descriptors.append(fd)
+                }
+                handOver(icmpSockets.v4?.rawValue, "SLUICE_ICMP4_FD")
+                handOver(icmpSockets.v6?.rawValue, "SLUICE_ICMP6_FD")
+                handOver(configuration.tun.inheritedFileDescriptor, "SLUICE_TUN_FD")
+                // The service user may not open the device node; a fresh clone descriptor
+                // per spawn (each attaches to one device), attached by the worker itself.
+                tunClone = configuration.tun.inheritedFileDescriptor == nil
+                    ? (try? Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) })
+                        .map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
+                    : nil
+                handOver(tunClone?.rawValue, "SLUICE_TUN_CLONE_FD")
+            }
             let request = SpawnRequest(
                 executable: path, arguments: ["--control-fd", "3"], environment: environment,
-                descriptors: [nil, logWriteEnd.rawValue, logWriteEnd.rawValue, theirs.rawValue], account: account,
-                capabilities: kind.capabilities & grantable)
+                descriptors: descriptors, account: account, capabilities: kind.capabilities & grantable)
             let pid = try ProcessSpawner.spawn(request)
             theirs.close()
             slot.pid = pid

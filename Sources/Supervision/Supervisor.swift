@@ -74,6 +74,9 @@ public final class Supervisor {
     let startedAt = MonotonicClock.now
     var rng = SystemRandomNumberGenerator()
     var lastStatus = ""
+    /// Raw ICMP sockets for the tun worker's ping forwarding, opened once (CAP_NET_RAW is
+    /// checked at creation) and handed to every tun worker we spawn.
+    var icmpSockets: (v4: OwnedDescriptor?, v6: OwnedDescriptor?) = (nil, nil)
 
     /// - Throws: ``SupervisorError`` when the service account is missing or the runtime
     ///   directory cannot be prepared.
@@ -137,6 +140,7 @@ public final class Supervisor {
             return 1
         }
         announcePrivileges()
+        if configuration.tun.enable { openICMPSockets() }
         logger.info(
             "sluiced \(SluiceVersion.string) started (pid \(getpid())), config \(options.configPath), control socket \(options.controlSocketPath)"
         )
@@ -396,6 +400,17 @@ public final class Supervisor {
             logger.warning(
                 "started unprivileged (uid \(getuid())) without CAP_NET_ADMIN: \(missing.map(\.identifier).joined(separator: ", ")) run without it, so the tun worker can only attach to a pre-created TUN device owned by this user (ip tuntap add mode tun user \(getuid()) name DEV), and auto-route and WireGuard links are off. Start sluiced as root for the full feature set."
             )
+        }
+    }
+
+    /// Opens the raw ICMP sockets the tun worker forwards pings with. Without CAP_NET_RAW
+    /// they cannot be had; the tun worker then says that pings go unanswered.
+    func openICMPSockets() {
+        guard icmpSockets.v4 == nil && icmpSockets.v6 == nil else { return }
+        icmpSockets.v4 = try? InetSocket.make(family: AF_INET, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMP), nonBlocking: true)
+        icmpSockets.v6 = try? InetSocket.make(family: AF_INET6, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMPV6), nonBlocking: true)
+        if icmpSockets.v4 == nil {
+            logger.warning("cannot open a raw ICMP socket (needs CAP_NET_RAW): pings through the TUN will go unanswered")
         }
     }
 

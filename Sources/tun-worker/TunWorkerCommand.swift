@@ -1,5 +1,6 @@
 import ArgumentParser
 import IPC
+import SluiceTun
 import WorkerRuntime
 
 /// `sluice-tun-worker`: the data plane (TUN device, NAT, rules, outbounds). Holds
@@ -16,8 +17,6 @@ struct TunWorkerCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        try WorkerProcess.main(role: .tunWorker, identifier: "sluice-tun", options: options) {
-            ConfigurationKeeper(label: "sluice-tun") { config in "tun \(config.tun.enable ? "enabled" : "disabled"), device \(config.tun.device)" }
-        }
+        try WorkerProcess.main(role: .tunWorker, identifier: "sluice-tun", options: options) { TunWorkerService() }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import IPC
 import SluiceSystem
+import SluiceTestSupport
 import Supervision
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceSystem
+import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,30 +11,13 @@ import Glibc
 /// real journald with their own identifiers and priorities.
 @Suite("systemd integration")
 struct SystemdIntegrationTests {
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url.path
-    }()
+    static let packageRoot = Shell.packageRoot()
 
     static let hasSystemd = FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")
     static let hasJournald = FileManager.default.isExecutableFile(atPath: "/lib/systemd/systemd-journald")
 
     /// Runs a shell command, returning (status, stdout+stderr).
-    static func shell(_ command: String) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", command]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func shell(_ command: String) throws -> (Int32, String) { Shell.run(command) }
 
     @Test("systemd-analyze verify prints nothing for units/sluice.service", .enabled(if: hasSystemd, "needs systemd-analyze"))
     func unitVerifies() throws {
@@ -63,7 +47,8 @@ struct SystemdIntegrationTests {
         let harness = try SluicedHarness(config: SluicedHarness.config().replacingOccurrences(of: "log-level: debug", with: "log-level: \(logLevel)"))
         defer { harness.stop() }
         let sluiced = SluicedHarness.productsDirectory + "/sluiced"
-        let run = "\(sluiced) run -c \(harness.configPath) --runtime-dir \(harness.runtimeDirectory) --state-dir \(harness.directory)/state"
+        let netns = harness.namespace.map { "ip netns exec \($0) " } ?? ""
+        let run = "\(netns)\(sluiced) run -c \(harness.configPath) --runtime-dir \(harness.runtimeDirectory) --state-dir \(harness.directory)/state"
         let script = """
             \(run) 2>\(harness.logPath) & pid=$!
             for _ in $(seq 1 100); do \(sluiced) status --runtime-dir \(harness.runtimeDirectory) 2>/dev/null | grep -q 'tun ready, dns ready' && break; sleep 0.1; done

@@ -68,6 +68,9 @@ int csluice_poll_readable(int fd, int timeout_ms);
 /// poll() on one fd for writability; same results as csluice_poll_readable.
 int csluice_poll_writable(int fd, int timeout_ms);
 
+/// setns(fd, CLONE_NEWNET): moves the calling thread into a network namespace.
+int csluice_setns_net(int fd);
+
 /// prctl(PR_SET_NO_NEW_PRIVS, 1). Returns 0 or -errno.
 int csluice_set_no_new_privs(void);
 
@@ -129,6 +132,86 @@ int csluice_kill(pid_t pid, int sig);
 /// IFF_TUN | IFF_NO_PI (| IFF_VNET_HDR, | IFF_MULTI_QUEUE as requested). The actual name
 /// is copied to `actual_name` (at least 16 bytes). Returns the fd (O_CLOEXEC) or -errno.
 int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name);
+
+/// The same as csluice_tun_open on an already open, not yet attached /dev/net/tun
+/// descriptor `fd` (opened by a process allowed to open the device node). Returns `fd` or
+/// -errno; on failure `fd` stays open and owned by the caller.
+int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, char *actual_name);
+
+/// TUNSETPERSIST: keep the device after the last descriptor closes (1) or not (0).
+int csluice_tun_set_persist(int fd, int on);
+
+/// TUNSETOWNER: the uid that may attach to the device without CAP_NET_ADMIN.
+int csluice_tun_set_owner(int fd, uid_t uid);
+
+/// TUNGETIFF: the interface name of an open TUN descriptor (at least 16 bytes).
+int csluice_tun_get_name(int fd, char *name);
+
+// MARK: - epoll and splice
+
+/// epoll_create1(EPOLL_CLOEXEC).
+int csluice_epoll_create(void);
+
+/// epoll_ctl with the event mask and a 64-bit cookie. `op`: 1 add, 2 delete, 3 modify.
+int csluice_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t cookie);
+
+/// epoll_wait into parallel arrays of cookies and event masks. Returns the count, 0 on
+/// timeout, -errno on failure (EINTR is retried).
+int csluice_epoll_wait(int epfd, uint64_t *cookies, uint32_t *events, int max, int timeout_ms);
+
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a wakeup for an epoll loop.
+int csluice_eventfd(void);
+
+/// splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK (| SPLICE_F_MORE when `more`).
+ssize_t csluice_splice(int fd_in, int fd_out, size_t len, int more);
+
+/// pipe2(O_CLOEXEC | O_NONBLOCK) sized to `size` bytes (F_SETPIPE_SZ, best effort).
+int csluice_splice_pipe(int fds[2], int size);
+
+// MARK: - IP sockets
+// Addresses are 4 (AF_INET) or 16 (AF_INET6) bytes in network order; ports in host order.
+
+/// socket(family, type | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), protocol).
+int csluice_socket(int family, int type, int protocol, int nonblock);
+
+/// bind() to address:port. `freebind` sets IP_FREEBIND, `reuse` SO_REUSEADDR.
+int csluice_bind_inet(int fd, int family, const uint8_t *address, uint16_t port, int freebind, int reuse);
+
+/// connect() to address:port; a non-blocking socket returns -EINPROGRESS.
+int csluice_connect_inet(int fd, int family, const uint8_t *address, uint16_t port);
+
+/// sendto() address:port with MSG_NOSIGNAL | MSG_DONTWAIT.
+ssize_t csluice_sendto_inet(int fd, const void *buf, size_t len, int family, const uint8_t *address, uint16_t port);
+
+/// recvfrom() with MSG_DONTWAIT; the sender's family, address (16 bytes) and port.
+ssize_t csluice_recvfrom_inet(int fd, void *buf, size_t len, int *family, uint8_t *address, uint16_t *port);
+
+/// getsockname() (peer = 0) or getpeername() (peer = 1) as family, address (16 bytes), port.
+int csluice_socket_address(int fd, int peer, int *family, uint8_t *address, uint16_t *port);
+
+/// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK) returning the peer address too.
+int csluice_accept_inet(int fd, int *family, uint8_t *address, uint16_t *port);
+
+/// setsockopt with an int value.
+int csluice_setsockopt_int(int fd, int level, int name, int value);
+
+/// getsockopt SO_ERROR: the pending error (0 when none) or -errno of the call.
+int csluice_socket_error(int fd);
+
+/// SO_BINDTODEVICE.
+int csluice_bind_to_device(int fd, const char *ifname);
+
+/// SO_LINGER {1, 0}: the next close() sends RST instead of FIN.
+int csluice_set_linger_reset(int fd);
+
+/// shutdown(fd, SHUT_WR).
+int csluice_shutdown_write(int fd);
+
+/// write() with EINTR retried. Returns bytes written or -errno.
+ssize_t csluice_write(int fd, const void *buf, size_t len);
+
+/// read() with EINTR retried. Returns bytes read or -errno.
+ssize_t csluice_read(int fd, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

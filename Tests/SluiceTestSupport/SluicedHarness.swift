@@ -1,7 +1,6 @@
 import Foundation
 import IPC
 import SluiceSystem
-import SluiceTestSupport
 import Supervision
 import Synchronization
 
@@ -10,19 +9,19 @@ import Glibc
 #endif
 
 /// Receives sd_notify datagrams on a socket the test owns (NOTIFY_SOCKET stand-in).
-final class NotifyListener: @unchecked Sendable {
-    struct Message: Sendable {
-        var at: UInt64
-        var text: String
+public final class NotifyListener: @unchecked Sendable {
+    public struct Message: Sendable {
+        public var at: UInt64
+        public var text: String
     }
 
-    let path: String
+    public let path: String
     private let socket: CInt
     private let received = Mutex<[Message]>([])
     private let stopFlag = Atomic<Bool>(false)
     private var thread: TestThread?
 
-    init(directory: String) throws {
+    public init(directory: String) throws {
         path = directory + "/notify.sock"
         socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard socket >= 0 else { throw SystemError("socket", errno: errno) }
@@ -51,14 +50,14 @@ final class NotifyListener: @unchecked Sendable {
         thread.start()
     }
 
-    var messages: [Message] { received.withLock { $0 } }
+    public var messages: [Message] { received.withLock { $0 } }
 
     /// Each assignment (`READY=1`, `STATUS=...`) with the time its datagram arrived.
-    var assignments: [(at: UInt64, line: String)] {
+    public var assignments: [(at: UInt64, line: String)] {
         messages.flatMap { m in m.text.split(separator: "\n").map { (m.at, String($0)) } }
     }
 
-    func stop() {
+    public func stop() {
         stopFlag.store(true, ordering: .relaxed)
         thread?.join()
         close(socket)
@@ -68,21 +67,24 @@ final class NotifyListener: @unchecked Sendable {
 
 /// A real `sluiced run` started by a test, with its own runtime/state directories, config
 /// file and log file, ended by PID when the test is done.
-final class SluicedHarness {
-    let directory: String
-    let configPath: String
-    let logPath: String
-    let runtimeDirectory: String
-    private(set) var pid: pid_t = 0
-    private(set) var exitStatus: Int32?
+public final class SluicedHarness {
+    public let directory: String
+    public let configPath: String
+    public let logPath: String
+    public let runtimeDirectory: String
+    /// The network namespace sluiced runs in: made for this harness when running as root,
+    /// so TUN devices, addresses and rules of parallel tests never meet (nor the host's).
+    public let namespace: String?
+    public private(set) var pid: pid_t = 0
+    public private(set) var exitStatus: Int32?
 
     /// Where the test binary lives: the package's build products are beside it.
-    static var productsDirectory: String {
+    public static var productsDirectory: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
         return (exe as NSString).deletingLastPathComponent
     }
 
-    init(config: String, name: String = #function) throws {
+    public init(config: String, name: String = #function) throws {
         let base = "/tmp/sluice-test-\(getpid())-\(name.filter { $0.isLetter || $0.isNumber })-\(UInt32.random(in: 0...UInt32.max))"
         directory = base
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
@@ -91,16 +93,45 @@ final class SluicedHarness {
         logPath = base + "/sluiced.log"
         runtimeDirectory = base + "/run"
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        if geteuid() == 0 {
+            let name = "slh\(getpid() % 100000)x\(UInt16.random(in: 0...UInt16.max))"
+            guard Self.run(["/usr/sbin/ip", "netns", "add", name]) == 0 else {
+                throw SystemError("ip netns add \(name)", errno: EIO)
+            }
+            _ = Self.run(["/usr/sbin/ip", "-n", name, "link", "set", "lo", "up"])
+            namespace = name
+        } else {
+            namespace = nil
+        }
     }
 
-    /// Starts sluiced. `environment` adds to a minimal one (NOTIFY_SOCKET, WATCHDOG_USEC...).
-    func start(environment: [String] = [], arguments: [String] = []) throws {
+    /// Runs a command to completion (no shell); returns its exit status.
+    @discardableResult
+    public static func run(_ argv: [String]) -> Int32 {
+        let request = SpawnRequest(
+            executable: argv[0], arguments: Array(argv.dropFirst()), environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            descriptors: [nil, nil, nil], account: nil, capabilities: 0)
+        var unlimited = request
+        unlimited.limitCapabilities = false
+        guard let pid = try? ProcessSpawner.spawn(unlimited) else { return -1 }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Starts sluiced. `environment` adds to a minimal one (NOTIFY_SOCKET, WATCHDOG_USEC...);
+    /// `namespace` runs it inside that network namespace (`ip netns exec`, which execs, so
+    /// the pid is sluiced's).
+    public func start(environment: [String] = [], arguments: [String] = [], namespace explicit: String? = nil) throws {
+        let namespace = explicit ?? self.namespace
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw SystemError("open \(logPath)", errno: errno) }
         defer { close(log) }
+        let run = ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", directory + "/state"] + arguments
+        let sluiced = Self.productsDirectory + "/sluiced"
         let request = SpawnRequest(
-            executable: Self.productsDirectory + "/sluiced",
-            arguments: ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", directory + "/state"] + arguments,
+            executable: namespace == nil ? sluiced : "/usr/sbin/ip",
+            arguments: namespace.map { ["netns", "exec", $0, sluiced] + run } ?? run,
             environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + environment, descriptors: [nil, log, log],
             account: nil, capabilities: 0)
         var unlimited = request
@@ -109,16 +140,16 @@ final class SluicedHarness {
         pid = try ProcessSpawner.spawn(unlimited)
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Children of sluiced right now (`pgrep -P`).
-    var children: [pid_t] {
+    public var children: [pid_t] {
         guard pid > 0, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         return tasks.compactMap { pid_t($0) }.filter { ProcessStatus.read(pid: $0)?.parentPID == pid }
     }
 
     /// The status document over the control socket, or nil when sluiced does not answer.
-    func status() -> SupervisorStatus? {
+    public func status() -> SupervisorStatus? {
         guard let socket = try? UnixSocket.connect(path: runtimeDirectory + "/control.sock") else { return nil }
         let channel = FrameChannel(takingOwnershipOf: socket)
         defer { channel.close() }
@@ -135,11 +166,11 @@ final class SluicedHarness {
         }
     }
 
-    func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }
+    public func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }
 
     /// Polls `condition` every 20 ms until it holds or `seconds` pass.
     @discardableResult
-    func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    public func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = MonotonicClock.now + UInt64(seconds * 1e9)
         while MonotonicClock.now < deadline {
             if condition() { return true }
@@ -149,7 +180,7 @@ final class SluicedHarness {
     }
 
     /// Reaps sluiced if it has exited; returns its exit status.
-    func pollExit() -> Int32? {
+    public func pollExit() -> Int32? {
         if let exitStatus { return exitStatus }
         var status: Int32 = 0
         guard pid > 0, waitpid(pid, &status, WNOHANG) == pid else { return nil }
@@ -158,15 +189,15 @@ final class SluicedHarness {
     }
 
     /// Whether `pid` is a live process (not gone, not a zombie waiting for its reaper).
-    static func isAlive(_ pid: pid_t) -> Bool {
+    public static func isAlive(_ pid: pid_t) -> Bool {
         guard let status = ProcessStatus.read(pid: pid) else { return false }
         return !status.isZombie
     }
 
-    func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
+    public func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
 
     /// Ends sluiced (SIGTERM, then SIGKILL after 10 s) and removes the directory.
-    func stop() {
+    public func stop() {
         if pid > 0, pollExit() == nil {
             kill(pid, SIGTERM)
             if !waitUntil(10, { pollExit() != nil }) {
@@ -175,9 +206,10 @@ final class SluicedHarness {
             }
         }
         try? FileManager.default.removeItem(atPath: directory)
+        if let namespace { Self.run(["/usr/sbin/ip", "netns", "del", namespace]) }
     }
 
-    static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
+    public static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
         var text = "log-level: debug\n"
         text += "tun:\n  enable: \(tun)\n"
         text += "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"

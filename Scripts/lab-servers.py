@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Servers and clients for sluice's namespace lab (Scripts/lab.sh), stdlib only.
+
+  lab-servers.py http DIR PORT          threaded HTTP/1.1 file server on every address (v4+v6)
+  lab-servers.py udp-echo PORT [ADDR...] UDP echo on each address (default: the lab's three
+                                        service addresses); each answer is
+                                        "<seen source ip> <seen source port> " + the payload
+  lab-servers.py udp-client HOST PORT COUNT [SIZE]
+                                        sends COUNT datagrams (bounded: 60 s), prints
+                                        "sent N received M lost L"
+  lab-servers.py fullcone HOST1 HOST2 PORT
+                                        one socket talks to two servers; prints the source
+                                        ports each saw: "HOST1 PORT1 HOST2 PORT2"
+  lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
+                                        SEQUENTIAL one-after-another GET /small, then
+                                        CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
+"""
+import http.server
+import select
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+
+class DualStackServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def http_server(directory, port):
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=directory, **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    DualStackServer(("::", int(port)), Handler).serve_forever()
+
+
+def udp_echo(port, *addresses):
+    # One socket per address: a wildcard-bound UDP socket would answer from whatever
+    # source the route picks, and a connected client drops replies from another address.
+    socks = []
+    for address in addresses or ("10.77.200.2", "10.77.200.3", "fd77:200::2"):
+        sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind((address, int(port)))
+        socks.append(sock)
+    while True:
+        ready, _, _ = select.select(socks, [], [])
+        for sock in ready:
+            data, addr = sock.recvfrom(65535)
+            sock.sendto(f"{addr[0]} {addr[1]} ".encode() + data, addr)
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def udp_client(host, port, count, size=64):
+    count, size = int(count), int(size)
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    received, sent, seen = 0, 0, set()
+    deadline = time.monotonic() + 60
+    window = 64  # datagrams in flight: no loss from our own burst, only from the path
+    while (sent < count or received < sent) and time.monotonic() < deadline:
+        while sent < count and sent - received < window:
+            payload = sent.to_bytes(4, "big") + b"x" * max(0, size - 4)
+            try:
+                sock.send(payload)
+            except BlockingIOError:
+                break
+            sent += 1
+        ready, _, _ = select.select([sock], [], [], 1.0)
+        if not ready:
+            if sent == count:
+                break
+            window = max(1, window // 2)
+            continue
+        while True:
+            try:
+                data = sock.recv(65535)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+            parts = data.split(b" ", 2)
+            if len(parts) == 3 and len(parts[2]) >= 4:
+                n = int.from_bytes(parts[2][:4], "big")
+                if n not in seen:
+                    seen.add(n)
+                    received += 1
+    print(f"sent {sent} received {received} lost {count - received}")
+
+
+def fullcone(host1, host2, port):
+    sock = socket.socket(family_of(host1), socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    seen = {}
+    for host in (host1, host2):
+        for _ in range(3):
+            sock.sendto(b"hello", (host, int(port)))
+            try:
+                while True:
+                    data, addr = sock.recvfrom(2048)
+                    if addr[0] == host:
+                        seen[host] = data.split(b" ")[1].decode()
+                        break
+                break
+            except socket.timeout:
+                continue
+    print(f"{host1} {seen.get(host1, '-')} {host2} {seen.get(host2, '-')}")
+
+
+def get_small(host, port):
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(f"GET /small HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok\n")
+    except OSError:
+        return False
+
+
+def tcp_many(host, port, sequential, concurrent):
+    sequential, concurrent = int(sequential), int(concurrent)
+    ok_seq = sum(1 for _ in range(sequential) if get_small(host, port))
+    results = []
+    lock = threading.Lock()
+
+    def worker():
+        r = get_small(host, port)
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    print(f"sequential {ok_seq}/{sequential} concurrent {sum(results)}/{concurrent}")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {
+        "http": http_server,
+        "udp-echo": udp_echo,
+        "udp-client": udp_client,
+        "fullcone": fullcone,
+        "tcp-many": tcp_many,
+    }[command](*args)

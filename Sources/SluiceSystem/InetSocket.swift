@@ -1,0 +1,198 @@
+import CSluice
+import SluiceNet
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IP address and port, as sockets see them.
+public struct InetEndpoint: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPAddress
+    public var port: UInt16
+
+    public init(_ address: IPAddress, _ port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    public var description: String {
+        switch address {
+        case .v4(let a): "\(a):\(port)"
+        case .v6(let a): "[\(a)]:\(port)"
+        }
+    }
+}
+
+extension IPAddress {
+    /// AF_INET or AF_INET6.
+    public var socketFamily: CInt { isIPv4 ? AF_INET : AF_INET6 }
+
+    /// Network-order bytes (4 or 16) for the C helpers.
+    @inlinable
+    public func withNetworkBytes<T>(_ body: (UnsafePointer<UInt8>) -> T) -> T {
+        switch self {
+        case .v4(let a):
+            var be = a.rawValue.bigEndian
+            return withUnsafeBytes(of: &be) { body($0.bindMemory(to: UInt8.self).baseAddress!) }
+        case .v6(let a):
+            var bytes = (a.high.bigEndian, a.low.bigEndian)
+            return withUnsafeBytes(of: &bytes) { body($0.bindMemory(to: UInt8.self).baseAddress!) }
+        }
+    }
+
+    /// Reads an address the C helpers returned (family + 16-byte buffer).
+    public init?(family: CInt, networkBytes b: [UInt8]) {
+        if family == AF_INET {
+            self = .v4(IPv4Address(b[0], b[1], b[2], b[3]))
+        } else if family == AF_INET6 {
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            for i in 0..<8 { high = high << 8 | UInt64(b[i]) }
+            for i in 8..<16 { low = low << 8 | UInt64(b[i]) }
+            self = .v6(IPv6Address(high: high, low: low))
+        } else {
+            return nil
+        }
+    }
+}
+
+/// IP socket operations through CSluice, throwing ``SystemError``s that name the call and
+/// the endpoint.
+public enum InetSocket {
+    public static func make(family: CInt, type: CInt, protocol proto: CInt = 0, nonBlocking: Bool = true) throws(SystemError)
+        -> OwnedDescriptor
+    {
+        let fd = try Posix.check("socket", csluice_socket(family, type, proto, nonBlocking ? 1 : 0))
+        return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+    }
+
+    public static func tcp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
+        try make(family: family, type: CInt(SOCK_STREAM.rawValue))
+    }
+
+    public static func udp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
+        try make(family: family, type: CInt(SOCK_DGRAM.rawValue))
+    }
+
+    public static func bind(_ fd: CInt, _ endpoint: InetEndpoint, freeBind: Bool = false, reuseAddress: Bool = false) throws(SystemError) {
+        let rc = endpoint.address.withNetworkBytes {
+            csluice_bind_inet(fd, endpoint.address.socketFamily, $0, endpoint.port, freeBind ? 1 : 0, reuseAddress ? 1 : 0)
+        }
+        try Posix.check("bind \(endpoint)", rc)
+    }
+
+    /// Starts a connect; returns false when it is in progress (non-blocking socket).
+    public static func connect(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) -> Bool {
+        let rc = endpoint.address.withNetworkBytes { csluice_connect_inet(fd, endpoint.address.socketFamily, $0, endpoint.port) }
+        if rc == -EINPROGRESS { return false }
+        try Posix.check("connect \(endpoint)", rc)
+        return true
+    }
+
+    /// Sends one datagram; false when the socket buffer is full (EAGAIN).
+    @discardableResult
+    public static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, to endpoint: InetEndpoint) throws(SystemError) -> Bool {
+        let n = endpoint.address.withNetworkBytes {
+            csluice_sendto_inet(fd, bytes.baseAddress, bytes.count, endpoint.address.socketFamily, $0, endpoint.port)
+        }
+        if n == -EAGAIN { return false }
+        try Posix.check("sendto \(endpoint)", n)
+        return true
+    }
+
+    /// Receives one datagram into `buffer`; nil when nothing is waiting.
+    public static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (Int, InetEndpoint)? {
+        var family: CInt = 0
+        var address = [UInt8](repeating: 0, count: 16)
+        var port: UInt16 = 0
+        let n = csluice_recvfrom_inet(fd, buffer.baseAddress, buffer.count, &family, &address, &port)
+        if n == -EAGAIN { return nil }
+        try Posix.check("recvfrom", n)
+        guard let ip = IPAddress(family: family, networkBytes: address) else { return nil }
+        return (n, InetEndpoint(ip, port))
+    }
+
+    /// The socket's own address (getsockname) or its peer's (getpeername).
+    public static func address(_ fd: CInt, peer: Bool = false) throws(SystemError) -> InetEndpoint {
+        var family: CInt = 0
+        var address = [UInt8](repeating: 0, count: 16)
+        var port: UInt16 = 0
+        try Posix.check(peer ? "getpeername" : "getsockname", csluice_socket_address(fd, peer ? 1 : 0, &family, &address, &port))
+        guard let ip = IPAddress(family: family, networkBytes: address) else {
+            throw SystemError("socket address family \(family)", errno: EAFNOSUPPORT)
+        }
+        return InetEndpoint(ip, port)
+    }
+
+    /// accept4 (non-blocking, close-on-exec); nil when no connection is waiting.
+    public static func accept(_ fd: CInt) throws(SystemError) -> (OwnedDescriptor, InetEndpoint)? {
+        var family: CInt = 0
+        var address = [UInt8](repeating: 0, count: 16)
+        var port: UInt16 = 0
+        let c = csluice_accept_inet(fd, &family, &address, &port)
+        if c == -EAGAIN { return nil }
+        try Posix.check("accept4", c)
+        let owned = OwnedDescriptor(takingOwnershipOfDescriptor: c)
+        guard let ip = IPAddress(family: family, networkBytes: address) else { return nil }
+        return (owned, InetEndpoint(ip, port))
+    }
+
+    public static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String) throws(SystemError) {
+        try Posix.check("setsockopt \(what())", csluice_setsockopt_int(fd, level, name, value))
+    }
+
+    /// SO_MARK: the fwmark policy routing sees (needs CAP_NET_ADMIN).
+    public static func setMark(_ fd: CInt, _ mark: UInt32) throws(SystemError) {
+        try setOption(fd, level: SOL_SOCKET, name: SO_MARK, value: CInt(bitPattern: mark), "SO_MARK \(mark)")
+    }
+
+    public static func bindToDevice(_ fd: CInt, _ name: String) throws(SystemError) {
+        try Posix.check("SO_BINDTODEVICE \(name)", csluice_bind_to_device(fd, name))
+    }
+
+    /// The pending socket error (SO_ERROR); 0 when none.
+    public static func pendingError(_ fd: CInt) -> Int32 { csluice_socket_error(fd) }
+
+    /// Makes the next close() send RST.
+    public static func setResetOnClose(_ fd: CInt) { _ = csluice_set_linger_reset(fd) }
+
+    public static func shutdownWrite(_ fd: CInt) { _ = csluice_shutdown_write(fd) }
+}
+
+/// epoll through CSluice: the readiness loop of the data plane.
+public final class EventPoll: @unchecked Sendable {
+    public struct Events: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let readable = Events(rawValue: 0x001)  // EPOLLIN
+        public static let writable = Events(rawValue: 0x004)  // EPOLLOUT
+        public static let error = Events(rawValue: 0x008)  // EPOLLERR
+        public static let hangup = Events(rawValue: 0x010)  // EPOLLHUP
+        public static let readHangup = Events(rawValue: 0x2000)  // EPOLLRDHUP
+        public static let edgeTriggered = Events(rawValue: 1 << 31)  // EPOLLET
+    }
+
+    public let descriptor: OwnedDescriptor
+    private var cookies = [UInt64](repeating: 0, count: 256)
+    private var masks = [UInt32](repeating: 0, count: 256)
+
+    public init() throws(SystemError) {
+        descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("epoll_create1", csluice_epoll_create()))
+    }
+
+    public func add(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
+        try Posix.check("epoll_ctl ADD \(fd)", csluice_epoll_ctl(descriptor.rawValue, 1, fd, events.rawValue, cookie))
+    }
+
+    public func modify(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
+        try Posix.check("epoll_ctl MOD \(fd)", csluice_epoll_ctl(descriptor.rawValue, 3, fd, events.rawValue, cookie))
+    }
+
+    public func remove(_ fd: CInt) { _ = csluice_epoll_ctl(descriptor.rawValue, 2, fd, 0, 0) }
+
+    /// Waits and calls `body(cookie, events)` for each ready descriptor.
+    public func wait(timeoutMilliseconds: Int32, _ body: (UInt64, Events) -> Void) throws(SystemError) {
+        let n = try Posix.check("epoll_wait", csluice_epoll_wait(descriptor.rawValue, &cookies, &masks, 256, timeoutMilliseconds))
+        for i in 0..<Int(n) { body(cookies[i], Events(rawValue: masks[i])) }
+    }
+}

@@ -1,0 +1,300 @@
+import CSluice
+import IPC
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluicePacket
+import SluiceRules
+import SluiceSystem
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the dispatcher consults for each new flow; swapped atomically on reload.
+final class RoutingTable: Sendable {
+    let rules: RuleEngine
+    let outbounds: [String: any Outbound]
+
+    init(rules: RuleEngine, outbounds: [String: any Outbound]) {
+        self.rules = rules
+        self.outbounds = outbounds
+    }
+}
+
+/// Reads packets from the TUN and hands each to its path: TCP is NATed to the local
+/// listener (the kernel terminates it), UDP goes to full-cone flows, ICMP echo to the
+/// forwarder. Rules are evaluated once per new flow, never per packet.
+final class PacketDispatcher: @unchecked Sendable {
+    /// Addresses of the "system" stack for one family: the listener lives on the TUN's own
+    /// address, NATed connections appear to come from the next address in its subnet.
+    struct StackAddresses {
+        var listener: InetEndpoint
+        var fakeClient: IPAddress
+    }
+
+    private let tun: CInt
+    private let logger: Logger
+    private let nat: TCPNATTable
+    private let udp: UDPFlowTable
+    private let icmp: ICMPForwarder
+    let table: Mutex<RoutingTable>
+    private let v4: StackAddresses?
+    private let v6: StackAddresses?
+    private let stopping = Atomic<Bool>(false)
+    private let bufferSize: Int
+    /// A (client, destination) → decision cache for UDP so that a stream of datagrams does
+    /// not re-run the rules. Only the reader thread touches it.
+    private var udpDecisions: [UDPPair: RuleDecision] = [:]
+    private var warnedTargets: Set<String> = []
+    private var warnedICMP: Set<Bool> = []
+
+    private struct UDPPair: Hashable {
+        var client: InetEndpoint
+        var destination: InetEndpoint
+    }
+
+    let packets = Atomic<UInt64>(0)
+    let fragmentsDropped = Atomic<UInt64>(0)
+    let malformedDropped = Atomic<UInt64>(0)
+    let rejected = Atomic<UInt64>(0)
+    let tcpFlows = Atomic<UInt64>(0)
+
+    init(
+        tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
+        icmp: ICMPForwarder, table: RoutingTable, logger: Logger
+    ) {
+        self.tun = tun
+        self.bufferSize = max(mtu, 1500) + 64
+        self.v4 = v4
+        self.v6 = v6
+        self.nat = nat
+        self.udp = udp
+        self.icmp = icmp
+        self.table = Mutex(table)
+        self.logger = logger
+    }
+
+    func stop() { stopping.store(true, ordering: .relaxed) }
+
+    /// The read loop; runs on its own thread until ``stop()``.
+    func run() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        let reply = UnsafeMutableRawBufferPointer.allocate(byteCount: 1600, alignment: 16)
+        defer {
+            buffer.deallocate()
+            reply.deallocate()
+        }
+        var pfd = pollfd(fd: tun, events: Int16(POLLIN), revents: 0)
+        var lastSweep = MonotonicClock.now
+        while !stopping.load(ordering: .relaxed) {
+            let n = csluice_read(tun, buffer.baseAddress, buffer.count)
+            if n > 0 {
+                packets.add(1, ordering: .relaxed)
+                handle(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]), reply: reply)
+                continue
+            }
+            if n == -EAGAIN {
+                pfd.revents = 0
+                _ = poll(&pfd, 1, 500)
+            } else if n < 0 && n != -EINTR {
+                logger.error("reading the TUN device failed: \(SystemError("read", errno: Int32(-n))); the data plane stops")
+                return
+            }
+            let now = MonotonicClock.now
+            if now - lastSweep > 1_000_000_000 {
+                lastSweep = now
+                nat.collect(now: now)
+                if udpDecisions.count > 65536 { udpDecisions.removeAll(keepingCapacity: true) }
+            }
+        }
+    }
+
+    private func handle(_ raw: UnsafeMutableRawBufferPointer, reply: UnsafeMutableRawBufferPointer) {
+        guard var ip = IPPacketView(raw) else {
+            malformedDropped.add(1, ordering: .relaxed)
+            return
+        }
+        if ip.isFragment {
+            // Reassembly is not implemented: count and drop (TCP never fragments here, the
+            // kernel does PMTU discovery; large UDP datagrams do).
+            fragmentsDropped.add(1, ordering: .relaxed)
+            return
+        }
+        switch ip.transportProtocol {
+        case IPProtocolNumber.tcp: handleTCP(&ip, reply: reply)
+        case IPProtocolNumber.udp: handleUDP(ip, reply: reply)
+        case IPProtocolNumber.icmp, IPProtocolNumber.icmpv6: handleICMP(ip, reply: reply)
+        default: malformedDropped.add(1, ordering: .relaxed)
+        }
+    }
+
+    // MARK: TCP
+
+    private func handleTCP(_ ip: inout IPPacketView, reply: UnsafeMutableRawBufferPointer) {
+        guard let tcp = TCPHeaderView(ip), let stack = ip.version == 4 ? v4 : v6 else {
+            malformedDropped.add(1, ordering: .relaxed)
+            return
+        }
+        let ipv4 = ip.version == 4
+        if ip.source == stack.listener.address && tcp.sourcePort == stack.listener.port
+            && ip.destination == stack.fakeClient
+        {
+            // Listener → client: back to the original endpoints.
+            guard let entry = nat.entry(port: tcp.destinationPort, ipv4: ipv4) else { return }
+            if NATRewrite.rewrite(
+                &ip, source: entry.key.destination, sourcePort: entry.key.destinationPort, destination: entry.key.source,
+                destinationPort: entry.key.sourcePort)
+            {
+                write(ip)
+            }
+            return
+        }
+        let key = TCPNATTable.Key(
+            source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination, destinationPort: tcp.destinationPort)
+        var port = nat.port(for: key)
+        if port == nil {
+            guard tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) else {
+                // Mid-stream packet of a connection we do not know (e.g. from before a restart):
+                // reset it so the client gives up at once instead of retransmitting.
+                if !tcp.flags.contains(.rst) { sendReset(answering: ip, reply: reply) }
+                return
+            }
+            let metadata = ConnectionMetadata(
+                network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
+                destinationPort: tcp.destinationPort)
+            let decision = table.withLock { $0.rules.decide(metadata) }
+            let label = "tcp \(InetEndpoint(ip.source, tcp.sourcePort)) -> \(InetEndpoint(ip.destination, tcp.destinationPort))"
+            switch disposition(of: decision.target) {
+            case .reject:
+                logger.info("\(label) [\(decision.rule)] REJECT")
+                rejected.add(1, ordering: .relaxed)
+                sendReset(answering: ip, reply: reply)
+                return
+            case .drop:
+                logger.info("\(label) [\(decision.rule)] REJECT-DROP")
+                rejected.add(1, ordering: .relaxed)
+                return
+            case .forward:
+                logger.info("\(label) [\(decision.rule)] \(decision.target)")
+            }
+            port = nat.create(key, decision: decision, host: metadata.host, now: MonotonicClock.now)
+            if port == nil {
+                logger.warning("\(label): all NAT ports are in use; refusing")
+                sendReset(answering: ip, reply: reply)
+                return
+            }
+            tcpFlows.add(1, ordering: .relaxed)
+        }
+        guard let natPort = port else { return }
+        if NATRewrite.rewrite(
+            &ip, source: stack.fakeClient, sourcePort: natPort, destination: stack.listener.address,
+            destinationPort: stack.listener.port)
+        {
+            write(ip)
+        }
+    }
+
+    /// Where a TCP connection accepted on the listener goes (relay loop thread).
+    func route(natPort: UInt16, ipv4: Bool) -> TCPRelayLoop.Route? {
+        guard let entry = nat.entry(port: natPort, ipv4: ipv4) else { return nil }
+        nat.markAccepted(port: natPort, ipv4: ipv4)
+        guard let outbound = table.withLock({ $0.outbounds[entry.decision.target] }) else { return nil }
+        let label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
+        return TCPRelayLoop.Route(
+            destination: InetEndpoint(entry.key.destination, entry.key.destinationPort), outbound: outbound, label: label)
+    }
+
+    private enum Disposition { case forward, reject, drop }
+
+    private func disposition(of target: String) -> Disposition {
+        switch target {
+        case "REJECT": return .reject
+        case "REJECT-DROP": return .drop
+        default:
+            if table.withLock({ $0.outbounds[target] != nil }) { return .forward }
+            if !warnedTargets.contains(target) {
+                warnedTargets.insert(target)
+                logger.warning(
+                    "rule target \"\(target)\" is a proxy or group; proxy outbounds are not implemented yet, so its connections are rejected")
+            }
+            return .reject
+        }
+    }
+
+    // MARK: UDP
+
+    private func handleUDP(_ ip: IPPacketView, reply: UnsafeMutableRawBufferPointer) {
+        guard let udpHeader = UDPHeaderView(ip) else {
+            malformedDropped.add(1, ordering: .relaxed)
+            return
+        }
+        let client = InetEndpoint(ip.source, udpHeader.sourcePort)
+        let destination = InetEndpoint(ip.destination, udpHeader.destinationPort)
+        let pair = UDPPair(client: client, destination: destination)
+        let decision: RuleDecision
+        if let cached = udpDecisions[pair] {
+            decision = cached
+        } else {
+            let metadata = ConnectionMetadata(
+                network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
+                destinationPort: udpHeader.destinationPort)
+            decision = table.withLock { $0.rules.decide(metadata) }
+            udpDecisions[pair] = decision
+            logger.info("udp \(client) -> \(destination) [\(decision.rule)] \(decision.target)")
+        }
+        switch disposition(of: decision.target) {
+        case .reject:
+            rejected.add(1, ordering: .relaxed)
+            // Port unreachable: a connected UDP socket sees ECONNREFUSED at once.
+            let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ip.version == 4 ? 3 : 4)
+            if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+        case .drop:
+            rejected.add(1, ordering: .relaxed)
+        case .forward:
+            guard let outbound = table.withLock({ $0.outbounds[decision.target] }) else { return }
+            udp.send(from: client, to: destination, payload: UnsafeRawBufferPointer(udpHeader.payload), outbound: outbound)
+        }
+    }
+
+    // MARK: ICMP
+
+    private func handleICMP(_ ip: IPPacketView, reply: UnsafeMutableRawBufferPointer) {
+        guard let icmpHeader = ICMPHeaderView(ip) else { return }
+        let ipv4 = ip.version == 4
+        guard icmpHeader.type == (ipv4 ? 8 : 128) else { return }  // only echo requests are forwarded
+        let metadata = ConnectionMetadata(
+            network: .icmp, source: ip.source, sourcePort: 0, destination: ip.destination, destinationPort: 0)
+        let decision = table.withLock { $0.rules.decide(metadata) }
+        switch disposition(of: decision.target) {
+        case .reject:
+            rejected.add(1, ordering: .relaxed)
+            // Administratively prohibited: ping reports it immediately.
+            let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ipv4 ? 13 : 1)
+            if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+        case .drop:
+            rejected.add(1, ordering: .relaxed)
+        case .forward:
+            let sent = icmp.forward(
+                client: ip.source, destination: ip.destination, identifier: icmpHeader.identifier,
+                sequence: icmpHeader.sequence, payload: UnsafeRawBufferPointer(icmpHeader.payload))
+            if !sent && !warnedICMP.contains(ipv4) {
+                warnedICMP.insert(ipv4)
+                logger.warning(
+                    "cannot forward ICMP\(ipv4 ? "" : "v6") echo: no raw ICMP socket was handed over (sluiced needs CAP_NET_RAW to open it); pings through the TUN go unanswered")
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    private func write(_ ip: IPPacketView) {
+        _ = csluice_write(tun, ip.bytes.baseAddress, ip.bytes.count)
+    }
+
+    private func sendReset(answering ip: IPPacketView, reply: UnsafeMutableRawBufferPointer) {
+        let n = PacketBuilder.tcpReset(into: reply, answering: ip)
+        if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+    }
+}

@@ -1,0 +1,131 @@
+import SluiceNet
+import SluiceRules
+import Synchronization
+
+/// The "system" stack's TCP translation table.
+///
+/// A client's packet `S:sp → D:dp` read from the TUN is rewritten to
+/// `fakeClient:natPort → listener` and written back, so the kernel's own TCP accepts it on
+/// our listener; the listener's answers (`listener → fakeClient:natPort`) are rewritten
+/// back to `D:dp → S:sp`. The NAT port is the index: the accepted socket's peer port finds
+/// the original endpoints without any other bookkeeping.
+///
+/// Shared by the TUN reader thread (creates and translates) and the relay loop (looks up
+/// on accept, releases on close), hence the mutex.
+final class TCPNATTable: Sendable {
+    struct Key: Hashable, Sendable {
+        var source: IPAddress
+        var sourcePort: UInt16
+        var destination: IPAddress
+        var destinationPort: UInt16
+    }
+
+    struct Entry: Sendable {
+        var key: Key
+        var decision: RuleDecision
+        var host: String?
+        var createdAt: UInt64
+        /// Set when the relay finished; the entry lingers so late FIN/ACKs still translate.
+        var closedAt: UInt64?
+        var accepted = false
+    }
+
+    /// NAT ports handed out: well above the ephemeral range's usual start, all of it.
+    static let firstPort: UInt16 = 1024
+    static let lastPort: UInt16 = 65535
+    /// How long a finished connection's entry stays, so retransmitted FINs translate.
+    static let linger: UInt64 = 15_000_000_000
+    /// How long a SYN may wait to be accepted before its entry is dropped.
+    static let acceptTimeout: UInt64 = 60_000_000_000
+
+    private struct Family {
+        var byKey: [Key: UInt16] = [:]
+        var byPort: [Entry?] = Array(repeating: nil, count: 65536)
+        var nextPort = TCPNATTable.firstPort
+        var count = 0
+    }
+
+    private let state = Mutex<(v4: Family, v6: Family)>((Family(), Family()))
+
+    /// Existing translation for a client packet.
+    func port(for key: Key) -> UInt16? {
+        state.withLock { s in
+            key.source.isIPv4 ? s.v4.byKey[key] : s.v6.byKey[key]
+        }
+    }
+
+    /// A new translation (on SYN). Returns nil when every port of the family is in use.
+    func create(_ key: Key, decision: RuleDecision, host: String?, now: UInt64) -> UInt16? {
+        state.withLock { s in
+            key.source.isIPv4
+                ? Self.create(&s.v4, key, decision, host, now)
+                : Self.create(&s.v6, key, decision, host, now)
+        }
+    }
+
+    private static func create(_ f: inout Family, _ key: Key, _ decision: RuleDecision, _ host: String?, _ now: UInt64)
+        -> UInt16?
+    {
+        if let existing = f.byKey[key] { return existing }
+        let span = Int(lastPort - firstPort) + 1
+        for _ in 0..<span {
+            let port = f.nextPort
+            f.nextPort = port == lastPort ? firstPort : port + 1
+            if f.byPort[Int(port)] == nil {
+                f.byPort[Int(port)] = Entry(key: key, decision: decision, host: host, createdAt: now)
+                f.byKey[key] = port
+                f.count += 1
+                return port
+            }
+        }
+        return nil
+    }
+
+    /// The original endpoints behind a NAT port (reverse direction and accept).
+    func entry(port: UInt16, ipv4: Bool) -> Entry? {
+        state.withLock { s in ipv4 ? s.v4.byPort[Int(port)] : s.v6.byPort[Int(port)] }
+    }
+
+    /// The relay took the connection.
+    func markAccepted(port: UInt16, ipv4: Bool) {
+        state.withLock { s in
+            if ipv4 { s.v4.byPort[Int(port)]?.accepted = true } else { s.v6.byPort[Int(port)]?.accepted = true }
+        }
+    }
+
+    /// The relay finished; the entry goes after the linger time.
+    func markClosed(port: UInt16, ipv4: Bool, now: UInt64) {
+        state.withLock { s in
+            if ipv4 { s.v4.byPort[Int(port)]?.closedAt = now } else { s.v6.byPort[Int(port)]?.closedAt = now }
+        }
+    }
+
+    /// Drops lingering and never-accepted entries. Returns how many went.
+    @discardableResult
+    func collect(now: UInt64) -> Int {
+        state.withLock { s in Self.collect(&s.v4, now) + Self.collect(&s.v6, now) }
+    }
+
+    private static func collect(_ f: inout Family, _ now: UInt64) -> Int {
+        guard f.count > 0 else { return 0 }
+        var removed = 0
+        for (key, port) in f.byKey {
+            guard let entry = f.byPort[Int(port)] else { continue }
+            let expired: Bool
+            if let closedAt = entry.closedAt {
+                expired = now > closedAt && now - closedAt > linger
+            } else {
+                expired = !entry.accepted && now > entry.createdAt && now - entry.createdAt > acceptTimeout
+            }
+            if expired {
+                f.byKey[key] = nil
+                f.byPort[Int(port)] = nil
+                f.count -= 1
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    var count: Int { state.withLock { $0.v4.count + $0.v6.count } }
+}

@@ -1,0 +1,107 @@
+import CSluice
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open TUN device: the descriptor the data plane reads and writes, and its name.
+///
+/// Devices sluice creates are made persistent (TUNSETPERSIST) and owned by the worker's
+/// uid, so a crash of the tun worker leaves the device, its addresses and its routes in
+/// place and the restarted worker attaches to them again. A graceful stop removes what
+/// sluice created (``release(removeDevice:)``); a device the administrator pre-created
+/// (`ip tuntap add mode tun user sluice name X`) is left alone.
+public final class TunDevice: @unchecked Sendable {
+    public let descriptor: OwnedDescriptor
+    public let name: String
+    /// Whether this process (or an earlier tun worker) created the device.
+    public let createdBySluice: Bool
+
+    private init(descriptor: OwnedDescriptor, name: String, createdBySluice: Bool) {
+        self.descriptor = descriptor
+        self.name = name
+        self.createdBySluice = createdBySluice
+    }
+
+    /// Opens (attaching or creating) the TUN device `name` with IFF_TUN | IFF_NO_PI.
+    ///
+    /// - Parameter marker: a file recording that sluice created the device (in the state
+    ///   directory), so that the decision survives worker restarts.
+    /// - Parameter clone: an open, unattached `/dev/net/tun` descriptor handed over by
+    ///   sluiced (the service user may not be allowed to open the device node itself);
+    ///   nil opens `/dev/net/tun` here.
+    public static func open(name: String, markerPath: String?, clone: OwnedDescriptor? = nil) throws(SystemError) -> TunDevice {
+        let existed = interfaceExists(name)
+        var actual = [CChar](repeating: 0, count: 16)
+        let fd: CInt
+        if let clone {
+            fd = csluice_tun_attach(clone.rawValue, name, 0, 0, &actual)
+            if fd >= 0 { _ = clone.takeDescriptorOwnership() }
+        } else {
+            fd = csluice_tun_open(name, 0, 0, &actual)
+        }
+        if fd < 0 {
+            let err = -fd
+            let hint: String
+            switch err {
+            case EPERM, EACCES:
+                hint = existed
+                    ? "the device exists but belongs to another user; recreate it with `ip tuntap add mode tun user \(getuid()) name \(name)` or grant CAP_NET_ADMIN"
+                    : "creating a TUN device needs CAP_NET_ADMIN; start sluiced as root, or pre-create it with `ip tuntap add mode tun user \(getuid()) name \(name)`"
+            case EBUSY:
+                hint = "the device is in use by another program, or exists with different flags (it must be a TUN device without packet info)"
+            case ENOENT, ENODEV:
+                hint = "/dev/net/tun is missing: load the tun module (modprobe tun) or give the service DeviceAllow=/dev/net/tun"
+            case EACCES where clone == nil:
+                hint = "this user may not open /dev/net/tun; run under sluiced started as root (it hands the device over) or make the node accessible"
+            default:
+                hint = "check that /dev/net/tun exists and the name is a valid interface name"
+            }
+            throw SystemError("open TUN device \(name) (\(hint))", errno: err)
+        }
+        let descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+        let actualName = String(decoding: actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var created = !existed
+        if let markerPath {
+            if created {
+                // Record before anything else can fail: a restart must know the device is ours.
+                let file = Glibc.open(markerPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+                if file >= 0 {
+                    _ = actualName.withCString { write(file, $0, strlen($0)) }
+                    close(file)
+                }
+            } else if access(markerPath, F_OK) == 0 {
+                created = true
+            }
+        }
+        if created {
+            try Posix.check("TUNSETPERSIST \(actualName)", csluice_tun_set_persist(fd, 1))
+            _ = csluice_tun_set_owner(fd, getuid())
+        }
+        return TunDevice(descriptor: descriptor, name: actualName, createdBySluice: created)
+    }
+
+    /// Uses an inherited TUN descriptor (`device-url: fd://N`).
+    public static func adopt(descriptor fd: CInt) throws(SystemError) -> TunDevice {
+        var name = [CChar](repeating: 0, count: 16)
+        try Posix.check("TUNGETIFF on fd \(fd) (fd://\(fd) must be an open TUN device)", csluice_tun_get_name(fd, &name))
+        let actual = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return TunDevice(descriptor: OwnedDescriptor(takingOwnershipOfDescriptor: fd), name: actual, createdBySluice: false)
+    }
+
+    /// Closes the descriptor; with `removeDevice` (graceful stop of a device we created)
+    /// clears persistence first, so the kernel deletes the interface with its routes.
+    public func release(removeDevice: Bool, markerPath: String?) {
+        let fd = descriptor.rawValue
+        if removeDevice && createdBySluice && fd >= 0 {
+            _ = csluice_tun_set_persist(fd, 0)
+            if let markerPath { unlink(markerPath) }
+        }
+        descriptor.close()
+    }
+
+    static func interfaceExists(_ name: String) -> Bool {
+        access("/sys/class/net/\(name)", F_OK) == 0
+    }
+}

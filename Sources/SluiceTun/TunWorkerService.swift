@@ -1,0 +1,322 @@
+import CSluice
+import Foundation
+import IPC
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluiceNetlink
+import SluiceRules
+import SluiceSystem
+import Synchronization
+import WorkerRuntime
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The tun worker's job: bring the TUN device up, run the data plane, install auto-route,
+/// and take it all down again on a graceful stop.
+public final class TunWorkerService: WorkerService, @unchecked Sendable {
+    private let logger = Logger(label: "sluice-tun")
+    private var running: RunningDataPlane?
+    private var applied: SluiceConfiguration?
+    private let environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+        if let running, let applied {
+            // Rules, proxies and mode swap in place; anything about the device or routing
+            // needs a fresh data plane.
+            if applied.tun != configuration.tun || applied.ipv6 != configuration.ipv6 {
+                return (.restartRequired, "tun section changed")
+            }
+            running.dispatcher.table.withLock { $0 = Self.routingTable(configuration, egress: running.egress, logger: logger) }
+            self.applied = configuration
+            return (.applied, running.summary)
+        }
+        guard configuration.tun.enable else { return (.applied, "tun disabled") }
+        do {
+            let plane = try RunningDataPlane.start(configuration, environment: environment, logger: logger)
+            running = plane
+            applied = configuration
+            return (.applied, plane.summary)
+        } catch {
+            logger.error("cannot start the data plane: \(error)")
+            return (.rejected, "\(error)")
+        }
+    }
+
+    public var readyDetail: String { running?.summary ?? "tun disabled" }
+
+    public var isHealthy: Bool { running?.isHealthy ?? true }
+
+    public func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
+
+    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
+        // The dns worker's channel: fake-IP lookups and hijacked DNS arrive with issue 5.
+        running?.dnsPeer.withLock { old in
+            old?.close()
+            old = channel
+        }
+    }
+
+    public func shutdown(graceMilliseconds: UInt32) {
+        running?.stop()
+        running = nil
+    }
+
+    /// Outbounds by name: DIRECT, and the config's `direct` proxies (with their own
+    /// interface and mark). `reject` proxies resolve to REJECT in the dispatcher.
+    static func routingTable(_ configuration: SluiceConfiguration, egress: EgressPolicy, logger: Logger) -> RoutingTable {
+        var outbounds: [String: any Outbound] = [
+            "DIRECT": DirectOutbound(name: "DIRECT", egress: egress, interfaceName: nil, routingMark: nil)
+        ]
+        var rules = configuration.rules
+        for proxy in configuration.proxies {
+            switch proxy.kind {
+            case .direct(let direct):
+                outbounds[proxy.name] = DirectOutbound(
+                    name: proxy.name, egress: egress, interfaceName: direct.dial.interfaceName,
+                    routingMark: direct.dial.routingMark)
+            case .reject:
+                for i in rules.indices where rules[i].target == proxy.name { rules[i].target = "REJECT" }
+            default:
+                break
+            }
+        }
+        let engine = RuleEngine(rules: rules, mode: configuration.mode)
+        if !engine.unsupportedKinds.isEmpty {
+            logger.warning(
+                "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
+        }
+        return RoutingTable(rules: engine, outbounds: outbounds)
+    }
+}
+
+/// Everything one data plane owns, started together and stopped together.
+final class RunningDataPlane: @unchecked Sendable {
+    let device: TunDevice
+    let netlink: RouteNetlink
+    let autoRoute: AutoRoute?
+    let egress: EgressPolicy
+    let dispatcher: PacketDispatcher
+    let relay: TCPRelayLoop
+    let udp: UDPFlowTable
+    let icmp: ICMPForwarder
+    let nat: TCPNATTable
+    let markerPath: String?
+    let addedAddresses: [IPPrefix]
+    let interfaceIndex: Int32
+    let summary: String
+    let dnsPeer = Mutex<FrameChannel?>(nil)
+    private var threads: [WorkerThread] = []
+    private let logger: Logger
+
+    private init(
+        device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
+        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, nat: TCPNATTable, markerPath: String?,
+        addedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
+    ) {
+        self.device = device
+        self.netlink = netlink
+        self.autoRoute = autoRoute
+        self.egress = egress
+        self.dispatcher = dispatcher
+        self.relay = relay
+        self.udp = udp
+        self.icmp = icmp
+        self.nat = nat
+        self.markerPath = markerPath
+        self.addedAddresses = addedAddresses
+        self.interfaceIndex = interfaceIndex
+        self.summary = summary
+        self.logger = logger
+    }
+
+    static func start(_ configuration: SluiceConfiguration, environment: [String: String], logger: Logger) throws -> RunningDataPlane {
+        let tun = configuration.tun
+        let stateDirectory = environment["SLUICE_STATE_DIRECTORY"]
+        let markerPath = stateDirectory.map { "\($0)/tun-\(tun.device).created" }
+        let device: TunDevice
+        if let inherited = environment["SLUICE_TUN_FD"].flatMap(Int32.init) {
+            device = try TunDevice.adopt(descriptor: inherited)
+        } else {
+            let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
+            device = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone)
+        }
+        try Descriptors.setNonBlocking(device.descriptor.rawValue)
+        let netlink = try RouteNetlink()
+        guard let link = try netlink.link(named: device.name) else {
+            throw SystemError("find interface \(device.name) after opening it", errno: ENODEV)
+        }
+        // IPv6 on a TUN: no duplicate address detection (the address would stay tentative
+        // and drop our own packets for a second), and no reverse-path filter on the device,
+        // whose packets legitimately carry any source address.
+        writeSysctl("/proc/sys/net/ipv6/conf/\(device.name)/accept_dad", "0")
+        writeSysctl("/proc/sys/net/ipv4/conf/\(device.name)/rp_filter", "0")
+        try netlink.setLink(index: link.index, up: true, mtu: UInt32(tun.mtu))
+        let existing = Set(try netlink.addresses(interface: link.index).map(\.description))
+        var added: [IPPrefix] = []
+        let wantedAddresses = tun.inet4Address + (configuration.ipv6 ? tun.inet6Address : [])
+        for prefix in wantedAddresses where !existing.contains(prefix.description) {
+            try netlink.addAddress(prefix, interface: link.index)
+            added.append(prefix)
+        }
+
+        let egress = EgressPolicy(routingMark: tun.routingMark)
+        if tun.autoDetectInterface {
+            egress.interface = try detectEgress(netlink, excluding: link.index)
+            logger.info("auto-detect-interface: DIRECT traffic leaves through \(egress.interface ?? "the main table's route (none found)")")
+        }
+        var routingConfig = tun
+        if !configuration.ipv6 { routingConfig.inet6Address = [] }
+        let autoRoute = tun.autoRoute ? AutoRoute(config: routingConfig, interfaceIndex: link.index, logger: logger) : nil
+        try autoRoute?.install(netlink)
+
+        let nat = TCPNATTable()
+        let udp = try UDPFlowTable(tun: device.descriptor.rawValue, idleTimeoutSeconds: tun.udpTimeout, logger: logger)
+        let icmp = ICMPForwarder(
+            v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
+            v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
+            routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
+        let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
+
+        // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
+        // routing: build the relay with a late-bound lookup.
+        let lookup = Mutex<PacketDispatcher?>(nil)
+        let relay = try TCPRelayLoop(
+            logger: logger,
+            resolve: { port, ipv4 in lookup.withLock { $0 }?.route(natPort: port, ipv4: ipv4) },
+            finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) })
+        func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
+            guard let prefix = prefixes.first else { return nil }
+            guard let fake = nextAddress(in: prefix) else {
+                throw SystemError(
+                    "tun address \(prefix): the prefix must leave room for a second address (at most /30 or /126)", errno: EINVAL)
+            }
+            let listener = try relay.listen(on: InetEndpoint(prefix.address, 0))
+            return PacketDispatcher.StackAddresses(listener: listener, fakeClient: fake)
+        }
+        let v4 = try stackAddresses(tun.inet4Address)
+        let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
+        let dispatcher = PacketDispatcher(
+            tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp, table: table,
+            logger: logger)
+        lookup.withLock { $0 = dispatcher }
+
+        var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
+        if autoRoute != nil { summary += ", auto-route" }
+        let plane = RunningDataPlane(
+            device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
+            udp: udp, icmp: icmp, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added,
+            interfaceIndex: link.index, summary: summary, logger: logger)
+        plane.threads = [
+            WorkerThread.start(name: "tun-relay") { relay.run() },
+            WorkerThread.start(name: "tun-udp") { udp.run() },
+            WorkerThread.start(name: "tun-icmp") { icmp.run() },
+            WorkerThread.start(name: "tun-read") { dispatcher.run() },
+        ]
+        logger.info("data plane up: \(summary)")
+        return plane
+    }
+
+    var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
+
+    func stats() -> [StatsReport.Entry] {
+        [
+            .init("tun.packets", Int64(dispatcher.packets.load(ordering: .relaxed))),
+            .init("tun.fragments.dropped", Int64(dispatcher.fragmentsDropped.load(ordering: .relaxed))),
+            .init("tun.malformed.dropped", Int64(dispatcher.malformedDropped.load(ordering: .relaxed))),
+            .init("tun.rejected", Int64(dispatcher.rejected.load(ordering: .relaxed))),
+            .init("tcp.flows", Int64(dispatcher.tcpFlows.load(ordering: .relaxed))),
+            .init("tcp.accepted", Int64(relay.accepted.load(ordering: .relaxed))),
+            .init("tcp.failed", Int64(relay.failed.load(ordering: .relaxed))),
+            .init("tcp.active", Int64(relay.active.load(ordering: .relaxed))),
+            .init("tcp.bytes.up", Int64(relay.bytesUp.load(ordering: .relaxed))),
+            .init("tcp.bytes.down", Int64(relay.bytesDown.load(ordering: .relaxed))),
+            .init("tcp.nat.entries", Int64(nat.count)),
+            .init("udp.flows", Int64(udp.count)),
+            .init("udp.datagrams.out", Int64(udp.datagramsOut.load(ordering: .relaxed))),
+            .init("udp.datagrams.in", Int64(udp.datagramsIn.load(ordering: .relaxed))),
+            .init("udp.dropped", Int64(udp.dropped.load(ordering: .relaxed))),
+            .init("icmp.requests", Int64(icmp.requests.load(ordering: .relaxed))),
+            .init("icmp.replies", Int64(icmp.replies.load(ordering: .relaxed))),
+        ]
+    }
+
+    /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.
+    func stop() {
+        dispatcher.stop()
+        relay.stop()
+        udp.stop()
+        icmp.stop()
+        for thread in threads { thread.join() }
+        autoRoute?.remove(netlink)
+        for prefix in addedAddresses { try? netlink.deleteAddress(prefix, interface: interfaceIndex) }
+        device.release(removeDevice: true, markerPath: markerPath)
+        logger.info("data plane stopped; routes and rules removed")
+    }
+
+    /// The address after `prefix.address` inside the prefix (the NATed connections' source).
+    static func nextAddress(in prefix: IPPrefix) -> IPAddress? {
+        let candidate: IPAddress
+        switch prefix.address {
+        case .v4(let a):
+            guard a.rawValue < UInt32.max else { return nil }
+            candidate = .v4(IPv4Address(rawValue: a.rawValue + 1))
+        case .v6(let a):
+            let (low, carry) = a.low.addingReportingOverflow(1)
+            candidate = .v6(IPv6Address(high: carry ? a.high &+ 1 : a.high, low: low))
+        }
+        return prefix.contains(candidate) && candidate != prefix.address ? candidate : nil
+    }
+
+    static func detectEgress(_ netlink: RouteNetlink, excluding tunIndex: Int32) throws(SystemError) -> String? {
+        var route = try netlink.defaultRoute(family: .v4)
+        if route == nil { route = try netlink.defaultRoute(family: .v6) }
+        guard let index = route?.outputInterface, index != tunIndex else { return nil }
+        return try netlink.links().first { $0.index == index }?.name
+    }
+
+    static func writeSysctl(_ path: String, _ value: String) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = value.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+    }
+}
+
+/// A named OS thread for a data-plane loop, joinable on stop.
+final class WorkerThread: @unchecked Sendable {
+    private var handle = pthread_t()
+    private let body: () -> Void
+    private let name: String
+    private let exited = Atomic<Bool>(false)
+
+    private init(name: String, body: @escaping () -> Void) {
+        self.name = name
+        self.body = body
+    }
+
+    static func start(name: String, _ body: @escaping () -> Void) -> WorkerThread {
+        let thread = WorkerThread(name: name, body: body)
+        let box = Unmanaged.passRetained(thread)
+        pthread_create(
+            &thread.handle, nil,
+            { raw in
+                let t = Unmanaged<WorkerThread>.fromOpaque(raw!).takeRetainedValue()
+                _ = csluice_set_process_name(String(t.name.prefix(15)))
+                t.body()
+                t.exited.store(true, ordering: .relaxed)
+                return nil
+            }, box.toOpaque())
+        return thread
+    }
+
+    var hasExited: Bool { exited.load(ordering: .relaxed) }
+
+    func join() { pthread_join(handle, nil) }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import SluiceSystem
+import SluiceTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One throwaway lab (Scripts/lab.sh) with sluiced running in its router namespace.
+final class Lab {
+    static let packageRoot = Shell.packageRoot()
+
+    let name: String
+    let harness: SluicedHarness
+
+    /// Brings the lab up; ``start()`` runs sluiced in `<name>-router` with `config` (YAML).
+    init(config: String, name: String = #function) throws {
+        self.name = "l\(getpid() % 10000)\(UInt8.random(in: 0...255))"
+        harness = try SluicedHarness(config: config, name: name)
+        let (status, output) = Lab.shell("LAB=\(self.name) bash \(Lab.packageRoot)/Scripts/lab.sh up")
+        guard status == 0 else { throw LabError("lab up failed: \(output)") }
+    }
+
+    func start() throws {
+        try harness.start(namespace: "\(name)-router")
+        guard harness.waitUntil(15, { harness.worker("tun")?.state == "ready" }) else {
+            throw LabError("sluiced did not get ready; log:\n\(harness.log)")
+        }
+    }
+
+    func stop() {
+        harness.stop()
+        _ = Lab.shell("LAB=\(name) bash \(Lab.packageRoot)/Scripts/lab.sh down")
+    }
+
+    /// Runs a shell command inside the lab namespace `role` (client, router, wan).
+    @discardableResult
+    func run(_ role: String, _ command: String, timeout: Int = 120) -> (Int32, String) {
+        Lab.shell("timeout \(timeout) ip netns exec \(name)-\(role) bash -c '\(command.replacingOccurrences(of: "'", with: "'\\''"))'")
+    }
+
+    var servers: String { "\(Lab.packageRoot)/Scripts/lab-servers.py" }
+
+    static func shell(_ command: String) -> (Int32, String) { Shell.run(command) }
+
+    /// What auto-route may touch on the router: its rules and its main and sluice tables,
+    /// both families, sorted (link-local routes excluded: the kernel adds them on its own time).
+    func routingState() -> String {
+        let (_, text) = run(
+            "router",
+            "ip -4 rule show; ip -6 rule show; ip -4 route show table main; ip -6 route show table main; "
+                + "ip -4 route show table 2022 2>/dev/null; ip -6 route show table 2022 2>/dev/null")
+        return text.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("fe80::") }.sorted().joined(separator: "\n")
+    }
+
+    static let config = """
+        log-level: info
+        tun:
+          enable: true
+          device: sluice0
+          auto-route: true
+          auto-detect-interface: true
+        rules:
+          - IP-CIDR,10.77.200.4/32,REJECT
+          - IP-CIDR6,fd77:200::4/128,REJECT
+          - MATCH,DIRECT
+        """
+}
+
+struct LabError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import SluiceSystem
+import SluiceTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real traffic through a real TUN device, in namespaces the tests make: local mode (traffic
+/// from the router itself) and gateway mode (from the client namespace, forwarded).
+@Suite("TUN data plane (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
+struct TunDataPlaneTests {
+    /// Expected sha256 of the lab's 100 MiB file.
+    static func expectedDigest(_ lab: Lab) -> String {
+        let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
+        return ((try? String(contentsOfFile: www + "/100m.sha256", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("100 MiB download with the right sha256, and 1,000 sequential + 200 concurrent connections, local and gateway")
+    func tcpThroughTun() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        let before = lab.routingState()
+        try lab.start()
+        let digest = Self.expectedDigest(lab)
+        #expect(digest.count == 64)
+        for role in ["router", "client"] {
+            let (status, output) = lab.run(role, "curl -s --max-time 60 http://10.77.200.2/100m.bin | sha256sum")
+            #expect(status == 0)
+            #expect(output.hasPrefix(digest), "\(role): \(output)")
+            let (_, many) = lab.run(role, "python3 \(lab.servers) tcp-many 10.77.200.2 80 1000 200", timeout: 300)
+            #expect(many.contains("sequential 1000/1000 concurrent 200/200"), "\(role): \(many)")
+        }
+        // It really went through sluice: the tun worker counted the flows (stats are polled
+        // every few heartbeats, so wait for the next poll).
+        #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["tcp.flows"] ?? 0) >= 2402 },
+                "\(lab.harness.worker("tun")?.stats ?? [:])")
+        #expect(lab.harness.log.contains("tcp 10.77.1.2:"), "gateway connections are logged with their rule")
+        lab.harness.signal(SIGTERM)
+        #expect(lab.harness.waitUntil(10) { lab.harness.pollExit() != nil })
+        #expect(lab.routingState() == before, "rules/routes after stop differ from before start")
+    }
+
+    @Test("UDP: 10,000 datagrams echoed without loss, one source port for two servers (full cone), v4 and v6")
+    func udpThroughTun() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        for (role, host) in [("client", "10.77.200.2"), ("router", "10.77.200.2"), ("client", "fd77:200::2")] {
+            let (_, output) = lab.run(role, "python3 \(lab.servers) udp-client \(host) 7 10000")
+            #expect(output.contains("sent 10000 received 10000 lost 0"), "\(role) \(host): \(output)")
+        }
+        for role in ["client", "router"] {
+            let (_, cone) = lab.run(role, "python3 \(lab.servers) fullcone 10.77.200.2 10.77.200.3 7")
+            let words = cone.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+            #expect(words.count == 4 && words[1] != "-" && words[1] == words[3], "\(role): both servers must see one source port: \(cone)")
+        }
+    }
+
+    @Test("ping through the TUN is answered by the real host, and fails when it does not answer")
+    func pingThroughTun() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let (ok, output) = lab.run("client", "ping -c 3 -W 2 10.77.200.2")
+        #expect(ok == 0, "\(output)")
+        #expect(output.contains("3 received"), "\(output)")
+        // The far host stops answering echo: a locally answering proxy would still reply.
+        lab.run("wan", "sysctl -qw net.ipv4.icmp_echo_ignore_all=1")
+        let (silent, silentOutput) = lab.run("client", "ping -c 2 -W 1 10.77.200.2")
+        #expect(silent != 0, "ping succeeded although the host ignores echo:\n\(silentOutput)")
+        lab.run("wan", "sysctl -qw net.ipv4.icmp_echo_ignore_all=0")
+        // An address nobody has: no answer either.
+        let (down, _) = lab.run("client", "ping -c 2 -W 1 10.77.200.99")
+        #expect(down != 0)
+        let stats = try #require(lab.harness.worker("tun")?.stats)
+        _ = stats
+        #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["icmp.replies"] ?? 0) >= 3 })
+    }
+
+    @Test("REJECT gives the client a fast refusal (RST, ICMP unreachable), not a timeout")
+    func rejectIsFast() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let started = Date()
+        let (status, output) = lab.run("client", "curl -sS --max-time 10 http://10.77.200.4/small")
+        let elapsed = Date().timeIntervalSince(started)
+        // curl exit 7: could not connect (the RST answered the SYN); 28 would be a timeout.
+        #expect(status == 7, "\(output)")
+        #expect(elapsed < 2, "refusal took \(elapsed) s")
+        let (_, udp) = lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.4 7 5")
+        #expect(udp.contains("received 0"), "\(udp)")
+    }
+
+    @Test("kill -9 of the tun worker during traffic: new connections work within 1 s of the restart, no duplicate rules")
+    func tunWorkerCrash() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let stateBefore = lab.routingState()
+        let old = try #require(lab.harness.worker("tun")?.pid)
+        // A download in flight while the worker dies.
+        lab.run("client", "(curl -s --max-time 20 -o /dev/null http://10.77.200.2/100m.bin &) ; sleep 0.3")
+        kill(old, SIGKILL)
+        #expect(lab.harness.waitUntil(5) { lab.harness.worker("tun").map { $0.pid != old && $0.state == "ready" } ?? false })
+        let readyAt = Date()
+        var firstSuccess: TimeInterval?
+        while Date().timeIntervalSince(readyAt) < 5 {
+            if lab.run("client", "curl -s --max-time 1 http://10.77.200.2/small").1 == "ok\n" {
+                firstSuccess = Date().timeIntervalSince(readyAt)
+                break
+            }
+        }
+        let success = try #require(firstSuccess, "no connection succeeded after the restart; log:\n\(lab.harness.log)")
+        #expect(success < 1, "first new connection after \(success) s")
+        #expect(lab.routingState() == stateBefore, "rules or routes changed (duplicates?) across the restart")
+    }
+
+    @Test("IPv6: 100 MiB download and connections through the TUN")
+    func ipv6() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let digest = Self.expectedDigest(lab)
+        let (status, output) = lab.run("client", "curl -s --max-time 60 'http://[fd77:200::2]/100m.bin' | sha256sum")
+        #expect(status == 0)
+        #expect(output.hasPrefix(digest), "\(output)")
+        let (_, many) = lab.run("router", "python3 \(lab.servers) tcp-many fd77:200::2 80 200 50", timeout: 200)
+        #expect(many.contains("sequential 200/200 concurrent 50/50"), "\(many)")
+    }
+}
