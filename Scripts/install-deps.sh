@@ -7,6 +7,7 @@ packages=(
     libsystemd-dev libyaml-dev pkg-config   # the C libraries sluice links
     iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
     systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
+    curl iputils-ping python3 iperf3        # traffic through the TUN in the lab tests and the demo
 )
 missing=()
 for p in "${packages[@]}"; do

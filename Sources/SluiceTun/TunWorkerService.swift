@@ -113,6 +113,7 @@ final class RunningDataPlane: @unchecked Sendable {
     let summary: String
     let dnsPeer = Mutex<FrameChannel?>(nil)
     private var threads: [WorkerThread] = []
+    private let stopping = Atomic<Bool>(false)
     private let logger: Logger
 
     private init(
@@ -219,11 +220,34 @@ final class RunningDataPlane: @unchecked Sendable {
             WorkerThread.start(name: "tun-icmp") { icmp.run() },
             WorkerThread.start(name: "tun-read") { dispatcher.run() },
         ]
+        if tun.autoDetectInterface {
+            plane.threads.append(WorkerThread.start(name: "tun-egress") { plane.followEgress() })
+        }
         logger.info("data plane up: \(summary)")
         return plane
     }
 
     var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
+
+    /// auto-detect-interface follows changes: on any link, address or route event
+    /// re-read the main table's default route. (The kernel drops an interface's routes on
+    /// link-down without announcing them, so link events count too.)
+    func followEgress() {
+        guard let monitor = try? RouteMonitor(groups: .all), let netlink = try? RouteNetlink() else {
+            logger.warning("auto-detect-interface: cannot watch routing changes; keeping \(egress.interface ?? "none")")
+            return
+        }
+        var pfd = pollfd(fd: monitor.descriptor, events: Int16(POLLIN), revents: 0)
+        while !stopping.load(ordering: .relaxed) {
+            pfd.revents = 0
+            guard poll(&pfd, 1, 500) > 0, !monitor.drain().isEmpty || monitor.missedEvents else { continue }
+            let detected = (try? Self.detectEgress(netlink, excluding: interfaceIndex)) ?? nil
+            if detected != egress.interface {
+                logger.info("auto-detect-interface: egress changed from \(egress.interface ?? "none") to \(detected ?? "none")")
+                egress.interface = detected
+            }
+        }
+    }
 
     func stats() -> [StatsReport.Entry] {
         [
@@ -249,6 +273,7 @@ final class RunningDataPlane: @unchecked Sendable {
 
     /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.
     func stop() {
+        stopping.store(true, ordering: .relaxed)
         dispatcher.stop()
         relay.stop()
         udp.stop()

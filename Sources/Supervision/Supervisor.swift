@@ -69,7 +69,6 @@ public final class Supervisor {
     var exitCode: Int32 = 0
     var readyNotified = false
     var nextHeartbeatAt: UInt64 = 0
-    var heartbeatTicks: UInt64 = 0
     var nextWatchdogAt: UInt64 = 0
     let startedAt = MonotonicClock.now
     var rng = SystemRandomNumberGenerator()
@@ -225,7 +224,6 @@ public final class Supervisor {
             if case .backoff(let until) = slot.state, now >= until, phase == .running { spawn(slot) }
         }
         if now >= nextHeartbeatAt {
-            heartbeatTicks += 1
             nextHeartbeatAt = now + heartbeatInterval
             for slot in slots.values where slot.isRunning { heartbeat(slot, now: now) }
         }
@@ -275,7 +273,8 @@ public final class Supervisor {
         slot.heartbeatSequence += 1
         slot.outstandingHeartbeats[slot.heartbeatSequence] = now
         send(.heartbeat(Heartbeat(sequence: slot.heartbeatSequence, timestamp: now)), to: slot, purpose: .heartbeat)
-        if heartbeatTicks % 5 == 1 { send(.statsRequest, to: slot, purpose: .stats) }
+        // Stats ride along with every heartbeat: `sluiced status` is at most one interval old.
+        send(.statsRequest, to: slot, purpose: .stats)
     }
 
     // MARK: Signals
@@ -379,9 +378,13 @@ public final class Supervisor {
     // MARK: Set-up
 
     private func prepareDirectories() throws {
-        for (path, mode) in [(options.runtimeDirectory, mode_t(0o755)), (options.stateDirectory, mode_t(0o750))] {
-            if mkdir(path, mode) != 0 && errno != EEXIST {
-                throw SupervisorError("cannot create \(path): \(String(cString: strerror(errno))); create it or pass another directory")
+        for (path, mode) in [(options.runtimeDirectory, 0o755), (options.stateDirectory, 0o750)] {
+            do {
+                // Parents as needed (mkdir -p); the directory itself gets its mode.
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
+            } catch {
+                throw SupervisorError("cannot create \(path): \(error.localizedDescription); create it or pass another directory")
             }
         }
         // The dns worker persists the fake-IP mapping here, as the service user.

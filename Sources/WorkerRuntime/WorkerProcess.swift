@@ -32,6 +32,10 @@ public final class WorkerProcess {
     private var heartbeatsAnswered: Int64 = 0
 
     public init(role: PeerRole, identifier: String) {
+        // Writes to a peer that has gone (splice into a reset socket, a closed channel)
+        // must fail with EPIPE, not kill the worker: sluiced spawns workers with default
+        // signal dispositions, so each worker sets this itself.
+        signal(SIGPIPE, SIG_IGN)
         self.role = role
         self.identifier = identifier
         SluiceLogging.bootstrap(identifier: identifier)

@@ -42,6 +42,25 @@ struct TunDataPlaneTests {
         #expect(lab.routingState() == before, "rules/routes after stop differ from before start")
     }
 
+    @Test("uploads: iperf3 client to server through the TUN, and a server that closes mid-upload does not hurt sluice")
+    func uploads() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        for role in ["client", "router"] {
+            let (status, json) = lab.run(role, "iperf3 -c 10.77.200.2 -t 2 -J", timeout: 30)
+            #expect(status == 0, "\(role): \(json.suffix(300))")
+            let received = (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+                .flatMap { ($0["end"] as? [String: Any])?["sum_received"] as? [String: Any] }?["bytes"] as? Int ?? 0
+            #expect(received > 10_000_000, "\(role): the server received \(received) bytes")
+        }
+        // POST 100 MiB to a server that answers 501 and closes while we are still sending:
+        // the relay writes into a reset socket (EPIPE), which must not kill the worker.
+        lab.run("client", "curl -s -m 20 -o /dev/null -F f=@/tmp/sluice-lab-www/100m.bin http://10.77.200.2/small")
+        #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
+        #expect(lab.harness.worker("tun")?.restarts == 0, "the tun worker restarted: \(lab.harness.worker("tun")?.lastExit.map { "\($0)" } ?? "")")
+    }
+
     @Test("UDP: 10,000 datagrams echoed without loss, one source port for two servers (full cone), v4 and v6")
     func udpThroughTun() throws {
         let lab = try Lab(config: Lab.config)
@@ -116,6 +135,22 @@ struct TunDataPlaneTests {
         let success = try #require(firstSuccess, "no connection succeeded after the restart; log:\n\(lab.harness.log)")
         #expect(success < 1, "first new connection after \(success) s")
         #expect(lab.routingState() == stateBefore, "rules or routes changed (duplicates?) across the restart")
+    }
+
+    @Test("a pre-created persistent device (ip tuntap add ... user sluice) is attached to and left in place")
+    func preCreatedDevice() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        let (made, output) = lab.run("router", "ip tuntap add mode tun user sluice name sluice0")
+        #expect(made == 0, "\(output)")
+        try lab.start()
+        #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
+        lab.harness.signal(SIGTERM)
+        #expect(lab.harness.waitUntil(10) { lab.harness.pollExit() != nil })
+        let (exists, _) = lab.run("router", "ip link show sluice0")
+        #expect(exists == 0, "the administrator's device was removed")
+        let (_, addresses) = lab.run("router", "ip -brief addr show sluice0")
+        #expect(!addresses.contains("172.19.0.1"), "addresses sluice added stay behind: \(addresses)")
     }
 
     @Test("IPv6: 100 MiB download and connections through the TUN")
