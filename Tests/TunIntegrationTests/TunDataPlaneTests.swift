@@ -153,6 +153,44 @@ struct TunDataPlaneTests {
         #expect(!addresses.contains("172.19.0.1"), "addresses sluice added stay behind: \(addresses)")
     }
 
+    @Test("reload: a rules change applies in place to new connections; a tun change restarts the worker")
+    func reload() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let pid = try #require(lab.harness.worker("tun")?.pid)
+        #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
+        // Reject .2 now: same worker, new decision for the next connection.
+        let rejecting = Lab.config.replacingOccurrences(of: "  - MATCH,DIRECT", with: "  - IP-CIDR,10.77.200.2/32,REJECT\n  - MATCH,DIRECT")
+        try rejecting.write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
+        lab.harness.signal(SIGHUP)
+        #expect(lab.harness.waitUntil(5) { lab.harness.status()?.generation == 2 })
+        #expect(lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").0 == 7 })
+        #expect(lab.harness.worker("tun")?.pid == pid, "a rules change must not restart the worker")
+        // A new MTU needs a fresh data plane: the worker restarts, and it is not a failure.
+        try rejecting.replacingOccurrences(of: "  device: sluice0", with: "  device: sluice0\n  mtu: 1500")
+            .write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
+        lab.harness.signal(SIGHUP)
+        #expect(lab.harness.waitUntil(10) { lab.harness.worker("tun").map { $0.pid != pid && $0.state == "ready" } ?? false })
+        #expect(lab.harness.worker("tun")?.restarts == 0)
+        #expect(lab.run("router", "ip link show sluice0").1.contains("mtu 1500"))
+        #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.3/small").1 == "ok\n")
+    }
+
+    @Test("auto-detect-interface follows a new default route")
+    func egressFollows() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        #expect(lab.harness.log.contains("DIRECT traffic leaves through wan0"))
+        // A second uplink becomes the default route.
+        lab.run("router", "ip link add up2 type veth peer name up2p && ip link set up2 up && ip link set up2p up && ip addr add 10.99.0.1/24 dev up2 && ip route replace default via 10.99.0.2 dev up2")
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("egress changed from wan0 to up2") }, "\(lab.harness.log)")
+        lab.run("router", "ip route replace default via 10.77.2.2 dev wan0")
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("egress changed from up2 to wan0") })
+        #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
+    }
+
     @Test("IPv6: 100 MiB download and connections through the TUN")
     func ipv6() throws {
         let lab = try Lab(config: Lab.config)
