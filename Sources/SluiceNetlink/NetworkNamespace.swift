@@ -25,7 +25,7 @@ public enum NetworkNamespace {
         let namespace = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
         return try withoutActuallyEscaping(body) { body in
             let slot = ResultSlot<T>()
-            let status = runOnNewThread {
+            let thread = try OSThread.start(name: "netns \(name)") {
                 let rc = csluice_setns_net(namespace.rawValue)
                 if rc != 0 {
                     slot.result = .failure(SystemError("setns \(path)", errno: -rc))
@@ -33,39 +33,14 @@ public enum NetworkNamespace {
                 }
                 slot.result = Result { try body() }
             }
+            thread.join()
             namespace.close()
-            guard status == 0 else { throw SystemError("pthread_create", errno: status) }
             guard let result = slot.result else {
                 throw SystemError("netns \(name): worker thread ended without a result", errno: EINTR)
             }
             return try result.get()
         }
     }
-
-    /// Runs `body` on a new pthread and joins it; returns pthread_create's status (0 = ran).
-    private static func runOnNewThread(_ body: @escaping () -> Void) -> CInt {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-        let status = pthread_create(
-            &thread, nil,
-            { raw in
-                guard let raw else { return nil }
-                Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue().body()
-                return nil
-            }, context)
-        guard status == 0 else {
-            Unmanaged<ThreadBody>.fromOpaque(context).release()
-            return status
-        }
-        pthread_join(thread, nil)
-        return 0
-    }
-}
-
-/// The closure a namespace thread runs, passed through pthread_create's context pointer.
-private final class ThreadBody: @unchecked Sendable {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
 }
 
 /// Where the namespace thread leaves its result. Only one thread touches it at a time: the worker until it exits,

@@ -1,4 +1,3 @@
-import CSluice
 import Foundation
 import IPC
 import Logging
@@ -112,7 +111,7 @@ final class RunningDataPlane: @unchecked Sendable {
     let interfaceIndex: Int32
     let summary: String
     let dnsPeer = Mutex<FrameChannel?>(nil)
-    private var threads: [WorkerThread] = []
+    private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
 
@@ -215,13 +214,13 @@ final class RunningDataPlane: @unchecked Sendable {
             udp: udp, icmp: icmp, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
-            WorkerThread.start(name: "tun-relay") { relay.run() },
-            WorkerThread.start(name: "tun-udp") { udp.run() },
-            WorkerThread.start(name: "tun-icmp") { icmp.run() },
-            WorkerThread.start(name: "tun-read") { dispatcher.run() },
+            try OSThread.start(name: "tun-relay") { relay.run() },
+            try OSThread.start(name: "tun-udp") { udp.run() },
+            try OSThread.start(name: "tun-icmp") { icmp.run() },
+            try OSThread.start(name: "tun-read") { dispatcher.run() },
         ]
         if tun.autoDetectInterface {
-            plane.threads.append(WorkerThread.start(name: "tun-egress") { plane.followEgress() })
+            plane.threads.append(try OSThread.start(name: "tun-egress") { plane.followEgress() })
         }
         logger.info("data plane up: \(summary)")
         return plane
@@ -312,36 +311,4 @@ final class RunningDataPlane: @unchecked Sendable {
         _ = value.withCString { write(fd, $0, strlen($0)) }
         close(fd)
     }
-}
-
-/// A named OS thread for a data-plane loop, joinable on stop.
-final class WorkerThread: @unchecked Sendable {
-    private var handle = pthread_t()
-    private let body: () -> Void
-    private let name: String
-    private let exited = Atomic<Bool>(false)
-
-    private init(name: String, body: @escaping () -> Void) {
-        self.name = name
-        self.body = body
-    }
-
-    static func start(name: String, _ body: @escaping () -> Void) -> WorkerThread {
-        let thread = WorkerThread(name: name, body: body)
-        let box = Unmanaged.passRetained(thread)
-        pthread_create(
-            &thread.handle, nil,
-            { raw in
-                let t = Unmanaged<WorkerThread>.fromOpaque(raw!).takeRetainedValue()
-                _ = csluice_set_process_name(String(t.name.prefix(15)))
-                t.body()
-                t.exited.store(true, ordering: .relaxed)
-                return nil
-            }, box.toOpaque())
-        return thread
-    }
-
-    var hasExited: Bool { exited.load(ordering: .relaxed) }
-
-    func join() { pthread_join(handle, nil) }
 }

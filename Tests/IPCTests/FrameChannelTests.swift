@@ -54,8 +54,7 @@ struct FrameChannelTests {
     func largePayload() throws {
         let (left, right) = try pair()
         let document = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let sender = TestThread { try? left.send(.configPush(ConfigPush(generation: 9, document: document))) }
-        sender.start()
+        let sender = try OSThread.start(name: "sender") { try? left.send(.configPush(ConfigPush(generation: 9, document: document))) }
         let received = try #require(try right.receive(timeoutMilliseconds: 10_000))
         #expect(try received.frame.message() == .configPush(ConfigPush(generation: 9, document: document)))
         sender.join()

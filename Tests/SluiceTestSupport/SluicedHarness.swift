@@ -19,7 +19,7 @@ public final class NotifyListener: @unchecked Sendable {
     private let socket: CInt
     private let received = Mutex<[Message]>([])
     private let stopFlag = Atomic<Bool>(false)
-    private var thread: TestThread?
+    private var thread: OSThread?
 
     public init(directory: String) throws {
         path = directory + "/notify.sock"
@@ -36,7 +36,7 @@ public final class NotifyListener: @unchecked Sendable {
         }
         guard rc == 0 else { throw SystemError("bind \(path)", errno: errno) }
         chmod(path, 0o666)
-        let thread = TestThread { [self] in
+        let thread = try OSThread.start(name: "notify-listener") { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while !stopFlag.load(ordering: .relaxed) {
                 guard (try? Descriptors.waitReadable(socket, timeoutMilliseconds: 100)) == true else { continue }
@@ -47,7 +47,6 @@ public final class NotifyListener: @unchecked Sendable {
             }
         }
         self.thread = thread
-        thread.start()
     }
 
     public var messages: [Message] { received.withLock { $0 } }

@@ -197,17 +197,3 @@ public final class FrameChannel: Sendable {
         }
     }
 }
-
-/// CLOCK_MONOTONIC in nanoseconds: timeouts and heartbeat round trips.
-public enum MonotonicClock {
-    /// Nanoseconds from `start` to `end`, 0 when `end` is earlier. Timestamps taken at
-    /// different moments of one loop pass can be out of order; unsigned subtraction would trap.
-    @inline(__always)
-    public static func elapsed(from start: UInt64, to end: UInt64) -> UInt64 { end > start ? end - start : 0 }
-
-    public static var now: UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-}
