@@ -75,6 +75,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     private var connections: [UInt64: Connection] = [:]
     private var nextID: UInt64 = 16
     private let stopping = Atomic<Bool>(false)
+    /// A descriptor held in reserve for ``shedOneConnection(_:)``.
+    private var spare: OwnedDescriptor?
+    private var shedWarnings = 0
     private let resolve: (UInt16, Bool) -> Route?
     private let finished: (UInt16, Bool) -> Void
 
@@ -94,6 +97,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         self.resolve = resolve
         self.finished = finished
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
+        spare = try? InetSocket.udp(AF_INET)
     }
 
     /// Listens on `endpoint` (the TUN's own address) and returns the bound endpoint.
@@ -143,8 +147,13 @@ final class TCPRelayLoop: @unchecked Sendable {
             do {
                 accepted = try InetSocket.accept(listener)
             } catch {
-                if error.errno != ECONNABORTED { logger.warning("accept: \(error)") }
-                continue
+                if error.errno == ECONNABORTED { continue }
+                if error.errno == EMFILE || error.errno == ENFILE {
+                    shedOneConnection(listener)
+                } else {
+                    logger.warning("accept: \(error)")
+                }
+                return
             }
             guard let (client, peer) = accepted else { return }
             self.accepted.add(1, ordering: .relaxed)
@@ -156,6 +165,23 @@ final class TCPRelayLoop: @unchecked Sendable {
             }
             start(client: client, natPort: peer.port, ipv4: ipv4, route: route)
         }
+    }
+
+    /// Out of descriptors: the pending connection would keep the listener readable and
+    /// the loop spinning. Free the spare descriptor, accept and reset the connection (the
+    /// client sees a refusal at once), and take the spare back.
+    private func shedOneConnection(_ listener: CInt) {
+        if shedWarnings % 1000 == 0 {
+            logger.error("out of file descriptors (EMFILE): refusing new connections; raise LimitNOFILE or lower the load")
+        }
+        shedWarnings += 1
+        spare?.close()
+        if let (client, _) = try? InetSocket.accept(listener) {
+            InetSocket.setResetOnClose(client.rawValue)
+            client.close()
+        }
+        spare = try? InetSocket.udp(AF_INET)
+        failed.add(1, ordering: .relaxed)
     }
 
     private func start(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route) {

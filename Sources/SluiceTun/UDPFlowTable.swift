@@ -62,8 +62,15 @@ final class UDPFlowTable: @unchecked Sendable {
     /// Sends one client datagram to `destination` through `outbound` (reader thread).
     func send(from client: InetEndpoint, to destination: InetEndpoint, payload: UnsafeRawBufferPointer, outbound: any Outbound) {
         let key = FlowKey(client: client, outbound: outbound.name)
+        let now = MonotonicClock.now
         let flow: Flow
-        if let existing = flows.withLock({ $0.byKey[key] }) {
+        // Look up and stamp under one lock: the idle sweep decides under the same lock, so
+        // it cannot close a socket between our lookup and our send.
+        if let existing = flows.withLock({ s -> Flow? in
+            let f = s.byKey[key]
+            f?.lastActivity.store(now, ordering: .relaxed)
+            return f
+        }) {
             flow = existing
         } else {
             guard count < maxFlows else {
@@ -75,6 +82,7 @@ final class UDPFlowTable: @unchecked Sendable {
                 let socket = try outbound.openUDP(family: client.address.socketFamily)
                 flow = flows.withLock { s in
                     let f = Flow(key: key, socket: socket, cookie: s.nextCookie)
+                    f.lastActivity.store(now, ordering: .relaxed)
                     s.nextCookie += 1
                     s.byKey[key] = f
                     s.byCookie[f.cookie] = f
@@ -87,7 +95,6 @@ final class UDPFlowTable: @unchecked Sendable {
                 return
             }
         }
-        flow.lastActivity.store(MonotonicClock.now, ordering: .relaxed)
         do {
             if try InetSocket.send(flow.socket.rawValue, payload, to: destination) {
                 datagramsOut.add(1, ordering: .relaxed)

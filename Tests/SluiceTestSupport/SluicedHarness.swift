@@ -121,7 +121,10 @@ public final class SluicedHarness {
     /// Starts sluiced. `environment` adds to a minimal one (NOTIFY_SOCKET, WATCHDOG_USEC...);
     /// `namespace` runs it inside that network namespace (`ip netns exec`, which execs, so
     /// the pid is sluiced's).
-    public func start(environment: [String] = [], arguments: [String] = [], namespace explicit: String? = nil) throws {
+    /// `launcher` goes in front of sluiced (e.g. `prlimit --nofile=64:64 --`).
+    public func start(
+        environment: [String] = [], arguments: [String] = [], namespace explicit: String? = nil, launcher: [String] = []
+    ) throws {
         let namespace = explicit ?? self.namespace
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw SystemError("open \(logPath)", errno: errno) }
@@ -129,8 +132,9 @@ public final class SluicedHarness {
         let run = ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", directory + "/state"] + arguments
         let sluiced = Self.productsDirectory + "/sluiced"
         let request = SpawnRequest(
-            executable: namespace == nil ? sluiced : "/usr/sbin/ip",
-            arguments: namespace.map { ["netns", "exec", $0, sluiced] + run } ?? run,
+            executable: namespace == nil ? (launcher.first ?? sluiced) : "/usr/sbin/ip",
+            arguments: namespace.map { ["netns", "exec", $0] + launcher + [sluiced] + run }
+                ?? (launcher.isEmpty ? run : Array(launcher.dropFirst()) + [sluiced] + run),
             environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + environment, descriptors: [nil, log, log],
             account: nil, capabilities: 0)
         var unlimited = request

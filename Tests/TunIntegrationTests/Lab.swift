@@ -21,8 +21,8 @@ final class Lab {
         guard status == 0 else { throw LabError("lab up failed: \(output)") }
     }
 
-    func start() throws {
-        try harness.start(namespace: "\(name)-router")
+    func start(launcher: [String] = []) throws {
+        try harness.start(namespace: "\(name)-router", launcher: launcher)
         guard harness.waitUntil(15, { harness.worker("tun")?.state == "ready" }) else {
             throw LabError("sluiced did not get ready; log:\n\(harness.log)")
         }

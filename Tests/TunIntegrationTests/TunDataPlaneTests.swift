@@ -191,6 +191,31 @@ struct TunDataPlaneTests {
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
     }
 
+    @Test("out of file descriptors: excess connections are refused, and service resumes without a restart")
+    func descriptorExhaustion() throws {
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        // The tun worker inherits sluiced's limit; each relayed connection holds six
+        // descriptors (two sockets, two pipes), so a few dozen connections exhaust it.
+        try lab.start(launcher: ["/usr/bin/prlimit", "--nofile=64:64", "--"])
+        let pid = try #require(lab.harness.worker("tun")?.pid)
+        let hold = """
+            python3 -c 'import socket,time
+            s=[]
+            for i in range(100):
+                try: s.append(socket.create_connection(("10.77.200.2",80),timeout=2))
+                except OSError: pass
+            time.sleep(1)
+            print(len(s))'
+            """
+        lab.run("client", hold, timeout: 60)
+        #expect(lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").1 == "ok\n" },
+                "no service after the flood; log:\n\(lab.harness.log.suffix(2000))")
+        #expect(lab.harness.worker("tun")?.pid == pid)
+        // Whichever call ran out first (accept, or the relay's pipes) says so in the log.
+        #expect(lab.harness.log.contains("out of file descriptors") || lab.harness.log.contains("Too many open files"))
+    }
+
     @Test("IPv6: 100 MiB download and connections through the TUN")
     func ipv6() throws {
         let lab = try Lab(config: Lab.config)
