@@ -83,6 +83,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceDNS",
+            dependencies: [
+                "IPC", "SluiceConfig", "SluiceNet", "SluiceSystem", "WorkerRuntime", "CSluice",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "WorkerRuntime",
             dependencies: [
                 "IPC", "SluiceSystem", "SluiceConfig", "CSystemd",
@@ -122,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "dns-worker",
             dependencies: [
-                "WorkerRuntime",
+                "WorkerRuntime", "SluiceDNS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -11,6 +11,9 @@
   lab-servers.py fullcone HOST1 HOST2 PORT
                                         one socket talks to two servers; prints the source
                                         ports each saw: "HOST1 PORT1 HOST2 PORT2"
+  lab-servers.py dns-query SERVER NAME [tcp]
+                                        asks SERVER:53 for NAME's A records (UDP, or TCP);
+                                        prints the addresses, or "no answer"
   lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
                                         SEQUENTIAL one-after-another GET /small, then
                                         CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
@@ -157,6 +160,49 @@ def tcp_many(host, port, sequential, concurrent):
     print(f"sequential {ok_seq}/{sequential} concurrent {sum(results)}/{concurrent}")
 
 
+def dns_query(server, name, transport="udp"):
+    import random
+    import struct
+    qid = random.randrange(65536)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+    try:
+        if transport == "tcp":
+            with socket.create_connection((server, 53), timeout=3) as s:
+                s.sendall(struct.pack(">H", len(query)) + query)
+                length = struct.unpack(">H", s.recv(2))[0]
+                data = b""
+                while len(data) < length:
+                    chunk = s.recv(length - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+        else:
+            s = socket.socket(family_of(server), socket.SOCK_DGRAM)
+            s.settimeout(3)
+            s.sendto(query, (server, 53))
+            data, _ = s.recvfrom(65535)
+    except OSError:
+        print("no answer")
+        return
+    rid, flags, qd, an = struct.unpack(">HHHH", data[:8])
+    if rid != qid:
+        print("wrong id")
+        return
+    offset = 12 + len(question) + 4
+    addresses = []
+    for _ in range(an):
+        while data[offset] != 0 and data[offset] & 0xC0 != 0xC0:
+            offset += data[offset] + 1
+        offset += 2 if data[offset] & 0xC0 == 0xC0 else 1
+        rtype, _, _, rdlen = struct.unpack(">HHIH", data[offset:offset + 10])
+        offset += 10
+        if rtype == 1 and rdlen == 4:
+            addresses.append(socket.inet_ntoa(data[offset:offset + 4]))
+        offset += rdlen
+    print(" ".join(addresses) if addresses else "no answer")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {
@@ -165,4 +211,5 @@ if __name__ == "__main__":
         "udp-client": udp_client,
         "fullcone": fullcone,
         "tcp-many": tcp_many,
+        "dns-query": dns_query,
     }[command](*args)

@@ -10,7 +10,8 @@
 #  default via 10.77.1.1        ip_forward=1, default via 10.77.2.2            fd77:200::2/128
 #
 # Servers in $LAB-wan, on 10.77.200.2 and [fd77:200::2]: HTTP on :80 (python3,
-# threaded; /small, /100m.bin with its sha256 in /100m.sha256), iperf3 on :5201, UDP echo on :7, a second
+# threaded; /small, /100m.bin with its sha256 in /100m.sha256), iperf3 on :5201, dnsmasq
+# on 10.77.200.2:53 (*.test -> 10.77.200.2), UDP echo on :7, a second
 # UDP echo on 10.77.200.3:7 (full-cone checks: every echo reports the source it saw).
 # Everything started is recorded by PID in $STATE/pids and ended by PID on `down`.
 set -euo pipefail
@@ -75,6 +76,11 @@ up() {
     start_in wan python3 "$here/lab-servers.py" http "$WWW" 80
     start_in wan python3 "$here/lab-servers.py" udp-echo 7
     if command -v iperf3 >/dev/null; then start_in wan iperf3 -s -p 5201; fi
+    # DNS for *.test, answering 10.77.200.2 (the lab's "internet" has no other resolver).
+    if command -v dnsmasq >/dev/null; then
+        start_in wan dnsmasq --no-daemon --no-resolv --no-hosts --pid-file= --bind-interfaces \
+            --listen-address=10.77.200.2 --address=/test/10.77.200.2
+    fi
     for _ in $(seq 1 50); do
         ip netns exec "$w" bash -c 'exec 3<>/dev/tcp/10.77.200.2/80' 2>/dev/null && break
         sleep 0.1

@@ -13,6 +13,7 @@ import SluiceSystem
 /// | pref | rule | why |
 /// |---|---|---|
 /// | P | `fwmark <routing-mark> lookup main` | our own outbound sockets (SO_MARK) never loop into the TUN |
+/// | P | `uidrange <service uid> lookup main` | the workers' own traffic without a mark (the dns worker's upstream queries); only when they run as a dedicated user |
 /// | P+1 | `to <route-exclude-address> lookup main` (one per prefix) | what the user keeps out |
 /// | P+2 | `lookup main suppress_prefixlength 0` | connected and LAN routes win; only main's default route is overridden |
 /// | P+3 | `lookup T` | the rest goes to table T: `default dev TUN`, or only `route-address` prefixes |
@@ -27,8 +28,12 @@ final class AutoRoute {
     let families: [IPFamily]
     private let logger: Logger
 
-    init(config: TunConfiguration, interfaceIndex: Int32, logger: Logger) {
+    /// The dedicated service user the workers run as, if any.
+    let serviceUID: UInt32?
+
+    init(config: TunConfiguration, interfaceIndex: Int32, serviceUID: UInt32? = nil, logger: Logger) {
         self.config = config
+        self.serviceUID = serviceUID
         self.interfaceIndex = interfaceIndex
         var families: [IPFamily] = []
         if !config.inet4Address.isEmpty { families.append(.v4) }
@@ -46,6 +51,9 @@ final class AutoRoute {
         var rules: [RoutingRule] = []
         if config.routingMark != 0 {
             rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: config.routingMark, fwmask: UInt32.max))
+        }
+        if let uid = serviceUID {
+            rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, uidRange: uid...uid))
         }
         for prefix in config.routeExcludeAddress where IPFamily(of: prefix.address) == family {
             rules.append(RoutingRule(family: family, priority: p + 1, table: Route.mainTable, destination: prefix.network))

@@ -39,6 +39,7 @@ final class PacketDispatcher: @unchecked Sendable {
     private let nat: TCPNATTable
     private let udp: UDPFlowTable
     private let icmp: ICMPForwarder
+    private let hijacker: DNSHijacker
     let table: Mutex<RoutingTable>
     private let v4: StackAddresses?
     private let v6: StackAddresses?
@@ -63,8 +64,9 @@ final class PacketDispatcher: @unchecked Sendable {
 
     init(
         tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
-        icmp: ICMPForwarder, table: RoutingTable, logger: Logger
+        icmp: ICMPForwarder, hijacker: DNSHijacker, table: RoutingTable, logger: Logger
     ) {
+        self.hijacker = hijacker
         self.tun = tun
         self.bufferSize = max(mtu, 1500) + 64
         self.v4 = v4
@@ -164,7 +166,10 @@ final class PacketDispatcher: @unchecked Sendable {
             let metadata = ConnectionMetadata(
                 network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
                 destinationPort: tcp.destinationPort)
-            let decision = table.withLock { $0.rules.decide(metadata) }
+            let hijacked = hijacker.catches(udp: false, InetEndpoint(ip.destination, tcp.destinationPort))
+            let decision = hijacked
+                ? RuleDecision(target: "DNS", rule: "dns-hijack")
+                : table.withLock { $0.rules.decide(metadata) }
             let label = "tcp \(InetEndpoint(ip.source, tcp.sourcePort)) -> \(InetEndpoint(ip.destination, tcp.destinationPort))"
             switch disposition(of: decision.target) {
             case .reject:
@@ -200,7 +205,8 @@ final class PacketDispatcher: @unchecked Sendable {
     func route(natPort: UInt16, ipv4: Bool) -> TCPRelayLoop.Route? {
         guard let entry = nat.entry(port: natPort, ipv4: ipv4) else { return nil }
         nat.markAccepted(port: natPort, ipv4: ipv4)
-        guard let outbound = table.withLock({ $0.outbounds[entry.decision.target] }) else { return nil }
+        let target = entry.decision.target
+        guard let outbound = target == "DNS" ? hijackOutbound : table.withLock({ $0.outbounds[target] }) else { return nil }
         let label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
         return TCPRelayLoop.Route(
             destination: InetEndpoint(entry.key.destination, entry.key.destinationPort), outbound: outbound, label: label)
@@ -208,10 +214,14 @@ final class PacketDispatcher: @unchecked Sendable {
 
     private enum Disposition { case forward, reject, drop }
 
+    /// Where hijacked TCP DNS goes: a session served by the dns worker.
+    private var hijackOutbound: any Outbound { DNSOutbound(hijacker: hijacker) }
+
     private func disposition(of target: String) -> Disposition {
         switch target {
         case "REJECT": return .reject
         case "REJECT-DROP": return .drop
+        case "DNS": return .forward
         default:
             if table.withLock({ $0.outbounds[target] != nil }) { return .forward }
             if !warnedTargets.contains(target) {
@@ -232,6 +242,10 @@ final class PacketDispatcher: @unchecked Sendable {
         }
         let client = InetEndpoint(ip.source, udpHeader.sourcePort)
         let destination = InetEndpoint(ip.destination, udpHeader.destinationPort)
+        if hijacker.catches(udp: true, destination) {
+            hijacker.sendUDP(client: client, server: destination, message: UnsafeRawBufferPointer(udpHeader.payload))
+            return
+        }
         let pair = UDPPair(client: client, destination: destination)
         let decision: RuleDecision
         if let cached = udpDecisions[pair] {

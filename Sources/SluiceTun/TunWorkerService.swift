@@ -55,11 +55,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     public func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
 
     public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
-        // The dns worker's channel: fake-IP lookups and hijacked DNS arrive with issue 5.
-        running?.dnsPeer.withLock { old in
-            old?.close()
-            old = channel
-        }
+        guard peer.peer == .dnsWorker else { return }
+        running?.hijacker.attach(channel)
     }
 
     public func shutdown(graceMilliseconds: UInt32) {
@@ -110,14 +107,15 @@ final class RunningDataPlane: @unchecked Sendable {
     let addedAddresses: [IPPrefix]
     let interfaceIndex: Int32
     let summary: String
-    let dnsPeer = Mutex<FrameChannel?>(nil)
+    let hijacker: DNSHijacker
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
 
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
-        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, nat: TCPNATTable, markerPath: String?,
+        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, hijacker: DNSHijacker, nat: TCPNATTable,
+        markerPath: String?,
         addedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
         self.device = device
@@ -128,6 +126,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.relay = relay
         self.udp = udp
         self.icmp = icmp
+        self.hijacker = hijacker
         self.nat = nat
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
@@ -173,7 +172,11 @@ final class RunningDataPlane: @unchecked Sendable {
         }
         var routingConfig = tun
         if !configuration.ipv6 { routingConfig.inet6Address = [] }
-        let autoRoute = tun.autoRoute ? AutoRoute(config: routingConfig, interfaceIndex: link.index, logger: logger) : nil
+        // Workers running as a dedicated service user: that user's own traffic (the dns
+        // worker's upstream queries, which carry no fwmark) goes around the TUN.
+        let serviceUID = environment["SLUICE_SERVICE_UID"].flatMap(UInt32.init)
+        let autoRoute = tun.autoRoute
+            ? AutoRoute(config: routingConfig, interfaceIndex: link.index, serviceUID: serviceUID, logger: logger) : nil
         try autoRoute?.install(netlink)
 
         let nat = TCPNATTable()
@@ -183,6 +186,7 @@ final class RunningDataPlane: @unchecked Sendable {
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
         let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
+        let hijacker = DNSHijacker(entries: tun.dnsHijack, tun: device.descriptor.rawValue, logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
@@ -203,15 +207,15 @@ final class RunningDataPlane: @unchecked Sendable {
         let v4 = try stackAddresses(tun.inet4Address)
         let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
-            tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp, table: table,
-            logger: logger)
+            tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
+            hijacker: hijacker, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
         if autoRoute != nil { summary += ", auto-route" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added,
+            udp: udp, icmp: icmp, hijacker: hijacker, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
@@ -267,6 +271,8 @@ final class RunningDataPlane: @unchecked Sendable {
             .init("udp.dropped", Int64(udp.dropped.load(ordering: .relaxed))),
             .init("icmp.requests", Int64(icmp.requests.load(ordering: .relaxed))),
             .init("icmp.replies", Int64(icmp.replies.load(ordering: .relaxed))),
+            .init("dns.hijacked", Int64(hijacker.queries.load(ordering: .relaxed))),
+            .init("dns.answers", Int64(hijacker.answers.load(ordering: .relaxed))),
         ]
     }
 
@@ -274,6 +280,7 @@ final class RunningDataPlane: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         dispatcher.stop()
+        hijacker.detach()
         relay.stop()
         udp.stop()
         icmp.stop()

@@ -36,6 +36,7 @@ extension Supervisor {
             var tunClone: OwnedDescriptor?
             defer { tunClone?.close() }
             if kind == .tun {
+                if let account { environment.append("SLUICE_SERVICE_UID=\(account.uid)") }
                 // Handed-over descriptors from fd 4 on, named in the environment.
                 func handOver(_ fd: CInt?, _ variable: String) {
                     guard let fd, fd >= 0 else { return }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import IPC
+import SluiceDNS
 import WorkerRuntime
 
 /// `sluice-dns-worker`: fake-IP / real-IP DNS. Holds no capabilities; privileged ports
@@ -16,8 +17,6 @@ struct DNSWorkerCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        try WorkerProcess.main(role: .dnsWorker, identifier: "sluice-dns", options: options) {
-            ConfigurationKeeper(label: "sluice-dns") { config in "dns \(config.dns.enhancedMode.rawValue)" }
-        }
+        try WorkerProcess.main(role: .dnsWorker, identifier: "sluice-dns", options: options) { DNSWorkerService() }
     }
 }

@@ -216,6 +216,31 @@ struct TunDataPlaneTests {
         #expect(lab.harness.log.contains("out of file descriptors") || lab.harness.log.contains("Too many open files"))
     }
 
+    @Test("dns-hijack: UDP and TCP DNS to any address is answered by the dns worker, also across its restart")
+    func dnsHijack() throws {
+        let config = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]")
+            + "\ndns:\n  enable: true\n  nameserver: [10.77.200.2]\n"
+        let lab = try Lab(config: config)
+        defer { lab.stop() }
+        try lab.start()
+        #expect(lab.harness.waitUntil(10) { lab.harness.worker("dns")?.state == "ready" })
+        // 10.77.200.9 runs no DNS server (nothing runs there at all): only a hijack answers.
+        for role in ["client", "router"] {
+            for transport in ["", " tcp"] {
+                let (_, answer) = lab.run(role, "python3 \(lab.servers) dns-query 10.77.200.9 a.test\(transport)")
+                #expect(answer == "10.77.200.2\n", "\(role)\(transport): \(answer)")
+            }
+        }
+        // The dns worker's own upstream queries bypass the TUN (uidrange rule), or they would
+        // be hijacked straight back to it.
+        #expect(lab.run("router", "ip rule show").1.contains("uidrange"))
+        let old = try #require(lab.harness.worker("dns")?.pid)
+        kill(old, SIGKILL)
+        #expect(lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != old && $0.state == "ready" } ?? false })
+        #expect(lab.harness.waitUntil(5) { lab.run("client", "python3 \(lab.servers) dns-query 10.77.200.9 b.test").1 == "10.77.200.2\n" },
+                "hijack did not resume after the dns worker restarted")
+    }
+
     @Test("IPv6: 100 MiB download and connections through the TUN")
     func ipv6() throws {
         let lab = try Lab(config: Lab.config)
