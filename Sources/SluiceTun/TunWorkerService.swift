@@ -105,6 +105,8 @@ final class RunningDataPlane: @unchecked Sendable {
     let nat: TCPNATTable
     let markerPath: String?
     let addedAddresses: [IPPrefix]
+    /// The addresses the configuration puts on the device.
+    let wantedAddresses: [IPPrefix]
     let interfaceIndex: Int32
     let summary: String
     let hijacker: DNSHijacker
@@ -116,8 +118,9 @@ final class RunningDataPlane: @unchecked Sendable {
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
         relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, hijacker: DNSHijacker, nat: TCPNATTable,
         markerPath: String?,
-        addedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
+        addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
+        self.wantedAddresses = wantedAddresses
         self.device = device
         self.netlink = netlink
         self.autoRoute = autoRoute
@@ -215,7 +218,7 @@ final class RunningDataPlane: @unchecked Sendable {
         if autoRoute != nil { summary += ", auto-route" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, hijacker: hijacker, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added,
+            udp: udp, icmp: icmp, hijacker: hijacker, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
@@ -223,27 +226,50 @@ final class RunningDataPlane: @unchecked Sendable {
             try OSThread.start(name: "tun-icmp") { icmp.run() },
             try OSThread.start(name: "tun-read") { dispatcher.run() },
         ]
-        if tun.autoDetectInterface {
-            plane.threads.append(try OSThread.start(name: "tun-egress") { plane.followEgress() })
-        }
+        plane.threads.append(try OSThread.start(name: "tun-watch") { plane.watchRouting(followEgress: tun.autoDetectInterface) })
         logger.info("data plane up: \(summary)")
         return plane
     }
 
     var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
 
-    /// auto-detect-interface follows changes: on any link, address or route event
-    /// re-read the main table's default route. (The kernel drops an interface's routes on
-    /// link-down without announcing them, so link events count too.)
-    func followEgress() {
+    /// Watches routing events: the TUN going down (said clearly: its traffic is dropped
+    /// until it is up again) and, with auto-detect-interface, the egress interface, which
+    /// is re-read on any link, address or route event (the kernel drops an interface's
+    /// routes on link-down without announcing them, so link events count too).
+    func watchRouting(followEgress: Bool) {
         guard let monitor = try? RouteMonitor(groups: .all), let netlink = try? RouteNetlink() else {
-            logger.warning("auto-detect-interface: cannot watch routing changes; keeping \(egress.interface ?? "none")")
+            logger.warning("cannot watch routing changes; auto-detect-interface keeps \(egress.interface ?? "none")")
             return
         }
         var pfd = pollfd(fd: monitor.descriptor, events: Int16(POLLIN), revents: 0)
+        var tunUp = true
         while !stopping.load(ordering: .relaxed) {
             pfd.revents = 0
-            guard poll(&pfd, 1, 500) > 0, !monitor.drain().isEmpty || monitor.missedEvents else { continue }
+            guard poll(&pfd, 1, 500) > 0 else { continue }
+            let events = monitor.drain()
+            guard !events.isEmpty || monitor.missedEvents else { continue }
+            for case .link(let link, let removed) in events where link.index == interfaceIndex {
+                let up = link.isUp && !removed
+                if up != tunUp {
+                    tunUp = up
+                    if up {
+                        // The kernel dropped the device's routes (and IPv6 addresses) when it
+                        // went down: put them back, idempotently.
+                        for prefix in wantedAddresses { try? netlink.addAddress(prefix, interface: interfaceIndex) }
+                        do {
+                            try autoRoute?.install(netlink)
+                            logger.notice("\(link.name) is up again; addresses and routes restored, traffic flows")
+                        } catch {
+                            logger.error("\(link.name) is up again, but restoring its routes failed: \(error); restart sluice")
+                        }
+                    } else {
+                        logger.error(
+                            "\(link.name) went down: traffic routed into it is dropped until it is up again (`ip link set \(link.name) up`, or restart sluice)")
+                    }
+                }
+            }
+            guard followEgress else { continue }
             let detected = (try? Self.detectEgress(netlink, excluding: interfaceIndex)) ?? nil
             if detected != egress.interface {
                 logger.info("auto-detect-interface: egress changed from \(egress.interface ?? "none") to \(detected ?? "none")")
