@@ -241,32 +241,36 @@ struct TunDataPlaneTests {
                 "hijack did not resume after the dns worker restarted")
     }
 
-    @Test("route-address captures only the given prefixes; route-exclude-address keeps some out")
-    func routeScope() throws {
-        let only = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  route-address: [10.77.200.3/32]")
-        let lab = try Lab(config: only)
-        defer { lab.stop() }
-        try lab.start()
+    /// Starts a lab whose tun section has `key`, fetches from .2 and .3, and checks that
+    /// both answer but only .3 went through sluice.
+    private func labCapturingOnlyDotThree(_ key: String) throws -> Lab {
+        let config = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  \(key)")
+        let lab = try Lab(config: config)
+        do {
+            try lab.start()
+        } catch {
+            lab.stop()
+            throw error
+        }
         for host in ["10.77.200.2", "10.77.200.3"] {
             #expect(lab.run("client", "curl -s --max-time 5 http://\(host)/small").1 == "ok\n")
         }
-        // Only .3 went through sluice.
         #expect(lab.harness.waitUntil(3) { lab.harness.log.contains("-> 10.77.200.3:80 [MATCH] DIRECT") })
         #expect(!lab.harness.log.contains("-> 10.77.200.2:80"))
+        return lab
+    }
+
+    @Test("route-address captures only the given prefixes")
+    func routeScope() throws {
+        let lab = try labCapturingOnlyDotThree("route-address: [10.77.200.3/32]")
+        defer { lab.stop() }
         #expect(lab.run("router", "ip route show table 2022").1.contains("10.77.200.3 dev sluice0"))
     }
 
-    @Test("route-exclude-address keeps a prefix out of the TUN; a device going down is reported")
+    @Test("route-exclude-address keeps a prefix out of the TUN; a device going down is reported and restored")
     func routeExcludeAndLinkDown() throws {
-        let excluding = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  route-exclude-address: [10.77.200.2/32]")
-        let lab = try Lab(config: excluding)
+        let lab = try labCapturingOnlyDotThree("route-exclude-address: [10.77.200.2/32]")
         defer { lab.stop() }
-        try lab.start()
-        for host in ["10.77.200.2", "10.77.200.3"] {
-            #expect(lab.run("client", "curl -s --max-time 5 http://\(host)/small").1 == "ok\n")
-        }
-        #expect(lab.harness.waitUntil(3) { lab.harness.log.contains("-> 10.77.200.3:80 [MATCH] DIRECT") })
-        #expect(!lab.harness.log.contains("-> 10.77.200.2:80"))
         #expect(lab.run("router", "ip rule show").1.contains("to 10.77.200.2 lookup main"))
         lab.run("router", "ip link set sluice0 down")
         #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("sluice0 went down") })
