@@ -175,6 +175,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "SluiceTunTests",
+            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SluiceRulesTests",
             dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet"],
             swiftSettings: strict

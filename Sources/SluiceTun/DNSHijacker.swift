@@ -19,8 +19,13 @@ import Glibc
 /// served by ``DNSOutbound``, which carries each length-prefixed message the same way.
 /// While no dns worker is connected (it is off, or restarting) nothing is hijacked: the
 /// query follows the rules like any other traffic, so DNS keeps working.
-final class DNSHijacker: @unchecked Sendable {
+///
+/// Queries addressed to the dns worker's own upstreams are never hijacked: they are the dns
+/// worker's own forwarded queries, which would otherwise loop back to it whenever they
+/// enter the TUN (sluiced run unprivileged, so no `uidrange` bypass rule).
+public final class DNSHijacker: @unchecked Sendable {
     private let entries: [DNSHijack]
+    private let upstreams: Set<InetEndpoint>
     private let tun: CInt
     private let logger: Logger
     private let peer = Mutex<FrameChannel?>(nil)
@@ -41,8 +46,9 @@ final class DNSHijacker: @unchecked Sendable {
         }
     }
 
-    init(entries: [DNSHijack], tun: CInt, logger: Logger) {
+    public init(entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], tun: CInt, logger: Logger) {
         self.entries = entries
+        self.upstreams = upstreams
         self.tun = tun
         self.logger = logger
     }
@@ -50,8 +56,8 @@ final class DNSHijacker: @unchecked Sendable {
     var isEnabled: Bool { !entries.isEmpty }
 
     /// Whether DNS to `destination` over `udp` (or TCP) is hijacked right now.
-    func catches(udp: Bool, _ destination: InetEndpoint) -> Bool {
-        guard isEnabled, peer.withLock({ $0 != nil }) else { return false }
+    public func catches(udp: Bool, _ destination: InetEndpoint) -> Bool {
+        guard isEnabled, !upstreams.contains(destination), peer.withLock({ $0 != nil }) else { return false }
         return entries.contains { entry in
             (entry.transport == .both || (entry.transport == .udp) == udp)
                 && entry.port == destination.port
@@ -67,7 +73,7 @@ final class DNSHijacker: @unchecked Sendable {
     }
 
     /// A (new) channel to the dns worker; answers are read on a thread of their own.
-    func attach(_ channel: FrameChannel) {
+    public func attach(_ channel: FrameChannel) {
         let old = peer.withLock { current in
             defer { current = channel }
             return current
@@ -76,7 +82,7 @@ final class DNSHijacker: @unchecked Sendable {
         _ = try? OSThread.start(name: "tun-dns-peer") { [self] in readAnswers(channel) }
     }
 
-    func detach() { peer.withLock { $0?.close(); $0 = nil } }
+    public func detach() { peer.withLock { $0?.close(); $0 = nil } }
 
     /// Sends a hijacked UDP query (reader thread).
     func sendUDP(client: InetEndpoint, server: InetEndpoint, message: UnsafeRawBufferPointer) {

@@ -189,7 +189,12 @@ final class RunningDataPlane: @unchecked Sendable {
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
         let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
-        let hijacker = DNSHijacker(entries: tun.dnsHijack, tun: device.descriptor.rawValue, logger: logger)
+        let dns = configuration.dns
+        let upstreams = Set((dns.nameserver + dns.defaultNameserver).compactMap { upstream -> InetEndpoint? in
+            guard case .address(let ip) = upstream.endpoint.host else { return nil }
+            return InetEndpoint(ip, upstream.endpoint.port)
+        })
+        let hijacker = DNSHijacker(entries: tun.dnsHijack, upstreams: upstreams, tun: device.descriptor.rawValue, logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
