@@ -14,6 +14,9 @@
   lab-servers.py dns-query SERVER NAME [tcp]
                                         asks SERVER:53 for NAME's A records (UDP, or TCP);
                                         prints the addresses, or "no answer"
+  lab-servers.py udp-twice HOST PORT GAP
+                                        one socket: a datagram, GAP seconds, another; prints
+                                        what each got: "echo", "refused" or "timeout"
   lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
                                         SEQUENTIAL one-after-another GET /small, then
                                         CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
@@ -160,6 +163,25 @@ def tcp_many(host, port, sequential, concurrent):
     print(f"sequential {ok_seq}/{sequential} concurrent {sum(results)}/{concurrent}")
 
 
+def udp_twice(host, port, gap):
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.connect((host, int(port)))
+    sock.settimeout(2)
+    results = []
+    for i in range(2):
+        if i:
+            time.sleep(float(gap))
+        try:
+            sock.send(b"ping")
+            sock.recv(2048)
+            results.append("echo")
+        except ConnectionRefusedError:
+            results.append("refused")
+        except socket.timeout:
+            results.append("timeout")
+    print(" ".join(results), flush=True)
+
+
 def dns_query(server, name, transport="udp"):
     import random
     import struct
@@ -212,4 +234,5 @@ if __name__ == "__main__":
         "fullcone": fullcone,
         "tcp-many": tcp_many,
         "dns-query": dns_query,
+        "udp-twice": udp_twice,
     }[command](*args)

@@ -45,9 +45,17 @@ final class PacketDispatcher: @unchecked Sendable {
     private let v6: StackAddresses?
     private let stopping = Atomic<Bool>(false)
     private let bufferSize: Int
-    /// A (client, destination) → decision cache for UDP so that a stream of datagrams does
-    /// not re-run the rules. Only the reader thread touches it.
-    private var udpDecisions: [UDPPair: RuleDecision] = [:]
+    /// A (client, destination) → route cache for UDP so that a stream of datagrams does not
+    /// re-run the rules or look up the outbound. An entry is valid only for the routing
+    /// table it was made with: a reload makes every pair decide again. Only the reader
+    /// thread touches it.
+    private var udpRoutes: [UDPPair: UDPRoute] = [:]
+
+    private struct UDPRoute {
+        var table: ObjectIdentifier
+        var disposition: Disposition
+        var outbound: (any Outbound)?
+    }
     private var warnedTargets: Set<String> = []
     private var warnedICMP: Set<Bool> = []
 
@@ -108,7 +116,7 @@ final class PacketDispatcher: @unchecked Sendable {
             if now - lastSweep > 1_000_000_000 {
                 lastSweep = now
                 nat.collect(now: now)
-                if udpDecisions.count > 65536 { udpDecisions.removeAll(keepingCapacity: true) }
+                if udpRoutes.count > 65536 { udpRoutes.removeAll(keepingCapacity: true) }
             }
         }
     }
@@ -167,11 +175,10 @@ final class PacketDispatcher: @unchecked Sendable {
                 network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
                 destinationPort: tcp.destinationPort)
             let hijacked = hijacker.catches(udp: false, InetEndpoint(ip.destination, tcp.destinationPort))
-            let decision = hijacked
-                ? RuleDecision(target: "DNS", rule: "dns-hijack")
-                : table.withLock { $0.rules.decide(metadata) }
+            let current = table.withLock { $0 }
+            let decision = hijacked ? RuleDecision(target: "DNS", rule: "dns-hijack") : current.rules.decide(metadata)
             let label = "tcp \(InetEndpoint(ip.source, tcp.sourcePort)) -> \(InetEndpoint(ip.destination, tcp.destinationPort))"
-            switch disposition(of: decision.target) {
+            switch disposition(of: decision.target, in: current).0 {
             case .reject:
                 logger.info("\(label) [\(decision.rule)] REJECT")
                 rejected.add(1, ordering: .relaxed)
@@ -205,6 +212,7 @@ final class PacketDispatcher: @unchecked Sendable {
     func route(natPort: UInt16, ipv4: Bool) -> TCPRelayLoop.Route? {
         guard let entry = nat.entry(port: natPort, ipv4: ipv4) else { return nil }
         nat.markAccepted(port: natPort, ipv4: ipv4)
+        // Relay thread: a plain lookup (disposition(of:in:) keeps reader-thread state).
         let target = entry.decision.target
         guard let outbound = target == "DNS" ? hijackOutbound : table.withLock({ $0.outbounds[target] }) else { return nil }
         let label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
@@ -217,19 +225,21 @@ final class PacketDispatcher: @unchecked Sendable {
     /// Where hijacked TCP DNS goes: a session served by the dns worker.
     private var hijackOutbound: any Outbound { DNSOutbound(hijacker: hijacker) }
 
-    private func disposition(of target: String) -> Disposition {
+    /// What a rule target means in `table`: forward (with its outbound), reject or drop.
+    /// Reader thread only (it remembers which unknown targets it warned about).
+    private func disposition(of target: String, in table: RoutingTable) -> (Disposition, (any Outbound)?) {
         switch target {
-        case "REJECT": return .reject
-        case "REJECT-DROP": return .drop
-        case "DNS": return .forward
+        case "REJECT": return (.reject, nil)
+        case "REJECT-DROP": return (.drop, nil)
+        case "DNS": return (.forward, hijackOutbound)
         default:
-            if table.withLock({ $0.outbounds[target] != nil }) { return .forward }
+            if let outbound = table.outbounds[target] { return (.forward, outbound) }
             if !warnedTargets.contains(target) {
                 warnedTargets.insert(target)
                 logger.warning(
                     "rule target \"\(target)\" is a proxy or group; proxy outbounds are not implemented yet, so its connections are rejected")
             }
-            return .reject
+            return (.reject, nil)
         }
     }
 
@@ -247,18 +257,21 @@ final class PacketDispatcher: @unchecked Sendable {
             return
         }
         let pair = UDPPair(client: client, destination: destination)
-        let decision: RuleDecision
-        if let cached = udpDecisions[pair] {
-            decision = cached
+        let current = table.withLock { $0 }
+        let route: UDPRoute
+        if let cached = udpRoutes[pair], cached.table == ObjectIdentifier(current) {
+            route = cached
         } else {
             let metadata = ConnectionMetadata(
                 network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
                 destinationPort: udpHeader.destinationPort)
-            decision = table.withLock { $0.rules.decide(metadata) }
-            udpDecisions[pair] = decision
+            let decision = current.rules.decide(metadata)
+            let (disposition, outbound) = disposition(of: decision.target, in: current)
+            route = UDPRoute(table: ObjectIdentifier(current), disposition: disposition, outbound: outbound)
+            udpRoutes[pair] = route
             logger.info("udp \(client) -> \(destination) [\(decision.rule)] \(decision.target)")
         }
-        switch disposition(of: decision.target) {
+        switch route.disposition {
         case .reject:
             rejected.add(1, ordering: .relaxed)
             // Port unreachable: a connected UDP socket sees ECONNREFUSED at once.
@@ -267,7 +280,7 @@ final class PacketDispatcher: @unchecked Sendable {
         case .drop:
             rejected.add(1, ordering: .relaxed)
         case .forward:
-            guard let outbound = table.withLock({ $0.outbounds[decision.target] }) else { return }
+            guard let outbound = route.outbound else { return }
             udp.send(from: client, to: destination, payload: UnsafeRawBufferPointer(udpHeader.payload), outbound: outbound)
         }
     }
@@ -280,8 +293,8 @@ final class PacketDispatcher: @unchecked Sendable {
         guard icmpHeader.type == (ipv4 ? 8 : 128) else { return }  // only echo requests are forwarded
         let metadata = ConnectionMetadata(
             network: .icmp, source: ip.source, sourcePort: 0, destination: ip.destination, destinationPort: 0)
-        let decision = table.withLock { $0.rules.decide(metadata) }
-        switch disposition(of: decision.target) {
+        let current = table.withLock { $0 }
+        switch disposition(of: current.rules.decide(metadata).target, in: current).0 {
         case .reject:
             rejected.add(1, ordering: .relaxed)
             // Administratively prohibited: ping reports it immediately.

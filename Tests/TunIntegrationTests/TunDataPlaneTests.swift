@@ -160,12 +160,18 @@ struct TunDataPlaneTests {
         try lab.start()
         let pid = try #require(lab.harness.worker("tun")?.pid)
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
+        // One UDP socket talks to .2 before and after the reload (the flow's cached route
+        // must not outlive the rules it came from).
+        let twice = lab.harness.directory + "/udp-twice.out"
+        lab.run("client", "(python3 \(lab.servers) udp-twice 10.77.200.2 7 3 >\(twice) 2>&1 &); sleep 1")
         // Reject .2 now: same worker, new decision for the next connection.
         let rejecting = Lab.config.replacingOccurrences(of: "  - MATCH,DIRECT", with: "  - IP-CIDR,10.77.200.2/32,REJECT\n  - MATCH,DIRECT")
         try rejecting.write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
         lab.harness.signal(SIGHUP)
         #expect(lab.harness.waitUntil(5) { lab.harness.status()?.generation == 2 })
         #expect(lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").0 == 7 })
+        #expect(lab.harness.waitUntil(8) { (try? String(contentsOfFile: twice, encoding: .utf8)) == "echo refused\n" },
+                "same UDP socket before/after the reload: \((try? String(contentsOfFile: twice, encoding: .utf8)) ?? "-")")
         #expect(lab.harness.worker("tun")?.pid == pid, "a rules change must not restart the worker")
         // A new MTU needs a fresh data plane: the worker restarts, and it is not a failure.
         try rejecting.replacingOccurrences(of: "  device: sluice0", with: "  device: sluice0\n  mtu: 1500")
