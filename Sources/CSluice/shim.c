@@ -390,21 +390,23 @@ int csluice_signal_pipe(const int *signals, int count) {
     return fds[0];
 }
 
-pid_t csluice_reap_child(int *exit_code, int *term_signal) {
+pid_t csluice_wait_child(pid_t pid, int nohang, int *exit_code, int *term_signal) {
     int status = 0;
-    pid_t pid;
+    pid_t got;
     do {
-        pid = waitpid(-1, &status, WNOHANG);
-    } while (pid < 0 && errno == EINTR);
-    if (pid < 0) return -errno;
+        got = waitpid(pid, &status, nohang ? WNOHANG : 0);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) return -errno;
     *exit_code = -1;
     *term_signal = 0;
-    if (pid > 0) {
+    if (got > 0) {
         if (WIFEXITED(status)) *exit_code = WEXITSTATUS(status);
         if (WIFSIGNALED(status)) *term_signal = WTERMSIG(status);
     }
-    return pid;
+    return got;
 }
+
+pid_t csluice_reap_child(int *exit_code, int *term_signal) { return csluice_wait_child(-1, 1, exit_code, term_signal); }
 
 int csluice_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; }
 

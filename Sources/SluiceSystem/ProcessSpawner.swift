@@ -178,15 +178,22 @@ public enum ProcessSpawner {
             self.code = code
             self.signal = signal
         }
+
+        /// The status a shell reports: the exit code, or 128 + the signal.
+        public var status: Int32 { code ?? 128 + (signal ?? 0) }
     }
 
     /// Reaps one child that has ended, without blocking; nil when none has.
-    public static func reapOne() -> Exit? {
+    public static func reapOne() -> Exit? { wait(for: -1, blocking: false) }
+
+    /// Waits for child `pid` (-1: any child) to end; with `blocking: false`, nil when it
+    /// has not ended yet (or there is no such child).
+    public static func wait(for pid: pid_t, blocking: Bool = true) -> Exit? {
         var code: CInt = -1
         var signal: CInt = 0
-        let pid = csluice_reap_child(&code, &signal)
-        guard pid > 0 else { return nil }
-        return Exit(pid: pid, code: code >= 0 ? code : nil, signal: signal > 0 ? signal : nil)
+        let got = csluice_wait_child(pid, blocking ? 0 : 1, &code, &signal)
+        guard got > 0 else { return nil }
+        return Exit(pid: got, code: code >= 0 ? code : nil, signal: signal > 0 ? signal : nil)
     }
 
     /// kill(2); ESRCH (already gone) is not an error.

@@ -20,10 +20,8 @@ struct ProcessSpawnerTests {
             if chunk.isEmpty { break }
             output += chunk
         }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : nil
-        return (String(decoding: output, as: UTF8.self), ProcessSpawner.Exit(pid: pid, code: code, signal: (status & 0x7f) != 0 ? status & 0x7f : nil))
+        let exit = try #require(ProcessSpawner.wait(for: pid))
+        return (String(decoding: output, as: UTF8.self), exit)
     }
 
     @Test("fd 3 is the descriptor we passed, and no other descriptor leaks into the child")

@@ -32,9 +32,7 @@ public enum Shell {
             return (-1, "\(error)")
         }
         close(fd)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let code = ProcessSpawner.wait(for: pid)?.status ?? -1
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return (code, text)
     }

@@ -113,9 +113,7 @@ public final class SluicedHarness {
         var unlimited = request
         unlimited.limitCapabilities = false
         guard let pid = try? ProcessSpawner.spawn(unlimited) else { return -1 }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return ProcessSpawner.wait(for: pid)?.status ?? -1
     }
 
     /// Starts sluiced. `environment` adds to a minimal one (NOTIFY_SOCKET, WATCHDOG_USEC...);
@@ -185,9 +183,8 @@ public final class SluicedHarness {
     /// Reaps sluiced if it has exited; returns its exit status.
     public func pollExit() -> Int32? {
         if let exitStatus { return exitStatus }
-        var status: Int32 = 0
-        guard pid > 0, waitpid(pid, &status, WNOHANG) == pid else { return nil }
-        exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard pid > 0, let exit = ProcessSpawner.wait(for: pid, blocking: false) else { return nil }
+        exitStatus = exit.status
         return exitStatus
     }
 

@@ -123,6 +123,9 @@ int csluice_signal_pipe(const int *signals, int count);
 /// the child exited, else -1; `*term_signal` the signal that killed it, else 0.
 pid_t csluice_reap_child(int *exit_code, int *term_signal);
 
+/// waitpid(pid, blocking or WNOHANG) decoded like csluice_reap_child; EINTR is retried.
+pid_t csluice_wait_child(pid_t pid, int nohang, int *exit_code, int *term_signal);
+
 /// kill(pid, sig). Returns 0 or -errno.
 int csluice_kill(pid_t pid, int sig);
 
