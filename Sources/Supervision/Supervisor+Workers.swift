@@ -279,7 +279,7 @@ extension Supervisor {
             text = String(text[text.index(after: close)...])
         }
         let line: String
-        switch LogLineFormat.detect() {
+        switch logFormat {
         case .journalPrefix, .supervisorPipe: line = "<\(priority)>\(slot.kind.identifier): \(text)\n"
         case .human: line = "\(LineLogHandler.timestamp()) \(slot.kind.identifier) \(Self.levelName(priority)): \(text)\n"
         }

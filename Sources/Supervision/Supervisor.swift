@@ -54,6 +54,9 @@ public final class Supervisor {
     var generation: UInt64 = 1
     let notifier = SystemdNotifier()
     let logger = Logger(label: "sluiced")
+    /// How sluiced's own stderr wants lines (journald prefixes or human), decided once:
+    /// forwarded worker lines use it too.
+    let logFormat = LogLineFormat.detect()
     var slots: [WorkerKind: WorkerSlot] = [:]
     /// Account the workers run as; nil when sluiced runs unprivileged (workers keep our uid).
     let account: ServiceAccount?
