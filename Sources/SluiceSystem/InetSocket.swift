@@ -41,7 +41,7 @@ extension IPAddress {
     }
 
     /// Reads an address the C helpers returned (family + 16-byte buffer).
-    public init?(family: CInt, networkBytes b: [UInt8]) {
+    public init?(family: CInt, networkBytes b: UnsafeRawBufferPointer) {
         if family == AF_INET {
             self = .v4(IPv4Address(b[0], b[1], b[2], b[3]))
         } else if family == AF_INET6 {
@@ -102,39 +102,51 @@ public enum InetSocket {
 
     /// Receives one datagram into `buffer`; nil when nothing is waiting.
     public static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (Int, InetEndpoint)? {
-        var family: CInt = 0
-        var address = [UInt8](repeating: 0, count: 16)
-        var port: UInt16 = 0
-        let n = csluice_recvfrom_inet(fd, buffer.baseAddress, buffer.count, &family, &address, &port)
+        let (n, endpoint) = withAddressOutput { family, address, port in
+            csluice_recvfrom_inet(fd, buffer.baseAddress, buffer.count, family, address, port)
+        }
         if n == -EAGAIN { return nil }
         try Posix.check("recvfrom", n)
-        guard let ip = IPAddress(family: family, networkBytes: address) else { return nil }
-        return (n, InetEndpoint(ip, port))
+        guard let endpoint else { return nil }
+        return (n, endpoint)
     }
 
     /// The socket's own address (getsockname) or its peer's (getpeername).
     public static func address(_ fd: CInt, peer: Bool = false) throws(SystemError) -> InetEndpoint {
-        var family: CInt = 0
-        var address = [UInt8](repeating: 0, count: 16)
-        var port: UInt16 = 0
-        try Posix.check(peer ? "getpeername" : "getsockname", csluice_socket_address(fd, peer ? 1 : 0, &family, &address, &port))
-        guard let ip = IPAddress(family: family, networkBytes: address) else {
-            throw SystemError("socket address family \(family)", errno: EAFNOSUPPORT)
+        let (rc, endpoint) = withAddressOutput { family, address, port in
+            csluice_socket_address(fd, peer ? 1 : 0, family, address, port)
         }
-        return InetEndpoint(ip, port)
+        try Posix.check(peer ? "getpeername" : "getsockname", rc)
+        guard let endpoint else { throw SystemError("socket address family", errno: EAFNOSUPPORT) }
+        return endpoint
     }
 
     /// accept4 (non-blocking, close-on-exec); nil when no connection is waiting.
     public static func accept(_ fd: CInt) throws(SystemError) -> (OwnedDescriptor, InetEndpoint)? {
-        var family: CInt = 0
-        var address = [UInt8](repeating: 0, count: 16)
-        var port: UInt16 = 0
-        let c = csluice_accept_inet(fd, &family, &address, &port)
+        let (c, endpoint) = withAddressOutput { family, address, port in csluice_accept_inet(fd, family, address, port) }
         if c == -EAGAIN { return nil }
         try Posix.check("accept4", c)
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: c)
-        guard let ip = IPAddress(family: family, networkBytes: address) else { return nil }
-        return (owned, InetEndpoint(ip, port))
+        guard let endpoint else { return nil }
+        return (owned, endpoint)
+    }
+
+    /// Runs a C helper that reports an address as (family, 16 bytes, port), with that
+    /// output on the stack: the receive path must not allocate per datagram.
+    @inline(__always)
+    private static func withAddressOutput<R: BinaryInteger>(
+        _ call: (UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt16>) -> R
+    ) -> (R, InetEndpoint?) {
+        var family: CInt = 0
+        var port: UInt16 = 0
+        var bytes: (UInt64, UInt64) = (0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            let result = call(&family, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &port)
+            guard result >= 0, let ip = IPAddress(family: family, networkBytes: UnsafeRawBufferPointer(raw)) else {
+                return (result, nil)
+            }
+            return (result, InetEndpoint(ip, port))
+        }
     }
 
     public static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String) throws(SystemError) {
