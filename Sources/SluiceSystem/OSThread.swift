@@ -40,6 +40,13 @@ public final class OSThread: @unchecked Sendable {
         return thread
     }
 
+    /// Starts `body` on a detached thread that nobody joins (a short-lived session: one
+    /// TCP DNS exchange, one client connection); its resources go when it returns.
+    public static func detached(name: String, _ body: @escaping () -> Void) throws(SystemError) {
+        let thread = try start(name: name, body)
+        pthread_detach(thread.handle)
+    }
+
     /// Whether the body has returned.
     public var hasExited: Bool { exited.load(ordering: .acquiring) }
 

@@ -39,7 +39,7 @@ final class PacketDispatcher: @unchecked Sendable {
     private let nat: TCPNATTable
     private let udp: UDPFlowTable
     private let icmp: ICMPForwarder
-    private let hijacker: DNSHijacker
+    private let dns: DNSPeer
     let table: Mutex<RoutingTable>
     private let v4: StackAddresses?
     private let v6: StackAddresses?
@@ -55,6 +55,8 @@ final class PacketDispatcher: @unchecked Sendable {
         var table: ObjectIdentifier
         var disposition: Disposition
         var outbound: (any Outbound)?
+        /// The name behind a fake destination, whose real address the datagrams go to.
+        var name: String?
     }
     private var warnedTargets: Set<String> = []
     private var warnedICMP: Set<Bool> = []
@@ -72,9 +74,9 @@ final class PacketDispatcher: @unchecked Sendable {
 
     init(
         tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
-        icmp: ICMPForwarder, hijacker: DNSHijacker, table: RoutingTable, logger: Logger
+        icmp: ICMPForwarder, dns: DNSPeer, table: RoutingTable, logger: Logger
     ) {
-        self.hijacker = hijacker
+        self.dns = dns
         self.tun = tun
         self.bufferSize = max(mtu, 1500) + 64
         self.v4 = v4
@@ -115,7 +117,7 @@ final class PacketDispatcher: @unchecked Sendable {
             let now = MonotonicClock.now
             if now - lastSweep > 1_000_000_000 {
                 lastSweep = now
-                nat.collect(now: now)
+                for key in nat.collect(now: now) where dns.isFake(key.destination) { dns.pin(key.destination, false) }
                 if udpRoutes.count > 65536 { udpRoutes.removeAll(keepingCapacity: true) }
             }
         }
@@ -171,13 +173,23 @@ final class PacketDispatcher: @unchecked Sendable {
                 if !tcp.flags.contains(.rst) { sendReset(answering: ip, reply: reply) }
                 return
             }
+            let hijacked = dns.catches(udp: false, InetEndpoint(ip.destination, tcp.destinationPort))
+            let fake = !hijacked && dns.isFake(ip.destination)
+            let host = fake ? dns.name(forFake: ip.destination) : dns.name(forReal: ip.destination)
+            var label = "tcp \(InetEndpoint(ip.source, tcp.sourcePort)) -> \(InetEndpoint(ip.destination, tcp.destinationPort))"
+            if let host { label += " (\(host))" }
+            if fake && host == nil {
+                logger.warning(
+                    "\(label): \(ip.destination) is a fake address that stands for no name (answered before the mapping was lost, or the dns worker is not answering); resetting, the client resolves again")
+                rejected.add(1, ordering: .relaxed)
+                sendReset(answering: ip, reply: reply)
+                return
+            }
             let metadata = ConnectionMetadata(
                 network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
-                destinationPort: tcp.destinationPort)
-            let hijacked = hijacker.catches(udp: false, InetEndpoint(ip.destination, tcp.destinationPort))
+                destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
             let current = table.withLock { $0 }
             let decision = hijacked ? RuleDecision(target: "DNS", rule: "dns-hijack") : current.rules.decide(metadata)
-            let label = "tcp \(InetEndpoint(ip.source, tcp.sourcePort)) -> \(InetEndpoint(ip.destination, tcp.destinationPort))"
             switch disposition(of: decision.target, in: current).0 {
             case .reject:
                 logger.info("\(label) [\(decision.rule)] REJECT")
@@ -191,12 +203,13 @@ final class PacketDispatcher: @unchecked Sendable {
             case .forward:
                 logger.info("\(label) [\(decision.rule)] \(decision.target)")
             }
-            port = nat.create(key, decision: decision, host: metadata.host, now: MonotonicClock.now)
+            port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
             if port == nil {
                 logger.warning("\(label): all NAT ports are in use; refusing")
                 sendReset(answering: ip, reply: reply)
                 return
             }
+            if fake { dns.pin(ip.destination, true) }
             tcpFlows.add(1, ordering: .relaxed)
         }
         guard let natPort = port else { return }
@@ -215,15 +228,17 @@ final class PacketDispatcher: @unchecked Sendable {
         // Relay thread: a plain lookup (disposition(of:in:) keeps reader-thread state).
         let target = entry.decision.target
         guard let outbound = target == "DNS" ? hijackOutbound : table.withLock({ $0.outbounds[target] }) else { return nil }
-        let label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
+        var label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
+        if let host = entry.host { label += " (\(host))" }
         return TCPRelayLoop.Route(
-            destination: InetEndpoint(entry.key.destination, entry.key.destinationPort), outbound: outbound, label: label)
+            destination: InetEndpoint(entry.key.destination, entry.key.destinationPort), outbound: outbound, label: label,
+            name: entry.fake ? entry.host : nil)
     }
 
     private enum Disposition { case forward, reject, drop }
 
     /// Where hijacked TCP DNS goes: a session served by the dns worker.
-    private var hijackOutbound: any Outbound { DNSOutbound(hijacker: hijacker) }
+    private var hijackOutbound: any Outbound { DNSOutbound(peer: dns) }
 
     /// What a rule target means in `table`: forward (with its outbound), reject or drop.
     /// Reader thread only (it remembers which unknown targets it warned about).
@@ -252,8 +267,8 @@ final class PacketDispatcher: @unchecked Sendable {
         }
         let client = InetEndpoint(ip.source, udpHeader.sourcePort)
         let destination = InetEndpoint(ip.destination, udpHeader.destinationPort)
-        if hijacker.catches(udp: true, destination) {
-            hijacker.sendUDP(client: client, server: destination, message: UnsafeRawBufferPointer(udpHeader.payload))
+        if dns.catches(udp: true, destination) {
+            dns.sendUDP(client: client, server: destination, message: UnsafeRawBufferPointer(udpHeader.payload))
             return
         }
         let pair = UDPPair(client: client, destination: destination)
@@ -262,14 +277,25 @@ final class PacketDispatcher: @unchecked Sendable {
         if let cached = udpRoutes[pair], cached.table == ObjectIdentifier(current) {
             route = cached
         } else {
-            let metadata = ConnectionMetadata(
-                network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
-                destinationPort: udpHeader.destinationPort)
-            let decision = current.rules.decide(metadata)
+            let fake = dns.isFake(ip.destination)
+            let host = fake ? dns.name(forFake: ip.destination) : dns.name(forReal: ip.destination)
+            var label = "udp \(client) -> \(destination)"
+            if let host { label += " (\(host))" }
+            let decision: RuleDecision
+            if fake && host == nil {
+                logger.warning("\(label): \(ip.destination) is a fake address that stands for no name; refusing")
+                decision = RuleDecision(target: "REJECT", rule: "unmapped fake address")
+            } else {
+                let metadata = ConnectionMetadata(
+                    network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
+                    destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake)
+                decision = current.rules.decide(metadata)
+            }
             let (disposition, outbound) = disposition(of: decision.target, in: current)
-            route = UDPRoute(table: ObjectIdentifier(current), disposition: disposition, outbound: outbound)
+            route = UDPRoute(
+                table: ObjectIdentifier(current), disposition: disposition, outbound: outbound, name: fake ? host : nil)
             udpRoutes[pair] = route
-            logger.info("udp \(client) -> \(destination) [\(decision.rule)] \(decision.target)")
+            logger.info("\(label) [\(decision.rule)] \(decision.target)")
         }
         switch route.disposition {
         case .reject:
@@ -281,7 +307,23 @@ final class PacketDispatcher: @unchecked Sendable {
             rejected.add(1, ordering: .relaxed)
         case .forward:
             guard let outbound = route.outbound else { return }
-            udp.send(from: client, to: destination, payload: UnsafeRawBufferPointer(udpHeader.payload), outbound: outbound)
+            let payload = UnsafeRawBufferPointer(udpHeader.payload)
+            if let name = route.name {
+                // A fake destination: send to the name's real address, and let replies
+                // appear to come from the fake one. The first datagrams wait for the
+                // address (sent from the dns peer's thread when it arrives).
+                let udp = self.udp
+                let copy = Array(payload)
+                let later: @Sendable (IPAddress) -> Void = { real in
+                    copy.withUnsafeBytes {
+                        udp.send(from: client, to: InetEndpoint(real, destination.port), seenAs: destination, payload: $0, outbound: outbound)
+                    }
+                }
+                guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
+                udp.send(from: client, to: InetEndpoint(real, destination.port), seenAs: destination, payload: payload, outbound: outbound)
+            } else {
+                udp.send(from: client, to: destination, payload: payload, outbound: outbound)
+            }
         }
     }
 

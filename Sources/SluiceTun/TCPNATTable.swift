@@ -24,6 +24,8 @@ final class TCPNATTable: Sendable {
         var key: Key
         var decision: RuleDecision
         var host: String?
+        /// The destination is a fake address standing for `host`.
+        var fake = false
         var createdAt: UInt64
         /// Set when the relay finished; the entry lingers so late FIN/ACKs still translate.
         var closedAt: UInt64?
@@ -55,24 +57,22 @@ final class TCPNATTable: Sendable {
     }
 
     /// A new translation (on SYN). Returns nil when every port of the family is in use.
-    func create(_ key: Key, decision: RuleDecision, host: String?, now: UInt64) -> UInt16? {
-        state.withLock { s in
-            key.source.isIPv4
-                ? Self.create(&s.v4, key, decision, host, now)
-                : Self.create(&s.v6, key, decision, host, now)
+    func create(_ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, now: UInt64) -> UInt16? {
+        let entry = Entry(key: key, decision: decision, host: host, fake: fake, createdAt: now)
+        return state.withLock { s in
+            key.source.isIPv4 ? Self.create(&s.v4, entry) : Self.create(&s.v6, entry)
         }
     }
 
-    private static func create(_ f: inout Family, _ key: Key, _ decision: RuleDecision, _ host: String?, _ now: UInt64)
-        -> UInt16?
-    {
+    private static func create(_ f: inout Family, _ entry: Entry) -> UInt16? {
+        let key = entry.key
         if let existing = f.byKey[key] { return existing }
         let span = Int(lastPort - firstPort) + 1
         for _ in 0..<span {
             let port = f.nextPort
             f.nextPort = port == lastPort ? firstPort : port + 1
             if f.byPort[Int(port)] == nil {
-                f.byPort[Int(port)] = Entry(key: key, decision: decision, host: host, createdAt: now)
+                f.byPort[Int(port)] = entry
                 f.byKey[key] = port
                 f.count += 1
                 return port
@@ -100,15 +100,15 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    /// Drops lingering and never-accepted entries. Returns how many went.
+    /// Drops lingering and never-accepted entries. Returns the keys that went.
     @discardableResult
-    func collect(now: UInt64) -> Int {
+    func collect(now: UInt64) -> [Key] {
         state.withLock { s in Self.collect(&s.v4, now) + Self.collect(&s.v6, now) }
     }
 
-    private static func collect(_ f: inout Family, _ now: UInt64) -> Int {
-        guard f.count > 0 else { return 0 }
-        var removed = 0
+    private static func collect(_ f: inout Family, _ now: UInt64) -> [Key] {
+        guard f.count > 0 else { return [] }
+        var removed: [Key] = []
         for (key, port) in f.byKey {
             guard let entry = f.byPort[Int(port)] else { continue }
             let expired: Bool
@@ -121,7 +121,7 @@ final class TCPNATTable: Sendable {
                 f.byKey[key] = nil
                 f.byPort[Int(port)] = nil
                 f.count -= 1
-                removed += 1
+                removed.append(key)
             }
         }
         return removed

@@ -66,7 +66,14 @@ final class TCPRelayLoop: @unchecked Sendable {
         var destination: InetEndpoint
         var outbound: any Outbound
         var label: String
+        /// Set when `destination` is a fake address: the outbound connects to this name's
+        /// real address (same port), which is looked up first.
+        var name: String?
     }
+
+    /// Resolves a name to real addresses (for fake destinations); the completion may run
+    /// on any thread.
+    typealias NameLookup = @Sendable (String, Bool, @escaping @Sendable ([IPAddress], String) -> Void) -> Void
 
     private let poll: EventPoll
     private let wakeup: OwnedDescriptor
@@ -80,6 +87,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     private var shedWarnings = 0
     private let resolve: (UInt16, Bool) -> Route?
     private let finished: (UInt16, Bool) -> Void
+    private let lookupName: NameLookup
+    /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
+    private let posted = Mutex<[@Sendable () -> Void]>([])
 
     let accepted = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)
@@ -90,7 +100,12 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// - Parameters:
     ///   - resolve: NAT port + family → where the connection goes (nil: unknown, reset it).
     ///   - finished: the relay for that NAT port ended.
-    init(logger: Logger, resolve: @escaping (UInt16, Bool) -> Route?, finished: @escaping (UInt16, Bool) -> Void) throws(SystemError) {
+    ///   - lookupName: real addresses of a fake destination's name.
+    init(
+        logger: Logger, resolve: @escaping (UInt16, Bool) -> Route?, finished: @escaping (UInt16, Bool) -> Void,
+        lookupName: @escaping NameLookup
+    ) throws(SystemError) {
+        self.lookupName = lookupName
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.logger = logger
@@ -120,6 +135,7 @@ final class TCPRelayLoop: @unchecked Sendable {
                     if cookie == 1 {
                         var value: UInt64 = 0
                         _ = read(wakeup.rawValue, &value, 8)
+                        for work in posted.withLock({ p in defer { p.removeAll() }; return p }) { work() }
                     } else if let (listener, ipv4) = listeners[cookie] {
                         acceptAll(listener.rawValue, ipv4: ipv4)
                     } else {
@@ -131,6 +147,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             }
         }
         for connection in connections.values { close(connection, reset: true) }
+        posted.withLock { $0.removeAll() }
     }
 
     func stop() {
@@ -163,8 +180,44 @@ final class TCPRelayLoop: @unchecked Sendable {
                 failed.add(1, ordering: .relaxed)
                 continue
             }
-            start(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+            if let name = route.name {
+                startResolved(client: client, natPort: peer.port, ipv4: ipv4, route: route, name: name)
+            } else {
+                start(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+            }
         }
+    }
+
+    /// A connection to a fake address: look up the name's real address (off this thread),
+    /// then start it here. The client waits, accepted, in the meantime.
+    private func startResolved(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route, name: String) {
+        let box = UncheckedBox((client, route))
+        lookupName(name, !ipv4) { [self] addresses, error in
+            post { [self] in
+                let (client, route) = box.value
+                // The client's family first; over TCP either family serves.
+                let address = addresses.first { $0.isIPv4 == ipv4 } ?? addresses.first
+                guard let address else {
+                    logger.info("\(route.label): cannot resolve \(name): \(error.isEmpty ? "no address" : error)")
+                    InetSocket.setResetOnClose(client.rawValue)
+                    client.close()
+                    failed.add(1, ordering: .relaxed)
+                    finished(natPort, ipv4)
+                    return
+                }
+                var resolved = route
+                resolved.destination = InetEndpoint(address, route.destination.port)
+                resolved.name = nil
+                start(client: client, natPort: natPort, ipv4: ipv4, route: resolved)
+            }
+        }
+    }
+
+    /// Runs `work` on the loop's thread.
+    private func post(_ work: @escaping @Sendable () -> Void) {
+        posted.withLock { $0.append(work) }
+        var one: UInt64 = 1
+        _ = write(wakeup.rawValue, &one, 8)
     }
 
     /// Out of descriptors: the pending connection would keep the listener readable and
@@ -317,4 +370,10 @@ final class TCPRelayLoop: @unchecked Sendable {
         active.add(-1, ordering: .relaxed)
         finished(c.natPort, c.ipv4)
     }
+}
+
+/// Carries a value that is not Sendable to the one thread that will use it next.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -56,7 +56,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
 
     public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
         guard peer.peer == .dnsWorker else { return }
-        running?.hijacker.attach(channel)
+        running?.dns.attach(channel)
     }
 
     public func shutdown(graceMilliseconds: UInt32) {
@@ -109,14 +109,14 @@ final class RunningDataPlane: @unchecked Sendable {
     let wantedAddresses: [IPPrefix]
     let interfaceIndex: Int32
     let summary: String
-    let hijacker: DNSHijacker
+    let dns: DNSPeer
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
 
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
-        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, hijacker: DNSHijacker, nat: TCPNATTable,
+        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, nat: TCPNATTable,
         markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
@@ -129,7 +129,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.relay = relay
         self.udp = udp
         self.icmp = icmp
-        self.hijacker = hijacker
+        self.dns = dns
         self.nat = nat
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
@@ -194,7 +194,9 @@ final class RunningDataPlane: @unchecked Sendable {
             guard case .address(let ip) = upstream.endpoint.host else { return nil }
             return InetEndpoint(ip, upstream.endpoint.port)
         })
-        let hijacker = DNSHijacker(entries: tun.dnsHijack, upstreams: upstreams, tun: device.descriptor.rawValue, logger: logger)
+        let dnsPeer = DNSPeer(
+            entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.descriptor.rawValue,
+            logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
@@ -202,7 +204,8 @@ final class RunningDataPlane: @unchecked Sendable {
         let relay = try TCPRelayLoop(
             logger: logger,
             resolve: { port, ipv4 in lookup.withLock { $0 }?.route(natPort: port, ipv4: ipv4) },
-            finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) })
+            finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
+            lookupName: { name, ipv6, completion in dnsPeer.resolve(name, ipv6: ipv6, completion: completion) })
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
@@ -216,14 +219,14 @@ final class RunningDataPlane: @unchecked Sendable {
         let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
             tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
-            hijacker: hijacker, table: table, logger: logger)
+            dns: dnsPeer, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
         if autoRoute != nil { summary += ", auto-route" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, hijacker: hijacker, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
+            udp: udp, icmp: icmp, dns: dnsPeer, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
@@ -302,8 +305,9 @@ final class RunningDataPlane: @unchecked Sendable {
             .init("udp.dropped", Int64(udp.dropped.load(ordering: .relaxed))),
             .init("icmp.requests", Int64(icmp.requests.load(ordering: .relaxed))),
             .init("icmp.replies", Int64(icmp.replies.load(ordering: .relaxed))),
-            .init("dns.hijacked", Int64(hijacker.queries.load(ordering: .relaxed))),
-            .init("dns.answers", Int64(hijacker.answers.load(ordering: .relaxed))),
+            .init("dns.hijacked", Int64(dns.queries.load(ordering: .relaxed))),
+            .init("dns.answers", Int64(dns.answers.load(ordering: .relaxed))),
+            .init("fakeip.lookups", Int64(dns.lookups.load(ordering: .relaxed))),
         ]
     }
 
@@ -311,7 +315,7 @@ final class RunningDataPlane: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         dispatcher.stop()
-        hijacker.detach()
+        dns.detach()
         relay.stop()
         udp.stop()
         icmp.stop()

@@ -27,6 +27,9 @@ final class UDPFlowTable: @unchecked Sendable {
         let socket: OwnedDescriptor
         let cookie: UInt64
         let lastActivity = Atomic<UInt64>(0)
+        /// Real remote → the fake endpoint the client addressed it by (fake-IP flows), so
+        /// replies come back from the address the client knows.
+        let aliases = Mutex<[InetEndpoint: InetEndpoint]>([:])
         init(key: FlowKey, socket: OwnedDescriptor, cookie: UInt64) {
             self.key = key
             self.socket = socket
@@ -59,8 +62,13 @@ final class UDPFlowTable: @unchecked Sendable {
 
     var count: Int { flows.withLock { $0.byKey.count } }
 
-    /// Sends one client datagram to `destination` through `outbound` (reader thread).
-    func send(from client: InetEndpoint, to destination: InetEndpoint, payload: UnsafeRawBufferPointer, outbound: any Outbound) {
+    /// Sends one client datagram to `destination` through `outbound` (the TUN reader thread,
+    /// or the dns peer's for datagrams that waited for a fake name's address).
+    /// `seenAs` is the fake endpoint the client sent to, when `destination` is its real one.
+    func send(
+        from client: InetEndpoint, to destination: InetEndpoint, seenAs: InetEndpoint? = nil, payload: UnsafeRawBufferPointer,
+        outbound: any Outbound
+    ) {
         let key = FlowKey(client: client, outbound: outbound.name)
         let now = MonotonicClock.now
         let flow: Flow
@@ -80,7 +88,15 @@ final class UDPFlowTable: @unchecked Sendable {
             }
             do {
                 let socket = try outbound.openUDP(family: client.address.socketFamily)
+                // Another thread (a datagram that waited for a fake name's address) may
+                // have made this flow meanwhile: use that one.
+                var made = false
                 flow = flows.withLock { s in
+                    if let existing = s.byKey[key] {
+                        existing.lastActivity.store(now, ordering: .relaxed)
+                        return existing
+                    }
+                    made = true
                     let f = Flow(key: key, socket: socket, cookie: s.nextCookie)
                     f.lastActivity.store(now, ordering: .relaxed)
                     s.nextCookie += 1
@@ -88,12 +104,16 @@ final class UDPFlowTable: @unchecked Sendable {
                     s.byCookie[f.cookie] = f
                     return f
                 }
-                try poll.add(socket.rawValue, .readable, cookie: flow.cookie)
+                if made { try poll.add(socket.rawValue, .readable, cookie: flow.cookie) } else { socket.close() }
             } catch {
                 dropped.add(1, ordering: .relaxed)
                 logger.warning("UDP \(client) -> \(destination): \(outbound.name) failed: \(error)")
                 return
             }
+        }
+        if let seenAs {
+            let key = Self.normalized(destination, client: client)
+            flow.aliases.withLock { if $0[key] != seenAs { $0[key] = seenAs } }
         }
         do {
             if try InetSocket.send(flow.socket.rawValue, payload, to: destination) {
@@ -153,10 +173,10 @@ final class UDPFlowTable: @unchecked Sendable {
             guard let (n, remote) = got else { return }
             flow.lastActivity.store(MonotonicClock.now, ordering: .relaxed)
             // A v4 remote on a v6 flow socket arrives v4-mapped; answer in the client's family.
-            let source = remote.address.isIPv4 == flow.key.client.address.isIPv4
-                ? remote.address : Self.mapped(remote.address, toIPv4: flow.key.client.address.isIPv4)
+            var shown = Self.normalized(remote, client: flow.key.client)
+            if let alias = flow.aliases.withLock({ $0.isEmpty ? nil : $0[shown] }) { shown = alias }
             let length = PacketBuilder.udp(
-                into: packet, source: source, sourcePort: remote.port, destination: flow.key.client.address,
+                into: packet, source: shown.address, sourcePort: shown.port, destination: flow.key.client.address,
                 destinationPort: flow.key.client.port, payload: UnsafeRawBufferPointer(rebasing: receive[0..<n]))
             guard length > 0 else {
                 dropped.add(1, ordering: .relaxed)
@@ -168,6 +188,12 @@ final class UDPFlowTable: @unchecked Sendable {
                 dropped.add(1, ordering: .relaxed)
             }
         }
+    }
+
+    /// `remote` in the client's address family (v4-mapped on a v6 flow and back).
+    static func normalized(_ remote: InetEndpoint, client: InetEndpoint) -> InetEndpoint {
+        remote.address.isIPv4 == client.address.isIPv4
+            ? remote : InetEndpoint(mapped(remote.address, toIPv4: client.address.isIPv4), remote.port)
     }
 
     static func mapped(_ address: IPAddress, toIPv4: Bool) -> IPAddress {

@@ -35,14 +35,26 @@ extension Supervisor {
             var descriptors: [CInt?] = [nil, logWriteEnd.rawValue, logWriteEnd.rawValue, theirs.rawValue]
             var tunClone: OwnedDescriptor?
             defer { tunClone?.close() }
+            var upstreamSockets: [OwnedDescriptor] = []
+            defer { for socket in upstreamSockets { socket.close() } }
+            // Handed-over descriptors from fd 4 on, named in the environment.
+            func handOver(_ fd: CInt?, _ variable: String) {
+                guard let fd, fd >= 0 else { return }
+                environment.append("\(variable)=\(descriptors.count)")
+                descriptors.append(fd)
+            }
+            if kind == .dns {
+                let listen = dnsListenSockets()
+                handOver(listen.udp?.rawValue, "SLUICE_DNS_UDP_FD")
+                handOver(listen.tcp?.rawValue, "SLUICE_DNS_TCP_FD")
+                upstreamSockets = dnsUpstreamSockets()
+                for socket in upstreamSockets {
+                    let family = (try? InetSocket.address(socket.rawValue))?.address.isIPv4 ?? true
+                    handOver(socket.rawValue, family ? "SLUICE_DNS_UPSTREAM4_FD" : "SLUICE_DNS_UPSTREAM6_FD")
+                }
+            }
             if kind == .tun {
                 if let account { environment.append("SLUICE_SERVICE_UID=\(account.uid)") }
-                // Handed-over descriptors from fd 4 on, named in the environment.
-                func handOver(_ fd: CInt?, _ variable: String) {
-                    guard let fd, fd >= 0 else { return }
-                    environment.append("\(variable)=\(descriptors.count)")
-                    descriptors.append(fd)
-                }
                 handOver(icmpSockets.v4?.rawValue, "SLUICE_ICMP4_FD")
                 handOver(icmpSockets.v6?.rawValue, "SLUICE_ICMP6_FD")
                 handOver(configuration.tun.inheritedFileDescriptor, "SLUICE_TUN_FD")

@@ -3,6 +3,7 @@ import Foundation
 import IPC
 import Logging
 import SluiceConfig
+import SluiceNet
 import SluiceSystem
 import WorkerRuntime
 
@@ -79,6 +80,15 @@ public final class Supervisor {
     /// Raw ICMP sockets for the tun worker's ping forwarding, opened once (CAP_NET_RAW is
     /// checked at creation) and handed to every tun worker we spawn.
     var icmpSockets: (v4: OwnedDescriptor?, v6: OwnedDescriptor?) = (nil, nil)
+    /// `dns.listen`, bound by us and handed to each dns worker.
+    var dnsListen: (endpoint: InetEndpoint, udp: OwnedDescriptor, tcp: OwnedDescriptor)? {
+        didSet {
+            if let old = oldValue, old.udp.rawValue != dnsListen?.udp.rawValue {
+                old.udp.close()
+                old.tcp.close()
+            }
+        }
+    }
 
     /// - Throws: ``SupervisorError`` when the service account is missing or the runtime
     ///   directory cannot be prepared.
@@ -418,6 +428,55 @@ public final class Supervisor {
         if icmpSockets.v4 == nil {
             logger.warning("cannot open a raw ICMP socket (needs CAP_NET_RAW): pings through the TUN will go unanswered")
         }
+    }
+
+    /// The `dns.listen` sockets, bound here so that port 53 needs no capability in the dns
+    /// worker; kept across its restarts (queries wait in the socket buffer meanwhile) and
+    /// rebound when the address changes.
+    func dnsListenSockets() -> (udp: OwnedDescriptor?, tcp: OwnedDescriptor?) {
+        let dns = configuration.dns
+        guard dns.enable, let listen = dns.listen, case .address(let ip) = listen.host else {
+            dnsListen = nil
+            return (nil, nil)
+        }
+        let endpoint = InetEndpoint(ip, listen.port)
+        if let current = dnsListen, current.endpoint == endpoint { return (current.udp, current.tcp) }
+        dnsListen = nil
+        do {
+            let udp = try InetSocket.udp(endpoint.address.socketFamily)
+            try InetSocket.bind(udp.rawValue, endpoint, reuseAddress: true)
+            let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
+            try InetSocket.bind(tcp.rawValue, endpoint, reuseAddress: true)
+            try Posix.call("listen \(endpoint)") { Glibc.listen(tcp.rawValue, 512) }
+            dnsListen = (endpoint, udp, tcp)
+            logger.info("dns.listen: bound \(endpoint) (UDP and TCP) for the dns worker")
+            return (udp, tcp)
+        } catch {
+            logger.error(
+                "dns.listen: cannot bind \(endpoint): \(error); is another DNS server (systemd-resolved, dnsmasq) on that port? Change dns.listen or stop it.")
+            return (nil, nil)
+        }
+    }
+
+    /// UDP sockets for the dns worker's upstream queries, one per family, carrying
+    /// `tun.routing-mark` (setting it takes CAP_NET_ADMIN, which the dns worker lacks) so
+    /// that they leave around the TUN. Empty when the mark cannot be set or is not wanted.
+    func dnsUpstreamSockets() -> [OwnedDescriptor] {
+        let mark = configuration.tun.routingMark
+        guard configuration.dns.enable, configuration.tun.enable, configuration.tun.autoRoute, mark != 0 else { return [] }
+        var sockets: [OwnedDescriptor] = []
+        for family in [AF_INET, AF_INET6] {
+            guard let socket = try? InetSocket.udp(family) else { continue }
+            do {
+                try InetSocket.setMark(socket.rawValue, mark)
+                let any: IPAddress = family == AF_INET ? .v4(IPv4Address(rawValue: 0)) : .v6(.any)
+                try InetSocket.bind(socket.rawValue, InetEndpoint(any, 0))
+                sockets.append(socket)
+            } catch {
+                socket.close()
+            }
+        }
+        return sockets
     }
 
     func nextID() -> UInt32 {

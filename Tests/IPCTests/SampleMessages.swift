@@ -29,6 +29,8 @@ enum SampleMessages {
         ("fakeIPAnswer-none", .fakeIPAnswer(FakeIPAnswer(address: v6, name: nil)), 8, true),
         ("mappingEvent", .mappingEvent(MappingEvent(kind: .assigned, address: v4, name: "a.test")), 0, false),
         ("fakeIPPin", .fakeIPPin(FakeIPPin(address: v4, pinned: true)), 0, false),
+        ("resolveRequest", .resolveRequest(ResolveRequest(name: "a.test", ipv6: false)), 12, false),
+        ("resolveAnswer", .resolveAnswer(ResolveAnswer(addresses: [v4, v6], error: "")), 12, true),
         ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
     ]
 }

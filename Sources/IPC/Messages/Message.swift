@@ -27,6 +27,8 @@ public enum Message: Sendable, Equatable {
     case fakeIPAnswer(FakeIPAnswer)
     case mappingEvent(MappingEvent)
     case fakeIPPin(FakeIPPin)
+    case resolveRequest(ResolveRequest)
+    case resolveAnswer(ResolveAnswer)
     case dnsPacket(DNSPacket)
 
     public var type: MessageType {
@@ -50,6 +52,8 @@ public enum Message: Sendable, Equatable {
         case .fakeIPAnswer: .fakeIPAnswer
         case .mappingEvent: .mappingEvent
         case .fakeIPPin: .fakeIPPin
+        case .resolveRequest: .resolveRequest
+        case .resolveAnswer: .resolveAnswer
         case .dnsPacket: .dnsPacket
         }
     }
@@ -125,6 +129,13 @@ public enum Message: Sendable, Equatable {
         case .fakeIPPin(let m):
             w.address(m.address)
             w.bool(m.pinned)
+        case .resolveRequest(let m):
+            w.string(m.name)
+            w.bool(m.ipv6)
+        case .resolveAnswer(let m):
+            w.u32(UInt32(m.addresses.count))
+            for address in m.addresses { w.address(address) }
+            w.string(m.error)
         case .dnsPacket(let m):
             w.u8(m.transport.rawValue)
             w.address(m.client)
@@ -216,6 +227,15 @@ public enum Message: Sendable, Equatable {
                 MappingEvent(kind: kind, address: try r.address("address"), name: try r.string("name", max: 255)))
         case .fakeIPPin:
             return .fakeIPPin(FakeIPPin(address: try r.address("address"), pinned: try r.bool("pinned")))
+        case .resolveRequest:
+            return .resolveRequest(ResolveRequest(name: try r.string("name", max: 255), ipv6: try r.bool("ipv6")))
+        case .resolveAnswer:
+            // Each address is at least a family byte and 4 bytes.
+            let count = try r.count("addresses", minimumElementSize: 5)
+            var addresses: [IPAddress] = []
+            addresses.reserveCapacity(count)
+            for i in 0..<count { addresses.append(try r.address("addresses[\(i)]")) }
+            return .resolveAnswer(ResolveAnswer(addresses: addresses, error: try r.string("error", max: 1024)))
         case .dnsPacket:
             let rawTransport = try r.u8("transport")
             guard let transport = DNSPacket.Transport(rawValue: rawTransport) else {

@@ -27,13 +27,15 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let fakeIPAnswer = MessageType(rawValue: 0x0061)
     public static let mappingEvent = MessageType(rawValue: 0x0062)
     public static let fakeIPPin = MessageType(rawValue: 0x0063)
+    public static let resolveRequest = MessageType(rawValue: 0x0064)
+    public static let resolveAnswer = MessageType(rawValue: 0x0065)
     public static let dnsPacket = MessageType(rawValue: 0x0070)
 
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
         .statsReport, .statusRequest, .statusReport, .reload, .shutdown, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
-        .dnsPacket,
+        .resolveRequest, .resolveAnswer, .dnsPacket,
     ]
 
     public var name: String? {
@@ -57,6 +59,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .fakeIPAnswer: "fakeIPAnswer"
         case .mappingEvent: "mappingEvent"
         case .fakeIPPin: "fakeIPPin"
+        case .resolveRequest: "resolveRequest"
+        case .resolveAnswer: "resolveAnswer"
         case .dnsPacket: "dnsPacket"
         default: nil
         }

@@ -255,6 +255,31 @@ public struct FakeIPPin: Sendable, Equatable {
     }
 }
 
+/// tun → dns: the real addresses of `name`, for a DIRECT connection to a fake address
+/// (the dns worker resolves it through its hosts, cache and upstreams, never the pool).
+public struct ResolveRequest: Sendable, Equatable {
+    public var name: String
+    /// Ask for AAAA first (the client used IPv6).
+    public var ipv6: Bool
+
+    public init(name: String, ipv6: Bool) {
+        self.name = name
+        self.ipv6 = ipv6
+    }
+}
+
+/// dns → tun: the answer to ``ResolveRequest``; no addresses and a non-empty `error` when
+/// the name could not be resolved.
+public struct ResolveAnswer: Sendable, Equatable {
+    public var addresses: [IPAddress]
+    public var error: String
+
+    public init(addresses: [IPAddress], error: String = "") {
+        self.addresses = addresses
+        self.error = error
+    }
+}
+
 /// A DNS message carried between workers: hijacked queries (tun → dns) and their answers
 /// (dns → tun, as a reply with the query's request id).
 public struct DNSPacket: Sendable, Equatable {

@@ -27,6 +27,16 @@ public struct DNSConfiguration: Sendable, Equatable, Codable {
 
     public init() {}
 
+    /// mihomo's IPv6 fake range when `ipv6` is on and `fake-ip-range6` is not given.
+    public static let defaultFakeIPRange6 = IPPrefix("fdfe:dcba:9876::1/64")!
+
+    /// The fake-IP ranges in use: `fake-ip-range`, and the IPv6 one when `ipv6` is on.
+    /// Empty unless `enable` and `enhanced-mode: fake-ip`.
+    public var fakeIPRanges: [IPPrefix] {
+        guard enable, enhancedMode == .fakeIP else { return [] }
+        return [fakeIPRange] + (ipv6 ? [fakeIPRange6 ?? Self.defaultFakeIPRange6] : [])
+    }
+
     /// How the DNS server answers: with fake IPs from the pool, or with real addresses.
     public enum EnhancedMode: String, Sendable, Equatable, Codable {
         case fakeIP = "fake-ip"
