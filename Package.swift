@@ -184,6 +184,11 @@ let package = Package(
             dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "SluiceDNSTests",
+            dependencies: ["SluiceDNS", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -8,7 +8,7 @@ packages=(
     iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
     systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
     curl iputils-ping python3 iperf3        # traffic through the TUN in the lab tests and the demo
-    dnsmasq-base                            # the lab's upstream DNS server (dns-hijack tests)
+    dnsmasq-base knot-dnsutils              # upstream DNS servers in tests; kdig against the dns worker
 )
 missing=()
 for p in "${packages[@]}"; do

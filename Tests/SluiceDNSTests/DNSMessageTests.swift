@@ -1,0 +1,204 @@
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluiceTestSupport
+import Synchronization
+import Testing
+
+@testable import SluiceDNS
+
+/// A query in wire form, written by hand (not by the code under test).
+func wireQuery(
+    id: UInt16 = 0x1234, name: String, type: UInt16 = 1, flags: UInt16 = 0x0100, edns: (size: UInt16, version: UInt8, dnssecOK: Bool)? = nil
+) -> [UInt8] {
+    var out: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF), 0, 1, 0, 0, 0, 0, 0, edns == nil ? 0 : 1]
+    for label in name.split(separator: ".") {
+        out.append(UInt8(label.utf8.count))
+        out += Array(label.utf8)
+    }
+    out += [0, UInt8(type >> 8), UInt8(type & 0xFF), 0, 1]
+    if let edns {
+        out += [0, 0, 41, UInt8(edns.size >> 8), UInt8(edns.size & 0xFF), 0, edns.version, edns.dnssecOK ? 0x80 : 0, 0, 0, 0]
+    }
+    return out
+}
+
+@Suite("DNS messages")
+struct DNSMessageTests {
+    @Test("a query parses: ID, question with the client's casing, EDNS size and DO bit")
+    func parsesQuery() throws {
+        let bytes = wireQuery(name: "WwW.Example.COM", type: 28, edns: (4096, 0, true))
+        let query = try DNSQuery.parse(bytes).get()
+        #expect(query.id == 0x1234)
+        #expect(query.question.name == "www.example.com")
+        #expect(query.question.type == 28)
+        #expect(query.edns == EDNSInfo(udpPayloadSize: 4096, version: 0, dnssecOK: true))
+        #expect(query.maxUDPResponse == 4096)
+        // The answer echoes the question byte for byte (0x20 casing) and carries an OPT.
+        let answer = DNSResponse.build(for: query, answers: [.init(address: IPAddress("fd00::1")!, ttl: 1)])
+        #expect(Array(answer[12..<(12 + query.question.wireName.count)]) == query.question.wireName)
+        #expect(answer[0] == 0x12 && answer[1] == 0x34)
+        #expect(answer[2] & 0x80 != 0, "QR")
+        #expect(answer[3] & 0x80 != 0, "RA")
+        let parsed = try DNSResponse.parseUpstream(answer).get()
+        #expect(parsed.addresses == [IPAddress("fd00::1")!])
+        #expect(parsed.trailingOPT != nil)
+    }
+
+    @Test("malformed queries: FORMERR, NOTIMP or BADVERS with the client's ID; runts and responses are dropped")
+    func malformed() throws {
+        func code(_ bytes: [UInt8]) -> (drop: Bool, rcode: UInt16, reply: [UInt8]?) {
+            switch DNSQuery.parse(bytes) {
+            case .success: Issue.record("parsed: \(bytes)"); return (false, 0, nil)
+            case .failure(let e): return (e.drop, e.responseCode, bytes.withUnsafeBytes { DNSResponse.error(answering: $0, e) })
+            }
+        }
+        #expect(code(Array(repeating: 0, count: 11)).drop)
+        var response = wireQuery(name: "a.test")
+        response[2] |= 0x80
+        #expect(code(response).drop)
+        var two = wireQuery(name: "a.test")
+        two[5] = 2
+        #expect(code(two).rcode == 1)
+        var none = wireQuery(name: "a.test")
+        none[5] = 0
+        #expect(code(none).rcode == 1)
+        #expect(code(Array(wireQuery(name: "a.test").dropLast(3))).rcode == 1, "truncated question")
+        // A pointer to itself (a loop) and a forward pointer.
+        var loop = Array(wireQuery(name: "a.test")[0..<12])
+        loop += [0xC0, 12, 0, 1, 0, 1]
+        #expect(code(loop).rcode == 1)
+        var forward = Array(wireQuery(name: "a.test")[0..<12])
+        forward += [0xC0, 20, 0, 1, 0, 1, 0, 0]
+        #expect(code(forward).rcode == 1)
+        var extended = Array(wireQuery(name: "a.test")[0..<12])
+        extended += [0x41, 0, 0, 1, 0, 1]
+        #expect(code(extended).rcode == 1)
+        let notimp = code(wireQuery(name: "a.test", flags: 0x2800))  // opcode 5 (UPDATE)
+        #expect(notimp.rcode == 4)
+        let badvers = code(wireQuery(name: "a.test", edns: (1232, 1, false)))
+        #expect(badvers.rcode == 16)
+        let reply = try #require(badvers.reply)
+        #expect(reply[0] == 0x12 && reply[1] == 0x34 && reply[3] & 0xF == 0 && reply[11] == 1, "BADVERS lives in the OPT")
+        #expect(reply[reply.count - 6] == 1, "extended rcode 1 << 4 = 16")
+        let formerr = try #require(code(two).reply)
+        #expect(formerr[0] == 0x12 && formerr[1] == 0x34 && formerr[2] & 0x80 != 0 && formerr[3] & 0xF == 1)
+    }
+
+    @Test("a long chain of backward pointers is fine; a name over 255 bytes is not")
+    func nameLimits() throws {
+        var chain = Array(wireQuery(name: "a.test")[0..<12])
+        chain += [1, UInt8(ascii: "a"), 0]  // offset 12: "a"
+        var previous = 12
+        for _ in 0..<50 {
+            let here = chain.count
+            chain += [1, UInt8(ascii: "b"), 0xC0, UInt8(previous)]
+            previous = here
+        }
+        try chain.withUnsafeBytes { raw in
+            var out: [UInt8] = []
+            let end = try withUnsafeMutablePointer(to: &out) { try DNSReader.readName(raw, at: previous, into: $0) }
+            #expect(end == previous + 4)
+            #expect(out.count == 50 * 2 + 2 + 1)
+        }
+        var long = Array(wireQuery(name: "a.test")[0..<12])
+        for _ in 0..<5 { long += [63] + Array(repeating: UInt8(ascii: "x"), count: 63) }
+        long += [0, 0, 1, 0, 1]
+        #expect((try? DNSQuery.parse(long).get()) == nil)
+    }
+
+    @Test("upstream answers are adapted: client ID and casing, aged TTLs, OPT dropped for non-EDNS clients, TC past 512")
+    func adapt() throws {
+        let upstreamQuery = try DNSQuery.parse(wireQuery(id: 7, name: "a.test", edns: (1232, 0, false))).get()
+        let many = (0..<40).map { DNSResponse.Record(address: .v4(IPv4Address(rawValue: 0x0A00_0000 + UInt32($0))), ttl: 300) }
+        let raw = DNSResponse.build(for: upstreamQuery, answers: many)
+        let upstream = try DNSResponse.parseUpstream(raw).get()
+        #expect(upstream.minimumAnswerTTL == 300)
+        #expect(upstream.cacheTTL(minimum: 0, maximum: 86400) == 300)
+        #expect(upstream.cacheTTL(minimum: 0, maximum: 60) == 60)
+        #expect(upstream.cacheTTL(minimum: 600, maximum: 86400) == 600)
+
+        let client = try DNSQuery.parse(wireQuery(id: 99, name: "A.TeSt")).get()
+        let overTCP = DNSResponse.adapt(upstream, for: client, age: 100, udp: false)
+        let parsed = try DNSResponse.parseUpstream(overTCP).get()
+        #expect(parsed.id == 99)
+        #expect(parsed.question.wireName == client.question.wireName)
+        #expect(parsed.minimumAnswerTTL == 200)
+        #expect(parsed.trailingOPT == nil && overTCP[11] == 0, "no OPT for a client without EDNS")
+        #expect(parsed.addresses.count == 40)
+        // 40 A records do not fit 512 bytes: over UDP the client gets TC and retries on TCP.
+        let overUDP = DNSResponse.adapt(upstream, for: client, age: 0, udp: true)
+        #expect(overUDP[2] & 0x02 != 0)
+        #expect(overUDP.count <= 512)
+        let ednsClient = try DNSQuery.parse(wireQuery(id: 5, name: "a.test", edns: (4096, 0, false))).get()
+        #expect(DNSResponse.adapt(upstream, for: ednsClient, age: 0, udp: true)[2] & 0x02 == 0)
+    }
+
+    @Test("negative answers are cached for the SOA minimum; SERVFAIL is not cached")
+    func negativeTTL() throws {
+        // NXDOMAIN with an SOA in the authority section: TTL 3600, MINIMUM 30.
+        var bytes: [UInt8] = [0, 1, 0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0]
+        bytes += [2, 0x6E, 0x78, 4, 0x74, 0x65, 0x73, 0x74, 0, 0, 1, 0, 1]
+        var soa: [UInt8] = [1, 0x61, 0, 1, 0x62, 0]  // mname "a", rname "b"
+        soa += [0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 30]
+        bytes += [0xC0, 15, 0, 6, 0, 1, 0, 0, 0x0E, 0x10, 0, UInt8(soa.count)] + soa
+        let answer = try DNSResponse.parseUpstream(bytes).get()
+        #expect(answer.rcode == 3)
+        #expect(answer.negativeTTL == 30)
+        #expect(answer.cacheTTL(minimum: 0, maximum: 86400) == 30)
+        bytes[3] = 0x82
+        #expect(try DNSResponse.parseUpstream(bytes).get().cacheTTL(minimum: 0, maximum: 86400) == nil)
+    }
+
+    @Test("10,000 random and mutated messages: every answer is a well-formed reply with the query's ID, never a crash (seed 0xD45)")
+    func fuzz() throws {
+        var configuration = SluiceConfiguration()
+        configuration.dns.enable = true
+        configuration.dns.enhancedMode = .fakeIP
+        let sockets = try UDPUpstreamSockets(handed: [:])
+        let server = DNSServer(configuration, sockets: sockets, storePath: nil, logger: Logger(label: "fuzz"))
+        var rng = SplitMix64(seed: 0xD45)
+        let seeds = [
+            wireQuery(name: "a.test"), wireQuery(name: "b.example.com", type: 28, edns: (1232, 0, true)),
+            wireQuery(name: "x.y.z", type: 65), wireQuery(name: "mail.test", type: 15),
+        ]
+        var answered = 0
+        var dropped = 0
+        for i in 0..<10_000 {
+            var message: [UInt8]
+            if i % 4 == 0 {
+                message = rng.bytes(Int.random(in: 0..<80, using: &rng))
+            } else {
+                message = seeds[i % seeds.count]
+                for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                    switch Int.random(in: 0..<4, using: &rng) {
+                    case 0 where !message.isEmpty: message[Int.random(in: 0..<message.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                    case 1 where !message.isEmpty: message.removeLast(Int.random(in: 1...min(8, message.count), using: &rng))
+                    case 2: message += rng.bytes(Int.random(in: 1...8, using: &rng))
+                    default:
+                        // Counts: claim more records than there are.
+                        if message.count >= 12 { message[Int.random(in: 4...11, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+                    }
+                }
+            }
+            let replies = Mutex<[[UInt8]]>([])
+            message.withUnsafeBytes { raw in server.handle(raw, udp: true) { r in replies.withLock { $0.append(r) } } }
+            let got = replies.withLock { $0 }
+            // Queries that reach the (absent) upstream fail at once; fake and error answers
+            // are synchronous: so every reply is here by now.
+            #expect(got.count <= 1)
+            guard let reply = got.first else {
+                dropped += 1
+                continue
+            }
+            answered += 1
+            #expect(reply.count >= 12 && reply[0] == message[0] && reply[1] == message[1], "ID echoed (message \(i))")
+            #expect(reply[2] & 0x80 != 0, "QR set (message \(i))")
+            if case .failure(let error) = DNSQuery.parse(message) {
+                #expect(!error.drop)
+                #expect(UInt16(reply[3] & 0xF) == error.responseCode & 0xF, "rcode of message \(i)")
+            }
+        }
+        #expect(answered > 1000 && dropped > 100, "answered \(answered), dropped \(dropped)")
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import IPC
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluiceSystem
+import SluiceTestSupport
+import Synchronization
+import Testing
+
+@testable import SluiceDNS
+
+/// A server over `configuration` with its upstream receive loop running.
+final class RunningServer {
+    let server: DNSServer
+    let sockets: UDPUpstreamSockets
+    let thread: OSThread
+    let recorder = EventRecorder()
+
+    init(_ configuration: SluiceConfiguration, storePath: String? = nil) throws {
+        sockets = try UDPUpstreamSockets(handed: [:])
+        server = DNSServer(configuration, sockets: sockets, storePath: storePath, logger: Logger(label: "dns-test"))
+        let sockets = self.sockets
+        thread = try OSThread.start(name: "test-upstream") { sockets.run() }
+        let recorder = self.recorder
+        server.setEventSink { event in recorder.events.withLock { $0.append(event) } }
+    }
+
+    /// Asks and waits (5 s at most) for the answer.
+    func ask(_ query: [UInt8], udp: Bool = true) -> [UInt8]? {
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<[UInt8]?>(nil)
+        query.withUnsafeBytes { raw in
+            server.handle(raw, udp: udp) { reply in
+                box.withLock { $0 = reply }
+                done.signal()
+            }
+        }
+        guard done.wait(timeout: .now() + 5) == .success else { return nil }
+        return box.withLock { $0 }
+    }
+
+    func addresses(_ name: String, type: UInt16 = 1) -> [String]? {
+        guard let reply = ask(wireQuery(name: name, type: type)), let parsed = try? DNSResponse.parseUpstream(reply).get()
+        else { return nil }
+        return parsed.addresses.map(\.description)
+    }
+
+    deinit {
+        sockets.stop()
+        thread.join()
+    }
+}
+
+
+/// Mapping events the server sent (the tun worker's side, played by the test).
+final class EventRecorder: Sendable {
+    let events = Mutex<[MappingEvent]>([])
+}
+
+/// The resolver against real upstreams (dnsmasq on loopback) and a hand-driven one.
+@Suite("DNS server", .serialized)
+struct DNSServerTests {
+    static let logger = Logger(label: "dns-test")
+
+    static func configuration(mode: DNSConfiguration.EnhancedMode, nameserver: [String]) -> SluiceConfiguration {
+        var c = SluiceConfiguration()
+        c.dns.enable = true
+        c.dns.enhancedMode = mode
+        c.dns.useSystemHosts = false
+        c.dns.nameserver = nameserver.map { text in
+            let tcp = text.hasPrefix("tcp://")
+            let rest = text.replacingOccurrences(of: "tcp://", with: "").replacingOccurrences(of: "udp://", with: "")
+            return DNSUpstream(transport: tcp ? .tcp : .udp, endpoint: SocketEndpoint.parse(rest, defaultPort: 53)!)
+        }
+        return c
+    }
+
+    @Test("fake-ip: names get repeatable pool addresses with TTL 1; filtered names and hosts get real answers; AAAA is empty")
+    func fakeIP() throws {
+        let upstream = try Dnsmasq(options: ["--address=/test/10.77.200.2", "--address=/lan/10.1.1.1"])
+        defer { upstream.stop() }
+        var c = Self.configuration(mode: .fakeIP, nameserver: ["127.0.0.1:\(upstream.port)"])
+        c.dns.fakeIPFilter = [.wildcard("*.lan"), .suffix("real.test")]
+        c.hosts = [HostEntry(name: "fixed.test", value: .addresses([IPAddress("10.9.9.9")!]))]
+        let s = try RunningServer(c)
+        let a = try #require(s.addresses("a.test")?.first)
+        #expect(IPPrefix("198.18.0.0/16")!.contains(IPAddress(a)!))
+        #expect(s.addresses("A.TEST") == [a], "same name (any case), same address")
+        #expect(s.addresses("b.test") != [a])
+        let reply = try #require(s.ask(wireQuery(name: "a.test")))
+        #expect(try DNSResponse.parseUpstream(reply).get().minimumAnswerTTL == 1)
+        #expect(s.addresses("printer.lan") == ["10.1.1.1"], "*.lan: one label")
+        #expect(IPPrefix("198.18.0.0/16")!.contains(IPAddress(s.addresses("a.b.lan")!.first!)!), "*.lan does not match two labels")
+        #expect(s.addresses("real.test") == ["10.77.200.2"])
+        #expect(s.addresses("deep.down.real.test") == ["10.77.200.2"], "+. matches any depth")
+        #expect(s.addresses("fixed.test") == ["10.9.9.9"], "hosts")
+        let aaaa = try #require(s.ask(wireQuery(name: "a.test", type: 28)))
+        #expect(aaaa[3] & 0xF == 0 && aaaa[7] == 0, "AAAA without ipv6: NOERROR, no answers")
+        // The tun worker heard of each new mapping before the answer went out.
+        #expect(s.recorder.events.withLock { $0 }.contains { $0.kind == .assigned && $0.name == "a.test" && $0.address.description == a })
+        #expect(s.server.name(forFake: IPAddress(a)!) == "a.test")
+    }
+
+    @Test("cache: a repeated query does not reach the upstream; NXDOMAIN is cached too; TTLs age")
+    func cache() throws {
+        let upstream = try Dnsmasq(options: ["--address=/test/10.77.200.2", "--address=/nx.test/", "--local-ttl=300"])
+        defer { upstream.stop() }
+        let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(upstream.port)"]))
+        #expect(s.addresses("c.test") == ["10.77.200.2"])
+        #expect(s.addresses("C.test") == ["10.77.200.2"])
+        #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 1)
+        #expect(s.server.cacheHits.load(ordering: .relaxed) == 1)
+        let nx1 = try #require(s.ask(wireQuery(name: "x.nx.test")))
+        let nx2 = try #require(s.ask(wireQuery(name: "x.nx.test")))
+        #expect(nx1[3] & 0xF == 3 && nx2[3] & 0xF == 3)
+        #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 2)
+        Thread.sleep(forTimeInterval: 1.1)
+        let aged = try #require(s.ask(wireQuery(name: "c.test")))
+        #expect(try DNSResponse.parseUpstream(aged).get().minimumAnswerTTL! < 300)
+    }
+
+    @Test("identical queries in flight share one upstream exchange; the answer reaches every client with its own ID")
+    func inflight() throws {
+        // A hand-driven upstream: it answers only when the test says so.
+        let socket = try InetSocket.udp(AF_INET)
+        try InetSocket.bind(socket.rawValue, InetEndpoint(IPAddress("127.0.0.1")!, 0))
+        let port = try InetSocket.address(socket.rawValue).port
+        let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(port)"]))
+        let replies = Mutex<[UInt16: [UInt8]]>([:])
+        for id in UInt16(1)...20 {
+            wireQuery(id: id, name: "same.test").withUnsafeBytes { raw in
+                s.server.handle(raw, udp: true) { r in replies.withLock { $0[id] = r } }
+            }
+        }
+        #expect(try Descriptors.waitReadable(socket.rawValue, timeoutMilliseconds: 2000))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
+        defer { buffer.deallocate() }
+        var received: [([UInt8], InetEndpoint)] = []
+        usleep(100_000)
+        while let (n, from) = try InetSocket.receive(socket.rawValue, into: buffer) { received.append((Array(buffer[0..<n]), from)) }
+        #expect(received.count == 1, "20 identical queries, \(received.count) upstream queries")
+        let (upstreamQuery, from) = try #require(received.first)
+        let parsed = try DNSQuery.parse(upstreamQuery).get()
+        #expect(parsed.edns != nil, "upstream queries advertise EDNS")
+        let answer = DNSResponse.build(for: parsed, answers: [.init(address: IPAddress("10.5.5.5")!, ttl: 60)])
+        _ = try answer.withUnsafeBytes { try InetSocket.send(socket.rawValue, $0, to: from) }
+        for _ in 0..<100 where replies.withLock({ $0.count }) < 20 { usleep(10_000) }
+        let all = replies.withLock { $0 }
+        #expect(all.count == 20)
+        for (id, reply) in all {
+            let r = try DNSResponse.parseUpstream(reply).get()
+            #expect(r.id == id && r.addresses == [IPAddress("10.5.5.5")!])
+        }
+    }
+
+    @Test("an upstream that never answers: the client gets SERVFAIL, not silence")
+    func timeout() throws {
+        let socket = try InetSocket.udp(AF_INET)
+        try InetSocket.bind(socket.rawValue, InetEndpoint(IPAddress("127.0.0.1")!, 0))
+        let port = try InetSocket.address(socket.rawValue).port
+        let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(port)"]))
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<[UInt8]?>(nil)
+        wireQuery(name: "slow.test").withUnsafeBytes { raw in
+            s.server.handle(raw, udp: true) { r in
+                box.withLock { $0 = r }
+                done.signal()
+            }
+        }
+        #expect(done.wait(timeout: .now() + 8) == .success)
+        #expect(box.withLock { $0 }.map { $0[3] & 0xF } == 2)
+    }
+
+    @Test("TCP upstream, a truncated UDP answer retried over TCP, and nameserver-policy")
+    func transportsAndPolicy() throws {
+        let long = String(repeating: "x", count: 250)
+        let big = (0..<8).map { "--txt-record=big.test,\"\(long)\($0)\"" }
+        let first = try Dnsmasq(options: ["--address=/test/10.1.1.1"] + big)
+        defer { first.stop() }
+        let second = try Dnsmasq(options: ["--address=/test/10.2.2.2"])
+        defer { second.stop() }
+        var c = Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(first.port)"])
+        c.dns.nameserverPolicy = [
+            NameserverPolicy(
+                pattern: .suffix("corp.test"),
+                upstreams: [DNSUpstream(transport: .tcp, endpoint: SocketEndpoint.parse("127.0.0.1:\(second.port)", defaultPort: 53)!)])
+        ]
+        let s = try RunningServer(c)
+        #expect(s.addresses("www.test") == ["10.1.1.1"])
+        #expect(s.addresses("git.corp.test") == ["10.2.2.2"], "policy, over TCP")
+        // 8 × 250-byte TXT strings do not fit dnsmasq's UDP answer: TC, retried over TCP.
+        let reply = try #require(s.ask(wireQuery(name: "big.test", type: 16, edns: (65000, 0, false)), udp: false))
+        #expect(reply.count > 2000)
+        #expect(reply[2] & 0x02 == 0, "not truncated")
+        #expect(reply[7] == 8, "all 8 TXT records")
+        // The same answer to a plain UDP client is TC (it cannot take more than 512 bytes).
+        let small = try #require(s.ask(wireQuery(name: "big.test", type: 16), udp: true))
+        #expect(small[2] & 0x02 != 0)
+    }
+
+    @Test("redir-host: real answers tell the tun worker which name an address belongs to")
+    func redirHost() throws {
+        let upstream = try Dnsmasq(options: ["--address=/test/10.77.200.2"])
+        defer { upstream.stop() }
+        let s = try RunningServer(Self.configuration(mode: .redirHost, nameserver: ["127.0.0.1:\(upstream.port)"]))
+        #expect(s.addresses("r.test") == ["10.77.200.2"])
+        #expect(s.recorder.events.withLock { $0 } == [MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "r.test")])
+        let resolved = Mutex<[IPAddress]>([])
+        let done = DispatchSemaphore(value: 0)
+        s.server.resolveAddresses("other.test") { addresses, _ in
+            resolved.withLock { $0 = addresses }
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(resolved.withLock { $0 } == [IPAddress("10.77.200.2")!])
+    }
+}
