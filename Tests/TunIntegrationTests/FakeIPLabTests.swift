@@ -1,0 +1,148 @@
+import Foundation
+import SluiceSystem
+import SluiceTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fake-IP DNS end to end: names answered by the dns worker (hijacked from the TUN),
+/// connections to those addresses routed by name and sent to the real host.
+@Suite("fake-IP through the TUN (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
+struct FakeIPLabTests {
+    static func config(range: String, rules: [String] = []) -> String {
+        Lab.config
+            .replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]")
+            .replacingOccurrences(of: "rules:\n", with: "rules:\n" + rules.map { "  - \($0)\n" }.joined())
+            + """
+
+            dns:
+              enable: true
+              enhanced-mode: fake-ip
+              fake-ip-range: \(range)
+              fake-ip-filter: [real.test]
+              nameserver: [10.77.200.2]
+
+            """
+    }
+
+    static func start(_ config: String, name: String = #function) throws -> Lab {
+        let lab = try Lab(config: config, name: name)
+        try lab.start()
+        guard lab.harness.waitUntil(10, { lab.harness.worker("dns")?.state == "ready" }) else {
+            lab.stop()
+            throw LabError("dns worker not ready:\n\(lab.harness.log)")
+        }
+        return lab
+    }
+
+    /// Asks the hijacked DNS (any address, port 53) from `role`.
+    static func resolve(_ lab: Lab, _ name: String, from role: String = "client") -> String {
+        lab.run(role, "python3 \(lab.servers) dns-query 10.77.200.9 \(name)").1.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("curl by name: DOMAIN-SUFFIX decides on the fake address's name; DIRECT reaches the real host; UDP too")
+    func routedByName() throws {
+        let lab = try Self.start(Self.config(range: "198.18.0.1/16", rules: ["DOMAIN-SUFFIX,blocked.test,REJECT"]))
+        defer { lab.stop() }
+        let a = Self.resolve(lab, "a.test")
+        #expect(a.hasPrefix("198.18."), "a.test: \(a)")
+        #expect(Self.resolve(lab, "real.test") == "10.77.200.2", "fake-ip-filter gives the real answer")
+        for role in ["client", "router"] {
+            let (status, body) = lab.run(role, "curl -sS -m 5 --resolve a.test:80:\(a) http://a.test/small")
+            #expect(status == 0 && body.hasPrefix("ok"), "\(role): \(status) \(body)")
+        }
+        let blocked = Self.resolve(lab, "www.blocked.test")
+        let (status, _) = lab.run("client", "curl -sS -m 5 --resolve www.blocked.test:80:\(blocked) http://www.blocked.test/small")
+        #expect(status == 7, "REJECT by name: connection refused at once")
+        #expect(lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT"))
+        #expect(lab.harness.log.contains("(a.test) [MATCH] DIRECT"))
+        // UDP to a fake address: the first datagram waits for the real address, the reply
+        // comes back from the fake one (a connected socket accepts only that).
+        let u = Self.resolve(lab, "udp.test")
+        #expect(lab.run("client", "python3 \(lab.servers) udp-twice \(u) 7 0.2").1 == "echo echo\n")
+        // An address from the pool that no name stands for is refused, not sent anywhere.
+        let (unmapped, _) = lab.run("client", "curl -sS -m 5 http://198.18.200.200/small")
+        #expect(unmapped == 7)
+    }
+
+    @Test("a /28 pool: the 15th name recycles the oldest mapping, but never one held by an open connection")
+    func pinnedNotRecycled() throws {
+        let lab = try Self.start(Self.config(range: "198.18.0.1/28"))
+        defer { lab.stop() }
+        let pinned = Self.resolve(lab, "pinned.test")
+        let early = Self.resolve(lab, "early.test")
+        #expect(pinned.hasPrefix("198.18.0.") && early.hasPrefix("198.18.0."))
+        // Hold a connection to pinned.test open for the rest of the test.
+        let holder = try OSThread.start(name: "holder") {
+            _ = lab.run("client", "python3 -c 'import socket,time; s=socket.create_connection((\"\(pinned)\", 80)); time.sleep(12)'", timeout: 30)
+        }
+        defer { holder.join() }
+        #expect(lab.harness.waitUntil(5) { (lab.harness.worker("tun")?.stats["tcp.active"] ?? 0) >= 1 })
+        usleep(300_000)  // the pin travels to the dns worker
+        // 14 addresses, one pinned: 12 fresh ones, then the oldest unpinned (early.test's),
+        // then n1.test's; pinned.test's never.
+        var seen = Set<String>()
+        for i in 1...14 { seen.insert(Self.resolve(lab, "n\(i).test")) }
+        #expect(seen.count == 13, "\(seen)")
+        #expect(!seen.contains(pinned), "the pinned address was handed to another name")
+        #expect(seen.contains(early), "the unpinned older mapping was recycled")
+        #expect(Self.resolve(lab, "pinned.test") == pinned)
+        let (status, body) = lab.run("client", "curl -sS -m 5 http://\(pinned)/small")
+        #expect(status == 0 && body.hasPrefix("ok"))
+    }
+
+    @Test("kill -9 of the dns worker under a query loop: every address answered before maps to the same name after")
+    func mappingSurvivesCrash() throws {
+        let lab = try Self.start(Self.config(range: "198.18.0.1/16"))
+        defer { lab.stop() }
+        let pid = try #require(lab.harness.worker("dns")?.pid)
+        let answers = lab.harness.directory + "/answers.txt"
+        let script = """
+            import socket, struct, sys, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(0.5)
+            out = open(sys.argv[1], "w")
+            deadline = time.time() + 60
+            for i in range(2000):
+                if time.time() > deadline: break
+                name = "k%d.test" % i
+                q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0" + struct.pack(">HH", 1, 1)
+                s.sendto(q, ("10.77.200.9", 53))
+                try:
+                    r, _ = s.recvfrom(2048)
+                except socket.timeout:
+                    continue
+                if r[:2] != q[:2] or r[7] == 0: continue
+                out.write("%s %s\\n" % (name, socket.inet_ntoa(r[-4:])))
+                out.flush()
+            """
+        try script.write(toFile: lab.harness.directory + "/load.py", atomically: true, encoding: .utf8)
+        let loader = try OSThread.start(name: "dns-load") {
+            _ = lab.run("client", "python3 \(lab.harness.directory)/load.py \(answers)", timeout: 90)
+        }
+        _ = lab.harness.waitUntil(30) { ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 300 }
+        kill(pid, SIGKILL)
+        loader.join()
+        #expect(lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != pid && $0.state == "ready" } ?? false })
+        let pairs = try String(contentsOfFile: answers, encoding: .utf8).split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: " ")
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }
+        #expect(pairs.count > 600, "\(pairs.count) answers")
+        // Connect to a sample of them: the tun worker names each destination from the
+        // mapping the restarted dns worker sent it over the peer channel.
+        let sample = pairs.enumerated().filter { $0.offset % 5 == 0 }.map(\.element)
+        let addresses = sample.map(\.1).joined(separator: " ")
+        let (status, output) = lab.run(
+            "client",
+            "python3 -c 'import socket,sys\nfor a in sys.argv[1:]:\n s=socket.create_connection((a,80),timeout=3); s.close()' \(addresses)",
+            timeout: 120)
+        #expect(status == 0, "\(output)")
+        _ = lab.harness.waitUntil(5) { lab.harness.log.contains("-> \(sample.last!.1):80 (") }
+        let log = lab.harness.log
+        let missing = sample.filter { !log.contains("-> \($0.1):80 (\($0.0))") }
+        #expect(missing.isEmpty, "\(missing.count) of \(sample.count) addresses lost their name, e.g. \(missing.prefix(3))")
+    }
+}
