@@ -89,6 +89,8 @@ def udp_client(host, port, count, size=64):
                 sock.send(payload)
             except BlockingIOError:
                 break
+            except ConnectionRefusedError:
+                pass  # an ICMP unreachable for an earlier datagram; this one still counts as sent
             sent += 1
         ready, _, _ = select.select([sock], [], [], 1.0)
         if not ready:

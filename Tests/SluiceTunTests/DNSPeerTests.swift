@@ -80,7 +80,7 @@ struct DNSPeerTests {
         // A miss: the dns worker (played by the test) is asked.
         let answered = Atomic<Bool>(false)
         let server = try OSThread.start(name: "fake-dns") {
-            guard let frame = try? dns.receive(timeoutMilliseconds: 2000),
+            guard let frame = try? dns.receive(timeoutMilliseconds: 10_000),
                 case .fakeIPLookup(let lookup)? = try? frame.frame.message()
             else { return }
             try? dns.send(
@@ -107,20 +107,20 @@ struct DNSPeerTests {
         let dns = try #require(peer)
         defer { h.detach() }
         let server = try OSThread.start(name: "fake-dns") {
-            guard let frame = try? dns.receive(timeoutMilliseconds: 2000),
+            guard let frame = try? dns.receive(timeoutMilliseconds: 10_000),
                 case .resolveRequest(let request)? = try? frame.frame.message(), request.name == "a.test"
             else { return }
             try? dns.send(.resolveAnswer(ResolveAnswer(addresses: [IPAddress("10.77.200.2")!])), requestID: frame.header.requestID, isReply: true)
             // The next request is left unanswered and the channel closed.
-            _ = try? dns.receive(timeoutMilliseconds: 2000)
+            _ = try? dns.receive(timeoutMilliseconds: 10_000)
             dns.close()
         }
         let results = Mutex<[([IPAddress], String)]>([])
         h.resolve("a.test", ipv6: false) { a, e in results.withLock { $0.append((a, e)) } }
-        for _ in 0..<200 where results.withLock({ $0.count }) < 1 { usleep(10_000) }
+        for _ in 0..<1000 where results.withLock({ $0.count }) < 1 { usleep(10_000) }
         h.resolve("b.test", ipv6: false) { a, e in results.withLock { $0.append((a, e)) } }
         server.join()
-        for _ in 0..<200 where results.withLock({ $0.count }) < 2 { usleep(10_000) }
+        for _ in 0..<1000 where results.withLock({ $0.count }) < 2 { usleep(10_000) }
         let got = results.withLock { $0 }
         #expect(got.count == 2)
         #expect(got.first?.0 == [IPAddress("10.77.200.2")!])
