@@ -123,7 +123,7 @@ struct DNSPeerTests {
         for _ in 0..<1000 where results.withLock({ $0.count }) < 2 { usleep(10_000) }
         let got = results.withLock { $0 }
         #expect(got.count == 2)
-        #expect(got.first?.0 == [IPAddress("10.77.200.2")!])
+        #expect(got.first?.0 == [IPAddress("10.77.200.2")!], "\(got)")
         #expect(got.last?.0 == [] && got.last?.1.isEmpty == false)
     }
 }

@@ -33,6 +33,7 @@ public final class FrameChannel: Sendable {
 
     private let socket: OwnedDescriptor
     private let sendLock = Mutex(())
+    private let closedLocally = Atomic<Bool>(false)
     private let receiveState: Mutex<ReceiveState>
     /// How long a send may wait for buffer space before the peer is declared stuck.
     public let sendTimeoutMilliseconds: Int32
@@ -47,14 +48,20 @@ public final class FrameChannel: Sendable {
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
     }
 
-    /// The socket's descriptor number (for poll loops); still owned by the channel.
-    public var rawDescriptor: CInt { socket.rawValue }
+    /// The socket's descriptor number (for poll loops); still owned by the channel; -1
+    /// once ``close()`` was called.
+    public var rawDescriptor: CInt { closedLocally.load(ordering: .acquiring) ? -1 : socket.rawValue }
 
-    /// Shuts the socket down; a blocked receive on another thread returns `.peerClosed`.
+    /// Shuts the socket down: the peer sees the end of the stream, a receive blocked on
+    /// another thread wakes with `.peerClosed`, and later sends and receives fail with it.
+    ///
+    /// The descriptor itself is closed when the channel is released, not here: a thread
+    /// still inside a receive or send on it must never find its number reused by some
+    /// other socket opened in between.
     public func close() {
+        guard !closedLocally.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let fd = socket.rawValue
         if fd >= 0 { shutdown(fd, CInt(SHUT_RDWR)) }
-        socket.close()
     }
 
     /// Credentials of the process at the other end.
@@ -87,7 +94,9 @@ public final class FrameChannel: Sendable {
             var pendingDescriptors = descriptors
             while offset < bytes.count {
                 let fd = socket.rawValue
-                guard fd >= 0 else { throw IPCError(.peerClosed, "channel closed locally") }
+                guard fd >= 0, !closedLocally.load(ordering: .acquiring) else {
+                    throw IPCError(.peerClosed, "channel closed locally")
+                }
                 do throws(SystemError) {
                     let start = offset
                     let descriptorsNow = pendingDescriptors
@@ -144,7 +153,9 @@ public final class FrameChannel: Sendable {
                 }
                 if state.closed { throw IPCError(.peerClosed, "end of stream") }
                 let fd = socket.rawValue
-                guard fd >= 0 else { throw IPCError(.peerClosed, "channel closed locally") }
+                guard fd >= 0, !closedLocally.load(ordering: .acquiring) else {
+                    throw IPCError(.peerClosed, "channel closed locally")
+                }
                 // Past the deadline we still look once without waiting: a zero timeout
                 // means "whatever has arrived", not "nothing".
                 var wait: Int32 = -1
