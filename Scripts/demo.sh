@@ -38,7 +38,7 @@ L router ip rule show >"$work/rules.before"
 say "starting sluiced in $LAB-router with examples/demo.yaml"
 L router "$bin/sluiced" run -c examples/demo.yaml --runtime-dir "$work/run" --state-dir "$work/state" 2>"$work/sluiced.log" &
 for _ in $(seq 1 100); do
-    "$bin/sluiced" status --runtime-dir "$work/run" 2>/dev/null | grep -q "tun ready" && break
+    "$bin/sluiced" status --runtime-dir "$work/run" 2>/dev/null | grep -q "tun ready, dns ready" && break
     sleep 0.1
 done
 # sluiced's own pid (the background job above is a wrapper that exec'd into it).
@@ -67,13 +67,21 @@ L wan sysctl -qw net.ipv4.icmp_echo_ignore_all=0
 say "UDP: 1,000 datagrams to an echo server"
 L client python3 Scripts/lab-servers.py udp-client 10.77.200.2 7 1000 | sed 's/^/  /'
 
+say "fake-IP DNS: the client asks a server that does not exist; sluice answers from its pool"
+fake=$(L client python3 Scripts/lab-servers.py dns-query 10.77.200.9 www.example.test)
+echo "  www.example.test -> $fake (a fake address; sluice knows the name behind it)"
+L client curl -s --resolve "www.example.test:80:$fake" -w '  HTTP %{http_code} from the real host, by name, in %{time_total} s\n' -o /dev/null http://www.example.test/small
+ads=$(L client python3 Scripts/lab-servers.py dns-query 10.77.200.9 tracker.ads.test)
+echo "  tracker.ads.test -> $ads; DOMAIN-SUFFIX,ads.test,REJECT refuses it:"
+L client curl -sS -m 5 --resolve "tracker.ads.test:80:$ads" http://tracker.ads.test/ 2>&1 | sed 's/^/  /' || true
+
 say "REJECT rule: 10.77.200.4 is refused at once (RST), not left to time out"
 L client curl -sS -m 5 http://10.77.200.4/ 2>&1 | sed 's/^/  /' || true
 
 say "which rule each flow took (sluice-tun log)"
 grep -E 'sluice-tun info: (tcp|udp) ' "$work/sluiced.log" | sed -E 's/^.*sluice-tun info: /  /' | sort -u | head -12
 sleep 1.2  # stats are collected with the heartbeats
-echo "  counters:"; "$bin/sluiced" status --runtime-dir "$work/run" | grep '^tun:' | tr ' ' '\n' | grep -E 'tcp.flows|tcp.bytes|udp.datagrams|icmp|rejected' | sed 's/^/    /'
+echo "  counters:"; "$bin/sluiced" status --runtime-dir "$work/run" | grep -E '^(tun|dns):' | tr ' ' '\n' | grep -E 'tcp.flows|tcp.bytes|udp.datagrams|icmp|rejected|dns.fake.answers|dns.hijacked' | sed 's/^/    /'
 
 say "stopping sluiced"
 kill "$sluiced"
