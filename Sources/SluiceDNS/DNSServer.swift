@@ -56,6 +56,7 @@ public final class DNSServer: @unchecked Sendable {
     public let main: DNSUpstreamGroup
     private let state: Mutex<State>
     private let sink = Mutex<(@Sendable (MappingEvent) -> Void)?>(nil)
+    private let malformedLog: LogBudget
     private let logger: Logger
 
     let queries = Atomic<UInt64>(0)
@@ -75,6 +76,7 @@ public final class DNSServer: @unchecked Sendable {
         let dns = configuration.dns
         self.configuration = dns
         self.logger = logger
+        malformedLog = LogBudget(perWindow: 10, windowSeconds: 10, logger: logger, what: "malformed DNS messages")
         useHosts = dns.useHosts
         hosts = HostsTable(entries: configuration.hosts, system: dns.useSystemHosts ? systemHosts : [])
         main = DNSUpstreamGroup(
@@ -112,12 +114,21 @@ public final class DNSServer: @unchecked Sendable {
     /// Answers one DNS message; `reply` runs once with the answer, or never for a message
     /// that is dropped (too short, or a response). `udp` selects truncation to the client's
     /// size.
-    public func handle(_ message: UnsafeRawBufferPointer, udp: Bool, reply: @escaping @Sendable ([UInt8]) -> Void) {
+    /// `source` names the sender in the log (a client endpoint, "the tun worker").
+    public func handle(
+        _ message: UnsafeRawBufferPointer, udp: Bool, from source: @autoclosure () -> String = "a client",
+        reply: @escaping @Sendable ([UInt8]) -> Void
+    ) {
         queries.add(1, ordering: .relaxed)
         switch DNSQuery.parse(message) {
         case .failure(let error):
             malformed.add(1, ordering: .relaxed)
-            if let answer = DNSResponse.error(answering: message, error) { reply(answer) }
+            let answer = DNSResponse.error(answering: message, error)
+            if malformedLog.admit() {
+                logger.notice(
+                    "malformed DNS message (\(message.count) bytes) from \(source()): \(error.reason); \(answer == nil ? "dropped" : "answered with rcode \(error.responseCode)")")
+            }
+            if let answer { reply(answer) }
         case .success(let query):
             answer(query, udp: udp, reply: reply)
         }
@@ -346,5 +357,42 @@ public final class DNSServer: @unchecked Sendable {
             guard let store = s.store, let pool = s.pool else { return }
             if store.wantsCompaction(liveMappings: pool.count) { store.compact(pool) } else { store.sync() }
         }
+    }
+}
+
+/// At most `perWindow` log lines per window for a kind of event that a hostile or broken
+/// peer can produce at line rate; the rest are counted and summed up in one line.
+final class LogBudget: Sendable {
+    private let state = Mutex<(windowStart: UInt64, used: Int, suppressed: Int)>((0, 0, 0))
+    private let perWindow: Int
+    private let window: UInt64
+    private let logger: Logger
+    private let what: String
+
+    init(perWindow: Int, windowSeconds: UInt64, logger: Logger, what: String) {
+        self.perWindow = perWindow
+        self.window = windowSeconds * 1_000_000_000
+        self.logger = logger
+        self.what = what
+    }
+
+    /// Whether one more line may be logged now.
+    func admit() -> Bool {
+        let now = MonotonicClock.now
+        let (admitted, suppressed) = state.withLock { s -> (Bool, Int) in
+            var carried = 0
+            if now - s.windowStart >= window {
+                carried = s.suppressed
+                s = (now, 0, 0)
+            }
+            if s.used < perWindow {
+                s.used += 1
+                return (true, carried)
+            }
+            s.suppressed += 1
+            return (false, carried)
+        }
+        if suppressed > 0 { logger.notice("\(suppressed) more \(what) were not logged in the last \(window / 1_000_000_000) s") }
+        return admitted
     }
 }

@@ -168,7 +168,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
                 _ = try? Descriptors.waitReadable(fd, timeoutMilliseconds: 500)
                 continue
             }
-            server.handle(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), udp: true) { answer in
+            server.handle(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), udp: true, from: "udp client \(client)") { answer in
                 _ = answer.withUnsafeBytes { try? InetSocket.send(fd, $0, to: client) }
             }
         }
@@ -178,7 +178,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         guard let server else { return }
         while !stopping.load(ordering: .relaxed) {
             guard tcpClients.load(ordering: .relaxed) < Self.maxTCPClients,
-                let (client, _) = (try? InetSocket.accept(fd)) ?? nil
+                let (client, peer) = (try? InetSocket.accept(fd)) ?? nil
             else {
                 _ = try? Descriptors.waitReadable(fd, timeoutMilliseconds: 500)
                 continue
@@ -186,7 +186,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
             tcpClients.add(1, ordering: .relaxed)
             do {
                 try OSThread.detached(name: "dns-tcp-client") { [self] in
-                    serveTCP(client, server: server)
+                    serveTCP(client, peer: peer, server: server)
                     tcpClients.subtract(1, ordering: .relaxed)
                 }
             } catch {
@@ -198,7 +198,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
 
     /// One TCP client: length-prefixed messages (RFC 1035 4.2.2), answered as they come
     /// (pipelined queries may be answered out of order, RFC 7766 6.2.1.1).
-    private func serveTCP(_ client: OwnedDescriptor, server: DNSServer) {
+    private func serveTCP(_ client: OwnedDescriptor, peer: InetEndpoint, server: DNSServer) {
         let fd = client.rawValue
         let writer = Mutex(())
         var buffer: [UInt8] = []
@@ -213,7 +213,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
                 let message = Array(buffer[2..<(2 + length)])
                 buffer.removeFirst(2 + length)
                 message.withUnsafeBytes { raw in
-                    server.handle(raw, udp: false) { answer in
+                    server.handle(raw, udp: false, from: "tcp client \(peer)") { answer in
                         let framed = [UInt8(answer.count >> 8), UInt8(answer.count & 0xFF)] + answer
                         writer.withLock { _ in _ = try? Descriptors.writeAll(fd, framed) }
                     }
@@ -292,7 +292,10 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         switch message {
         case .dnsPacket(let query):
             query.message.withUnsafeBytes { raw in
-                server.handle(raw, udp: query.transport == .udp) { reply in
+                server.handle(
+                    raw, udp: query.transport == .udp,
+                    from: "the tun worker (client \(InetEndpoint(query.client, query.clientPort)))"
+                ) { reply in
                     var answer = query
                     answer.message = reply
                     try? channel.send(.dnsPacket(answer), requestID: requestID, isReply: true)

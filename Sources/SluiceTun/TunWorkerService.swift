@@ -182,13 +182,6 @@ final class RunningDataPlane: @unchecked Sendable {
             ? AutoRoute(config: routingConfig, interfaceIndex: link.index, serviceUID: serviceUID, logger: logger) : nil
         try autoRoute?.install(netlink)
 
-        let nat = TCPNATTable()
-        let udp = try UDPFlowTable(tun: device.descriptor.rawValue, idleTimeoutSeconds: tun.udpTimeout, logger: logger)
-        let icmp = ICMPForwarder(
-            v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
-            v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
-            routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
-        let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
         let dns = configuration.dns
         let upstreams = Set((dns.nameserver + dns.defaultNameserver).compactMap { upstream -> InetEndpoint? in
             guard case .address(let ip) = upstream.endpoint.host else { return nil }
@@ -197,6 +190,15 @@ final class RunningDataPlane: @unchecked Sendable {
         let dnsPeer = DNSPeer(
             entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.descriptor.rawValue,
             logger: logger)
+        let nat = TCPNATTable()
+        let udp = try UDPFlowTable(
+            tun: device.descriptor.rawValue, idleTimeoutSeconds: tun.udpTimeout, logger: logger,
+            fakeAddressUse: { address, used in dnsPeer.pin(address, used) })
+        let icmp = ICMPForwarder(
+            v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
+            v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
+            routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
+        let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.

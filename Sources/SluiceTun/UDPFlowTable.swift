@@ -45,12 +45,18 @@ final class UDPFlowTable: @unchecked Sendable {
     private let logger: Logger
     let idleTimeout: UInt64
     let maxFlows: Int
+    /// Told when a flow starts (true) or stops (false) using a fake address.
+    let fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)?
 
     let datagramsOut = Atomic<UInt64>(0)
     let datagramsIn = Atomic<UInt64>(0)
     let dropped = Atomic<UInt64>(0)
 
-    init(tun: CInt, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger) throws(SystemError) {
+    init(
+        tun: CInt, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
+        fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil
+    ) throws(SystemError) {
+        self.fakeAddressUse = fakeAddressUse
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.tun = tun
@@ -113,7 +119,13 @@ final class UDPFlowTable: @unchecked Sendable {
         }
         if let seenAs {
             let key = Self.normalized(destination, client: client)
-            flow.aliases.withLock { if $0[key] != seenAs { $0[key] = seenAs } }
+            let added = flow.aliases.withLock { aliases -> Bool in
+                guard aliases[key] != seenAs else { return false }
+                aliases[key] = seenAs
+                return true
+            }
+            // The flow holds the fake address until it expires, so it is not recycled.
+            if added { fakeAddressUse?(seenAs.address, true) }
         }
         do {
             if try InetSocket.send(flow.socket.rawValue, payload, to: destination) {
@@ -156,7 +168,10 @@ final class UDPFlowTable: @unchecked Sendable {
             }
         }
         flows.withLock { s in
-            for flow in s.byKey.values { flow.socket.close() }
+            for flow in s.byKey.values {
+                flow.socket.close()
+                releaseAliases(flow)
+            }
             s = ([:], [:], s.nextCookie)
         }
     }
@@ -216,7 +231,13 @@ final class UDPFlowTable: @unchecked Sendable {
         for flow in idle {
             poll.remove(flow.socket.rawValue)
             flow.socket.close()
+            releaseAliases(flow)
         }
+    }
+
+    private func releaseAliases(_ flow: Flow) {
+        guard let use = fakeAddressUse else { return }
+        for fake in flow.aliases.withLock({ $0.values }) { use(fake.address, false) }
     }
 
     func stop() {

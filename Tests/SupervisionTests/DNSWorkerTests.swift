@@ -133,6 +133,10 @@ struct DNSWorkerTests {
         }
         #expect(harness.worker("dns")?.pid == pid)
         #expect(harness.worker("dns")?.restarts == 0)
+        // Said, naming the sender, but not 7,500 times.
+        let said = harness.log.components(separatedBy: "malformed DNS message (").count - 1
+        #expect(said >= 1 && said <= 40, "\(said) malformed-message lines")
+        #expect(harness.log.contains("from udp client 127.0.0.1:"))
         #expect(Self.kdig(harness, "+short after.test A").hasPrefix("198.18."), "still answering")
     }
 

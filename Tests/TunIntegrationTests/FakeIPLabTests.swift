@@ -74,6 +74,9 @@ struct FakeIPLabTests {
         let pinned = Self.resolve(lab, "pinned.test")
         let early = Self.resolve(lab, "early.test")
         #expect(pinned.hasPrefix("198.18.0.") && early.hasPrefix("198.18.0."))
+        // A UDP flow holds its fake address as well.
+        let udpPinned = Self.resolve(lab, "udp-pinned.test")
+        #expect(lab.run("client", "python3 \(lab.servers) udp-twice \(udpPinned) 7 0.1").1 == "echo echo\n")
         // Hold a connection to pinned.test open for the rest of the test.
         let holder = try OSThread.start(name: "holder") {
             _ = lab.run("client", "python3 -c 'import socket,time; s=socket.create_connection((\"\(pinned)\", 80)); time.sleep(12)'", timeout: 30)
@@ -81,12 +84,13 @@ struct FakeIPLabTests {
         defer { holder.join() }
         #expect(lab.harness.waitUntil(5) { (lab.harness.worker("tun")?.stats["tcp.active"] ?? 0) >= 1 })
         usleep(300_000)  // the pin travels to the dns worker
-        // 14 addresses, one pinned: 12 fresh ones, then the oldest unpinned (early.test's),
-        // then n1.test's; pinned.test's never.
+        // 14 addresses, two held: 11 fresh ones, then the oldest free one (early.test's),
+        // then n1.test's and n2.test's; pinned.test's and udp-pinned.test's never.
         var seen = Set<String>()
         for i in 1...14 { seen.insert(Self.resolve(lab, "n\(i).test")) }
-        #expect(seen.count == 13, "\(seen)")
+        #expect(seen.count == 12, "\(seen)")
         #expect(!seen.contains(pinned), "the pinned address was handed to another name")
+        #expect(!seen.contains(udpPinned), "the UDP flow's address was handed to another name")
         #expect(seen.contains(early), "the unpinned older mapping was recycled")
         #expect(Self.resolve(lab, "pinned.test") == pinned)
         let (status, body) = lab.run("client", "curl -sS -m 5 http://\(pinned)/small")
