@@ -14,6 +14,10 @@
   lab-servers.py dns-query SERVER NAME [tcp]
                                         asks SERVER:53 for NAME's A records (UDP, or TCP);
                                         prints the addresses, or "no answer"
+  lab-servers.py dns-load SERVER PREFIX COUNT OUT
+                                        asks SERVER:53 for PREFIX0.test ... PREFIX<COUNT-1>.test
+                                        (A, UDP, one at a time, 60 s at most) and writes
+                                        "NAME ADDRESS" per answer to OUT as it goes
   lab-servers.py udp-twice HOST PORT GAP
                                         one socket: a datagram, GAP seconds, another; prints
                                         what each got: "echo", "refused" or "timeout"
@@ -227,6 +231,29 @@ def dns_query(server, name, transport="udp"):
     print(" ".join(addresses) if addresses else "no answer")
 
 
+def dns_load(server, prefix, count, out_path):
+    import struct
+    s = socket.socket(family_of(server), socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    deadline = time.monotonic() + 60
+    with open(out_path, "w") as out:
+        for i in range(int(count)):
+            if time.monotonic() > deadline:
+                break
+            name = "%s%d.test" % (prefix, i)
+            q = struct.pack(">HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + b"".join(
+                bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+            s.sendto(q, (server, 53))
+            try:
+                r, _ = s.recvfrom(2048)
+            except (socket.timeout, ConnectionRefusedError):
+                continue
+            if r[:2] != q[:2] or r[7] == 0:
+                continue
+            out.write("%s %s\n" % (name, socket.inet_ntoa(r[-4:])))
+            out.flush()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {
@@ -236,5 +263,6 @@ if __name__ == "__main__":
         "fullcone": fullcone,
         "tcp-many": tcp_many,
         "dns-query": dns_query,
+        "dns-load": dns_load,
         "udp-twice": udp_twice,
     }[command](*args)

@@ -115,11 +115,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         if listenUDP == nil, let listen = dns.listen, case .address(let ip) = listen.host {
             let endpoint = InetEndpoint(ip, listen.port)
             do {
-                let udp = try InetSocket.udp(endpoint.address.socketFamily)
-                try InetSocket.bind(udp.rawValue, endpoint, reuseAddress: true)
-                let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
-                try InetSocket.bind(tcp.rawValue, endpoint, reuseAddress: true)
-                try Posix.call("listen") { Glibc.listen(tcp.rawValue, 512) }
+                let (udp, tcp) = try InetSocket.serverPair(endpoint)
                 listenUDP = udp
                 listenTCP = tcp
             } catch {

@@ -81,6 +81,18 @@ public enum InetSocket {
         try Posix.check("bind \(endpoint)", rc)
     }
 
+    /// A UDP socket and a listening TCP socket on the same `endpoint` (a DNS server's pair).
+    public static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
+        -> (udp: OwnedDescriptor, tcp: OwnedDescriptor)
+    {
+        let udp = try InetSocket.udp(endpoint.address.socketFamily)
+        try bind(udp.rawValue, endpoint, reuseAddress: true)
+        let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
+        try bind(tcp.rawValue, endpoint, reuseAddress: true)
+        try Posix.call("listen \(endpoint)") { Glibc.listen(tcp.rawValue, backlog) }
+        return (udp, tcp)
+    }
+
     /// Starts a connect; returns false when it is in progress (non-blocking socket).
     public static func connect(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) -> Bool {
         let rc = endpoint.address.withNetworkBytes { csluice_connect_inet(fd, endpoint.address.socketFamily, $0, endpoint.port) }

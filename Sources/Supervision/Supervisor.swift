@@ -443,11 +443,7 @@ public final class Supervisor {
         if let current = dnsListen, current.endpoint == endpoint { return (current.udp, current.tcp) }
         dnsListen = nil
         do {
-            let udp = try InetSocket.udp(endpoint.address.socketFamily)
-            try InetSocket.bind(udp.rawValue, endpoint, reuseAddress: true)
-            let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
-            try InetSocket.bind(tcp.rawValue, endpoint, reuseAddress: true)
-            try Posix.call("listen \(endpoint)") { Glibc.listen(tcp.rawValue, 512) }
+            let (udp, tcp) = try InetSocket.serverPair(endpoint)
             dnsListen = (endpoint, udp, tcp)
             logger.info("dns.listen: bound \(endpoint) (UDP and TCP) for the dns worker")
             return (udp, tcp)

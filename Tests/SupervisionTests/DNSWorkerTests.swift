@@ -149,30 +149,10 @@ struct DNSWorkerTests {
         }
         let pid = try #require(harness.worker("dns")?.pid)
         // A query loop in the namespace, bounded in count and time; kill -9 mid-way.
-        let script = """
-            import socket, struct, sys, time
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(0.5)
-            out = open(sys.argv[1], "w")
-            deadline = time.time() + 60
-            for i in range(3000):
-                if time.time() > deadline: break
-                name = "p%d.test" % i
-                qid = i & 0xFFFF
-                q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0" + struct.pack(">HH", 1, 1)
-                s.sendto(q, ("127.0.0.1", 53))
-                try:
-                    r, _ = s.recvfrom(2048)
-                except socket.timeout:
-                    continue
-                if r[:2] != q[:2] or r[7] == 0: continue
-                out.write("%s %s\\n" % (name, socket.inet_ntoa(r[-4:])))
-                out.flush()
-            """
         let answers = harness.directory + "/answers.txt"
-        try script.write(toFile: harness.directory + "/load.py", atomically: true, encoding: .utf8)
+        let servers = Shell.packageRoot() + "/Scripts/lab-servers.py"
         let loader = try OSThread.start(name: "dns-load") {
-            _ = Shell.run("ip netns exec \(harness.namespace!) python3 \(harness.directory)/load.py \(answers)")
+            _ = Shell.run("ip netns exec \(harness.namespace!) python3 \(servers) dns-load 127.0.0.1 p 3000 \(answers)")
         }
         // Let the loop get going, then kill the worker mid-load.
         _ = harness.waitUntil(20) { ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 500 }

@@ -103,28 +103,8 @@ struct FakeIPLabTests {
         defer { lab.stop() }
         let pid = try #require(lab.harness.worker("dns")?.pid)
         let answers = lab.harness.directory + "/answers.txt"
-        let script = """
-            import socket, struct, sys, time
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(0.5)
-            out = open(sys.argv[1], "w")
-            deadline = time.time() + 60
-            for i in range(2000):
-                if time.time() > deadline: break
-                name = "k%d.test" % i
-                q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0" + struct.pack(">HH", 1, 1)
-                s.sendto(q, ("10.77.200.9", 53))
-                try:
-                    r, _ = s.recvfrom(2048)
-                except socket.timeout:
-                    continue
-                if r[:2] != q[:2] or r[7] == 0: continue
-                out.write("%s %s\\n" % (name, socket.inet_ntoa(r[-4:])))
-                out.flush()
-            """
-        try script.write(toFile: lab.harness.directory + "/load.py", atomically: true, encoding: .utf8)
         let loader = try OSThread.start(name: "dns-load") {
-            _ = lab.run("client", "python3 \(lab.harness.directory)/load.py \(answers)", timeout: 90)
+            _ = lab.run("client", "python3 \(lab.servers) dns-load 10.77.200.9 k 2000 \(answers)", timeout: 90)
         }
         _ = lab.harness.waitUntil(30) { ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 300 }
         kill(pid, SIGKILL)
