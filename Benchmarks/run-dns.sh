@@ -9,7 +9,10 @@
 #   sb-fakeip      sing-box 1.14.4, peers/sing-box/dns-fakeip.json on 10.77.1.1
 #   sluice-fakeip  sluiced + dns worker, Benchmarks/lab/sluice-dns-fakeip.yaml on 10.77.1.1
 #   sluice-cache   the same with enhanced-mode normal (Benchmarks/lab/sluice-dns-cache.yaml):
-#                  upstream dnsmasq on first sight of a name, sluice's cache afterwards
+#                  upstream dnsmasq on first sight of a name (cold), sluice's cache afterwards
+#                  (warm; cache-min-ttl 60 because dnsmasq's local answers carry TTL 0)
+# Note: bench-dns.sh counts lost queries, not SERVFAIL answers; dnsperf's "Response codes"
+# are not kept.
 # Each sluice start gets an empty state directory (a fresh fake-IP store), so every round's
 # cold pass really allocates. Needs root, ../shared/lab, and (installed here) dnsperf
 # dnsmasq-base knot-dnsutils; the workers run as the `sluice` user (created if missing).

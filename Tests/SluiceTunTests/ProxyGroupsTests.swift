@@ -1,0 +1,82 @@
+import Foundation
+import Logging
+import SluiceConfig
+import Testing
+
+@testable import SluiceTun
+
+@Suite("Proxy groups")
+struct ProxyGroupsTests {
+    static func group(_ name: String, _ kind: ProxyGroup.Kind, _ members: [String], configure: (inout ProxyGroup) -> Void = { _ in })
+        -> ProxyGroup
+    {
+        var g = ProxyGroup(name: name, kind: kind)
+        g.members = members
+        configure(&g)
+        return g
+    }
+
+    @Test("select: the first member, then the chosen one, persisted across a restart; bad choices say why")
+    func select() throws {
+        let path = "/tmp/sluice-selected-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let config = [Self.group("Proxy", .select, ["ss1", "socks", "DIRECT"]), Self.group("Final", .select, ["Proxy", "REJECT"])]
+        let groups = ProxyGroups(config, storePath: path, logger: Logger(label: "test"))
+        #expect(groups.resolve("Final", key: "a.test") == "ss1", "nested: Final -> Proxy -> ss1")
+        #expect(groups.resolve("DIRECT", key: "a.test") == "DIRECT")
+        try groups.select("Proxy", "socks")
+        #expect(groups.resolve("Final", key: "a.test") == "socks")
+        #expect(throws: ProxyGroups.SelectionError.self) { try groups.select("Proxy", "nope") }
+        #expect(throws: ProxyGroups.SelectionError.self) { try groups.select("Nope", "ss1") }
+        let again = ProxyGroups(config, storePath: path, logger: Logger(label: "test"))
+        #expect(again.resolve("Proxy", key: "") == "socks", "the choice survived a restart")
+        #expect(again.status.map(\.now) == ["socks", "Proxy"])
+    }
+
+    @Test("fallback: the first member up; back to the first when it recovers")
+    func fallback() throws {
+        let groups = ProxyGroups([Self.group("FB", .fallback, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
+        #expect(groups.resolve("FB", key: "") == "a")
+        groups.apply(["a": .init(latencyMilliseconds: nil, checkedAt: Date()), "b": .init(latencyMilliseconds: 50, checkedAt: Date())], to: "FB", at: 1)
+        #expect(groups.resolve("FB", key: "") == "b")
+        groups.apply(["a": .init(latencyMilliseconds: 300, checkedAt: Date())], to: "FB", at: 2)
+        #expect(groups.resolve("FB", key: "") == "a")
+    }
+
+    @Test("url-test: the fastest member, with tolerance against flapping")
+    func urlTest() throws {
+        let groups = ProxyGroups(
+            [Self.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 50 }], storePath: nil, logger: Logger(label: "test"))
+        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 120, checkedAt: Date())], to: "Auto", at: 1)
+        #expect(groups.resolve("Auto", key: "") == "a")
+        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 70, checkedAt: Date())], to: "Auto", at: 2)
+        #expect(groups.resolve("Auto", key: "") == "a", "30 ms better is within the tolerance")
+        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 20, checkedAt: Date())], to: "Auto", at: 3)
+        #expect(groups.resolve("Auto", key: "") == "b")
+        groups.apply(["b": .init(latencyMilliseconds: nil, checkedAt: Date())], to: "Auto", at: 4)
+        #expect(groups.resolve("Auto", key: "") == "a", "the current member is down")
+    }
+
+    @Test("load-balance: consistent hashing keeps destinations on their member; only a failed member's move")
+    func loadBalance() throws {
+        let groups = ProxyGroups([Self.group("LB", .loadBalance, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
+        let keys = (0..<300).map { "host\($0).test" }
+        let before = Dictionary(uniqueKeysWithValues: keys.map { ($0, groups.resolve("LB", key: $0)!) })
+        #expect(Set(before.values) == ["a", "b", "c"])
+        #expect(before.values.filter { $0 == "a" }.count > 50, "spread over the members")
+        #expect(keys.allSatisfy { groups.resolve("LB", key: $0) == before[$0] }, "stable")
+        groups.apply(["b": .init(latencyMilliseconds: nil, checkedAt: Date())], to: "LB", at: 1)
+        for key in keys {
+            let now = groups.resolve("LB", key: key)!
+            #expect(now != "b")
+            if before[key] != "b" { #expect(now == before[key], "\(key) moved although its member is up") }
+        }
+    }
+
+    @Test("a cycle of groups resolves to nothing instead of looping")
+    func cycle() {
+        let groups = ProxyGroups(
+            [Self.group("A", .select, ["B"]), Self.group("B", .select, ["A"])], storePath: nil, logger: Logger(label: "test"))
+        #expect(groups.resolve("A", key: "") == nil)
+    }
+}
