@@ -88,6 +88,25 @@ public enum DNSResponse {
         /// Byte range of the OPT record, when it is the message's last record.
         var trailingOPT: Range<Int>?
 
+        /// The same answer with every record's TTL brought into `minimum`...`maximum`, so
+        /// clients are told what the cache does (`cache-min-ttl`, `cache-max-ttl`).
+        public func clampingTTLs(minimum: UInt32, maximum: UInt32) -> Upstream {
+            guard minimum > 0 || maximum < UInt32.max else { return self }
+            var copy = self
+            for offset in ttlOffsets {
+                let b = copy.bytes
+                let ttl = UInt32(b[offset]) << 24 | UInt32(b[offset + 1]) << 16 | UInt32(b[offset + 2]) << 8 | UInt32(b[offset + 3])
+                let clamped = min(max(ttl & 0x7FFF_FFFF, minimum), max(maximum, minimum))
+                guard clamped != ttl else { continue }
+                copy.bytes[offset] = UInt8(clamped >> 24)
+                copy.bytes[offset + 1] = UInt8((clamped >> 16) & 0xFF)
+                copy.bytes[offset + 2] = UInt8((clamped >> 8) & 0xFF)
+                copy.bytes[offset + 3] = UInt8(clamped & 0xFF)
+            }
+            copy.minimumAnswerTTL = copy.minimumAnswerTTL.map { min(max($0, minimum), max(maximum, minimum)) }
+            return copy
+        }
+
         /// How long this answer may be cached, bounded by `minimum`...`maximum` seconds;
         /// nil for answers that are not cached (SERVFAIL, REFUSED, truncated ones).
         public func cacheTTL(minimum: UInt32, maximum: UInt32) -> UInt32? {

@@ -247,8 +247,14 @@ public final class DNSServer: @unchecked Sendable {
         upstreamQueries.add(1, ordering: .relaxed)
         let minimum = UInt32(configuration.cacheMinTTL)
         let maximum = UInt32(configuration.cacheMaxTTL)
-        group(for: query.question.name).resolve(query) { [self] result in
+        group(for: query.question.name).resolve(query) { [self] raw in
             let now = MonotonicClock.now
+            // Clients are told the TTL the cache keeps (answers that are not cached, such
+            // as SERVFAIL, are passed on as they came).
+            let result = raw.map { answer in
+                answer.cacheTTL(minimum: minimum, maximum: maximum) == nil
+                    ? answer : answer.clampingTTLs(minimum: minimum, maximum: maximum)
+            }
             let waiters = state.withLock { s -> [Waiter] in
                 if case .success(let answer) = result, let ttl = answer.cacheTTL(minimum: minimum, maximum: maximum), ttl > 0 {
                     if s.cache.count >= Self.cacheLimit { Self.evict(&s.cache, now: now) }

@@ -47,9 +47,20 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
         var server: InetEndpoint
         var deadline: UInt64
         var completion: @Sendable (Result<[UInt8], DNSExchangeError>) -> Void
+        /// The query as sent (with our ID), for retransmission.
+        var message: [UInt8]
+        var resendAt: UInt64
+        var resends = 0
     }
 
+    /// A datagram or its answer can be lost (a full socket buffer on either side): the
+    /// query is sent again after this long, then again after twice as long, as stub
+    /// resolvers do, before the exchange's deadline gives up.
+    static let firstResend: UInt64 = 700_000_000
+    static let maxResends = 2
+
     private let sockets: [CInt: OwnedDescriptor]
+    let resent = Atomic<UInt64>(0)
     private let state = Mutex<(pending: [UInt16: Pending], next: UInt16)>(([:], UInt16.random(in: 1...UInt16.max)))
     private let stopping = Atomic<Bool>(false)
     let sent = Atomic<UInt64>(0)
@@ -61,7 +72,12 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
         for family in [AF_INET, AF_INET6] where sockets[family] == nil {
             sockets[family] = try InetSocket.udp(family)
         }
-        for socket in sockets.values { try Descriptors.setNonBlocking(socket.rawValue) }
+        for socket in sockets.values {
+            try Descriptors.setNonBlocking(socket.rawValue)
+            // Answers to a burst of queries arrive together (and sluiced's sockets may
+            // already have a forced larger buffer; this only ever grows it).
+            InetSocket.enlargeReceiveBuffer(socket.rawValue)
+        }
         self.sockets = sockets
     }
 
@@ -73,21 +89,23 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
             completion(.failure(DNSExchangeError("no socket for \(server)")))
             return
         }
-        let id: UInt16? = state.withLock { s in
+        let made: (UInt16, [UInt8])? = state.withLock { s in
             guard s.pending.count < 60000 else { return nil }
             var id = s.next
             while s.pending[id] != nil { id = id &+ 1 }
             s.next = id &+ 1
-            s.pending[id] = Pending(server: server, deadline: deadline, completion: completion)
-            return id
+            var message = query
+            message[0] = UInt8(id >> 8)
+            message[1] = UInt8(id & 0xFF)
+            s.pending[id] = Pending(
+                server: server, deadline: deadline, completion: completion, message: message,
+                resendAt: MonotonicClock.now + Self.firstResend)
+            return (id, message)
         }
-        guard let id else {
+        guard let (id, message) = made else {
             completion(.failure(DNSExchangeError("too many queries in flight")))
             return
         }
-        var message = query
-        message[0] = UInt8(id >> 8)
-        message[1] = UInt8(id & 0xFF)
         let result = message.withUnsafeBytes { raw -> Result<Bool, SystemError> in
             do throws(SystemError) { return .success(try InetSocket.send(socket.rawValue, raw, to: server)) } catch { return .failure(error) }
         }
@@ -126,10 +144,21 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
             let now = MonotonicClock.now
             if now - lastSweep >= 100_000_000 {
                 lastSweep = now
-                let expired = state.withLock { s -> [Pending] in
+                let (expired, again) = state.withLock { s -> ([Pending], [Pending]) in
                     let old = s.pending.filter { $0.value.deadline <= now }
                     for key in old.keys { s.pending[key] = nil }
-                    return Array(old.values)
+                    var again: [Pending] = []
+                    for (id, p) in s.pending where p.resendAt <= now && p.resends < Self.maxResends {
+                        s.pending[id]!.resends += 1
+                        s.pending[id]!.resendAt = now + Self.firstResend << UInt64(p.resends + 1)
+                        again.append(p)
+                    }
+                    return (Array(old.values), again)
+                }
+                for p in again {
+                    guard let socket = sockets[p.server.address.socketFamily] else { continue }
+                    _ = p.message.withUnsafeBytes { try? InetSocket.send(socket.rawValue, $0, to: p.server) }
+                    resent.add(1, ordering: .relaxed)
                 }
                 for p in expired {
                     timedOut.add(1, ordering: .relaxed)

@@ -148,6 +148,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
             .init("dns.cache.entries", Int64(server.cacheCount)),
             .init("dns.upstream.queries", Int64(server.upstreamQueries.load(ordering: .relaxed))),
             .init("dns.upstream.timeouts", Int64(sockets?.timedOut.load(ordering: .relaxed) ?? 0)),
+            .init("dns.upstream.resent", Int64(sockets?.resent.load(ordering: .relaxed) ?? 0)),
             .init("dns.malformed", Int64(server.malformed.load(ordering: .relaxed))),
             .init("dns.failures", Int64(server.failures.load(ordering: .relaxed))),
         ]

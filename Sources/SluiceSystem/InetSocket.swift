@@ -81,12 +81,29 @@ public enum InetSocket {
         try Posix.check("bind \(endpoint)", rc)
     }
 
+    /// Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE where the caller holds
+    /// CAP_NET_ADMIN (past net.core.rmem_max), else SO_RCVBUF (capped by it). Bursts of
+    /// datagrams (a DNS server under load) otherwise overflow the 208 KiB default.
+    public static func enlargeReceiveBuffer(_ fd: CInt, bytes: CInt = 4 << 20) {
+        var size = bytes
+        var current: CInt = 0
+        var length = socklen_t(MemoryLayout<CInt>.size)
+        let setLength = length
+        // The kernel reports twice what was set; a buffer already as large stays (an
+        // unprivileged SO_RCVBUF would shrink one that sluiced forced larger).
+        if getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &current, &length) == 0, current >= bytes { return }
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, setLength) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, setLength)
+        }
+    }
+
     /// A UDP socket and a listening TCP socket on the same `endpoint` (a DNS server's pair).
     public static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
         -> (udp: OwnedDescriptor, tcp: OwnedDescriptor)
     {
         let udp = try InetSocket.udp(endpoint.address.socketFamily)
         try bind(udp.rawValue, endpoint, reuseAddress: true)
+        enlargeReceiveBuffer(udp.rawValue)
         let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
         try bind(tcp.rawValue, endpoint, reuseAddress: true)
         try Posix.call("listen \(endpoint)") { Glibc.listen(tcp.rawValue, backlog) }

@@ -1,4 +1,5 @@
 import Foundation
+import IPC
 import Logging
 import SluiceConfig
 import SluiceSystem
@@ -22,19 +23,16 @@ import Synchronization
 /// through a probe the tun worker supplies (a request to `url` through the member).
 public final class ProxyGroups: @unchecked Sendable {
     /// What health checks found for one member.
-    public struct Health: Sendable, Equatable, Codable {
+    public struct Health: Sendable, Equatable {
         /// Round-trip time of the last check in milliseconds; nil when it failed.
         public var latencyMilliseconds: UInt32?
-        public var checkedAt: Date
-    }
+        /// MonotonicClock time of the check.
+        public var checkedAt: UInt64
 
-    /// One group as `sluiced status` shows it.
-    public struct Status: Sendable, Equatable, Codable {
-        public var name: String
-        public var kind: String
-        public var now: String
-        public var members: [String]
-        public var health: [String: Health]
+        public init(latencyMilliseconds: UInt32?, checkedAt: UInt64 = MonotonicClock.now) {
+            self.latencyMilliseconds = latencyMilliseconds
+            self.checkedAt = checkedAt
+        }
     }
 
     /// Why a selection was refused.
@@ -156,14 +154,20 @@ public final class ProxyGroups: @unchecked Sendable {
         if let storePath { Self.store(choices, at: storePath, logger: logger) }
     }
 
-    /// Every group, in config order.
-    public var status: [Status] {
-        state.withLock { groups in
+    /// Every group, in config order (the `groupStatus` document).
+    public var status: [GroupState] {
+        let clock = MonotonicClock.now
+        return state.withLock { groups in
             order.compactMap { name in
                 guard var group = groups[name] else { return nil }
                 let now = group.config.kind == .loadBalance ? "(per destination)" : Self.current(&group, key: "", source: "")
-                return Status(
-                    name: name, kind: group.config.kind.rawValue, now: now, members: group.config.members, health: group.health)
+                return GroupState(
+                    name: name, kind: group.config.kind.rawValue, now: now, members: group.config.members,
+                    health: group.health.mapValues {
+                        GroupState.Health(
+                            latencyMilliseconds: $0.latencyMilliseconds,
+                            secondsAgo: Double(MonotonicClock.elapsed(from: $0.checkedAt, to: clock)) / 1e9)
+                    })
             }
         }
     }
@@ -196,7 +200,7 @@ public final class ProxyGroups: @unchecked Sendable {
             for (name, config) in due {
                 var results: [String: Health] = [:]
                 for member in config.members where !stopping.load(ordering: .relaxed) {
-                    results[member] = Health(latencyMilliseconds: probe(member, config.url, config.timeout), checkedAt: Date())
+                    results[member] = Health(latencyMilliseconds: probe(member, config.url, config.timeout))
                 }
                 apply(results, to: name, at: MonotonicClock.now)
             }

@@ -465,6 +465,7 @@ public final class Supervisor {
             guard let socket = try? InetSocket.udp(family) else { continue }
             do {
                 try InetSocket.setMark(socket.rawValue, mark)
+                InetSocket.enlargeReceiveBuffer(socket.rawValue)
                 let any: IPAddress = family == AF_INET ? .v4(IPv4Address(rawValue: 0)) : .v6(.any)
                 try InetSocket.bind(socket.rawValue, InetEndpoint(any, 0))
                 sockets.append(socket)

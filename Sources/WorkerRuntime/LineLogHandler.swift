@@ -48,10 +48,12 @@ public struct LineLogHandler: LogHandler {
     public let identifier: String
     public let format: LogLineFormat
 
-    public init(identifier: String, level: Logger.Level, format: LogLineFormat) {
+    /// The level is process-wide and set by ``SluiceLogging``; making a logger does not
+    /// change it (it used to, which reset a configured `log-level: warning` to info as soon
+    /// as any component made its own logger).
+    public init(identifier: String, format: LogLineFormat) {
         self.identifier = identifier
         self.format = format
-        Self.setProcessLevel(level)
     }
 
     /// Reads and writes the process-wide level.
@@ -139,7 +141,8 @@ public enum SluiceLogging {
         }
         guard !already else { return }
         let format = LogLineFormat.detect()
-        LoggingSystem.bootstrap { _ in LineLogHandler(identifier: identifier, level: level, format: format) }
+        LineLogHandler.setProcessLevel(level)
+        LoggingSystem.bootstrap { _ in LineLogHandler(identifier: identifier, format: format) }
     }
 
     /// Maps the config's `log-level` (mihomo spelling) to a swift-log level.

@@ -215,4 +215,40 @@ struct DNSServerTests {
         #expect(done.wait(timeout: .now() + 5) == .success)
         #expect(resolved.withLock { $0 } == [IPAddress("10.77.200.2")!])
     }
+
+    @Test("a lost upstream datagram is sent again; a cache-min-ttl answer tells clients the TTL the cache keeps")
+    func resendAndClamp() throws {
+        let socket = try InetSocket.udp(AF_INET)
+        try InetSocket.bind(socket.rawValue, InetEndpoint(IPAddress("127.0.0.1")!, 0))
+        let port = try InetSocket.address(socket.rawValue).port
+        var c = Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(port)"])
+        c.dns.cacheMinTTL = 60
+        let s = try RunningServer(c)
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<[UInt8]?>(nil)
+        wireQuery(name: "lossy.test").withUnsafeBytes { raw in
+            s.server.handle(raw, udp: true) { r in
+                box.withLock { $0 = r }
+                done.signal()
+            }
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 8)
+        defer { buffer.deallocate() }
+        // The first copy is "lost": read and ignored. The second is answered (TTL 0).
+        #expect(try Descriptors.waitReadable(socket.rawValue, timeoutMilliseconds: 2000))
+        _ = try InetSocket.receive(socket.rawValue, into: buffer)
+        #expect(try Descriptors.waitReadable(socket.rawValue, timeoutMilliseconds: 3000), "sent again")
+        let (n, from) = try #require(try InetSocket.receive(socket.rawValue, into: buffer))
+        let parsed = try DNSQuery.parse(Array(buffer[0..<n])).get()
+        let answer = DNSResponse.build(for: parsed, answers: [.init(address: IPAddress("10.6.6.6")!, ttl: 0)])
+        _ = try answer.withUnsafeBytes { try InetSocket.send(socket.rawValue, $0, to: from) }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        let reply = try #require(box.withLock { $0 })
+        let upstream = try DNSResponse.parseUpstream(reply).get()
+        #expect(upstream.addresses == [IPAddress("10.6.6.6")!])
+        #expect(upstream.minimumAnswerTTL == 60, "the TTL clients see is the one the cache keeps")
+        #expect(s.addresses("lossy.test") == ["10.6.6.6"])
+        #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 1, "served from the cache")
+        #expect(s.sockets.resent.load(ordering: .relaxed) >= 1)
+    }
 }

@@ -37,9 +37,9 @@ struct ProxyGroupsTests {
     func fallback() throws {
         let groups = ProxyGroups([Self.group("FB", .fallback, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
         #expect(groups.resolve("FB", key: "") == "a")
-        groups.apply(["a": .init(latencyMilliseconds: nil, checkedAt: Date()), "b": .init(latencyMilliseconds: 50, checkedAt: Date())], to: "FB", at: 1)
+        groups.apply(["a": .init(latencyMilliseconds: nil), "b": .init(latencyMilliseconds: 50)], to: "FB", at: 1)
         #expect(groups.resolve("FB", key: "") == "b")
-        groups.apply(["a": .init(latencyMilliseconds: 300, checkedAt: Date())], to: "FB", at: 2)
+        groups.apply(["a": .init(latencyMilliseconds: 300)], to: "FB", at: 2)
         #expect(groups.resolve("FB", key: "") == "a")
     }
 
@@ -47,13 +47,13 @@ struct ProxyGroupsTests {
     func urlTest() throws {
         let groups = ProxyGroups(
             [Self.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 50 }], storePath: nil, logger: Logger(label: "test"))
-        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 120, checkedAt: Date())], to: "Auto", at: 1)
+        groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 120)], to: "Auto", at: 1)
         #expect(groups.resolve("Auto", key: "") == "a")
-        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 70, checkedAt: Date())], to: "Auto", at: 2)
+        groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 70)], to: "Auto", at: 2)
         #expect(groups.resolve("Auto", key: "") == "a", "30 ms better is within the tolerance")
-        groups.apply(["a": .init(latencyMilliseconds: 100, checkedAt: Date()), "b": .init(latencyMilliseconds: 20, checkedAt: Date())], to: "Auto", at: 3)
+        groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 20)], to: "Auto", at: 3)
         #expect(groups.resolve("Auto", key: "") == "b")
-        groups.apply(["b": .init(latencyMilliseconds: nil, checkedAt: Date())], to: "Auto", at: 4)
+        groups.apply(["b": .init(latencyMilliseconds: nil)], to: "Auto", at: 4)
         #expect(groups.resolve("Auto", key: "") == "a", "the current member is down")
     }
 
@@ -65,7 +65,7 @@ struct ProxyGroupsTests {
         #expect(Set(before.values) == ["a", "b", "c"])
         #expect(before.values.filter { $0 == "a" }.count > 50, "spread over the members")
         #expect(keys.allSatisfy { groups.resolve("LB", key: $0) == before[$0] }, "stable")
-        groups.apply(["b": .init(latencyMilliseconds: nil, checkedAt: Date())], to: "LB", at: 1)
+        groups.apply(["b": .init(latencyMilliseconds: nil)], to: "LB", at: 1)
         for key in keys {
             let now = groups.resolve("LB", key: key)!
             #expect(now != "b")

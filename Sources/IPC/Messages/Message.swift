@@ -20,6 +20,11 @@ public enum Message: Sendable, Equatable {
     case statusRequest
     /// supervisor → control client: UTF-8 JSON of the supervisor's status document.
     case statusReport(document: [UInt8])
+    /// supervisor → tun worker (and control client → supervisor): the proxy groups' state.
+    case groupStatusRequest
+    /// The reply: `document` is UTF-8 JSON, a list of ``GroupState``.
+    case groupStatus(document: [UInt8])
+    case select(Select)
     case reload(Reload)
     case shutdown(Shutdown)
     case peerChannel(PeerChannel)
@@ -45,6 +50,9 @@ public enum Message: Sendable, Equatable {
         case .statsReport: .statsReport
         case .statusRequest: .statusRequest
         case .statusReport: .statusReport
+        case .groupStatusRequest: .groupStatusRequest
+        case .groupStatus: .groupStatus
+        case .select: .select
         case .reload: .reload
         case .shutdown: .shutdown
         case .peerChannel: .peerChannel
@@ -109,6 +117,13 @@ public enum Message: Sendable, Equatable {
             break
         case .statusReport(let document):
             w.blob(document)
+        case .groupStatusRequest:
+            break
+        case .groupStatus(let document):
+            w.blob(document)
+        case .select(let m):
+            w.string(m.group)
+            w.string(m.member)
         case .reload(let m):
             w.string(m.reason)
         case .shutdown(let m):
@@ -207,6 +222,12 @@ public enum Message: Sendable, Equatable {
             return .statusRequest
         case .statusReport:
             return .statusReport(document: try r.blob("document"))
+        case .groupStatusRequest:
+            return .groupStatusRequest
+        case .groupStatus:
+            return .groupStatus(document: try r.blob("document"))
+        case .select:
+            return .select(Select(group: try r.string("group", max: 1024), member: try r.string("member", max: 1024)))
         case .reload:
             return .reload(Reload(reason: try r.string("reason")))
         case .shutdown:

@@ -20,8 +20,11 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let statsReport = MessageType(rawValue: 0x0031)
     public static let statusRequest = MessageType(rawValue: 0x0032)
     public static let statusReport = MessageType(rawValue: 0x0033)
+    public static let groupStatusRequest = MessageType(rawValue: 0x0034)
+    public static let groupStatus = MessageType(rawValue: 0x0035)
     public static let reload = MessageType(rawValue: 0x0040)
     public static let shutdown = MessageType(rawValue: 0x0041)
+    public static let select = MessageType(rawValue: 0x0042)
     public static let peerChannel = MessageType(rawValue: 0x0050)
     public static let fakeIPLookup = MessageType(rawValue: 0x0060)
     public static let fakeIPAnswer = MessageType(rawValue: 0x0061)
@@ -34,7 +37,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
-        .statsReport, .statusRequest, .statusReport, .reload, .shutdown, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
+        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket,
     ]
 
@@ -52,6 +55,9 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .statsReport: "statsReport"
         case .statusRequest: "statusRequest"
         case .statusReport: "statusReport"
+        case .groupStatusRequest: "groupStatusRequest"
+        case .groupStatus: "groupStatus"
+        case .select: "select"
         case .reload: "reload"
         case .shutdown: "shutdown"
         case .peerChannel: "peerChannel"

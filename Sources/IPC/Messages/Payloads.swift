@@ -255,6 +255,49 @@ public struct FakeIPPin: Sendable, Equatable {
     }
 }
 
+/// control client → supervisor → tun worker: use `member` in the `select` group `group`
+/// (`sluiced select`). Answered with `groupStatus`, or an error that says why not.
+public struct Select: Sendable, Equatable {
+    public var group: String
+    public var member: String
+
+    public init(group: String, member: String) {
+        self.group = group
+        self.member = member
+    }
+}
+
+/// One proxy group as the `groupStatus` document lists it.
+public struct GroupState: Sendable, Equatable, Codable {
+    /// What the last health check found for a member.
+    public struct Health: Sendable, Equatable, Codable {
+        /// Milliseconds; nil when the check failed.
+        public var latencyMilliseconds: UInt32?
+        /// Seconds since the check.
+        public var secondsAgo: Double
+
+        public init(latencyMilliseconds: UInt32?, secondsAgo: Double) {
+            self.latencyMilliseconds = latencyMilliseconds
+            self.secondsAgo = secondsAgo
+        }
+    }
+
+    public var name: String
+    public var kind: String
+    /// The member in use (for load-balance: "(per destination)").
+    public var now: String
+    public var members: [String]
+    public var health: [String: Health]
+
+    public init(name: String, kind: String, now: String, members: [String], health: [String: Health]) {
+        self.name = name
+        self.kind = kind
+        self.now = now
+        self.members = members
+        self.health = health
+    }
+}
+
 /// tun → dns: the real addresses of `name`, for a DIRECT connection to a fake address
 /// (the dns worker resolves it through its hosts, cache and upstreams, never the pool).
 public struct ResolveRequest: Sendable, Equatable {
