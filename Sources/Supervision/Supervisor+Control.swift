@@ -92,6 +92,17 @@ extension Supervisor {
                 } catch {
                     reply(client, .error(ErrorReport(code: .internalFailure, message: "\(error)")), id: id)
                 }
+            case .select, .groupStatusRequest:
+                // The tun worker owns the groups: pass the request on; its answer comes back
+                // to this client (forwardAnswer).
+                guard let tun = slots[.tun], tun.handshaken, tun.channel != nil else {
+                    reply(
+                        client,
+                        .error(ErrorReport(code: .rejected, message: "the tun worker is not running, and it holds the proxy groups")),
+                        id: id)
+                    continue
+                }
+                send(message, to: tun, purpose: .forward(client: ObjectIdentifier(client), requestID: id))
             case .reload(let request):
                 logger.info("reload requested over the control socket by \(client.credentials?.description ?? "?"): \(request.reason)")
                 reload()
@@ -102,12 +113,18 @@ extension Supervisor {
         }
     }
 
-    private func reply(_ client: ControlClient, _ message: Message, id: UInt32) {
+    func reply(_ client: ControlClient, _ message: Message, id: UInt32) {
         do {
             try client.channel.send(message, requestID: id, isReply: true)
         } catch {
             drop(client)
         }
+    }
+
+    /// A worker's answer to a request a control client made.
+    func forwardAnswer(_ message: Message, to client: ObjectIdentifier, requestID: UInt32) {
+        guard let target = clients.first(where: { ObjectIdentifier($0) == client }) else { return }
+        reply(target, message, id: requestID)
     }
 
     private func drop(_ client: ControlClient) {

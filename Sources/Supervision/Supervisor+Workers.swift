@@ -209,6 +209,16 @@ extension Supervisor {
             slot.outstandingHeartbeats = slot.outstandingHeartbeats.filter { $0.key > beat.sequence }
         case .statsReport(let report):
             slot.stats = Dictionary(report.entries.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        case .groupStatus(let document):
+            if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
+            if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }
+        case .error(let report) where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
+            if case .forward(let client, let requestID)? = purpose {
+                forwardAnswer(.error(report), to: client, requestID: requestID)
+            }
+        case .error(let report) where purpose.map({ if case .groups = $0 { true } else { false } }) ?? false:
+            // A tun worker without groups (or an older one) has nothing to say.
+            _ = report
         case .error(let report):
             logger.warning("\(slot.kind.identifier) answered an error\(purpose.map { " to \($0)" } ?? ""): \(report.code): \(report.message)")
             if case .hello = purpose { kill(slot, reason: "handshake refused: \(report.message)") }

@@ -288,6 +288,7 @@ public final class Supervisor {
         send(.heartbeat(Heartbeat(sequence: slot.heartbeatSequence, timestamp: now)), to: slot, purpose: .heartbeat)
         // Stats ride along with every heartbeat: `sluiced status` is at most one interval old.
         send(.statsRequest, to: slot, purpose: .stats)
+        if slot.kind == .tun, !configuration.proxyGroups.isEmpty { send(.groupStatusRequest, to: slot, purpose: .groups) }
     }
 
     // MARK: Signals
@@ -385,7 +386,8 @@ public final class Supervisor {
         }
         return SupervisorStatus(
             pid: getpid(), version: SluiceVersion.string, uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,
-            configPath: options.configPath, generation: generation, summary: statusLine(), workers: workers)
+            configPath: options.configPath, generation: generation, summary: statusLine(), workers: workers,
+            groups: slots[.tun]?.groups ?? [])
     }
 
     // MARK: Set-up

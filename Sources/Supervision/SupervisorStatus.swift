@@ -1,3 +1,5 @@
+import IPC
+
 /// The document behind `sluiced status --json` (and the `statusReport` IPC message).
 /// Field names are part of the CLI's contract: scripts read them.
 public struct SupervisorStatus: Codable, Sendable, Equatable {
@@ -10,6 +12,34 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
     /// One line, the same text as systemd's STATUS=.
     public var summary: String
     public var workers: [Worker]
+    /// The proxy groups, as the tun worker last reported them (empty without groups).
+    public var groups: [GroupState] = []
+
+    public init(
+        pid: Int32, version: String, uptimeSeconds: Double, configPath: String, generation: UInt64, summary: String,
+        workers: [Worker], groups: [GroupState] = []
+    ) {
+        self.pid = pid
+        self.version = version
+        self.uptimeSeconds = uptimeSeconds
+        self.configPath = configPath
+        self.generation = generation
+        self.summary = summary
+        self.workers = workers
+        self.groups = groups
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pid = try c.decode(Int32.self, forKey: .pid)
+        version = try c.decode(String.self, forKey: .version)
+        uptimeSeconds = try c.decode(Double.self, forKey: .uptimeSeconds)
+        configPath = try c.decode(String.self, forKey: .configPath)
+        generation = try c.decode(UInt64.self, forKey: .generation)
+        summary = try c.decode(String.self, forKey: .summary)
+        workers = try c.decode([Worker].self, forKey: .workers)
+        groups = try c.decodeIfPresent([GroupState].self, forKey: .groups) ?? []
+    }
 
     public struct Worker: Codable, Sendable, Equatable {
         public var name: String
@@ -57,7 +87,23 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         for w in workers where !w.stats.isEmpty {
             lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
+        if !groups.isEmpty { lines.append(Self.renderGroups(groups)) }
         return lines.joined(separator: "\n")
+    }
+
+    /// `GROUP  KIND  NOW  MEMBERS`, members with their last check (`ss1 42ms`, `socks down`).
+    public static func renderGroups(_ groups: [GroupState]) -> String {
+        var rows = [["GROUP", "KIND", "NOW", "MEMBERS"]]
+        for g in groups {
+            let members = g.members.map { m -> String in
+                guard let h = g.health[m] else { return m }
+                return h.latencyMilliseconds.map { "\(m) \($0)ms" } ?? "\(m) down"
+            }
+            rows.append([g.name, g.kind, g.now, members.joined(separator: ", ")])
+        }
+        let widths = (0..<4).map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in row.indices.map { i in i == 3 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  ") }
+            .joined(separator: "\n")
     }
 
     static func age(_ seconds: Double) -> String {

@@ -38,6 +38,10 @@ final class WorkerSlot {
         case config(generation: UInt64)
         case heartbeat
         case stats
+        /// The worker's proxy-group state, kept for `sluiced status`.
+        case groups
+        /// A control client's request passed on; the answer goes back to it.
+        case forward(client: ObjectIdentifier, requestID: UInt32)
     }
 
     struct LastExit {
@@ -72,6 +76,8 @@ final class WorkerSlot {
     var detail = ""
     var appliedGeneration: UInt64 = 0
     var requests: [UInt32: Purpose] = [:]
+    /// The last proxy-group state the tun worker reported.
+    var groups: [GroupState] = []
 
     init(kind: WorkerKind, schedule: RestartSchedule) {
         self.kind = kind
@@ -92,5 +98,6 @@ final class WorkerSlot {
         heartbeatLatency = nil
         killReason = nil
         stats = [:]
+        groups = []
     }
 }

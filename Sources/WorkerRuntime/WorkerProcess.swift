@@ -149,11 +149,12 @@ public final class WorkerProcess {
             case .hello:
                 try channel.send(.error(ErrorReport(code: .handshakeFailed, message: "hello after the handshake")), requestID: id, isReply: true)
             default:
-                if id != 0 && !received.header.isReply {
-                    try channel.send(
-                        .error(ErrorReport(code: .unknownMessageType, message: "\(identifier) does not handle \(message.type)")),
-                        requestID: id, isReply: true)
-                }
+                guard id != 0 && !received.header.isReply else { continue }
+                // A request for the service itself (group selection and state...).
+                let answer =
+                    service.answer(message)
+                    ?? .error(ErrorReport(code: .unknownMessageType, message: "\(identifier) does not handle \(message.type)"))
+                try channel.send(answer, requestID: id, isReply: true)
             }
         }
     }

@@ -26,4 +26,12 @@ public protocol WorkerService: AnyObject {
 
     /// Stop serving within `graceMilliseconds`.
     func shutdown(graceMilliseconds: UInt32)
+
+    /// Answers a request the lifecycle loop does not handle itself (e.g. `select`,
+    /// `groupStatusRequest` for the tun worker); nil: not this service's business.
+    func answer(_ request: Message) -> Message?
+}
+
+extension WorkerService {
+    public func answer(_ request: Message) -> Message? { nil }
 }
