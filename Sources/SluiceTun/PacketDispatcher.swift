@@ -252,7 +252,7 @@ final class PacketDispatcher: @unchecked Sendable {
             if !warnedTargets.contains(target) {
                 warnedTargets.insert(target)
                 logger.warning(
-                    "rule target \"\(target)\" is a proxy or group; proxy outbounds are not implemented yet, so its connections are rejected")
+                    "rule target \"\(target)\" is a proxy group; groups are not implemented yet, so its connections are rejected")
             }
             return (.reject, nil)
         }

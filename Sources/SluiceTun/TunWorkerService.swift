@@ -65,8 +65,9 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         running = nil
     }
 
-    /// Outbounds by name: DIRECT, and the config's `direct` proxies (with their own
-    /// interface, mark and ip-version). `reject` proxies resolve to REJECT in the dispatcher.
+    /// Outbounds by name: DIRECT, the config's `direct` proxies (with their own interface,
+    /// mark and ip-version), and its `socks5`, `http` and `ss` proxies. `reject` proxies
+    /// resolve to REJECT in the dispatcher.
     static func routingTable(
         _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, logger: Logger
     ) -> RoutingTable {
@@ -82,8 +83,14 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                     udp: direct.udp)
             case .reject:
                 for i in rules.indices where rules[i].target == proxy.name { rules[i].target = "REJECT" }
-            default:
-                break
+            case .socks5(let socks):
+                outbounds[proxy.name] = SOCKS5Outbound(
+                    name: proxy.name, config: socks, dial: DialSettings(egress: egress, socks.dial), resolver: resolver)
+            case .http(let http):
+                outbounds[proxy.name] = HTTPOutbound(name: proxy.name, config: http, dial: DialSettings(egress: egress, http.dial))
+            case .shadowsocks(let ss):
+                outbounds[proxy.name] = ShadowsocksOutbound(
+                    name: proxy.name, config: ss, dial: DialSettings(egress: egress, ss.dial), resolver: resolver)
             }
         }
         let engine = RuleEngine(rules: rules, mode: configuration.mode)
