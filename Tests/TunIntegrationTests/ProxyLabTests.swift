@@ -25,9 +25,11 @@ struct ProxyLabTests {
     static let badPasswordHost = "10.77.200.19"
     static let deadProxyHost = "10.77.200.20"
     static let silentProxyHost = "10.77.200.21"
+    static let socksBannerHost = "10.77.200.22"
+    static let httpBannerHost = "10.77.200.23"
     static let extraHosts = [
         socksHost, ss128Host, ss256Host, chachaHost, httpHost, rejectHost, socksUDPHost, ss128Second, badPasswordHost,
-        deadProxyHost, silentProxyHost,
+        deadProxyHost, silentProxyHost, socksBannerHost, httpBannerHost,
     ]
 
     static func config(fakeIP: Bool) -> String {
@@ -45,6 +47,8 @@ struct ProxyLabTests {
               - {name: socks-udp, type: socks5, server: 10.77.200.2, port: 1081, udp: true}
               - {name: dead, type: socks5, server: 10.77.200.2, port: 1099}
               - {name: silent, type: http, server: 10.77.200.2, port: 1098}
+              - {name: socks-banner, type: socks5, server: 10.77.200.2, port: 1097}
+              - {name: http-banner, type: http, server: 10.77.200.2, port: 1096}
               - {name: ss128, type: ss, server: 10.77.200.2, port: 8388, cipher: aes-128-gcm, password: pw-128, udp: true}
               - {name: ss256, type: ss, server: 10.77.200.2, port: 8389, cipher: aes-256-gcm, password: pw-256, udp: true}
               - {name: chacha, type: ss, server: 10.77.200.2, port: 8390, cipher: chacha20-ietf-poly1305, password: pw-chacha, udp: true}
@@ -62,6 +66,8 @@ struct ProxyLabTests {
               - IP-CIDR,\(badPasswordHost)/32,socks-bad
               - IP-CIDR,\(deadProxyHost)/32,dead
               - IP-CIDR,\(silentProxyHost)/32,silent
+              - IP-CIDR,\(socksBannerHost)/32,socks-banner
+              - IP-CIDR,\(httpBannerHost)/32,http-banner
               - DOMAIN-SUFFIX,viasocks.test,socks
               - DOMAIN-SUFFIX,viass.test,chacha
               - DOMAIN-SUFFIX,viaweb.test,web
@@ -126,6 +132,8 @@ struct ProxyLabTests {
                 (upstreams.web, "tinyproxy -d -c \(tinyproxyConf)"),
                 (lab.harness.directory + "/udp-echo.log", "python3 \(lab.servers) udp-echo 7 \(extraHosts.joined(separator: " "))"),
                 (lab.harness.directory + "/silent.log", "python3 \(lab.servers) silent 10.77.200.2 1098"),
+                (lab.harness.directory + "/banner.log", "python3 \(lab.servers) banner-proxy socks5 10.77.200.2 1097"),
+                (lab.harness.directory + "/banner.log", "python3 \(lab.servers) banner-proxy http 10.77.200.2 1096"),
             ] {
                 let (status, output) = Lab.shell(
                     "LAB=\(lab.name) bash \(Lab.packageRoot)/Scripts/lab.sh spawn wan \(log) \(command)")
@@ -134,9 +142,9 @@ struct ProxyLabTests {
             // Every TCP port listens before sluice starts.
             let (ready, listening) = lab.run(
                 "wan",
-                "for i in $(seq 1 50); do n=0; for p in 1080 1081 8388 8389 8390 8080 1098; do "
+                "for i in $(seq 1 50); do n=0; for p in 1080 1081 8388 8389 8390 8080 1098 1097 1096; do "
                     + "(exec 3<>/dev/tcp/10.77.200.2/$p) 2>/dev/null && n=$((n+1)); done; "
-                    + "[ $n = 7 ] && exit 0; sleep 0.1; done; ss -ltn; exit 1")
+                    + "[ $n = 9 ] && exit 0; sleep 0.1; done; ss -ltn; exit 1")
             guard ready == 0 else { throw LabError("proxies did not start listening:\n\(listening)") }
             try lab.start()
             if fakeIP {
@@ -212,7 +220,7 @@ struct ProxyLabTests {
         #expect(lab.harness.worker("tun")?.restarts == 0)
     }
 
-    @Test("bounded buffers under a slow reader, half-close through each proxy, a hanging proxy handshake times out")
+    @Test("bounded buffers under a slow reader, half-close, bytes right behind a proxy's reply, a hanging handshake times out")
     func robustness() throws {
         let (lab, _) = try Self.start(fakeIP: false)
         defer { lab.stop() }
@@ -251,6 +259,10 @@ struct ProxyLabTests {
             let (status, body) = lab.run("client", "python3 \(lab.servers) half-close \(host) 80")
             #expect(status == 0 && (body == "ok\n" || body.isEmpty), "\(host): \(status) \(body)")
             #expect(Date().timeIntervalSince(started) < 3)
+        }
+        // Bytes a proxy sends right behind its reply, in the same segment, reach the client.
+        for host in [Self.socksBannerHost, Self.httpBannerHost] {
+            #expect(lab.run("client", "python3 \(lab.servers) first-line \(host) 22").1 == "banner\n", "\(host)")
         }
         // A proxy that accepts and never answers: the client is reset after the 10 s setup limit.
         let started = Date()
