@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // MARK: C
@@ -69,6 +70,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceProxy",
+            dependencies: ["SluiceNet", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SluiceRules",
             dependencies: ["SluiceConfig", "SluiceNet"],
             swiftSettings: strict
@@ -77,6 +83,7 @@ let package = Package(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
+                "SluiceProxy",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -177,6 +184,11 @@ let package = Package(
         .testTarget(
             name: "SluiceTunTests",
             dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceProxyTests",
+            dependencies: ["SluiceProxy", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -9,6 +9,7 @@ packages=(
     systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
     curl iputils-ping python3 iperf3        # traffic through the TUN in the lab tests and the demo
     dnsmasq-base knot-dnsutils              # upstream DNS servers in tests; kdig against the dns worker
+    microsocks shadowsocks-libev tinyproxy  # upstream proxies (SOCKS5, Shadowsocks ss-server/ss-local, HTTP CONNECT) in the proxy lab tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -21,6 +21,16 @@
   lab-servers.py udp-twice HOST PORT GAP
                                         one socket: a datagram, GAP seconds, another; prints
                                         what each got: "echo", "refused" or "timeout"
+  lab-servers.py udp-source HOST PORT   one datagram to a lab echo; prints the source address
+                                        and port the echo saw ("IP PORT"), or "timeout"
+  lab-servers.py silent HOST PORT       accepts TCP connections and never says a word (a proxy
+                                        that hangs in its handshake)
+  lab-servers.py banner-proxy socks5|http HOST PORT
+                                        a proxy that answers CONNECT and, in the same write,
+                                        the first bytes of the tunnel ("banner\n"), then echoes
+  lab-servers.py first-line HOST PORT   connects and prints the first line it receives
+  lab-servers.py half-close HOST PORT   GET /small, then shutdown(SHUT_WR) before reading: prints
+                                        the body when the whole response still arrives
   lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
                                         SEQUENTIAL one-after-another GET /small, then
                                         CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
@@ -188,6 +198,88 @@ def udp_twice(host, port, gap):
     print(" ".join(results), flush=True)
 
 
+def udp_source(host, port):
+    sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    sock.connect((host, int(port)))
+    sock.settimeout(2)
+    for _ in range(3):
+        sock.send(b"who")
+        try:
+            words = sock.recv(2048).split(b" ")
+            print(words[0].decode(), words[1].decode())
+            return
+        except (socket.timeout, ConnectionRefusedError):
+            continue
+    print("timeout")
+
+
+def silent(host, port):
+    server = socket.socket(family_of(host), socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, int(port)))
+    server.listen(64)
+    held = []
+    while True:
+        held.append(server.accept()[0])
+
+
+def banner_proxy(kind, host, port):
+    server = socket.socket(family_of(host), socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, int(port)))
+    server.listen(64)
+
+    def serve(conn):
+        with conn:
+            if kind == "socks5":
+                conn.recv(3)  # greeting: 5, 1, 0
+                conn.sendall(b"\x05\x00")
+                conn.recv(512)  # the CONNECT request
+                reply = b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+            else:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+            conn.sendall(reply + b"banner\n")
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                conn.sendall(data)
+
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def first_line(host, port):
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    print(data.split(b"\n")[0].decode(errors="replace"))
+
+
+def half_close(host, port):
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET /small HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    print(data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace"), end="")
+
+
 def dns_query(server, name, transport="udp"):
     import random
     import struct
@@ -265,4 +357,9 @@ if __name__ == "__main__":
         "dns-query": dns_query,
         "dns-load": dns_load,
         "udp-twice": udp_twice,
+        "udp-source": udp_source,
+        "silent": silent,
+        "half-close": half_close,
+        "banner-proxy": banner_proxy,
+        "first-line": first_line,
     }[command](*args)

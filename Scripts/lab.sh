@@ -2,7 +2,7 @@
 # A throwaway three-namespace lab for sluice: tests and the demo run in it, never on the
 # host's own network.
 #
-#   LAB=name Scripts/lab.sh up | down | exec ROLE CMD... | pids
+#   LAB=name Scripts/lab.sh up | down | exec ROLE CMD... | spawn ROLE LOG CMD... | pids
 #
 #  $LAB-client                $LAB-router  (sluiced runs here)           $LAB-wan (servers)
 #  eth0 10.77.1.2/24 ───veth─── lan0 10.77.1.1/24                         lo   10.77.200.2/32  "internet host"
@@ -13,6 +13,9 @@
 # threaded; /small, /100m.bin with its sha256 in /100m.sha256), iperf3 on :5201, dnsmasq
 # on 10.77.200.2:53 (*.test -> 10.77.200.2), UDP echo on :7, a second
 # UDP echo on 10.77.200.3:7 (full-cone checks: every echo reports the source it saw).
+# Programs in $LAB-wan resolve names through that dnsmasq (/etc/netns/$LAB-wan/resolv.conf,
+# which `ip netns exec` mounts over /etc/resolv.conf). `spawn` starts one more program in a
+# namespace (a proxy a test needs), its output appended to LOG, and prints its PID.
 # Everything started is recorded by PID in $STATE/pids and ended by PID on `down`.
 set -euo pipefail
 LAB=${LAB:-sllab}
@@ -72,6 +75,9 @@ up() {
         sha256sum "$WWW/100m.bin" | cut -d' ' -f1 >"$WWW/100m.sha256"
     fi
 
+    mkdir -p "/etc/netns/$w"
+    echo "nameserver 10.77.200.2" >"/etc/netns/$w/resolv.conf"
+
     : >"$STATE/pids"
     start_in wan python3 "$here/lab-servers.py" http "$WWW" 80
     start_in wan python3 "$here/lab-servers.py" udp-echo 7
@@ -94,18 +100,28 @@ start_in() {
     echo $! >>"$STATE/pids"
 }
 
+spawn() {
+    local role=$1 log=$2; shift 2
+    setsid ip netns exec "$(ns "$role")" "$@" </dev/null >>"$log" 2>&1 &
+    echo $! >>"$STATE/pids"
+    echo $!
+}
+
 down() {
     if [ -f "$STATE/pids" ]; then
         while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$STATE/pids"
         rm -f "$STATE/pids"
     fi
     for r in client router wan; do ip netns del "$(ns $r)" 2>/dev/null || true; done
+    rm -f "/etc/netns/$(ns wan)/resolv.conf"
+    rmdir "/etc/netns/$(ns wan)" 2>/dev/null || true
 }
 
 case "${1:-}" in
     up) up ;;
     down) down ;;
     exec) shift; role=$1; shift; exec ip netns exec "$(ns "$role")" "$@" ;;
+    spawn) shift; spawn "$@" ;;
     pids) cat "$STATE/pids" 2>/dev/null || true ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

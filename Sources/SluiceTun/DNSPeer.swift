@@ -334,7 +334,12 @@ struct DNSOutbound: Outbound {
     let name = "DNS"
     let peer: DNSPeer
 
-    func openTCP(to destination: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
+    var sendsNames: Bool { false }
+
+    func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan { TCPPlan(hop: .endpoint(target.endpoint)) }
+
+    /// The "connection" is one end of a socket pair (connected at once); a thread serves the other.
+    func connectTCP(to destination: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
         let (ours, theirs) = try UnixSocket.pair(.stream)
         try Descriptors.setNonBlocking(ours.rawValue)
         let session = theirs
@@ -354,7 +359,9 @@ struct DNSOutbound: Outbound {
         return ours
     }
 
-    func openUDP(family: CInt) throws(SystemError) -> OwnedDescriptor {
+    var udpUnsupportedReason: String? { "hijacked UDP DNS never reaches an outbound" }
+
+    func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
         throw SystemError("DNS outbound carries TCP only", errno: EOPNOTSUPP)
     }
 

@@ -252,7 +252,7 @@ final class PacketDispatcher: @unchecked Sendable {
             if !warnedTargets.contains(target) {
                 warnedTargets.insert(target)
                 logger.warning(
-                    "rule target \"\(target)\" is a proxy or group; proxy outbounds are not implemented yet, so its connections are rejected")
+                    "rule target \"\(target)\" is a proxy group; groups are not implemented yet, so its connections are rejected")
             }
             return (.reject, nil)
         }
@@ -291,7 +291,15 @@ final class PacketDispatcher: @unchecked Sendable {
                     destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake)
                 decision = current.rules.decide(metadata)
             }
-            let (disposition, outbound) = disposition(of: decision.target, in: current)
+            var (disposition, outbound) = disposition(of: decision.target, in: current)
+            if let reason = outbound?.udpUnsupportedReason {
+                // mihomo would try the next rule; sluice's rule engine decides once.
+                if !warnedTargets.contains("udp " + decision.target) {
+                    warnedTargets.insert("udp " + decision.target)
+                    logger.warning("UDP matched to \(decision.target) is refused: \(reason)")
+                }
+                (disposition, outbound) = (.reject, nil)
+            }
             route = UDPRoute(
                 table: ObjectIdentifier(current), disposition: disposition, outbound: outbound, name: fake ? host : nil)
             udpRoutes[pair] = route
@@ -308,7 +316,12 @@ final class PacketDispatcher: @unchecked Sendable {
         case .forward:
             guard let outbound = route.outbound else { return }
             let payload = UnsafeRawBufferPointer(udpHeader.payload)
-            if let name = route.name {
+            if let name = route.name, outbound.sendsNames {
+                // A fake destination through a proxy: the name goes to the proxy (no
+                // lookup here), and replies appear to come from the fake address.
+                udp.send(
+                    from: client, to: .name(name, destination.port), seenAs: destination, payload: payload, outbound: outbound)
+            } else if let name = route.name {
                 // A fake destination: send to the name's real address, and let replies
                 // appear to come from the fake one. The first datagrams wait for the
                 // address (sent from the dns peer's thread when it arrives).
@@ -316,13 +329,17 @@ final class PacketDispatcher: @unchecked Sendable {
                 let copy = Array(payload)
                 let later: @Sendable (IPAddress) -> Void = { real in
                     copy.withUnsafeBytes {
-                        udp.send(from: client, to: InetEndpoint(real, destination.port), seenAs: destination, payload: $0, outbound: outbound)
+                        udp.send(
+                            from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: $0,
+                            outbound: outbound)
                     }
                 }
                 guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
-                udp.send(from: client, to: InetEndpoint(real, destination.port), seenAs: destination, payload: payload, outbound: outbound)
+                udp.send(
+                    from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: payload,
+                    outbound: outbound)
             } else {
-                udp.send(from: client, to: destination, payload: payload, outbound: outbound)
+                udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound)
             }
         }
     }
@@ -336,7 +353,12 @@ final class PacketDispatcher: @unchecked Sendable {
         let metadata = ConnectionMetadata(
             network: .icmp, source: ip.source, sourcePort: 0, destination: ip.destination, destinationPort: 0)
         let current = table.withLock { $0 }
-        switch disposition(of: current.rules.decide(metadata).target, in: current).0 {
+        var (disposition, outbound) = disposition(of: current.rules.decide(metadata).target, in: current)
+        if disposition == .forward && !(outbound is DirectOutbound) {
+            // Echo cannot travel through a proxy; answering it here would pretend a path.
+            disposition = .reject
+        }
+        switch disposition {
         case .reject:
             rejected.add(1, ordering: .relaxed)
             // Administratively prohibited: ping reports it immediately.

@@ -2,6 +2,7 @@ import CSluice
 import IPC
 import Logging
 import SluiceNet
+import SluiceProxy
 import SluiceSystem
 import Synchronization
 
@@ -10,16 +11,28 @@ import Glibc
 #endif
 
 /// Accepts the NATed connections on the listeners and relays each to its outbound, on one
-/// epoll thread, kernel to kernel with splice(2).
+/// epoll thread that never blocks.
 ///
-/// Per direction a pipe holds what was read and not yet written; interest masks follow the
-/// pipes (read while the pipe has room, write while it has bytes), so a slow side applies
-/// backpressure instead of growing buffers. EOF on one side becomes shutdown(SHUT_WR) on
-/// the other once its pipe is drained (half-close); a reset or error on one side resets
-/// the other (SO_LINGER 0), so RST propagates both ways.
+/// A connection goes through up to four phases: its first hop's name is resolved (off
+/// this thread, the answer is posted back), the connect completes, a proxy handshake runs
+/// (bytes in, bytes out, driven by non-blocking reads and writes), and then it relays.
+/// Connect and handshake must finish within ``establishTimeout``.
+///
+/// Relaying is kernel to kernel with splice(2) when the outbound leaves the bytes alone
+/// (DIRECT, SOCKS5, HTTP CONNECT): per direction a pipe holds what was read and not yet
+/// written. An outbound that transforms the bytes (Shadowsocks) relays through userspace
+/// buffers instead, with the same bound per direction. Either way interest masks follow
+/// the buffers (read while there is room, write while there are bytes), so a slow side
+/// applies backpressure instead of growing memory. EOF on one side becomes
+/// shutdown(SHUT_WR) on the other once its buffer is drained (half-close); a reset or
+/// error on one side resets the other (SO_LINGER 0), so RST propagates both ways.
 final class TCPRelayLoop: @unchecked Sendable {
-    /// Bytes a pipe may hold; also the splice chunk.
+    /// Bytes a direction may hold; also the splice chunk.
     static let pipeSize = 256 * 1024
+    /// Name lookup, connect and proxy handshake together, at most.
+    static let establishTimeout: UInt64 = 10_000_000_000
+    /// One read in userspace relays and handshakes.
+    static let readChunk = 64 * 1024
 
     private final class Side {
         let socket: OwnedDescriptor
@@ -30,12 +43,22 @@ final class TCPRelayLoop: @unchecked Sendable {
         init(_ socket: OwnedDescriptor) { self.socket = socket }
     }
 
-    /// One direction: bytes read from `from`, waiting in the pipe for `to`.
-    private struct Direction {
-        var pipeRead: OwnedDescriptor
-        var pipeWrite: OwnedDescriptor
+    /// One direction: bytes read from one side, waiting for the other. In a pipe for
+    /// splice, or (with a codec) in a buffer that holds them transformed.
+    private final class Direction {
+        var pipeRead: OwnedDescriptor?
+        var pipeWrite: OwnedDescriptor?
+        var buffer: [UInt8] = []
+        var start = 0
+        /// Bytes held: in the pipe, or `buffer.count - start`.
         var pending = 0
         var bytes: UInt64 = 0
+    }
+
+    private enum Phase {
+        case connecting
+        case handshaking
+        case relaying
     }
 
     private final class Connection {
@@ -44,20 +67,32 @@ final class TCPRelayLoop: @unchecked Sendable {
         let ipv4: Bool
         let client: Side
         let server: Side
-        var connecting = true
-        var up: Direction  // client → server
-        var down: Direction  // server → client
+        var phase = Phase.connecting
+        var handshake: (any ProxyHandshake)?
+        /// Handshake bytes not yet written to the server.
+        var handshakeOut: [UInt8] = []
+        var codec: (any StreamCodec)?
+        let up = Direction()  // client → server
+        let down = Direction()  // server → client
         let label: String
+        let outbound: String
+        /// When connect and handshake must be done (monotonic ns).
+        let deadline: UInt64
 
-        init(id: UInt64, natPort: UInt16, ipv4: Bool, client: Side, server: Side, up: Direction, down: Direction, label: String) {
+        init(
+            id: UInt64, natPort: UInt16, ipv4: Bool, client: Side, server: Side, plan: TCPPlan, label: String,
+            outbound: String, deadline: UInt64
+        ) {
             self.id = id
             self.natPort = natPort
             self.ipv4 = ipv4
             self.client = client
             self.server = server
-            self.up = up
-            self.down = down
+            self.handshake = plan.handshake
+            self.codec = plan.codec
             self.label = label
+            self.outbound = outbound
+            self.deadline = deadline
         }
     }
 
@@ -66,13 +101,13 @@ final class TCPRelayLoop: @unchecked Sendable {
         var destination: InetEndpoint
         var outbound: any Outbound
         var label: String
-        /// Set when `destination` is a fake address: the outbound connects to this name's
-        /// real address (same port), which is looked up first.
+        /// Set when `destination` is a fake address: the name it stands for. DIRECT
+        /// connects to the name's real address (looked up first); proxies are sent the name.
         var name: String?
     }
 
-    /// Resolves a name to real addresses (for fake destinations); the completion may run
-    /// on any thread.
+    /// Resolves a name to real addresses (for fake destinations and proxy servers); the
+    /// completion may run on any thread.
     typealias NameLookup = @Sendable (String, Bool, @escaping @Sendable ([IPAddress], String) -> Void) -> Void
 
     private let poll: EventPoll
@@ -90,6 +125,8 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let lookupName: NameLookup
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
     private let posted = Mutex<[@Sendable () -> Void]>([])
+    /// Reads of userspace relays and handshakes land here (loop thread only).
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
 
     let accepted = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)
@@ -100,7 +137,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// - Parameters:
     ///   - resolve: NAT port + family → where the connection goes (nil: unknown, reset it).
     ///   - finished: the relay for that NAT port ended.
-    ///   - lookupName: real addresses of a fake destination's name.
+    ///   - lookupName: real addresses of a name (a fake destination's, a proxy server's).
     init(
         logger: Logger, resolve: @escaping (UInt16, Bool) -> Route?, finished: @escaping (UInt16, Bool) -> Void,
         lookupName: @escaping NameLookup
@@ -114,6 +151,8 @@ final class TCPRelayLoop: @unchecked Sendable {
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
         spare = try? InetSocket.udp(AF_INET)
     }
+
+    deinit { scratch.deallocate() }
 
     /// Listens on `endpoint` (the TUN's own address) and returns the bound endpoint.
     func listen(on endpoint: InetEndpoint) throws(SystemError) -> InetEndpoint {
@@ -129,6 +168,7 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until ``stop()``.
     func run() {
+        var lastSweep = MonotonicClock.now
         while !stopping.load(ordering: .relaxed) {
             do {
                 try poll.wait(timeoutMilliseconds: 1000) { cookie, events in
@@ -144,6 +184,11 @@ final class TCPRelayLoop: @unchecked Sendable {
                 }
             } catch {
                 logger.error("relay loop: \(error)")
+            }
+            let now = MonotonicClock.now
+            if now - lastSweep >= 1_000_000_000 {
+                lastSweep = now
+                expireEstablishing(now: now)
             }
         }
         for connection in connections.values { close(connection, reset: true) }
@@ -180,37 +225,49 @@ final class TCPRelayLoop: @unchecked Sendable {
                 failed.add(1, ordering: .relaxed)
                 continue
             }
-            if let name = route.name {
-                startResolved(client: client, natPort: peer.port, ipv4: ipv4, route: route, name: name)
-            } else {
-                start(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+            begin(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+        }
+    }
+
+    /// Asks the outbound for its plan and dials the first hop, after resolving it when it
+    /// is a name (off this thread; the client waits, accepted, in the meantime).
+    private func begin(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route) {
+        let deadline = MonotonicClock.now + Self.establishTimeout
+        let plan: TCPPlan
+        do {
+            plan = try route.outbound.planTCP(to: FlowTarget(endpoint: route.destination, name: route.name))
+        } catch {
+            refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): \(route.outbound.name): \(error)")
+            return
+        }
+        switch plan.hop {
+        case .endpoint(let hop):
+            dial(client: client, natPort: natPort, ipv4: ipv4, route: route, plan: plan, hop: hop, deadline: deadline)
+        case .name(let name, let port, let preference):
+            let box = UncheckedBox((client, plan))
+            lookupName(name, preference.prefersIPv6) { [self] addresses, error in
+                post { [self] in
+                    let (client, plan) = box.value
+                    guard let address = preference.pick(addresses) else {
+                        let why = error.isEmpty ? (addresses.isEmpty ? "no address" : "no address of the allowed family") : error
+                        refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): cannot resolve \(name): \(why)")
+                        return
+                    }
+                    dial(
+                        client: client, natPort: natPort, ipv4: ipv4, route: route, plan: plan,
+                        hop: InetEndpoint(address, port), deadline: deadline)
+                }
             }
         }
     }
 
-    /// A connection to a fake address: look up the name's real address (off this thread),
-    /// then start it here. The client waits, accepted, in the meantime.
-    private func startResolved(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route, name: String) {
-        let box = UncheckedBox((client, route))
-        lookupName(name, !ipv4) { [self] addresses, error in
-            post { [self] in
-                let (client, route) = box.value
-                // The client's family first; over TCP either family serves.
-                let address = addresses.first { $0.isIPv4 == ipv4 } ?? addresses.first
-                guard let address else {
-                    logger.info("\(route.label): cannot resolve \(name): \(error.isEmpty ? "no address" : error)")
-                    InetSocket.setResetOnClose(client.rawValue)
-                    client.close()
-                    failed.add(1, ordering: .relaxed)
-                    finished(natPort, ipv4)
-                    return
-                }
-                var resolved = route
-                resolved.destination = InetEndpoint(address, route.destination.port)
-                resolved.name = nil
-                start(client: client, natPort: natPort, ipv4: ipv4, route: resolved)
-            }
-        }
+    /// Resets a client whose connection cannot be made.
+    private func refuse(_ client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, _ message: String) {
+        logger.info("\(message)")
+        InetSocket.setResetOnClose(client.rawValue)
+        client.close()
+        failed.add(1, ordering: .relaxed)
+        finished(natPort, ipv4)
     }
 
     /// Runs `work` on the loop's thread.
@@ -237,31 +294,26 @@ final class TCPRelayLoop: @unchecked Sendable {
         failed.add(1, ordering: .relaxed)
     }
 
-    private func start(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route) {
+    private func dial(
+        client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route, plan: TCPPlan, hop: InetEndpoint,
+        deadline: UInt64
+    ) {
         let server: OwnedDescriptor
-        let up: Direction
-        let down: Direction
         do {
-            server = try route.outbound.openTCP(to: route.destination)
-            up = try Self.makeDirection()
-            down = try Self.makeDirection()
+            server = try route.outbound.connectTCP(to: hop)
         } catch {
-            logger.info("\(route.label): \(route.outbound.name) failed: \(error)")
-            InetSocket.setResetOnClose(client.rawValue)
-            failed.add(1, ordering: .relaxed)
-            finished(natPort, ipv4)
+            refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): \(route.outbound.name) failed: \(error)")
             return
         }
-        _ = try? InetSocket.setOption(client.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
         let id = nextID
         nextID += 2
         let connection = Connection(
-            id: id, natPort: natPort, ipv4: ipv4, client: Side(client), server: Side(server), up: up, down: down,
-            label: route.label)
+            id: id, natPort: natPort, ipv4: ipv4, client: Side(client), server: Side(server), plan: plan,
+            label: route.label, outbound: route.outbound.name, deadline: deadline)
         connections[id] = connection
         active.add(1, ordering: .relaxed)
         do {
-            // Client: nothing until the server connects. Server: writable = connected.
+            // Client: nothing until relaying. Server: writable = connected.
             try poll.add(client.rawValue, [], cookie: id)
             try poll.add(server.rawValue, .writable, cookie: id + 1)
         } catch {
@@ -270,48 +322,184 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
     }
 
-    private static func makeDirection() throws(SystemError) -> Direction {
-        var fds: [CInt] = [-1, -1]
-        try Posix.check("pipe2", csluice_splice_pipe(&fds, CInt(pipeSize)))
-        return Direction(
-            pipeRead: OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]),
-            pipeWrite: OwnedDescriptor(takingOwnershipOfDescriptor: fds[1]))
+    /// Resets connections whose connect or handshake outlived ``establishTimeout``.
+    private func expireEstablishing(now: UInt64) {
+        for c in connections.values where c.phase != .relaying && now > c.deadline {
+            let what = c.phase == .connecting ? "connect" : "proxy handshake"
+            logger.info("\(c.label): \(c.outbound): \(what) timed out")
+            failed.add(1, ordering: .relaxed)
+            close(c, reset: true)
+        }
     }
 
-    // MARK: Relay
+    // MARK: Connect and handshake
 
     private func handle(cookie: UInt64, events: EventPoll.Events) {
         let id = cookie & ~1
         guard let c = connections[id] else { return }
         let isServer = cookie & 1 == 1
-        if c.connecting {
-            guard isServer else { return }
+        if !isServer && c.phase != .relaying {
+            // The client is polled for nothing until relaying, but epoll reports errors and
+            // hangups regardless: a client that gave up meanwhile ends the connection.
+            if events.contains(.error) || events.contains(.hangup) {
+                logger.info("\(c.label): the client went away while \(c.outbound) was being set up")
+                close(c, reset: true)
+            }
+            return
+        }
+        switch c.phase {
+        case .connecting:
             let err = InetSocket.pendingError(c.server.socket.rawValue)
             if err != 0 || events.contains(.error) {
-                logger.info("\(c.label): connect failed: \(SystemError("connect", errno: err == 0 ? ECONNREFUSED : err).reason)")
+                logger.info(
+                    "\(c.label): \(c.outbound): connect failed: \(SystemError("connect", errno: err == 0 ? ECONNREFUSED : err).reason)")
                 failed.add(1, ordering: .relaxed)
                 close(c, reset: true)
                 return
             }
-            c.connecting = false
+            if c.handshake != nil {
+                c.phase = .handshaking
+                guard let step = c.handshake?.start() else { return }
+                apply(step, to: c)
+            } else {
+                startRelaying(c, leftover: [])
+            }
+        case .handshaking:
+            continueHandshake(c)
+        case .relaying:
+            relay(c)
         }
-        // Move what can move in both directions, then set interest from the new state.
-        if !pump(&c.up, from: c.client, to: c.server, connection: c) { return }
-        if !pump(&c.down, from: c.server, to: c.client, connection: c) { return }
-        if (c.client.readClosed && c.up.pending == 0 && c.server.readClosed && c.down.pending == 0) {
+    }
+
+    private func continueHandshake(_ c: Connection) {
+        if !flushHandshake(c) { return }
+        guard c.handshakeOut.isEmpty else { return }
+        let n = csluice_read(c.server.socket.rawValue, scratch.baseAddress, scratch.count)
+        if n == -EAGAIN { return }
+        if n <= 0 {
+            let why = n == 0 ? "the proxy closed the connection" : SystemError("read", errno: Int32(-n)).reason
+            handshakeFailed(c, why)
+            return
+        }
+        guard let step = c.handshake?.receive(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) else { return }
+        apply(step, to: c)
+    }
+
+    private func apply(_ step: HandshakeStep, to c: Connection) {
+        switch step {
+        case .send(let bytes):
+            c.handshakeOut += bytes
+            guard flushHandshake(c) else { return }
+            try? poll.modify(c.server.socket.rawValue, c.handshakeOut.isEmpty ? .readable : .writable, cookie: c.id + 1)
+        case .established(let leftover):
+            c.handshake = nil
+            startRelaying(c, leftover: leftover)
+        case .failed(let reason):
+            handshakeFailed(c, reason)
+        }
+    }
+
+    /// Writes pending handshake bytes; false when the connection was torn down.
+    private func flushHandshake(_ c: Connection) -> Bool {
+        while !c.handshakeOut.isEmpty {
+            let n = c.handshakeOut.withUnsafeBytes { csluice_write(c.server.socket.rawValue, $0.baseAddress, $0.count) }
+            if n == -EAGAIN { return true }
+            if n < 0 {
+                handshakeFailed(c, SystemError("write", errno: Int32(-n)).reason)
+                return false
+            }
+            c.handshakeOut.removeFirst(n)
+        }
+        return true
+    }
+
+    private func handshakeFailed(_ c: Connection, _ reason: String) {
+        logger.info("\(c.label): \(c.outbound): \(reason)")
+        failed.add(1, ordering: .relaxed)
+        close(c, reset: true)
+    }
+
+    /// The tunnel is open: set up the directions, hand over what the proxy sent early,
+    /// and start moving bytes.
+    private func startRelaying(_ c: Connection, leftover: [UInt8]) {
+        c.phase = .relaying
+        if let codec = c.codec {
+            codec.start(into: &c.up.buffer)
+            c.up.pending = c.up.buffer.count
+            if !leftover.isEmpty {
+                // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
+                let decoded = leftover.withUnsafeBytes { bytes in
+                    Result { () throws(StreamCodecError) in try codec.decode(bytes, into: &c.down.buffer) }
+                }
+                if case .failure(let error) = decoded {
+                    handshakeFailed(c, error.description)
+                    return
+                }
+                c.down.pending = c.down.buffer.count
+            }
+        } else {
+            do {
+                try Self.makePipe(c.up)
+                try Self.makePipe(c.down)
+            } catch {
+                handshakeFailed(c, "\(error)")
+                return
+            }
+            if !leftover.isEmpty {
+                // A fresh pipe takes a handshake's leftover (one read) whole.
+                let n = leftover.withUnsafeBytes { csluice_write(c.down.pipeWrite!.rawValue, $0.baseAddress, $0.count) }
+                guard n == leftover.count else {
+                    handshakeFailed(c, "cannot queue the proxy's first bytes")
+                    return
+                }
+                c.down.pending = n
+            }
+        }
+        _ = try? InetSocket.setOption(
+            c.client.socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
+        relay(c)
+    }
+
+    private static func makePipe(_ d: Direction) throws(SystemError) {
+        var fds: [CInt] = [-1, -1]
+        try Posix.check("pipe2", csluice_splice_pipe(&fds, CInt(pipeSize)))
+        d.pipeRead = OwnedDescriptor(takingOwnershipOfDescriptor: fds[0])
+        d.pipeWrite = OwnedDescriptor(takingOwnershipOfDescriptor: fds[1])
+    }
+
+    // MARK: Relay
+
+    /// Moves what can move in both directions, then sets interest from the new state.
+    private func relay(_ c: Connection) {
+        if let codec = c.codec {
+            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { codec.encode($0, into: &$1) }) else { return }
+            guard copy(c.down, from: c.server, to: c.client, connection: c, transform: { (bytes, out) throws(StreamCodecError) in
+                try codec.decode(bytes, into: &out)
+            }) else { return }
+        } else {
+            guard splice(c.up, from: c.client, to: c.server, connection: c) else { return }
+            guard splice(c.down, from: c.server, to: c.client, connection: c) else { return }
+        }
+        if c.client.readClosed && c.up.pending == 0 && c.server.readClosed && c.down.pending == 0 {
             close(c, reset: false)
             return
         }
         updateInterest(c)
     }
 
-    /// Reads from `from` into the pipe and writes the pipe to `to`. Returns false when the
-    /// connection was torn down.
-    private func pump(_ d: inout Direction, from: Side, to: Side, connection c: Connection) -> Bool {
+    private func counted(_ n: Int, _ d: Direction, from: Side, connection c: Connection) {
+        d.bytes += UInt64(n)
+        if from === c.client { bytesUp.add(UInt64(n), ordering: .relaxed) } else { bytesDown.add(UInt64(n), ordering: .relaxed) }
+    }
+
+    /// Reads from `from` into the pipe and splices the pipe to `to`. Returns false when
+    /// the connection was torn down.
+    private func splice(_ d: Direction, from: Side, to: Side, connection c: Connection) -> Bool {
+        guard let pipeWrite = d.pipeWrite?.rawValue, let pipeRead = d.pipeRead?.rawValue else { return false }
         while true {
             var progressed = false
             if !from.readClosed && d.pending < Self.pipeSize {
-                let n = csluice_splice(from.socket.rawValue, d.pipeWrite.rawValue, Self.pipeSize - d.pending, 0)
+                let n = csluice_splice(from.socket.rawValue, pipeWrite, Self.pipeSize - d.pending, 0)
                 if n > 0 {
                     d.pending += n
                     progressed = true
@@ -325,11 +513,72 @@ final class TCPRelayLoop: @unchecked Sendable {
                 }
             }
             if d.pending > 0 {
-                let n = csluice_splice(d.pipeRead.rawValue, to.socket.rawValue, d.pending, 0)
+                let n = csluice_splice(pipeRead, to.socket.rawValue, d.pending, 0)
                 if n > 0 {
                     d.pending -= n
-                    d.bytes += UInt64(n)
-                    if from === c.client { bytesUp.add(UInt64(n), ordering: .relaxed) } else { bytesDown.add(UInt64(n), ordering: .relaxed) }
+                    counted(n, d, from: from, connection: c)
+                    progressed = true
+                } else if n != -EAGAIN {
+                    close(c, reset: true)
+                    return false
+                }
+            }
+            if from.readClosed && d.pending == 0 && !to.writeShut {
+                InetSocket.shutdownWrite(to.socket.rawValue)
+                to.writeShut = true
+            }
+            if !progressed { return true }
+        }
+    }
+
+    /// Reads from `from`, transforms into the direction's buffer and writes the buffer to
+    /// `to`. Reading stops while the buffer holds ``pipeSize`` bytes. Returns false when
+    /// the connection was torn down.
+    private func copy(
+        _ d: Direction, from: Side, to: Side, connection c: Connection,
+        transform: (UnsafeRawBufferPointer, inout [UInt8]) throws(StreamCodecError) -> Void
+    ) -> Bool {
+        while true {
+            var progressed = false
+            if !from.readClosed && d.pending < Self.pipeSize {
+                let n = csluice_read(from.socket.rawValue, scratch.baseAddress, scratch.count)
+                if n > 0 {
+                    do {
+                        try transform(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), &d.buffer)
+                    } catch {
+                        logger.info("\(c.label): \(c.outbound): \(error)")
+                        close(c, reset: true)
+                        return false
+                    }
+                    d.pending = d.buffer.count - d.start
+                    progressed = true
+                } else if n == 0 {
+                    from.readClosed = true
+                    progressed = true
+                    if from === c.server, c.codec?.decodeIncomplete == true {
+                        // The server's stream stopped inside a sealed chunk: not a clean end.
+                        logger.info("\(c.label): \(c.outbound): the server's stream was cut inside a chunk")
+                        close(c, reset: true)
+                        return false
+                    }
+                } else if n != -EAGAIN {
+                    close(c, reset: true)
+                    return false
+                }
+            }
+            if d.pending > 0 {
+                let n = d.buffer.withUnsafeBytes { csluice_write(to.socket.rawValue, $0.baseAddress! + d.start, d.pending) }
+                if n > 0 {
+                    d.start += n
+                    d.pending -= n
+                    if d.pending == 0 {
+                        d.buffer.removeAll(keepingCapacity: true)
+                        d.start = 0
+                    } else if d.start >= Self.pipeSize {
+                        d.buffer.removeFirst(d.start)
+                        d.start = 0
+                    }
+                    counted(n, d, from: from, connection: c)
                     progressed = true
                 } else if n != -EAGAIN {
                     close(c, reset: true)
@@ -366,6 +615,10 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
         c.client.socket.close()
         c.server.socket.close()
+        for d in [c.up, c.down] {
+            d.pipeRead?.close()
+            d.pipeWrite?.close()
+        }
         connections[c.id] = nil
         active.add(-1, ordering: .relaxed)
         finished(c.natPort, c.ipv4)

@@ -32,7 +32,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             if applied.tun != configuration.tun || applied.ipv6 != configuration.ipv6 {
                 return (.restartRequired, "tun section changed")
             }
-            running.dispatcher.table.withLock { $0 = Self.routingTable(configuration, egress: running.egress, logger: logger) }
+            let table = Self.routingTable(configuration, egress: running.egress, resolver: running.resolver, logger: logger)
+            running.dispatcher.table.withLock { $0 = table }
             self.applied = configuration
             return (.applied, running.summary)
         }
@@ -64,23 +65,32 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         running = nil
     }
 
-    /// Outbounds by name: DIRECT, and the config's `direct` proxies (with their own
-    /// interface and mark). `reject` proxies resolve to REJECT in the dispatcher.
-    static func routingTable(_ configuration: SluiceConfiguration, egress: EgressPolicy, logger: Logger) -> RoutingTable {
+    /// Outbounds by name: DIRECT, the config's `direct` proxies (with their own interface,
+    /// mark and ip-version), and its `socks5`, `http` and `ss` proxies. `reject` proxies
+    /// resolve to REJECT in the dispatcher.
+    static func routingTable(
+        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, logger: Logger
+    ) -> RoutingTable {
         var outbounds: [String: any Outbound] = [
-            "DIRECT": DirectOutbound(name: "DIRECT", egress: egress, interfaceName: nil, routingMark: nil)
+            "DIRECT": DirectOutbound(name: "DIRECT", dial: DialSettings(egress: egress))
         ]
         var rules = configuration.rules
         for proxy in configuration.proxies {
             switch proxy.kind {
             case .direct(let direct):
                 outbounds[proxy.name] = DirectOutbound(
-                    name: proxy.name, egress: egress, interfaceName: direct.dial.interfaceName,
-                    routingMark: direct.dial.routingMark)
+                    name: proxy.name, dial: DialSettings(egress: egress, direct.dial), ipVersion: direct.ipVersion,
+                    udp: direct.udp)
             case .reject:
                 for i in rules.indices where rules[i].target == proxy.name { rules[i].target = "REJECT" }
-            default:
-                break
+            case .socks5(let socks):
+                outbounds[proxy.name] = SOCKS5Outbound(
+                    name: proxy.name, config: socks, dial: DialSettings(egress: egress, socks.dial), resolver: resolver)
+            case .http(let http):
+                outbounds[proxy.name] = HTTPOutbound(name: proxy.name, config: http, dial: DialSettings(egress: egress, http.dial))
+            case .shadowsocks(let ss):
+                outbounds[proxy.name] = ShadowsocksOutbound(
+                    name: proxy.name, config: ss, dial: DialSettings(egress: egress, ss.dial), resolver: resolver)
             }
         }
         let engine = RuleEngine(rules: rules, mode: configuration.mode)
@@ -110,13 +120,14 @@ final class RunningDataPlane: @unchecked Sendable {
     let interfaceIndex: Int32
     let summary: String
     let dns: DNSPeer
+    let resolver: NameResolver
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
 
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
-        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, nat: TCPNATTable,
+        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
         markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
@@ -130,6 +141,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.udp = udp
         self.icmp = icmp
         self.dns = dns
+        self.resolver = resolver
         self.nat = nat
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
@@ -198,7 +210,8 @@ final class RunningDataPlane: @unchecked Sendable {
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
-        let table = TunWorkerService.routingTable(configuration, egress: egress, logger: logger)
+        let resolver = NameResolver(dns: dnsPeer)
+        let table = TunWorkerService.routingTable(configuration, egress: egress, resolver: resolver, logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
@@ -207,7 +220,7 @@ final class RunningDataPlane: @unchecked Sendable {
             logger: logger,
             resolve: { port, ipv4 in lookup.withLock { $0 }?.route(natPort: port, ipv4: ipv4) },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
-            lookupName: { name, ipv6, completion in dnsPeer.resolve(name, ipv6: ipv6, completion: completion) })
+            lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) })
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
@@ -228,7 +241,7 @@ final class RunningDataPlane: @unchecked Sendable {
         if autoRoute != nil { summary += ", auto-route" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },

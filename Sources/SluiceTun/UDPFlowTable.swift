@@ -12,10 +12,11 @@ import Glibc
 
 /// UDP through the TUN with endpoint-independent ("full-cone") mapping.
 ///
-/// Each client endpoint (address, port) gets one outbound socket per outbound, used for
-/// every destination it talks to: remote servers all see the same source port, and a reply
-/// from any remote reaches the client with that remote's own address as the source. Flows
-/// idle for `udp-timeout` are closed.
+/// Each client endpoint (address, port) gets one session per outbound (a plain socket for
+/// DIRECT, a proxy's association otherwise), used for every destination it talks to:
+/// remote servers all see the same source port, and a reply from any remote reaches the
+/// client with that remote's own address as the source. Flows idle for `udp-timeout` are
+/// closed.
 final class UDPFlowTable: @unchecked Sendable {
     struct FlowKey: Hashable {
         var client: InetEndpoint
@@ -24,22 +25,34 @@ final class UDPFlowTable: @unchecked Sendable {
 
     final class Flow: @unchecked Sendable {
         let key: FlowKey
-        let socket: OwnedDescriptor
+        let session: any UDPSession
         let cookie: UInt64
         let lastActivity = Atomic<UInt64>(0)
+        /// Set when the session could not be set up: the flow drops datagrams until the
+        /// sweep removes it (a dead proxy is not asked again for every datagram).
+        let failed = Atomic<Bool>(false)
         /// Real remote → the fake endpoint the client addressed it by (fake-IP flows), so
         /// replies come back from the address the client knows.
         let aliases = Mutex<[InetEndpoint: InetEndpoint]>([:])
-        init(key: FlowKey, socket: OwnedDescriptor, cookie: UInt64) {
+        /// Fake-IP flows through a proxy: (name, port) → the fake endpoint the client used.
+        /// The proxy resolves the name, so the remote that answers is learned from the
+        /// first reply on that port (`learned`, not pinned: the name holds the pin).
+        let names = Mutex<(byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint], learned: [InetEndpoint: InetEndpoint])>(
+            ([:], [:], [:]))
+        init(key: FlowKey, session: any UDPSession, cookie: UInt64) {
             self.key = key
-            self.socket = socket
+            self.session = session
             self.cookie = cookie
         }
     }
 
     private let poll: EventPoll
     private let wakeup: OwnedDescriptor
+    /// Cookies go in pairs: even for the session's socket, odd for its control connection.
     private let flows = Mutex<(byKey: [FlowKey: Flow], byCookie: [UInt64: Flow], nextCookie: UInt64)>(([:], [:], 16))
+    /// Flows taken out of the table whose session closes at the next sweep: a sender that
+    /// found the flow just before must not write to a descriptor number reused meanwhile.
+    private let retired = Mutex<[Flow]>([])
     private let stopping = Atomic<Bool>(false)
     private let tun: CInt
     private let logger: Logger
@@ -70,10 +83,11 @@ final class UDPFlowTable: @unchecked Sendable {
 
     /// Sends one client datagram to `destination` through `outbound` (the TUN reader thread,
     /// or the dns peer's for datagrams that waited for a fake name's address).
-    /// `seenAs` is the fake endpoint the client sent to, when `destination` is its real one.
+    /// `seenAs` is the fake endpoint the client sent to, when `destination` is its real
+    /// endpoint or its name.
     func send(
-        from client: InetEndpoint, to destination: InetEndpoint, seenAs: InetEndpoint? = nil, payload: UnsafeRawBufferPointer,
-        outbound: any Outbound
+        from client: InetEndpoint, to destination: DatagramAddress, seenAs: InetEndpoint? = nil,
+        payload: UnsafeRawBufferPointer, outbound: any Outbound
     ) {
         let key = FlowKey(client: client, outbound: outbound.name)
         let now = MonotonicClock.now
@@ -82,7 +96,7 @@ final class UDPFlowTable: @unchecked Sendable {
         // it cannot close a socket between our lookup and our send.
         if let existing = flows.withLock({ s -> Flow? in
             let f = s.byKey[key]
-            f?.lastActivity.store(now, ordering: .relaxed)
+            if let f, !f.failed.load(ordering: .relaxed) { f.lastActivity.store(now, ordering: .relaxed) }
             return f
         }) {
             flow = existing
@@ -93,7 +107,7 @@ final class UDPFlowTable: @unchecked Sendable {
                 return
             }
             do {
-                let socket = try outbound.openUDP(family: client.address.socketFamily)
+                let session = try outbound.openUDP(family: client.address.socketFamily)
                 // Another thread (a datagram that waited for a fake name's address) may
                 // have made this flow meanwhile: use that one.
                 var made = false
@@ -103,39 +117,77 @@ final class UDPFlowTable: @unchecked Sendable {
                         return existing
                     }
                     made = true
-                    let f = Flow(key: key, socket: socket, cookie: s.nextCookie)
+                    let f = Flow(key: key, session: session, cookie: s.nextCookie)
                     f.lastActivity.store(now, ordering: .relaxed)
-                    s.nextCookie += 1
+                    s.nextCookie += 2
                     s.byKey[key] = f
                     s.byCookie[f.cookie] = f
                     return f
                 }
-                if made { try poll.add(socket.rawValue, .readable, cookie: flow.cookie) } else { socket.close() }
+                if made {
+                    let made = flow
+                    session.start { [self] ok, problem in activate(made, ok: ok, problem: problem, outbound: outbound.name) }
+                } else {
+                    session.close()
+                }
             } catch {
                 dropped.add(1, ordering: .relaxed)
                 logger.warning("UDP \(client) -> \(destination): \(outbound.name) failed: \(error)")
                 return
             }
         }
-        if let seenAs {
-            let key = Self.normalized(destination, client: client)
-            let added = flow.aliases.withLock { aliases -> Bool in
+        if flow.failed.load(ordering: .relaxed) {
+            dropped.add(1, ordering: .relaxed)
+            return
+        }
+        if let seenAs { remember(seenAs, for: destination, in: flow) }
+        if flow.session.send(payload, to: destination) {
+            datagramsOut.add(1, ordering: .relaxed)
+        } else {
+            dropped.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Records that the client knows `destination` as the fake endpoint `seenAs`.
+    private func remember(_ seenAs: InetEndpoint, for destination: DatagramAddress, in flow: Flow) {
+        let added: Bool
+        switch destination {
+        case .endpoint(let real):
+            let key = Self.normalized(real, client: flow.key.client)
+            added = flow.aliases.withLock { aliases -> Bool in
                 guard aliases[key] != seenAs else { return false }
                 aliases[key] = seenAs
                 return true
             }
-            // The flow holds the fake address until it expires, so it is not recycled.
-            if added { fakeAddressUse?(seenAs.address, true) }
-        }
-        do {
-            if try InetSocket.send(flow.socket.rawValue, payload, to: destination) {
-                datagramsOut.add(1, ordering: .relaxed)
-            } else {
-                dropped.add(1, ordering: .relaxed)
+        case .name(_, let port):
+            added = flow.names.withLock { n -> Bool in
+                n.recent[port] = seenAs
+                guard n.byName[destination] != seenAs else { return false }
+                n.byName[destination] = seenAs
+                return true
             }
-        } catch {
-            dropped.add(1, ordering: .relaxed)
         }
+        // The flow holds the fake address until it expires, so it is not recycled.
+        if added { fakeAddressUse?(seenAs.address, true) }
+    }
+
+    /// A session finished its setup (any thread): poll its descriptors, or mark the flow
+    /// failed so that the sweep removes it.
+    private func activate(_ flow: Flow, ok: Bool, problem: String, outbound: String) {
+        if ok {
+            do {
+                try poll.add(flow.session.descriptor, .readable, cookie: flow.cookie)
+                if flow.session.controlDescriptor >= 0 {
+                    try poll.add(flow.session.controlDescriptor, .readable, cookie: flow.cookie + 1)
+                }
+                return
+            } catch {
+                logger.warning("UDP \(flow.key.client) via \(outbound): \(error)")
+            }
+        } else {
+            logger.warning("UDP \(flow.key.client) via \(outbound): \(problem)")
+        }
+        flow.failed.store(true, ordering: .relaxed)
     }
 
     /// Receives replies and writes them into the TUN; expires idle flows. Runs until ``stop()``.
@@ -155,8 +207,14 @@ final class UDPFlowTable: @unchecked Sendable {
                         _ = read(wakeup.rawValue, &value, 8)
                         return
                     }
-                    guard let flow = flows.withLock({ $0.byCookie[cookie] }) else { return }
-                    drain(flow, receive: receive, packet: packet)
+                    guard let flow = flows.withLock({ $0.byCookie[cookie & ~1] }) else { return }
+                    if cookie & 1 == 1 {
+                        // The control connection spoke or closed: the association is over.
+                        logger.info("UDP \(flow.key.client) via \(flow.key.outbound): the proxy ended the association")
+                        retire(flow)
+                    } else {
+                        drain(flow, receive: receive, packet: packet)
+                    }
                 }
             } catch {
                 logger.error("UDP loop: \(error)")
@@ -169,30 +227,31 @@ final class UDPFlowTable: @unchecked Sendable {
         }
         flows.withLock { s in
             for flow in s.byKey.values {
-                flow.socket.close()
+                flow.session.close()
                 releaseAliases(flow)
             }
             s = ([:], [:], s.nextCookie)
         }
+        for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
     }
 
     private func drain(_ flow: Flow, receive: UnsafeMutableRawBufferPointer, packet: UnsafeMutableRawBufferPointer) {
         while true {
-            let got: (Int, InetEndpoint)?
-            do {
-                got = try InetSocket.receive(flow.socket.rawValue, into: receive)
-            } catch {
-                // ICMP errors for earlier sends surface here (ECONNREFUSED...); the flow lives on.
+            let range: Range<Int>
+            let from: DatagramAddress
+            switch flow.session.receive(into: receive) {
+            case .empty: return
+            case .skipped: continue
+            case .datagram(let r, let f): (range, from) = (r, f)
+            }
+            flow.lastActivity.store(MonotonicClock.now, ordering: .relaxed)
+            guard let shown = shownSource(from, flow: flow) else {
+                dropped.add(1, ordering: .relaxed)
                 continue
             }
-            guard let (n, remote) = got else { return }
-            flow.lastActivity.store(MonotonicClock.now, ordering: .relaxed)
-            // A v4 remote on a v6 flow socket arrives v4-mapped; answer in the client's family.
-            var shown = Self.normalized(remote, client: flow.key.client)
-            if let alias = flow.aliases.withLock({ $0.isEmpty ? nil : $0[shown] }) { shown = alias }
             let length = PacketBuilder.udp(
                 into: packet, source: shown.address, sourcePort: shown.port, destination: flow.key.client.address,
-                destinationPort: flow.key.client.port, payload: UnsafeRawBufferPointer(rebasing: receive[0..<n]))
+                destinationPort: flow.key.client.port, payload: UnsafeRawBufferPointer(rebasing: receive[range]))
             guard length > 0 else {
                 dropped.add(1, ordering: .relaxed)
                 continue
@@ -202,6 +261,29 @@ final class UDPFlowTable: @unchecked Sendable {
             } else {
                 dropped.add(1, ordering: .relaxed)
             }
+        }
+    }
+
+    /// The source a reply is written into the TUN with: the remote itself in the
+    /// client's family, or the fake endpoint the client knows it by. Nil when a reply
+    /// names a remote the client cannot be shown (a name it never sent to).
+    private func shownSource(_ from: DatagramAddress, flow: Flow) -> InetEndpoint? {
+        switch from {
+        case .endpoint(let remote):
+            // A v4 remote on a v6 flow socket arrives v4-mapped; answer in the client's family.
+            let shown = Self.normalized(remote, client: flow.key.client)
+            if let alias = flow.aliases.withLock({ $0.isEmpty ? nil : $0[shown] }) { return alias }
+            // Through a proxy by name: the first reply from a new remote on a port the
+            // client sent to by name is that name's (the most recent name on the port).
+            return flow.names.withLock { n -> InetEndpoint in
+                if n.recent.isEmpty { return shown }
+                if let learned = n.learned[shown] { return learned }
+                guard let fake = n.recent[shown.port] else { return shown }
+                n.learned[shown] = fake
+                return fake
+            }
+        case .name:
+            return flow.names.withLock { $0.byName[from] }
         }
     }
 
@@ -219,9 +301,30 @@ final class UDPFlowTable: @unchecked Sendable {
         return address
     }
 
+    /// Takes `flow` out of the table now; its session closes at the next sweep.
+    private func retire(_ flow: Flow) {
+        let removed = flows.withLock { s -> Bool in
+            guard s.byCookie[flow.cookie] === flow else { return false }
+            s.byKey[flow.key] = nil
+            s.byCookie[flow.cookie] = nil
+            return true
+        }
+        guard removed else { return }
+        poll.remove(flow.session.descriptor)
+        if flow.session.controlDescriptor >= 0 { poll.remove(flow.session.controlDescriptor) }
+        releaseAliases(flow)
+        retired.withLock { $0.append(flow) }
+    }
+
     private func expire(now: UInt64) {
+        // Sessions retired at the previous sweep close now.
+        for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
         let idle = flows.withLock { s -> [Flow] in
-            let old = s.byKey.values.filter { now - min(now, $0.lastActivity.load(ordering: .relaxed)) > idleTimeout }
+            let old = s.byKey.values.filter {
+                $0.failed.load(ordering: .relaxed)
+                    ? now - min(now, $0.lastActivity.load(ordering: .relaxed)) > 2_000_000_000
+                    : now - min(now, $0.lastActivity.load(ordering: .relaxed)) > idleTimeout
+            }
             for flow in old {
                 s.byKey[flow.key] = nil
                 s.byCookie[flow.cookie] = nil
@@ -229,8 +332,9 @@ final class UDPFlowTable: @unchecked Sendable {
             return old
         }
         for flow in idle {
-            poll.remove(flow.socket.rawValue)
-            flow.socket.close()
+            if flow.session.descriptor >= 0 { poll.remove(flow.session.descriptor) }
+            if flow.session.controlDescriptor >= 0 { poll.remove(flow.session.controlDescriptor) }
+            flow.session.close()
             releaseAliases(flow)
         }
     }
@@ -238,6 +342,7 @@ final class UDPFlowTable: @unchecked Sendable {
     private func releaseAliases(_ flow: Flow) {
         guard let use = fakeAddressUse else { return }
         for fake in flow.aliases.withLock({ $0.values }) { use(fake.address, false) }
+        for fake in flow.names.withLock({ $0.byName.values }) { use(fake.address, false) }
     }
 
     func stop() {

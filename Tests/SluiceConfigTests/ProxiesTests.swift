@@ -23,6 +23,16 @@ struct ProxiesTests {
         #expect(http.headers == [.init(name: "X-A", value: "1")])
     }
 
+    @Test func tlsToProxiesIsAnError() {
+        #expect(
+            TestSupport.messages("proxies:\n  - {name: h, type: http, server: p.example, port: 443, tls: true}\n") == [
+                "t.yaml:2:62: proxies[0].tls: TLS to proxies is not supported by sluice; set tls: false for a plain proxy, or remove proxy \"h\""
+            ])
+        #expect(
+            TestSupport.messages("proxies:\n  - {name: s, type: socks5, server: p.example, port: 1080, tls: true}\n").count == 1)
+        #expect(TestSupport.messages("proxies:\n  - {name: s, type: socks5, server: p.example, port: 1080, tls: false}\n") == [])
+    }
+
     @Test func unsupportedTypesAreLeftOut() {
         let yaml = "proxies:\n  - name: a\n    type: x\n  - {name: hk-1, type: vmess, uuid: u}\n"
         #expect(
