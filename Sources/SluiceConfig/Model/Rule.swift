@@ -103,11 +103,62 @@ public struct RuleProvider: Sendable, Equatable, Codable {
     public var source: Source
     public var behavior: Behavior
     public var format: Format = .yaml
+    /// The entries, read when the configuration was loaded (from the file, the inline payload or an http
+    /// provider's cache file), so that workers never read provider files themselves. Their kind matches
+    /// `behavior`.
+    public var contents: RuleProviderContents
 
-    public init(name: String, source: Source, behavior: Behavior, format: Format = .yaml) {
+    public init(
+        name: String, source: Source, behavior: Behavior, format: Format = .yaml,
+        contents: RuleProviderContents? = nil
+    ) {
         self.name = name
         self.source = source
         self.behavior = behavior
         self.format = format
+        self.contents = contents ?? .empty(behavior)
+    }
+}
+
+/// The loaded entries of a rule provider, one case per behaviour.
+public enum RuleProviderContents: Sendable, Equatable, Codable {
+    /// `behavior: domain`: mihomo's domain syntax (`example.com`, `+.example.com`, `.example.com`, `*` for one label).
+    case domain([DomainPattern])
+    /// `behavior: ipcidr`: destination prefixes.
+    case ipcidr([IPPrefix])
+    /// `behavior: classical`: rules without a target.
+    case classical([ProviderRule])
+
+    /// No entries of the kind `behavior` holds.
+    public static func empty(_ behavior: RuleProvider.Behavior) -> RuleProviderContents {
+        switch behavior {
+        case .domain: return .domain([])
+        case .ipcidr: return .ipcidr([])
+        case .classical: return .classical([])
+        }
+    }
+
+    /// How many entries there are.
+    public var count: Int {
+        switch self {
+        case .domain(let entries): return entries.count
+        case .ipcidr(let entries): return entries.count
+        case .classical(let entries): return entries.count
+        }
+    }
+}
+
+/// One entry of a classical rule provider: `TYPE,PAYLOAD[,no-resolve][,src]`, a rule without a target.
+public struct ProviderRule: Sendable, Equatable, Codable {
+    public var condition: RuleCondition
+    /// Reaching this entry does not resolve the name for an IP condition (`no-resolve`).
+    public var noResolve = false
+    /// IP conditions test the source address (`src`).
+    public var matchSource = false
+
+    public init(condition: RuleCondition, noResolve: Bool = false, matchSource: Bool = false) {
+        self.condition = condition
+        self.noResolve = noResolve
+        self.matchSource = matchSource
     }
 }
