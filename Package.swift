@@ -181,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceRulesTests",
-            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet"],
+            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
