@@ -83,7 +83,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                 break
             }
         }
-        let engine = RuleEngine(rules: rules, mode: configuration.mode)
+        let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: configuration.mode)
         if !engine.unsupportedKinds.isEmpty {
             logger.warning(
                 "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
