@@ -5,128 +5,190 @@ import SluiceNet
 /// a lookup answers the lowest rule index whose condition matches.
 ///
 /// Conditions of indexable kinds go into one index per kind over the whole list (exact names,
-/// the suffix trie, the keyword automaton, a source and a destination prefix trie, MATCH); the
-/// other kinds (regexes, ports, NETWORK, IP-SUFFIX, logical rules) stay in a list in rule order
-/// that is checked only below the best index hit, so first-match order holds across the list:
-/// the answer is the lowest index any structure reports. A RULE-SET rule adds its provider's
-/// entries under its own index.
-struct RuleIndex {
+/// the suffix trie, the keyword automaton, a source and a destination prefix trie, port tables,
+/// NETWORK, MATCH); the other kinds (regexes, IP-SUFFIX, logical rules) are compiled to a
+/// `ConditionProgram` and kept in a list in rule order that is checked only below the best
+/// index hit. So first-match order holds across the whole list: the answer is the lowest index
+/// any structure reports. A RULE-SET rule adds its provider's entries under its own index.
+///
+/// A class with constant properties, built by `Builder`: the lookup reads them in place (no
+/// copies, no exclusivity checks).
+final class RuleIndex: @unchecked Sendable {
     /// A condition checked one at a time.
     struct Entry {
         var index: Int32
-        var condition: RuleCondition
-        var matchSource: Bool
-        /// The condition is a provider's entry, where RULE-SET never matches.
-        var insideProvider: Bool
+        /// The root node in `conditions`.
+        var node: Int32
+        /// The answer may change with the destination addresses.
+        var testsDestination: Bool
     }
 
-    private var exact: [String: Int32] = [:]
-    private var domains = DomainTrie()
-    private var keywords = KeywordAutomaton()
-    private var sources = AddressTrie()
-    private var destinations = AddressTrie()
-    private var matchAll = Int32.max
-    private var entries: [Entry] = []
+    private let exact: [String: Int32]
+    private let domains: DomainTrie
+    private let keywords: KeywordAutomaton
+    private let sources: AddressTrie
+    private let destinations: AddressTrie
+    private let destinationPorts: PortTable
+    private let sourcePorts: PortTable
+    private let tcpLowest: Int32
+    private let udpLowest: Int32
+    private let matchAll: Int32
+    private let entries: [Entry]
+    private let conditions: ConditionProgram
     /// Whether any name index is in use (otherwise a lookup skips the name).
-    private var hasNameIndexes = false
+    private let hasNameIndexes: Bool
 
-    /// Builds the index of `conditions`, each with its rule index (ascending) and `src` flag.
-    init(_ conditions: [(index: Int32, condition: RuleCondition, matchSource: Bool)], program: RuleProgram) {
-        for item in conditions {
-            add(item.condition, index: item.index, matchSource: item.matchSource, program: program, topLevel: true)
+    /// Builds the index of `rules` (ascending rule index, condition, `src`). `set` numbers the nested set that
+    /// answers a RULE-SET inside a logical rule (nil: none, never matches).
+    init(
+        _ rules: [(index: Int32, condition: RuleCondition, matchSource: Bool)], program: RuleProgram,
+        set: (String, Bool) -> Int32?
+    ) {
+        var builder = Builder()
+        for rule in rules {
+            builder.add(
+                rule.condition, index: rule.index, matchSource: rule.matchSource, program: program, set: set, top: true)
         }
-        keywords.finish()
+        builder.keywords.finish()
+        builder.destinationPorts.finish()
+        builder.sourcePorts.finish()
+        exact = builder.exact
+        domains = builder.domains
+        keywords = builder.keywords
+        sources = builder.sources
+        destinations = builder.destinations
+        destinationPorts = builder.destinationPorts
+        sourcePorts = builder.sourcePorts
+        tcpLowest = builder.tcpLowest
+        udpLowest = builder.udpLowest
+        matchAll = builder.matchAll
+        entries = builder.entries
+        conditions = builder.conditions.finish()
         hasNameIndexes = !exact.isEmpty || !domains.isEmpty || !keywords.isEmpty
     }
 
-    private mutating func add(
-        _ c: RuleCondition, index: Int32, matchSource: Bool, program: RuleProgram, topLevel: Bool
-    ) {
-        switch c {
-        case .domain(let name):
-            if exact[name].map({ index < $0 }) ?? true { exact[name] = index }
-        case .domainSuffix(let suffix):
-            domains.insert(suffix, .suffix, index: index)
-        case .domainKeyword(let keyword):
-            keywords.insert(keyword, index: index)
-        case .ipCIDR(let prefix):
-            if matchSource {
+    /// The structures while they are filled.
+    private struct Builder {
+        var exact: [String: Int32] = [:]
+        var domains = DomainTrie()
+        var keywords = KeywordAutomaton()
+        var sources = AddressTrie()
+        var destinations = AddressTrie()
+        var destinationPorts = PortTable()
+        var sourcePorts = PortTable()
+        var tcpLowest = Int32.max
+        var udpLowest = Int32.max
+        var matchAll = Int32.max
+        var entries: [Entry] = []
+        var conditions = ConditionProgram.Builder()
+
+        /// `top`: a rule's own condition (false: a classical provider's entry, where RULE-SET never matches).
+        mutating func add(
+            _ c: RuleCondition, index: Int32, matchSource: Bool, program: RuleProgram, set: (String, Bool) -> Int32?,
+            top: Bool
+        ) {
+            switch c {
+            case .domain(let name):
+                if exact[name].map({ index < $0 }) ?? true { exact[name] = index }
+            case .domainSuffix(let suffix):
+                domains.insert(suffix, .suffix, index: index)
+            case .domainKeyword(let keyword):
+                keywords.insert(keyword, index: index)
+            case .ipCIDR(let prefix):
+                if matchSource {
+                    sources.insert(prefix, index: index)
+                } else {
+                    destinations.insert(prefix, index: index)
+                }
+            case .sourceIPCIDR(let prefix):
                 sources.insert(prefix, index: index)
-            } else {
-                destinations.insert(prefix, index: index)
-            }
-        case .sourceIPCIDR(let prefix):
-            sources.insert(prefix, index: index)
-        case .match:
-            matchAll = min(matchAll, index)
-        case .inboundPort, .processName, .processPath, .uid:
-            break  // never match (yet): nothing to index
-        case .ruleSet(let name):
-            // Inside a provider RULE-SET never matches; a missing provider never matches.
-            guard topLevel, let provider = program.providers[name] else { return }
-            switch provider.contents {
-            case .domain(let patterns):
-                for pattern in patterns { add(pattern, index: index) }
-            case .ipcidr(let prefixes):
-                for prefix in prefixes {
-                    if matchSource {
-                        sources.insert(prefix, index: index)
-                    } else {
-                        destinations.insert(prefix, index: index)
+            case .match:
+                matchAll = min(matchAll, index)
+            case .destinationPort(let ranges):
+                destinationPorts.insert(ranges, index: index)
+            case .sourcePort(let ranges):
+                sourcePorts.insert(ranges, index: index)
+            case .network(.tcp):
+                tcpLowest = min(tcpLowest, index)
+            case .network(.udp):
+                udpLowest = min(udpLowest, index)
+            case .inboundPort, .processName, .processPath, .uid:
+                break  // never match (yet): nothing to index
+            case .ruleSet(let name):
+                // Inside a provider RULE-SET never matches; a missing provider never matches.
+                guard top, let provider = program.providers[name] else { return }
+                switch provider.contents {
+                case .domain(let patterns):
+                    for pattern in patterns { add(pattern, index: index) }
+                case .ipcidr(let prefixes):
+                    for prefix in prefixes {
+                        if matchSource {
+                            sources.insert(prefix, index: index)
+                        } else {
+                            destinations.insert(prefix, index: index)
+                        }
+                    }
+                case .classical(let rules):
+                    for rule in rules {
+                        add(
+                            rule.condition, index: index, matchSource: matchSource || rule.matchSource,
+                            program: program,
+                            set: set, top: false)
                     }
                 }
-            case .classical(let rules):
-                for rule in rules {
-                    add(
-                        rule.condition, index: index, matchSource: matchSource || rule.matchSource, program: program,
-                        topLevel: false)
-                }
+            case .domainRegex, .ipSuffix, .and, .or, .not:
+                let node = conditions.compile(
+                    c, matchSource: matchSource, insideProvider: !top, program: program, set: set)
+                let testsDestination =
+                    !matchSource && RuleProgram.testsDestination(c, providers: program.providersTestingDestination)
+                entries.append(Entry(index: index, node: node, testsDestination: testsDestination))
             }
-        case .domainRegex, .ipSuffix, .sourcePort, .destinationPort, .network, .and, .or, .not:
-            entries.append(Entry(index: index, condition: c, matchSource: matchSource, insideProvider: !topLevel))
         }
-    }
 
-    private mutating func add(_ pattern: DomainPattern, index: Int32) {
-        switch pattern {
-        case .exact(let name):
-            if exact[name].map({ index < $0 }) ?? true { exact[name] = index }
-        case .suffix(let name): domains.insert(name, .suffix, index: index)
-        case .subdomains(let name): domains.insert(name, .subdomains, index: index)
-        case .wildcard(let text):
-            let (kind, body) = WildcardKind.split(text)
-            switch kind {
-            case .exact: domains.insert(body, .exact, index: index)
-            case .suffix: domains.insert(body, .suffix, index: index)
-            case .subdomains: domains.insert(body, .subdomains, index: index)
+        mutating func add(_ pattern: DomainPattern, index: Int32) {
+            switch pattern {
+            case .exact(let name):
+                if exact[name].map({ index < $0 }) ?? true { exact[name] = index }
+            case .suffix(let name): domains.insert(name, .suffix, index: index)
+            case .subdomains(let name): domains.insert(name, .subdomains, index: index)
+            case .wildcard(let text):
+                let (kind, body) = WildcardKind.split(text)
+                switch kind {
+                case .exact: domains.insert(body, .exact, index: index)
+                case .suffix: domains.insert(body, .suffix, index: index)
+                case .subdomains: domains.insert(body, .subdomains, index: index)
+                }
+            case .ruleSet: break
             }
-        case .ruleSet: break
         }
     }
 
     /// The lowest rule index at or above `from` that matches, `Int32.max` for none.
     ///
-    /// - Precondition: no name, source or keyword index entry below `from` matches `input` (the
-    ///   matcher only asks from a later index after a lookup from 0 found nothing earlier); those
-    ///   indexes do not depend on the destination addresses, which are all that changes.
-    func lowestMatch(_ input: MatchInput, from: Int32, _ evaluator: IndexedRuleMatcher) -> Int32 {
+    /// - Parameter sets: the nested sets RULE-SETs inside logical rules name.
+    /// - Parameter settled: list entries below this index that do not test the destination are
+    ///   known not to match (an earlier lookup with other destination addresses checked them).
+    /// - Precondition: no entry of an index that ignores the destination matches below `from`
+    ///   (the matcher only asks from a later index after a lookup from 0 found nothing earlier).
+    func lowestMatch(_ facts: MatchFacts, from: Int32, settled: Int32 = 0, sets: [RuleIndex]) -> Int32 {
         var best = matchAll
-        if hasNameIndexes, let host = input.host {
-            if let hit = exact[host] { best = min(best, hit) }
-            var host = host
-            host.withUTF8 { bytes in
-                let raw = UnsafeRawBufferPointer(bytes)
-                if !domains.isEmpty { best = min(best, domains.lowestMatch(raw)) }
-                if !keywords.isEmpty { best = min(best, keywords.lowestMatch(raw)) }
-            }
+        switch facts.network {
+        case .tcp: best = min(best, tcpLowest)
+        case .udp: best = min(best, udpLowest)
+        case .icmp: break
         }
-        if !sources.isEmpty { best = min(best, sources.lowestMatch(input.source)) }
-        if !destinations.isEmpty {
-            if let first = input.destinations.first {
-                best = min(best, destinations.lowestMatch(first, from: from))
-                for address in input.destinations.more {
-                    best = min(best, destinations.lowestMatch(address, from: from))
-                }
+        if facts.network != .icmp { best = min(best, destinationPorts.lowestMatch(facts.destinationPort)) }
+        best = min(best, sourcePorts.lowestMatch(facts.sourcePort))
+        if hasNameIndexes, let host = facts.host, let name = facts.hostString {
+            if let hit = exact[name] { best = min(best, hit) }
+            if !domains.isEmpty { best = min(best, domains.lowestMatch(host)) }
+            if !keywords.isEmpty { best = min(best, keywords.lowestMatch(host)) }
+        }
+        if !sources.isEmpty { best = min(best, sources.lowestMatch(facts.source)) }
+        if !destinations.isEmpty, let first = facts.destinations.first {
+            best = min(best, destinations.lowestMatch(first, from: from))
+            for address in facts.destinations.more {
+                best = min(best, destinations.lowestMatch(address, from: from))
             }
         }
         // The rest, in rule order, only where they could still win.
@@ -134,13 +196,12 @@ struct RuleIndex {
         while i < entries.count {
             let entry = entries[i]
             if entry.index >= best { break }
-            if evaluator.evaluate(
-                entry.condition, input, matchSource: entry.matchSource, insideProvider: entry.insideProvider)
-            {
+            i += 1
+            if entry.index < settled && !entry.testsDestination { continue }
+            if conditions.matches(entry.node, facts, sets: sets) {
                 best = entry.index
                 break
             }
-            i += 1
         }
         return best
     }
@@ -163,13 +224,14 @@ struct RuleIndex {
 /// it finds a rule before the first resolving rule `r`, that is the answer (the resolver was
 /// never reached). Otherwise nothing before `r` matched, so resolving is what mihomo does next:
 /// the second lookup, from `r` on, tests the resolved addresses; only the destination trie and
-/// the in-order list depend on them, and both honour `from`.
-final class IndexedRuleMatcher: RuleMatching, ConditionEvaluating, @unchecked Sendable {
+/// the list entries that test the destination can answer differently, and only those are
+/// checked again.
+final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
     let program: RuleProgram
     private let index: RuleIndex
-    /// For each provider named by a RULE-SET inside a logical rule, its entries as a set (every entry under index 0),
-    /// with and without `src`.
-    private let nestedSets: [NestedKey: RuleIndex]
+    /// For each provider named by a RULE-SET inside a logical rule (with and without `src`), its entries as a set,
+    /// every entry under index 0.
+    private let nestedSets: [RuleIndex]
 
     private struct NestedKey: Hashable {
         var name: String
@@ -178,44 +240,49 @@ final class IndexedRuleMatcher: RuleMatching, ConditionEvaluating, @unchecked Se
 
     init(_ program: RuleProgram) {
         self.program = program
-        var conditions: [(index: Int32, condition: RuleCondition, matchSource: Bool)] = []
-        conditions.reserveCapacity(program.rules.count)
-        for (i, rule) in program.rules.enumerated() {
-            conditions.append((Int32(i), rule.condition, rule.matchSource))
-        }
-        index = RuleIndex(conditions, program: program)
-
-        // RULE-SETs nested in logical rules are answered by a set per provider.
-        var nested: Set<NestedKey> = []
-        func scan(_ c: RuleCondition, _ matchSource: Bool, nestedLevel: Bool) {
+        var numbers: [NestedKey: Int32] = [:]
+        func scan(_ c: RuleCondition, _ matchSource: Bool, nested: Bool) {
             switch c {
-            case .and(let cs), .or(let cs): cs.forEach { scan($0, matchSource, nestedLevel: true) }
-            case .not(let inner): scan(inner, matchSource, nestedLevel: true)
-            case .ruleSet(let name) where nestedLevel: nested.insert(NestedKey(name: name, matchSource: matchSource))
+            case .and(let cs), .or(let cs): cs.forEach { scan($0, matchSource, nested: true) }
+            case .not(let inner): scan(inner, matchSource, nested: true)
+            case .ruleSet(let name) where nested && program.providers[name] != nil:
+                let key = NestedKey(name: name, matchSource: matchSource)
+                if numbers[key] == nil { numbers[key] = Int32(numbers.count) }
             default: break
             }
         }
-        for rule in program.rules { scan(rule.condition, rule.matchSource, nestedLevel: false) }
-        var sets: [NestedKey: RuleIndex] = [:]
-        for key in nested where program.providers[key.name] != nil {
-            sets[key] = RuleIndex([(0, .ruleSet(key.name), key.matchSource)], program: program)
+        for rule in program.rules { scan(rule.condition, rule.matchSource, nested: false) }
+        var sets = [RuleIndex?](repeating: nil, count: numbers.count)
+        for (key, number) in numbers {
+            // A set is one RULE-SET rule at index 0; inside it RULE-SET never matches, so it needs no sets itself.
+            sets[Int(number)] = RuleIndex([(0, .ruleSet(key.name), key.matchSource)], program: program) { _, _ in nil }
         }
-        nestedSets = sets
+        nestedSets = sets.map { $0! }
+        let nestedNumbers = numbers
+        var rules: [(index: Int32, condition: RuleCondition, matchSource: Bool)] = []
+        rules.reserveCapacity(program.rules.count)
+        for (i, rule) in program.rules.enumerated() { rules.append((Int32(i), rule.condition, rule.matchSource)) }
+        index = RuleIndex(rules, program: program) { nestedNumbers[NestedKey(name: $0, matchSource: $1)] }
     }
 
     func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> Int? {
-        var input = MatchInput(m)
-        var best = index.lowestMatch(input, from: 0, self)
-        let r = program.firstResolving
-        if best >= r, r != .max, let resolve, m.destinationIsFake, let host = m.host, !host.isEmpty {
-            input.destinations = DestinationAddresses(resolve(host))
-            best = index.lowestMatch(input, from: r, self)
-        }
-        return best == .max ? nil : Int(best)
+        guard var host = m.host else { return firstMatch(m, host: nil, resolve: resolve) }
+        return host.withUTF8 { firstMatch(m, host: UnsafeRawBufferPointer($0), resolve: resolve) }
     }
 
-    func ruleSetMatches(_ name: String, _ input: MatchInput, matchSource: Bool) -> Bool {
-        guard let set = nestedSets[NestedKey(name: name, matchSource: matchSource)] else { return false }
-        return set.lowestMatch(input, from: 0, self) != .max
+    private func firstMatch(
+        _ m: ConnectionMetadata, host: UnsafeRawBufferPointer?, resolve: ((String) -> [IPAddress])?
+    ) -> Int? {
+        var facts = MatchFacts(
+            host: host, hostString: m.host, network: m.network, source: RuleEngine.unmapped(m.source),
+            sourcePort: m.sourcePort, destinationPort: m.destinationPort,
+            destinations: DestinationAddresses(m.destinationIsFake ? nil : RuleEngine.unmapped(m.destination)))
+        var best = index.lowestMatch(facts, from: 0, sets: nestedSets)
+        let r = program.firstResolving
+        if best >= r, r != .max, let resolve, m.destinationIsFake, let name = m.host, !name.isEmpty {
+            facts.destinations = DestinationAddresses(resolve(name))
+            best = index.lowestMatch(facts, from: r, settled: best, sets: nestedSets)
+        }
+        return best == .max ? nil : Int(best)
     }
 }

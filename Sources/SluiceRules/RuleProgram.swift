@@ -19,6 +19,9 @@ struct RuleProgram: @unchecked Sendable {
     let resolves: [Bool]
     /// The first rule that resolves, or `Int32.max`.
     let firstResolving: Int32
+    /// For each provider, whether it has an entry that tests the destination address (with or without
+    /// `no-resolve`): what a RULE-SET's answer may depend on.
+    let providersTestingDestination: [String: Bool]
     let unsupportedKinds: Set<String>
 
     init(rules: [Rule], providers: [RuleProvider]) {
@@ -63,17 +66,26 @@ struct RuleProgram: @unchecked Sendable {
         self.regexes = regexes
         self.unsupportedKinds = unsupported
 
+        var testing: [String: Bool] = [:]
         var resolvingProviders: [String: Bool] = [:]
         for (name, provider) in byName {
             switch provider.contents {
-            case .domain: resolvingProviders[name] = false
-            case .ipcidr(let prefixes): resolvingProviders[name] = !prefixes.isEmpty
+            case .domain:
+                resolvingProviders[name] = false
+                testing[name] = false
+            case .ipcidr(let prefixes):
+                resolvingProviders[name] = !prefixes.isEmpty
+                testing[name] = !prefixes.isEmpty
             case .classical(let entries):
                 resolvingProviders[name] = entries.contains {
                     !$0.noResolve && !$0.matchSource && Self.testsDestination($0.condition, providers: [:])
                 }
+                testing[name] = entries.contains {
+                    !$0.matchSource && Self.testsDestination($0.condition, providers: [:])
+                }
             }
         }
+        providersTestingDestination = testing
         let resolves = self.rules.map {
             !$0.noResolve && !$0.matchSource && Self.testsDestination($0.condition, providers: resolvingProviders)
         }

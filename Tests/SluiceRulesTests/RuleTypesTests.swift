@@ -199,14 +199,15 @@ struct RuleTypesTests {
 
     @Test("descriptions are the rule as written (normalised), as before")
     func descriptions() throws {
-        let yaml = Self.providers + """
-            rules:
-              - IP-CIDR6,2001:DB8::/32,REJECT
-              - RULE-SET,nets,REJECT,no-resolve
-              - DST-PORT,80/1000-2000,REJECT
-              - AND,((NETWORK,udp),(NOT,((DOMAIN,Example.com)))),REJECT
+        let yaml =
+            Self.providers + """
+                rules:
+                  - IP-CIDR6,2001:DB8::/32,REJECT
+                  - RULE-SET,nets,REJECT,no-resolve
+                  - DST-PORT,80/1000-2000,REJECT
+                  - AND,((NETWORK,udp),(NOT,((DOMAIN,Example.com)))),REJECT
 
-            """
+                """
         let rules = try #require(ConfigLoader.load(yaml: yaml, fileName: "r.yaml").configuration).rules
         #expect(
             rules.map { RuleEngine.describe($0.condition) } == [
