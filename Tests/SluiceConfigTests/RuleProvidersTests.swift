@@ -51,17 +51,18 @@ struct RuleProvidersTests {
                   - RULE-SET,mixed,DIRECT
                 """,
             files: [
-                "rules/ads.txt": "# ads\n\n+.ads.example\r\n  .track.example  \nexact.example.\n*.cdn.example\nBÜCHER.example\n",
+                "rules/ads.txt":
+                    "# ads\n\n+.ads.example\r\n  .track.example  \nexact.example.\n*.cdn.example\nBÜCHER.example\n",
                 "rules/nets.yaml": "payload:\n  - 10.0.0.0/8\n  - 'fd00::/8'\n  - 192.0.2.1\n",
                 "rules/mixed.yaml": """
-                    payload:
-                      - DOMAIN-SUFFIX,Example.org
-                      - IP-CIDR,198.51.100.0/24,no-resolve
-                      - IP-CIDR6,2001:db8::/32,src
-                      - DOMAIN-REGEX,^a{1,3}\\.b$
-                      - AND,((NETWORK,udp),(DST-PORT,443))
-                      - GEOIP,CN
-                    """,
+                payload:
+                  - DOMAIN-SUFFIX,Example.org
+                  - IP-CIDR,198.51.100.0/24,no-resolve
+                  - IP-CIDR6,2001:db8::/32,src
+                  - DOMAIN-REGEX,^a{1,3}\\.b$
+                  - AND,((NETWORK,udp),(DST-PORT,443))
+                  - GEOIP,CN
+                """,
             ])
         let result = directory.load()
         #expect(
@@ -149,8 +150,12 @@ struct RuleProvidersTests {
             files: ["rules/p.txt": "10.0.0.0/8\n" + lines + "\n"])
         let messages = directory.messages()
         #expect(messages.count == 11)
-        #expect(messages.first == "D/rules/p.txt:2:1: rule-providers.p: expected an IP prefix such as 10.0.0.0/8, got \"bad/0\"")
-        #expect(messages.last == "D/rules/p.txt:26:1: rule-providers.p: 15 more invalid entries in this provider (25 in all)")
+        #expect(
+            messages.first
+                == "D/rules/p.txt:2:1: rule-providers.p: expected an IP prefix such as 10.0.0.0/8, got \"bad/0\"")
+        #expect(
+            messages.last
+                == "D/rules/p.txt:26:1: rule-providers.p: 15 more invalid entries in this provider (25 in all)")
     }
 
     @Test func classicalEntries() throws {
@@ -176,7 +181,8 @@ struct RuleProvidersTests {
                 "t.yaml:9:9: rule-providers.c.payload[3]: RULE-SET cannot be used inside a rule provider",
             ])
         let ok = TestSupport.load(
-            "rule-providers:\n  c: {type: inline, behavior: classical, payload: [\"IP-CIDR,1.2.3.0/24,src,no-resolve\"]}\n")
+            "rule-providers:\n  c: {type: inline, behavior: classical, payload: [\"IP-CIDR,1.2.3.0/24,src,no-resolve\"]}\n"
+        )
         #expect(
             ok.configuration?.ruleProviders.first?.contents
                 == .classical([
@@ -214,7 +220,8 @@ struct RuleProvidersTests {
     }
 
     @Test func contentsSurviveTheConfigPush() throws {
-        let configuration = try #require(ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml")).configuration)
+        let configuration = try #require(
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml")).configuration)
         #expect(configuration.ruleProviders.map(\.contents.count) == [4, 3, 4, 3])
         let decoded = try JSONDecoder().decode(
             SluiceConfiguration.self, from: JSONEncoder().encode(configuration))

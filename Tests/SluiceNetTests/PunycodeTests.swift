@@ -7,14 +7,18 @@ import Testing
 struct PunycodeTests {
     @Test(arguments: [
         // (A) Arabic (Egyptian)
-        ("\u{644}\u{64A}\u{647}\u{645}\u{627}\u{628}\u{62A}\u{643}\u{644}\u{645}\u{648}\u{634}\u{639}\u{631}\u{628}\u{64A}\u{61F}",
-         "egbpdaj6bu4bxfgehfvwxn"),
+        (
+            "\u{644}\u{64A}\u{647}\u{645}\u{627}\u{628}\u{62A}\u{643}\u{644}\u{645}\u{648}\u{634}\u{639}\u{631}\u{628}\u{64A}\u{61F}",
+            "egbpdaj6bu4bxfgehfvwxn"
+        ),
         // (B) Chinese (simplified)
         ("\u{4ED6}\u{4EEC}\u{4E3A}\u{4EC0}\u{4E48}\u{4E0D}\u{8BF4}\u{4E2D}\u{6587}", "ihqwcrb4cv8a8dqg056pqjye"),
         // (I) Russian (Cyrillic), lowercased as in the RFC's note
-        ("\u{43F}\u{43E}\u{447}\u{435}\u{43C}\u{443}\u{436}\u{435}\u{43E}\u{43D}\u{438}\u{43D}\u{435}\u{433}\u{43E}"
-            + "\u{432}\u{43E}\u{440}\u{44F}\u{442}\u{43F}\u{43E}\u{440}\u{443}\u{441}\u{441}\u{43A}\u{438}",
-         "b1abfaaepdrnnbgefbadotcwatmq2g4l"),
+        (
+            "\u{43F}\u{43E}\u{447}\u{435}\u{43C}\u{443}\u{436}\u{435}\u{43E}\u{43D}\u{438}\u{43D}\u{435}\u{433}\u{43E}"
+                + "\u{432}\u{43E}\u{440}\u{44F}\u{442}\u{43F}\u{43E}\u{440}\u{443}\u{441}\u{441}\u{43A}\u{438}",
+            "b1abfaaepdrnnbgefbadotcwatmq2g4l"
+        ),
         // (L) 3<nen>B<gumi><kinpachi><sensei>: case of basic code points is kept
         ("3\u{5E74}B\u{7D44}\u{91D1}\u{516B}\u{5148}\u{751F}", "3B-ww4c5e180e575a65lsy2b"),
         // (Q) <amuro><namie>-with-SUPER-MONKEYS

@@ -77,7 +77,8 @@ extension ConfigurationDecoder {
                 source = .file(path: pathValue)
                 if let behavior {
                     contents = loadProviderFile(
-                        pathValue, pathNode.mark, path, behavior: behavior, format: format, purpose: "rule provider file")
+                        pathValue, pathNode.mark, path, behavior: behavior, format: format,
+                        purpose: "rule provider file")
                 }
             } else if !reader.has("path") {
                 context.error(reader.mark, path, "missing required key \"path\" (file providers read a local file)")
@@ -105,7 +106,9 @@ extension ConfigurationDecoder {
                     }
                 } else if !failed, behavior != nil {
                     let missing =
-                        cache.map { "there is no cache file at \"\($0)\" (download the list there, e.g. curl -fo PATH URL)" }
+                        cache.map {
+                            "there is no cache file at \"\($0)\" (download the list there, e.g. curl -fo PATH URL)"
+                        }
                         ?? "there is no path to a downloaded copy (set path and download the list there)"
                     context.warning(
                         reader.mark, path,
@@ -117,8 +120,7 @@ extension ConfigurationDecoder {
             }
         case .inline?:
             let payload = reader.decode("payload") { context.list($0, $1) { context.string($0, $1) } }
-            if let payload, let behavior, let node = reader.value("payload"), case .sequence(let items) = node.content
-            {
+            if let payload, let behavior, let node = reader.value("payload"), case .sequence(let items) = node.content {
                 let entries = zip(payload, items).enumerated().map { index, pair in
                     ProviderEntry(text: pair.0, mark: pair.1.mark, keyPath: path.key("payload").index(index))
                 }
