@@ -181,6 +181,10 @@ struct IndexedMatcherPropertyTests {
             let linear = RuleEngine(rules: rules, providers: providers, strategy: .linear)
             let indexed = RuleEngine(rules: rules, providers: providers, strategy: .indexed)
             #expect(linear.unsupportedKinds == indexed.unsupportedKinds)
+            // The compact JSON of the config push is lossless for every kind.
+            #expect((try? JSONDecoder().decode([Rule].self, from: JSONEncoder().encode(rules))) == rules)
+            #expect(
+                (try? JSONDecoder().decode([RuleProvider].self, from: JSONEncoder().encode(providers))) == providers)
             for _ in 0..<connections {
                 let m = world.connection()
                 let plain = (linear.decide(m), indexed.decide(m))
