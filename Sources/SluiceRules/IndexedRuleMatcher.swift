@@ -227,7 +227,9 @@ final class RuleIndex: @unchecked Sendable {
 /// the list entries that test the destination can answer differently, and only those are
 /// checked again.
 final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
-    let program: RuleProgram
+    /// The first rule that resolves a fake destination's name (`RuleProgram.firstResolving`). The program itself is
+    /// not kept: its normalised copies are only needed while building.
+    private let firstResolving: Int32
     private let index: RuleIndex
     /// For each provider named by a RULE-SET inside a logical rule (with and without `src`), its entries as a set,
     /// every entry under index 0.
@@ -239,7 +241,7 @@ final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
     }
 
     init(_ program: RuleProgram) {
-        self.program = program
+        firstResolving = program.firstResolving
         var numbers: [NestedKey: Int32] = [:]
         func scan(_ c: RuleCondition, _ matchSource: Bool, nested: Bool) {
             switch c {
@@ -278,7 +280,7 @@ final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
             sourcePort: m.sourcePort, destinationPort: m.destinationPort,
             destinations: DestinationAddresses(m.destinationIsFake ? nil : RuleEngine.unmapped(m.destination)))
         var best = index.lowestMatch(facts, from: 0, sets: nestedSets)
-        let r = program.firstResolving
+        let r = firstResolving
         if best >= r, r != .max, let resolve, m.destinationIsFake, let name = m.host, !name.isEmpty {
             facts.destinations = DestinationAddresses(resolve(name))
             best = index.lowestMatch(facts, from: r, settled: best, sets: nestedSets)
