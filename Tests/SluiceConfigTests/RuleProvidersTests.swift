@@ -143,6 +143,24 @@ struct RuleProvidersTests {
             ])
     }
 
+    @Test func aBrokenProviderGivesNoFollowOnDiagnostics() throws {
+        let directory = try Directory(
+            config: """
+                rule-providers:
+                  p: {type: file, behavior: domain, format: text, path: rules/p.txt}
+                rules:
+                  - RULE-SET,p,REJECT
+                dns:
+                  fake-ip-filter: ["rule-set:p"]
+                """,
+            files: ["rules/p.txt": "a b\n"])
+        #expect(
+            directory.messages().filter { !$0.contains("dns") } == [
+                "D/rules/p.txt:1:1: rule-providers.p: expected a domain such as example.com, +.example.com, "
+                    + ".example.com or *.example.com, got \"a b\""
+            ])
+    }
+
     @Test func manyBadEntriesAreCounted() throws {
         let lines = (0..<25).map { "bad/\($0)" }.joined(separator: "\n")
         let directory = try Directory(

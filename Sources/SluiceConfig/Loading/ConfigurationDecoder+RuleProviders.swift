@@ -14,16 +14,20 @@ extension ConfigurationDecoder {
         for pair in pairs {
             let name = pair.key.scalar?.value ?? ""
             let itemPath = path.key(name)
+            // A provider with errors still counts as defined: the configuration fails on its errors, and rules
+            // naming it need no follow-on "no rule provider" error or "left out" warning.
             guard let reader = context.mapping(pair.value, itemPath) else {
-                table.leftOut.insert(name)  // avoid follow-on "no rule provider" errors
+                table.names.insert(name)
                 continue
             }
             switch decodeRuleProvider(name, reader, itemPath) {
             case .some(.some(let provider)):
                 table.loaded.append(provider)
                 table.names.insert(name)
-            case .some(.none), .none:
+            case .some(.none):
                 table.leftOut.insert(name)
+            case .none:
+                table.names.insert(name)
             }
         }
         return table

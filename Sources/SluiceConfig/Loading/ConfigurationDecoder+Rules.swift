@@ -3,6 +3,7 @@ import SluiceNet
 /// The rule providers that loaded, and the names of those left out (rules using them are skipped).
 struct RuleProviderTable {
     var loaded: [RuleProvider] = []
+    /// Every provider that is defined: loaded, or with errors (the configuration fails on those anyway).
     var names: Set<String> = []
     var leftOut: Set<String> = []
     /// Set while parsing the entries of a classical provider, where RULE-SET cannot appear.
