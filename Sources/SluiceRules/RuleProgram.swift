@@ -44,7 +44,11 @@ struct RuleProgram: @unchecked Sendable {
         func scan(_ c: RuleCondition) {
             switch c {
             case .domainRegex(let pattern):
-                if regexes[pattern] == nil, let regex = try? Regex(pattern) { regexes[pattern] = regex }
+                if regexes[pattern] == nil, let regex = try? Regex(pattern) {
+                    // Swift compiles a regex on its first use; do that now rather than on a connection.
+                    _ = try? regex.firstMatch(in: "")
+                    regexes[pattern] = regex
+                }
             case .and(let cs), .or(let cs): cs.forEach(scan)
             case .not(let inner): scan(inner)
             case .ruleSet(let name):
