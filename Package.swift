@@ -16,6 +16,10 @@ let package = Package(
         .executable(name: "sluice-tun-worker", targets: ["tun-worker"]),
         .executable(name: "sluice-dns-worker", targets: ["dns-worker"]),
         .executable(name: "sluice-keepalive", targets: ["keepalive"]),
+        // For the benchmark packages under Benchmarks/ (a path dependency sees only products).
+        .library(name: "SluiceNet", targets: ["SluiceNet"]),
+        .library(name: "SluiceConfig", targets: ["SluiceConfig"]),
+        .library(name: "SluiceRules", targets: ["SluiceRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -193,7 +197,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceRulesTests",
-            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet"],
+            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

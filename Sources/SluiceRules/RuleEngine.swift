@@ -13,10 +13,12 @@ public struct ConnectionMetadata: Sendable, Equatable {
     public var sourcePort: UInt16
     public var destination: IPAddress
     public var destinationPort: UInt16
-    /// The domain name the client asked for, lowercased, without a trailing dot.
+    /// The domain name the client asked for in ASCII (Punycode) form, lowercased, without a
+    /// trailing dot (the initialiser normalises it so; set it directly only in that form).
     public var host: String?
-    /// The destination is a fake-IP address: IP rules do not apply to it (a domain
-    /// connection's IP rules need the real address: resolution arrives with issue 6).
+    /// The destination is a fake-IP address, not a real one: IP rules do not test it. With a
+    /// resolver (`decide(_:resolve:)`), the first IP rule without `no-resolve` resolves `host`
+    /// and IP rules from there on test the real addresses.
     public var destinationIsFake: Bool
 
     public init(
@@ -49,93 +51,83 @@ public struct RuleDecision: Sendable, Equatable {
 
 /// First-match evaluation of the configuration's rules, with mihomo's semantics.
 ///
-/// Kinds decided from packet facts (IP-CIDR, ports, NETWORK, SRC-*, MATCH, logical
-/// combinations) and from the destination name (DOMAIN*, when a name is known) match now.
-/// Kinds that need data the tun worker does not have yet — RULE-SET contents, process and
-/// UID lookups, IP-SUFFIX — never match, and ``unsupportedKinds`` names them so the
-/// worker can say so once at start (issue 6 brings them, and the indexed matcher).
+/// Kinds decided from packet facts (IP-CIDR, IP-SUFFIX, ports, NETWORK, SRC-*, MATCH, logical
+/// combinations), from the destination name (DOMAIN*, when a name is known) and RULE-SET (with the
+/// providers' loaded contents) match. Kinds that need data the tun worker does not have yet —
+/// process and UID lookups, IN-PORT — never match, and ``unsupportedKinds`` names them so the
+/// worker can say so once at start.
+///
+/// Matching is indexed (``Strategy/indexed``): exact names in a hash table, suffixes in a
+/// reversed-label trie, keywords in an Aho-Corasick automaton, prefixes in a radix trie per
+/// family, the rest checked in order; the answer is the lowest-numbered rule that matches, which
+/// is exactly the first match of the plain loop (``Strategy/linear``, kept as the reference for
+/// tests and benchmarks).
 ///
 /// `@unchecked Sendable`: every stored property is immutable after init; `Regex` is not
 /// marked Sendable, but matching never mutates the compiled program.
 public final class RuleEngine: @unchecked Sendable {
-    public let mode: SluiceConfiguration.Mode
-    private let rules: [Rule]
-    private let regexes: [String: Regex<AnyRegexOutput>]
-    public let unsupportedKinds: Set<String>
-
-    public init(rules: [Rule], mode: SluiceConfiguration.Mode = .rule) {
-        self.rules = rules
-        self.mode = mode
-        var regexes: [String: Regex<AnyRegexOutput>] = [:]
-        var unsupported: Set<String> = []
-        func scan(_ c: RuleCondition) {
-            switch c {
-            case .domainRegex(let pattern): regexes[pattern] = try? Regex(pattern)
-            case .and(let cs), .or(let cs): cs.forEach(scan)
-            case .not(let inner): scan(inner)
-            case .ruleSet: unsupported.insert("RULE-SET")
-            case .processName: unsupported.insert("PROCESS-NAME")
-            case .processPath: unsupported.insert("PROCESS-PATH")
-            case .uid: unsupported.insert("UID")
-            case .ipSuffix: unsupported.insert("IP-SUFFIX")
-            case .inboundPort: unsupported.insert("IN-PORT")
-            default: break
-            }
-        }
-        rules.forEach { scan($0.condition) }
-        self.regexes = regexes
-        self.unsupportedKinds = unsupported
+    /// How rules are matched. Both give the same decisions.
+    public enum Strategy: Sendable {
+        /// Indexes over the whole list: microseconds for any number of rules.
+        case indexed
+        /// One rule after the other: the reference semantics, for tests and benchmarks.
+        case linear
     }
 
-    public convenience init(configuration: SluiceConfiguration) {
-        self.init(rules: configuration.rules, mode: configuration.mode)
+    public let mode: SluiceConfiguration.Mode
+    private let rules: [Rule]
+    private let matcher: any RuleMatching
+    /// Rule kinds that are present but never match (and RULE-SET naming a provider that was not given).
+    public let unsupportedKinds: Set<String>
+
+    /// - Parameter providers: the loaded rule providers that RULE-SET rules name; a RULE-SET whose
+    ///   provider is missing never matches (and is listed in ``unsupportedKinds``).
+    public init(
+        rules: [Rule], providers: [RuleProvider] = [], mode: SluiceConfiguration.Mode = .rule,
+        strategy: Strategy = .indexed
+    ) {
+        self.rules = rules
+        self.mode = mode
+        let program = RuleProgram(rules: rules, providers: providers)
+        switch strategy {
+        case .indexed: matcher = IndexedRuleMatcher(program)
+        case .linear: matcher = LinearRuleMatcher(program)
+        }
+        unsupportedKinds = program.unsupportedKinds
+    }
+
+    public convenience init(configuration: SluiceConfiguration, strategy: Strategy = .indexed) {
+        self.init(
+            rules: configuration.rules, providers: configuration.ruleProviders, mode: configuration.mode,
+            strategy: strategy)
     }
 
     /// The first rule that matches, or DIRECT when none does (mihomo's behaviour without a
-    /// MATCH rule).
+    /// MATCH rule). Never resolves names: on a fake-IP connection, IP rules do not match.
     public func decide(_ m: ConnectionMetadata) -> RuleDecision {
+        decide(m, resolver: nil)
+    }
+
+    /// Like ``decide(_:)``, but when the destination is fake and an IP rule without `no-resolve`
+    /// (IP-CIDR, IP-CIDR6, IP-SUFFIX, or a RULE-SET or logical rule holding one) is reached, calls
+    /// `resolve(host)` — at most once per decision, only then, and only when `m.host` is known —
+    /// and tests that rule and every later IP rule (with or without `no-resolve`, as mihomo does)
+    /// against the addresses it returns: an IP rule matches when any of them is in its prefix. An
+    /// empty answer (resolution failed) matches no IP rule.
+    public func decide(_ m: ConnectionMetadata, resolve: (String) -> [IPAddress]) -> RuleDecision {
+        withoutActuallyEscaping(resolve) { decide(m, resolver: $0) }
+    }
+
+    private func decide(_ m: ConnectionMetadata, resolver: ((String) -> [IPAddress])?) -> RuleDecision {
         switch mode {
         case .direct: return RuleDecision(target: "DIRECT", rule: "mode direct")
         case .global, .rule: break
         }
-        for rule in rules where matches(rule.condition, m, noResolve: rule.noResolve, matchSource: rule.matchSource) {
-            return RuleDecision(target: rule.target, rule: Self.describe(rule.condition))
+        guard let index = matcher.firstMatch(m, resolve: resolver) else {
+            return RuleDecision(target: "DIRECT", rule: "no rule matched")
         }
-        return RuleDecision(target: "DIRECT", rule: "no rule matched")
-    }
-
-    private func matches(_ c: RuleCondition, _ m: ConnectionMetadata, noResolve: Bool, matchSource: Bool) -> Bool {
-        switch c {
-        case .match: return true
-        case .domain(let d): return m.host == Self.normalizedHost(d)
-        case .domainSuffix(let s):
-            guard let host = m.host else { return false }
-            let suffix = Self.normalizedHost(s)
-            return host == suffix || host.hasSuffix("." + suffix)
-        case .domainKeyword(let k):
-            guard let host = m.host else { return false }
-            return host.contains(k.lowercased())
-        case .domainRegex(let pattern):
-            guard let host = m.host, let regex = regexes[pattern] else { return false }
-            return (try? regex.firstMatch(in: host)) != nil
-        case .ipCIDR(let prefix):
-            if matchSource { return prefix.contains(m.source) }
-            guard !m.destinationIsFake else { return false }
-            return prefix.contains(Self.unmapped(m.destination))
-        case .sourceIPCIDR(let prefix): return prefix.contains(Self.unmapped(m.source))
-        case .sourcePort(let ranges): return ranges.contains { $0.contains(m.sourcePort) }
-        case .destinationPort(let ranges):
-            return m.network != .icmp && ranges.contains { $0.contains(m.destinationPort) }
-        case .network(let n):
-            switch n {
-            case .tcp: return m.network == .tcp
-            case .udp: return m.network == .udp
-            }
-        case .and(let cs): return cs.allSatisfy { matches($0, m, noResolve: noResolve, matchSource: matchSource) }
-        case .or(let cs): return cs.contains { matches($0, m, noResolve: noResolve, matchSource: matchSource) }
-        case .not(let inner): return !matches(inner, m, noResolve: noResolve, matchSource: matchSource)
-        case .ipSuffix, .inboundPort, .processName, .processPath, .uid, .ruleSet: return false
-        }
+        let rule = rules[index]
+        return RuleDecision(target: rule.target, rule: Self.describe(rule.condition))
     }
 
     /// `::ffff:1.2.3.4` compares as `1.2.3.4`, as mihomo does.
@@ -144,8 +136,23 @@ public final class RuleEngine: @unchecked Sendable {
         return address
     }
 
+    /// A name as rules compare it: IDNA ToASCII (Punycode for non-ASCII labels), lowercase,
+    /// no trailing dot.
     static func normalizedHost(_ host: String) -> String {
-        var h = host.lowercased()
+        var ascii = true
+        var clean = true
+        for byte in host.utf8 {
+            if byte >= 0x80 { ascii = false }
+            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") { clean = false }
+        }
+        if ascii && clean && host.utf8.last != UInt8(ascii: ".") { return host }
+        var h: String
+        if ascii {
+            h = host.lowercased()
+        } else {
+            // A name that cannot be encoded (a label too long) is still compared consistently: in NFC.
+            h = IDNA.toASCII(host) ?? String(decoding: host.lowercased()._nfcCodeUnits, as: UTF8.self)
+        }
         while h.hasSuffix(".") { h.removeLast() }
         return h
     }
@@ -177,4 +184,11 @@ public final class RuleEngine: @unchecked Sendable {
         case .ruleSet(let n): return "RULE-SET,\(n)"
         }
     }
+}
+
+/// A way of finding the first matching rule; the two strategies implement it.
+protocol RuleMatching: Sendable {
+    /// The index of the first rule that matches `m`, resolving the name through `resolve` as
+    /// ``RuleEngine/decide(_:resolve:)`` describes.
+    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> Int?
 }

@@ -93,7 +93,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                     name: proxy.name, config: ss, dial: DialSettings(egress: egress, ss.dial), resolver: resolver)
             }
         }
-        let engine = RuleEngine(rules: rules, mode: configuration.mode)
+        let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: configuration.mode)
         if !engine.unsupportedKinds.isEmpty {
             logger.warning(
                 "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")

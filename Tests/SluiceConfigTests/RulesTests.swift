@@ -105,12 +105,20 @@ struct RulesTests {
         let messages = TestSupport.messages(yaml)
         #expect(
             messages == [
+                "t.yaml:2:57: rule-providers.f.path: cannot open the rule provider file \"/etc/sluice/f.txt\": "
+                    + "No such file or directory (errno 2)",
                 "t.yaml:3:6: rule-providers.h: missing required key \"url\"",
                 "t.yaml:4:68: rule-providers.i.payload[1]: unknown rule type \"BOGUS\"",
                 "t.yaml:5:13: rule-providers.j.type: expected one of file, http, inline; got \"ftp\"",
             ])
         let ok = try #require(
-            TestSupport.load("rule-providers:\n  f: {type: file, behavior: domain, path: a.txt}\n").configuration)
-        #expect(ok.ruleProviders == [RuleProvider(name: "f", source: .file(path: "a.txt"), behavior: .domain)])
+            TestSupport.load("rule-providers:\n  i: {type: inline, behavior: domain, payload: [+.a.com]}\n")
+                .configuration)
+        #expect(
+            ok.ruleProviders == [
+                RuleProvider(
+                    name: "i", source: .inline(payload: ["+.a.com"]), behavior: .domain,
+                    contents: .domain([.suffix("a.com")]))
+            ])
     }
 }

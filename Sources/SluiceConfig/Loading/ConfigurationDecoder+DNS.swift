@@ -174,8 +174,17 @@ extension ConfigurationDecoder {
 }
 
 extension Substring {
-    /// The text without leading and trailing spaces and tabs.
+    /// The text without leading and trailing spaces and tabs. (Index arithmetic, not `reversed()`: every rule
+    /// line comes through here, and a 100,000-rule config spent most of its load time in the generic version.)
     var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+        var start = startIndex
+        var end = endIndex
+        while start < end, self[start] == " " || self[start] == "\t" { start = index(after: start) }
+        while end > start {
+            let before = index(before: end)
+            guard self[before] == " " || self[before] == "\t" else { break }
+            end = before
+        }
+        return String(self[start..<end])
     }
 }

@@ -3,8 +3,11 @@ import SluiceNet
 /// The rule providers that loaded, and the names of those left out (rules using them are skipped).
 struct RuleProviderTable {
     var loaded: [RuleProvider] = []
+    /// Every provider that is defined: loaded, or with errors (the configuration fails on those anyway).
     var names: Set<String> = []
     var leftOut: Set<String> = []
+    /// Set while parsing the entries of a classical provider, where RULE-SET cannot appear.
+    var insideProvider = false
 }
 
 /// Why a rule (or a part of a logical rule) could not be used.
@@ -178,6 +181,7 @@ extension ConfigurationDecoder {
             let ranges = try Self.ranges(type, payload, limit: UInt32.max)
             return .uid(ranges.map { UIDRange(UInt32($0.lowerBound), UInt32($0.upperBound)) })
         case "RULE-SET":
+            if providers.insideProvider { throw .invalid("RULE-SET cannot be used inside a rule provider") }
             let name = try nonEmpty()
             if providers.leftOut.contains(name) {
                 throw .skipped("rule provider \"\(name)\" was left out; rule skipped")
@@ -283,148 +287,5 @@ extension ConfigurationDecoder {
             result.append(lower...upper)
         }
         return result
-    }
-
-    // MARK: rule-providers
-
-    func decodeRuleProviders(_ node: YAMLNode, _ path: String) -> RuleProviderTable {
-        var table = RuleProviderTable()
-        guard case .mapping(let pairs) = node.content else {
-            context.error(node.mark, path, "expected a mapping of provider names to settings, got \(node.kindName)")
-            return table
-        }
-        for pair in pairs {
-            let name = pair.key.scalar?.value ?? ""
-            let itemPath = path.key(name)
-            guard let reader = context.mapping(pair.value, itemPath) else {
-                table.leftOut.insert(name)  // avoid follow-on "no rule provider" errors
-                continue
-            }
-            if let provider = decodeRuleProvider(name, reader, itemPath) {
-                if case .some(let provider) = provider {
-                    table.loaded.append(provider)
-                    table.names.insert(name)
-                } else {
-                    table.leftOut.insert(name)
-                }
-            } else {
-                table.leftOut.insert(name)
-            }
-        }
-        return table
-    }
-
-    /// nil: error reported; `.some(nil)`: left out with a warning.
-    private func decodeRuleProvider(_ name: String, _ reader: MappingReader, _ path: String) -> RuleProvider?? {
-        var failed = false
-        func required(_ key: String) -> YAMLNode? {
-            guard let node = reader.value(key) else {
-                context.error(reader.mark, path, "missing required key \"\(key)\"")
-                failed = true
-                return nil
-            }
-            return node
-        }
-        let typeNode = required("type")
-        let behaviorNode = required("behavior")
-        let type = typeNode.flatMap { context.choice($0, path.key("type"), [ProviderType.file, .http, .inline]) }
-        let behavior = behaviorNode.flatMap {
-            context.choice($0, path.key("behavior"), [RuleProvider.Behavior.domain, .ipcidr, .classical])
-        }
-        var format = RuleProvider.Format.yaml
-        if let formatNode = reader.value("format"), let text = context.string(formatNode, path.key("format")) {
-            if text == "mrs" {
-                context.warning(
-                    formatNode.mark, path.key("format"),
-                    "the mrs format is not supported by sluice; provider \"\(name)\" left out and rules using it skipped"
-                )
-                return .some(nil)
-            }
-            guard let known = RuleProvider.Format(rawValue: text) else {
-                context.error(
-                    formatNode.mark, path.key("format"),
-                    "expected one of yaml, text; got \(DecodingContext.got(formatNode))")
-                return nil
-            }
-            format = known
-        }
-        var pathValue: String?
-        reader.string("path", into: &pathValue)
-        var interval = 0
-        reader.int("interval", 0...86400 * 365, into: &interval)
-        reader.ignore(["proxy", "size-limit"])
-        var source: RuleProvider.Source?
-        switch type {
-        case .file?:
-            if let pathValue {
-                source = .file(path: pathValue)
-            } else if !reader.has("path") {
-                context.error(reader.mark, path, "missing required key \"path\" (file providers read a local file)")
-            }
-        case .http?:
-            var url: String?
-            if let urlNode = required("url"), let text = context.string(urlNode, path.key("url")) {
-                if text.hasPrefix("http://") || text.hasPrefix("https://") {
-                    url = text
-                } else {
-                    context.error(
-                        urlNode.mark, path.key("url"),
-                        "expected an http:// or https:// URL, got \(DecodingContext.got(urlNode))")
-                }
-            }
-            if let url { source = .http(url: url, path: pathValue, interval: interval) }
-        case .inline?:
-            let payload = reader.decode("payload") { context.list($0, $1) { context.string($0, $1) } }
-            if let payload, let behavior {
-                validatePayload(payload, behavior: behavior, reader.value("payload"), path.key("payload"))
-                source = .inline(payload: payload)
-            } else if !reader.has("payload") {
-                context.error(reader.mark, path, "missing required key \"payload\" (inline providers list their rules)")
-            }
-        case nil:
-            break
-        }
-        reader.finish()
-        guard !failed, let source, let behavior else { return nil }
-        return .some(RuleProvider(name: name, source: source, behavior: behavior, format: format))
-    }
-
-    /// Checks inline payload entries against the provider's behaviour.
-    private func validatePayload(
-        _ payload: [String], behavior: RuleProvider.Behavior, _ node: YAMLNode?, _ path: String
-    ) {
-        guard let node, case .sequence(let items) = node.content else { return }
-        for (index, entry) in payload.enumerated() where index < items.count {
-            let item = items[index]
-            let itemPath = path.index(index)
-            switch behavior {
-            case .domain:
-                _ = domainPattern(entry, item, itemPath, allowRuleSet: false)
-            case .ipcidr:
-                if IPPrefix(entry) == nil {
-                    context.error(item.mark, itemPath, "expected an IP prefix, got \(DecodingContext.quote(entry))")
-                }
-            case .classical:
-                do throws(RuleProblem) {
-                    let fields = try Self.splitTopLevel(Substring(entry))
-                    guard fields.count >= 2 else {
-                        throw .invalid("expected TYPE,PAYLOAD, got \(DecodingContext.quote(entry))")
-                    }
-                    _ = try parseCondition(
-                        type: fields[0].uppercased(), payload: fields[1], providers: RuleProviderTable(),
-                        depth: 0)
-                } catch {
-                    switch error {
-                    case .invalid(let message): context.error(item.mark, itemPath, message)
-                    case .skipped(let message): context.warning(item.mark, itemPath, message)
-                    }
-                }
-            }
-        }
-    }
-
-    /// The `type` of a rule provider.
-    enum ProviderType: String {
-        case file, http, inline
     }
 }

@@ -6,6 +6,8 @@ import SluiceNet
 /// DNS), so that references can be checked against what actually loaded.
 struct ConfigurationDecoder {
     let context: DecodingContext
+    /// The configuration file's directory: relative rule provider paths start here.
+    var baseDirectory = "."
 
     /// Top-level mihomo keys sluice recognises but does not implement; each gets a warning, never an error,
     /// so that a mihomo config loads unchanged.
@@ -166,14 +168,31 @@ struct ConfigurationDecoder {
     /// Validates a mihomo domain pattern: `example.com`, `*.lan`, `+.example.com`, `.example.com`, and (where
     /// allowed) `rule-set:NAME`, whose provider existence the caller checks.
     func domainPattern(_ text: String, _ node: YAMLNode, _ path: String, allowRuleSet: Bool) -> DomainPattern? {
+        domainPattern(text, node.mark, path, allowRuleSet: allowRuleSet)
+    }
+
+    func domainPattern(_ text: String, _ mark: SourceMark, _ path: String, allowRuleSet: Bool) -> DomainPattern? {
         if allowRuleSet, text.hasPrefix("rule-set:") {
             let name = String(text.dropFirst("rule-set:".count))
             if name.isEmpty {
-                context.error(node.mark, path, "rule-set: needs the name of a rule provider")
+                context.error(mark, path, "rule-set: needs the name of a rule provider")
                 return nil
             }
             return .ruleSet(name)
         }
+        guard let pattern = Self.parseDomainPattern(text) else {
+            let forms =
+                allowRuleSet
+                ? "example.com, *.lan, +.example.com, .example.com or rule-set:NAME"
+                : "example.com, *.lan, +.example.com or .example.com"
+            context.error(mark, path, "expected a domain pattern such as \(forms), got \(DecodingContext.quote(text))")
+            return nil
+        }
+        return pattern
+    }
+
+    /// A domain pattern (not `rule-set:`), lowercased; nil when it is not one.
+    static func parseDomainPattern(_ text: String) -> DomainPattern? {
         let lower = text.lowercased()
         var body = Substring(lower)
         var kind = 0  // 0 exact, 1 suffix (+.), 2 subdomains (.)
@@ -205,15 +224,7 @@ struct ConfigurationDecoder {
                 }
             }
         }
-        guard valid else {
-            let forms =
-                allowRuleSet
-                ? "example.com, *.lan, +.example.com, .example.com or rule-set:NAME"
-                : "example.com, *.lan, +.example.com or .example.com"
-            context.error(
-                node.mark, path, "expected a domain pattern such as \(forms), got \(DecodingContext.quote(text))")
-            return nil
-        }
+        guard valid else { return nil }
         switch kind {
         case 1: return hasWildcard ? .wildcard("+." + body) : .suffix(String(body))
         case 2: return hasWildcard ? .wildcard("." + body) : .subdomains(String(body))
