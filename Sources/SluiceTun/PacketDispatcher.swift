@@ -16,11 +16,33 @@ import Glibc
 final class RoutingTable: Sendable {
     let rules: RuleEngine
     let outbounds: [String: any Outbound]
+    /// `proxy-groups`; nil without any.
+    let groups: ProxyGroups?
+    /// Names of `reject` proxies (a group member may name one).
+    let rejectNames: Set<String>
 
-    init(rules: RuleEngine, outbounds: [String: any Outbound]) {
+    init(rules: RuleEngine, outbounds: [String: any Outbound], groups: ProxyGroups? = nil, rejectNames: Set<String> = []) {
         self.rules = rules
         self.outbounds = outbounds
+        self.groups = groups
+        self.rejectNames = rejectNames
     }
+
+    /// The rules' decision with groups followed down to the proxy or built-in that carries
+    /// the flow (`key`: the destination's name or address, for load balancing). The rule
+    /// text keeps the group: `[MATCH → Proxy] ss1`.
+    func settle(_ decision: RuleDecision, key: String, source: String) -> RuleDecision {
+        guard let groups, groups.contains(decision.target) else {
+            return rejectNames.contains(decision.target) ? RuleDecision(target: "REJECT", rule: decision.rule) : decision
+        }
+        guard let leaf = groups.resolve(decision.target, key: key, source: source) else {
+            return RuleDecision(target: "REJECT", rule: "\(decision.rule) → \(decision.target) (groups in a cycle)")
+        }
+        return RuleDecision(target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)")
+    }
+
+    /// Cached UDP routes are valid while this is unchanged (and the table is the same).
+    var groupGeneration: UInt64 { groups?.generation.load(ordering: .relaxed) ?? 0 }
 }
 
 /// Reads packets from the TUN and hands each to its path: TCP is NATed to the local
@@ -40,6 +62,7 @@ final class PacketDispatcher: @unchecked Sendable {
     private let udp: UDPFlowTable
     private let icmp: ICMPForwarder
     private let dns: DNSPeer
+    private let resolver: NameResolver
     let table: Mutex<RoutingTable>
     private let v4: StackAddresses?
     private let v6: StackAddresses?
@@ -53,6 +76,7 @@ final class PacketDispatcher: @unchecked Sendable {
 
     private struct UDPRoute {
         var table: ObjectIdentifier
+        var groupGeneration: UInt64
         var disposition: Disposition
         var outbound: (any Outbound)?
         /// The name behind a fake destination, whose real address the datagrams go to.
@@ -74,9 +98,10 @@ final class PacketDispatcher: @unchecked Sendable {
 
     init(
         tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
-        icmp: ICMPForwarder, dns: DNSPeer, table: RoutingTable, logger: Logger
+        icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, table: RoutingTable, logger: Logger
     ) {
         self.dns = dns
+        self.resolver = resolver
         self.tun = tun
         self.bufferSize = max(mtu, 1500) + 64
         self.v4 = v4
@@ -189,7 +214,12 @@ final class PacketDispatcher: @unchecked Sendable {
                 network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
                 destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
             let current = table.withLock { $0 }
-            let decision = hijacked ? RuleDecision(target: "DNS", rule: "dns-hijack") : current.rules.decide(metadata)
+            let decision =
+                hijacked
+                ? RuleDecision(target: "DNS", rule: "dns-hijack")
+                : current.settle(
+                    current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
+                    source: ip.source.description)
             switch disposition(of: decision.target, in: current).0 {
             case .reject:
                 logger.info("\(label) [\(decision.rule)] REJECT")
@@ -242,6 +272,15 @@ final class PacketDispatcher: @unchecked Sendable {
 
     /// What a rule target means in `table`: forward (with its outbound), reject or drop.
     /// Reader thread only (it remembers which unknown targets it warned about).
+    /// IP rules on a fake-IP flow test the name's real addresses (unless `no-resolve`), as
+    /// mihomo does: the engine asks at most once per decision, only when such a rule is
+    /// reached. The reader thread waits for the dns worker (its cache answers repeats at
+    /// once; a first lookup costs an upstream round trip, during which other packets wait)
+    /// at most 150 ms; without an answer the IP rules do not match. `no-resolve` avoids it.
+    private var resolveForRules: (String) -> [IPAddress] {
+        { [resolver] name in resolver.resolveBlocking(name, ipv6: false, timeoutMilliseconds: 150).0 }
+    }
+
     private func disposition(of target: String, in table: RoutingTable) -> (Disposition, (any Outbound)?) {
         switch target {
         case "REJECT": return (.reject, nil)
@@ -252,7 +291,7 @@ final class PacketDispatcher: @unchecked Sendable {
             if !warnedTargets.contains(target) {
                 warnedTargets.insert(target)
                 logger.warning(
-                    "rule target \"\(target)\" is a proxy group; groups are not implemented yet, so its connections are rejected")
+                    "rule target \"\(target)\" names no proxy or group; its connections are rejected")
             }
             return (.reject, nil)
         }
@@ -274,7 +313,9 @@ final class PacketDispatcher: @unchecked Sendable {
         let pair = UDPPair(client: client, destination: destination)
         let current = table.withLock { $0 }
         let route: UDPRoute
-        if let cached = udpRoutes[pair], cached.table == ObjectIdentifier(current) {
+        if let cached = udpRoutes[pair], cached.table == ObjectIdentifier(current),
+            cached.groupGeneration == current.groupGeneration
+        {
             route = cached
         } else {
             let fake = dns.isFake(ip.destination)
@@ -289,7 +330,9 @@ final class PacketDispatcher: @unchecked Sendable {
                 let metadata = ConnectionMetadata(
                     network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
                     destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake)
-                decision = current.rules.decide(metadata)
+                decision = current.settle(
+                    current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
+                    source: ip.source.description)
             }
             var (disposition, outbound) = disposition(of: decision.target, in: current)
             if let reason = outbound?.udpUnsupportedReason {
@@ -301,7 +344,8 @@ final class PacketDispatcher: @unchecked Sendable {
                 (disposition, outbound) = (.reject, nil)
             }
             route = UDPRoute(
-                table: ObjectIdentifier(current), disposition: disposition, outbound: outbound, name: fake ? host : nil)
+                table: ObjectIdentifier(current), groupGeneration: current.groupGeneration, disposition: disposition,
+                outbound: outbound, name: fake ? host : nil)
             udpRoutes[pair] = route
             logger.info("\(label) [\(decision.rule)] \(decision.target)")
         }
@@ -353,7 +397,8 @@ final class PacketDispatcher: @unchecked Sendable {
         let metadata = ConnectionMetadata(
             network: .icmp, source: ip.source, sourcePort: 0, destination: ip.destination, destinationPort: 0)
         let current = table.withLock { $0 }
-        var (disposition, outbound) = disposition(of: current.rules.decide(metadata).target, in: current)
+        let decision = current.settle(current.rules.decide(metadata), key: ip.destination.description, source: ip.source.description)
+        var (disposition, outbound) = disposition(of: decision.target, in: current)
         if disposition == .forward && !(outbound is DirectOutbound) {
             // Echo cannot travel through a proxy; answering it here would pretend a path.
             disposition = .reject

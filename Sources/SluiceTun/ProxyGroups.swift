@@ -51,6 +51,9 @@ public final class ProxyGroups: @unchecked Sendable {
 
     private let state: Mutex<[String: Group]>
     private let order: [String]
+    /// The `proxy-groups` section this state was made from (a reload with the same section
+    /// keeps the state, health included).
+    public let configuration: [ProxyGroup]
     private let storePath: String?
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
@@ -61,6 +64,7 @@ public final class ProxyGroups: @unchecked Sendable {
     public init(_ groups: [ProxyGroup], storePath: String?, logger: Logger) {
         self.storePath = storePath
         self.logger = logger
+        configuration = groups
         order = groups.map(\.name)
         let stored = storePath.flatMap(Self.load) ?? [:]
         var state: [String: Group] = [:]

@@ -32,8 +32,11 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             if applied.tun != configuration.tun || applied.ipv6 != configuration.ipv6 {
                 return (.restartRequired, "tun section changed")
             }
-            let table = Self.routingTable(configuration, egress: running.egress, resolver: running.resolver, logger: logger)
-            running.dispatcher.table.withLock { $0 = table }
+            let table = Self.routingTable(
+                configuration, egress: running.egress, resolver: running.resolver,
+                previous: running.dispatcher.table.withLock { $0 }, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
+                logger: logger)
+            running.install(table)
             self.applied = configuration
             return (.applied, running.summary)
         }
@@ -60,6 +63,34 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         running?.dns.attach(channel)
     }
 
+    /// `sluiced select` and the group state for `sluiced status`.
+    public func answer(_ request: Message) -> Message? {
+        let groups = running?.dispatcher.table.withLock { $0.groups }
+        switch request {
+        case .groupStatusRequest:
+            return Self.groupStatus(groups)
+        case .select(let select):
+            guard let groups else {
+                return .error(ErrorReport(code: .rejected, message: "no proxy groups are configured (proxy-groups is empty, or the TUN is off)"))
+            }
+            do {
+                try groups.select(select.group, select.member)
+            } catch {
+                return .error(ErrorReport(code: .rejected, message: error.description))
+            }
+            return Self.groupStatus(groups)
+        default:
+            return nil
+        }
+    }
+
+    static func groupStatus(_ groups: ProxyGroups?) -> Message {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let document = (try? encoder.encode(groups?.status ?? [])) ?? Data("[]".utf8)
+        return .groupStatus(document: Array(document))
+    }
+
     public func shutdown(graceMilliseconds: UInt32) {
         running?.stop()
         running = nil
@@ -69,7 +100,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     /// mark and ip-version), and its `socks5`, `http` and `ss` proxies. `reject` proxies
     /// resolve to REJECT in the dispatcher.
     static func routingTable(
-        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, logger: Logger
+        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, previous: RoutingTable? = nil,
+        stateDirectory: String? = nil, logger: Logger
     ) -> RoutingTable {
         var outbounds: [String: any Outbound] = [
             "DIRECT": DirectOutbound(name: "DIRECT", dial: DialSettings(egress: egress))
@@ -93,12 +125,26 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                     name: proxy.name, config: ss, dial: DialSettings(egress: egress, ss.dial), resolver: resolver)
             }
         }
+        let rejectNames = Set(configuration.proxies.compactMap { proxy -> String? in
+            if case .reject = proxy.kind { return proxy.name }
+            return nil
+        })
+        // Groups keep their state (choices, health) across a reload that leaves them alone.
+        var groups: ProxyGroups?
+        if !configuration.proxyGroups.isEmpty {
+            if let old = previous?.groups, old.configuration == configuration.proxyGroups {
+                groups = old
+            } else {
+                let store = configuration.profile.storeSelected ? stateDirectory.map { "\($0)/selected.json" } : nil
+                groups = ProxyGroups(configuration.proxyGroups, storePath: store, logger: logger)
+            }
+        }
         let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: configuration.mode)
         if !engine.unsupportedKinds.isEmpty {
             logger.warning(
                 "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
         }
-        return RoutingTable(rules: engine, outbounds: outbounds)
+        return RoutingTable(rules: engine, outbounds: outbounds, groups: groups, rejectNames: rejectNames)
     }
 }
 
@@ -211,7 +257,8 @@ final class RunningDataPlane: @unchecked Sendable {
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
         let resolver = NameResolver(dns: dnsPeer)
-        let table = TunWorkerService.routingTable(configuration, egress: egress, resolver: resolver, logger: logger)
+        let table = TunWorkerService.routingTable(
+            configuration, egress: egress, resolver: resolver, stateDirectory: stateDirectory, logger: logger)
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
@@ -234,7 +281,7 @@ final class RunningDataPlane: @unchecked Sendable {
         let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
             tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
-            dns: dnsPeer, table: table, logger: logger)
+            dns: dnsPeer, resolver: resolver, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
@@ -250,6 +297,7 @@ final class RunningDataPlane: @unchecked Sendable {
             try OSThread.start(name: "tun-read") { dispatcher.run() },
         ]
         plane.threads.append(try OSThread.start(name: "tun-watch") { plane.watchRouting(followEgress: tun.autoDetectInterface) })
+        plane.startHealthChecks(table.groups)
         logger.info("data plane up: \(summary)")
         return plane
     }
@@ -326,8 +374,42 @@ final class RunningDataPlane: @unchecked Sendable {
         ]
     }
 
+    /// Puts a new routing table in place (reload); a new set of proxy groups gets its own
+    /// health checks and the old one's stop.
+    func install(_ table: RoutingTable) {
+        let old = dispatcher.table.withLock { current in
+            defer { current = table }
+            return current
+        }
+        if old.groups !== table.groups {
+            old.groups?.stop()
+            startHealthChecks(table.groups)
+        }
+    }
+
+    /// Health checks of `groups` on a thread of their own (detached: a check in progress
+    /// may take up to its timeout; stopping the groups ends the loop after it).
+    func startHealthChecks(_ groups: ProxyGroups?) {
+        guard let groups, groups.needsHealthChecks else { return }
+        let dispatcher = self.dispatcher
+        let resolver = self.resolver
+        do {
+            try OSThread.detached(name: "tun-health") {
+                groups.runHealthChecks { member, url, timeout in
+                    let table = dispatcher.table.withLock { $0 }
+                    let leaf = groups.contains(member) ? groups.resolve(member, key: "health-check") : member
+                    guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return nil }
+                    return HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver)
+                }
+            }
+        } catch {
+            logger.error("cannot start proxy-group health checks: \(error); fallback and url-test groups keep their first member")
+        }
+    }
+
     /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.
     func stop() {
+        dispatcher.table.withLock { $0.groups?.stop() }
         stopping.store(true, ordering: .relaxed)
         dispatcher.stop()
         dns.detach()
