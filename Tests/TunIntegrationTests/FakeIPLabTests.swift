@@ -44,7 +44,13 @@ struct FakeIPLabTests {
 
     @Test("curl by name: DOMAIN-SUFFIX decides on the fake address's name; DIRECT reaches the real host; UDP too")
     func routedByName() throws {
-        let lab = try Self.start(Self.config(range: "198.18.0.1/16", rules: ["DOMAIN-SUFFIX,blocked.test,REJECT"]))
+        let lab = try Self.start(
+            Self.config(
+                range: "198.18.0.1/16",
+                rules: [
+                    "DOMAIN-SUFFIX,blocked.test,REJECT", "DOMAIN,a.test,DIRECT", "DOMAIN,udp.test,DIRECT",
+                    "IP-CIDR,10.77.200.2/32,REJECT",
+                ]))
         defer { lab.stop() }
         let a = Self.resolve(lab, "a.test")
         #expect(a.hasPrefix("198.18."), "a.test: \(a)")
@@ -57,7 +63,13 @@ struct FakeIPLabTests {
         let (status, _) = lab.run("client", "curl -sS -m 5 --resolve www.blocked.test:80:\(blocked) http://www.blocked.test/small")
         #expect(status == 7, "REJECT by name: connection refused at once")
         #expect(lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT"))
-        #expect(lab.harness.log.contains("(a.test) [MATCH] DIRECT"))
+        #expect(lab.harness.log.contains("(a.test) [DOMAIN,a.test] DIRECT"))
+        // An IP rule without no-resolve on a fake-IP connection tests the name's real address
+        // (10.77.200.2 for every *.test name), as mihomo does.
+        let byIP = Self.resolve(lab, "by-ip.test")
+        let (refused, _) = lab.run("client", "curl -sS -m 5 http://\(byIP)/small")
+        #expect(refused == 7)
+        #expect(lab.harness.log.contains("(by-ip.test) [IP-CIDR,10.77.200.2/32] REJECT"))
         // UDP to a fake address: the first datagram waits for the real address, the reply
         // comes back from the fake one (a connected socket accepts only that).
         let u = Self.resolve(lab, "udp.test")

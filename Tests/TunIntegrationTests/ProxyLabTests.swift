@@ -55,19 +55,19 @@ struct ProxyLabTests {
               - {name: web, type: http, server: 10.77.200.2, port: 8080, username: alice, password: secret}
               - {name: nope, type: reject}
             rules:
-              - IP-CIDR,\(socksHost)/32,socks
-              - IP-CIDR,\(ss128Host)/32,ss128
-              - IP-CIDR,\(ss128Second)/32,ss128
-              - IP-CIDR,\(ss256Host)/32,ss256
-              - IP-CIDR,\(chachaHost)/32,chacha
-              - IP-CIDR,\(httpHost)/32,web
-              - IP-CIDR,\(rejectHost)/32,nope
-              - IP-CIDR,\(socksUDPHost)/32,socks-udp
-              - IP-CIDR,\(badPasswordHost)/32,socks-bad
-              - IP-CIDR,\(deadProxyHost)/32,dead
-              - IP-CIDR,\(silentProxyHost)/32,silent
-              - IP-CIDR,\(socksBannerHost)/32,socks-banner
-              - IP-CIDR,\(httpBannerHost)/32,http-banner
+              - IP-CIDR,\(socksHost)/32,socks,no-resolve
+              - IP-CIDR,\(ss128Host)/32,ss128,no-resolve
+              - IP-CIDR,\(ss128Second)/32,ss128,no-resolve
+              - IP-CIDR,\(ss256Host)/32,ss256,no-resolve
+              - IP-CIDR,\(chachaHost)/32,chacha,no-resolve
+              - IP-CIDR,\(httpHost)/32,web,no-resolve
+              - IP-CIDR,\(rejectHost)/32,nope,no-resolve
+              - IP-CIDR,\(socksUDPHost)/32,socks-udp,no-resolve
+              - IP-CIDR,\(badPasswordHost)/32,socks-bad,no-resolve
+              - IP-CIDR,\(deadProxyHost)/32,dead,no-resolve
+              - IP-CIDR,\(silentProxyHost)/32,silent,no-resolve
+              - IP-CIDR,\(socksBannerHost)/32,socks-banner,no-resolve
+              - IP-CIDR,\(httpBannerHost)/32,http-banner,no-resolve
               - DOMAIN-SUFFIX,viasocks.test,socks
               - DOMAIN-SUFFIX,viass.test,chacha
               - DOMAIN-SUFFIX,viaweb.test,web
@@ -188,7 +188,7 @@ struct ProxyLabTests {
             }
         }
         let log = lab.harness.log
-        #expect(log.contains("-> \(Self.socksHost):80 [IP-CIDR,\(Self.socksHost)/32] socks"))
+        #expect(log.contains("-> \(Self.socksHost):80 [IP-CIDR,\(Self.socksHost)/32] socks"), "the rule text in the log")
         #expect(log.contains("-> 10.77.200.2:80 [MATCH] DIRECT"))
 
         // REJECT by a `reject` proxy: refused at once.
