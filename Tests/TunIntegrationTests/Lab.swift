@@ -12,13 +12,36 @@ final class Lab {
 
     let name: String
     let harness: SluicedHarness
+    /// Held from init to ``stop()``: one lab at a time, across suites (which Swift Testing
+    /// runs in parallel) and processes. Labs move 100 MiB files and thousands of
+    /// connections and some check timings; side by side on two cores they starve each
+    /// other's servers into timeouts that say nothing about sluice.
+    private var turn: CInt
 
     /// Brings the lab up; ``start()`` runs sluiced in `<name>-router` with `config` (YAML).
     init(config: String, name: String = #function) throws {
         self.name = "l\(getpid() % 10000)\(UInt8.random(in: 0...255))"
-        harness = try SluicedHarness(config: config, name: name)
+        let lock = open("/tmp/sluice-lab.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if lock >= 0 { flock(lock, LOCK_EX) }
+        turn = lock
+        do {
+            harness = try SluicedHarness(config: config, name: name)
+        } catch {
+            Self.release(lock)
+            throw error
+        }
         let (status, output) = Lab.shell("LAB=\(self.name) bash \(Lab.packageRoot)/Scripts/lab.sh up")
-        guard status == 0 else { throw LabError("lab up failed: \(output)") }
+        guard status == 0 else {
+            harness.stop()
+            Self.release(lock)
+            throw LabError("lab up failed: \(output)")
+        }
+    }
+
+    private static func release(_ lock: CInt) {
+        guard lock >= 0 else { return }
+        flock(lock, LOCK_UN)
+        close(lock)
     }
 
     func start(launcher: [String] = []) throws {
@@ -31,6 +54,8 @@ final class Lab {
     func stop() {
         harness.stop()
         _ = Lab.shell("LAB=\(name) bash \(Lab.packageRoot)/Scripts/lab.sh down")
+        Self.release(turn)
+        turn = -1  // stop() may run twice (a helper's cleanup, then the test's defer)
     }
 
     /// Runs a shell command inside the lab namespace `role` (client, router, wan).
