@@ -11,6 +11,7 @@ struct MatchFacts {
     var source: IPAddress
     var sourcePort: UInt16
     var destinationPort: UInt16
+    var uid: UInt32?
     var destinations: DestinationAddresses
 }
 
@@ -40,6 +41,8 @@ final class ConditionProgram: @unchecked Sendable {
         case not
         /// `a`: the nested set's number in the matcher.
         case ruleSet
+        /// `a`, `b`: start and count in `uids`.
+        case uid
     }
 
     struct Node {
@@ -55,6 +58,7 @@ final class ConditionProgram: @unchecked Sendable {
         fileprivate var byteList: [UInt8] = []
         fileprivate var prefixList: [IPPrefix] = []
         fileprivate var portList: [PortRange] = []
+        fileprivate var uidList: [UIDRange] = []
         fileprivate var regexes: [Regex<AnyRegexOutput>] = []
 
         init() {}
@@ -67,6 +71,7 @@ final class ConditionProgram: @unchecked Sendable {
     private let bytes: UnsafeMutableBufferPointer<UInt8>
     private let prefixes: UnsafeMutableBufferPointer<IPPrefix>
     private let ports: UnsafeMutableBufferPointer<PortRange>
+    private let uids: UnsafeMutableBufferPointer<UIDRange>
 
     fileprivate init(_ builder: Builder) {
         func copy<T>(_ list: [T]) -> UnsafeMutableBufferPointer<T> {
@@ -79,6 +84,7 @@ final class ConditionProgram: @unchecked Sendable {
         bytes = copy(builder.byteList)
         prefixes = copy(builder.prefixList)
         ports = copy(builder.portList)
+        uids = copy(builder.uidList)
         regexes = builder.regexes
     }
 
@@ -88,6 +94,7 @@ final class ConditionProgram: @unchecked Sendable {
         bytes.deallocate()
         prefixes.deallocate()
         ports.deallocate()
+        uids.deallocate()
     }
 
 }
@@ -159,7 +166,11 @@ extension ConditionProgram.Builder {
         case .ruleSet(let name):
             guard !insideProvider, let number = set(name, matchSource) else { return add(.never) }
             return add(.ruleSet, number)
-        case .inboundPort, .processName, .processPath, .uid: return add(.never)
+        case .uid(let ranges):
+            let start = Int32(uidList.count)
+            uidList.append(contentsOf: ranges)
+            return add(.uid, start, Int32(ranges.count))
+        case .inboundPort, .processName, .processPath: return add(.never)
         }
     }
 
@@ -225,6 +236,10 @@ extension ConditionProgram {
             return !matches(node.a, facts, sets: sets)
         case .ruleSet:
             return sets[Int(node.a)].lowestMatch(facts, from: 0, sets: []) != .max
+        case .uid:
+            guard let uid = facts.uid else { return false }
+            for i in Int(node.a)..<Int(node.a + node.b) where uids[i].lower <= uid && uid <= uids[i].upper { return true }
+            return false
         }
     }
 

@@ -20,11 +20,15 @@ public struct ConnectionMetadata: Sendable, Equatable {
     /// resolver (`decide(_:resolve:)`), the first IP rule without `no-resolve` resolves `host`
     /// and IP rules from there on test the real addresses.
     public var destinationIsFake: Bool
+    /// The owner of the local socket that opened the flow (`UID` rules); nil for flows from
+    /// other machines (gateway mode) or when the kernel's socket table has no such socket.
+    public var uid: UInt32?
 
     public init(
         network: Network, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
-        host: String? = nil, destinationIsFake: Bool = false
+        host: String? = nil, destinationIsFake: Bool = false, uid: UInt32? = nil
     ) {
+        self.uid = uid
         self.network = network
         self.source = source
         self.sourcePort = sourcePort
@@ -54,7 +58,7 @@ public struct RuleDecision: Sendable, Equatable {
 /// Kinds decided from packet facts (IP-CIDR, IP-SUFFIX, ports, NETWORK, SRC-*, MATCH, logical
 /// combinations), from the destination name (DOMAIN*, when a name is known) and RULE-SET (with the
 /// providers' loaded contents) match. Kinds that need data the tun worker does not have yet —
-/// process and UID lookups, IN-PORT — never match, and ``unsupportedKinds`` names them so the
+/// process lookups, IN-PORT — never match, and ``unsupportedKinds`` names them so the
 /// worker can say so once at start.
 ///
 /// Matching is indexed (``Strategy/indexed``): exact names in a hash table, suffixes in a
@@ -79,6 +83,8 @@ public final class RuleEngine: @unchecked Sendable {
     private let matcher: any RuleMatching
     /// Rule kinds that are present but never match (and RULE-SET naming a provider that was not given).
     public let unsupportedKinds: Set<String>
+    /// Whether any rule tests `uid`: only then is the owner of a flow's socket looked up.
+    public let usesUID: Bool
 
     /// - Parameter providers: the loaded rule providers that RULE-SET rules name; a RULE-SET whose
     ///   provider is missing never matches (and is listed in ``unsupportedKinds``).
@@ -94,6 +100,7 @@ public final class RuleEngine: @unchecked Sendable {
         case .linear: matcher = LinearRuleMatcher(program)
         }
         unsupportedKinds = program.unsupportedKinds
+        usesUID = program.usesUID
     }
 
     public convenience init(configuration: SluiceConfiguration, strategy: Strategy = .indexed) {
@@ -177,7 +184,8 @@ public final class RuleEngine: @unchecked Sendable {
         case .network(let n): return "NETWORK,\(n.rawValue.uppercased())"
         case .processName(let n): return "PROCESS-NAME,\(n)"
         case .processPath(let n): return "PROCESS-PATH,\(n)"
-        case .uid: return "UID"
+        case .uid(let ranges):
+            return "UID," + ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(separator: "/")
         case .and(let cs): return "AND,(" + cs.map { "(\(describe($0)))" }.joined(separator: ",") + ")"
         case .or(let cs): return "OR,(" + cs.map { "(\(describe($0)))" }.joined(separator: ",") + ")"
         case .not(let inner): return "NOT,((\(describe(inner))))"

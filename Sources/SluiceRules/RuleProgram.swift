@@ -23,6 +23,8 @@ struct RuleProgram: @unchecked Sendable {
     /// `no-resolve`): what a RULE-SET's answer may depend on.
     let providersTestingDestination: [String: Bool]
     let unsupportedKinds: Set<String>
+    /// Some rule (or classical provider entry) tests the flow's `uid`.
+    let usesUID: Bool
 
     init(rules: [Rule], providers: [RuleProvider]) {
         var byName: [String: RuleProvider] = [:]
@@ -41,8 +43,10 @@ struct RuleProgram: @unchecked Sendable {
         var regexes: [String: Regex<AnyRegexOutput>] = [:]
         var unsupported: Set<String> = []
         var scannedProviders: Set<String> = []
+        var usesUID = false
         func scan(_ c: RuleCondition) {
             switch c {
+            case .uid: usesUID = true
             case .domainRegex(let pattern):
                 if regexes[pattern] == nil, let regex = try? Regex(pattern) {
                     // Swift compiles a regex on its first use; do that now rather than on a connection.
@@ -61,7 +65,6 @@ struct RuleProgram: @unchecked Sendable {
                 }
             case .processName: unsupported.insert("PROCESS-NAME")
             case .processPath: unsupported.insert("PROCESS-PATH")
-            case .uid: unsupported.insert("UID")
             case .inboundPort: unsupported.insert("IN-PORT")
             default: break
             }
@@ -69,6 +72,7 @@ struct RuleProgram: @unchecked Sendable {
         self.rules.forEach { scan($0.condition) }
         self.regexes = regexes
         self.unsupportedKinds = unsupported
+        self.usesUID = usesUID
 
         var testing: [String: Bool] = [:]
         var resolvingProviders: [String: Bool] = [:]
@@ -202,9 +206,11 @@ struct MatchInput {
     let source: IPAddress
     let sourcePort: UInt16
     let destinationPort: UInt16
+    let uid: UInt32?
     var destinations: DestinationAddresses
 
     init(_ m: ConnectionMetadata) {
+        uid = m.uid
         network = m.network
         host = m.host
         source = RuleEngine.unmapped(m.source)
@@ -265,7 +271,10 @@ extension ConditionEvaluating {
             return !evaluate(inner, input, matchSource: matchSource, insideProvider: insideProvider)
         case .ruleSet(let name):
             return !insideProvider && ruleSetMatches(name, input, matchSource: matchSource)
-        case .inboundPort, .processName, .processPath, .uid: return false
+        case .uid(let ranges):
+            guard let uid = input.uid else { return false }
+            return ranges.contains { $0.lower <= uid && uid <= $0.upper }
+        case .inboundPort, .processName, .processPath: return false
         }
     }
 }

@@ -37,11 +37,12 @@ struct RuleTypesTests {
         var port: UInt16 = 443
         var host: String?
         var fake = false
+        var uid: UInt32?
 
         var metadata: ConnectionMetadata {
             ConnectionMetadata(
                 network: network, source: IPAddress(source)!, sourcePort: sourcePort,
-                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake)
+                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake, uid: uid)
         }
 
         var description: String {
@@ -174,7 +175,13 @@ struct RuleTypesTests {
         // Not implemented yet: never match
         ("PROCESS-NAME,curl", Conn(), false),
         ("PROCESS-PATH,/usr/bin/curl", Conn(), false),
+        // UID: the local socket's owner; flows without one (gateway mode) never match
         ("UID,0-65535", Conn(), false),
+        ("UID,1000", Conn(uid: 1000), true),
+        ("UID,1000", Conn(uid: 1001), false),
+        ("UID,0-999", Conn(uid: 0), true),
+        ("UID,1000-1999", Conn(uid: 1999), true),
+        ("UID,1000-1999", Conn(uid: 2000), false),
         ("IN-PORT,443", Conn(), false),
         // MATCH
         ("MATCH", Conn(network: .icmp), true),
@@ -222,9 +229,9 @@ struct RuleTypesTests {
             ConfigLoader.load(
                 yaml: Self.providers + "rules:\n  - RULE-SET,cls,REJECT\n  - UID,1000,REJECT\n", fileName: "u.yaml"
             ).configuration)
-        #expect(RuleEngine(configuration: configuration).unsupportedKinds == ["PROCESS-NAME", "UID"])
+        #expect(RuleEngine(configuration: configuration).unsupportedKinds == ["PROCESS-NAME"])
         let withoutProviders = RuleEngine(rules: configuration.rules)
-        #expect(withoutProviders.unsupportedKinds == ["RULE-SET", "UID"])
+        #expect(withoutProviders.unsupportedKinds == ["RULE-SET"])
         #expect(withoutProviders.decide(Self.host("www.cls.example").metadata).target == "DIRECT")
     }
 }

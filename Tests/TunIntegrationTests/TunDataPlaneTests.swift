@@ -98,6 +98,22 @@ struct TunDataPlaneTests {
         #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["icmp.replies"] ?? 0) >= 3 })
     }
 
+    @Test("UID rules: local traffic is decided by the owner of its socket; forwarded traffic has none")
+    func uidRules() throws {
+        let config = Lab.config.replacingOccurrences(of: "  - MATCH,DIRECT", with: "  - UID,65534,REJECT\n  - MATCH,DIRECT")
+        let lab = try Lab(config: config)
+        defer { lab.stop() }
+        try lab.start()
+        let asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+        let (refused, _) = lab.run("router", "\(asNobody) curl -sS -m 5 http://10.77.200.2/small")
+        #expect(refused == 7, "nobody's connection is refused by UID,65534")
+        let udp = lab.run("router", "\(asNobody) /usr/bin/python3 \(lab.servers) udp-twice 10.77.200.2 7 0.1").1
+        #expect(udp == "refused refused\n", "\(udp)")
+        #expect(lab.run("router", "curl -sS -m 5 http://10.77.200.2/small").1 == "ok\n", "root's is not")
+        #expect(lab.run("client", "curl -sS -m 5 http://10.77.200.2/small").1 == "ok\n", "forwarded traffic has no local owner")
+        #expect(lab.harness.log.contains("[UID,65534] REJECT"))
+    }
+
     @Test("REJECT gives the client a fast refusal (RST, ICMP unreachable), not a timeout")
     func rejectIsFast() throws {
         let lab = try Lab(config: Lab.config)

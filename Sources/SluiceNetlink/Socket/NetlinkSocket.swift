@@ -31,11 +31,15 @@ final class NetlinkSocket {
     private var lastSequence: UInt32 = 0
 
     /// Opens and binds the socket, joining the multicast `groups` (`RTNLGRP_*` numbers).
-    init(groups: [UInt32] = [], nonBlocking: Bool = false) throws(SystemError) {
+    /// `netlinkProtocol`: NETLINK_ROUTE (rtnetlink) unless another family is asked for
+    /// (NETLINK_SOCK_DIAG for ``SocketOwners``).
+    init(groups: [UInt32] = [], nonBlocking: Bool = false, netlinkProtocol: CInt = NetlinkConstant.protocolRoute)
+        throws(SystemError)
+    {
         var type = CInt(SOCK_RAW.rawValue) | CInt(SOCK_CLOEXEC.rawValue)
         if nonBlocking { type |= CInt(SOCK_NONBLOCK.rawValue) }
-        let fd = try Posix.call("socket AF_NETLINK NETLINK_ROUTE") {
-            socket(AF_NETLINK, type, NetlinkConstant.protocolRoute)
+        let fd = try Posix.call("socket AF_NETLINK \(netlinkProtocol)") {
+            socket(AF_NETLINK, type, netlinkProtocol)
         }
         descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
         buffer = [UInt8](repeating: 0, count: Self.initialBufferSize)
