@@ -12,6 +12,7 @@ struct MatchFacts {
     var sourcePort: UInt16
     var destinationPort: UInt16
     var uid: UInt32?
+    var processPath: String?
     var destinations: DestinationAddresses
 }
 
@@ -43,6 +44,8 @@ final class ConditionProgram: @unchecked Sendable {
         case ruleSet
         /// `a`, `b`: start and count in `uids`.
         case uid
+        /// `a`: index in `strings`.
+        case processName, processPath
     }
 
     struct Node {
@@ -59,12 +62,14 @@ final class ConditionProgram: @unchecked Sendable {
         fileprivate var prefixList: [IPPrefix] = []
         fileprivate var portList: [PortRange] = []
         fileprivate var uidList: [UIDRange] = []
+        fileprivate var stringList: [String] = []
         fileprivate var regexes: [Regex<AnyRegexOutput>] = []
 
         init() {}
     }
 
     private let regexes: [Regex<AnyRegexOutput>]
+    private let strings: [String]
     // Plain buffers, read-only after init: the hot path touches no reference counts and no exclusivity checks.
     private let nodes: UnsafeMutableBufferPointer<Node>
     private let children: UnsafeMutableBufferPointer<Int32>
@@ -86,6 +91,7 @@ final class ConditionProgram: @unchecked Sendable {
         ports = copy(builder.portList)
         uids = copy(builder.uidList)
         regexes = builder.regexes
+        strings = builder.stringList
     }
 
     deinit {
@@ -170,7 +176,13 @@ extension ConditionProgram.Builder {
             let start = Int32(uidList.count)
             uidList.append(contentsOf: ranges)
             return add(.uid, start, Int32(ranges.count))
-        case .inboundPort, .processName, .processPath: return add(.never)
+        case .processName(let n):
+            stringList.append(n)
+            return add(.processName, Int32(stringList.count - 1))
+        case .processPath(let p):
+            stringList.append(p)
+            return add(.processPath, Int32(stringList.count - 1))
+        case .inboundPort: return add(.never)
         }
     }
 
@@ -236,6 +248,11 @@ extension ConditionProgram {
             return !matches(node.a, facts, sets: sets)
         case .ruleSet:
             return sets[Int(node.a)].lowestMatch(facts, from: 0, sets: []) != .max
+        case .processName:
+            guard let path = facts.processPath else { return false }
+            return RuleProgram.executableName(path) == strings[Int(node.a)]
+        case .processPath:
+            return facts.processPath == strings[Int(node.a)]
         case .uid:
             guard let uid = facts.uid else { return false }
             for i in Int(node.a)..<Int(node.a + node.b) where uids[i].lower <= uid && uid <= uids[i].upper { return true }

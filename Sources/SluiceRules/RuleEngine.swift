@@ -23,12 +23,16 @@ public struct ConnectionMetadata: Sendable, Equatable {
     /// The owner of the local socket that opened the flow (`UID` rules); nil for flows from
     /// other machines (gateway mode) or when the kernel's socket table has no such socket.
     public var uid: UInt32?
+    /// The executable of the local process that opened the flow (`PROCESS-PATH`; its last
+    /// part is what `PROCESS-NAME` tests); nil when unknown or not local.
+    public var processPath: String?
 
     public init(
         network: Network, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
-        host: String? = nil, destinationIsFake: Bool = false, uid: UInt32? = nil
+        host: String? = nil, destinationIsFake: Bool = false, uid: UInt32? = nil, processPath: String? = nil
     ) {
         self.uid = uid
+        self.processPath = processPath
         self.network = network
         self.source = source
         self.sourcePort = sourcePort
@@ -58,7 +62,7 @@ public struct RuleDecision: Sendable, Equatable {
 /// Kinds decided from packet facts (IP-CIDR, IP-SUFFIX, ports, NETWORK, SRC-*, MATCH, logical
 /// combinations), from the destination name (DOMAIN*, when a name is known) and RULE-SET (with the
 /// providers' loaded contents) match. Kinds that need data the tun worker does not have yet —
-/// process lookups, IN-PORT — never match, and ``unsupportedKinds`` names them so the
+/// IN-PORT — never match, and ``unsupportedKinds`` names them so the
 /// worker can say so once at start.
 ///
 /// Matching is indexed (``Strategy/indexed``): exact names in a hash table, suffixes in a
@@ -85,6 +89,8 @@ public final class RuleEngine: @unchecked Sendable {
     public let unsupportedKinds: Set<String>
     /// Whether any rule tests `uid`: only then is the owner of a flow's socket looked up.
     public let usesUID: Bool
+    /// Whether any rule tests the process: only then is it looked up.
+    public let usesProcess: Bool
 
     /// - Parameter providers: the loaded rule providers that RULE-SET rules name; a RULE-SET whose
     ///   provider is missing never matches (and is listed in ``unsupportedKinds``).
@@ -101,6 +107,7 @@ public final class RuleEngine: @unchecked Sendable {
         }
         unsupportedKinds = program.unsupportedKinds
         usesUID = program.usesUID
+        usesProcess = program.usesProcess
     }
 
     public convenience init(configuration: SluiceConfiguration, strategy: Strategy = .indexed) {

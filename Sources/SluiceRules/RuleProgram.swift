@@ -25,6 +25,8 @@ struct RuleProgram: @unchecked Sendable {
     let unsupportedKinds: Set<String>
     /// Some rule (or classical provider entry) tests the flow's `uid`.
     let usesUID: Bool
+    /// Some rule tests PROCESS-NAME or PROCESS-PATH.
+    let usesProcess: Bool
 
     init(rules: [Rule], providers: [RuleProvider]) {
         var byName: [String: RuleProvider] = [:]
@@ -44,6 +46,7 @@ struct RuleProgram: @unchecked Sendable {
         var unsupported: Set<String> = []
         var scannedProviders: Set<String> = []
         var usesUID = false
+        var usesProcess = false
         func scan(_ c: RuleCondition) {
             switch c {
             case .uid: usesUID = true
@@ -63,8 +66,7 @@ struct RuleProgram: @unchecked Sendable {
                 if scannedProviders.insert(name).inserted, case .classical(let entries) = provider.contents {
                     entries.forEach { scan($0.condition) }
                 }
-            case .processName: unsupported.insert("PROCESS-NAME")
-            case .processPath: unsupported.insert("PROCESS-PATH")
+            case .processName, .processPath: usesProcess = true
             case .inboundPort: unsupported.insert("IN-PORT")
             default: break
             }
@@ -73,6 +75,7 @@ struct RuleProgram: @unchecked Sendable {
         self.regexes = regexes
         self.unsupportedKinds = unsupported
         self.usesUID = usesUID
+        self.usesProcess = usesProcess
 
         var testing: [String: Bool] = [:]
         var resolvingProviders: [String: Bool] = [:]
@@ -207,10 +210,12 @@ struct MatchInput {
     let sourcePort: UInt16
     let destinationPort: UInt16
     let uid: UInt32?
+    let processPath: String?
     var destinations: DestinationAddresses
 
     init(_ m: ConnectionMetadata) {
         uid = m.uid
+        processPath = m.processPath
         network = m.network
         host = m.host
         source = RuleEngine.unmapped(m.source)
@@ -274,7 +279,11 @@ extension ConditionEvaluating {
         case .uid(let ranges):
             guard let uid = input.uid else { return false }
             return ranges.contains { $0.lower <= uid && uid <= $0.upper }
-        case .inboundPort, .processName, .processPath: return false
+        case .processName(let name):
+            return input.processPath.map { RuleProgram.executableName($0) == name } ?? false
+        case .processPath(let path):
+            return input.processPath == path
+        case .inboundPort: return false
         }
     }
 }
@@ -344,5 +353,12 @@ enum DomainMatch {
         default:
             return false
         }
+    }
+}
+
+extension RuleProgram {
+    /// `/usr/bin/curl` → `curl` (what PROCESS-NAME compares).
+    static func executableName(_ path: String) -> Substring {
+        path.split(separator: "/", omittingEmptySubsequences: false).last ?? Substring(path)
     }
 }

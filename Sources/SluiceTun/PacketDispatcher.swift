@@ -8,6 +8,7 @@ import SluicePacket
 import SluiceRules
 import SluiceSystem
 import Synchronization
+import WorkerRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -66,6 +67,8 @@ final class PacketDispatcher: @unchecked Sendable {
     private let resolver: NameResolver
     /// The kernel's socket tables, for `UID` rules (nil if NETLINK_SOCK_DIAG is unavailable).
     private let socketOwners = try? SocketOwners()
+    /// sluiced, for process lookups.
+    private let supervisor: SupervisorLink?
     let table: Mutex<RoutingTable>
     private let v4: StackAddresses?
     private let v6: StackAddresses?
@@ -101,8 +104,10 @@ final class PacketDispatcher: @unchecked Sendable {
 
     init(
         tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
-        icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, table: RoutingTable, logger: Logger
+        icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, supervisor: SupervisorLink?, table: RoutingTable,
+        logger: Logger
     ) {
+        self.supervisor = supervisor
         self.dns = dns
         self.resolver = resolver
         self.tun = tun
@@ -214,10 +219,11 @@ final class PacketDispatcher: @unchecked Sendable {
                 return
             }
             let current = table.withLock { $0 }
-            let metadata = ConnectionMetadata(
+            var metadata = ConnectionMetadata(
                 network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
-                destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake,
-                uid: owner(tcp: true, InetEndpoint(ip.source, tcp.sourcePort), InetEndpoint(ip.destination, tcp.destinationPort), current))
+                destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
+            (metadata.uid, metadata.processPath) = owner(
+                tcp: true, InetEndpoint(ip.source, tcp.sourcePort), InetEndpoint(ip.destination, tcp.destinationPort), current)
             let decision =
                 hijacked
                 ? RuleDecision(target: "DNS", rule: "dns-hijack")
@@ -285,12 +291,24 @@ final class PacketDispatcher: @unchecked Sendable {
         { [resolver] name in resolver.resolveBlocking(name, ipv6: false, timeoutMilliseconds: 150).0 }
     }
 
-    /// The uid of the local socket that sent a flow (for `UID` rules, and only when some
-    /// rule tests it: one netlink round trip, tens of microseconds). Flows from other
-    /// machines have none.
-    private func owner(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, _ table: RoutingTable) -> UInt32? {
-        guard table.rules.usesUID, let socketOwners else { return nil }
-        return socketOwners.owner(tcp: tcp, local: local, remote: remote)?.uid
+    /// The owner of the local socket that sent a flow: its uid (`UID` rules: one netlink
+    /// round trip, tens of microseconds) and its process's executable (`PROCESS-NAME`,
+    /// `PROCESS-PATH`: sluiced scans /proc for the socket, as the worker may not; the reader
+    /// waits at most 100 ms, typically a few). Looked up only when some rule tests them;
+    /// flows from other machines have no owner.
+    private func owner(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, _ table: RoutingTable)
+        -> (UInt32?, String?)
+    {
+        let rules = table.rules
+        guard rules.usesUID || rules.usesProcess, let socketOwners,
+            let owner = socketOwners.owner(tcp: tcp, local: local, remote: remote)
+        else { return (nil, nil) }
+        guard rules.usesProcess, let supervisor,
+            case .processInfo(let found)? = supervisor.request(
+                .processLookup(ProcessLookup(inode: owner.inode, uid: owner.uid)), timeoutMilliseconds: 100),
+            found.pid != 0
+        else { return (owner.uid, nil) }
+        return (owner.uid, found.path)
     }
 
     private func disposition(of target: String, in table: RoutingTable) -> (Disposition, (any Outbound)?) {
@@ -339,10 +357,10 @@ final class PacketDispatcher: @unchecked Sendable {
                 logger.warning("\(label): \(ip.destination) is a fake address that stands for no name; refusing")
                 decision = RuleDecision(target: "REJECT", rule: "unmapped fake address")
             } else {
-                let metadata = ConnectionMetadata(
+                var metadata = ConnectionMetadata(
                     network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
-                    destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake,
-                    uid: owner(tcp: false, client, destination, current))
+                    destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake)
+                (metadata.uid, metadata.processPath) = owner(tcp: false, client, destination, current)
                 decision = current.settle(
                     current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
                     source: ip.source.description)

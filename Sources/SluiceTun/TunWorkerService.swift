@@ -20,6 +20,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     private var running: RunningDataPlane?
     private var applied: SluiceConfiguration?
     private let environment: [String: String]
+    private var supervisor: SupervisorLink?
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.environment = environment
@@ -42,7 +43,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         }
         guard configuration.tun.enable else { return (.applied, "tun disabled") }
         do {
-            let plane = try RunningDataPlane.start(configuration, environment: environment, logger: logger)
+            let plane = try RunningDataPlane.start(
+                configuration, environment: environment, supervisor: supervisor, logger: logger)
             running = plane
             applied = configuration
             return (.applied, plane.summary)
@@ -62,6 +64,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         guard peer.peer == .dnsWorker else { return }
         running?.dns.attach(channel)
     }
+
+    public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
     /// `sluiced select` and the group state for `sluiced status`.
     public func answer(_ request: Message) -> Message? {
@@ -196,7 +200,9 @@ final class RunningDataPlane: @unchecked Sendable {
         self.logger = logger
     }
 
-    static func start(_ configuration: SluiceConfiguration, environment: [String: String], logger: Logger) throws -> RunningDataPlane {
+    static func start(
+        _ configuration: SluiceConfiguration, environment: [String: String], supervisor: SupervisorLink?, logger: Logger
+    ) throws -> RunningDataPlane {
         let tun = configuration.tun
         let stateDirectory = environment["SLUICE_STATE_DIRECTORY"]
         let markerPath = stateDirectory.map { "\($0)/tun-\(tun.device).created" }
@@ -281,7 +287,7 @@ final class RunningDataPlane: @unchecked Sendable {
         let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
             tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
-            dns: dnsPeer, resolver: resolver, table: table, logger: logger)
+            dns: dnsPeer, resolver: resolver, supervisor: supervisor, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")

@@ -209,6 +209,15 @@ extension Supervisor {
             slot.outstandingHeartbeats = slot.outstandingHeartbeats.filter { $0.key > beat.sequence }
         case .statsReport(let report):
             slot.stats = Dictionary(report.entries.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        case .processLookup(let lookup) where slot.kind == .tun && !header.isReply:
+            let found = ProcessTable.owner(ofSocket: lookup.inode, uid: lookup.uid)
+            do {
+                try slot.channel?.send(
+                    .processInfo(ProcessIdentity(pid: found?.pid ?? 0, path: found?.path ?? "")), requestID: header.requestID,
+                    isReply: true)
+            } catch {
+                kill(slot, reason: "control channel: \(error)")
+            }
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
             if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }

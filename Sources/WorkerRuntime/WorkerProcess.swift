@@ -100,6 +100,8 @@ public final class WorkerProcess {
     }
 
     private func serve(_ channel: FrameChannel, service: some WorkerService) throws {
+        let link = SupervisorLink(channel: channel)
+        service.connected(to: link)
         while true {
             guard let (received, result) = try channel.receiveMessage() else { continue }
             let id = received.header.requestID
@@ -108,6 +110,10 @@ public final class WorkerProcess {
             case .success(let m): message = m
             case .failure(let error):
                 logger.warning("ignored a bad frame from the supervisor: \(error)")
+                continue
+            }
+            if received.header.isReply {
+                link.deliver(message, requestID: id)
                 continue
             }
             switch message {

@@ -30,8 +30,13 @@ public protocol WorkerService: AnyObject {
     /// Answers a request the lifecycle loop does not handle itself (e.g. `select`,
     /// `groupStatusRequest` for the tun worker); nil: not this service's business.
     func answer(_ request: Message) -> Message?
+
+    /// The way to ask sluiced for facts a worker may not look up itself; called once,
+    /// before the first configuration.
+    func connected(to supervisor: SupervisorLink)
 }
 
 extension WorkerService {
     public func answer(_ request: Message) -> Message? { nil }
+    public func connected(to supervisor: SupervisorLink) {}
 }

@@ -15,7 +15,7 @@ struct MessageCodecTests {
     static func randomMessage(_ rng: inout SplitMix64) -> Message {
         let role = PeerRole.allCases.randomElement(using: &rng)!
         let text = rng.string(maxLength: 40)
-        switch Int.random(in: 0..<25, using: &rng) {
+        switch Int.random(in: 0..<27, using: &rng) {
         case 0:
             return .hello(
                 Hello(
@@ -51,6 +51,8 @@ struct MessageCodecTests {
         case 18: return .statusRequest
         case 19: return .statusReport(document: rng.bytes(Int.random(in: 0..<200, using: &rng)))
         case 16: return .fakeIPPin(FakeIPPin(address: randomAddress(&rng), pinned: Bool.random(using: &rng)))
+        case 25: return .processLookup(ProcessLookup(inode: UInt32.random(in: 0...UInt32.max, using: &rng), uid: 0))
+        case 26: return .processInfo(ProcessIdentity(pid: UInt32.random(in: 0...UInt32.max, using: &rng), path: text))
         case 22: return .groupStatusRequest
         case 23: return .groupStatus(document: rng.bytes(Int.random(in: 0..<200, using: &rng)))
         case 24: return .select(Select(group: String(text.prefix(30)), member: String(text.suffix(30))))

@@ -34,6 +34,8 @@ enum SampleMessages {
         ("fakeIPPin", .fakeIPPin(FakeIPPin(address: v4, pinned: true)), 0, false),
         ("resolveRequest", .resolveRequest(ResolveRequest(name: "a.test", ipv6: false)), 12, false),
         ("resolveAnswer", .resolveAnswer(ResolveAnswer(addresses: [v4, v6], error: "")), 12, true),
+        ("processLookup", .processLookup(ProcessLookup(inode: 4242, uid: 1000)), 15, false),
+        ("processInfo", .processInfo(ProcessIdentity(pid: 77, path: "/usr/bin/curl")), 15, true),
         ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
     ]
 }

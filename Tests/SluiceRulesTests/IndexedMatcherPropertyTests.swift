@@ -157,7 +157,8 @@ struct IndexedMatcherPropertyTests {
                 network: network, source: address(), sourcePort: UInt16(pick([0, 1, 2, 53, 80, 443, 700, 1000, 1200])),
                 destination: address(), destinationPort: UInt16(pick([0, 1, 3, 22, 53, 80, 443, 900, 1000, 1600])),
                 host: chance(80) ? name(maxLabels: 4) : nil, destinationIsFake: chance(40),
-                uid: chance(50) ? UInt32(pick([0, 5, 10, 11, 1000])) : nil)
+                uid: chance(50) ? UInt32(pick([0, 5, 10, 11, 1000])) : nil,
+                processPath: chance(50) ? pick(["/usr/bin/curl", "/bin/sh", "/usr/bin/wget"]) : nil)
         }
 
         /// A resolver that is a pure function of the name (so both matchers see the same answer).

@@ -38,11 +38,13 @@ struct RuleTypesTests {
         var host: String?
         var fake = false
         var uid: UInt32?
+        var process: String?
 
         var metadata: ConnectionMetadata {
             ConnectionMetadata(
                 network: network, source: IPAddress(source)!, sourcePort: sourcePort,
-                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake, uid: uid)
+                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake, uid: uid,
+                processPath: process)
         }
 
         var description: String {
@@ -173,8 +175,14 @@ struct RuleTypesTests {
         ("RULE-SET,cls", Conn(network: .tcp, host: "quic.example"), false),
         ("RULE-SET,cls", Conn(network: .udp, host: "other.example"), false),
         // Not implemented yet: never match
+        // PROCESS-NAME: the executable's last path part (exactly); PROCESS-PATH: the whole path
         ("PROCESS-NAME,curl", Conn(), false),
+        ("PROCESS-NAME,curl", Conn(process: "/usr/bin/curl"), true),
+        ("PROCESS-NAME,curl", Conn(process: "/usr/bin/curlx"), false),
+        ("PROCESS-NAME,Curl", Conn(process: "/usr/bin/curl"), false),
         ("PROCESS-PATH,/usr/bin/curl", Conn(), false),
+        ("PROCESS-PATH,/usr/bin/curl", Conn(process: "/usr/bin/curl"), true),
+        ("PROCESS-PATH,/usr/bin/curl", Conn(process: "/usr/local/bin/curl"), false),
         // UID: the local socket's owner; flows without one (gateway mode) never match
         ("UID,0-65535", Conn(), false),
         ("UID,1000", Conn(uid: 1000), true),
@@ -229,7 +237,7 @@ struct RuleTypesTests {
             ConfigLoader.load(
                 yaml: Self.providers + "rules:\n  - RULE-SET,cls,REJECT\n  - UID,1000,REJECT\n", fileName: "u.yaml"
             ).configuration)
-        #expect(RuleEngine(configuration: configuration).unsupportedKinds == ["PROCESS-NAME"])
+        #expect(RuleEngine(configuration: configuration).unsupportedKinds == [])
         let withoutProviders = RuleEngine(rules: configuration.rules)
         #expect(withoutProviders.unsupportedKinds == ["RULE-SET"])
         #expect(withoutProviders.decide(Self.host("www.cls.example").metadata).target == "DIRECT")

@@ -35,6 +35,9 @@ public enum Message: Sendable, Equatable {
     case resolveRequest(ResolveRequest)
     case resolveAnswer(ResolveAnswer)
     case dnsPacket(DNSPacket)
+    /// tun worker → supervisor: which process owns socket `inode` (PROCESS-NAME rules).
+    case processLookup(ProcessLookup)
+    case processInfo(ProcessIdentity)
 
     public var type: MessageType {
         switch self {
@@ -63,6 +66,8 @@ public enum Message: Sendable, Equatable {
         case .resolveRequest: .resolveRequest
         case .resolveAnswer: .resolveAnswer
         case .dnsPacket: .dnsPacket
+        case .processLookup: .processLookup
+        case .processInfo: .processInfo
         }
     }
 
@@ -158,6 +163,12 @@ public enum Message: Sendable, Equatable {
             w.address(m.server)
             w.u16(m.serverPort)
             w.blob(m.message)
+        case .processLookup(let m):
+            w.u32(m.inode)
+            w.u32(m.uid)
+        case .processInfo(let m):
+            w.u32(m.pid)
+            w.string(m.path)
         }
         return w.bytes
     }
@@ -267,6 +278,10 @@ public enum Message: Sendable, Equatable {
                     transport: transport, client: try r.address("client"), clientPort: try r.u16("clientPort"),
                     server: try r.address("server"), serverPort: try r.u16("serverPort"),
                     message: try r.blob("message", max: DNSPacket.maxMessageSize)))
+        case .processLookup:
+            return .processLookup(ProcessLookup(inode: try r.u32("inode"), uid: try r.u32("uid")))
+        case .processInfo:
+            return .processInfo(ProcessIdentity(pid: try r.u32("pid"), path: try r.string("path", max: 4096)))
         default:
             throw IPCError(.unknownMessageType, "\(type)")
         }

@@ -33,12 +33,14 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let resolveRequest = MessageType(rawValue: 0x0064)
     public static let resolveAnswer = MessageType(rawValue: 0x0065)
     public static let dnsPacket = MessageType(rawValue: 0x0070)
+    public static let processLookup = MessageType(rawValue: 0x0080)
+    public static let processInfo = MessageType(rawValue: 0x0081)
 
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
         .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
-        .resolveRequest, .resolveAnswer, .dnsPacket,
+        .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo,
     ]
 
     public var name: String? {
@@ -68,6 +70,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .resolveRequest: "resolveRequest"
         case .resolveAnswer: "resolveAnswer"
         case .dnsPacket: "dnsPacket"
+        case .processLookup: "processLookup"
+        case .processInfo: "processInfo"
         default: nil
         }
     }

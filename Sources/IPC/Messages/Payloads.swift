@@ -323,6 +323,30 @@ public struct ResolveAnswer: Sendable, Equatable {
     }
 }
 
+/// tun worker → supervisor: the process that owns the socket with this inode (the uid,
+/// from the same socket table, narrows the search). Answered with ``ProcessIdentity``.
+public struct ProcessLookup: Sendable, Equatable {
+    public var inode: UInt32
+    public var uid: UInt32
+
+    public init(inode: UInt32, uid: UInt32) {
+        self.inode = inode
+        self.uid = uid
+    }
+}
+
+/// The answer to ``ProcessLookup``: pid 0 and an empty path when no process holds the socket
+/// (any more). `path` is the executable (`/proc/PID/exe`); PROCESS-NAME tests its last part.
+public struct ProcessIdentity: Sendable, Equatable {
+    public var pid: UInt32
+    public var path: String
+
+    public init(pid: UInt32, path: String) {
+        self.pid = pid
+        self.path = path
+    }
+}
+
 /// A DNS message carried between workers: hijacked queries (tun → dns) and their answers
 /// (dns → tun, as a reply with the query's request id).
 public struct DNSPacket: Sendable, Equatable {
