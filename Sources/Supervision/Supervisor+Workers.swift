@@ -333,6 +333,7 @@ extension Supervisor {
 
     func reapChildren() {
         while let exit = ProcessSpawner.reapOne() {
+            if downloadExited(exit) { continue }
             guard let slot = slots.values.first(where: { $0.pid == exit.pid }) else { continue }
             childExited(slot, exit: exit)
         }

@@ -80,6 +80,10 @@ public final class Supervisor {
     /// Raw ICMP sockets for the tun worker's ping forwarding, opened once (CAP_NET_RAW is
     /// checked at creation) and handed to every tun worker we spawn.
     var icmpSockets: (v4: OwnedDescriptor?, v6: OwnedDescriptor?) = (nil, nil)
+    /// Rule-provider downloads in progress, by curl's pid, and when each provider last failed.
+    var providerDownloads: [pid_t: ProviderDownload] = [:]
+    var providerFailures: [String: UInt64] = [:]
+    var nextProviderCheckAt: UInt64 = 0
     /// `dns.listen`, bound by us and handed to each dns worker.
     var dnsListen: (endpoint: InetEndpoint, udp: OwnedDescriptor, tcp: OwnedDescriptor)? {
         didSet {
@@ -235,6 +239,10 @@ public final class Supervisor {
         let now = MonotonicClock.now
         for slot in slots.values {
             if case .backoff(let until) = slot.state, now >= until, phase == .running { spawn(slot) }
+        }
+        if now >= nextProviderCheckAt {
+            nextProviderCheckAt = now + 1_000_000_000
+            fetchDueProviders(now: now)
         }
         if now >= nextHeartbeatAt {
             nextHeartbeatAt = now + heartbeatInterval

@@ -223,18 +223,18 @@ struct RuleProvidersTests {
             files: ["rules/cached.yaml": "payload:\n  - +.cached.example\n"])
         #expect(
             directory.messages() == [
-                "D/config.yaml:3:13: warning: rule-providers.uncached: sluice cannot download rule providers yet and "
-                    + "there is no cache file at \"D/rules/none.yaml\" (download the list there, e.g. curl -fo PATH "
-                    + "URL); provider \"uncached\" left out and rules using it skipped",
-                "D/config.yaml:4:11: warning: rule-providers.nopath: sluice cannot download rule providers yet and "
-                    + "there is no path to a downloaded copy (set path and download the list there); provider "
-                    + "\"nopath\" left out and rules using it skipped",
-                "D/config.yaml:7:5: warning: rules[1]: rule provider \"uncached\" was left out; rule skipped",
+                "D/config.yaml:3:13: warning: rule-providers.uncached: provider \"uncached\" is not downloaded yet "
+                    + "(no D/rules/none.yaml); its rules match nothing until sluiced has fetched https://x/b.yaml",
+                "D/config.yaml:4:11: warning: rule-providers.nopath: provider \"nopath\" is not downloaded yet "
+                    + "(no D/ruleset/nopath.yaml); its rules match nothing until sluiced has fetched https://x/c.yaml",
             ])
         let configuration = try #require(directory.load().configuration)
-        #expect(configuration.ruleProviders.map(\.name) == ["cached"])
+        // Every provider stays (sluiced fetches the missing ones and reloads); those not yet
+        // fetched are empty, and their rules are kept.
+        #expect(configuration.ruleProviders.map(\.name) == ["cached", "uncached", "nopath"])
         #expect(configuration.ruleProviders[0].contents == .domain([.suffix("cached.example")]))
-        #expect(configuration.rules.count == 2)
+        #expect(configuration.ruleProviders[1].contents == .domain([]))
+        #expect(configuration.rules.count == 3)
     }
 
     @Test func contentsSurviveTheConfigPush() throws {

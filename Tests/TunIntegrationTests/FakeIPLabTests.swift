@@ -142,3 +142,36 @@ struct FakeIPLabTests {
         #expect(missing.isEmpty, "\(missing.count) of \(sample.count) addresses lost their name, e.g. \(missing.prefix(3))")
     }
 }
+
+/// `type: http` rule providers: sluiced fetches the list, reloads, and fetches it again
+/// every `interval`.
+@Suite("rule providers over http (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
+struct RuleProviderLabTests {
+    @Test("an http provider is fetched into its cache, applied, and refreshed on its interval")
+    func httpProvider() throws {
+        let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
+        let file = "provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        try "payload:\n  - '+.listed.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: "\(www)/\(file)") }
+        let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
+            + """
+            rule-providers:
+              remote: {type: http, behavior: domain, url: "http://10.77.200.2/\(file)", interval: 2}
+
+            """
+        let lab = try FakeIPLabTests.start(config)
+        defer { lab.stop() }
+        #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
+        _ = lab.harness.waitUntil(5) { lab.harness.status()?.generation ?? 0 >= 2 }
+        func reachable(_ name: String) -> Bool {
+            let fake = FakeIPLabTests.resolve(lab, name)
+            return lab.run("client", "curl -sS -m 5 http://\(fake)/small").0 == 0
+        }
+        #expect(!reachable("a.listed.test"), "listed by the downloaded provider: REJECT")
+        #expect(reachable("a.other.test"))
+        // The list changes upstream: within the interval (2 s) and a fetch, it applies.
+        try "payload:\n  - '+.other.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        #expect(lab.harness.waitUntil(15) { reachable("b.listed.test") && !reachable("b.other.test") })
+    }
+}

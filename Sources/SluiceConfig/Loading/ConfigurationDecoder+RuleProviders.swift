@@ -99,27 +99,23 @@ extension ConfigurationDecoder {
                 }
             }
             if let url {
-                source = .http(url: url, path: pathValue, interval: interval)
-                // Downloading is not implemented yet: a cache file that is already there is used as it is.
-                let cache = pathValue.map { ConfigLoader.resolve($0, from: baseDirectory) }
-                if let pathValue, let pathNode, let cache, ConfigLoader.fileExists(cache) {
+                // The cache file (mihomo's default: ruleset/NAME.EXT beside the config) is what
+                // the rules use; `sluiced run` downloads into it (first when it is missing, then
+                // every `interval` seconds) and reloads.
+                let cachePath = pathValue ?? "ruleset/\(name).\(format == .yaml ? "yaml" : "txt")"
+                let cache = ConfigLoader.resolve(cachePath, from: baseDirectory)
+                source = .http(url: url, path: cache, interval: interval)
+                if ConfigLoader.fileExists(cache) {
                     if let behavior {
                         contents = loadProviderFile(
-                            pathValue, pathNode.mark, path, behavior: behavior, format: format,
+                            cachePath, pathNode?.mark ?? reader.mark, path, behavior: behavior, format: format,
                             purpose: "rule provider cache file")
                     }
-                } else if !failed, behavior != nil {
-                    let missing =
-                        cache.map {
-                            "there is no cache file at \"\($0)\" (download the list there, e.g. curl -fo PATH URL)"
-                        }
-                        ?? "there is no path to a downloaded copy (set path and download the list there)"
+                } else if !failed, let behavior {
                     context.warning(
                         reader.mark, path,
-                        "sluice cannot download rule providers yet and \(missing); provider \"\(name)\" left out and "
-                            + "rules using it skipped")
-                    reader.finish()
-                    return .some(nil)
+                        "provider \"\(name)\" is not downloaded yet (no \(cache)); its rules match nothing until sluiced has fetched \(url)")
+                    contents = .empty(behavior)
                 }
             }
         case .inline?:
