@@ -9,7 +9,7 @@ import Glibc
 /// `type: http` rule providers: sluiced fetches each list into its cache file (with
 /// Debian's curl, run as a child like the workers and reaped by the same loop), checks
 /// that the configuration still loads with it, and reloads. A list is fetched when its
-/// cache file is missing (retried every 30 s) and again every `interval` seconds (by the
+/// cache file is missing (retried every 10 s) and again every `interval` seconds (by the
 /// file's age, so a restart does not fetch what is fresh). A download that fails, or a
 /// list that does not load, leaves the previous cache file and configuration in place.
 extension Supervisor {
@@ -21,11 +21,13 @@ extension Supervisor {
         var startedAt: UInt64
     }
 
-    static let providerRetry: UInt64 = 30_000_000_000
+    static let providerRetry: UInt64 = 10_000_000_000
 
     /// Called from the timers: starts the downloads that are due.
     func fetchDueProviders(now: UInt64) {
-        guard phase == .running else { return }
+        // Not before every worker is ready: with auto-route the fetch goes through the
+        // TUN, whose routes are still being put in place until then.
+        guard phase == .running, readyNotified else { return }
         for provider in configuration.ruleProviders {
             guard case .http(let url, let path?, let interval) = provider.source,
                 !providerDownloads.values.contains(where: { $0.name == provider.name })
@@ -68,7 +70,7 @@ extension Supervisor {
         let fresh = download.cache + ".download"
         guard exit.code == 0, exit.signal == nil else {
             logger.warning(
-                "rule provider \(download.name): downloading \(download.url) failed (curl exit \(exit.code ?? -1)); keeping what is there, trying again in 30 s")
+                "rule provider \(download.name): downloading \(download.url) failed (curl exit \(exit.code ?? -1)); keeping what is there, trying again in 10 s")
             providerFailures[download.name] = MonotonicClock.now
             unlink(fresh)
             return true
