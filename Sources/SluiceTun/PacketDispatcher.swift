@@ -224,8 +224,9 @@ final class PacketDispatcher: @unchecked Sendable {
                     now: MonotonicClock.now)
             {
                 // The rules wait for the client's first bytes: NAT the SYN, the relay accepts,
-                // sniffs and asks ``decideSniffed(natPort:ipv4:sniffed:)``.
-                port = nat.create(key, decision: RuleDecision(target: "", rule: "sniffing"), host: host, sniff: true, now: MonotonicClock.now)
+                // sniffs and asks ``decideSniffed(natPort:ipv4:sniffed:timedOut:)``.
+                port = nat.create(
+                    key, decision: RuleDecision(target: "", rule: "sniffing"), host: host, sniff: true, now: MonotonicClock.now)
                 if port == nil {
                     logger.warning("\(label): all NAT ports are in use; refusing")
                     sendReset(answering: ip, reply: reply)
@@ -233,36 +234,36 @@ final class PacketDispatcher: @unchecked Sendable {
                 }
                 tcpFlows.add(1, ordering: .relaxed)
             } else {
-            let metadata = ConnectionMetadata(
-                network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
-                destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
-            let decision =
-                hijacked
-                ? RuleDecision(target: "DNS", rule: "dns-hijack")
-                : current.settle(
-                    current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
-                    source: ip.source.description)
-            switch disposition(of: decision.target, in: current).0 {
-            case .reject:
-                logger.info("\(label) [\(decision.rule)] REJECT")
-                rejected.add(1, ordering: .relaxed)
-                sendReset(answering: ip, reply: reply)
-                return
-            case .drop:
-                logger.info("\(label) [\(decision.rule)] REJECT-DROP")
-                rejected.add(1, ordering: .relaxed)
-                return
-            case .forward:
-                logger.info("\(label) [\(decision.rule)] \(decision.target)")
-            }
-            port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
-            if port == nil {
-                logger.warning("\(label): all NAT ports are in use; refusing")
-                sendReset(answering: ip, reply: reply)
-                return
-            }
-            if fake { dns.pin(ip.destination, true) }
-            tcpFlows.add(1, ordering: .relaxed)
+                let metadata = ConnectionMetadata(
+                    network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
+                    destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
+                let decision =
+                    hijacked
+                    ? RuleDecision(target: "DNS", rule: "dns-hijack")
+                    : current.settle(
+                        current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
+                        source: ip.source.description)
+                switch disposition(of: decision.target, in: current).0 {
+                case .reject:
+                    logger.info("\(label) [\(decision.rule)] REJECT")
+                    rejected.add(1, ordering: .relaxed)
+                    sendReset(answering: ip, reply: reply)
+                    return
+                case .drop:
+                    logger.info("\(label) [\(decision.rule)] REJECT-DROP")
+                    rejected.add(1, ordering: .relaxed)
+                    return
+                case .forward:
+                    logger.info("\(label) [\(decision.rule)] \(decision.target)")
+                }
+                port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
+                if port == nil {
+                    logger.warning("\(label): all NAT ports are in use; refusing")
+                    sendReset(answering: ip, reply: reply)
+                    return
+                }
+                if fake { dns.pin(ip.destination, true) }
+                tcpFlows.add(1, ordering: .relaxed)
             }
         }
         guard let natPort = port else { return }
