@@ -79,6 +79,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceSniffing",
+            swiftSettings: strict
+        ),
+        .target(
             name: "SluiceRules",
             dependencies: ["SluiceConfig", "SluiceNet"],
             swiftSettings: strict
@@ -87,7 +91,7 @@ let package = Package(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
-                "SluiceProxy",
+                "SluiceProxy", "SluiceSniffing",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -193,6 +197,11 @@ let package = Package(
         .testTarget(
             name: "SluiceProxyTests",
             dependencies: ["SluiceProxy", "SluiceNet", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceSniffingTests",
+            dependencies: ["SluiceSniffing", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

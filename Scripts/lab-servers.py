@@ -28,6 +28,9 @@
   lab-servers.py banner-proxy socks5|http HOST PORT
                                         a proxy that answers CONNECT and, in the same write,
                                         the first bytes of the tunnel ("banner\n"), then echoes
+  lab-servers.py https DIR PORT CERT KEY
+                                        the HTTP server over TLS (certificate and key files)
+  lab-servers.py banner HOST PORT       a server that speaks first ("220 banner"), then echoes
   lab-servers.py first-line HOST PORT   connects and prints the first line it receives
   lab-servers.py half-close HOST PORT   GET /small, then shutdown(SHUT_WR) before reading: prints
                                         the body when the whole response still arrives
@@ -54,7 +57,7 @@ class DualStackServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().server_bind()
 
 
-def http_server(directory, port):
+def http_server(directory, port, cert=None, key=None):
     class Handler(http.server.SimpleHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -64,7 +67,34 @@ def http_server(directory, port):
         def log_message(self, *args):
             pass
 
-    DualStackServer(("::", int(port)), Handler).serve_forever()
+    server = DualStackServer(("::", int(port)), Handler)
+    if cert:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
+def banner(host, port):
+    """A server that speaks first (as SMTP and SSH do), then echoes."""
+    server = socket.socket(family_of(host), socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, int(port)))
+    server.listen(64)
+
+    def serve(conn):
+        with conn:
+            conn.sendall(b"220 banner\r\n")
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                conn.sendall(data)
+
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
 def udp_echo(port, *addresses):
@@ -362,4 +392,6 @@ if __name__ == "__main__":
         "half-close": half_close,
         "banner-proxy": banner_proxy,
         "first-line": first_line,
+        "https": lambda directory, port, cert, key: http_server(directory, port, cert, key),
+        "banner": banner,
     }[command](*args)

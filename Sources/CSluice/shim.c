@@ -635,3 +635,11 @@ ssize_t csluice_read(int fd, void *buf, size_t len) {
     } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
+
+ssize_t csluice_recv(int fd, void *buf, size_t len, int flags) {
+    ssize_t n;
+    do {
+        n = recv(fd, buf, len, flags);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}

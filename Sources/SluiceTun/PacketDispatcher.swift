@@ -6,6 +6,7 @@ import SluiceNet
 import SluiceNetlink
 import SluicePacket
 import SluiceRules
+import SluiceSniffing
 import SluiceSystem
 import Synchronization
 import WorkerRuntime
@@ -22,12 +23,18 @@ final class RoutingTable: Sendable {
     let groups: ProxyGroups?
     /// Names of `reject` proxies (a group member may name one).
     let rejectNames: Set<String>
+    /// `sniffer:`; nil when nothing is sniffed.
+    let sniffer: SniffPolicy?
 
-    init(rules: RuleEngine, outbounds: [String: any Outbound], groups: ProxyGroups? = nil, rejectNames: Set<String> = []) {
+    init(
+        rules: RuleEngine, outbounds: [String: any Outbound], groups: ProxyGroups? = nil, rejectNames: Set<String> = [],
+        sniffer: SniffPolicy? = nil
+    ) {
         self.rules = rules
         self.outbounds = outbounds
         self.groups = groups
         self.rejectNames = rejectNames
+        self.sniffer = sniffer
     }
 
     /// The rules' decision with groups followed down to the proxy or built-in that carries
@@ -219,38 +226,56 @@ final class PacketDispatcher: @unchecked Sendable {
                 return
             }
             let current = table.withLock { $0 }
-            var metadata = ConnectionMetadata(
-                network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
-                destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
-            (metadata.uid, metadata.processPath) = owner(
-                tcp: true, InetEndpoint(ip.source, tcp.sourcePort), InetEndpoint(ip.destination, tcp.destinationPort), current)
-            let decision =
-                hijacked
-                ? RuleDecision(target: "DNS", rule: "dns-hijack")
-                : current.settle(
-                    current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
-                    source: ip.source.description)
-            switch disposition(of: decision.target, in: current).0 {
-            case .reject:
-                logger.info("\(label) [\(decision.rule)] REJECT")
-                rejected.add(1, ordering: .relaxed)
-                sendReset(answering: ip, reply: reply)
-                return
-            case .drop:
-                logger.info("\(label) [\(decision.rule)] REJECT-DROP")
-                rejected.add(1, ordering: .relaxed)
-                return
-            case .forward:
-                logger.info("\(label) [\(decision.rule)] \(decision.target)")
+            if !hijacked && !fake, let sniffer = current.sniffer,
+                sniffer.sniffs(
+                    source: ip.source, destination: InetEndpoint(ip.destination, tcp.destinationPort), host: host,
+                    now: MonotonicClock.now)
+            {
+                // The rules wait for the client's first bytes: NAT the SYN, the relay accepts,
+                // sniffs and asks ``decideSniffed(natPort:ipv4:sniffed:timedOut:)``.
+                port = nat.create(
+                    key, decision: RuleDecision(target: "", rule: "sniffing"), host: host, sniff: true, now: MonotonicClock.now)
+                if port == nil {
+                    logger.warning("\(label): all NAT ports are in use; refusing")
+                    sendReset(answering: ip, reply: reply)
+                    return
+                }
+                tcpFlows.add(1, ordering: .relaxed)
+            } else {
+                var metadata = ConnectionMetadata(
+                    network: .tcp, source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
+                    destinationPort: tcp.destinationPort, host: host, destinationIsFake: fake)
+                (metadata.uid, metadata.processPath) = owner(
+                    tcp: true, InetEndpoint(ip.source, tcp.sourcePort), InetEndpoint(ip.destination, tcp.destinationPort),
+                    current)
+                let decision =
+                    hijacked
+                    ? RuleDecision(target: "DNS", rule: "dns-hijack")
+                    : current.settle(
+                        current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
+                        source: ip.source.description)
+                switch disposition(of: decision.target, in: current).0 {
+                case .reject:
+                    logger.info("\(label) [\(decision.rule)] REJECT")
+                    rejected.add(1, ordering: .relaxed)
+                    sendReset(answering: ip, reply: reply)
+                    return
+                case .drop:
+                    logger.info("\(label) [\(decision.rule)] REJECT-DROP")
+                    rejected.add(1, ordering: .relaxed)
+                    return
+                case .forward:
+                    logger.info("\(label) [\(decision.rule)] \(decision.target)")
+                }
+                port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
+                if port == nil {
+                    logger.warning("\(label): all NAT ports are in use; refusing")
+                    sendReset(answering: ip, reply: reply)
+                    return
+                }
+                if fake { dns.pin(ip.destination, true) }
+                tcpFlows.add(1, ordering: .relaxed)
             }
-            port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
-            if port == nil {
-                logger.warning("\(label): all NAT ports are in use; refusing")
-                sendReset(answering: ip, reply: reply)
-                return
-            }
-            if fake { dns.pin(ip.destination, true) }
-            tcpFlows.add(1, ordering: .relaxed)
         }
         guard let natPort = port else { return }
         if NATRewrite.rewrite(
@@ -261,10 +286,73 @@ final class PacketDispatcher: @unchecked Sendable {
         }
     }
 
-    /// Where a TCP connection accepted on the listener goes (relay loop thread).
-    func route(natPort: UInt16, ipv4: Bool) -> TCPRelayLoop.Route? {
+    /// Where a TCP connection accepted on the listener goes (relay loop thread): its route,
+    /// or, for a connection whose rules wait for sniffing, what to sniff.
+    func admit(natPort: UInt16, ipv4: Bool) -> TCPRelayLoop.Admission? {
         guard let entry = nat.entry(port: natPort, ipv4: ipv4) else { return nil }
+        if entry.sniff {
+            nat.markAccepted(port: natPort, ipv4: ipv4)
+            guard let sniffer = table.withLock({ $0.sniffer }) else {
+                // Reloaded without a sniffer meanwhile: decide now, without a name.
+                return decideSniffed(natPort: natPort, ipv4: ipv4, sniffed: nil).map { .relay($0) }
+            }
+            return .sniff(kinds: sniffer.kinds)
+        }
         nat.markAccepted(port: natPort, ipv4: ipv4)
+        return route(entry).map { .relay($0) }
+    }
+
+    /// The rules' decision for a sniffed connection (relay loop thread), with the name its
+    /// first bytes gave (`sniffed`: the name and the sniffer that found it; nil when none did
+    /// in time). Logs like a decision on the SYN. nil: rejected, or no outbound; the relay
+    /// resets the client.
+    func decideSniffed(natPort: UInt16, ipv4: Bool, sniffed: (name: String, kind: Sniffing.Kind)?, timedOut: Bool = false)
+        -> TCPRelayLoop.Route?
+    {
+        guard let entry = nat.entry(port: natPort, ipv4: ipv4) else { return nil }
+        let current = table.withLock { $0 }
+        let destination = InetEndpoint(entry.key.destination, entry.key.destinationPort)
+        if timedOut {
+            current.sniffer?.failures.recordTimeout(destination, now: MonotonicClock.now)
+        } else if sniffed != nil {
+            current.sniffer?.failures.recordSuccess(destination)
+        }
+        let accepted = sniffed.flatMap { current.sniffer?.accept($0.name, kind: $0.kind) }
+        let host = accepted?.name ?? entry.host
+        var label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(destination)"
+        if let host { label += " (\(host))" }
+        var metadata = ConnectionMetadata(
+            network: .tcp, source: entry.key.source, sourcePort: entry.key.sourcePort, destination: entry.key.destination,
+            destinationPort: entry.key.destinationPort, host: host)
+        (metadata.uid, metadata.processPath) = owner(
+            tcp: true, InetEndpoint(entry.key.source, entry.key.sourcePort),
+            InetEndpoint(entry.key.destination, entry.key.destinationPort), current)
+        // A real destination: IP rules test it as it is, nothing is resolved here.
+        let decision = current.settle(
+            current.rules.decide(metadata), key: host ?? entry.key.destination.description, source: entry.key.source.description)
+        let outbound: (any Outbound)?
+        switch decision.target {
+        case "REJECT", "REJECT-DROP": outbound = nil
+        default:
+            outbound = current.outbounds[decision.target]
+            if outbound == nil {
+                logger.warning("\(label): rule target \"\(decision.target)\" names no proxy or group; rejected")
+            }
+        }
+        guard let outbound else {
+            // Accepted already: REJECT-DROP cannot drop a SYN any more, so it resets too.
+            logger.info("\(label) [\(decision.rule)] \(decision.target)")
+            rejected.add(1, ordering: .relaxed)
+            return nil
+        }
+        logger.info("\(label) [\(decision.rule)] \(decision.target)")
+        return TCPRelayLoop.Route(
+            destination: destination, outbound: outbound, label: label,
+            name: accepted.flatMap { $0.overrides ? $0.name : nil })
+    }
+
+    /// Where a TCP connection decided on its SYN goes (relay loop thread).
+    private func route(_ entry: TCPNATTable.Entry) -> TCPRelayLoop.Route? {
         // Relay thread: a plain lookup (disposition(of:in:) keeps reader-thread state).
         let target = entry.decision.target
         guard let outbound = target == "DNS" ? hijackOutbound : table.withLock({ $0.outbounds[target] }) else { return nil }

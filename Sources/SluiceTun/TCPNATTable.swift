@@ -26,6 +26,8 @@ final class TCPNATTable: Sendable {
         var host: String?
         /// The destination is a fake address standing for `host`.
         var fake = false
+        /// The rules wait for the client's first bytes (sniffing); `decision` is not made yet.
+        var sniff = false
         var createdAt: UInt64
         /// Set when the relay finished; the entry lingers so late FIN/ACKs still translate.
         var closedAt: UInt64?
@@ -57,8 +59,10 @@ final class TCPNATTable: Sendable {
     }
 
     /// A new translation (on SYN). Returns nil when every port of the family is in use.
-    func create(_ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, now: UInt64) -> UInt16? {
-        let entry = Entry(key: key, decision: decision, host: host, fake: fake, createdAt: now)
+    func create(_ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, sniff: Bool = false, now: UInt64)
+        -> UInt16?
+    {
+        let entry = Entry(key: key, decision: decision, host: host, fake: fake, sniff: sniff, createdAt: now)
         return state.withLock { s in
             key.source.isIPv4 ? Self.create(&s.v4, entry) : Self.create(&s.v6, entry)
         }

@@ -3,6 +3,7 @@ import IPC
 import Logging
 import SluiceNet
 import SluiceProxy
+import SluiceSniffing
 import SluiceSystem
 import Synchronization
 
@@ -106,6 +107,40 @@ final class TCPRelayLoop: @unchecked Sendable {
         var name: String?
     }
 
+    /// What to do with an accepted connection.
+    enum Admission {
+        /// Its rules were decided on the SYN: relay it.
+        case relay(Route)
+        /// Its rules wait for its first bytes: sniff them with `kinds` (at most
+        /// ``sniffWait``), then ask for the route with the name found.
+        case sniff(kinds: [Sniffing.Kind])
+    }
+
+    /// A client whose first bytes are awaited (sniffing), polled edge-triggered for
+    /// readability: it reads nothing (MSG_PEEK), so a level-triggered poll would report the
+    /// same bytes again and again while a ClientHello is still incomplete.
+    private final class SniffingClient {
+        let client: OwnedDescriptor
+        let natPort: UInt16
+        let ipv4: Bool
+        let kinds: [Sniffing.Kind]
+        let deadline: UInt64
+        init(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, kinds: [Sniffing.Kind], deadline: UInt64) {
+            self.client = client
+            self.natPort = natPort
+            self.ipv4 = ipv4
+            self.kinds = kinds
+            self.deadline = deadline
+        }
+    }
+
+    /// The route of a sniffed connection, given the name found (nil: none, `timedOut`: the
+    /// client sent too little in time); nil: reset the client.
+    typealias SniffedDecision = (UInt16, Bool, (name: String, kind: Sniffing.Kind)?, Bool) -> Route?
+
+    /// How long a client may take to send the bytes that name its destination.
+    static let sniffWait = UInt64(SniffPolicy.waitMilliseconds) * 1_000_000
+
     /// Resolves a name to real addresses (for fake destinations and proxy servers); the
     /// completion may run on any thread.
     typealias NameLookup = @Sendable (String, Bool, @escaping @Sendable ([IPAddress], String) -> Void) -> Void
@@ -120,7 +155,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// A descriptor held in reserve for ``shedOneConnection(_:)``.
     private var spare: OwnedDescriptor?
     private var shedWarnings = 0
-    private let resolve: (UInt16, Bool) -> Route?
+    private let admit: (UInt16, Bool) -> Admission?
+    private let decideSniffed: SniffedDecision
+    /// Clients being sniffed, by cookie (loop thread only).
+    private var sniffing: [UInt64: SniffingClient] = [:]
     private let finished: (UInt16, Bool) -> Void
     private let lookupName: NameLookup
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
@@ -135,18 +173,21 @@ final class TCPRelayLoop: @unchecked Sendable {
     let bytesDown = Atomic<UInt64>(0)
 
     /// - Parameters:
-    ///   - resolve: NAT port + family → where the connection goes (nil: unknown, reset it).
+    ///   - admit: NAT port + family → where the connection goes, or what to sniff first
+    ///     (nil: unknown, reset it).
+    ///   - decideSniffed: the route of a sniffed connection once its name is known.
     ///   - finished: the relay for that NAT port ended.
     ///   - lookupName: real addresses of a name (a fake destination's, a proxy server's).
     init(
-        logger: Logger, resolve: @escaping (UInt16, Bool) -> Route?, finished: @escaping (UInt16, Bool) -> Void,
-        lookupName: @escaping NameLookup
+        logger: Logger, admit: @escaping (UInt16, Bool) -> Admission?, decideSniffed: @escaping SniffedDecision,
+        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup
     ) throws(SystemError) {
+        self.admit = admit
+        self.decideSniffed = decideSniffed
         self.lookupName = lookupName
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.logger = logger
-        self.resolve = resolve
         self.finished = finished
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
         spare = try? InetSocket.udp(AF_INET)
@@ -170,8 +211,15 @@ final class TCPRelayLoop: @unchecked Sendable {
     func run() {
         var lastSweep = MonotonicClock.now
         while !stopping.load(ordering: .relaxed) {
+            var timeout: Int32 = 1000
+            if !sniffing.isEmpty {
+                // Wake for the first sniffing deadline.
+                let now = MonotonicClock.now
+                let first = sniffing.values.lazy.map(\.deadline).min() ?? now
+                timeout = first <= now ? 0 : Int32(min(1000, (first - now) / 1_000_000 + 1))
+            }
             do {
-                try poll.wait(timeoutMilliseconds: 1000) { cookie, events in
+                try poll.wait(timeoutMilliseconds: timeout) { cookie, events in
                     if cookie == 1 {
                         var value: UInt64 = 0
                         _ = read(wakeup.rawValue, &value, 8)
@@ -186,12 +234,14 @@ final class TCPRelayLoop: @unchecked Sendable {
                 logger.error("relay loop: \(error)")
             }
             let now = MonotonicClock.now
+            if !sniffing.isEmpty { expireSniffing(now: now) }
             if now - lastSweep >= 1_000_000_000 {
                 lastSweep = now
                 expireEstablishing(now: now)
             }
         }
         for connection in connections.values { close(connection, reset: true) }
+        for waiting in sniffing.values { endSniffing(waiting, route: nil) }
         posted.withLock { $0.removeAll() }
     }
 
@@ -219,14 +269,89 @@ final class TCPRelayLoop: @unchecked Sendable {
             }
             guard let (client, peer) = accepted else { return }
             self.accepted.add(1, ordering: .relaxed)
-            guard let route = resolve(peer.port, ipv4) else {
+            switch admit(peer.port, ipv4) {
+            case .relay(let route):
+                begin(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+            case .sniff(let kinds):
+                startSniffing(client: client, natPort: peer.port, ipv4: ipv4, kinds: kinds)
+            case nil:
                 // A connection the NAT does not know (a stale SYN after a restart): refuse.
                 InetSocket.setResetOnClose(client.rawValue)
                 failed.add(1, ordering: .relaxed)
-                continue
             }
-            begin(client: client, natPort: peer.port, ipv4: ipv4, route: route)
         }
+    }
+
+    // MARK: Sniffing
+
+    /// Waits for the client's first bytes, without reading them (they stay in the socket
+    /// for the server), at most ``sniffWait``.
+    private func startSniffing(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, kinds: [Sniffing.Kind]) {
+        let id = nextID
+        nextID += 2
+        let waiting = SniffingClient(
+            client: client, natPort: natPort, ipv4: ipv4, kinds: kinds, deadline: MonotonicClock.now + Self.sniffWait)
+        sniffing[id] = waiting
+        do {
+            try poll.add(client.rawValue, [.readable, .readHangup, .edgeTriggered], cookie: id)
+        } catch {
+            logger.error("sniffing: epoll: \(error)")
+            sniffing[id] = nil
+            refuse(client, natPort: natPort, ipv4: ipv4, "sniffing: \(error)")
+            return
+        }
+        // Bytes may have arrived with the handshake already.
+        sniff(id, waiting, final: false)
+    }
+
+    /// Peeks at what the client sent and sniffs it. Decides when a name is found, when the
+    /// bytes cannot give one, when the client is done sending, or when `final` (the wait
+    /// is over); otherwise keeps waiting.
+    private func sniff(_ id: UInt64, _ waiting: SniffingClient, final: Bool) {
+        let limit = min(Sniffing.maximumBytes, scratch.count)
+        let n = csluice_recv(waiting.client.rawValue, scratch.baseAddress, limit, CInt(MSG_PEEK | MSG_DONTWAIT))
+        var sniffed: (name: String, kind: Sniffing.Kind)?
+        var timedOut = false
+        if n > 0 {
+            let (result, kind) = Sniffing.sniff(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), kinds: waiting.kinds)
+            switch result {
+            case .name(let name): sniffed = kind.map { (name, $0) }
+            case .needMoreBytes:
+                if !final && n < limit { return }
+                timedOut = final
+            case .noName, .notThisProtocol: break
+            }
+        } else if n == -EAGAIN || n == -EINTR {
+            if !final { return }
+            timedOut = true
+        } else if n < 0 {
+            // The client reset or failed meanwhile.
+            sniffing[id] = nil
+            poll.remove(waiting.client.rawValue)
+            refuse(waiting.client, natPort: waiting.natPort, ipv4: waiting.ipv4, "sniffing: the client went away")
+            return
+        }
+        // n == 0: the client closed its side without a word; decide without a name.
+        sniffing[id] = nil
+        poll.remove(waiting.client.rawValue)
+        endSniffing(waiting, route: decideSniffed(waiting.natPort, waiting.ipv4, sniffed, timedOut))
+    }
+
+    /// Goes on with a sniffed connection: relays it, or resets it when `route` is nil.
+    private func endSniffing(_ waiting: SniffingClient, route: Route?) {
+        guard let route else {
+            InetSocket.setResetOnClose(waiting.client.rawValue)
+            waiting.client.close()
+            failed.add(1, ordering: .relaxed)
+            finished(waiting.natPort, waiting.ipv4)
+            return
+        }
+        begin(client: waiting.client, natPort: waiting.natPort, ipv4: waiting.ipv4, route: route)
+    }
+
+    /// Decides the clients whose wait is over with what they sent so far.
+    private func expireSniffing(now: UInt64) {
+        for (id, waiting) in sniffing where now >= waiting.deadline { sniff(id, waiting, final: true) }
     }
 
     /// Asks the outbound for its plan and dials the first hop, after resolving it when it
@@ -335,6 +460,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     // MARK: Connect and handshake
 
     private func handle(cookie: UInt64, events: EventPoll.Events) {
+        if !sniffing.isEmpty, let waiting = sniffing[cookie] {
+            sniff(cookie, waiting, final: false)
+            return
+        }
         let id = cookie & ~1
         guard let c = connections[id] else { return }
         let isServer = cookie & 1 == 1

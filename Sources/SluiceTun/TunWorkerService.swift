@@ -148,7 +148,9 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             logger.warning(
                 "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
         }
-        return RoutingTable(rules: engine, outbounds: outbounds, groups: groups, rejectNames: rejectNames)
+        return RoutingTable(
+            rules: engine, outbounds: outbounds, groups: groups, rejectNames: rejectNames,
+            sniffer: SniffPolicy(configuration.sniffer))
     }
 }
 
@@ -271,7 +273,10 @@ final class RunningDataPlane: @unchecked Sendable {
         let lookup = Mutex<PacketDispatcher?>(nil)
         let relay = try TCPRelayLoop(
             logger: logger,
-            resolve: { port, ipv4 in lookup.withLock { $0 }?.route(natPort: port, ipv4: ipv4) },
+            admit: { port, ipv4 in lookup.withLock { $0 }?.admit(natPort: port, ipv4: ipv4) },
+            decideSniffed: { port, ipv4, sniffed, timedOut in
+                lookup.withLock { $0 }?.decideSniffed(natPort: port, ipv4: ipv4, sniffed: sniffed, timedOut: timedOut)
+            },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
             lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) })
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {

@@ -54,7 +54,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
         case .tun:
             return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
                 || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
-                || old.dns != new.dns || old.ipv6 != new.ipv6
+                || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
         case .keepalive:

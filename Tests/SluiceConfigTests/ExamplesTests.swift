@@ -47,7 +47,6 @@ struct ExamplesTests {
             "m.yaml:3:1: warning: mixed-port: not supported by sluice; ignored",
             "m.yaml:4:1: warning: allow-lan: not supported by sluice; ignored",
             "m.yaml:9:1: warning: external-controller: not supported by sluice; ignored",
-            "m.yaml:20:1: warning: sniffer: not supported by sluice; ignored",
         ] {
             #expect(rendered.contains(expected), "\(rendered)")
         }
@@ -65,6 +64,9 @@ struct ExamplesTests {
         let jp = try #require(configuration.proxyGroups.first { $0.name == "JP" })
         #expect(jp.interval == 600)
         #expect(jp.tolerance == 50)
+        #expect(configuration.sniffer.isActive)
+        #expect(configuration.sniffer.protocols.map(\.kind) == [.tls, .http])
+        #expect(!rendered.contains { $0.contains("sniffer") }, "\(rendered)")
         #expect(configuration.rules.count == 7)  // GEOSITE and two GEOIP rules skipped
         #expect(configuration.rules.last == Rule(condition: .match, target: "PROXY"))
     }

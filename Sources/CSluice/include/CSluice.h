@@ -216,6 +216,10 @@ ssize_t csluice_write(int fd, const void *buf, size_t len);
 /// read() with EINTR retried. Returns bytes read or -errno.
 ssize_t csluice_read(int fd, void *buf, size_t len);
 
+/// recv() with EINTR retried (MSG_PEEK looks at a socket's bytes without taking them).
+/// Returns bytes received or -errno.
+ssize_t csluice_recv(int fd, void *buf, size_t len, int flags);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,7 +13,7 @@ struct ConfigurationDecoder {
     /// so that a mihomo config loads unchanged.
     static let ignoredTopLevelKeys: [String] = [
         "port", "socks-port", "redir-port", "tproxy-port", "mixed-port", "allow-lan", "bind-address",
-        "authentication", "skip-auth-prefixes", "lan-allowed-ips", "lan-disallowed-ips", "sniffer",
+        "authentication", "skip-auth-prefixes", "lan-allowed-ips", "lan-disallowed-ips",
         "external-controller", "external-controller-tls", "external-controller-unix", "external-controller-pipe",
         "external-controller-cors", "external-ui", "external-ui-name", "external-ui-url", "external-doh-server",
         "secret", "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
@@ -80,6 +80,9 @@ struct ConfigurationDecoder {
         }
         if let node = top.value("dns") {
             decodeDNS(node, "dns", providers: providers, into: &configuration.dns)
+        }
+        if let node = top.value("sniffer") {
+            configuration.sniffer = decodeSniffer(node, "sniffer")
         }
         if let node = top.value("hosts") {
             configuration.hosts = decodeHosts(node, "hosts")

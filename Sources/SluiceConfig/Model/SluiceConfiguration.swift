@@ -11,6 +11,8 @@ public struct SluiceConfiguration: Sendable, Equatable, Codable {
     public var ipv6: Bool = true
     public var tun = TunConfiguration()
     public var dns = DNSConfiguration()
+    /// `sniffer:`: names of connections to real addresses read from their first bytes.
+    public var sniffer = SnifferConfiguration()
     /// Static host entries (`hosts:`), in file order.
     public var hosts: [HostEntry] = []
     public var profile = ProfileConfiguration()
