@@ -97,6 +97,18 @@ public enum InetSocket {
         }
     }
 
+    /// TCP keep-alive: probes after `idle` seconds of silence, every `interval` seconds, and
+    /// a reset after `count` unanswered ones.
+    public static func setKeepAlive(_ fd: CInt, idle: Int, interval: Int, count: Int = 9) {
+        var on: CInt = 1
+        var values = (CInt(idle), CInt(interval), CInt(count))
+        let length = socklen_t(MemoryLayout<CInt>.size)
+        _ = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, length)
+        _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_KEEPIDLE, &values.0, length)
+        _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_KEEPINTVL, &values.1, length)
+        _ = setsockopt(fd, CInt(IPPROTO_TCP), TCP_KEEPCNT, &values.2, length)
+    }
+
     /// A UDP socket and a listening TCP socket on the same `endpoint` (a DNS server's pair).
     public static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
         -> (udp: OwnedDescriptor, tcp: OwnedDescriptor)

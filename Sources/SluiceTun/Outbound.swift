@@ -120,6 +120,20 @@ struct StreamCodecError: Error, CustomStringConvertible {
 final class EgressPolicy: Sendable {
     let routingMark: UInt32
     private let detectedInterface = Mutex<String?>(nil)
+    private let keepAliveSettings = Mutex(TCPKeepAlive())
+
+    /// TCP keep-alive for both sides of relayed connections (follows reloads).
+    var keepAlive: TCPKeepAlive {
+        get { keepAliveSettings.withLock { $0 } }
+        set { keepAliveSettings.withLock { $0 = newValue } }
+    }
+
+    /// Applies ``keepAlive`` to a TCP socket.
+    func applyKeepAlive(_ fd: CInt) {
+        let settings = keepAlive
+        guard !settings.disabled else { return }
+        InetSocket.setKeepAlive(fd, idle: settings.idle, interval: settings.interval)
+    }
 
     init(routingMark: UInt32) { self.routingMark = routingMark }
 
@@ -156,6 +170,7 @@ struct DialSettings: Sendable {
         let socket = try InetSocket.tcp(endpoint.address.socketFamily)
         try prepare(socket.rawValue)
         _ = try InetSocket.setOption(socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
+        egress.applyKeepAlive(socket.rawValue)
         _ = try InetSocket.connect(socket.rawValue, endpoint)
         return socket
     }

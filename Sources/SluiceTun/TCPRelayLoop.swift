@@ -161,6 +161,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     private var sniffing: [UInt64: SniffingClient] = [:]
     private let finished: (UInt16, Bool) -> Void
     private let lookupName: NameLookup
+    private let egress: EgressPolicy
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
     private let posted = Mutex<[@Sendable () -> Void]>([])
     /// Reads of userspace relays and handshakes land here (loop thread only).
@@ -178,10 +179,12 @@ final class TCPRelayLoop: @unchecked Sendable {
     ///   - decideSniffed: the route of a sniffed connection once its name is known.
     ///   - finished: the relay for that NAT port ended.
     ///   - lookupName: real addresses of a name (a fake destination's, a proxy server's).
+    ///   - egress: keep-alive settings for the client side (outbounds set their own side).
     init(
         logger: Logger, admit: @escaping (UInt16, Bool) -> Admission?, decideSniffed: @escaping SniffedDecision,
-        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup
+        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup, egress: EgressPolicy
     ) throws(SystemError) {
+        self.egress = egress
         self.admit = admit
         self.decideSniffed = decideSniffed
         self.lookupName = lookupName
@@ -586,6 +589,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
         _ = try? InetSocket.setOption(
             c.client.socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
+        egress.applyKeepAlive(c.client.socket.rawValue)
         relay(c)
     }
 

@@ -38,6 +38,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                 previous: running.dispatcher.table.withLock { $0 }, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
                 logger: logger)
             running.install(table)
+            running.egress.keepAlive = configuration.keepAlive
             self.applied = configuration
             return (.applied, running.summary)
         }
@@ -235,6 +236,7 @@ final class RunningDataPlane: @unchecked Sendable {
         }
 
         let egress = EgressPolicy(routingMark: tun.routingMark)
+        egress.keepAlive = configuration.keepAlive
         if tun.autoDetectInterface {
             egress.interface = try detectEgress(netlink, excluding: link.index)
             logger.info("auto-detect-interface: DIRECT traffic leaves through \(egress.interface ?? "the main table's route (none found)")")
@@ -278,7 +280,8 @@ final class RunningDataPlane: @unchecked Sendable {
                 lookup.withLock { $0 }?.decideSniffed(natPort: port, ipv4: ipv4, sniffed: sniffed, timedOut: timedOut)
             },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
-            lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) })
+            lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) },
+            egress: egress)
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {

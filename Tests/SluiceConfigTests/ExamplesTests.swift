@@ -71,3 +71,17 @@ struct ExamplesTests {
         #expect(configuration.rules.last == Rule(condition: .match, target: "PROXY"))
     }
 }
+
+@Suite("Top-level keep-alive keys")
+struct KeepAliveKeysTests {
+    @Test("keep-alive-idle, keep-alive-interval and disable-keep-alive are read; out of range is an error")
+    func keys() throws {
+        let ok = ConfigLoader.load(yaml: "keep-alive-idle: 30\nkeep-alive-interval: 5\ndisable-keep-alive: true\n", fileName: "k.yaml")
+        let configuration = try #require(ok.configuration)
+        #expect(configuration.keepAlive.idle == 30 && configuration.keepAlive.interval == 5 && configuration.keepAlive.disabled)
+        #expect(ok.diagnostics.isEmpty, "\(ok.diagnostics)")
+        let defaults = try #require(ConfigLoader.load(yaml: "mode: rule\n", fileName: "d.yaml").configuration)
+        #expect(defaults.keepAlive == TCPKeepAlive())
+        #expect(ConfigLoader.load(yaml: "keep-alive-idle: 0\n", fileName: "b.yaml").hasErrors)
+    }
+}

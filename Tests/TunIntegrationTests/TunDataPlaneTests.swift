@@ -121,6 +121,29 @@ struct TunDataPlaneTests {
         #expect(log.contains("[PROCESS-NAME,python3.11] REJECT"))
     }
 
+    @Test("TCP keep-alive (keep-alive-idle, keep-alive-interval) on both sides of a relayed connection")
+    func keepAlive() throws {
+        let lab = try Lab(config: "keep-alive-idle: 40\nkeep-alive-interval: 7\n" + Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let holder = try OSThread.start(name: "holder") {
+            _ = lab.run("client", "python3 -c 'import socket,time; s=socket.create_connection((\"10.77.200.2\", 80)); time.sleep(4)'")
+        }
+        defer { holder.join() }
+        #expect(lab.harness.waitUntil(3) { (lab.harness.worker("tun")?.stats["tcp.active"] ?? 0) >= 1 })
+        // The relay's two sockets in the router: to the server, and the accepted client side.
+        let sockets = lab.run("router", "ss -tnoH state established").1
+        let kept = sockets.split(separator: "\n").filter { $0.contains("timer:(keepalive,") }
+        #expect(kept.count >= 2, "\(sockets)")
+        #expect(kept.contains { $0.contains("10.77.200.2:80") }, "the server side: \(sockets)")
+        #expect(kept.allSatisfy { line in
+            // ss prints the time left before the first probe: at most the configured 40 s.
+            guard let range = line.range(of: "keepalive,") else { return false }
+            let rest = line[range.upperBound...]
+            return rest.hasPrefix("3") || rest.hasPrefix("40") || rest.hasPrefix("2")
+        }, "\(kept)")
+    }
+
     @Test("REJECT gives the client a fast refusal (RST, ICMP unreachable), not a timeout")
     func rejectIsFast() throws {
         let lab = try Lab(config: Lab.config)

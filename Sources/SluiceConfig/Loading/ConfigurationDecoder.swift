@@ -17,8 +17,8 @@ struct ConfigurationDecoder {
         "external-controller", "external-controller-tls", "external-controller-unix", "external-controller-pipe",
         "external-controller-cors", "external-ui", "external-ui-name", "external-ui-url", "external-doh-server",
         "secret", "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
-        "geox-url", "global-client-fingerprint", "global-ua", "etag-support", "keep-alive-idle",
-        "keep-alive-interval", "disable-keep-alive", "find-process-mode", "unified-delay", "tcp-concurrent",
+        "geox-url", "global-client-fingerprint", "global-ua", "etag-support",
+        "find-process-mode", "unified-delay", "tcp-concurrent",
         "interface-name", "experimental", "listeners", "proxy-providers", "sub-rules", "tunnels", "ntp",
         "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp",
     ]
@@ -43,6 +43,9 @@ struct ConfigurationDecoder {
             return mode
         }
         top.bool("ipv6", into: &configuration.ipv6)
+        top.int("keep-alive-idle", 1...86400, into: &configuration.keepAlive.idle)
+        top.int("keep-alive-interval", 1...86400, into: &configuration.keepAlive.interval)
+        top.bool("disable-keep-alive", into: &configuration.keepAlive.disabled)
 
         // Dependencies first: providers, then proxies and groups, then everything that refers to them.
         let providers =

@@ -9,6 +9,9 @@ public struct SluiceConfiguration: Sendable, Equatable, Codable {
     public var mode: Mode = .rule
     /// Whether IPv6 is handled at all (mihomo's top-level `ipv6`, default true).
     public var ipv6: Bool = true
+    /// TCP keep-alive on relayed connections (mihomo's `keep-alive-idle`,
+    /// `keep-alive-interval`, `disable-keep-alive`).
+    public var keepAlive = TCPKeepAlive()
     public var tun = TunConfiguration()
     public var dns = DNSConfiguration()
     /// `sniffer:`: names of connections to real addresses read from their first bytes.
@@ -64,6 +67,20 @@ public struct ProfileConfiguration: Sendable, Equatable, Codable {
     public var storeSelected = true
     /// Persist the fake-IP mapping under the state directory.
     public var storeFakeIP = true
+
+    public init() {}
+}
+
+/// TCP keep-alive for both sides of every relayed connection: a peer that vanished (a LAN
+/// device switched off, a proxy that died without a FIN) is noticed and its relay freed,
+/// while idle connections that are alive (SSH, push channels) stay up.
+public struct TCPKeepAlive: Sendable, Equatable, Codable {
+    /// Seconds of silence before the first probe (`keep-alive-idle`).
+    public var idle = 600
+    /// Seconds between probes (`keep-alive-interval`); after 9 unanswered the connection is reset.
+    public var interval = 75
+    /// `disable-keep-alive: true`.
+    public var disabled = false
 
     public init() {}
 }
