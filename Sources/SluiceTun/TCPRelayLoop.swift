@@ -593,6 +593,14 @@ final class TCPRelayLoop: @unchecked Sendable {
         relay(c)
     }
 
+    /// The reading side ended and everything it sent is out: end the other side's writing
+    /// (half-close).
+    private func propagateEOF(from: Side, to: Side, _ d: Direction) {
+        guard from.readClosed && d.pending == 0 && !to.writeShut else { return }
+        InetSocket.shutdownWrite(to.socket.rawValue)
+        to.writeShut = true
+    }
+
     private static func makePipe(_ d: Direction) throws(SystemError) {
         var fds: [CInt] = [-1, -1]
         try Posix.check("pipe2", csluice_splice_pipe(&fds, CInt(pipeSize)))
@@ -656,10 +664,7 @@ final class TCPRelayLoop: @unchecked Sendable {
                     return false
                 }
             }
-            if from.readClosed && d.pending == 0 && !to.writeShut {
-                InetSocket.shutdownWrite(to.socket.rawValue)
-                to.writeShut = true
-            }
+            propagateEOF(from: from, to: to, d)
             if !progressed { return true }
         }
     }
@@ -718,10 +723,7 @@ final class TCPRelayLoop: @unchecked Sendable {
                     return false
                 }
             }
-            if from.readClosed && d.pending == 0 && !to.writeShut {
-                InetSocket.shutdownWrite(to.socket.rawValue)
-                to.writeShut = true
-            }
+            propagateEOF(from: from, to: to, d)
             if !progressed { return true }
         }
     }

@@ -175,15 +175,25 @@ extension Rule {
         var container = try decoder.unkeyedContainer()
         condition = try container.decode(RuleCondition.self)
         target = try container.decode(String.self)
-        let flags = container.isAtEnd ? 0 : try container.decode(Int.self)
-        noResolve = flags & 1 != 0
-        matchSource = flags & 2 != 0
+        (noResolve, matchSource) = try RuleFlags.decode(&container)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.unkeyedContainer()
         try container.encode(condition)
         try container.encode(target)
+        try RuleFlags.encode(noResolve: noResolve, matchSource: matchSource, into: &container)
+    }
+}
+
+/// `no-resolve` and `src` in the compact JSON of rules: one optional trailing integer.
+private enum RuleFlags {
+    static func decode(_ container: inout any UnkeyedDecodingContainer) throws -> (noResolve: Bool, matchSource: Bool) {
+        let flags = container.isAtEnd ? 0 : try container.decode(Int.self)
+        return (flags & 1 != 0, flags & 2 != 0)
+    }
+
+    static func encode(noResolve: Bool, matchSource: Bool, into container: inout any UnkeyedEncodingContainer) throws {
         let flags = (noResolve ? 1 : 0) | (matchSource ? 2 : 0)
         if flags != 0 { try container.encode(flags) }
     }
@@ -193,16 +203,13 @@ extension ProviderRule {
     public init(from decoder: any Decoder) throws {
         var container = try decoder.unkeyedContainer()
         condition = try container.decode(RuleCondition.self)
-        let flags = container.isAtEnd ? 0 : try container.decode(Int.self)
-        noResolve = flags & 1 != 0
-        matchSource = flags & 2 != 0
+        (noResolve, matchSource) = try RuleFlags.decode(&container)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.unkeyedContainer()
         try container.encode(condition)
-        let flags = (noResolve ? 1 : 0) | (matchSource ? 2 : 0)
-        if flags != 0 { try container.encode(flags) }
+        try RuleFlags.encode(noResolve: noResolve, matchSource: matchSource, into: &container)
     }
 }
 
