@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-    libsystemd-dev libyaml-dev pkg-config   # the C libraries sluice links
+    libsystemd-dev libyaml-dev libssl-dev pkg-config  # the C libraries sluice links
     iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
     systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
     curl iputils-ping python3 iperf3        # traffic through the TUN in the lab tests and the demo
