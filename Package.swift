@@ -38,6 +38,11 @@ let package = Package(
             pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "CSluice",
             cSettings: [.define("_GNU_SOURCE")]
@@ -75,7 +80,7 @@ let package = Package(
         ),
         .target(
             name: "SluiceProxy",
-            dependencies: ["SluiceNet", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["SluiceNet", "COpenSSL", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(

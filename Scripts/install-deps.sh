@@ -4,10 +4,11 @@
 set -euo pipefail
 
 packages=(
-    libsystemd-dev libyaml-dev pkg-config   # the C libraries sluice links
+    libsystemd-dev libyaml-dev libssl-dev pkg-config  # the C libraries sluice links
     iproute2 procps psmisc                  # ip netns/rule/route, pgrep/ps, fuser in tests
     systemd                                 # systemd-analyze (unit lint), journald + journalctl (log tests)
     curl iputils-ping python3 iperf3        # traffic through the TUN in the lab tests and the demo
+    openssl                                 # self-signed certificates for the TLS servers in tests
     dnsmasq-base knot-dnsutils              # upstream DNS servers in tests; kdig against the dns worker
     microsocks shadowsocks-libev tinyproxy  # upstream proxies (SOCKS5, Shadowsocks ss-server/ss-local, HTTP CONNECT) in the proxy lab tests
 )

@@ -28,6 +28,9 @@
   lab-servers.py banner-proxy socks5|http HOST PORT
                                         a proxy that answers CONNECT and, in the same write,
                                         the first bytes of the tunnel ("banner\n"), then echoes
+  lab-servers.py tls-proxy http|socks5 HOST PORT CERT KEY
+                                        an HTTPS proxy (CONNECT inside TLS) or SOCKS5 over TLS
+                                        (no authentication); logs "CONNECT HOST:PORT" per tunnel
   lab-servers.py https DIR PORT CERT KEY
                                         the HTTP server over TLS (certificate and key files)
   lab-servers.py banner HOST PORT       a server that speaks first ("220 banner"), then echoes
@@ -286,6 +289,91 @@ def banner_proxy(kind, host, port):
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
+def tls_proxy(kind, host, port, cert, key):
+    """An HTTPS proxy (kind http: CONNECT inside TLS) or SOCKS5 over TLS (kind socks5, no
+    authentication), each connection logged as CONNECT host:port on stdout."""
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = socket.socket(family_of(host), socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, int(port)))
+    server.listen(64)
+
+    def read_exactly(conn, n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def target(conn):
+        if kind == "http":
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    raise ConnectionError("closed")
+                request += chunk
+            authority = request.split(b" ")[1].decode()
+            name, _, port = authority.rpartition(":")
+            return name.strip("[]"), int(port), b"HTTP/1.1 200 Connection established\r\n\r\n"
+        read_exactly(conn, 2)
+        conn.recv(255)  # the methods
+        conn.sendall(b"\x05\x00")
+        _, _, _, atyp = read_exactly(conn, 4)
+        if atyp == 1:
+            name = socket.inet_ntop(socket.AF_INET, read_exactly(conn, 4))
+        elif atyp == 4:
+            name = socket.inet_ntop(socket.AF_INET6, read_exactly(conn, 16))
+        else:
+            name = read_exactly(conn, read_exactly(conn, 1)[0]).decode()
+        port = int.from_bytes(read_exactly(conn, 2), "big")
+        return name, port, b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def serve(raw):
+        try:
+            conn = context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            print("TLS handshake failed: %s" % error, flush=True)
+            raw.close()
+            return
+        with conn:
+            try:
+                name, port, reply = target(conn)
+                print("CONNECT %s:%d" % (name, port), flush=True)
+                upstream = socket.create_connection((name, port), timeout=10)
+                upstream.settimeout(None)
+            except (OSError, ValueError) as error:
+                print("failed: %s" % error, flush=True)
+                return
+            conn.sendall(reply)
+            with upstream:
+                threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+                pump(conn, upstream)
+
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 def first_line(host, port):
     with socket.create_connection((host, int(port)), timeout=5) as s:
         data = b""
@@ -391,6 +479,7 @@ if __name__ == "__main__":
         "silent": silent,
         "half-close": half_close,
         "banner-proxy": banner_proxy,
+        "tls-proxy": tls_proxy,
         "first-line": first_line,
         "https": lambda directory, port, cert, key: http_server(directory, port, cert, key),
         "banner": banner,

@@ -8,21 +8,31 @@ import Glibc
 #endif
 
 /// An `http` proxy: HTTP CONNECT (with basic authentication and the configured extra
-/// headers), then spliced like DIRECT. TCP only; `tls: true` is refused when the
-/// configuration loads.
+/// headers), then spliced like DIRECT. With `tls: true` (an HTTPS proxy) the CONNECT runs
+/// inside TLS to the proxy and the relay goes through the session. TCP only.
 struct HTTPOutbound: Outbound {
     let name: String
     let config: HTTPProxy
     let dial: DialSettings
+    /// Set for `tls: true`.
+    let tls: ProxyTLS?
+
+    init(name: String, config: HTTPProxy, dial: DialSettings) {
+        self.name = name
+        self.config = config
+        self.dial = dial
+        self.tls = config.tls ? ProxyTLS(server: config.server, sni: config.sni, skipCertVerify: config.skipCertVerify) : nil
+    }
 
     var sendsNames: Bool { true }
 
     func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
-        TCPPlan(
-            hop: ProxyServer(endpoint: config.server).hop,
-            handshake: HTTPConnectHandshake(
-                target: target.proxyTarget, username: config.username, password: config.password,
-                headers: config.headers.map { ($0.name, $0.value) }))
+        let hop = ProxyServer(endpoint: config.server).hop
+        let connect = HTTPConnectHandshake(
+            target: target.proxyTarget, username: config.username, password: config.password,
+            headers: config.headers.map { ($0.name, $0.value) })
+        if let tls { return try tls.plan(hop: hop, inner: connect) }
+        return TCPPlan(hop: hop, handshake: connect)
     }
 
     func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }

@@ -102,7 +102,8 @@ enum HealthProbe {
                 }
             }
             var out: [UInt8] = []
-            plan.codec?.start(into: &out)
+            var early: [UInt8] = []
+            plan.codec?.start(toServer: &out, toClient: &early)
             if target.https {
                 if !out.isEmpty { try send(fd, out, remaining) }
                 return elapsed(since: started)
@@ -110,12 +111,14 @@ enum HealthProbe {
             let request = Array(
                 "GET \(target.path) HTTP/1.1\r\nHost: \(target.host)\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n".utf8)
             if let codec = plan.codec {
-                request.withUnsafeBytes { codec.encode($0, into: &out) }
+                try request.withUnsafeBytes { raw in
+                    do throws(StreamCodecError) { try codec.encode(raw, into: &out) } catch { throw error }
+                }
             } else {
                 out += request
             }
             try send(fd, out, remaining)
-            var response: [UInt8] = []
+            var response = early
             func take(_ bytes: [UInt8]) throws {
                 if let codec = plan.codec {
                     try bytes.withUnsafeBytes { raw in

@@ -9,14 +9,14 @@ import Glibc
 #endif
 
 /// Where a flow leaves the machine: DIRECT (and `direct` proxies), an upstream proxy
-/// (SOCKS5, HTTP CONNECT, Shadowsocks), or the dns worker for hijacked TCP DNS.
+/// (SOCKS5, HTTP CONNECT, Shadowsocks, the first two optionally over TLS), or the dns worker for hijacked TCP DNS.
 ///
 /// TCP goes in three steps the relay loop drives on its one epoll thread, never blocking:
 /// ``planTCP(to:)`` says where the first hop is (an address, or a name the relay resolves
 /// off-thread) and what to say there; ``connectTCP(to:)`` starts the connect; then the
 /// relay runs the plan's handshake, if any, and relays: kernel to kernel with splice when
 /// the plan has no codec (DIRECT, and SOCKS5/HTTP once their handshake is done), through
-/// userspace buffers when it has one (Shadowsocks encrypts every byte).
+/// userspace buffers when it has one (Shadowsocks and TLS encrypt every byte).
 protocol Outbound: Sendable {
     var name: String { get }
     /// Whether a flow to a fake address reaches this outbound with its name (a proxy
@@ -100,17 +100,19 @@ struct TCPPlan {
 /// Transforms a relayed TCP stream in both directions. Used on the relay thread only.
 protocol StreamCodec: AnyObject {
     /// Bytes for the server before any of the client's (Shadowsocks: the salt and the
-    /// sealed target address, so servers that speak first are reached too).
-    func start(into out: inout [UInt8])
+    /// sealed target address, so servers that speak first are reached too; TLS: records
+    /// the handshake left queued), and bytes for the client before any of the server's
+    /// (TLS: plaintext that came behind the proxy's reply).
+    func start(toServer: inout [UInt8], toClient: inout [UInt8])
     /// Client bytes on their way to the server.
-    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8])
+    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError)
     /// Server bytes on their way to the client.
     func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError)
     /// Whether the server's stream ended in the middle of a unit (a truncated stream).
     var decodeIncomplete: Bool { get }
 }
 
-/// The server's stream cannot be decoded; the connection is reset.
+/// A stream cannot be encoded or decoded; the connection is reset.
 struct StreamCodecError: Error, CustomStringConvertible {
     var description: String
 }

@@ -64,7 +64,7 @@ final class ShadowsocksCodec: StreamCodec {
         self.target = target
     }
 
-    func start(into out: inout [UInt8]) {
+    func start(toServer out: inout [UInt8], toClient: inout [UInt8]) {
         var header: [UInt8] = []
         SOCKSAddress.encode(target, into: &header)
         sealer.seal(header, into: &out)

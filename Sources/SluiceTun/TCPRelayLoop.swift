@@ -21,7 +21,7 @@ import Glibc
 ///
 /// Relaying is kernel to kernel with splice(2) when the outbound leaves the bytes alone
 /// (DIRECT, SOCKS5, HTTP CONNECT): per direction a pipe holds what was read and not yet
-/// written. An outbound that transforms the bytes (Shadowsocks) relays through userspace
+/// written. An outbound that transforms the bytes (Shadowsocks, TLS) relays through userspace
 /// buffers instead, with the same bound per direction. Either way interest masks follow
 /// the buffers (read while there is room, write while there are bytes), so a slow side
 /// applies backpressure instead of growing memory. EOF on one side becomes
@@ -556,8 +556,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     private func startRelaying(_ c: Connection, leftover: [UInt8]) {
         c.phase = .relaying
         if let codec = c.codec {
-            codec.start(into: &c.up.buffer)
+            codec.start(toServer: &c.up.buffer, toClient: &c.down.buffer)
             c.up.pending = c.up.buffer.count
+            c.down.pending = c.down.buffer.count
             if !leftover.isEmpty {
                 // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
                 let decoded = leftover.withUnsafeBytes { bytes in
@@ -613,7 +614,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// Moves what can move in both directions, then sets interest from the new state.
     private func relay(_ c: Connection) {
         if let codec = c.codec {
-            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { codec.encode($0, into: &$1) }) else { return }
+            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { (bytes, out) throws(StreamCodecError) in
+                try codec.encode(bytes, into: &out)
+            }) else { return }
             guard copy(c.down, from: c.server, to: c.client, connection: c, transform: { (bytes, out) throws(StreamCodecError) in
                 try codec.decode(bytes, into: &out)
             }) else { return }

@@ -27,9 +27,13 @@ struct ProxyLabTests {
     static let silentProxyHost = "10.77.200.21"
     static let socksBannerHost = "10.77.200.22"
     static let httpBannerHost = "10.77.200.23"
+    /// An HTTPS proxy (skip-cert-verify), the same one verified (it fails), SOCKS5 over TLS.
+    static let httpsHost = "10.77.200.24"
+    static let httpsStrictHost = "10.77.200.25"
+    static let socksTLSHost = "10.77.200.26"
     static let extraHosts = [
         socksHost, ss128Host, ss256Host, chachaHost, httpHost, rejectHost, socksUDPHost, ss128Second, badPasswordHost,
-        deadProxyHost, silentProxyHost, socksBannerHost, httpBannerHost,
+        deadProxyHost, silentProxyHost, socksBannerHost, httpBannerHost, httpsHost, httpsStrictHost, socksTLSHost,
     ]
 
     static func config(fakeIP: Bool) -> String {
@@ -53,6 +57,9 @@ struct ProxyLabTests {
               - {name: ss256, type: ss, server: 10.77.200.2, port: 8389, cipher: aes-256-gcm, password: pw-256, udp: true}
               - {name: chacha, type: ss, server: 10.77.200.2, port: 8390, cipher: chacha20-ietf-poly1305, password: pw-chacha, udp: true}
               - {name: web, type: http, server: 10.77.200.2, port: 8080, username: alice, password: secret}
+              - {name: https, type: http, server: 10.77.200.2, port: 8443, tls: true, sni: proxy.test, skip-cert-verify: true}
+              - {name: https-strict, type: http, server: 10.77.200.2, port: 8443, tls: true, sni: proxy.test}
+              - {name: socks-tls, type: socks5, server: 10.77.200.2, port: 1443, tls: true, skip-cert-verify: true}
               - {name: nope, type: reject}
             rules:
               - IP-CIDR,\(socksHost)/32,socks,no-resolve
@@ -68,6 +75,9 @@ struct ProxyLabTests {
               - IP-CIDR,\(silentProxyHost)/32,silent,no-resolve
               - IP-CIDR,\(socksBannerHost)/32,socks-banner,no-resolve
               - IP-CIDR,\(httpBannerHost)/32,http-banner,no-resolve
+              - IP-CIDR,\(httpsHost)/32,https,no-resolve
+              - IP-CIDR,\(httpsStrictHost)/32,https-strict,no-resolve
+              - IP-CIDR,\(socksTLSHost)/32,socks-tls,no-resolve
               - DOMAIN-SUFFIX,viasocks.test,socks
               - DOMAIN-SUFFIX,viass.test,chacha
               - DOMAIN-SUFFIX,viaweb.test,web
@@ -98,7 +108,10 @@ struct ProxyLabTests {
         var ss256: String { directory + "/ss-server-aes-256-gcm.log" }
         var chacha: String { directory + "/ss-server-chacha20.log" }
         var web: String { directory + "/tinyproxy.log" }
-        var all: [String] { [socks, socksUDP, ss128, ss256, chacha, web] }
+        /// The lab's Python TLS proxies (a self-signed certificate for proxy.test).
+        var https: String { directory + "/https-proxy.log" }
+        var socksTLS: String { directory + "/socks-tls-proxy.log" }
+        var all: [String] { [socks, socksUDP, ss128, ss256, chacha, web, https, socksTLS] }
 
         func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
     }
@@ -121,6 +134,12 @@ struct ProxyLabTests {
             BasicAuth alice secret
 
             """.write(toFile: tinyproxyConf, atomically: true, encoding: .utf8)
+            let directory = lab.harness.directory
+            let (made, output) = Lab.shell(
+                "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=proxy.test -addext subjectAltName=DNS:proxy.test "
+                    + "-keyout \(directory)/proxy.key -out \(directory)/proxy.crt 2>&1")
+            guard made == 0 else { throw LabError("openssl req: \(output)") }
+            let tlsProxy = "python3 \(lab.servers) tls-proxy"
             let ss = "ss-server -s 10.77.200.2 -u -v -d 10.77.200.2 --no-delay"
             for (log, command) in [
                 (upstreams.socks, "microsocks -i 10.77.200.2 -p 1080 -u alice -P secret"),
@@ -130,6 +149,8 @@ struct ProxyLabTests {
                 // A SOCKS5 server with UDP ASSOCIATE: ss-local, chained to the aes-128-gcm ss-server.
                 (upstreams.socksUDP, "ss-local -s 10.77.200.2 -p 8388 -b 10.77.200.2 -l 1081 -m aes-128-gcm -k pw-128 -u -v"),
                 (upstreams.web, "tinyproxy -d -c \(tinyproxyConf)"),
+                (upstreams.https, "\(tlsProxy) http 10.77.200.2 8443 \(directory)/proxy.crt \(directory)/proxy.key"),
+                (upstreams.socksTLS, "\(tlsProxy) socks5 10.77.200.2 1443 \(directory)/proxy.crt \(directory)/proxy.key"),
                 (lab.harness.directory + "/udp-echo.log", "python3 \(lab.servers) udp-echo 7 \(extraHosts.joined(separator: " "))"),
                 (lab.harness.directory + "/silent.log", "python3 \(lab.servers) silent 10.77.200.2 1098"),
                 (lab.harness.directory + "/banner.log", "python3 \(lab.servers) banner-proxy socks5 10.77.200.2 1097"),
@@ -142,9 +163,9 @@ struct ProxyLabTests {
             // Every TCP port listens before sluice starts.
             let (ready, listening) = lab.run(
                 "wan",
-                "for i in $(seq 1 50); do n=0; for p in 1080 1081 8388 8389 8390 8080 1098 1097 1096; do "
+                "for i in $(seq 1 50); do n=0; for p in 1080 1081 8388 8389 8390 8080 1098 1097 1096 8443 1443; do "
                     + "(exec 3<>/dev/tcp/10.77.200.2/$p) 2>/dev/null && n=$((n+1)); done; "
-                    + "[ $n = 9 ] && exit 0; sleep 0.1; done; ss -ltn; exit 1")
+                    + "[ $n = 11 ] && exit 0; sleep 0.1; done; ss -ltn; exit 1")
             guard ready == 0 else { throw LabError("proxies did not start listening:\n\(listening)") }
             try lab.start()
             if fakeIP {
@@ -169,6 +190,8 @@ struct ProxyLabTests {
             (Self.ss256Host, upstreams.ss256, { "connect to \($0):80" }),
             (Self.chachaHost, upstreams.chacha, { "connect to \($0):80" }),
             (Self.httpHost, upstreams.web, { "CONNECT \($0):80" }),
+            (Self.httpsHost, upstreams.https, { "CONNECT \($0):80" }),
+            (Self.socksTLSHost, upstreams.socksTLS, { "CONNECT \($0):80" }),
             ("10.77.200.2", nil, { _ in "" }),
         ]
         for role in ["client", "router"] {
@@ -203,10 +226,20 @@ struct ProxyLabTests {
         }
         #expect(lab.harness.waitUntil(3) { lab.harness.log.contains("socks-bad: SOCKS5: the proxy rejected the username or password") })
         #expect(lab.harness.log.contains("dead: connect failed"))
+        // An HTTPS proxy whose self-signed certificate is verified (no skip-cert-verify):
+        // the TLS handshake fails, the client is reset at once, nothing reaches the proxy's CONNECT.
+        let started = Date()
+        let (strict, _) = lab.run("client", "curl -sS -m 10 http://\(Self.httpsStrictHost)/small")
+        #expect(strict != 0 && strict != 28 && Date().timeIntervalSince(started) < 3, "\(strict)")
+        #expect(
+            lab.harness.waitUntil(3) {
+                lab.harness.log.contains("https-strict: TLS: certificate verify failed: self-signed certificate")
+            }, "\(lab.harness.log.suffix(1500))")
+        #expect(!upstreams.text(upstreams.https).contains(Self.httpsStrictHost))
 
         // Bulk and many connections: splice after the SOCKS5 handshake, userspace AEAD for ss.
         let digest = TunDataPlaneTests.expectedDigest(lab)
-        for host in [Self.socksHost, Self.chachaHost, Self.ss128Host, Self.httpHost] {
+        for host in [Self.socksHost, Self.chachaHost, Self.ss128Host, Self.httpHost, Self.httpsHost] {
             let started = Date()
             let (status, output) = lab.run("client", "curl -s --max-time 90 http://\(host)/100m.bin | sha256sum", timeout: 120)
             let seconds = Date().timeIntervalSince(started)

@@ -114,7 +114,11 @@ extension ConfigurationDecoder {
             reader.bool("tls", into: &socks.tls)
             reader.bool("skip-cert-verify", into: &socks.skipCertVerify)
             socks.dial = dialOptions(reader)
-            if refuseTLS(socks.tls, reader, path, name: name) { break }
+            if socks.tls && socks.udp {
+                context.warning(
+                    reader.value("udp")?.mark ?? reader.mark, path.key("udp"),
+                    "UDP through a socks5 proxy with tls: true is not supported yet; UDP matched to proxy \"\(name)\" is refused")
+            }
             kind = .socks5(socks)
         case "http":
             guard let server = serverEndpoint(reader, path) else { break }
@@ -135,7 +139,6 @@ extension ConfigurationDecoder {
                 }
             }
             http.dial = dialOptions(reader)
-            if refuseTLS(http.tls, reader, path, name: name) { break }
             kind = .http(http)
         case "ss":
             if let plugin = reader.pair("plugin"), !plugin.value.isNull {
@@ -187,17 +190,6 @@ extension ConfigurationDecoder {
         reader.ignore(Self.ignoredProxyKeys)
         reader.finish()
         return kind.map { .some($0) }
-    }
-
-    /// TLS to a proxy is not implemented. Leaving the proxy out (a warning) would let its
-    /// rules fall through to later ones, perhaps DIRECT: traffic meant for an encrypted
-    /// tunnel would leave in the clear. So `tls: true` is an error. Returns true then.
-    private func refuseTLS(_ tls: Bool, _ reader: MappingReader, _ path: String, name: String) -> Bool {
-        guard tls else { return false }
-        context.error(
-            reader.value("tls")?.mark ?? reader.mark, path.key("tls"),
-            "TLS to proxies is not supported by sluice; set tls: false for a plain proxy, or remove proxy \"\(name)\"")
-        return true
     }
 
     private func decodePassword(_ reader: MappingReader, into target: inout String?) {
