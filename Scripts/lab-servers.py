@@ -78,26 +78,39 @@ def http_server(directory, port, cert=None, key=None):
         server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 
-
-def banner(host, port):
-    """A server that speaks first (as SMTP and SSH do), then echoes."""
+def listening(host, port):
+    """A TCP server socket on host:port."""
     server = socket.socket(family_of(host), socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((host, int(port)))
     server.listen(64)
+    return server
 
-    def serve(conn):
-        with conn:
-            conn.sendall(b"220 banner\r\n")
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                conn.sendall(data)
 
+def echo_until_closed(conn):
+    """Sends back whatever arrives until the peer closes."""
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            return
+        conn.sendall(data)
+
+
+def serve_forever(server, serve):
+    """Each accepted connection on a thread of its own."""
     while True:
         conn, _ = server.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def banner(host, port):
+    """A server that speaks first (as SMTP and SSH do), then echoes."""
+    def serve(conn):
+        with conn:
+            conn.sendall(b"220 banner\r\n")
+            echo_until_closed(conn)
+
+    serve_forever(listening(host, port), serve)
 
 
 def udp_echo(port, *addresses):
@@ -257,11 +270,6 @@ def silent(host, port):
 
 
 def banner_proxy(kind, host, port):
-    server = socket.socket(family_of(host), socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, int(port)))
-    server.listen(64)
-
     def serve(conn):
         with conn:
             if kind == "socks5":
@@ -278,15 +286,9 @@ def banner_proxy(kind, host, port):
                     request += chunk
                 reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
             conn.sendall(reply + b"banner\n")
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                conn.sendall(data)
+            echo_until_closed(conn)
 
-    while True:
-        conn, _ = server.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    serve_forever(listening(host, port), serve)
 
 
 def tls_proxy(kind, host, port, cert, key):
