@@ -331,8 +331,14 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                     ProcessSpawner.signal(pid, SIGKILL)
                     _ = ProcessSpawner.wait(for: pid)
                 }
+            } else {
+                // Adopted: not our child, so watch /proc until it is gone.
+                let deadline = MonotonicClock.now + 2_000_000_000
+                while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(20_000) }
             }
         }
+        // wireguard-go removes its socket on a clean exit, but not when it was killed.
+        if state.pid.map({ !WireGuardGo.isAlive($0) }) ?? true { unlink(WireGuardGo.socketPath(link: name)) }
         logger.info("\(name): down")
     }
 
