@@ -111,6 +111,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SluiceWireGuard",
+            dependencies: [
+                "IPC", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceSystem", "WorkerRuntime",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "WorkerRuntime",
             dependencies: [
                 "IPC", "SluiceSystem", "SluiceConfig", "CSystemd",
@@ -158,7 +166,7 @@ let package = Package(
         .executableTarget(
             name: "keepalive",
             dependencies: [
-                "WorkerRuntime",
+                "WorkerRuntime", "SluiceWireGuard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -217,6 +225,11 @@ let package = Package(
         .testTarget(
             name: "SluiceDNSTests",
             dependencies: ["SluiceDNS", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceWireGuardTests",
+            dependencies: ["SluiceWireGuard", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),

@@ -412,6 +412,12 @@ public final class Supervisor {
         }
         // The dns worker persists the fake-IP mapping here, as the service user.
         if let account { chown(options.stateDirectory, account.uid, account.gid) }
+        // wireguard-go, run by the keepalive worker as the service user, puts its UAPI sockets here.
+        if let account, !configuration.wireguard.isEmpty {
+            let path = "/run/wireguard"
+            try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            chown(path, account.uid, account.gid)
+        }
     }
 
     private func announcePrivileges() {

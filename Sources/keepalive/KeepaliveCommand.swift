@@ -1,5 +1,6 @@
 import ArgumentParser
 import IPC
+import SluiceWireGuard
 import WorkerRuntime
 
 /// `sluice-keepalive`: brings WireGuard links up and keeps them alive. Holds
@@ -16,8 +17,6 @@ struct KeepaliveCommand: ParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() throws {
-        try WorkerProcess.main(role: .keepalive, identifier: "sluice-keepalive", options: options) {
-            ConfigurationKeeper(label: "sluice-keepalive") { config in "\(config.wireguard.count) WireGuard link\(config.wireguard.count == 1 ? "" : "s")" }
-        }
+        try WorkerProcess.main(role: .keepalive, identifier: "sluice-keepalive", options: options) { KeepaliveService() }
     }
 }

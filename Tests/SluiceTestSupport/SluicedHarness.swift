@@ -214,9 +214,11 @@ public final class SluicedHarness {
         text += "tun:\n  enable: \(tun)\n"
         text += "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"
         if keepalive {
+            // UAPI sockets (/var/run/wireguard/NAME.sock) are not per namespace: a name of its own per harness.
+            let link = "wgt" + String(UInt32.random(in: 0...0xff_ffff), radix: 16)
             text += """
                 wireguard:
-                  - name: wgtest0
+                  - name: \(link)
                     private-key: "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
                     address: [10.99.0.1/24]
                     peers:

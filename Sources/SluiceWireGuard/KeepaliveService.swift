@@ -1,0 +1,419 @@
+import Foundation
+import IPC
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluiceNetlink
+import SluiceSystem
+import Synchronization
+import WorkerRuntime
+
+/// The keepalive worker's job: the `wireguard:` links, brought up with wireguard-go, kept up, and reported.
+///
+/// `apply` only records the wanted links; one thread (the keeper) does all the work: it starts or adopts each
+/// link's wireguard-go, configures it over UAPI and rtnetlink, checks every child a few times a second and every
+/// peer each `keepalive.interval`, restarts a dead wireguard-go (at once, then with backoff when it keeps dying)
+/// and re-applies the configuration, and takes links down on shutdown. A worker killed outright leaves its links
+/// up; the next one adopts them by their UAPI sockets.
+public final class KeepaliveService: WorkerService, @unchecked Sendable {
+    /// What `apply` hands the keeper: the links with their private keys read, and a version to notice changes.
+    private struct Wanted {
+        var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
+        var interval: Duration = .seconds(5)
+        var logLevel: String = "error"
+        var version = 0
+        var stopping = false
+        var configured = false
+    }
+
+    private let wanted = Mutex(Wanted())
+    private let published = Mutex<(entries: [StatsReport.Entry], summary: String)>(([], "no links"))
+    private let logger = Logger(label: "sluice-keepalive")
+    private var keeper: OSThread?
+    private let stopped = Atomic<Bool>(false)
+    private let environment = ProcessInfo.processInfo.environment
+
+    public init() {}
+
+    // MARK: WorkerService
+
+    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+        var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
+        for (position, link) in configuration.wireguard.enumerated() {
+            switch link.privateKey {
+            case .key(let key): links.append((link, key.bytes))
+            case .file(let path):
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    return (.rejected, "wireguard[\(position)](\(link.name)).private-key-file: cannot read \(path) as \(NSUserName())")
+                }
+                guard let key = WireGuardKey(base64: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                    return (.rejected, "wireguard[\(position)](\(link.name)).private-key-file: \(path) does not hold a base64 WireGuard key")
+                }
+                links.append((link, key.bytes))
+            }
+        }
+        if !links.isEmpty, WireGuardGo.executable(environment: environment) == nil {
+            return (.rejected, "wireguard: wireguard-go not found (apt-get install wireguard-go, or set SLUICE_WIREGUARD_GO)")
+        }
+        let level = switch configuration.logLevel {
+        case .debug: "verbose"
+        case .silent: "silent"
+        default: "error"
+        }
+        wanted.withLock {
+            $0.links = links
+            $0.interval = configuration.keepalive.interval
+            $0.logLevel = level
+            $0.version += 1
+            $0.configured = true
+        }
+        if keeper == nil {
+            do {
+                keeper = try OSThread.start(name: "wg-keeper") { [self] in keep() }
+            } catch {
+                return (.rejected, "cannot start the keeper thread: \(error)")
+            }
+        }
+        return (.applied, summary(links.map(\.link.name)))
+    }
+
+    public var readyDetail: String { published.withLock { $0.summary } }
+
+    public var isHealthy: Bool { !(keeper?.hasExited ?? false) || stopped.load(ordering: .relaxed) }
+
+    public func stats() -> [StatsReport.Entry] { published.withLock { $0.entries } }
+
+    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) { channel.close() }
+
+    public func shutdown(graceMilliseconds: UInt32) {
+        wanted.withLock { $0.stopping = true }
+        keeper?.join()
+        keeper = nil
+    }
+
+    private func summary(_ names: [String]) -> String {
+        names.isEmpty ? "no WireGuard links" : "WireGuard \(names.joined(separator: ", "))"
+    }
+
+    // MARK: The keeper thread
+
+    /// One link as the keeper tracks it.
+    private struct LinkState {
+        var link: WireGuardLink
+        var privateKey: [UInt8]
+        var pid: pid_t?
+        /// Started by this worker (so reaped with waitpid) rather than adopted.
+        var ownChild = false
+        var adopted = false
+        var fresh = true
+        var needsConfigure = true
+        var configured = false
+        var restarts = 0
+        var failures = 0
+        var startedAt: UInt64 = 0
+        var nextAttempt: UInt64 = 0
+        var lastStatusAt: UInt64 = 0
+        var status: WireGuardUAPI.DeviceStatus?
+    }
+
+    private var links: [String: LinkState] = [:]
+    private var seenVersion = 0
+
+    private func keep() {
+        let netlink: RouteNetlink
+        do {
+            netlink = try RouteNetlink()
+        } catch {
+            logger.error("rtnetlink: \(error); WireGuard links cannot be managed")
+            return
+        }
+        while true {
+            let w = wanted.withLock { $0 }
+            if w.stopping {
+                for name in links.keys.sorted() { takeDown(name, netlink: netlink) }
+                links = [:]
+                publish(interval: w.interval)
+                stopped.store(true, ordering: .relaxed)
+                return
+            }
+            if w.version != seenVersion {
+                seenVersion = w.version
+                reconcile(w, netlink: netlink)
+            }
+            let now = MonotonicClock.now
+            for name in links.keys.sorted() {
+                tend(name, now: now, interval: w.interval, logLevel: w.logLevel, netlink: netlink)
+            }
+            publish(interval: w.interval)
+            usleep(200_000)
+        }
+    }
+
+    private func reconcile(_ w: Wanted, netlink: RouteNetlink) {
+        let names = Set(w.links.map(\.link.name))
+        for name in links.keys.sorted() where !names.contains(name) {
+            logger.info("\(name): no longer configured; taking it down")
+            takeDown(name, netlink: netlink)
+            links[name] = nil
+        }
+        for (link, key) in w.links {
+            if var state = links[link.name] {
+                if state.link != link || state.privateKey != key {
+                    state.link = link
+                    state.privateKey = key
+                    state.needsConfigure = true
+                    links[link.name] = state
+                    logger.info("\(link.name): configuration changed; re-applying")
+                }
+            } else {
+                links[link.name] = LinkState(link: link, privateKey: key)
+            }
+        }
+    }
+
+    private func tend(_ name: String, now: UInt64, interval: Duration, logLevel: String, netlink: RouteNetlink) {
+        guard var state = links[name] else { return }
+        defer { links[name] = state }
+        // Liveness of the process.
+        if let pid = state.pid {
+            var exit: ProcessSpawner.Exit?
+            let dead: Bool
+            if state.ownChild {
+                exit = ProcessSpawner.wait(for: pid, blocking: false)
+                dead = exit != nil
+            } else {
+                dead = !WireGuardGo.isAlive(pid)
+            }
+            if dead {
+                let how = exit.map { e in e.signal.map { "was killed by signal \($0)" } ?? "exited with status \(e.code ?? -1)" } ?? "is gone"
+                let ranFor = MonotonicClock.elapsed(from: state.startedAt, to: now)
+                state.failures = ranFor < 10_000_000_000 ? state.failures + 1 : 0
+                let delay = state.failures <= 1 ? 0 : min(30, 1 << min(state.failures - 1, 5))
+                logger.error("\(name): wireguard-go (pid \(pid)) \(how); restarting it\(delay == 0 ? "" : " in \(delay) s")")
+                state.pid = nil
+                state.configured = false
+                state.needsConfigure = true
+                state.status = nil
+                state.restarts += 1
+                state.nextAttempt = now + UInt64(delay) * 1_000_000_000
+            }
+        }
+        // Start or adopt.
+        if state.pid == nil, now >= state.nextAttempt {
+            do {
+                try bringUp(&state, logLevel: logLevel)
+            } catch {
+                state.failures += 1
+                let delay = min(30, 1 << min(state.failures - 1, 5))
+                logger.error("\(name): cannot start wireguard-go: \(error); next try in \(delay) s")
+                state.nextAttempt = now + UInt64(delay) * 1_000_000_000
+                return
+            }
+        }
+        guard state.pid != nil else { return }
+        // Configure.
+        if state.needsConfigure {
+            do {
+                try configure(&state, netlink: netlink)
+                state.needsConfigure = false
+                state.configured = true
+                state.lastStatusAt = 0
+                logger.info("\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), pid \(state.pid ?? 0)\(state.adopted ? ", adopted" : ""))")
+            } catch {
+                logger.error("\(name): configuring failed: \(error); retrying")
+                state.configured = false
+                return
+            }
+        }
+        // Peers, every interval.
+        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
+        if state.lastStatusAt == 0 || MonotonicClock.elapsed(from: state.lastStatusAt, to: now) >= intervalNanos {
+            state.lastStatusAt = now
+            do {
+                state.status = try UAPIClient.status(path: WireGuardGo.socketPath(link: name))
+            } catch {
+                logger.warning("\(name): status over UAPI failed: \(error)")
+                state.status = nil
+            }
+        }
+    }
+
+    /// Adopts a running wireguard-go for the link (its UAPI socket answers) or starts one and waits for its socket.
+    private func bringUp(_ state: inout LinkState, logLevel: String) throws {
+        let name = state.link.name
+        let path = WireGuardGo.socketPath(link: name)
+        if state.fresh, (try? UAPIClient.status(path: path)) != nil, let pid = WireGuardGo.findProcess(link: name) {
+            state.fresh = false
+            state.pid = pid
+            state.ownChild = false
+            state.adopted = true
+            state.startedAt = MonotonicClock.now
+            state.needsConfigure = true
+            logger.info("\(name): adopting the running wireguard-go (pid \(pid))")
+            return
+        }
+        state.fresh = false
+        if let stray = WireGuardGo.findProcess(link: name) {
+            // Alive but not answering: end it so that the new one can take the name.
+            logger.warning("\(name): wireguard-go pid \(stray) does not answer on \(path); stopping it")
+            ProcessSpawner.signal(stray, SIGKILL)
+            usleep(100_000)
+        }
+        guard let executable = WireGuardGo.executable(environment: environment) else {
+            throw SystemError("wireguard-go not found", errno: ENOENT)
+        }
+        let pid = try WireGuardGo.spawn(
+            link: name, executable: executable, capabilities: Capability.netAdmin.mask, logLevel: logLevel)
+        state.pid = pid
+        state.ownChild = true
+        state.adopted = false
+        state.startedAt = MonotonicClock.now
+        state.needsConfigure = true
+        let deadline = MonotonicClock.now + 5_000_000_000
+        while MonotonicClock.now < deadline {
+            if (try? UAPIClient.status(path: path)) != nil { return }
+            if let exit = ProcessSpawner.wait(for: pid, blocking: false) {
+                state.pid = nil
+                throw SystemError("wireguard-go \(name) exited at start with status \(exit.status) (see the log above)", errno: ECHILD)
+            }
+            usleep(20_000)
+        }
+        ProcessSpawner.signal(pid, SIGKILL)
+        _ = ProcessSpawner.wait(for: pid)
+        state.pid = nil
+        throw SystemError("wireguard-go \(name): no UAPI socket at \(path) within 5 s", errno: ETIMEDOUT)
+    }
+
+    private func configure(_ state: inout LinkState, netlink: RouteNetlink) throws {
+        let link = state.link
+        let path = WireGuardGo.socketPath(link: link.name)
+        var peers: [WireGuardUAPI.PeerSettings] = []
+        for peer in link.peers {
+            var endpoint: SocketEndpoint?
+            if let configured = peer.endpoint {
+                switch configured.host {
+                case .address: endpoint = configured
+                case .name(let host):
+                    endpoint = Resolver.resolve(host, port: configured.port)
+                    if endpoint == nil { logger.warning("\(link.name): cannot resolve \(host); peer left without an endpoint") }
+                }
+            }
+            peers.append(
+                .init(
+                    publicKey: peer.publicKey.bytes, presharedKey: peer.presharedKey?.bytes ?? [UInt8](repeating: 0, count: 32),
+                    endpoint: endpoint, persistentKeepalive: peer.persistentKeepalive ?? 0, allowedIPs: peer.allowedIPs))
+        }
+        let settings = WireGuardUAPI.DeviceSettings(
+            privateKey: state.privateKey, listenPort: link.listenPort, fwmark: link.fwmark, peers: peers)
+        // A device that already runs keeps the sessions of unchanged peers (wg syncconf); a new one gets all.
+        let current = state.configured || state.adopted ? try? UAPIClient.status(path: path) : nil
+        if let current {
+            let keep = Set(peers.map(\.publicKey))
+            let remove = current.peers.map(\.publicKey).filter { !keep.contains($0) }
+            try UAPIClient.set(path: path, request: WireGuardUAPI.setRequest(settings, replacePeers: false, removePeers: remove))
+        } else {
+            try UAPIClient.set(path: path, request: WireGuardUAPI.setRequest(settings))
+        }
+        try LinkRouting.apply(link, netlink: netlink)
+    }
+
+    private func takeDown(_ name: String, netlink: RouteNetlink) {
+        guard let state = links[name] else { return }
+        if let info = try? netlink.link(named: name) {
+            do { try netlink.deleteLink(index: info.index) } catch { logger.warning("\(name): deleting the link: \(error)") }
+        }
+        if let pid = state.pid {
+            ProcessSpawner.signal(pid, SIGTERM)
+            if state.ownChild {
+                let deadline = MonotonicClock.now + 2_000_000_000
+                while MonotonicClock.now < deadline, ProcessSpawner.wait(for: pid, blocking: false) == nil { usleep(20_000) }
+                if WireGuardGo.isAlive(pid) {
+                    ProcessSpawner.signal(pid, SIGKILL)
+                    _ = ProcessSpawner.wait(for: pid)
+                }
+            } else {
+                // Adopted: not our child, so watch /proc until it is gone.
+                let deadline = MonotonicClock.now + 2_000_000_000
+                while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(20_000) }
+            }
+        }
+        // wireguard-go removes its socket on a clean exit, but not when it was killed.
+        if state.pid.map({ !WireGuardGo.isAlive($0) }) ?? true { unlink(WireGuardGo.socketPath(link: name)) }
+        logger.info("\(name): down")
+    }
+
+    // MARK: Status
+
+    /// A peer is `ok` when its last handshake is at most this old (WireGuard rekeys every 120 s).
+    public static let staleAfterSeconds: Int64 = 135
+
+    private func publish(interval: Duration) {
+        var entries: [StatsReport.Entry] = [.init("wg.links", Int64(links.count))]
+        let now = Int64(Date().timeIntervalSince1970)
+        var upNames: [String] = []
+        for name in links.keys.sorted() {
+            let state = links[name]!
+            let up = state.pid != nil && state.configured
+            if up { upNames.append(name) }
+            let p = "wg.\(name)."
+            entries.append(.init(p + "up", up ? 1 : 0))
+            entries.append(.init(p + "pid", Int64(state.pid ?? 0)))
+            entries.append(.init(p + "restarts", Int64(state.restarts)))
+            entries.append(.init(p + "adopted", state.adopted ? 1 : 0))
+            let peers = state.status?.peers ?? []
+            var ok = 0, stale = 0, never = 0
+            var newest: Int64 = -1
+            var rx: UInt64 = 0, tx: UInt64 = 0
+            for peer in peers {
+                rx += peer.rxBytes
+                tx += peer.txBytes
+                if let age = peer.handshakeAge(now: now) {
+                    if age <= Self.staleAfterSeconds { ok += 1 } else { stale += 1 }
+                    newest = newest < 0 ? age : min(newest, age)
+                } else {
+                    never += 1
+                }
+            }
+            entries.append(.init(p + "peers", Int64(state.link.peers.count)))
+            entries.append(.init(p + "peers.ok", Int64(ok)))
+            entries.append(.init(p + "peers.stale", Int64(stale)))
+            entries.append(.init(p + "peers.never", Int64(never)))
+            entries.append(.init(p + "handshake.age.s", newest))
+            entries.append(.init(p + "rx.bytes", Int64(clamping: rx)))
+            entries.append(.init(p + "tx.bytes", Int64(clamping: tx)))
+        }
+        let summary = links.isEmpty ? "no WireGuard links" : "WireGuard \(upNames.count)/\(links.count) up"
+        published.withLock { $0 = (entries, summary) }
+    }
+}
+
+/// Name resolution for peer endpoints (getaddrinfo; IPv4 preferred, as the first answer of a dual-stack name).
+enum Resolver {
+    static func resolve(_ host: String, port: UInt16) -> SocketEndpoint? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(first) }
+        var candidates: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            if info.pointee.ai_family == AF_INET {
+                info.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    _ = inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count))
+                }
+            } else if info.pointee.ai_family == AF_INET6 {
+                info.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin6_addr
+                    _ = inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count))
+                }
+            }
+            if let address = IPAddress(String(cString: buffer)) { candidates.append(address) }
+            cursor = info.pointee.ai_next
+        }
+        guard let chosen = candidates.first(where: \.isIPv4) ?? candidates.first else { return nil }
+        return SocketEndpoint(address: chosen, port: port)
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import SluiceSystem
+import SluiceTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The keepalive worker with a real far peer: sluiced (tun and dns off) in the harness's namespace brings up a
+/// WireGuard link with wireguard-go; a second namespace, joined by a veth pair, runs its own wireguard-go set up
+/// with `wg` by the test.
+@Suite(
+    "keepalive worker: WireGuard over wireguard-go (integration)", .serialized,
+    .enabled(
+        if: geteuid() == 0 && access("/usr/bin/wireguard-go", X_OK) == 0 && access("/usr/bin/wg", X_OK) == 0,
+        "needs root, wireguard-go and wg (Scripts/install-deps.sh)"))
+struct WireGuardKeepaliveTests {
+    static func sh(_ command: String) -> String {
+        let (code, output) = Shell.run(command)
+        if code != 0 { Issue.record("`\(command)` exited \(code): \(output)") }
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The far side: a namespace with a veth to ours and its own wireguard-go.
+    final class FarPeer {
+        let namespace: String
+        let link: String
+        let privateKey: String
+        let publicKey: String
+        private(set) var pid: pid_t = 0
+
+        init(ours: String, tag: String, privateKey: String) throws {
+            namespace = "slwf\(tag)"
+            link = "wgf\(tag)"
+            self.privateKey = privateKey
+            publicKey = WireGuardKeepaliveTests.sh("echo \(privateKey) | wg pubkey")
+            _ = WireGuardKeepaliveTests.sh(
+                """
+                ip netns add \(namespace) && ip -n \(namespace) link set lo up &&
+                ip link add vo\(tag) netns \(ours) type veth peer name vf\(tag) netns \(namespace) &&
+                ip -n \(ours) addr add 10.201.0.1/24 dev vo\(tag) && ip -n \(ours) link set vo\(tag) up &&
+                ip -n \(namespace) addr add 10.201.0.2/24 dev vf\(tag) && ip -n \(namespace) link set vf\(tag) up
+                """)
+            var request = SpawnRequest(
+                executable: "/usr/sbin/ip", arguments: ["netns", "exec", namespace, "/usr/bin/wireguard-go", link],
+                environment: ["WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error"], descriptors: [nil, nil, nil],
+                account: nil, capabilities: 0)
+            request.limitCapabilities = false
+            request.parentDeathSignal = SIGKILL
+            pid = try ProcessSpawner.spawn(request)
+            let socket = "/var/run/wireguard/\(link).sock"
+            for _ in 0..<250 where access(socket, F_OK) != 0 { usleep(20_000) }
+        }
+
+        func configure(ourPublicKey: String) {
+            let keyFile = "/tmp/\(link).key"
+            try? privateKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            defer { unlink(keyFile) }
+            _ = WireGuardKeepaliveTests.sh(
+                """
+                ip netns exec \(namespace) wg set \(link) private-key \(keyFile) listen-port 51902 \
+                  peer \(ourPublicKey) allowed-ips 10.203.0.1/32 &&
+                ip -n \(namespace) addr add 10.203.0.2/24 dev \(link) &&
+                ip -n \(namespace) addr add 10.204.0.9/24 dev \(link) &&
+                ip -n \(namespace) link set \(link) up
+                """)
+        }
+
+        func stop() {
+            if pid > 0 {
+                kill(pid, SIGKILL)
+                _ = ProcessSpawner.wait(for: pid)
+            }
+            _ = Shell.run("ip netns del \(namespace)")
+            unlink("/var/run/wireguard/\(link).sock")
+        }
+    }
+
+    static func config(link: String, privateKey: String, farPublicKey: String) -> String {
+        """
+        log-level: info
+        tun:
+          enable: false
+        dns:
+          enable: false
+        keepalive:
+          interval: 1s
+        wireguard:
+          - name: \(link)
+            private-key: "\(privateKey)"
+            address: [10.203.0.1/24]
+            listen-port: 51901
+            peers:
+              - public-key: "\(farPublicKey)"
+                endpoint: 10.201.0.2:51902
+                allowed-ips: [10.203.0.2/32, 10.204.0.0/24]
+                persistent-keepalive: 5
+        rules:
+          - MATCH,DIRECT
+
+        """
+    }
+
+    static func ping(_ namespace: String, _ address: String) -> Bool {
+        Shell.run("ip netns exec \(namespace) ping -c 1 -W 1 \(address)").0 == 0
+    }
+
+    @Test("handshake and ping; kill -9 of wireguard-go: ping back within 5 s, no duplicate routes; kill -9 of the worker: link kept and adopted")
+    func link() throws {
+        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+        let ourLink = "wgo\(tag)"
+        let ourKey = Self.sh("wg genkey")
+        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
+        // The far key is needed in our config, so the far side's keys come first.
+        let farKey = Self.sh("wg genkey")
+        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let harness = try SluicedHarness(config: Self.config(link: ourLink, privateKey: ourKey, farPublicKey: farPublic))
+        let ours = try #require(harness.namespace)
+        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        defer {
+            harness.stop()
+            far.stop()
+        }
+        far.configure(ourPublicKey: ourPublic)
+        try harness.start()
+        func stat(_ key: String) -> Int64? { harness.worker("keepalive")?.stats["wg.\(ourLink).\(key)"] }
+
+        #expect(harness.waitUntil(15) { stat("up") == 1 }, "link up\n\(harness.log)")
+        #expect(harness.waitUntil(15) { Self.ping(ours, "10.203.0.2") }, "ping through the link\n\(harness.log)")
+        #expect(Self.ping(ours, "10.204.0.9"), "a route for a peer-side subnet")
+        #expect(harness.waitUntil(10) { stat("peers.ok") == 1 }, "handshake seen in status: \(harness.worker("keepalive")?.stats ?? [:])")
+        #expect(Self.sh("ip -n \(ours) -o link show \(ourLink)").contains("mtu 1420"))
+        let routesBefore = Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115")
+        #expect(routesBefore.split(separator: "\n").count == 2, "\(routesBefore)")
+
+        // kill -9 of our wireguard-go.
+        let wgPID = pid_t(try #require(stat("pid")))
+        #expect(wgPID > 0)
+        let status = ProcessStatus.read(pid: wgPID)
+        #expect(status?.uid != 0, "wireguard-go runs as the service user")
+        #expect(status?.capEffective == UInt64(1) << 12, "wireguard-go holds CAP_NET_ADMIN only")
+        kill(wgPID, SIGKILL)
+        let killedAt = MonotonicClock.now
+        usleep(100_000)
+        let back = harness.waitUntil(5) { Self.ping(ours, "10.203.0.2") }
+        let seconds = Double(MonotonicClock.now - killedAt) / 1e9
+        #expect(back, "ping back within 5 s after kill -9 of wireguard-go (took \(seconds) s)\n\(harness.log)")
+        // Stats reach sluiced with the heartbeats, so they may be a beat behind.
+        #expect(harness.waitUntil(5) { stat("pid") != Int64(wgPID) && stat("restarts") == 1 && stat("up") == 1 })
+        let routesAfter = Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115")
+        #expect(routesAfter == routesBefore, "no duplicate routes")
+
+        // kill -9 of the keepalive worker: the link stays, the new worker adopts it.
+        let worker = try #require(harness.worker("keepalive")?.pid)
+        let wgNow = try #require(stat("pid"))
+        kill(worker, SIGKILL)
+        #expect(Self.ping(ours, "10.203.0.2"), "the link carries traffic while the worker is gone")
+        #expect(
+            harness.waitUntil(10) {
+                guard let w = harness.worker("keepalive") else { return false }
+                return w.pid != worker && w.state == "ready" && w.stats["wg.\(ourLink).adopted"] == 1
+                    && w.stats["wg.\(ourLink).up"] == 1
+            }, "new worker adopted the link\n\(harness.log)")
+        #expect(stat("pid") == wgNow, "the same wireguard-go")
+        #expect(Self.ping(ours, "10.203.0.2"))
+        #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
+
+        // Shutdown takes the link down and ends wireguard-go.
+        harness.stop()
+        #expect(Shell.run("ip -n \(ours) link show \(ourLink)").0 != 0 || harness.namespace == nil)
+        #expect(WireGuardAlive.waitGone(pid_t(wgNow)), "wireguard-go ended with sluiced")
+    }
+}
+
+enum WireGuardAlive {
+    static func waitGone(_ pid: pid_t) -> Bool {
+        for _ in 0..<150 {
+            if !SluicedHarness.isAlive(pid) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
