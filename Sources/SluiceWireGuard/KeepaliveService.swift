@@ -375,6 +375,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         if let info = try? netlink.link(named: name) {
             do { try netlink.deleteLink(index: info.index) } catch { logger.warning("\(name): deleting the link: \(error)") }
         }
+        do { try LinkRouting.removeRules(link: name, netlink: netlink) } catch { logger.warning("\(name): removing its rules: \(error)") }
         if let pid = state.pid {
             ProcessSpawner.signal(pid, SIGTERM)
             if state.ownChild {
