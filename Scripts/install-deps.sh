@@ -12,6 +12,7 @@ packages=(
     dnsmasq-base knot-dnsutils              # upstream DNS servers in tests; kdig against the dns worker
     microsocks shadowsocks-libev tinyproxy  # upstream proxies (SOCKS5, Shadowsocks ss-server/ss-local, HTTP CONNECT) in the proxy lab tests
     wireguard-go wireguard-tools            # the keepalive worker's userspace WireGuard backend; wg for the far peer in tests
+    nftables                                # `ct state new drop` in the WireGuard roaming test
 )
 missing=()
 for p in "${packages[@]}"; do

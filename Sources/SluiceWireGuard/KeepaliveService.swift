@@ -20,6 +20,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     private struct Wanted {
         var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
         var interval: Duration = .seconds(5)
+        var thresholds = PeerLiveness.Thresholds()
         var logLevel: String = "error"
         var version = 0
         var stopping = false
@@ -63,6 +64,9 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         wanted.withLock {
             $0.links = links
             $0.interval = configuration.keepalive.interval
+            $0.thresholds = .init(
+                handshakeTimeout: Self.nanoseconds(configuration.keepalive.handshakeTimeout),
+                rxTimeout: Self.nanoseconds(configuration.keepalive.rxTimeout))
             $0.logLevel = level
             $0.version += 1
             $0.configured = true
@@ -114,6 +118,9 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var nextAttempt: UInt64 = 0
         var lastStatusAt: UInt64 = 0
         var status: WireGuardUAPI.DeviceStatus?
+        /// When the configuration was last applied, and each name-endpoint peer's liveness since then.
+        var configuredAt: UInt64 = 0
+        var liveness: [[UInt8]: PeerLiveness] = [:]
     }
 
     private var links: [String: LinkState] = [:]
@@ -142,7 +149,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
             let now = MonotonicClock.now
             for name in links.keys.sorted() {
-                tend(name, now: now, interval: w.interval, logLevel: w.logLevel, netlink: netlink)
+                tend(name, now: now, interval: w.interval, thresholds: w.thresholds, logLevel: w.logLevel, netlink: netlink)
             }
             publish(interval: w.interval)
             usleep(200_000)
@@ -171,7 +178,10 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         }
     }
 
-    private func tend(_ name: String, now: UInt64, interval: Duration, logLevel: String, netlink: RouteNetlink) {
+    private func tend(
+        _ name: String, now: UInt64, interval: Duration, thresholds: PeerLiveness.Thresholds, logLevel: String,
+        netlink: RouteNetlink
+    ) {
         guard var state = links[name] else { return }
         defer { links[name] = state }
         // Liveness of the process.
@@ -218,6 +228,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 state.needsConfigure = false
                 state.configured = true
                 state.lastStatusAt = 0
+                state.configuredAt = now
+                state.liveness = [:]
                 logger.info("\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), pid \(state.pid ?? 0)\(state.adopted ? ", adopted" : ""))")
             } catch {
                 logger.error("\(name): configuring failed: \(error); retrying")
@@ -226,16 +238,57 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
         }
         // Peers, every interval.
-        let intervalNanos = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
+        let intervalNanos = Self.nanoseconds(interval)
         if state.lastStatusAt == 0 || MonotonicClock.elapsed(from: state.lastStatusAt, to: now) >= intervalNanos {
             state.lastStatusAt = now
             do {
                 state.status = try UAPIClient.status(path: WireGuardGo.socketPath(link: name))
+                checkEndpoints(&state, now: now, thresholds: thresholds)
             } catch {
                 logger.warning("\(name): status over UAPI failed: \(error)")
                 state.status = nil
             }
         }
+    }
+
+    /// Re-resolves the endpoint names of peers that look dead (``PeerLiveness``) and sets a changed address over UAPI.
+    /// Names go through the system resolver (getaddrinfo: /etc/hosts, then DNS); the worker has no dns peer.
+    private func checkEndpoints(_ state: inout LinkState, now: UInt64, thresholds: PeerLiveness.Thresholds) {
+        guard let status = state.status else { return }
+        let name = state.link.name
+        let wallNow = Int64(Date().timeIntervalSince1970)
+        for peer in state.link.peers {
+            guard let configured = peer.endpoint, case .name(let host) = configured.host else { continue }
+            let key = peer.publicKey.bytes
+            guard let current = status.peers.first(where: { $0.publicKey == key }) else { continue }
+            var liveness = state.liveness[key] ?? PeerLiveness(upSince: state.configuredAt, thresholds: thresholds)
+            liveness.thresholds = thresholds
+            let reason = liveness.observe(
+                .init(now: now, handshakeAge: current.handshakeAge(now: wallNow), rxBytes: current.rxBytes, txBytes: current.txBytes))
+            state.liveness[key] = liveness
+            guard let reason else { continue }
+            guard let resolved = Resolver.resolve(host, port: configured.port) else {
+                logger.warning("\(name): peer \(host): \(reason); cannot resolve \(host)")
+                continue
+            }
+            let text = WireGuardUAPI.endpointText(resolved)
+            guard text != current.endpoint else {
+                logger.debug("\(name): peer \(host): \(reason); \(host) still resolves to \(text)")
+                continue
+            }
+            do {
+                try UAPIClient.set(
+                    path: WireGuardGo.socketPath(link: name),
+                    request: WireGuardUAPI.setEndpointRequest(publicKey: key, endpoint: resolved))
+                logger.notice("\(name): peer \(host): \(reason); endpoint \(current.endpoint ?? "none") -> \(text)")
+            } catch {
+                logger.error("\(name): peer \(host): setting endpoint \(text) failed: \(error)")
+            }
+        }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
     }
 
     /// Adopts a running wireguard-go for the link (its UAPI socket answers) or starts one and waits for its socket.
@@ -322,6 +375,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         if let info = try? netlink.link(named: name) {
             do { try netlink.deleteLink(index: info.index) } catch { logger.warning("\(name): deleting the link: \(error)") }
         }
+        do { try LinkRouting.removeRules(link: name, netlink: netlink) } catch { logger.warning("\(name): removing its rules: \(error)") }
         if let pid = state.pid {
             ProcessSpawner.signal(pid, SIGTERM)
             if state.ownChild {

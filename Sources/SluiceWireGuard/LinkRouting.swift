@@ -29,7 +29,8 @@ public enum LinkRouting {
     ///   wg-quick's fwmark policy routing for it is not done yet.
     /// - `table: N`: each peer's allowed-ips, default routes included, in table N.
     /// - `table: off`: none, except with `route-metric` a default route per address family of the link's
-    ///   addresses in the main table at that metric (the side-router guide's low-priority route).
+    ///   addresses at that metric, in the main table (the side-router guide's low-priority route) and in the
+    ///   link's own table ``sourceTable(for:)``, which the source rules of ``rules(for:)`` point at.
     public static func routes(for link: WireGuardLink, interface index: Int32) -> [Route] {
         var out: [Route] = []
         func add(_ prefix: IPPrefix, table: UInt32) {
@@ -44,10 +45,56 @@ public enum LinkRouting {
             for peer in link.peers { for prefix in peer.allowedIPs { add(prefix, table: table) } }
         case .off:
             guard link.routeMetric != nil else { break }
-            if link.addresses.contains(where: { $0.address.isIPv4 }) { add(IPPrefix("0.0.0.0/0")!, table: Route.mainTable) }
-            if link.addresses.contains(where: { !$0.address.isIPv4 }) { add(IPPrefix("::/0")!, table: Route.mainTable) }
+            for table in [Route.mainTable, sourceTable(for: link.name)] {
+                if link.addresses.contains(where: { $0.address.isIPv4 }) { add(IPPrefix("0.0.0.0/0")!, table: table) }
+                if link.addresses.contains(where: { !$0.address.isIPv4 }) { add(IPPrefix("::/0")!, table: table) }
+            }
         }
         return out
+    }
+
+    /// Priority of the source rules (before `main` at 32766 and before the TUN worker's auto-route rules).
+    public static let sourceRulePriority: UInt32 = 5180
+
+    /// The routing table of a `table: off` link's source rules: a number derived from the link name (FNV-1a), so
+    /// that it is the same across restarts and adoption, in 200000…299999 (clear of wg-quick's 51820 and of
+    /// small hand-made tables).
+    public static func sourceTable(for name: String) -> UInt32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in name.utf8 {
+            hash ^= UInt32(byte)
+            hash = hash &* 16_777_619
+        }
+        return 200_000 + hash % 100_000
+    }
+
+    /// The policy rules `link` wants (pure): with `table: off` and `route-metric`, `from ADDRESS lookup TABLE` per
+    /// link address, so that replies to connections that came in through the link from peer-side addresses
+    /// outside the link's subnet leave through the link rather than by the main table's default route.
+    public static func rules(for link: WireGuardLink) -> [RoutingRule] {
+        guard case .off = link.table, link.routeMetric != nil else { return [] }
+        let table = sourceTable(for: link.name)
+        var out: [RoutingRule] = []
+        for prefix in link.addresses {
+            let rule = RoutingRule(
+                family: prefix.address.isIPv4 ? .v4 : .v6, priority: sourceRulePriority, table: table,
+                source: IPPrefix(host: prefix.address))
+            if !out.contains(rule) { out.append(rule) }
+        }
+        return out
+    }
+
+    /// Removes sluice's rules pointing at the link's source table (all of them when `keeping` is empty).
+    public static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink) throws(SystemError) {
+        let table = sourceTable(for: name)
+        for family in [IPFamily.v4, .v6] {
+            for rule in try netlink.rules(family: family)
+            where rule.table == table && rule.proto == RoutingRule.sluiceProtocol
+                && !keeping.contains(where: { $0.normalized == rule.normalized })
+            {
+                try netlink.deleteRule(rule)
+            }
+        }
     }
 
     /// Sets MTU, addresses (removing others, but not IPv6 link-local ones), up, and the routes of `link` on its
@@ -76,6 +123,9 @@ public enum LinkRouting {
                 try netlink.deleteRoute(route)
             }
         }
+        let wantedRules = rules(for: link)
+        for rule in wantedRules { try netlink.addRule(rule) }
+        try removeRules(link: link.name, keeping: wantedRules, netlink: netlink)
         return index
     }
 

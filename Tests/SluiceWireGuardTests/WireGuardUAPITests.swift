@@ -137,7 +137,25 @@ struct WireGuardUAPITests {
         #expect(numbered.allSatisfy { $0.table == 2022 })
         #expect(LinkRouting.routes(for: Self.link(.off), interface: 7).isEmpty)
         let metric = LinkRouting.routes(for: Self.link(.off, metric: 10000), interface: 7)
-        #expect(metric.map(\.destination.description) == ["0.0.0.0/0", "::/0"])
-        #expect(metric.allSatisfy { $0.metric == 10000 && $0.table == Route.mainTable })
+        let own = LinkRouting.sourceTable(for: "wg0")
+        #expect(metric.map(\.destination.description) == ["0.0.0.0/0", "::/0", "0.0.0.0/0", "::/0"])
+        #expect(metric.map(\.table) == [Route.mainTable, Route.mainTable, own, own])
+        #expect(metric.allSatisfy { $0.metric == 10000 && $0.outputInterface == 7 })
+    }
+
+    @Test("rules: table off + route-metric → from each link address lookup the link's own table; otherwise none")
+    func rules() {
+        let own = LinkRouting.sourceTable(for: "wg0")
+        #expect((200_000..<300_000).contains(own))
+        #expect(own == LinkRouting.sourceTable(for: "wg0"), "stable")
+        #expect(own != LinkRouting.sourceTable(for: "wg1"))
+        let rules = LinkRouting.rules(for: Self.link(.off, metric: 10000))
+        #expect(rules.map(\.description).count == 2)
+        #expect(rules.map { $0.source?.description } == ["10.9.0.1/32", "fd09::1/128"])
+        #expect(rules.map(\.family) == [.v4, .v6])
+        #expect(rules.allSatisfy { $0.table == own && $0.priority == LinkRouting.sourceRulePriority && $0.action == .toTable })
+        #expect(LinkRouting.rules(for: Self.link(.off)).isEmpty)
+        #expect(LinkRouting.rules(for: Self.link(.auto, metric: 10000)).isEmpty)
+        #expect(LinkRouting.rules(for: Self.link(.id(7), metric: 10000)).isEmpty)
     }
 }

@@ -53,14 +53,14 @@ struct WireGuardKeepaliveTests {
             for _ in 0..<250 where access(socket, F_OK) != 0 { usleep(20_000) }
         }
 
-        func configure(ourPublicKey: String) {
+        func configure(ourPublicKey: String, keepalive: Int = 0) {
             let keyFile = "/tmp/\(link).key"
             try? privateKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
             defer { unlink(keyFile) }
             _ = WireGuardKeepaliveTests.sh(
                 """
                 ip netns exec \(namespace) wg set \(link) private-key \(keyFile) listen-port 51902 \
-                  peer \(ourPublicKey) allowed-ips 10.203.0.1/32 &&
+                  peer \(ourPublicKey) allowed-ips 10.203.0.1/32 persistent-keepalive \(keepalive == 0 ? "off" : String(keepalive)) &&
                 ip -n \(namespace) addr add 10.203.0.2/24 dev \(link) &&
                 ip -n \(namespace) addr add 10.204.0.9/24 dev \(link) &&
                 ip -n \(namespace) link set \(link) up
@@ -77,7 +77,10 @@ struct WireGuardKeepaliveTests {
         }
     }
 
-    static func config(link: String, privateKey: String, farPublicKey: String) -> String {
+    static func config(
+        link: String, privateKey: String, farPublicKey: String, endpoint: String = "10.201.0.2:51902",
+        keepalive: String = "", linkExtra: String = ""
+    ) -> String {
         """
         log-level: info
         tun:
@@ -86,14 +89,14 @@ struct WireGuardKeepaliveTests {
           enable: false
         keepalive:
           interval: 1s
-        wireguard:
+        \(keepalive)wireguard:
           - name: \(link)
             private-key: "\(privateKey)"
             address: [10.203.0.1/24]
             listen-port: 51901
-            peers:
+        \(linkExtra)    peers:
               - public-key: "\(farPublicKey)"
-                endpoint: 10.201.0.2:51902
+                endpoint: \(endpoint)
                 allowed-ips: [10.203.0.2/32, 10.204.0.0/24]
                 persistent-keepalive: 5
         rules:
@@ -170,6 +173,126 @@ struct WireGuardKeepaliveTests {
         harness.stop()
         #expect(Shell.run("ip -n \(ours) link show \(ourLink)").0 != 0 || harness.namespace == nil)
         #expect(WireGuardAlive.waitGone(pid_t(wgNow)), "wireguard-go ended with sluiced")
+    }
+}
+
+extension WireGuardKeepaliveTests {
+    @Test("roaming: the far peer moves, new inbound flows are dropped here, its name now resolves to the new address: ping back within 20 s")
+    func roaming() throws {
+        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+        let ourLink = "wgo\(tag)"
+        let ourKey = Self.sh("wg genkey")
+        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
+        let farKey = Self.sh("wg genkey")
+        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let host = "far\(tag).roam.test"
+        // A short flat-rx window so that the test does not wait the default 15 s.
+        let harness = try SluicedHarness(
+            config: Self.config(
+                link: ourLink, privateKey: ourKey, farPublicKey: farPublic, endpoint: "\(host):51902",
+                keepalive: "  rx-timeout: 3s\n"))
+        let ours = try #require(harness.namespace)
+        // `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts: the worker's getaddrinfo reads it.
+        // Rewritten in place later (same inode), so the bind mount sees the new text.
+        let hostsDirectory = "/etc/netns/\(ours)"
+        let hosts = hostsDirectory + "/hosts"
+        _ = Self.sh("mkdir -p \(hostsDirectory) && printf '127.0.0.1 localhost\\n10.201.0.2 \(host)\\n' > \(hosts)")
+        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        defer {
+            harness.stop()
+            far.stop()
+            _ = Shell.run("rm -rf \(hostsDirectory)")
+        }
+        // The far side keeps sending (so that, without the firewall, our wireguard-go would roam by itself).
+        far.configure(ourPublicKey: ourPublic, keepalive: 1)
+        _ = Self.sh("ip -n \(ours) addr add 10.202.0.1/24 dev vo\(tag)")
+        try harness.start()
+        #expect(harness.waitUntil(15) { Self.ping(ours, "10.203.0.2") }, "ping through the link\n\(harness.log)")
+
+        // Only flows we start may come in on the veth.
+        _ = Self.sh(
+            """
+            ip netns exec \(ours) nft add table inet slroam &&
+            ip netns exec \(ours) nft add chain inet slroam in '{ type filter hook input priority 0; policy accept; }' &&
+            ip netns exec \(ours) nft add rule inet slroam in iifname vo\(tag) ct state new drop
+            """)
+        // The move: new address, and the name follows it.
+        _ = Self.sh(
+            """
+            printf '127.0.0.1 localhost\\n10.202.0.2 \(host)\\n' > \(hosts) &&
+            ip -n \(far.namespace) addr del 10.201.0.2/24 dev vf\(tag) &&
+            ip -n \(far.namespace) addr add 10.202.0.2/24 dev vf\(tag) &&
+            ip -n \(far.namespace) route add 10.201.0.0/24 dev vf\(tag)
+            """)
+        let movedAt = MonotonicClock.now
+        // The path is broken now: the far side cannot come in (new flow, dropped) and we send to the old address.
+        #expect(!Self.ping(ours, "10.203.0.2"), "ping right after the move should fail")
+        let back = harness.waitUntil(20) { Self.ping(ours, "10.203.0.2") }
+        let seconds = Double(MonotonicClock.now - movedAt) / 1e9
+        #expect(back, "ping back within 20 s of the move (took \(seconds) s)\n\(harness.log)")
+        #expect(harness.log.contains("endpoint 10.201.0.2:51902 -> 10.202.0.2:51902"), "the change is logged\n\(harness.log)")
+        let endpoint = Self.sh("ip netns exec \(ours) wg show \(ourLink) endpoints")
+        #expect(endpoint.hasSuffix("10.202.0.2:51902"), "\(endpoint)")
+        let drops = Self.sh("ip netns exec \(ours) nft list chain inet slroam in")
+        #expect(drops.contains("ct state new drop"), "\(drops)")
+    }
+
+    @Test("table off + route-metric: a TCP service here answers a far-side address outside the link's subnet (source rule); without the rule it times out")
+    func inboundSourceRule() throws {
+        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+        let ourLink = "wgo\(tag)"
+        let ourKey = Self.sh("wg genkey")
+        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
+        let farKey = Self.sh("wg genkey")
+        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let harness = try SluicedHarness(
+            config: Self.config(
+                link: ourLink, privateKey: ourKey, farPublicKey: farPublic,
+                linkExtra: "    table: \"off\"\n    route-metric: 10000\n"))
+        let ours = try #require(harness.namespace)
+        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        defer {
+            harness.stop()
+            far.stop()
+        }
+        far.configure(ourPublicKey: ourPublic)
+        // Our main table's preferred default route goes nowhere (a blackhole), as on a machine whose uplink is not
+        // the tunnel: without the source rule, replies to 10.204.0.9 would take it.
+        _ = Self.sh("ip -n \(ours) route add blackhole default metric 10")
+        try harness.start()
+        #expect(harness.waitUntil(15) { Self.ping(ours, "10.203.0.2") }, "ping through the link\n\(harness.log)")
+        let table = Self.sh("ip -n \(ours) rule show from 10.203.0.1")
+        #expect(table.contains("from 10.203.0.1 lookup"), "source rule installed: \(table)")
+        let words = table.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let ownTable = words.firstIndex(of: "lookup").map { String(words[$0 + 1]) } ?? "0"
+        let defaults = Self.sh("ip -n \(ours) route show table all default dev \(ourLink)")
+        #expect(defaults.split(separator: "\n").count == 2, "main + own table: \(defaults)")
+
+        // A TCP service here, bound to all addresses.
+        var request = SpawnRequest(
+            executable: "/usr/sbin/ip",
+            arguments: ["netns", "exec", ours, "/usr/bin/python3", "-m", "http.server", "18089", "--bind", "0.0.0.0"],
+            environment: [], descriptors: [nil, nil, nil], account: nil, capabilities: 0)
+        request.limitCapabilities = false
+        request.parentDeathSignal = SIGKILL
+        let server = try ProcessSpawner.spawn(request)
+        defer {
+            kill(server, SIGKILL)
+            _ = ProcessSpawner.wait(for: server)
+        }
+        let curl = "ip netns exec \(far.namespace) curl -s -o /dev/null -w '%{http_code}' --max-time 3 --interface 10.204.0.9 http://10.203.0.1:18089/"
+        #expect(harness.waitUntil(10) { Shell.run(curl).1.contains("200") }, "reachable from 10.204.0.9 through the link\n\(harness.log)")
+
+        // Without the rule: the reply leaves by the dummy default route and the connection times out.
+        _ = Self.sh("ip -n \(ours) rule del from 10.203.0.1")
+        #expect(!Shell.run(curl).1.contains("200"), "without the source rule the connection should time out")
+
+        // Shutdown removes sluice's rules for the link (checked before the harness deletes the namespace).
+        _ = Self.sh("ip -n \(ours) rule add from 10.203.0.1 lookup \(ownTable) pref 5180 protocol 115")
+        harness.signal(SIGTERM)
+        #expect(harness.waitUntil(10) { harness.pollExit() != nil })
+        let left = Self.sh("ip -n \(ours) rule show")
+        #expect(!left.contains("10.203.0.1"), "rules left after shutdown: \(left)")
     }
 }
 

@@ -101,6 +101,8 @@ struct ConfigurationDecoder {
         if let node = top.value("keepalive"), let reader = context.mapping(node, "keepalive") {
             reader.bool("inhibit-sleep", into: &configuration.keepalive.inhibitSleep)
             reader.duration("interval", minimum: .milliseconds(100), into: &configuration.keepalive.interval)
+            reader.duration("handshake-timeout", minimum: .seconds(1), into: &configuration.keepalive.handshakeTimeout)
+            reader.duration("rx-timeout", minimum: .seconds(1), into: &configuration.keepalive.rxTimeout)
             reader.finish()
         }
         if let node = top.value("supervisor") {

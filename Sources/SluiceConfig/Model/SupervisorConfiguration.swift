@@ -33,6 +33,11 @@ public struct KeepaliveConfiguration: Sendable, Equatable, Codable {
     public var inhibitSleep = false
     /// How often link liveness (handshakes, counters) is checked.
     public var interval: Duration = .seconds(5)
+    /// A peer whose last handshake is older than this (or that never had one, once its link has been up this long)
+    /// gets its endpoint name re-resolved. WireGuard rekeys every 120 s, so 135 s means a missed rekey.
+    public var handshakeTimeout: Duration = .seconds(135)
+    /// A peer whose tx counter grows while its rx counter stays flat this long gets its endpoint re-resolved.
+    public var rxTimeout: Duration = .seconds(15)
 
     public init() {}
 }
