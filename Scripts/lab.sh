@@ -11,7 +11,8 @@
 #
 # Servers in $LAB-wan, on 10.77.200.2 and [fd77:200::2]: HTTP on :80 (python3,
 # threaded; /small, /100m.bin with its sha256 in /100m.sha256), iperf3 on :5201, dnsmasq
-# on 10.77.200.2:53 (*.test -> 10.77.200.2), UDP echo on :7, a second
+# on 10.77.200.2:53 (*.test -> 10.77.200.2; *.corp.test -> 10.206.0.10, which only the WireGuard
+# lab test serves, through a tunnel), UDP echo on :7, a second
 # UDP echo on 10.77.200.3:7 (full-cone checks: every echo reports the source it saw).
 # Programs in $LAB-wan resolve names through that dnsmasq (/etc/netns/$LAB-wan/resolv.conf,
 # which `ip netns exec` mounts over /etc/resolv.conf). `spawn` starts one more program in a
@@ -85,7 +86,8 @@ up() {
     # DNS for *.test, answering 10.77.200.2 (the lab's "internet" has no other resolver).
     if command -v dnsmasq >/dev/null; then
         start_in wan dnsmasq --no-daemon --no-resolv --no-hosts --pid-file= --bind-interfaces \
-            --listen-address=10.77.200.2 --address=/test/10.77.200.2
+            --listen-address=10.77.200.2 --address=/test/10.77.200.2 \
+            --address=/corp.test/10.206.0.10
     fi
     for _ in $(seq 1 50); do
         ip netns exec "$w" bash -c 'exec 3<>/dev/tcp/10.77.200.2/80' 2>/dev/null && break
@@ -123,5 +125,5 @@ case "${1:-}" in
     exec) shift; role=$1; shift; exec ip netns exec "$(ns "$role")" "$@" ;;
     spawn) shift; spawn "$@" ;;
     pids) cat "$STATE/pids" 2>/dev/null || true ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

@@ -13,6 +13,7 @@ import SluiceSystem
 /// | pref | rule | why |
 /// |---|---|---|
 /// | P | `fwmark <routing-mark> lookup main` | our own outbound sockets (SO_MARK) never loop into the TUN |
+/// | P | `fwmark <link mark> lookup main` | a WireGuard link's encrypted UDP (its `fwmark` when it differs from `routing-mark`; links without one use `routing-mark`) |
 /// | P | `uidrange <service uid> lookup main` | the workers' own traffic without a mark (the dns worker's upstream queries); only when they run as a dedicated user |
 /// | P+1 | `to <route-exclude-address> lookup main` (one per prefix) | what the user keeps out |
 /// | P+2 | `lookup main suppress_prefixlength 0` | connected and LAN routes win; only main's default route is overridden |
@@ -30,9 +31,12 @@ final class AutoRoute {
 
     /// The dedicated service user the workers run as, if any.
     let serviceUID: UInt32?
+    /// WireGuard links' fwmarks other than `routing-mark` (``SluiceConfiguration/wireguardBypassMarks``).
+    let bypassMarks: [UInt32]
 
-    init(config: TunConfiguration, interfaceIndex: Int32, serviceUID: UInt32? = nil, logger: Logger) {
+    init(config: TunConfiguration, interfaceIndex: Int32, serviceUID: UInt32? = nil, bypassMarks: [UInt32] = [], logger: Logger) {
         self.config = config
+        self.bypassMarks = bypassMarks.filter { $0 != 0 && $0 != config.routingMark }
         self.serviceUID = serviceUID
         self.interfaceIndex = interfaceIndex
         var families: [IPFamily] = []
@@ -51,6 +55,9 @@ final class AutoRoute {
         var rules: [RoutingRule] = []
         if config.routingMark != 0 {
             rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: config.routingMark, fwmask: UInt32.max))
+        }
+        for mark in bypassMarks {
+            rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: mark, fwmask: UInt32.max))
         }
         if let uid = serviceUID {
             rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, uidRange: uid...uid))

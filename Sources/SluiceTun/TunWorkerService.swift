@@ -247,7 +247,9 @@ final class RunningDataPlane: @unchecked Sendable {
         // worker's upstream queries, which carry no fwmark) goes around the TUN.
         let serviceUID = environment["SLUICE_SERVICE_UID"].flatMap(UInt32.init)
         let autoRoute = tun.autoRoute
-            ? AutoRoute(config: routingConfig, interfaceIndex: link.index, serviceUID: serviceUID, logger: logger) : nil
+            ? AutoRoute(
+                config: routingConfig, interfaceIndex: link.index, serviceUID: serviceUID,
+                bypassMarks: configuration.wireguardBypassMarks, logger: logger) : nil
         try autoRoute?.install(netlink)
 
         let dns = configuration.dns

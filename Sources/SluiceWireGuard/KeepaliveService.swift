@@ -40,7 +40,10 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
 
     public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
         var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
-        for (position, link) in configuration.wireguard.enumerated() {
+        for (position, configured) in configuration.wireguard.enumerated() {
+            // The link's UDP carries a mark auto-route sends around the TUN (tun.routing-mark by default).
+            var link = configured
+            link.fwmark = configuration.effectiveFwmark(of: configured)
             switch link.privateKey {
             case .key(let key): links.append((link, key.bytes))
             case .file(let path):

@@ -67,4 +67,21 @@ struct WireGuardTests {
                 "t.yaml:2:46: wireguard[0](wg0).table: expected off, auto or a table number 1...4294967295, got \"0\""
             ])
     }
+
+    @Test("a link without fwmark gets tun.routing-mark; other marks are auto-route bypass marks")
+    func coexistenceMarks() throws {
+        let yaml = """
+            tun: {routing-mark: 0x2d0}
+            wireguard:
+              - {name: wg0, private-key: \(key1)}
+              - {name: wg1, private-key: \(key1), fwmark: 51820}
+              - {name: wg2, private-key: \(key1), fwmark: 0x2d0}
+            """
+        let configuration = try #require(TestSupport.load(yaml).configuration)
+        #expect(configuration.wireguard.map { configuration.effectiveFwmark(of: $0) } == [0x2d0, 51820, 0x2d0])
+        #expect(configuration.wireguardBypassMarks == [51820])
+        var unmarked = configuration
+        unmarked.tun.routingMark = 0
+        #expect(unmarked.effectiveFwmark(of: unmarked.wireguard[0]) == nil)
+    }
 }
