@@ -22,6 +22,12 @@ struct WireGuardKeepaliveTests {
         return output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A fresh key pair from `wg`: (private, public), base64.
+    static func keyPair() -> (String, String) {
+        let key = sh("wg genkey")
+        return (key, sh("echo \(key) | wg pubkey"))
+    }
+
     /// The far side: a namespace with a veth to ours and its own wireguard-go.
     final class FarPeer {
         let namespace: String
@@ -113,11 +119,9 @@ struct WireGuardKeepaliveTests {
     func link() throws {
         let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
         let ourLink = "wgo\(tag)"
-        let ourKey = Self.sh("wg genkey")
-        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
+        let (ourKey, ourPublic) = Self.keyPair()
         // The far key is needed in our config, so the far side's keys come first.
-        let farKey = Self.sh("wg genkey")
-        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let (farKey, farPublic) = Self.keyPair()
         let harness = try SluicedHarness(config: Self.config(link: ourLink, privateKey: ourKey, farPublicKey: farPublic))
         let ours = try #require(harness.namespace)
         let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
@@ -181,10 +185,8 @@ extension WireGuardKeepaliveTests {
     func roaming() throws {
         let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
         let ourLink = "wgo\(tag)"
-        let ourKey = Self.sh("wg genkey")
-        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
-        let farKey = Self.sh("wg genkey")
-        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let (ourKey, ourPublic) = Self.keyPair()
+        let (farKey, farPublic) = Self.keyPair()
         let host = "far\(tag).roam.test"
         // A short flat-rx window so that the test does not wait the default 15 s.
         let harness = try SluicedHarness(
@@ -241,10 +243,8 @@ extension WireGuardKeepaliveTests {
     func inboundSourceRule() throws {
         let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
         let ourLink = "wgo\(tag)"
-        let ourKey = Self.sh("wg genkey")
-        let ourPublic = Self.sh("echo \(ourKey) | wg pubkey")
-        let farKey = Self.sh("wg genkey")
-        let farPublic = Self.sh("echo \(farKey) | wg pubkey")
+        let (ourKey, ourPublic) = Self.keyPair()
+        let (farKey, farPublic) = Self.keyPair()
         let harness = try SluicedHarness(
             config: Self.config(
                 link: ourLink, privateKey: ourKey, farPublicKey: farPublic,
