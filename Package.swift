@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "SluiceWireGuard",
             dependencies: [
-                "IPC", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceSystem", "WorkerRuntime",
+                "IPC", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceSystem", "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -33,6 +33,10 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             if applied.tun != configuration.tun || applied.ipv6 != configuration.ipv6 {
                 return (.restartRequired, "tun section changed")
             }
+            if applied.tun.autoRoute, applied.wireguardBypassMarks != configuration.wireguardBypassMarks {
+                // auto-route's rules send the links' marks around the TUN; a new mark needs them reinstalled.
+                return (.restartRequired, "WireGuard link fwmarks changed (auto-route bypass rules)")
+            }
             let table = Self.routingTable(
                 configuration, egress: running.egress, resolver: running.resolver,
                 previous: running.dispatcher.table.withLock { $0 }, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],

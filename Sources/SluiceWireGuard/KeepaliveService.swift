@@ -22,13 +22,15 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var interval: Duration = .seconds(5)
         var thresholds = PeerLiveness.Thresholds()
         var logLevel: String = "error"
+        var backend: KeepaliveConfiguration.Backend = .auto
         var version = 0
         var stopping = false
         var configured = false
     }
 
     private let wanted = Mutex(Wanted())
-    private let published = Mutex<(entries: [StatsReport.Entry], summary: String)>(([], "no links"))
+    private let published = Mutex<(entries: [StatsReport.Entry], summary: String, links: [WireGuardLinkState])>(
+        ([], "no links", []))
     private let logger = Logger(label: "sluice-keepalive")
     private var keeper: OSThread?
     private let stopped = Atomic<Bool>(false)
@@ -71,6 +73,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 handshakeTimeout: Self.nanoseconds(configuration.keepalive.handshakeTimeout),
                 rxTimeout: Self.nanoseconds(configuration.keepalive.rxTimeout))
             $0.logLevel = level
+            $0.backend = configuration.keepalive.backend
             $0.version += 1
             $0.configured = true
         }
@@ -91,6 +94,15 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     public func stats() -> [StatsReport.Entry] { published.withLock { $0.entries } }
 
     public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) { channel.close() }
+
+    /// The links' state for `sluiced status`.
+    public func answer(_ request: Message) -> Message? {
+        guard case .linkStatusRequest = request else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let document = (try? encoder.encode(published.withLock { $0.links })) ?? Data("[]".utf8)
+        return .linkStatus(document: Array(document))
+    }
 
     public func shutdown(graceMilliseconds: UInt32) {
         wanted.withLock { $0.stopping = true }
@@ -124,6 +136,10 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         /// When the configuration was last applied, and each name-endpoint peer's liveness since then.
         var configuredAt: UInt64 = 0
         var liveness: [[UInt8]: PeerLiveness] = [:]
+        /// Endpoint changes after re-resolution, per peer public key.
+        var endpointChanges: [[UInt8]: Int] = [:]
+        /// A link event named the link: look whether someone else deleted it or set it down.
+        var checkLink = false
     }
 
     private var links: [String: LinkState] = [:]
@@ -136,6 +152,15 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         } catch {
             logger.error("rtnetlink: \(error); WireGuard links cannot be managed")
             return
+        }
+        // Link events make a deleted or downed link noticed at once; without them the status check every
+        // interval still notices it.
+        let monitor: RouteMonitor?
+        do {
+            monitor = try RouteMonitor(groups: .link)
+        } catch {
+            logger.warning("rtnetlink link events: \(error); a deleted link is noticed every keepalive.interval instead")
+            monitor = nil
         }
         while true {
             let w = wanted.withLock { $0 }
@@ -155,7 +180,21 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 tend(name, now: now, interval: w.interval, thresholds: w.thresholds, logLevel: w.logLevel, netlink: netlink)
             }
             publish(interval: w.interval)
-            usleep(200_000)
+            if let monitor {
+                var poller = pollfd(fd: monitor.descriptor, events: Int16(POLLIN), revents: 0)
+                if poll(&poller, 1, 200) > 0 { linkEvents(monitor.drain()) }
+            } else {
+                usleep(200_000)
+            }
+        }
+    }
+
+    /// Has the links that events name checked by ``tend``. Events are only a hint: they queue up while the keeper
+    /// creates and configures a link, so the link's state is looked up when the check runs.
+    private func linkEvents(_ events: [RouteEvent]) {
+        for event in events {
+            guard case .link(let info, _) = event, links[info.name]?.configured == true else { continue }
+            links[info.name]?.checkLink = true
         }
     }
 
@@ -187,6 +226,19 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     ) {
         guard var state = links[name] else { return }
         defer { links[name] = state }
+        if state.checkLink {
+            state.checkLink = false
+            switch Result(catching: { try netlink.link(named: name) }) {
+            case .success(nil):
+                logger.notice("\(name): the link was deleted (not by sluice); bringing it up again")
+                recreate(&state, now: now)
+            case .success(let info?) where !info.isUp:
+                logger.notice("\(name): the link was set down (not by sluice); bringing it up again")
+                state.needsConfigure = true
+            default:
+                break
+            }
+        }
         // Liveness of the process.
         if let pid = state.pid {
             var exit: ProcessSpawner.Exit?
@@ -214,7 +266,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         // Start or adopt.
         if state.pid == nil, now >= state.nextAttempt {
             do {
-                try bringUp(&state, logLevel: logLevel)
+                try bringUp(&state, logLevel: logLevel, netlink: netlink)
             } catch {
                 state.failures += 1
                 let delay = min(30, 1 << min(state.failures - 1, 5))
@@ -244,15 +296,46 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         let intervalNanos = Self.nanoseconds(interval)
         if state.lastStatusAt == 0 || MonotonicClock.elapsed(from: state.lastStatusAt, to: now) >= intervalNanos {
             state.lastStatusAt = now
+            // A link deleted while the link events were missed.
+            if state.configured, (try? netlink.link(named: name)) == .some(nil) {
+                logger.notice("\(name): the link is gone (not deleted by sluice); bringing it up again")
+                recreate(&state, now: now)
+                return
+            }
             do {
-                state.status = try UAPIClient.status(path: WireGuardGo.socketPath(link: name))
+                state.status = try control.status(link: name)
                 checkEndpoints(&state, now: now, thresholds: thresholds)
             } catch {
-                logger.warning("\(name): status over UAPI failed: \(error)")
+                logger.warning("\(name): reading the device's status (\(control.backendName)) failed: \(error)")
                 state.status = nil
             }
         }
     }
+
+    /// The device of a deleted link is gone with it: wireguard-go (which lost its TUN) is stopped, and the link is
+    /// brought up anew right away, as after a crash, without backoff.
+    private func recreate(_ state: inout LinkState, now: UInt64) {
+        if let pid = state.pid {
+            ProcessSpawner.signal(pid, SIGKILL)
+            if state.ownChild {
+                _ = ProcessSpawner.wait(for: pid)
+            } else {
+                let deadline = MonotonicClock.now + 2_000_000_000
+                while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(10_000) }
+            }
+            unlink(WireGuardGo.socketPath(link: state.link.name))
+        }
+        state.pid = nil
+        state.fresh = false
+        state.configured = false
+        state.needsConfigure = true
+        state.status = nil
+        state.restarts += 1
+        state.nextAttempt = now
+    }
+
+    /// The backend's control interface.
+    private var control: any WireGuardControl { UAPIControl() }
 
     /// Re-resolves the endpoint names of peers that look dead (``PeerLiveness``) and sets a changed address over UAPI.
     /// Names go through the system resolver (getaddrinfo: /etc/hosts, then DNS); the worker has no dns peer.
@@ -280,9 +363,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 continue
             }
             do {
-                try UAPIClient.set(
-                    path: WireGuardGo.socketPath(link: name),
-                    request: WireGuardUAPI.setEndpointRequest(publicKey: key, endpoint: resolved))
+                try control.setEndpoint(link: name, publicKey: key, endpoint: resolved)
+                state.endpointChanges[key, default: 0] += 1
                 logger.notice("\(name): peer \(host): \(reason); endpoint \(current.endpoint ?? "none") -> \(text)")
             } catch {
                 logger.error("\(name): peer \(host): setting endpoint \(text) failed: \(error)")
@@ -295,7 +377,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     }
 
     /// Adopts a running wireguard-go for the link (its UAPI socket answers) or starts one and waits for its socket.
-    private func bringUp(_ state: inout LinkState, logLevel: String) throws {
+    private func bringUp(_ state: inout LinkState, logLevel: String, netlink: RouteNetlink) throws {
         let name = state.link.name
         let path = WireGuardGo.socketPath(link: name)
         if state.fresh, (try? UAPIClient.status(path: path)) != nil, let pid = WireGuardGo.findProcess(link: name) {
@@ -317,6 +399,9 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         }
         guard let executable = WireGuardGo.executable(environment: environment) else {
             throw SystemError("wireguard-go not found", errno: ENOENT)
+        }
+        if try WireGuardGo.preparePersistentTun(link: name, netlink: netlink) {
+            logger.debug("\(name): created the persistent TUN device for wireguard-go")
         }
         let pid = try WireGuardGo.spawn(
             link: name, executable: executable, capabilities: Capability.netAdmin.mask, logLevel: logLevel)
@@ -342,7 +427,6 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
 
     private func configure(_ state: inout LinkState, netlink: RouteNetlink) throws {
         let link = state.link
-        let path = WireGuardGo.socketPath(link: link.name)
         var peers: [WireGuardUAPI.PeerSettings] = []
         for peer in link.peers {
             var endpoint: SocketEndpoint?
@@ -362,13 +446,13 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         let settings = WireGuardUAPI.DeviceSettings(
             privateKey: state.privateKey, listenPort: link.listenPort, fwmark: link.fwmark, peers: peers)
         // A device that already runs keeps the sessions of unchanged peers (wg syncconf); a new one gets all.
-        let current = state.configured || state.adopted ? try? UAPIClient.status(path: path) : nil
+        let current = state.configured || state.adopted ? try? control.status(link: link.name) : nil
         if let current {
             let keep = Set(peers.map(\.publicKey))
             let remove = current.peers.map(\.publicKey).filter { !keep.contains($0) }
-            try UAPIClient.set(path: path, request: WireGuardUAPI.setRequest(settings, replacePeers: false, removePeers: remove))
+            try control.set(link: link.name, settings, replacePeers: false, removePeers: remove)
         } else {
-            try UAPIClient.set(path: path, request: WireGuardUAPI.setRequest(settings))
+            try control.set(link: link.name, settings, replacePeers: true, removePeers: [])
         }
         try LinkRouting.apply(link, netlink: netlink)
     }
@@ -406,31 +490,47 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
 
     private func publish(interval: Duration) {
         var entries: [StatsReport.Entry] = [.init("wg.links", Int64(links.count))]
+        var states: [WireGuardLinkState] = []
         let now = Int64(Date().timeIntervalSince1970)
         var upNames: [String] = []
         for name in links.keys.sorted() {
             let state = links[name]!
             let up = state.pid != nil && state.configured
             if up { upNames.append(name) }
+            var peers: [WireGuardLinkState.Peer] = []
+            var ok = 0, stale = 0, never = 0
+            var newest: Int64 = -1
+            var rx: UInt64 = 0, tx: UInt64 = 0
+            for configured in state.link.peers {
+                let key = configured.publicKey.bytes
+                let current = state.status?.peers.first { $0.publicKey == key }
+                let age = current?.handshakeAge(now: now)
+                let verdict: String
+                if let age {
+                    verdict = age <= Self.staleAfterSeconds ? "ok" : "stale"
+                    if age <= Self.staleAfterSeconds { ok += 1 } else { stale += 1 }
+                    newest = newest < 0 ? age : min(newest, age)
+                } else {
+                    verdict = "never"
+                    never += 1
+                }
+                rx += current?.rxBytes ?? 0
+                tx += current?.txBytes ?? 0
+                peers.append(
+                    .init(
+                        publicKey: configured.publicKey.description, configuredEndpoint: configured.endpoint.map(Self.endpointText),
+                        endpoint: current?.endpoint, handshakeAgeSeconds: age, rxBytes: current?.rxBytes ?? 0,
+                        txBytes: current?.txBytes ?? 0, state: verdict, endpointChanges: state.endpointChanges[key] ?? 0))
+            }
+            states.append(
+                .init(
+                    name: name, up: up, backend: control.backendName, pid: state.pid, restarts: state.restarts,
+                    adopted: state.adopted, listenPort: state.status?.listenPort, peers: peers))
             let p = "wg.\(name)."
             entries.append(.init(p + "up", up ? 1 : 0))
             entries.append(.init(p + "pid", Int64(state.pid ?? 0)))
             entries.append(.init(p + "restarts", Int64(state.restarts)))
             entries.append(.init(p + "adopted", state.adopted ? 1 : 0))
-            let peers = state.status?.peers ?? []
-            var ok = 0, stale = 0, never = 0
-            var newest: Int64 = -1
-            var rx: UInt64 = 0, tx: UInt64 = 0
-            for peer in peers {
-                rx += peer.rxBytes
-                tx += peer.txBytes
-                if let age = peer.handshakeAge(now: now) {
-                    if age <= Self.staleAfterSeconds { ok += 1 } else { stale += 1 }
-                    newest = newest < 0 ? age : min(newest, age)
-                } else {
-                    never += 1
-                }
-            }
             entries.append(.init(p + "peers", Int64(state.link.peers.count)))
             entries.append(.init(p + "peers.ok", Int64(ok)))
             entries.append(.init(p + "peers.stale", Int64(stale)))
@@ -438,10 +538,14 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             entries.append(.init(p + "handshake.age.s", newest))
             entries.append(.init(p + "rx.bytes", Int64(clamping: rx)))
             entries.append(.init(p + "tx.bytes", Int64(clamping: tx)))
+            entries.append(.init(p + "endpoint.changes", Int64(state.endpointChanges.values.reduce(0, +))))
         }
         let summary = links.isEmpty ? "no WireGuard links" : "WireGuard \(upNames.count)/\(links.count) up"
-        published.withLock { $0 = (entries, summary) }
+        published.withLock { $0 = (entries, summary, states) }
     }
+
+    /// A configured endpoint as written in the config: `host:port`, `[v6]:port`.
+    static func endpointText(_ endpoint: SocketEndpoint) -> String { WireGuardUAPI.endpointText(endpoint) }
 }
 
 /// Name resolution for peer endpoints (getaddrinfo; IPv4 preferred, as the first answer of a dual-stack name).

@@ -1,3 +1,5 @@
+import CSluice
+import SluiceNetlink
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -38,6 +40,29 @@ public enum WireGuardGo {
         request.parentDeathSignal = 0
         request.newSession = true
         return try ProcessSpawner.spawn(request)
+    }
+
+    /// Makes sure a persistent TUN device named `link`, owned by this process's user, exists for wireguard-go to attach
+    /// to: wireguard-go opens `/dev/net/tun` with the link's name and so takes over an existing device. A persistent
+    /// device outlives the process, so when wireguard-go dies the link keeps its index, addresses and routes (they
+    /// show `linkdown` and drop packets rather than leaking them elsewhere) until the restarted process attaches.
+    /// Returns whether the device had to be created.
+    @discardableResult
+    public static func preparePersistentTun(link: String, netlink: RouteNetlink) throws(SystemError) -> Bool {
+        if let existing = try netlink.link(named: link) {
+            guard existing.kind == "tun" else {
+                throw SystemError(
+                    "link \(link) exists and is \(existing.kind.map { "a \($0) device" } ?? "not a TUN device"), which wireguard-go cannot attach to; delete it (ip link del \(link)) or rename the link in the config",
+                    errno: EEXIST)
+            }
+            return false
+        }
+        var actual = [CChar](repeating: 0, count: 16)
+        let fd = try Posix.check("open /dev/net/tun for \(link)", csluice_tun_open(link, 0, 0, &actual))
+        defer { close(fd) }
+        try Posix.check("TUNSETOWNER \(link)", csluice_tun_set_owner(fd, getuid()))
+        try Posix.check("TUNSETPERSIST \(link)", csluice_tun_set_persist(fd, 1))
+        return true
     }
 
     /// The pid of the wireguard-go process serving `link` (`wireguard-go LINK` in /proc/PID/cmdline), if any.

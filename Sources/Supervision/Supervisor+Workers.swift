@@ -225,8 +225,10 @@ extension Supervisor {
             if case .forward(let client, let requestID)? = purpose {
                 forwardAnswer(.error(report), to: client, requestID: requestID)
             }
-        case .error(let report) where purpose.map({ if case .groups = $0 { true } else { false } }) ?? false:
-            // A tun worker without groups (or an older one) has nothing to say.
+        case .linkStatus(let document):
+            if let links = try? JSONDecoder().decode([WireGuardLinkState].self, from: Data(document)) { slot.links = links }
+        case .error(let report) where purpose.map({ if case .groups = $0 { true } else if case .links = $0 { true } else { false } }) ?? false:
+            // A worker without groups or links (or an older one) has nothing to say.
             _ = report
         case .error(let report):
             logger.warning("\(slot.kind.identifier) answered an error\(purpose.map { " to \($0)" } ?? ""): \(report.code): \(report.message)")
@@ -419,6 +421,7 @@ extension Supervisor {
         configuration = new
         generation += 1
         SluiceLogging.setLevel(SluiceLogging.level(named: new.logLevel.rawValue))
+        prepareWireGuardDirectory()
         if old.supervisor.restart != new.supervisor.restart {
             for slot in slots.values { slot.schedule = Self.schedule(new.supervisor.restart) }
         }

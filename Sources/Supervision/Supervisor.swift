@@ -297,6 +297,7 @@ public final class Supervisor {
         // Stats ride along with every heartbeat: `sluiced status` is at most one interval old.
         send(.statsRequest, to: slot, purpose: .stats)
         if slot.kind == .tun, !configuration.proxyGroups.isEmpty { send(.groupStatusRequest, to: slot, purpose: .groups) }
+        if slot.kind == .keepalive, !configuration.wireguard.isEmpty { send(.linkStatusRequest, to: slot, purpose: .links) }
     }
 
     // MARK: Signals
@@ -395,7 +396,7 @@ public final class Supervisor {
         return SupervisorStatus(
             pid: getpid(), version: SluiceVersion.string, uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,
             configPath: options.configPath, generation: generation, summary: statusLine(), workers: workers,
-            groups: slots[.tun]?.groups ?? [])
+            groups: slots[.tun]?.groups ?? [], links: slots[.keepalive]?.links ?? [])
     }
 
     // MARK: Set-up
@@ -412,11 +413,17 @@ public final class Supervisor {
         }
         // The dns worker persists the fake-IP mapping here, as the service user.
         if let account { chown(options.stateDirectory, account.uid, account.gid) }
-        // wireguard-go, run by the keepalive worker as the service user, puts its UAPI sockets here.
-        if let account, !configuration.wireguard.isEmpty {
-            let path = "/run/wireguard"
-            try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            chown(path, account.uid, account.gid)
+        prepareWireGuardDirectory()
+    }
+
+    /// wireguard-go, run by the keepalive worker as the service user, puts its UAPI sockets in /run/wireguard; the
+    /// user must own it. Done at start and on every reload that (still) has links, so links added later work too.
+    func prepareWireGuardDirectory() {
+        guard let account, !configuration.wireguard.isEmpty else { return }
+        let path = "/run/wireguard"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        if chown(path, account.uid, account.gid) != 0 {
+            logger.warning("cannot hand \(path) to \(account.name): \(String(cString: strerror(errno))); wireguard-go links will not start")
         }
     }
 

@@ -14,10 +14,12 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
     public var workers: [Worker]
     /// The proxy groups, as the tun worker last reported them (empty without groups).
     public var groups: [GroupState] = []
+    /// The WireGuard links, as the keepalive worker last reported them (empty without links).
+    public var links: [WireGuardLinkState] = []
 
     public init(
         pid: Int32, version: String, uptimeSeconds: Double, configPath: String, generation: UInt64, summary: String,
-        workers: [Worker], groups: [GroupState] = []
+        workers: [Worker], groups: [GroupState] = [], links: [WireGuardLinkState] = []
     ) {
         self.pid = pid
         self.version = version
@@ -27,6 +29,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         self.summary = summary
         self.workers = workers
         self.groups = groups
+        self.links = links
     }
 
     public init(from decoder: any Decoder) throws {
@@ -39,6 +42,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         summary = try c.decode(String.self, forKey: .summary)
         workers = try c.decode([Worker].self, forKey: .workers)
         groups = try c.decodeIfPresent([GroupState].self, forKey: .groups) ?? []
+        links = try c.decodeIfPresent([WireGuardLinkState].self, forKey: .links) ?? []
     }
 
     public struct Worker: Codable, Sendable, Equatable {
@@ -88,7 +92,45 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
             lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
         if !groups.isEmpty { lines.append(Self.renderGroups(groups)) }
+        if !links.isEmpty { lines.append(Self.renderLinks(links)) }
         return lines.joined(separator: "\n")
+    }
+
+    /// `LINK  STATE  BACKEND  PID  PEER  ENDPOINT  HANDSHAKE  RX  TX`, a row per peer (the link's columns on its
+    /// first), peers named by their configured endpoint or the start of their key.
+    public static func renderLinks(_ links: [WireGuardLinkState]) -> String {
+        let header = ["LINK", "STATE", "BACKEND", "PID", "PEER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]
+        var rows = [header]
+        for link in links {
+            let state = link.up ? "up" : "down"
+            let pid = link.pid.map(String.init) ?? "-"
+            let linkColumns = [link.name, state + (link.restarts > 0 ? " (\(link.restarts) restarts)" : ""), link.backend, pid]
+            if link.peers.isEmpty { rows.append(linkColumns + ["-", "-", "-", "-", "-"]) }
+            for (i, peer) in link.peers.enumerated() {
+                let name = peer.configuredEndpoint ?? String(peer.publicKey.prefix(8)) + "…"
+                let handshake = peer.handshakeAgeSeconds.map { "\(age(Double($0))) ago (\(peer.state))" } ?? peer.state
+                rows.append(
+                    (i == 0 ? linkColumns : ["", "", "", ""]) + [
+                        name, peer.endpoint ?? "-", handshake, byteCount(peer.rxBytes), byteCount(peer.txBytes),
+                    ])
+            }
+        }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func byteCount(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        let tenths = Int((value * 10).rounded())
+        return unit == 0 ? "\(bytes) B" : "\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 
     /// `GROUP  KIND  NOW  MEMBERS`, members with their last check (`ss1 42ms`, `socks down`).

@@ -55,6 +55,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
             return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
                 || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
                 || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
+                || old.wireguardBypassMarks != new.wireguardBypassMarks
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
         case .keepalive:

@@ -40,6 +40,8 @@ final class WorkerSlot {
         case stats
         /// The worker's proxy-group state, kept for `sluiced status`.
         case groups
+        /// The keepalive worker's WireGuard link state, kept for `sluiced status`.
+        case links
         /// A control client's request passed on; the answer goes back to it.
         case forward(client: ObjectIdentifier, requestID: UInt32)
     }
@@ -78,6 +80,7 @@ final class WorkerSlot {
     var requests: [UInt32: Purpose] = [:]
     /// The last proxy-group state the tun worker reported.
     var groups: [GroupState] = []
+    var links: [WireGuardLinkState] = []
 
     init(kind: WorkerKind, schedule: RestartSchedule) {
         self.kind = kind
@@ -99,5 +102,6 @@ final class WorkerSlot {
         killReason = nil
         stats = [:]
         groups = []
+        links = []
     }
 }

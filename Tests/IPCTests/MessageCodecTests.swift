@@ -53,8 +53,10 @@ struct MessageCodecTests {
         case 16: return .fakeIPPin(FakeIPPin(address: randomAddress(&rng), pinned: Bool.random(using: &rng)))
         case 25: return .processLookup(ProcessLookup(inode: UInt32.random(in: 0...UInt32.max, using: &rng), uid: 0))
         case 26: return .processInfo(ProcessIdentity(pid: UInt32.random(in: 0...UInt32.max, using: &rng), path: text))
-        case 22: return .groupStatusRequest
-        case 23: return .groupStatus(document: rng.bytes(Int.random(in: 0..<200, using: &rng)))
+        case 22: return Bool.random(using: &rng) ? .groupStatusRequest : .linkStatusRequest
+        case 23:
+            let document = rng.bytes(Int.random(in: 0..<200, using: &rng))
+            return Bool.random(using: &rng) ? .groupStatus(document: document) : .linkStatus(document: document)
         case 24: return .select(Select(group: String(text.prefix(30)), member: String(text.suffix(30))))
         case 20: return .resolveRequest(ResolveRequest(name: String(text.prefix(50)), ipv6: Bool.random(using: &rng)))
         case 21:

@@ -23,6 +23,8 @@ enum SampleMessages {
         ("statusReport", .statusReport(document: Array("{}".utf8)), 11, true),
         ("groupStatusRequest", .groupStatusRequest, 13, false),
         ("groupStatus", .groupStatus(document: Array("[]".utf8)), 13, true),
+        ("linkStatusRequest", .linkStatusRequest, 16, false),
+        ("linkStatus", .linkStatus(document: Array("[]".utf8)), 16, true),
         ("select", .select(Select(group: "G", member: "p")), 14, false),
         ("reload", .reload(Reload(reason: "HUP")), 0, false),
         ("shutdown", .shutdown(Shutdown(graceMilliseconds: 5000, reason: "stop")), 0, false),

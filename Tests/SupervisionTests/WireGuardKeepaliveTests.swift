@@ -140,6 +140,21 @@ struct WireGuardKeepaliveTests {
         #expect(Self.sh("ip -n \(ours) -o link show \(ourLink)").contains("mtu 1420"))
         let routesBefore = Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115")
         #expect(routesBefore.split(separator: "\n").count == 2, "\(routesBefore)")
+        // wireguard-go attaches to a persistent TUN the worker created.
+        #expect(Self.sh("ip -n \(ours) -d link show \(ourLink)").contains("persist on"))
+        let indexBefore = Self.sh("ip netns exec \(ours) cat /sys/class/net/\(ourLink)/ifindex")
+
+        // Per-peer status over IPC (`sluiced status`): backend, pid, endpoint, handshake, counters, ok.
+        #expect(
+            harness.waitUntil(10) {
+                guard let link = harness.status()?.links.first, let peer = link.peers.first else { return false }
+                return link.name == ourLink && link.up && link.backend == "wireguard-go" && link.pid == stat("pid").map(Int32.init)
+                    && link.listenPort == 51901 && peer.publicKey == farPublic && peer.endpoint == "10.201.0.2:51902"
+                    && peer.configuredEndpoint == "10.201.0.2:51902" && peer.state == "ok"
+                    && (peer.handshakeAgeSeconds ?? 999) < 30 && peer.rxBytes > 0 && peer.txBytes > 0
+            }, "per-peer status: \(String(describing: harness.status()?.links))")
+        let table = Self.sh("\(SluicedHarness.productsDirectory)/sluiced status --runtime-dir \(harness.runtimeDirectory)")
+        #expect(table.contains("LINK") && table.contains(ourLink) && table.contains("10.201.0.2:51902") && table.contains("(ok)"), "\(table)")
 
         // kill -9 of our wireguard-go.
         let wgPID = pid_t(try #require(stat("pid")))
@@ -157,9 +172,23 @@ struct WireGuardKeepaliveTests {
         #expect(harness.waitUntil(5) { stat("pid") != Int64(wgPID) && stat("restarts") == 1 && stat("up") == 1 })
         let routesAfter = Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115")
         #expect(routesAfter == routesBefore, "no duplicate routes")
+        let indexAfter = Self.sh("ip netns exec \(ours) cat /sys/class/net/\(ourLink)/ifindex")
+        #expect(indexAfter == indexBefore, "the same device survived the crash (persistent TUN)")
+
+        // Someone deletes the link, or sets it down: the worker notices (link events) and brings it back.
+        _ = Self.sh("ip -n \(ours) link del \(ourLink)")
+        #expect(harness.waitUntil(5) { Self.ping(ours, "10.203.0.2") }, "ping back after `ip link del`\n\(harness.log)")
+        #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
+        #expect(harness.log.contains("the link was deleted (not by sluice)"))
+        _ = Self.sh("ip -n \(ours) link set \(ourLink) down")
+        #expect(harness.waitUntil(5) { Self.ping(ours, "10.203.0.2") }, "ping back after `ip link set down`\n\(harness.log)")
+        #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
 
         // kill -9 of the keepalive worker: the link stays, the new worker adopts it.
         let worker = try #require(harness.worker("keepalive")?.pid)
+        // Stats ride with heartbeats: wait until they show the wireguard-go that runs now.
+        let running = Self.sh("pgrep -f 'wireguard-go \(ourLink)$'")
+        #expect(harness.waitUntil(5) { stat("pid").map(String.init) == running }, "stats show pid \(running)")
         let wgNow = try #require(stat("pid"))
         kill(worker, SIGKILL)
         #expect(Self.ping(ours, "10.203.0.2"), "the link carries traffic while the worker is gone")
@@ -169,7 +198,7 @@ struct WireGuardKeepaliveTests {
                 return w.pid != worker && w.state == "ready" && w.stats["wg.\(ourLink).adopted"] == 1
                     && w.stats["wg.\(ourLink).up"] == 1
             }, "new worker adopted the link\n\(harness.log)")
-        #expect(stat("pid") == wgNow, "the same wireguard-go")
+        #expect(stat("pid") == wgNow, "the same wireguard-go\n\(harness.log)")
         #expect(Self.ping(ours, "10.203.0.2"))
         #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
 
@@ -235,6 +264,11 @@ extension WireGuardKeepaliveTests {
         #expect(harness.log.contains("endpoint 10.201.0.2:51902 -> 10.202.0.2:51902"), "the change is logged\n\(harness.log)")
         let endpoint = Self.sh("ip netns exec \(ours) wg show \(ourLink) endpoints")
         #expect(endpoint.hasSuffix("10.202.0.2:51902"), "\(endpoint)")
+        #expect(
+            harness.waitUntil(5) {
+                guard let peer = harness.status()?.links.first?.peers.first else { return false }
+                return peer.configuredEndpoint == "\(host):51902" && peer.endpoint == "10.202.0.2:51902" && peer.endpointChanges == 1
+            }, "status shows the name, the new address and one change: \(String(describing: harness.status()?.links))")
         let drops = Self.sh("ip netns exec \(ours) nft list chain inet slroam in")
         #expect(drops.contains("ct state new drop"), "\(drops)")
     }

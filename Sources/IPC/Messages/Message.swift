@@ -24,6 +24,10 @@ public enum Message: Sendable, Equatable {
     case groupStatusRequest
     /// The reply: `document` is UTF-8 JSON, a list of ``GroupState``.
     case groupStatus(document: [UInt8])
+    /// supervisor → keepalive worker: the WireGuard links' state.
+    case linkStatusRequest
+    /// The reply: `document` is UTF-8 JSON, a list of ``WireGuardLinkState``.
+    case linkStatus(document: [UInt8])
     case select(Select)
     case reload(Reload)
     case shutdown(Shutdown)
@@ -55,6 +59,8 @@ public enum Message: Sendable, Equatable {
         case .statusReport: .statusReport
         case .groupStatusRequest: .groupStatusRequest
         case .groupStatus: .groupStatus
+        case .linkStatusRequest: .linkStatusRequest
+        case .linkStatus: .linkStatus
         case .select: .select
         case .reload: .reload
         case .shutdown: .shutdown
@@ -125,6 +131,10 @@ public enum Message: Sendable, Equatable {
         case .groupStatusRequest:
             break
         case .groupStatus(let document):
+            w.blob(document)
+        case .linkStatusRequest:
+            break
+        case .linkStatus(let document):
             w.blob(document)
         case .select(let m):
             w.string(m.group)
@@ -237,6 +247,10 @@ public enum Message: Sendable, Equatable {
             return .groupStatusRequest
         case .groupStatus:
             return .groupStatus(document: try r.blob("document"))
+        case .linkStatusRequest:
+            return .linkStatusRequest
+        case .linkStatus:
+            return .linkStatus(document: try r.blob("document"))
         case .select:
             return .select(Select(group: try r.string("group", max: 1024), member: try r.string("member", max: 1024)))
         case .reload:

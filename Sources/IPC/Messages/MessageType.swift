@@ -22,6 +22,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let statusReport = MessageType(rawValue: 0x0033)
     public static let groupStatusRequest = MessageType(rawValue: 0x0034)
     public static let groupStatus = MessageType(rawValue: 0x0035)
+    public static let linkStatusRequest = MessageType(rawValue: 0x0036)
+    public static let linkStatus = MessageType(rawValue: 0x0037)
     public static let reload = MessageType(rawValue: 0x0040)
     public static let shutdown = MessageType(rawValue: 0x0041)
     public static let select = MessageType(rawValue: 0x0042)
@@ -39,7 +41,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
-        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
+        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo,
     ]
 
@@ -59,6 +61,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .statusReport: "statusReport"
         case .groupStatusRequest: "groupStatusRequest"
         case .groupStatus: "groupStatus"
+        case .linkStatusRequest: "linkStatusRequest"
+        case .linkStatus: "linkStatus"
         case .select: "select"
         case .reload: "reload"
         case .shutdown: "shutdown"

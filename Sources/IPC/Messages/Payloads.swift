@@ -380,3 +380,65 @@ public struct DNSPacket: Sendable, Equatable {
         self.message = message
     }
 }
+
+/// One WireGuard link as the `linkStatus` document lists it (keepalive worker → supervisor, `sluiced status`).
+public struct WireGuardLinkState: Sendable, Equatable, Codable {
+    /// One peer of the link.
+    public struct Peer: Sendable, Equatable, Codable {
+        /// The peer's public key, base64 as in wg configs.
+        public var publicKey: String
+        /// The configured endpoint (`host:port`, a name or an address); nil when the peer has none (it calls us).
+        public var configuredEndpoint: String?
+        /// The endpoint the device uses now (`1.2.3.4:51820`, `[fd00::1]:51820`); nil when it has none.
+        public var endpoint: String?
+        /// Seconds since the last handshake; nil when there has been none.
+        public var handshakeAgeSeconds: Int64?
+        public var rxBytes: UInt64
+        public var txBytes: UInt64
+        /// `ok` (handshake at most 135 s old), `stale` (older) or `never`.
+        public var state: String
+        /// Times the endpoint name was re-resolved to a new address by this worker.
+        public var endpointChanges: Int
+
+        public init(
+            publicKey: String, configuredEndpoint: String?, endpoint: String?, handshakeAgeSeconds: Int64?, rxBytes: UInt64,
+            txBytes: UInt64, state: String, endpointChanges: Int
+        ) {
+            self.publicKey = publicKey
+            self.configuredEndpoint = configuredEndpoint
+            self.endpoint = endpoint
+            self.handshakeAgeSeconds = handshakeAgeSeconds
+            self.rxBytes = rxBytes
+            self.txBytes = txBytes
+            self.state = state
+            self.endpointChanges = endpointChanges
+        }
+    }
+
+    public var name: String
+    /// The device runs and its configuration is applied.
+    public var up: Bool
+    /// `wireguard-go` or `kernel`.
+    public var backend: String
+    /// The wireguard-go process; nil for the kernel backend or while it is being restarted.
+    public var pid: Int32?
+    /// wireguard-go restarts (and link recreations) by this worker.
+    public var restarts: Int
+    /// The worker adopted a device it found running.
+    public var adopted: Bool
+    public var listenPort: UInt16?
+    public var peers: [Peer]
+
+    public init(
+        name: String, up: Bool, backend: String, pid: Int32?, restarts: Int, adopted: Bool, listenPort: UInt16?, peers: [Peer]
+    ) {
+        self.name = name
+        self.up = up
+        self.backend = backend
+        self.pid = pid
+        self.restarts = restarts
+        self.adopted = adopted
+        self.listenPort = listenPort
+        self.peers = peers
+    }
+}

@@ -99,6 +99,9 @@ struct ConfigurationDecoder {
             configuration.wireguard = decodeWireGuard(node, "wireguard")
         }
         if let node = top.value("keepalive"), let reader = context.mapping(node, "keepalive") {
+            reader.decode("backend", into: &configuration.keepalive.backend) {
+                context.choice($0, $1, KeepaliveConfiguration.Backend.allCases)
+            }
             reader.bool("inhibit-sleep", into: &configuration.keepalive.inhibitSleep)
             reader.duration("interval", minimum: .milliseconds(100), into: &configuration.keepalive.interval)
             reader.duration("handshake-timeout", minimum: .seconds(1), into: &configuration.keepalive.handshakeTimeout)

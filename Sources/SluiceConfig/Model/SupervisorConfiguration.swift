@@ -29,6 +29,17 @@ public struct RestartPolicy: Sendable, Equatable, Codable {
 
 /// The top-level `keepalive:` section: how the keepalive worker behaves.
 public struct KeepaliveConfiguration: Sendable, Equatable, Codable {
+    /// Which WireGuard implementation runs the links.
+    public enum Backend: String, Sendable, Equatable, Codable, CaseIterable {
+        /// The kernel module when `ip link add NAME type wireguard` works, otherwise wireguard-go.
+        case auto
+        /// The kernel module only; links fail (and say why) without it.
+        case kernel
+        /// Debian's wireguard-go, even when the kernel module is there.
+        case wireguardGo = "wireguard-go"
+    }
+
+    public var backend: Backend = .auto
     /// Hold a systemd-logind sleep inhibitor while links are up.
     public var inhibitSleep = false
     /// How often link liveness (handshakes, counters) is checked.
