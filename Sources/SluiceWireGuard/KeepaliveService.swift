@@ -46,6 +46,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             // The link's UDP carries a mark auto-route sends around the TUN (tun.routing-mark by default).
             var link = configured
             link.fwmark = configuration.effectiveFwmark(of: configured)
+            link.fwmark = LinkRouting.defaultRouteMark(for: link)
             switch link.privateKey {
             case .key(let key): links.append((link, key.bytes))
             case .file(let path):
@@ -455,6 +456,14 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             try control.set(link: link.name, settings, replacePeers: true, removePeers: [])
         }
         try LinkRouting.apply(link, netlink: netlink)
+        if LinkRouting.defaultRouteFamilies(of: link).contains(.v4) {
+            do {
+                try LinkRouting.enableSourceValidMark()
+            } catch {
+                logger.warning(
+                    "\(link.name): \(error); with a strict rp_filter the link's own UDP replies may be dropped (set net.ipv4.conf.all.src_valid_mark=1)")
+            }
+        }
     }
 
     private func takeDown(_ name: String, netlink: RouteNetlink) {

@@ -25,8 +25,8 @@ public enum LinkRouting {
 
     /// The routes `link` wants on interface `index` (pure).
     ///
-    /// - `table: auto`: each peer's allowed-ips in the main table; a default route (`/0`) is left out, as
-    ///   wg-quick's fwmark policy routing for it is not done yet.
+    /// - `table: auto`: each peer's allowed-ips in the main table, except a default route (`/0`), which goes to
+    ///   the link's own table ``linkTable(for:)`` and is chosen by wg-quick's two rules (``rules(for:)``).
     /// - `table: N`: each peer's allowed-ips, default routes included, in table N.
     /// - `table: off`: none, except with `route-metric` a default route per address family of the link's
     ///   addresses at that metric, in the main table (the side-router guide's low-priority route) and in the
@@ -40,7 +40,9 @@ public enum LinkRouting {
         }
         switch link.table {
         case .auto:
-            for peer in link.peers { for prefix in peer.allowedIPs where prefix.length > 0 { add(prefix, table: Route.mainTable) } }
+            for peer in link.peers {
+                for prefix in peer.allowedIPs { add(prefix, table: prefix.length > 0 ? Route.mainTable : linkTable(for: link.name)) }
+            }
         case .id(let table):
             for peer in link.peers { for prefix in peer.allowedIPs { add(prefix, table: table) } }
         case .off:
@@ -55,10 +57,18 @@ public enum LinkRouting {
 
     /// Priority of the source rules (before `main` at 32766 and before the TUN worker's auto-route rules).
     public static let sourceRulePriority: UInt32 = 5180
+    /// Priorities of wg-quick's default-route rules for `table: auto` with a `/0` allowed-ip: first
+    /// `lookup main suppress_prefixlength 0` (the main table's specific routes still win), then
+    /// `not fwmark MARK lookup TABLE` (everything but the link's own encrypted UDP goes into the link).
+    public static let suppressRulePriority: UInt32 = 5190
+    public static let defaultRulePriority: UInt32 = 5191
 
-    /// The routing table of a `table: off` link's source rules: a number derived from the link name (FNV-1a), so
-    /// that it is the same across restarts and adoption, in 200000…299999 (clear of wg-quick's 51820 and of
-    /// small hand-made tables).
+    /// The link's own routing table: a number derived from the link name (FNV-1a), so that it is the same across
+    /// restarts and adoption, in 200000…299999 (clear of wg-quick's 51820 and of small hand-made tables). It holds a
+    /// `table: off` link's metric default routes (for the source rules) or a `table: auto` link's default route.
+    public static func linkTable(for name: String) -> UInt32 { sourceTable(for: name) }
+
+    /// The routing table of a `table: off` link's source rules (``linkTable(for:)``).
     public static func sourceTable(for name: String) -> UInt32 {
         var hash: UInt32 = 2_166_136_261
         for byte in name.utf8 {
@@ -71,7 +81,23 @@ public enum LinkRouting {
     /// The policy rules `link` wants (pure): with `table: off` and `route-metric`, `from ADDRESS lookup TABLE` per
     /// link address, so that replies to connections that came in through the link from peer-side addresses
     /// outside the link's subnet leave through the link rather than by the main table's default route.
+    ///
+    /// With `table: auto` and a `/0` allowed-ip, per family with a default route, wg-quick's pair: `lookup main
+    /// suppress_prefixlength 0` and `not fwmark MARK lookup TABLE`, MARK being the link's fwmark (which its
+    /// encrypted UDP carries, so the tunnel never routes into itself; ``defaultRouteMark(for:)``).
     public static func rules(for link: WireGuardLink) -> [RoutingRule] {
+        if case .auto = link.table {
+            let families = defaultRouteFamilies(of: link)
+            guard !families.isEmpty, let mark = link.fwmark else { return [] }
+            return families.flatMap { family in
+                [
+                    RoutingRule(family: family, priority: suppressRulePriority, table: Route.mainTable, suppressPrefixLength: 0),
+                    RoutingRule(
+                        family: family, priority: defaultRulePriority, table: linkTable(for: link.name), fwmark: mark,
+                        invert: true),
+                ]
+            }
+        }
         guard case .off = link.table, link.routeMetric != nil else { return [] }
         let table = sourceTable(for: link.name)
         var out: [RoutingRule] = []
@@ -84,12 +110,29 @@ public enum LinkRouting {
         return out
     }
 
-    /// Removes sluice's rules pointing at the link's source table (all of them when `keeping` is empty).
+    /// The address families in which `link` (with `table: auto`) takes the default route.
+    public static func defaultRouteFamilies(of link: WireGuardLink) -> [IPFamily] {
+        guard case .auto = link.table else { return [] }
+        let defaults = link.peers.flatMap(\.allowedIPs).filter { $0.length == 0 }
+        return [IPFamily.v4, .v6].filter { family in defaults.contains { ($0.address.isIPv4 ? IPFamily.v4 : .v6) == family } }
+    }
+
+    /// The fwmark a link must put on its UDP: its own (`fwmark`, or `tun.routing-mark` as the keeper fills in),
+    /// else, when it takes the default route with `table: auto`, the number of its table, as wg-quick does.
+    public static func defaultRouteMark(for link: WireGuardLink) -> UInt32? {
+        if let mark = link.fwmark { return mark }
+        return defaultRouteFamilies(of: link).isEmpty ? nil : linkTable(for: link.name)
+    }
+
+    /// Removes sluice's rules of the link: those pointing at its table, and the `suppress_prefixlength 0` rule at
+    /// ``suppressRulePriority`` (one link at most takes the default route per family; the config loader checks);
+    /// all of them when `keeping` is empty.
     public static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink) throws(SystemError) {
         let table = sourceTable(for: name)
         for family in [IPFamily.v4, .v6] {
             for rule in try netlink.rules(family: family)
-            where rule.table == table && rule.proto == RoutingRule.sluiceProtocol
+            where (rule.table == table || (rule.priority == suppressRulePriority && rule.suppressPrefixLength == 0))
+                && rule.proto == RoutingRule.sluiceProtocol
                 && !keeping.contains(where: { $0.normalized == rule.normalized })
             {
                 try netlink.deleteRule(rule)
@@ -127,6 +170,18 @@ public enum LinkRouting {
         for rule in wantedRules { try netlink.addRule(rule) }
         try removeRules(link: link.name, keeping: wantedRules, netlink: netlink)
         return index
+    }
+
+    /// wg-quick's `sysctl -q net.ipv4.conf.all.src_valid_mark=1` for a link taking the IPv4 default route: the
+    /// reverse-path filter then looks the source up with the packet's mark, so that the link's own UDP coming back
+    /// on the physical interface is not taken for spoofed (the unmarked lookup says: via the link). CAP_NET_ADMIN
+    /// suffices for the network namespace's sysctls.
+    public static func enableSourceValidMark() throws(SystemError) {
+        let path = "/proc/sys/net/ipv4/conf/all/src_valid_mark"
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
+        defer { close(fd) }
+        guard write(fd, "1\n", 2) == 2 else { throw SystemError("write 1 to \(path)", errno: errno) }
     }
 
     static func same(_ a: Route, _ b: Route) -> Bool {

@@ -54,6 +54,24 @@ struct WireGuardTests {
             ])
     }
 
+    @Test("one table-auto link takes the default route per family; keepalive.backend")
+    func defaultRouteOwner() throws {
+        let yaml = """
+            keepalive: {backend: wireguard-go}
+            wireguard:
+              - {name: wg0, private-key: \(key1), peers: [{public-key: \(key2), allowed-ips: [0.0.0.0/0, "::/0"]}]}
+              - {name: wg1, private-key: \(key1), peers: [{public-key: \(key2), allowed-ips: ["::/0"]}]}
+              - {name: wg2, private-key: \(key1), table: 7, peers: [{public-key: \(key2), allowed-ips: [0.0.0.0/0]}]}
+            """
+        #expect(
+            TestSupport.messages(yaml) == [
+                "t.yaml:4:5: wireguard[1](wg1).table: ::/0 in allowed-ips with table: auto takes the default route, which link wg0 already takes; give this link table: off (and route through it with a direct proxy bound to it) or a table number"
+            ])
+        let ok = TestSupport.load("keepalive: {backend: wireguard-go}\n")
+        #expect(ok.configuration?.keepalive.backend == .wireguardGo)
+        #expect(TestSupport.messages("keepalive: {backend: userspace}\n").first?.contains("auto, kernel, wireguard-go") == true, "\(TestSupport.messages("keepalive: {backend: userspace}\n"))")
+    }
+
     @Test func privateKeySources() {
         #expect(
             TestSupport.messages("wireguard:\n  - {name: wg0}\n") == [

@@ -127,11 +127,12 @@ struct WireGuardUAPITests {
         return link
     }
 
-    @Test("routes: auto → main without /0, deduplicated, as networks; number → that table with /0; off → none or metric defaults")
+    @Test("routes: auto → main, /0 into the link's table, deduplicated, as networks; number → that table with /0; off → none or metric defaults")
     func routes() {
         let auto = LinkRouting.routes(for: Self.link(.auto), interface: 7)
-        #expect(auto.map(\.destination.description) == ["10.9.0.2/32", "192.168.50.0/24"])
-        #expect(auto.allSatisfy { $0.table == Route.mainTable && $0.outputInterface == 7 && $0.proto == Route.sluiceProtocol })
+        #expect(auto.map(\.destination.description) == ["10.9.0.2/32", "192.168.50.0/24", "0.0.0.0/0"])
+        #expect(auto.map(\.table) == [Route.mainTable, Route.mainTable, LinkRouting.linkTable(for: "wg0")])
+        #expect(auto.allSatisfy { $0.outputInterface == 7 && $0.proto == Route.sluiceProtocol })
         let numbered = LinkRouting.routes(for: Self.link(.id(2022)), interface: 7)
         #expect(numbered.map(\.destination.description) == ["10.9.0.2/32", "192.168.50.0/24", "0.0.0.0/0"])
         #expect(numbered.allSatisfy { $0.table == 2022 })
@@ -155,7 +156,30 @@ struct WireGuardUAPITests {
         #expect(rules.map(\.family) == [.v4, .v6])
         #expect(rules.allSatisfy { $0.table == own && $0.priority == LinkRouting.sourceRulePriority && $0.action == .toTable })
         #expect(LinkRouting.rules(for: Self.link(.off)).isEmpty)
-        #expect(LinkRouting.rules(for: Self.link(.auto, metric: 10000)).isEmpty)
         #expect(LinkRouting.rules(for: Self.link(.id(7), metric: 10000)).isEmpty)
+    }
+
+    @Test("table auto with a /0: wg-quick's suppress_prefixlength 0 and `not fwmark MARK` rules, IPv4 only here; the mark defaults to the table")
+    func defaultRouteRules() {
+        var link = Self.link(.auto)
+        #expect(LinkRouting.defaultRouteFamilies(of: link) == [.v4])
+        #expect(LinkRouting.defaultRouteMark(for: link) == LinkRouting.linkTable(for: "wg0"), "wg-quick: fwmark = table")
+        link.fwmark = 0x2d0
+        #expect(LinkRouting.defaultRouteMark(for: link) == 0x2d0, "a mark the link has is kept")
+        let rules = LinkRouting.rules(for: link)
+        #expect(rules.count == 2)
+        #expect(rules[0].priority == LinkRouting.suppressRulePriority && rules[0].table == Route.mainTable && rules[0].suppressPrefixLength == 0)
+        #expect(rules[1].priority == LinkRouting.defaultRulePriority && rules[1].table == LinkRouting.linkTable(for: "wg0"))
+        #expect(rules[1].fwmark == 0x2d0 && rules[1].invert)
+        #expect(rules.allSatisfy { $0.family == .v4 })
+        #expect(rules[1].description.contains("not"), "\(rules[1])")
+        // No /0: no rules, no mark of its own.
+        link.peers[0].allowedIPs.removeLast()
+        link.fwmark = nil
+        #expect(LinkRouting.rules(for: link).isEmpty)
+        #expect(LinkRouting.defaultRouteMark(for: link) == nil)
+        // A /0 with table off or a number: routes only (the user's own rules decide).
+        #expect(LinkRouting.defaultRouteFamilies(of: Self.link(.off)).isEmpty)
+        #expect(LinkRouting.defaultRouteFamilies(of: Self.link(.id(7))).isEmpty)
     }
 }

@@ -85,7 +85,7 @@ struct WireGuardKeepaliveTests {
 
     static func config(
         link: String, privateKey: String, farPublicKey: String, endpoint: String = "10.201.0.2:51902",
-        keepalive: String = "", linkExtra: String = ""
+        keepalive: String = "", linkExtra: String = "", allowedIPs: String = "10.203.0.2/32, 10.204.0.0/24"
     ) -> String {
         """
         log-level: info
@@ -103,7 +103,7 @@ struct WireGuardKeepaliveTests {
         \(linkExtra)    peers:
               - public-key: "\(farPublicKey)"
                 endpoint: \(endpoint)
-                allowed-ips: [10.203.0.2/32, 10.204.0.0/24]
+                allowed-ips: [\(allowedIPs)]
                 persistent-keepalive: 5
         rules:
           - MATCH,DIRECT
@@ -337,5 +337,43 @@ enum WireGuardAlive {
             usleep(20_000)
         }
         return false
+    }
+}
+
+extension WireGuardKeepaliveTests {
+    @Test("table auto with 0.0.0.0/0: wg-quick's rules take the default route into the link; the link's own UDP stays outside")
+    func defaultRoute() throws {
+        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+        let ourLink = "wgo\(tag)"
+        let (ourKey, ourPublic) = Self.keyPair()
+        let (farKey, farPublic) = Self.keyPair()
+        let harness = try SluicedHarness(
+            config: Self.config(link: ourLink, privateKey: ourKey, farPublicKey: farPublic, allowedIPs: "10.203.0.2/32, 0.0.0.0/0"))
+        let ours = try #require(harness.namespace)
+        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        defer {
+            harness.stop()
+            far.stop()
+        }
+        far.configure(ourPublicKey: ourPublic)
+        // The namespace's "physical" default route: without the link's rules everything would leave by the veth.
+        _ = Self.sh("ip -n \(ours) route add default via 10.201.0.2")
+        try harness.start()
+        #expect(harness.waitUntil(15) { harness.status()?.links.first?.up == true }, "link up\n\(harness.log)")
+        #expect(harness.waitUntil(15) { Self.ping(ours, "10.204.0.9") }, "ping a far-side address through the default route\n\(harness.log)")
+        #expect(Self.sh("ip -n \(ours) route get 10.204.0.9").contains("dev \(ourLink)"))
+        #expect(Self.sh("ip -n \(ours) route get 10.204.0.9 mark 0x2d0").contains("dev vo\(tag)"), "the link's own UDP (marked) leaves by the veth")
+        #expect(Self.sh("ip -n \(ours) route get 10.201.0.2").contains("dev vo\(tag)"), "main's specific routes still win")
+        let rules = Self.sh("ip -n \(ours) rule show")
+        #expect(rules.contains("5190:\tfrom all lookup main suppress_prefixlength 0"), "\(rules)")
+        #expect(rules.contains("5191:\tnot from all fwmark 0x2d0 lookup"), "\(rules)")
+        #expect(Self.sh("ip netns exec \(ours) cat /proc/sys/net/ipv4/conf/all/src_valid_mark") == "1")
+        #expect(
+            harness.waitUntil(10) { harness.status()?.links.first?.peers.first?.state == "ok" },
+            "the handshake went over the veth: \(String(describing: harness.status()?.links))")
+        harness.signal(SIGTERM)
+        #expect(harness.waitUntil(10) { harness.pollExit() != nil })
+        let after = Self.sh("ip -n \(ours) rule show")
+        #expect(!after.contains("5190:") && !after.contains("5191:"), "shutdown removes the rules: \(after)")
     }
 }

@@ -7,6 +7,8 @@ extension ConfigurationDecoder {
         guard let items = context.items(node, path) else { return [] }
         var links: [WireGuardLink] = []
         var seen: [String: SourceMark] = [:]
+        // wg-quick's default-route rules (table: auto with a /0) exist once per family: one link takes it.
+        var defaultRouteOwner: [Bool: String] = [:]
         for (index, item) in items.enumerated() {
             var linkPath = path.index(index)
             guard let reader = context.mapping(item, linkPath) else { continue }
@@ -71,6 +73,16 @@ extension ConfigurationDecoder {
             link.table = table
             link.routeMetric = routeMetric
             link.peers = peers
+            if table == .auto {
+                for isIPv4 in [true, false] where peers.contains(where: { $0.allowedIPs.contains { $0.length == 0 && $0.address.isIPv4 == isIPv4 } }) {
+                    if let owner = defaultRouteOwner[isIPv4] {
+                        context.error(
+                            item.mark, linkPath.key("table"),
+                            "\(isIPv4 ? "0.0.0.0/0" : "::/0") in allowed-ips with table: auto takes the default route, which link \(owner) already takes; give this link table: off (and route through it with a direct proxy bound to it) or a table number")
+                    }
+                    defaultRouteOwner[isIPv4] = name
+                }
+            }
             links.append(link)
         }
         return links
