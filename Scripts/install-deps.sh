@@ -13,6 +13,7 @@ packages=(
     microsocks shadowsocks-libev tinyproxy  # upstream proxies (SOCKS5, Shadowsocks ss-server/ss-local, HTTP CONNECT) in the proxy lab tests
     wireguard-go wireguard-tools            # the keepalive worker's userspace WireGuard backend; wg for the far peer in tests
     nftables                                # `ct state new drop` in the WireGuard roaming test
+    dbus-daemon                             # a system bus without logind for the keepalive.inhibit-sleep test
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -226,7 +226,10 @@ extension Supervisor {
                 forwardAnswer(.error(report), to: client, requestID: requestID)
             }
         case .linkStatus(let document):
-            if let links = try? JSONDecoder().decode([WireGuardLinkState].self, from: Data(document)) { slot.links = links }
+            if let links = try? JSONDecoder().decode([WireGuardLinkState].self, from: Data(document)) {
+                slot.links = links
+                updateSleepInhibitor()
+            }
         case .error(let report) where purpose.map({ if case .groups = $0 { true } else if case .links = $0 { true } else { false } }) ?? false:
             // A worker without groups or links (or an older one) has nothing to say.
             _ = report
@@ -422,6 +425,7 @@ extension Supervisor {
         generation += 1
         SluiceLogging.setLevel(SluiceLogging.level(named: new.logLevel.rawValue))
         prepareWireGuardDirectory()
+        updateSleepInhibitor()
         if old.supervisor.restart != new.supervisor.restart {
             for slot in slots.values { slot.schedule = Self.schedule(new.supervisor.restart) }
         }

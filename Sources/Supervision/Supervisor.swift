@@ -77,6 +77,7 @@ public final class Supervisor {
     let startedAt = MonotonicClock.now
     var rng = SystemRandomNumberGenerator()
     var lastStatus = ""
+    let sleepInhibitor = SleepInhibitor()
     /// Raw ICMP sockets for the tun worker's ping forwarding, opened once (CAP_NET_RAW is
     /// checked at creation) and handed to every tun worker we spawn.
     var icmpSockets: (v4: OwnedDescriptor?, v6: OwnedDescriptor?) = (nil, nil)
@@ -171,6 +172,7 @@ public final class Supervisor {
         nextHeartbeatAt = now + heartbeatInterval
         nextWatchdogAt = now
         loop()
+        sleepInhibitor.release()
         unlink(options.controlSocketPath)
         logger.info("sluiced exiting with status \(exitCode)")
         return exitCode
@@ -414,6 +416,16 @@ public final class Supervisor {
         // The dns worker persists the fake-IP mapping here, as the service user.
         if let account { chown(options.stateDirectory, account.uid, account.gid) }
         prepareWireGuardDirectory()
+    }
+
+    /// `keepalive.inhibit-sleep`: holds logind's sleep inhibitor while the keepalive worker reports a link up.
+    /// Called when a link report arrives and on reload (not when the worker restarts: its links stay up).
+    func updateSleepInhibitor() {
+        let up = slots[.keepalive]?.links.filter(\.up).map(\.name) ?? []
+        let wanted = configuration.keepalive.inhibitSleep && !configuration.wireguard.isEmpty && !up.isEmpty
+        sleepInhibitor.update(
+            wanted: wanted, why: "WireGuard \(up.joined(separator: ", ")) up: peers reach this machine through it",
+            now: MonotonicClock.now, logger: logger)
     }
 
     /// wireguard-go, run by the keepalive worker as the service user, puts its UAPI sockets in /run/wireguard; the

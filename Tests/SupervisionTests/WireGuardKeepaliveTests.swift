@@ -348,17 +348,37 @@ extension WireGuardKeepaliveTests {
         let (ourKey, ourPublic) = Self.keyPair()
         let (farKey, farPublic) = Self.keyPair()
         let harness = try SluicedHarness(
-            config: Self.config(link: ourLink, privateKey: ourKey, farPublicKey: farPublic, allowedIPs: "10.203.0.2/32, 0.0.0.0/0"))
+            config: Self.config(
+                link: ourLink, privateKey: ourKey, farPublicKey: farPublic, keepalive: "  inhibit-sleep: true\n",
+                allowedIPs: "10.203.0.2/32, 0.0.0.0/0"))
         let ours = try #require(harness.namespace)
         let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        // A system bus of our own (Debian's dbus-daemon) without logind on it: sluiced says so and goes on.
+        let bus = harness.directory + "/system_bus_socket"
+        try """
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+              "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig><type>system</type><listen>unix:path=\(bus)</listen><auth>EXTERNAL</auth>
+              <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
+            </busconfig>
+            """.write(toFile: harness.directory + "/bus.conf", atomically: true, encoding: .utf8)
+        var busRequest = SpawnRequest(
+            executable: "/usr/bin/dbus-daemon", arguments: ["--config-file=\(harness.directory)/bus.conf", "--nofork", "--nopidfile"],
+            environment: [], descriptors: [nil, nil, nil], account: nil, capabilities: 0)
+        busRequest.limitCapabilities = false
+        busRequest.parentDeathSignal = SIGKILL
+        let busPID = try ProcessSpawner.spawn(busRequest)
         defer {
             harness.stop()
             far.stop()
+            kill(busPID, SIGKILL)
+            _ = ProcessSpawner.wait(for: busPID)
         }
         far.configure(ourPublicKey: ourPublic)
         // The namespace's "physical" default route: without the link's rules everything would leave by the veth.
         _ = Self.sh("ip -n \(ours) route add default via 10.201.0.2")
-        try harness.start()
+        #expect(harness.waitUntil(5) { access(bus, F_OK) == 0 }, "dbus-daemon listens")
+        try harness.start(environment: ["DBUS_SYSTEM_BUS_ADDRESS=unix:path=\(bus)"])
         #expect(harness.waitUntil(15) { harness.status()?.links.first?.up == true }, "link up\n\(harness.log)")
         #expect(harness.waitUntil(15) { Self.ping(ours, "10.204.0.9") }, "ping a far-side address through the default route\n\(harness.log)")
         #expect(Self.sh("ip -n \(ours) route get 10.204.0.9").contains("dev \(ourLink)"))
@@ -371,6 +391,11 @@ extension WireGuardKeepaliveTests {
         #expect(
             harness.waitUntil(10) { harness.status()?.links.first?.peers.first?.state == "ok" },
             "the handshake went over the veth: \(String(describing: harness.status()?.links))")
+        #expect(
+            harness.waitUntil(5) { harness.log.contains("keepalive.inhibit-sleep: logind Inhibit failed") },
+            "no logind: said once\n\(harness.log)")
+        #expect(harness.log.contains("(systemd-logind is not running)"))
+        #expect(harness.log.components(separatedBy: "keepalive.inhibit-sleep:").count == 2, "said once, not every beat")
         harness.signal(SIGTERM)
         #expect(harness.waitUntil(10) { harness.pollExit() != nil })
         let after = Self.sh("ip -n \(ours) rule show")
