@@ -50,6 +50,8 @@ public final class DNSServer: @unchecked Sendable {
     }
 
     public let configuration: DNSConfiguration
+    /// Names always answered with real addresses in fake-IP mode: the WireGuard links' peer endpoints.
+    let realNames: Set<String>
     private let hosts: HostsTable
     private let useHosts: Bool
     private let policies: [(DomainPattern, DNSUpstreamGroup)]
@@ -75,6 +77,7 @@ public final class DNSServer: @unchecked Sendable {
     ) {
         let dns = configuration.dns
         self.configuration = dns
+        realNames = Set(configuration.wireguardEndpointNames)
         self.logger = logger
         malformedLog = LogBudget(perWindow: 10, windowSeconds: 10, logger: logger, what: "malformed DNS messages")
         useHosts = dns.useHosts
@@ -196,6 +199,7 @@ public final class DNSServer: @unchecked Sendable {
     func wantsFakeAddress(_ question: DNSQuestion) -> Bool {
         guard configuration.enhancedMode == .fakeIP, question.isHostName else { return false }
         let name = question.name
+        if realNames.contains(name.lowercased()) { return false }
         let listed = configuration.fakeIPFilter.contains { $0.matches(name) }
         return configuration.fakeIPFilterMode == .blacklist ? !listed : listed
     }

@@ -115,7 +115,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         var outbounds: [String: any Outbound] = [
             "DIRECT": DirectOutbound(name: "DIRECT", dial: DialSettings(egress: egress))
         ]
-        var rules = configuration.rules
+        // A link's peer endpoint goes DIRECT before any user rule (issue 7: the tunnel never loops into a proxy).
+        var rules = configuration.wireguardEndpointRules + configuration.rules
         for proxy in configuration.proxies {
             switch proxy.kind {
             case .direct(let direct):

@@ -55,9 +55,10 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
             return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
                 || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
                 || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
-                || old.wireguardBypassMarks != new.wireguardBypassMarks
+                || old.wireguardBypassMarks != new.wireguardBypassMarks || old.wireguardEndpointRules != new.wireguardEndpointRules
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
+                || old.wireguardEndpointNames != new.wireguardEndpointNames
         case .keepalive:
             return old.wireguard != new.wireguard || old.keepalive != new.keepalive
         }

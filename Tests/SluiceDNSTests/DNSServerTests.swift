@@ -83,7 +83,14 @@ struct DNSServerTests {
         var c = Self.configuration(mode: .fakeIP, nameserver: ["127.0.0.1:\(upstream.port)"])
         c.dns.fakeIPFilter = [.wildcard("*.lan"), .suffix("real.test")]
         c.hosts = [HostEntry(name: "fixed.test", value: .addresses([IPAddress("10.9.9.9")!]))]
+        // A WireGuard peer's endpoint name: the keepalive worker must get its real address.
+        var link = WireGuardLink(name: "wg0", privateKey: .key(WireGuardKey(base64: String(repeating: "A", count: 43) + "=")!))
+        var peer = WireGuardPeer(publicKey: WireGuardKey(base64: String(repeating: "B", count: 43) + "=")!)
+        peer.endpoint = SocketEndpoint(host: .name("VPN.Endpoint.test"), port: 51820)
+        link.peers = [peer]
+        c.wireguard = [link]
         let s = try RunningServer(c)
+        #expect(s.addresses("vpn.endpoint.test") == ["10.77.200.2"], "a WireGuard endpoint name is answered for real")
         let a = try #require(s.addresses("a.test")?.first)
         #expect(IPPrefix("198.18.0.0/16")!.contains(IPAddress(a)!))
         #expect(s.addresses("A.TEST") == [a], "same name (any case), same address")

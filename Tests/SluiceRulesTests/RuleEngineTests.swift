@@ -67,3 +67,38 @@ struct RuleEngineTests {
         #expect(empty.decide(Self.tcp("1.2.3.4")) == RuleDecision(target: "DIRECT", rule: "no rule matched"))
     }
 }
+
+@Suite("WireGuard peer endpoints go DIRECT")
+struct WireGuardEndpointRuleTests {
+    @Test("UDP to a link's peer endpoint (address or name, that port) is DIRECT ahead of the user's rules; other traffic is not")
+    func endpoints() throws {
+        let key = String(repeating: "A", count: 43) + "="
+        let yaml = """
+            proxies:
+              - {name: far, type: socks5, server: 127.0.0.1, port: 1080}
+            rules:
+              - MATCH,far
+            wireguard:
+              - name: wg0
+                private-key: "\(key)"
+                peers:
+                  - {public-key: "\(key)", endpoint: "198.51.100.7:51820", allowed-ips: [10.0.0.2/32]}
+                  - {public-key: "\(key)", endpoint: "VPN.example.test:51821", allowed-ips: [10.0.0.3/32]}
+            """
+        let result = ConfigLoader.load(yaml: yaml, fileName: "wg.yaml")
+        var config = try #require(result.configuration, "\(result.diagnostics)")
+        #expect(config.wireguardEndpointRules.count == 2)
+        config.rules = config.wireguardEndpointRules + config.rules
+        let engine = RuleEngine(configuration: config)
+        func udp(_ dst: String, _ port: UInt16, host: String? = nil) -> ConnectionMetadata {
+            ConnectionMetadata(
+                network: .udp, source: IPAddress("192.168.1.2")!, sourcePort: 40000, destination: IPAddress(dst)!,
+                destinationPort: port, host: host)
+        }
+        #expect(engine.decide(udp("198.51.100.7", 51820)).target == "DIRECT")
+        #expect(engine.decide(udp("198.51.100.7", 51821)).target == "far", "another port")
+        #expect(engine.decide(RuleEngineTests.tcp("198.51.100.7", 51820)).target == "far", "TCP")
+        #expect(engine.decide(udp("198.18.0.9", 51821, host: "vpn.example.test")).target == "DIRECT", "by name")
+        #expect(engine.decide(udp("203.0.113.1", 51821)).target == "far")
+    }
+}
