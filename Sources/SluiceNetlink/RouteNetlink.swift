@@ -85,6 +85,32 @@ public final class RouteNetlink {
         _ = try socket.exchange(request, operation: what)
     }
 
+    /// Creates a virtual interface of type `kind`, down, like `ip link add NAME type KIND`: `RTM_NEWLINK` with
+    /// `NLM_F_CREATE | NLM_F_EXCL`, `IFLA_IFNAME` and `IFLA_LINKINFO { IFLA_INFO_KIND }`, and nothing else, so only
+    /// kinds that need no further settings work (wireguard, bridge, ifb, dummy; veth makes up a peer name).
+    ///
+    /// - Throws: EEXIST when an interface called `name` exists, whatever its kind (EXCL: an existing device is never
+    ///   adopted by accident); EOPNOTSUPP, with the kernel's "Unknown device type", when this kernel has no such link
+    ///   type (the kernel has already tried to load the module, `rtnl-link-KIND`); EINVAL for a name that cannot be an
+    ///   interface name.
+    public func addLink(name: String, kind: String) throws(SystemError) {
+        let what = "RTM_NEWLINK \(name) type \(kind)"
+        // IFNAMSIZ is 16 including the NUL.
+        guard !name.isEmpty, name.utf8.count < 16, !name.utf8.contains(0), !kind.isEmpty, !kind.utf8.contains(0) else {
+            throw SystemError("\(what): not an interface name and link kind", errno: EINVAL)
+        }
+        var request = NetlinkRequest(
+            type: NetlinkConstant.newLink,
+            flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck | NetlinkConstant.flagCreate
+                | NetlinkConstant.flagExclusive)
+        request.appendInterfaceInfo(family: NetlinkConstant.familyUnspecified, index: 0, flags: 0, change: 0)
+        request.addAttribute(NetlinkConstant.iflaIfname, string: name)
+        let linkInfo = request.beginNested(NetlinkConstant.iflaLinkinfo)
+        request.addAttribute(NetlinkConstant.iflaInfoKind, string: kind)
+        request.endNested(linkInfo)
+        _ = try socket.exchange(request, operation: what)
+    }
+
     /// Deletes the interface (a TUN, veth or other virtual device). An interface that is already gone counts as
     /// deleted.
     public func deleteLink(index: Int32) throws(SystemError) {

@@ -13,7 +13,8 @@ struct NetlinkSocketAddress {
     var groups: UInt32 = 0
 }
 
-/// One `AF_NETLINK`/`NETLINK_ROUTE` socket and the request/reply protocol spoken on it.
+/// One `AF_NETLINK` socket (`NETLINK_ROUTE` unless another protocol is asked for) and the request/reply protocol
+/// spoken on it.
 ///
 /// A request goes out with a fresh sequence number; replies are collected until the `NLMSG_ERROR` that ends a
 /// plain request (error 0 is the ACK) or the `NLMSG_DONE` that ends a dump. Messages with another sequence

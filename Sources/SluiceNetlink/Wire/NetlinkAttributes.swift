@@ -54,6 +54,11 @@ package struct NetlinkAttributes: Sendable {
         return payload[0]
     }
 
+    package func u16(_ type: UInt16) -> UInt16? {
+        guard let payload = self[type], payload.count == 2 else { return nil }
+        return NetlinkBytes(payload).u16(at: 0)
+    }
+
     package func u32(_ type: UInt16) -> UInt32? {
         guard let payload = self[type], payload.count == 4 else { return nil }
         return NetlinkBytes(payload).u32(at: 0)

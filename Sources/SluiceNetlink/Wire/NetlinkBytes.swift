@@ -20,6 +20,8 @@ package struct NetlinkBytes: Sendable {
     package func u16(at offset: Int) -> UInt16? { load(UInt16.self, at: offset) }
     package func u32(at offset: Int) -> UInt32? { load(UInt32.self, at: offset) }
     package func i32(at offset: Int) -> Int32? { load(Int32.self, at: offset) }
+    package func u64(at offset: Int) -> UInt64? { load(UInt64.self, at: offset) }
+    package func i64(at offset: Int) -> Int64? { load(Int64.self, at: offset) }
 
     /// `count` bytes from `offset`, or nil when they are not all there.
     package func slice(at offset: Int, count: Int) -> [UInt8]? {

@@ -1,5 +1,5 @@
 /// Numbers from the kernel's uapi headers: `linux/netlink.h`, `linux/rtnetlink.h`, `linux/if_link.h`,
-/// `linux/if_addr.h` and `linux/fib_rules.h`.
+/// `linux/if_addr.h`, `linux/fib_rules.h` and `linux/genetlink.h`.
 ///
 /// Swift's Glibc module does not import the `linux/` headers, so the values are spelled out here. They are part
 /// of the kernel ABI and never change; each was checked against `/usr/include/linux` (linux-libc-dev for 6.x)
@@ -21,6 +21,29 @@ package enum NetlinkConstant {
     package static let familyInet: UInt8 = 2
     package static let familyInet6: UInt8 = 10
     package static let familyUnspecified: UInt8 = 0
+
+    // MARK: Generic netlink (linux/netlink.h, linux/genetlink.h)
+
+    /// `NETLINK_GENERIC`: the multiplexer for families registered at run time (wireguard, ethtool, nl80211, ...).
+    package static let protocolGeneric: CInt = 16
+    /// `GENL_HDRLEN`: `struct genlmsghdr` (u8 cmd, u8 version, u16 reserved), already 4-byte aligned.
+    package static let genericHeaderSize = 4
+    /// `GENL_ID_CTRL`: the controller (`nlctrl`), the one family with a fixed id; it maps names to the others' ids.
+    package static let genericControllerID: UInt16 = 0x10
+    /// `CTRL_CMD_NEWFAMILY` (the controller's answer) and `CTRL_CMD_GETFAMILY` (the question).
+    package static let controllerNewFamily: UInt8 = 1
+    package static let controllerGetFamily: UInt8 = 3
+    /// The controller's own interface version (`nlctrl` reports 2; any value is accepted).
+    package static let controllerVersion: UInt8 = 2
+    /// `CTRL_ATTR_FAMILY_ID` (u16), `CTRL_ATTR_FAMILY_NAME` (string), `CTRL_ATTR_VERSION`, `CTRL_ATTR_HDRSIZE` and
+    /// `CTRL_ATTR_MAXATTR` (u32).
+    package static let controllerAttributeFamilyID: UInt16 = 1
+    package static let controllerAttributeFamilyName: UInt16 = 2
+    package static let controllerAttributeVersion: UInt16 = 3
+    package static let controllerAttributeHeaderSize: UInt16 = 4
+    package static let controllerAttributeMaxAttribute: UInt16 = 5
+    /// `GENL_NAMSIZ`: family names are at most 15 bytes plus the NUL.
+    package static let genericNameSize = 16
 
     // MARK: Message header (struct nlmsghdr)
 

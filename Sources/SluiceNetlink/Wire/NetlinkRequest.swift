@@ -28,11 +28,28 @@ package struct NetlinkRequest: Sendable {
         bytes.append(contentsOf: more)
     }
 
+    /// The length so far: a mark to pass to ``discard(from:)``.
+    package var count: Int { bytes.count }
+
+    /// Drops everything from `mark` on, like the kernel's `nla_nest_cancel`: for an attribute (or a nest begun with
+    /// ``beginNested(_:)``) that turned out not to fit the message. `mark` must come from ``count``.
+    package mutating func discard(from mark: Int) {
+        precondition(mark >= NetlinkConstant.headerSize && mark <= bytes.count, "discard mark outside the request")
+        bytes.removeSubrange(mark...)
+    }
+
     private mutating func pad() {
         while bytes.count % 4 != 0 { bytes.append(0) }
     }
 
     // MARK: Fixed headers
+
+    /// `struct genlmsghdr`: the command and interface version of a generic netlink family's message.
+    package mutating func appendGenericHeader(command: UInt8, version: UInt8) {
+        append(command)
+        append(version)
+        append(UInt16(0))  // reserved
+    }
 
     /// `struct ifinfomsg`. `change` selects which bits of `flags` apply (see `RouteNetlink.setLink`).
     package mutating func appendInterfaceInfo(family: UInt8, index: Int32, flags: UInt32, change: UInt32) {
