@@ -59,8 +59,18 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 links.append((link, key.bytes))
             }
         }
-        if !links.isEmpty, WireGuardGo.executable(environment: environment) == nil {
-            return (.rejected, "wireguard: wireguard-go not found (apt-get install wireguard-go, or set SLUICE_WIREGUARD_GO)")
+        let backend = configuration.keepalive.backend
+        if !links.isEmpty {
+            let kernel = backend == .wireguardGo ? false : KernelWireGuard.isAvailable()
+            if backend == .kernel, !kernel {
+                return (
+                    .rejected,
+                    "keepalive.backend is kernel, but this kernel has no wireguard module (modprobe wireguard failed or is not allowed); use backend: auto or wireguard-go"
+                )
+            }
+            if !kernel, WireGuardGo.executable(environment: environment) == nil {
+                return (.rejected, "wireguard: no wireguard kernel module and wireguard-go not found (apt-get install wireguard-go, or set SLUICE_WIREGUARD_GO)")
+            }
         }
         let level = switch configuration.logLevel {
         case .debug: "verbose"
@@ -121,7 +131,12 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     private struct LinkState {
         var link: WireGuardLink
         var privateKey: [UInt8]
+        /// Chosen when the link first comes up (``chooseBackend``), kept until it is taken down.
+        var backend: Backend?
+        /// The wireguard-go process (userspace backend).
         var pid: pid_t?
+        /// The kernel interface exists and is ours (kernel backend).
+        var kernelDevice = false
         /// Started by this worker (so reaped with waitpid) rather than adopted.
         var ownChild = false
         var adopted = false
@@ -141,10 +156,28 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var endpointChanges: [[UInt8]: Int] = [:]
         /// A link event named the link: look whether someone else deleted it or set it down.
         var checkLink = false
+
+        /// The device exists and is ours: wireguard-go runs, or the kernel interface is there.
+        var hasDevice: Bool { backend == .kernel ? kernelDevice : pid != nil }
+
+        var control: any WireGuardControl { (backend ?? .wireguardGo).control }
+    }
+
+    /// What runs a link's device.
+    private enum Backend {
+        case wireguardGo, kernel
+
+        var control: any WireGuardControl {
+            switch self {
+            case .wireguardGo: UAPIControl()
+            case .kernel: KernelControl()
+            }
+        }
     }
 
     private var links: [String: LinkState] = [:]
     private var seenVersion = 0
+    private var configuredBackend: KeepaliveConfiguration.Backend = .auto
 
     private func keep() {
         let netlink: RouteNetlink
@@ -200,6 +233,21 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     }
 
     private func reconcile(_ w: Wanted, netlink: RouteNetlink) {
+        configuredBackend = w.backend
+        // A link whose backend no longer fits keepalive.backend is taken down and brought up anew.
+        for name in links.keys.sorted() {
+            guard let running = links[name]?.backend else { continue }
+            let fits = switch w.backend {
+            case .auto: true
+            case .kernel: running == .kernel
+            case .wireguardGo: running == .wireguardGo
+            }
+            if !fits {
+                logger.info("\(name): keepalive.backend is now \(w.backend.rawValue); bringing the link up again with it")
+                takeDown(name, netlink: netlink)
+                links[name] = nil
+            }
+        }
         let names = Set(w.links.map(\.link.name))
         for name in links.keys.sorted() where !names.contains(name) {
             logger.info("\(name): no longer configured; taking it down")
@@ -265,7 +313,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
         }
         // Start or adopt.
-        if state.pid == nil, now >= state.nextAttempt {
+        if !state.hasDevice, now >= state.nextAttempt {
             do {
                 try bringUp(&state, logLevel: logLevel, netlink: netlink)
             } catch {
@@ -276,7 +324,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 return
             }
         }
-        guard state.pid != nil else { return }
+        guard state.hasDevice else { return }
         // Configure.
         if state.needsConfigure {
             do {
@@ -286,7 +334,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 state.lastStatusAt = 0
                 state.configuredAt = now
                 state.liveness = [:]
-                logger.info("\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), pid \(state.pid ?? 0)\(state.adopted ? ", adopted" : ""))")
+                let how = state.pid.map { "wireguard-go pid \($0)" } ?? "kernel"
+                logger.info("\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), \(how)\(state.adopted ? ", adopted" : ""))")
             } catch {
                 logger.error("\(name): configuring failed: \(error); retrying")
                 state.configured = false
@@ -304,10 +353,10 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 return
             }
             do {
-                state.status = try control.status(link: name)
+                state.status = try state.control.status(link: name)
                 checkEndpoints(&state, now: now, thresholds: thresholds)
             } catch {
-                logger.warning("\(name): reading the device's status (\(control.backendName)) failed: \(error)")
+                logger.warning("\(name): reading the device's status (\(state.control.backendName)) failed: \(error)")
                 state.status = nil
             }
         }
@@ -327,6 +376,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             unlink(WireGuardGo.socketPath(link: state.link.name))
         }
         state.pid = nil
+        state.kernelDevice = false
         state.fresh = false
         state.configured = false
         state.needsConfigure = true
@@ -334,9 +384,6 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         state.restarts += 1
         state.nextAttempt = now
     }
-
-    /// The backend's control interface.
-    private var control: any WireGuardControl { UAPIControl() }
 
     /// Re-resolves the endpoint names of peers that look dead (``PeerLiveness``) and sets a changed address over UAPI.
     /// Names go through the system resolver (getaddrinfo: /etc/hosts, then DNS); the worker has no dns peer.
@@ -364,7 +411,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 continue
             }
             do {
-                try control.setEndpoint(link: name, publicKey: key, endpoint: resolved)
+                try state.control.setEndpoint(link: name, publicKey: key, endpoint: resolved)
                 state.endpointChanges[key, default: 0] += 1
                 logger.notice("\(name): peer \(host): \(reason); endpoint \(current.endpoint ?? "none") -> \(text)")
             } catch {
@@ -377,8 +424,52 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
     }
 
-    /// Adopts a running wireguard-go for the link (its UAPI socket answers) or starts one and waits for its socket.
     private func bringUp(_ state: inout LinkState, logLevel: String, netlink: RouteNetlink) throws {
+        if state.backend == nil { state.backend = try chooseBackend(link: state.link.name, netlink: netlink) }
+        switch state.backend {
+        case .kernel: try bringUpKernel(&state, netlink: netlink)
+        default: try bringUpWireGuardGo(&state, logLevel: logLevel, netlink: netlink)
+        }
+    }
+
+    /// `keepalive.backend`: with `auto`, a link that already runs keeps its backend (a kernel interface, or a TUN
+    /// with its wireguard-go), otherwise the kernel module when it is there, otherwise wireguard-go.
+    private func chooseBackend(link name: String, netlink: RouteNetlink) throws -> Backend {
+        switch configuredBackend {
+        case .wireguardGo: return .wireguardGo
+        case .kernel: return .kernel
+        case .auto:
+            let existing = try netlink.link(named: name)
+            if existing?.kind == "wireguard" { return .kernel }
+            if existing?.kind == "tun" { return .wireguardGo }
+            return KernelWireGuard.isAvailable() ? .kernel : .wireguardGo
+        }
+    }
+
+    /// The kernel backend: adopts an existing kernel wireguard interface of the link's name (a worker restart, or
+    /// one made by hand) or creates it (`ip link add NAME type wireguard`); the configuration follows.
+    private func bringUpKernel(_ state: inout LinkState, netlink: RouteNetlink) throws {
+        let name = state.link.name
+        if let existing = try netlink.link(named: name) {
+            guard existing.kind == "wireguard" else {
+                throw SystemError(
+                    "link \(name) exists and is \(existing.kind.map { "a \($0) device" } ?? "not a wireguard device"); delete it (ip link del \(name)) or rename the link in the config",
+                    errno: EEXIST)
+            }
+            if state.fresh { logger.info("\(name): adopting the kernel wireguard interface") }
+            state.adopted = state.fresh
+        } else {
+            try KernelWireGuard.createLink(name: name, netlink: netlink)
+            state.adopted = false
+        }
+        state.fresh = false
+        state.kernelDevice = true
+        state.startedAt = MonotonicClock.now
+        state.needsConfigure = true
+    }
+
+    /// Adopts a running wireguard-go for the link (its UAPI socket answers) or starts one and waits for its socket.
+    private func bringUpWireGuardGo(_ state: inout LinkState, logLevel: String, netlink: RouteNetlink) throws {
         let name = state.link.name
         let path = WireGuardGo.socketPath(link: name)
         if state.fresh, (try? UAPIClient.status(path: path)) != nil, let pid = WireGuardGo.findProcess(link: name) {
@@ -447,6 +538,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         let settings = WireGuardUAPI.DeviceSettings(
             privateKey: state.privateKey, listenPort: link.listenPort, fwmark: link.fwmark, peers: peers)
         // A device that already runs keeps the sessions of unchanged peers (wg syncconf); a new one gets all.
+        let control = state.control
         let current = state.configured || state.adopted ? try? control.status(link: link.name) : nil
         if let current {
             let keep = Set(peers.map(\.publicKey))
@@ -504,7 +596,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var upNames: [String] = []
         for name in links.keys.sorted() {
             let state = links[name]!
-            let up = state.pid != nil && state.configured
+            let up = state.hasDevice && state.configured
             if up { upNames.append(name) }
             var peers: [WireGuardLinkState.Peer] = []
             var ok = 0, stale = 0, never = 0
@@ -533,7 +625,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
             states.append(
                 .init(
-                    name: name, up: up, backend: control.backendName, pid: state.pid, restarts: state.restarts,
+                    name: name, up: up, backend: state.control.backendName, pid: state.pid, restarts: state.restarts,
                     adopted: state.adopted, listenPort: state.status?.listenPort, peers: peers))
             let p = "wg.\(name)."
             entries.append(.init(p + "up", up ? 1 : 0))

@@ -1,3 +1,4 @@
+import SluiceConfig
 import SluiceNet
 import SluiceNetlink
 import SluiceSystem
@@ -79,5 +80,24 @@ struct KernelWireGuardTests {
         #expect(failure.call.hasPrefix("RTM_NEWLINK wg0 type wireguard"))
         #expect(failure.call.contains("Unknown device type"))
         #expect(failure.call.contains("this kernel has no wireguard link type"))
+    }
+
+    @Test("keepalive.backend: kernel without the module: the configuration is refused, saying what to use instead; auto takes wireguard-go")
+    func kernelBackendRefused() throws {
+        let key = String(repeating: "A", count: 43) + "="
+        let yaml = """
+            keepalive: {backend: kernel}
+            wireguard:
+              - {name: wgk0, private-key: "\(key)", peers: [{public-key: "\(key)", allowed-ips: [10.0.0.2/32]}]}
+            """
+        var configuration = try #require(ConfigLoader.load(yaml: yaml, fileName: "k.yaml").configuration)
+        let service = KeepaliveService()
+        let (outcome, detail) = service.apply(configuration, generation: 1)
+        #expect(outcome == .rejected)
+        #expect(detail.contains("keepalive.backend is kernel, but this kernel has no wireguard module"), "\(detail)")
+        #expect(detail.contains("use backend: auto or wireguard-go"))
+        configuration.wireguard = []
+        #expect(service.apply(configuration, generation: 2).0 == .applied, "no links: nothing to refuse")
+        service.shutdown(graceMilliseconds: 100)
     }
 }
