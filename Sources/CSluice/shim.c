@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -436,6 +437,23 @@ int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actu
 }
 
 int csluice_tun_set_persist(int fd, int on) { return ioctl(fd, TUNSETPERSIST, on ? 1 : 0) == 0 ? 0 : -errno; }
+
+int csluice_tun_enable_tso(int fd) {
+    unsigned int flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    return ioctl(fd, TUNSETOFFLOAD, flags) == 0 ? 0 : -errno;
+}
+
+ssize_t csluice_tun_write_vnet(int fd, const void *header, size_t header_length, const void *packet, size_t length) {
+    struct iovec parts[2] = {
+        {.iov_base = (void *)header, .iov_len = header_length},
+        {.iov_base = (void *)packet, .iov_len = length},
+    };
+    ssize_t n;
+    do {
+        n = writev(fd, parts, 2);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
 
 int csluice_tun_set_owner(int fd, uid_t uid) { return ioctl(fd, TUNSETOWNER, (unsigned long)uid) == 0 ? 0 : -errno; }
 

@@ -16,11 +16,15 @@ public enum NATRewrite {
     /// - Note: a UDP checksum of 0 means "none" (RFC 768) and stays 0, for IPv6 too (RFC 6935 allows it on
     ///   tunnels; other receivers drop it either way). An updated UDP checksum that comes out as 0 is written as
     ///   0xFFFF, its other one's complement representation (RFC 768).
+    /// - Parameter partialChecksum: the L4 checksum field holds only the pseudo-header sum, not complemented, as
+    ///   in a packet with `VIRTIO_NET_HDR_F_NEEDS_CSUM` (checksum offload): only the addresses are summed into it
+    ///   (plainly: S' = S + delta), since the ports are covered when the checksum is completed later.
     @inlinable
     public static func rewrite(
         _ packet: inout IPPacketView,
         source: IPAddress, sourcePort: UInt16,
-        destination: IPAddress, destinationPort: UInt16
+        destination: IPAddress, destinationPort: UInt16,
+        partialChecksum: Bool = false
     ) -> Bool {
         guard !packet.isFragment else { return false }
         let checksumOffset: Int
@@ -63,10 +67,15 @@ public enum NATRewrite {
         let transport = base + packet.transportOffset
         let oldSourcePort = transport.loadUnaligned(fromByteOffset: 0, as: UInt16.self).bigEndian
         let oldDestinationPort = transport.loadUnaligned(fromByteOffset: 2, as: UInt16.self).bigEndian
-        delta &+= UInt64(~oldSourcePort) &+ UInt64(sourcePort) &+ UInt64(~oldDestinationPort) &+ UInt64(destinationPort)
         transport.storeBytes(of: sourcePort.bigEndian, toByteOffset: 0, as: UInt16.self)
         transport.storeBytes(of: destinationPort.bigEndian, toByteOffset: 2, as: UInt16.self)
         let oldChecksum = transport.loadUnaligned(fromByteOffset: checksumOffset, as: UInt16.self).bigEndian
+        if partialChecksum {
+            // ~apply(~S, delta) = S + delta, in one's complement arithmetic.
+            transport.storeBytes(of: (~Checksum.apply(~oldChecksum, delta: delta)).bigEndian, toByteOffset: checksumOffset, as: UInt16.self)
+            return true
+        }
+        delta &+= UInt64(~oldSourcePort) &+ UInt64(sourcePort) &+ UInt64(~oldDestinationPort) &+ UInt64(destinationPort)
         if isUDP && oldChecksum == 0 { return true }
         var newChecksum = Checksum.apply(oldChecksum, delta: delta)
         if isUDP && newChecksum == 0 { newChecksum = 0xFFFF }

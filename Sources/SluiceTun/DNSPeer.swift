@@ -36,7 +36,7 @@ public final class DNSPeer: @unchecked Sendable {
     private let upstreams: Set<InetEndpoint>
     /// The fake-IP ranges; empty when the dns worker hands out no fake addresses.
     public let fakeRanges: [IPPrefix]
-    private let tun: CInt
+    private let tun: TunWriter
     private let logger: Logger
     private let peer = Mutex<FrameChannel?>(nil)
     /// Requests waiting for a reply: the channel they went out on, and who wants the answer.
@@ -54,7 +54,7 @@ public final class DNSPeer: @unchecked Sendable {
     let lookups = Atomic<UInt64>(0)
 
     public init(
-        entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], fakeRanges: [IPPrefix] = [], tun: CInt, logger: Logger
+        entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], fakeRanges: [IPPrefix] = [], tun: TunWriter, logger: Logger
     ) {
         self.entries = entries
         self.upstreams = upstreams
@@ -317,7 +317,7 @@ public final class DNSPeer: @unchecked Sendable {
                         into: packet, source: answer.server, sourcePort: answer.serverPort, destination: answer.client,
                         destinationPort: answer.clientPort, payload: $0)
                 }
-                if length > 0 { _ = csluice_write(tun, packet.baseAddress, length) }
+                if length > 0 { _ = tun.write(packet.baseAddress, length) }
                 continue
             }
             if case .dnsPacket = message { answers.add(1, ordering: .relaxed) }

@@ -33,7 +33,7 @@ final class ICMPForwarder: @unchecked Sendable {
 
     private let v4: OwnedDescriptor?
     private let v6: OwnedDescriptor?
-    private let tun: CInt
+    private let tun: TunWriter
     private let logger: Logger
     private let table = Mutex<(byOrigin: [Origin: UInt16], byID: [UInt16: Mapping], next: UInt16)>(([:], [:], 1))
     private let stopping = Atomic<Bool>(false)
@@ -42,7 +42,7 @@ final class ICMPForwarder: @unchecked Sendable {
 
     /// Takes the handed-over sockets (either may be absent) and marks them so their
     /// packets bypass the TUN.
-    init(v4: OwnedDescriptor?, v6: OwnedDescriptor?, routingMark: UInt32, tun: CInt, logger: Logger) {
+    init(v4: OwnedDescriptor?, v6: OwnedDescriptor?, routingMark: UInt32, tun: TunWriter, logger: Logger) {
         self.v4 = v4
         self.v6 = v6
         self.tun = tun
@@ -139,7 +139,7 @@ final class ICMPForwarder: @unchecked Sendable {
                 into: packet, source: mapping.origin.destination, destination: mapping.origin.client,
                 identifier: mapping.origin.identifier, sequence: sequence,
                 payload: UnsafeRawBufferPointer(rebasing: buffer[(offset + 8)..<n]))
-            if length > 0, csluice_write(tun, packet.baseAddress, length) > 0 { replies.add(1, ordering: .relaxed) }
+            if length > 0, tun.write(packet.baseAddress, length) > 0 { replies.add(1, ordering: .relaxed) }
         }
     }
 

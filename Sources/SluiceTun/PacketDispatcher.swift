@@ -65,7 +65,7 @@ final class PacketDispatcher: @unchecked Sendable {
         var fakeClient: IPAddress
     }
 
-    private let tun: CInt
+    private let tun: TunWriter
     private let logger: Logger
     private let nat: TCPNATTable
     private let udp: UDPFlowTable
@@ -108,9 +108,11 @@ final class PacketDispatcher: @unchecked Sendable {
     let malformedDropped = Atomic<UInt64>(0)
     let rejected = Atomic<UInt64>(0)
     let tcpFlows = Atomic<UInt64>(0)
+    /// Reads that were TCP super-packets (segmentation offload at work).
+    let superPackets = Atomic<UInt64>(0)
 
     init(
-        tun: CInt, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
+        tun: TunWriter, mtu: Int, v4: StackAddresses?, v6: StackAddresses?, nat: TCPNATTable, udp: UDPFlowTable,
         icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, supervisor: SupervisorLink?, table: RoutingTable,
         logger: Logger
     ) {
@@ -118,7 +120,8 @@ final class PacketDispatcher: @unchecked Sendable {
         self.dns = dns
         self.resolver = resolver
         self.tun = tun
-        self.bufferSize = max(mtu, 1500) + 64
+        // With a virtio-net header (tun.gso) a read may be a 64 KiB TCP super-packet.
+        self.bufferSize = tun.vnetHeader ? VirtioNetHeader.size + 65536 + 64 : max(mtu, 1500) + 64
         self.v4 = v4
         self.v6 = v6
         self.nat = nat
@@ -138,13 +141,27 @@ final class PacketDispatcher: @unchecked Sendable {
             buffer.deallocate()
             reply.deallocate()
         }
-        var pfd = pollfd(fd: tun, events: Int16(POLLIN), revents: 0)
+        var pfd = pollfd(fd: tun.fd, events: Int16(POLLIN), revents: 0)
         var lastSweep = MonotonicClock.now
+        let headerSize = tun.vnetHeader ? VirtioNetHeader.size : 0
         while !stopping.load(ordering: .relaxed) {
-            let n = csluice_read(tun, buffer.baseAddress, buffer.count)
-            if n > 0 {
+            let n = csluice_read(tun.fd, buffer.baseAddress, buffer.count)
+            if n > headerSize {
                 packets.add(1, ordering: .relaxed)
-                handle(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]), reply: reply)
+                // The packet follows its header in the buffer, so that a packet rewritten in place goes back out
+                // with the header it came with (``write(_:)``).
+                var partialChecksum = false
+                if headerSize > 0, let header = VirtioNetHeader(UnsafeRawBufferPointer(buffer)) {
+                    partialChecksum = header.needsChecksum
+                    if header.isSegmented { superPackets.add(1, ordering: .relaxed) }
+                }
+                handle(
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize..<n]), partialChecksum: partialChecksum,
+                    reply: reply)
+                continue
+            }
+            if n >= 0 && n <= headerSize && n > 0 {
+                malformedDropped.add(1, ordering: .relaxed)
                 continue
             }
             if n == -EAGAIN {
@@ -163,7 +180,7 @@ final class PacketDispatcher: @unchecked Sendable {
         }
     }
 
-    private func handle(_ raw: UnsafeMutableRawBufferPointer, reply: UnsafeMutableRawBufferPointer) {
+    private func handle(_ raw: UnsafeMutableRawBufferPointer, partialChecksum: Bool, reply: UnsafeMutableRawBufferPointer) {
         guard var ip = IPPacketView(raw) else {
             malformedDropped.add(1, ordering: .relaxed)
             return
@@ -175,7 +192,7 @@ final class PacketDispatcher: @unchecked Sendable {
             return
         }
         switch ip.transportProtocol {
-        case IPProtocolNumber.tcp: handleTCP(&ip, reply: reply)
+        case IPProtocolNumber.tcp: handleTCP(&ip, partialChecksum: partialChecksum, reply: reply)
         case IPProtocolNumber.udp: handleUDP(ip, reply: reply)
         case IPProtocolNumber.icmp, IPProtocolNumber.icmpv6: handleICMP(ip, reply: reply)
         default: malformedDropped.add(1, ordering: .relaxed)
@@ -184,7 +201,7 @@ final class PacketDispatcher: @unchecked Sendable {
 
     // MARK: TCP
 
-    private func handleTCP(_ ip: inout IPPacketView, reply: UnsafeMutableRawBufferPointer) {
+    private func handleTCP(_ ip: inout IPPacketView, partialChecksum: Bool, reply: UnsafeMutableRawBufferPointer) {
         guard let tcp = TCPHeaderView(ip), let stack = ip.version == 4 ? v4 : v6 else {
             malformedDropped.add(1, ordering: .relaxed)
             return
@@ -197,7 +214,7 @@ final class PacketDispatcher: @unchecked Sendable {
             guard let entry = nat.entry(port: tcp.destinationPort, ipv4: ipv4) else { return }
             if NATRewrite.rewrite(
                 &ip, source: entry.key.destination, sourcePort: entry.key.destinationPort, destination: entry.key.source,
-                destinationPort: entry.key.sourcePort)
+                destinationPort: entry.key.sourcePort, partialChecksum: partialChecksum)
             {
                 write(ip)
             }
@@ -280,7 +297,7 @@ final class PacketDispatcher: @unchecked Sendable {
         guard let natPort = port else { return }
         if NATRewrite.rewrite(
             &ip, source: stack.fakeClient, sourcePort: natPort, destination: stack.listener.address,
-            destinationPort: stack.listener.port)
+            destinationPort: stack.listener.port, partialChecksum: partialChecksum)
         {
             write(ip)
         }
@@ -473,7 +490,7 @@ final class PacketDispatcher: @unchecked Sendable {
             rejected.add(1, ordering: .relaxed)
             // Port unreachable: a connected UDP socket sees ECONNREFUSED at once.
             let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ip.version == 4 ? 3 : 4)
-            if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+            if n > 0 { tun.write(reply.baseAddress, n) }
         case .drop:
             rejected.add(1, ordering: .relaxed)
         case .forward:
@@ -527,7 +544,7 @@ final class PacketDispatcher: @unchecked Sendable {
             rejected.add(1, ordering: .relaxed)
             // Administratively prohibited: ping reports it immediately.
             let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ipv4 ? 13 : 1)
-            if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+            if n > 0 { tun.write(reply.baseAddress, n) }
         case .drop:
             rejected.add(1, ordering: .relaxed)
         case .forward:
@@ -544,12 +561,19 @@ final class PacketDispatcher: @unchecked Sendable {
 
     // MARK: Writing
 
+    /// Writes a packet read from the device and rewritten in place, with the virtio-net header it was read with
+    /// (just in front of it in the read buffer): offload flags, segment size and checksum offsets still hold, as
+    /// the rewrite changes no lengths.
     private func write(_ ip: IPPacketView) {
-        _ = csluice_write(tun, ip.bytes.baseAddress, ip.bytes.count)
+        guard tun.vnetHeader, let base = ip.bytes.baseAddress else {
+            tun.write(ip.bytes.baseAddress, ip.bytes.count)
+            return
+        }
+        tun.writeFramed(base - VirtioNetHeader.size, ip.bytes.count + VirtioNetHeader.size)
     }
 
     private func sendReset(answering ip: IPPacketView, reply: UnsafeMutableRawBufferPointer) {
         let n = PacketBuilder.tcpReset(into: reply, answering: ip)
-        if n > 0 { _ = csluice_write(tun, reply.baseAddress, n) }
+        if n > 0 { tun.write(reply.baseAddress, n) }
     }
 }

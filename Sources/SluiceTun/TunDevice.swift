@@ -1,4 +1,5 @@
 import CSluice
+import SluicePacket
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -17,12 +18,24 @@ public final class TunDevice: @unchecked Sendable {
     public let name: String
     /// Whether this process (or an earlier tun worker) created the device.
     public let createdBySluice: Bool
+    /// Opened with IFF_VNET_HDR: every packet read or written has a ``VirtioNetHeader`` in front.
+    public let vnetHeader: Bool
+    /// TCP segmentation and checksum offload is on (`tun.gso`): reads may return 64 KiB super-packets.
+    public let segmentationOffload: Bool
 
-    private init(descriptor: OwnedDescriptor, name: String, createdBySluice: Bool) {
+    private init(
+        descriptor: OwnedDescriptor, name: String, createdBySluice: Bool, vnetHeader: Bool = false,
+        segmentationOffload: Bool = false
+    ) {
         self.descriptor = descriptor
         self.name = name
         self.createdBySluice = createdBySluice
+        self.vnetHeader = vnetHeader
+        self.segmentationOffload = segmentationOffload
     }
+
+    /// How the data plane writes to this device.
+    public var writer: TunWriter { TunWriter(fd: descriptor.rawValue, vnetHeader: vnetHeader) }
 
     /// Opens (attaching or creating) the TUN device `name` with IFF_TUN | IFF_NO_PI.
     ///
@@ -31,15 +44,20 @@ public final class TunDevice: @unchecked Sendable {
     /// - Parameter clone: an open, unattached `/dev/net/tun` descriptor handed over by
     ///   sluiced (the service user may not be allowed to open the device node itself);
     ///   nil opens `/dev/net/tun` here.
-    public static func open(name: String, markerPath: String?, clone: OwnedDescriptor? = nil) throws(SystemError) -> TunDevice {
+    /// - Parameter offload: open with IFF_VNET_HDR and turn on TCP segmentation and checksum offload
+    ///   (TUNSETOFFLOAD); a kernel that refuses the offload keeps the header, without super-packets.
+    public static func open(
+        name: String, markerPath: String?, clone: OwnedDescriptor? = nil, offload: Bool = false
+    ) throws(SystemError) -> TunDevice {
         let existed = interfaceExists(name)
         var actual = [CChar](repeating: 0, count: 16)
         let fd: CInt
+        let vnet: CInt = offload ? 1 : 0
         if let clone {
-            fd = csluice_tun_attach(clone.rawValue, name, 0, 0, &actual)
+            fd = csluice_tun_attach(clone.rawValue, name, vnet, 0, &actual)
             if fd >= 0 { _ = clone.takeDescriptorOwnership() }
         } else {
-            fd = csluice_tun_open(name, 0, 0, &actual)
+            fd = csluice_tun_open(name, vnet, 0, &actual)
         }
         if fd < 0 {
             let err = -fd
@@ -79,7 +97,10 @@ public final class TunDevice: @unchecked Sendable {
             try Posix.check("TUNSETPERSIST \(actualName)", csluice_tun_set_persist(fd, 1))
             _ = csluice_tun_set_owner(fd, getuid())
         }
-        return TunDevice(descriptor: descriptor, name: actualName, createdBySluice: created)
+        let segmentation = offload && csluice_tun_enable_tso(fd) == 0
+        return TunDevice(
+            descriptor: descriptor, name: actualName, createdBySluice: created, vnetHeader: offload,
+            segmentationOffload: segmentation)
     }
 
     /// Uses an inherited TUN descriptor (`device-url: fd://N`).
@@ -103,5 +124,38 @@ public final class TunDevice: @unchecked Sendable {
 
     static func interfaceExists(_ name: String) -> Bool {
         access("/sys/class/net/\(name)", F_OK) == 0
+    }
+}
+
+/// Writes packets to the TUN device, with a ``VirtioNetHeader`` in front when the device has one.
+public struct TunWriter: Sendable {
+    public let fd: CInt
+    public let vnetHeader: Bool
+
+    /// Ten zero bytes: a plain packet, checksums complete.
+    /// Never written after it is made, so sharing it across threads is safe.
+    nonisolated(unsafe) private static let plainHeader: UnsafeRawPointer = {
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: VirtioNetHeader.size, alignment: 8)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: VirtioNetHeader.size)
+        return UnsafeRawPointer(bytes)
+    }()
+
+    public init(fd: CInt, vnetHeader: Bool) {
+        self.fd = fd
+        self.vnetHeader = vnetHeader
+    }
+
+    /// Writes a packet sluice built (complete checksums); returns bytes written or -errno.
+    @discardableResult
+    public func write(_ packet: UnsafeRawPointer?, _ length: Int) -> Int {
+        guard vnetHeader else { return csluice_write(fd, packet, length) }
+        return csluice_tun_write_vnet(fd, Self.plainHeader, VirtioNetHeader.size, packet, length)
+    }
+
+    /// Writes bytes that already start with their header (a packet read from the device and rewritten in place,
+    /// with its header in front) or, without a header on this device, the packet alone.
+    @discardableResult
+    public func writeFramed(_ bytes: UnsafeRawPointer?, _ length: Int) -> Int {
+        csluice_write(fd, bytes, length)
     }
 }

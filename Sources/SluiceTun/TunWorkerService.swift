@@ -219,7 +219,7 @@ final class RunningDataPlane: @unchecked Sendable {
             device = try TunDevice.adopt(descriptor: inherited)
         } else {
             let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
-            device = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone)
+            device = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone, offload: tun.gso)
         }
         try Descriptors.setNonBlocking(device.descriptor.rawValue)
         let netlink = try RouteNetlink()
@@ -263,16 +263,16 @@ final class RunningDataPlane: @unchecked Sendable {
             return InetEndpoint(ip, upstream.endpoint.port)
         })
         let dnsPeer = DNSPeer(
-            entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.descriptor.rawValue,
+            entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.writer,
             logger: logger)
         let nat = TCPNATTable()
         let udp = try UDPFlowTable(
-            tun: device.descriptor.rawValue, idleTimeoutSeconds: tun.udpTimeout, logger: logger,
+            tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, logger: logger,
             fakeAddressUse: { address, used in dnsPeer.pin(address, used) })
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
-            routingMark: tun.routingMark, tun: device.descriptor.rawValue, logger: logger)
+            routingMark: tun.routingMark, tun: device.writer, logger: logger)
         let resolver = NameResolver(dns: dnsPeer)
         let table = TunWorkerService.routingTable(
             configuration, egress: egress, resolver: resolver, stateDirectory: stateDirectory, logger: logger)
@@ -301,12 +301,13 @@ final class RunningDataPlane: @unchecked Sendable {
         let v4 = try stackAddresses(tun.inet4Address)
         let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
-            tun: device.descriptor.rawValue, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
+            tun: device.writer, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
             dns: dnsPeer, resolver: resolver, supervisor: supervisor, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
         if autoRoute != nil { summary += ", auto-route" }
+        if device.segmentationOffload { summary += ", gso" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
             udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
@@ -377,6 +378,7 @@ final class RunningDataPlane: @unchecked Sendable {
             .init("tun.malformed.dropped", Int64(dispatcher.malformedDropped.load(ordering: .relaxed))),
             .init("tun.rejected", Int64(dispatcher.rejected.load(ordering: .relaxed))),
             .init("tcp.flows", Int64(dispatcher.tcpFlows.load(ordering: .relaxed))),
+            .init("tun.super.packets", Int64(dispatcher.superPackets.load(ordering: .relaxed))),
             .init("tcp.accepted", Int64(relay.accepted.load(ordering: .relaxed))),
             .init("tcp.failed", Int64(relay.failed.load(ordering: .relaxed))),
             .init("tcp.active", Int64(relay.active.load(ordering: .relaxed))),

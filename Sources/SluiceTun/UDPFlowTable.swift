@@ -54,7 +54,7 @@ final class UDPFlowTable: @unchecked Sendable {
     /// found the flow just before must not write to a descriptor number reused meanwhile.
     private let retired = Mutex<[Flow]>([])
     private let stopping = Atomic<Bool>(false)
-    private let tun: CInt
+    private let tun: TunWriter
     private let logger: Logger
     let idleTimeout: UInt64
     let maxFlows: Int
@@ -66,7 +66,7 @@ final class UDPFlowTable: @unchecked Sendable {
     let dropped = Atomic<UInt64>(0)
 
     init(
-        tun: CInt, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
+        tun: TunWriter, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
         fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil
     ) throws(SystemError) {
         self.fakeAddressUse = fakeAddressUse
@@ -256,7 +256,7 @@ final class UDPFlowTable: @unchecked Sendable {
                 dropped.add(1, ordering: .relaxed)
                 continue
             }
-            if csluice_write(tun, packet.baseAddress, length) > 0 {
+            if tun.write(packet.baseAddress, length) > 0 {
                 datagramsIn.add(1, ordering: .relaxed)
             } else {
                 dropped.add(1, ordering: .relaxed)

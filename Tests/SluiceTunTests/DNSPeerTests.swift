@@ -18,7 +18,7 @@ struct DNSPeerTests {
 
     private func hijacker(_ entries: [DNSHijack], connected: Bool = true) throws -> (DNSPeer, FrameChannel?) {
         let h = DNSPeer(
-            entries: entries, upstreams: [Self.upstream], fakeRanges: [IPPrefix("198.18.0.1/16")!], tun: -1,
+            entries: entries, upstreams: [Self.upstream], fakeRanges: [IPPrefix("198.18.0.1/16")!], tun: TunWriter(fd: -1, vnetHeader: false),
             logger: Logger(label: "test"))
         guard connected else { return (h, nil) }
         let (a, b) = try UnixSocket.pair(.stream)

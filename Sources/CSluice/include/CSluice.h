@@ -150,6 +150,15 @@ int csluice_tun_set_owner(int fd, uid_t uid);
 /// TUNGETIFF: the interface name of an open TUN descriptor (at least 16 bytes).
 int csluice_tun_get_name(int fd, char *name);
 
+/// TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 on a device opened with IFF_VNET_HDR: the
+/// kernel may then hand over TCP super-packets (up to 64 KiB) with partial checksums, described by the
+/// virtio-net header in front of each packet, and takes them back the same way.
+int csluice_tun_enable_tso(int fd);
+
+/// One packet to a TUN device opened with IFF_VNET_HDR: the header, then the packet, in one writev.
+/// Retries on EINTR; returns the bytes written or -errno.
+ssize_t csluice_tun_write_vnet(int fd, const void *header, size_t header_length, const void *packet, size_t length);
+
 // MARK: - epoll and splice
 
 /// epoll_create1(EPOLL_CLOEXEC).

@@ -3,7 +3,7 @@ import SluiceNet
 extension ConfigurationDecoder {
     /// mihomo `tun:` keys that sluice accepts and ignores with a warning.
     static let ignoredTunKeys: [String] = [
-        "gso", "gso-max-size", "endpoint-independent-nat", "include-uid", "include-uid-range", "exclude-uid",
+        "gso-max-size", "endpoint-independent-nat", "include-uid", "include-uid-range", "exclude-uid",
         "exclude-uid-range", "include-android-user", "include-package", "exclude-package",
         "auto-redirect-input-mark", "auto-redirect-output-mark", "loopback-address", "route-address-set",
         "route-exclude-address-set", "recvmsgx", "sendmsgx", "udp-timeout-ms", "disable-icmp-forwarding",
@@ -49,6 +49,7 @@ extension ConfigurationDecoder {
         reader.bool("auto-route", into: &tun.autoRoute)
         reader.bool("auto-detect-interface", into: &tun.autoDetectInterface)
         reader.bool("strict-route", into: &tun.strictRoute)
+        reader.bool("gso", into: &tun.gso)
         if let hijack = reader.decode("dns-hijack", { context.list($0, $1, allowSingle: true, dnsHijack) }) {
             tun.dnsHijack = hijack
         }

@@ -10,6 +10,9 @@ public struct TunConfiguration: Sendable, Equatable, Codable {
     /// An already-open TUN descriptor inherited from the parent (`device-url: fd://N`); nil means open `device`.
     public var inheritedFileDescriptor: Int32?
     public var mtu = 9000
+    /// mihomo's `gso`: TCP segmentation and checksum offload on the TUN (IFF_VNET_HDR, TUNSETOFFLOAD), so that TCP
+    /// moves through the device as 64 KiB super-packets. On by default on Linux, as in sing-box.
+    public var gso = true
     public var inet4Address: [IPPrefix] = [IPPrefix("172.19.0.1/30")!]
     public var inet6Address: [IPPrefix] = [IPPrefix("fdfe:dcba:9876::1/126")!]
     public var autoRoute = false
