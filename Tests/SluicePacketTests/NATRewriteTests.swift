@@ -88,6 +88,66 @@ struct NATRewriteTests {
         }
     }
 
+    /// Checksum offload (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the field holds only the pseudo-header sum. After the
+    /// rewrite, completing it the way the kernel does (summing the segment from `csum_start` with the field as
+    /// it is, complemented) must give the checksum of the rewritten packet computed from scratch.
+    @Test(arguments: [UInt8(4), 6])
+    func partialChecksumCompletesToTheFullOne(version: UInt8) throws {
+        var rng = SplitMix64(seed: 0xC0 + UInt64(version))
+        for iteration in 0..<5_000 {
+            let generated = PacketFactory.random(&rng, version: version, protocol: IPProtocolNumber.tcp, maxPayload: 300)
+            var bytes = generated.bytes
+            let field = generated.transportOffset + generated.checksumOffset
+            let length = generated.totalLength - generated.transportOffset
+            // What the kernel leaves in a CHECKSUM_PARTIAL packet: the folded pseudo-header sum, not complemented.
+            let partial = bytes.withUnsafeBytes { raw -> UInt16 in
+                let packet = IPPacketView(UnsafeMutableRawBufferPointer(mutating: raw))!
+                return Checksum.fold(
+                    UInt64(Checksum.pseudoHeaderSum(source: packet.source, destination: packet.destination, protocol: IPProtocolNumber.tcp, length: length)))
+            }
+            bytes[field] = UInt8(partial >> 8)
+            bytes[field + 1] = UInt8(partial & 0xFF)
+            let newSource = PacketFactory.address(&rng, version: version)
+            let newDestination = PacketFactory.address(&rng, version: version)
+            let ports = (UInt16.random(in: 0...UInt16.max, using: &rng), UInt16.random(in: 0...UInt16.max, using: &rng))
+            let rewritten = bytes.withUnsafeMutableBytes { buffer -> Bool in
+                guard var packet = IPPacketView(buffer) else { return false }
+                return NATRewrite.rewrite(
+                    &packet, source: newSource, sourcePort: ports.0, destination: newDestination, destinationPort: ports.1,
+                    partialChecksum: true)
+            }
+            try #require(rewritten)
+            if version == 4 { #expect(Reference.word(bytes, 10) == Reference.ipv4HeaderChecksum(bytes)) }
+            // Completion: one's complement sum over the segment, the partial field included, complemented.
+            let completed = bytes.withUnsafeBytes { raw in
+                Checksum.internet(UnsafeRawBufferPointer(rebasing: raw[generated.transportOffset..<generated.totalLength]))
+            }
+            var full = bytes
+            full[field] = 0
+            full[field + 1] = 0
+            let expected = Reference.transportChecksum(
+                full, version: version, protocol: IPProtocolNumber.tcp, transportOffset: generated.transportOffset,
+                length: length, checksumOffset: generated.checksumOffset)
+            #expect(completed == expected, "IPv\(version) iteration \(iteration)")
+        }
+    }
+
+    @Test("virtio-net header: fields little-endian at their offsets, round trip, flags")
+    func virtioNetHeader() throws {
+        let wire: [UInt8] = [0x01, 0x01, 0x36, 0x00, 0xa8, 0x05, 0x14, 0x00, 0x10, 0x00]
+        let header = try #require(wire.withUnsafeBytes { VirtioNetHeader($0) })
+        #expect(header.needsChecksum && header.isSegmented)
+        #expect(header.gsoType == VirtioNetHeader.gsoTCPv4 && header.headerLength == 54 && header.gsoSize == 1448)
+        #expect(header.csumStart == 20 && header.csumOffset == 16)
+        #expect(header.bytes == wire)
+        #expect(VirtioNetHeader.plain.bytes == [UInt8](repeating: 0, count: 10))
+        #expect(!VirtioNetHeader.plain.isSegmented && !VirtioNetHeader.plain.needsChecksum)
+        var ecn = VirtioNetHeader()
+        ecn.gsoType = VirtioNetHeader.gsoTCPv6 | VirtioNetHeader.gsoECN
+        #expect(ecn.isSegmented)
+        #expect([UInt8](repeating: 0, count: 9).withUnsafeBytes { VirtioNetHeader($0) } == nil, "short")
+    }
+
     /// UDP's checksum that computes to zero must go out as 0xFFFF (RFC 768); build packets where the rewrite
     /// lands exactly there, and packets that start there.
     @Test(arguments: [UInt8(4), 6])
