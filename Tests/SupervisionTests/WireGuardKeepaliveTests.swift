@@ -28,6 +28,37 @@ struct WireGuardKeepaliveTests {
         return (key, sh("echo \(key) | wg pubkey"))
     }
 
+    /// What every test here starts from: fresh keys and names, sluiced (not started) in its own namespace with the
+    /// configuration `config` builds from them, and the far peer joined to it by a veth. `stop()` ends both.
+    struct Setup {
+        let tag: String
+        /// Our link's name.
+        let link: String
+        let ourPublic: String
+        let farPublic: String
+        let harness: SluicedHarness
+        /// Our namespace (sluiced's).
+        let ours: String
+        let far: FarPeer
+
+        init(name: String = #function, config: (_ link: String, _ ourKey: String, _ farPublic: String, _ tag: String) -> String) throws {
+            tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
+            link = "wgo\(tag)"
+            let (ourKey, ourPublic) = WireGuardKeepaliveTests.keyPair()
+            let (farKey, farPublic) = WireGuardKeepaliveTests.keyPair()
+            self.ourPublic = ourPublic
+            self.farPublic = farPublic
+            harness = try SluicedHarness(config: config(link, ourKey, farPublic, tag), name: name)
+            ours = try #require(harness.namespace)
+            far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        }
+
+        func stop() {
+            harness.stop()
+            far.stop()
+        }
+    }
+
     /// The far side: a namespace with a veth to ours and its own wireguard-go.
     final class FarPeer {
         let namespace: String
@@ -117,19 +148,10 @@ struct WireGuardKeepaliveTests {
 
     @Test("handshake and ping; kill -9 of wireguard-go: ping back within 5 s, no duplicate routes; kill -9 of the worker: link kept and adopted")
     func link() throws {
-        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
-        let ourLink = "wgo\(tag)"
-        let (ourKey, ourPublic) = Self.keyPair()
-        // The far key is needed in our config, so the far side's keys come first.
-        let (farKey, farPublic) = Self.keyPair()
-        let harness = try SluicedHarness(config: Self.config(link: ourLink, privateKey: ourKey, farPublicKey: farPublic))
-        let ours = try #require(harness.namespace)
-        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
-        defer {
-            harness.stop()
-            far.stop()
-        }
-        far.configure(ourPublicKey: ourPublic)
+        let setup = try Setup { link, key, farPublic, _ in Self.config(link: link, privateKey: key, farPublicKey: farPublic) }
+        defer { setup.stop() }
+        let (harness, ours, far, ourLink, farPublic) = (setup.harness, setup.ours, setup.far, setup.link, setup.farPublic)
+        far.configure(ourPublicKey: setup.ourPublic)
         try harness.start()
         func stat(_ key: String) -> Int64? { harness.worker("keepalive")?.stats["wg.\(ourLink).\(key)"] }
 
@@ -212,30 +234,25 @@ struct WireGuardKeepaliveTests {
 extension WireGuardKeepaliveTests {
     @Test("roaming: the far peer moves, new inbound flows are dropped here, its name now resolves to the new address: ping back within 20 s")
     func roaming() throws {
-        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
-        let ourLink = "wgo\(tag)"
-        let (ourKey, ourPublic) = Self.keyPair()
-        let (farKey, farPublic) = Self.keyPair()
-        let host = "far\(tag).roam.test"
         // A short flat-rx window so that the test does not wait the default 15 s.
-        let harness = try SluicedHarness(
-            config: Self.config(
-                link: ourLink, privateKey: ourKey, farPublicKey: farPublic, endpoint: "\(host):51902",
-                keepalive: "  rx-timeout: 3s\n"))
-        let ours = try #require(harness.namespace)
+        let setup = try Setup { link, key, farPublic, tag in
+            Self.config(
+                link: link, privateKey: key, farPublicKey: farPublic, endpoint: "far\(tag).roam.test:51902",
+                keepalive: "  rx-timeout: 3s\n")
+        }
+        let (harness, ours, far, ourLink, tag) = (setup.harness, setup.ours, setup.far, setup.link, setup.tag)
+        let host = "far\(tag).roam.test"
         // `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts: the worker's getaddrinfo reads it.
         // Rewritten in place later (same inode), so the bind mount sees the new text.
         let hostsDirectory = "/etc/netns/\(ours)"
         let hosts = hostsDirectory + "/hosts"
         _ = Self.sh("mkdir -p \(hostsDirectory) && printf '127.0.0.1 localhost\\n10.201.0.2 \(host)\\n' > \(hosts)")
-        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
         defer {
-            harness.stop()
-            far.stop()
+            setup.stop()
             _ = Shell.run("rm -rf \(hostsDirectory)")
         }
         // The far side keeps sending (so that, without the firewall, our wireguard-go would roam by itself).
-        far.configure(ourPublicKey: ourPublic, keepalive: 1)
+        far.configure(ourPublicKey: setup.ourPublic, keepalive: 1)
         _ = Self.sh("ip -n \(ours) addr add 10.202.0.1/24 dev vo\(tag)")
         try harness.start()
         #expect(harness.waitUntil(15) { Self.ping(ours, "10.203.0.2") }, "ping through the link\n\(harness.log)")
@@ -275,21 +292,13 @@ extension WireGuardKeepaliveTests {
 
     @Test("table off + route-metric: a TCP service here answers a far-side address outside the link's subnet (source rule); without the rule it times out")
     func inboundSourceRule() throws {
-        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
-        let ourLink = "wgo\(tag)"
-        let (ourKey, ourPublic) = Self.keyPair()
-        let (farKey, farPublic) = Self.keyPair()
-        let harness = try SluicedHarness(
-            config: Self.config(
-                link: ourLink, privateKey: ourKey, farPublicKey: farPublic,
-                linkExtra: "    table: \"off\"\n    route-metric: 10000\n"))
-        let ours = try #require(harness.namespace)
-        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
-        defer {
-            harness.stop()
-            far.stop()
+        let setup = try Setup { link, key, farPublic, _ in
+            Self.config(
+                link: link, privateKey: key, farPublicKey: farPublic, linkExtra: "    table: \"off\"\n    route-metric: 10000\n")
         }
-        far.configure(ourPublicKey: ourPublic)
+        defer { setup.stop() }
+        let (harness, ours, far, ourLink) = (setup.harness, setup.ours, setup.far, setup.link)
+        far.configure(ourPublicKey: setup.ourPublic)
         // Our main table's preferred default route goes nowhere (a blackhole), as on a machine whose uplink is not
         // the tunnel: without the source rule, replies to 10.204.0.9 would take it.
         _ = Self.sh("ip -n \(ours) route add blackhole default metric 10")
@@ -343,16 +352,12 @@ enum WireGuardAlive {
 extension WireGuardKeepaliveTests {
     @Test("table auto with 0.0.0.0/0: wg-quick's rules take the default route into the link; the link's own UDP stays outside")
     func defaultRoute() throws {
-        let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
-        let ourLink = "wgo\(tag)"
-        let (ourKey, ourPublic) = Self.keyPair()
-        let (farKey, farPublic) = Self.keyPair()
-        let harness = try SluicedHarness(
-            config: Self.config(
-                link: ourLink, privateKey: ourKey, farPublicKey: farPublic, keepalive: "  inhibit-sleep: true\n",
-                allowedIPs: "10.203.0.2/32, 0.0.0.0/0"))
-        let ours = try #require(harness.namespace)
-        let far = try FarPeer(ours: ours, tag: tag, privateKey: farKey)
+        let setup = try Setup { link, key, farPublic, _ in
+            Self.config(
+                link: link, privateKey: key, farPublicKey: farPublic, keepalive: "  inhibit-sleep: true\n",
+                allowedIPs: "10.203.0.2/32, 0.0.0.0/0")
+        }
+        let (harness, ours, far, ourLink, tag) = (setup.harness, setup.ours, setup.far, setup.link, setup.tag)
         // A system bus of our own (Debian's dbus-daemon) without logind on it: sluiced says so and goes on.
         let bus = harness.directory + "/system_bus_socket"
         try """
@@ -369,12 +374,11 @@ extension WireGuardKeepaliveTests {
         busRequest.parentDeathSignal = SIGKILL
         let busPID = try ProcessSpawner.spawn(busRequest)
         defer {
-            harness.stop()
-            far.stop()
+            setup.stop()
             kill(busPID, SIGKILL)
             _ = ProcessSpawner.wait(for: busPID)
         }
-        far.configure(ourPublicKey: ourPublic)
+        far.configure(ourPublicKey: setup.ourPublic)
         // The namespace's "physical" default route: without the link's rules everything would leave by the veth.
         _ = Self.sh("ip -n \(ours) route add default via 10.201.0.2")
         #expect(harness.waitUntil(5) { access(bus, F_OK) == 0 }, "dbus-daemon listens")
