@@ -44,7 +44,8 @@ final class TCPNATTable: Sendable {
 
     private struct Family {
         var byKey: [Key: UInt16] = [:]
-        var byPort: [Entry?] = Array(repeating: nil, count: 65536)
+        /// Sparse: a full 65,536-slot array of entries would keep 8 MiB per family resident for nothing.
+        var byPort: [UInt16: Entry] = [:]
         var nextPort = TCPNATTable.firstPort
         var count = 0
     }
@@ -75,8 +76,8 @@ final class TCPNATTable: Sendable {
         for _ in 0..<span {
             let port = f.nextPort
             f.nextPort = port == lastPort ? firstPort : port + 1
-            if f.byPort[Int(port)] == nil {
-                f.byPort[Int(port)] = entry
+            if f.byPort[port] == nil {
+                f.byPort[port] = entry
                 f.byKey[key] = port
                 f.count += 1
                 return port
@@ -87,20 +88,20 @@ final class TCPNATTable: Sendable {
 
     /// The original endpoints behind a NAT port (reverse direction and accept).
     func entry(port: UInt16, ipv4: Bool) -> Entry? {
-        state.withLock { s in ipv4 ? s.v4.byPort[Int(port)] : s.v6.byPort[Int(port)] }
+        state.withLock { s in ipv4 ? s.v4.byPort[port] : s.v6.byPort[port] }
     }
 
     /// The relay took the connection.
     func markAccepted(port: UInt16, ipv4: Bool) {
         state.withLock { s in
-            if ipv4 { s.v4.byPort[Int(port)]?.accepted = true } else { s.v6.byPort[Int(port)]?.accepted = true }
+            if ipv4 { s.v4.byPort[port]?.accepted = true } else { s.v6.byPort[port]?.accepted = true }
         }
     }
 
     /// The relay finished; the entry goes after the linger time.
     func markClosed(port: UInt16, ipv4: Bool, now: UInt64) {
         state.withLock { s in
-            if ipv4 { s.v4.byPort[Int(port)]?.closedAt = now } else { s.v6.byPort[Int(port)]?.closedAt = now }
+            if ipv4 { s.v4.byPort[port]?.closedAt = now } else { s.v6.byPort[port]?.closedAt = now }
         }
     }
 
@@ -114,7 +115,7 @@ final class TCPNATTable: Sendable {
         guard f.count > 0 else { return [] }
         var removed: [Key] = []
         for (key, port) in f.byKey {
-            guard let entry = f.byPort[Int(port)] else { continue }
+            guard let entry = f.byPort[port] else { continue }
             let expired: Bool
             if let closedAt = entry.closedAt {
                 expired = now > closedAt && now - closedAt > linger
@@ -123,7 +124,7 @@ final class TCPNATTable: Sendable {
             }
             if expired {
                 f.byKey[key] = nil
-                f.byPort[Int(port)] = nil
+                f.byPort[port] = nil
                 f.count -= 1
                 removed.append(key)
             }
