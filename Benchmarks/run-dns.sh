@@ -26,8 +26,7 @@ shift $((OPTIND - 1))
 apt-get install -y -qq dnsperf dnsmasq-base knot-dnsutils iproute2 procps python3 >/dev/null
 getent passwd sluice >/dev/null || bash Scripts/install-deps.sh
 scratch=/tmp/sluice-bench-build
-swift build -c release --scratch-path "$scratch" 2>&1 | tail -1
-bin=$(swift build -c release --scratch-path "$scratch" --show-bin-path)
+bin=$(Scripts/release-build.sh "$scratch")
 for b in sluiced sluice-dns-worker; do [[ -x $bin/$b ]] || { echo "missing $bin/$b" >&2; exit 1; }; done
 "$bin/sluiced" check -c Benchmarks/lab/sluice-dns-fakeip.yaml >/dev/null
 "$bin/sluiced" check -c Benchmarks/lab/sluice-dns-cache.yaml >/dev/null

@@ -14,8 +14,7 @@ export UDP_RATE=${UDP_RATE:-2G}
 while getopts "r:t:" o; do case $o in r) rounds=$OPTARG;; t) secs=$OPTARG;; *) exit 2;; esac; done
 shift $((OPTIND - 1))
 apt-get install -y -qq iperf3 wrk dnsperf dnsmasq-base nginx-light microsocks knot-dnsutils curl >/dev/null
-swift build -c release 2>&1 | tail -1
-bin=$(swift build -c release --show-bin-path)
+bin=$(Scripts/release-build.sh)
 run=/tmp/sluice-bench-run
 rm -rf "$run"
 out="$PWD/Benchmarks/results/$(date +%Y%m%d-%H%M%S)"

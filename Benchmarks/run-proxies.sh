@@ -14,8 +14,7 @@ lab=$(cd ../shared/lab && pwd)
 rounds=2 secs=4
 while getopts "r:t:" o; do case $o in r) rounds=$OPTARG;; t) secs=$OPTARG;; *) exit 2;; esac; done
 apt-get install -y -qq iperf3 wrk dnsmasq-base nginx-light microsocks curl shadowsocks-libev >/dev/null
-swift build -c release 2>&1 | tail -1
-bin=$(swift build -c release --show-bin-path)
+bin=$(Scripts/release-build.sh)
 run=/tmp/sluice-bench-proxies
 rm -rf "$run"
 out="$PWD/Benchmarks/results/$(date +%Y%m%d-%H%M%S)-proxies"

@@ -20,8 +20,7 @@ for p in curl iputils-ping; do
 done
 
 say "building sluice (release)"
-swift build -c release 2>&1 | tail -1
-bin=$(swift build -c release --show-bin-path)
+bin=$(Scripts/release-build.sh)
 
 cleanup() {
     [ -n "${sluiced:-}" ] && kill "$sluiced" 2>/dev/null && sleep 1

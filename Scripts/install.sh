@@ -25,15 +25,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ "$build" = 1 ]; then
-    if [ "$configuration" = release ]; then
-        # Static Swift runtime: only libc, libstdc++, libsystemd and libyaml remain dynamic.
-        swift build -c release --static-swift-stdlib
-    else
-        swift build
-    fi
+if [ "$configuration" = release ]; then
+    # Static Swift runtime: only libc, libstdc++, libsystemd, libyaml and OpenSSL remain dynamic.
+    if [ "$build" = 1 ]; then bin=$(Scripts/release-build.sh); else bin=$(swift build -c release --static-swift-stdlib --show-bin-path); fi
+else
+    [ "$build" = 1 ] && swift build
+    bin=$(swift build --show-bin-path)
 fi
-bin=$(swift build -c "$configuration" --show-bin-path)
 
 install -d "$root$prefix/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/etc/sluice" \
     "$root/usr/share/doc/sluice"

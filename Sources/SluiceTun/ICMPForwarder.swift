@@ -36,7 +36,6 @@ final class ICMPForwarder: @unchecked Sendable {
     private let tun: TunWriter
     private let logger: Logger
     private let table = Mutex<(byOrigin: [Origin: UInt16], byID: [UInt16: Mapping], next: UInt16)>(([:], [:], 1))
-    private let stopping = Atomic<Bool>(false)
     let requests = Atomic<UInt64>(0)
     let replies = Atomic<UInt64>(0)
 
@@ -87,33 +86,31 @@ final class ICMPForwarder: @unchecked Sendable {
         return true
     }
 
-    /// Reads replies on both sockets and writes them into the TUN. Runs until ``stop()``.
-    func run() {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
-        let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 64, alignment: 8)
-        defer {
-            buffer.deallocate()
-            packet.deallocate()
-        }
-        let sockets = [v4, v6].compactMap { $0 }
-        guard !sockets.isEmpty else { return }
-        var fds = sockets.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
-        var lastSweep = MonotonicClock.now
-        while !stopping.load(ordering: .relaxed) {
-            let n = poll(&fds, nfds_t(fds.count), 500)
-            if n > 0 {
-                for (i, pfd) in fds.enumerated() where pfd.revents != 0 {
-                    drain(sockets[i].rawValue, ipv4: sockets[i] === v4, buffer: buffer, packet: packet)
-                }
-            }
-            let now = MonotonicClock.now
-            if now - lastSweep > 5_000_000_000 {
-                lastSweep = now
-                table.withLock { t in
-                    for (id, m) in t.byID where now - min(now, m.lastUsed) > 60_000_000_000 {
-                        t.byID[id] = nil
-                        t.byOrigin[m.origin] = nil
-                    }
+    /// The raw sockets the TUN reader polls beside the TUN: replies are handled on the thread that handled the
+    /// request, so a ping costs no hand-over to another thread (``drain(_:)``).
+    var descriptors: [CInt] { [v4, v6].compactMap { $0?.rawValue } }
+
+    /// Reply buffers, used by the reader thread only.
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
+    private let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 64, alignment: 8)
+    private var lastSweep = MonotonicClock.now
+
+    deinit {
+        buffer.deallocate()
+        packet.deallocate()
+    }
+
+    /// Reads every reply waiting on `fd` (one of ``descriptors``) and writes them into the TUN; every 5 s forgets
+    /// identifiers unused for a minute. Reader thread.
+    func drain(_ fd: CInt) {
+        drain(fd, ipv4: fd == v4?.rawValue, buffer: buffer, packet: packet)
+        let now = MonotonicClock.now
+        if now - lastSweep > 5_000_000_000 {
+            lastSweep = now
+            table.withLock { t in
+                for (id, m) in t.byID where now - min(now, m.lastUsed) > 60_000_000_000 {
+                    t.byID[id] = nil
+                    t.byOrigin[m.origin] = nil
                 }
             }
         }
@@ -143,5 +140,4 @@ final class ICMPForwarder: @unchecked Sendable {
         }
     }
 
-    func stop() { stopping.store(true, ordering: .relaxed) }
 }

@@ -141,7 +141,10 @@ final class PacketDispatcher: @unchecked Sendable {
             buffer.deallocate()
             reply.deallocate()
         }
-        var pfd = pollfd(fd: tun.fd, events: Int16(POLLIN), revents: 0)
+        // The TUN first, then the raw ICMP sockets whose echo replies this thread writes back (ICMPForwarder).
+        let icmpDescriptors = icmp.descriptors
+        var pfds = ([tun.fd] + icmpDescriptors).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        var sinceICMP = 0
         var lastSweep = MonotonicClock.now
         let headerSize = tun.vnetHeader ? VirtioNetHeader.size : 0
         while !stopping.load(ordering: .relaxed) {
@@ -158,6 +161,12 @@ final class PacketDispatcher: @unchecked Sendable {
                 handle(
                     UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize..<n]), partialChecksum: partialChecksum,
                     reply: reply)
+                // A busy TUN never reaches poll(): look at the ICMP sockets now and then anyway.
+                sinceICMP += 1
+                if sinceICMP >= 64 {
+                    sinceICMP = 0
+                    for fd in icmpDescriptors { icmp.drain(fd) }
+                }
                 continue
             }
             if n >= 0 && n <= headerSize && n > 0 {
@@ -165,8 +174,10 @@ final class PacketDispatcher: @unchecked Sendable {
                 continue
             }
             if n == -EAGAIN {
-                pfd.revents = 0
-                _ = poll(&pfd, 1, 500)
+                for i in pfds.indices { pfds[i].revents = 0 }
+                if poll(&pfds, nfds_t(pfds.count), 500) > 0 {
+                    for i in pfds.indices.dropFirst() where pfds[i].revents != 0 { icmp.drain(pfds[i].fd) }
+                }
             } else if n < 0 && n != -EINTR {
                 logger.error("reading the TUN device failed: \(SystemError("read", errno: Int32(-n))); the data plane stops")
                 return

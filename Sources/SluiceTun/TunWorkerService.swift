@@ -315,7 +315,6 @@ final class RunningDataPlane: @unchecked Sendable {
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
             try OSThread.start(name: "tun-udp") { udp.run() },
-            try OSThread.start(name: "tun-icmp") { icmp.run() },
             try OSThread.start(name: "tun-read") { dispatcher.run() },
         ]
         plane.threads.append(try OSThread.start(name: "tun-watch") { plane.watchRouting(followEgress: tun.autoDetectInterface) })
@@ -438,7 +437,6 @@ final class RunningDataPlane: @unchecked Sendable {
         dns.detach()
         relay.stop()
         udp.stop()
-        icmp.stop()
         for thread in threads { thread.join() }
         autoRoute?.remove(netlink)
         for prefix in addedAddresses { try? netlink.deleteAddress(prefix, interface: interfaceIndex) }
