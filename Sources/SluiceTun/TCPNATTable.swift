@@ -48,6 +48,31 @@ final class TCPNATTable: Sendable {
         var byPort: [UInt16: Entry] = [:]
         var nextPort = TCPNATTable.firstPort
         var count = 0
+        /// Entries in the order they can expire, so that ``collect(now:)`` looks only at those that may have:
+        /// finished ones by `closedAt` (linger is the same for all), all of them by `createdAt` (accept timeout).
+        /// A queued (port, time) whose entry has changed since (port reused, reopened) is skipped.
+        var closing = ExpiryQueue()
+        var opened = ExpiryQueue()
+    }
+
+    /// A FIFO of (port, time) in time order.
+    struct ExpiryQueue {
+        private var items: [(port: UInt16, at: UInt64)] = []
+        private var head = 0
+
+        mutating func append(_ port: UInt16, _ at: UInt64) { items.append((port, at)) }
+
+        /// Removes and returns the first item when its time is at or before `deadline`.
+        mutating func popDue(before deadline: UInt64) -> (port: UInt16, at: UInt64)? {
+            guard head < items.count, items[head].at <= deadline else { return nil }
+            let item = items[head]
+            head += 1
+            if head >= 4096, head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return item
+        }
     }
 
     private let state = Mutex<(v4: Family, v6: Family)>((Family(), Family()))
@@ -80,6 +105,7 @@ final class TCPNATTable: Sendable {
                 f.byPort[port] = entry
                 f.byKey[key] = port
                 f.count += 1
+                f.opened.append(port, entry.createdAt)
                 return port
             }
         }
@@ -101,8 +127,14 @@ final class TCPNATTable: Sendable {
     /// The relay finished; the entry goes after the linger time.
     func markClosed(port: UInt16, ipv4: Bool, now: UInt64) {
         state.withLock { s in
-            if ipv4 { s.v4.byPort[port]?.closedAt = now } else { s.v6.byPort[port]?.closedAt = now }
+            if ipv4 { Self.markClosed(&s.v4, port, now) } else { Self.markClosed(&s.v6, port, now) }
         }
+    }
+
+    private static func markClosed(_ f: inout Family, _ port: UInt16, _ now: UInt64) {
+        guard f.byPort[port] != nil else { return }
+        f.byPort[port]?.closedAt = now
+        f.closing.append(port, now)
     }
 
     /// Drops lingering and never-accepted entries. Returns the keys that went.
@@ -111,22 +143,24 @@ final class TCPNATTable: Sendable {
         state.withLock { s in Self.collect(&s.v4, now) + Self.collect(&s.v6, now) }
     }
 
+    /// Runs on the TUN reader thread once a second, so it costs O(expired), never a walk over every entry (after a
+    /// burst of 100,000 short connections a full walk took milliseconds, and pings waited for it).
     private static func collect(_ f: inout Family, _ now: UInt64) -> [Key] {
-        guard f.count > 0 else { return [] }
         var removed: [Key] = []
-        for (key, port) in f.byKey {
-            guard let entry = f.byPort[port] else { continue }
-            let expired: Bool
-            if let closedAt = entry.closedAt {
-                expired = now > closedAt && now - closedAt > linger
-            } else {
-                expired = !entry.accepted && now > entry.createdAt && now - entry.createdAt > acceptTimeout
+        func remove(_ port: UInt16, _ entry: Entry) {
+            f.byKey[entry.key] = nil
+            f.byPort[port] = nil
+            f.count -= 1
+            removed.append(entry.key)
+        }
+        if now >= linger {
+            while let (port, at) = f.closing.popDue(before: now - linger) {
+                if let entry = f.byPort[port], entry.closedAt == at { remove(port, entry) }
             }
-            if expired {
-                f.byKey[key] = nil
-                f.byPort[port] = nil
-                f.count -= 1
-                removed.append(key)
+        }
+        if now >= acceptTimeout {
+            while let (port, at) = f.opened.popDue(before: now - acceptTimeout) {
+                if let entry = f.byPort[port], entry.createdAt == at, !entry.accepted, entry.closedAt == nil { remove(port, entry) }
             }
         }
         return removed
