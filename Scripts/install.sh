@@ -8,7 +8,7 @@
 # --no-build   install what .build already holds
 # --debug      install the debug build (tests) instead of a static release build
 # Afterwards, on the target system:
-#   systemd-sysusers && systemctl daemon-reload && systemctl enable --now sluice
+#   systemd-sysusers && systemd-tmpfiles --create sluice.conf && systemctl daemon-reload && systemctl enable --now sluice
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -33,7 +33,7 @@ else
     bin=$(swift build --show-bin-path)
 fi
 
-install -d "$root$prefix/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/etc/sluice" \
+install -d "$root$prefix/bin" "$root/lib/systemd/system" "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d" "$root/etc/sluice" \
     "$root/usr/share/doc/sluice"
 for exe in sluiced sluice-tun-worker sluice-dns-worker sluice-keepalive; do
     install -m 0755 "$bin/$exe" "$root$prefix/bin/$exe"
@@ -41,11 +41,12 @@ done
 sed "s|/usr/bin/sluiced|$prefix/bin/sluiced|g" units/sluice.service >"$root/lib/systemd/system/sluice.service"
 chmod 0644 "$root/lib/systemd/system/sluice.service"
 install -m 0644 units/sluice.sysusers.conf "$root/usr/lib/sysusers.d/sluice.conf"
+install -m 0644 units/sluice.tmpfiles.conf "$root/usr/lib/tmpfiles.d/sluice.conf"
 if [ ! -e "$root/etc/sluice/config.yaml" ]; then
     install -m 0640 examples/minimal.yaml "$root/etc/sluice/config.yaml"
 fi
 install -m 0644 README.md docs/*.md "$root/usr/share/doc/sluice/"
 echo "installed sluice into ${root%/}$prefix (unit: $root/lib/systemd/system/sluice.service)"
 if [ "$root" = / ]; then
-    echo "next: systemd-sysusers && systemctl daemon-reload && systemctl enable --now sluice"
+    echo "next: systemd-sysusers && systemd-tmpfiles --create sluice.conf && systemctl daemon-reload && systemctl enable --now sluice"
 fi
