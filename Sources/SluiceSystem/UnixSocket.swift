@@ -32,6 +32,12 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     public var uid: uid_t
     public var gid: gid_t
 
+    public init(pid: pid_t, uid: uid_t, gid: gid_t) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+
     public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
 }
 

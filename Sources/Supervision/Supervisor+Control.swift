@@ -34,6 +34,18 @@ extension Supervisor {
             // A client that cannot drain its replies within 1 s is dropped, not waited on.
             let channel = FrameChannel(takingOwnershipOf: socket, maxPayload: 1 << 20, sendTimeoutMilliseconds: 1000)
             let credentials = try? channel.peerCredentials()
+            let why: String? =
+                if let credentials {
+                    controlAccess.refusal(credentials, supplementaryGroups: ControlAccess.supplementaryGroups(of: credentials.pid))
+                } else {
+                    "its credentials cannot be read (SO_PEERCRED)"
+                }
+            if let why {
+                logger.warning("control socket: refused \(credentials?.description ?? "a client"): \(why)")
+                try? channel.send(.error(ErrorReport(code: .handshakeFailed, message: "permission denied: \(why)")), requestID: 0)
+                channel.close()
+                continue
+            }
             if clients.count >= 64 {
                 logger.warning("control socket: 64 clients already connected; refusing \(credentials?.description ?? "a client")")
                 channel.close()

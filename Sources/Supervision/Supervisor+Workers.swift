@@ -177,6 +177,12 @@ extension Supervisor {
         let now = MonotonicClock.now
         switch message {
         case .helloAccept(let accept):
+            // The channel is one end of a socketpair handed over at spawn, so only that process holds it; the pid
+            // it names must be the one sluiced started (a descriptor leaked to another process would not match).
+            guard accept.pid == UInt32(bitPattern: slot.pid) else {
+                kill(slot, reason: "its channel answered hello as pid \(accept.pid), but sluiced started pid \(slot.pid)")
+                return
+            }
             slot.handshaken = true
             logger.debug("\(slot.kind.identifier) (pid \(accept.pid)) speaks protocol \(accept.version): \(accept.software)")
             wirePeers(around: slot)

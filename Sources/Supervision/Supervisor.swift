@@ -63,6 +63,8 @@ public final class Supervisor {
     let account: ServiceAccount?
     /// Group that may use the control socket.
     let controlGroup: gid_t?
+    /// Who may use the control socket (checked per connection with SO_PEERCRED).
+    var controlAccess: ControlAccess { ControlAccess(owner: geteuid(), serviceUser: account?.uid, group: controlGroup) }
     /// Capabilities we can hand out (our permitted set).
     let grantable: UInt64
     var signalPipe: OwnedDescriptor?
