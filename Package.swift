@@ -20,6 +20,12 @@ let package = Package(
         .library(name: "SluiceNet", targets: ["SluiceNet"]),
         .library(name: "SluiceConfig", targets: ["SluiceConfig"]),
         .library(name: "SluiceRules", targets: ["SluiceRules"]),
+        // For the fuzz targets under Fuzz/.
+        .library(name: "IPC", targets: ["IPC"]),
+        .library(name: "SluiceDNS", targets: ["SluiceDNS"]),
+        .library(name: "SluicePacket", targets: ["SluicePacket"]),
+        .library(name: "SluiceProxy", targets: ["SluiceProxy"]),
+        .library(name: "SluiceSniffing", targets: ["SluiceSniffing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -1,0 +1,7 @@
+import FuzzDriver
+import SluiceConfig
+
+// The configuration loader (libyaml, then the decoder with its diagnostics) on any text.
+runFuzzer { input in
+    _ = ConfigLoader.load(yaml: String(decoding: input, as: UTF8.self), fileName: "fuzz.yaml")
+}
