@@ -58,7 +58,16 @@ enum ControlConnection {
         }
         let channel = FrameChannel(takingOwnershipOf: socket, maxPayload: 16 << 20, sendTimeoutMilliseconds: 5000)
         defer { channel.close() }
-        try channel.send(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "sluiced-cli")), requestID: 1)
+        do {
+            try channel.send(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "sluiced-cli")), requestID: 1)
+        } catch {
+            // sluiced refuses a client it does not let in with an error and closes at once: the refusal may
+            // already be waiting even though our hello could not be sent.
+            if let early = try? channel.receive(timeoutMilliseconds: 1000), case .error(let report)? = try? early.frame.message() {
+                throw Failure(description: "sluiced refused: \(report.message)")
+            }
+            throw error
+        }
         guard let hello = try channel.receive(timeoutMilliseconds: 5000) else { throw Failure(description: "sluiced did not answer hello within 5 s") }
         if case .error(let report) = try hello.frame.message() { throw Failure(description: "sluiced refused: \(report.message)") }
         try channel.send(message, requestID: 2)
