@@ -169,7 +169,8 @@ final class PacketDispatcher: @unchecked Sendable {
                 }
                 continue
             }
-            if n >= 0 && n <= headerSize && n > 0 {
+            if n > 0 {
+                // Shorter than the virtio-net header: nothing to parse.
                 malformedDropped.add(1, ordering: .relaxed)
                 continue
             }
