@@ -25,7 +25,6 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var backend: KeepaliveConfiguration.Backend = .auto
         var version = 0
         var stopping = false
-        var configured = false
     }
 
     private let wanted = Mutex(Wanted())
@@ -81,12 +80,11 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             $0.links = links
             $0.interval = configuration.keepalive.interval
             $0.thresholds = .init(
-                handshakeTimeout: Self.nanoseconds(configuration.keepalive.handshakeTimeout),
-                rxTimeout: Self.nanoseconds(configuration.keepalive.rxTimeout))
+                handshakeTimeout: configuration.keepalive.handshakeTimeout.nanoseconds,
+                rxTimeout: configuration.keepalive.rxTimeout.nanoseconds)
             $0.logLevel = level
-            $0.backend = configuration.keepalive.backend
+            $0.backend = backend
             $0.version += 1
-            $0.configured = true
         }
         if keeper == nil {
             do {
@@ -343,7 +341,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
         }
         // Peers, every interval.
-        let intervalNanos = Self.nanoseconds(interval)
+        let intervalNanos = interval.nanoseconds
         if state.lastStatusAt == 0 || MonotonicClock.elapsed(from: state.lastStatusAt, to: now) >= intervalNanos {
             state.lastStatusAt = now
             // A link deleted while the link events were missed.
@@ -365,16 +363,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     /// The device of a deleted link is gone with it: wireguard-go (which lost its TUN) is stopped, and the link is
     /// brought up anew right away, as after a crash, without backoff.
     private func recreate(_ state: inout LinkState, now: UInt64) {
-        if let pid = state.pid {
-            ProcessSpawner.signal(pid, SIGKILL)
-            if state.ownChild {
-                _ = ProcessSpawner.wait(for: pid)
-            } else {
-                let deadline = MonotonicClock.now + 2_000_000_000
-                while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(10_000) }
-            }
-            unlink(WireGuardGo.socketPath(link: state.link.name))
-        }
+        stopWireGuardGo(state, signal: SIGKILL)
         state.pid = nil
         state.kernelDevice = false
         state.fresh = false
@@ -418,10 +407,6 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 logger.error("\(name): peer \(host): setting endpoint \(text) failed: \(error)")
             }
         }
-    }
-
-    static func nanoseconds(_ duration: Duration) -> UInt64 {
-        UInt64(max(0, duration.components.seconds)) * 1_000_000_000 + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
     }
 
     private func bringUp(_ state: inout LinkState, logLevel: String, netlink: RouteNetlink) throws {
@@ -564,24 +549,31 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
             do { try netlink.deleteLink(index: info.index) } catch { logger.warning("\(name): deleting the link: \(error)") }
         }
         do { try LinkRouting.removeRules(link: name, netlink: netlink) } catch { logger.warning("\(name): removing its rules: \(error)") }
-        if let pid = state.pid {
-            ProcessSpawner.signal(pid, SIGTERM)
-            if state.ownChild {
-                let deadline = MonotonicClock.now + 2_000_000_000
-                while MonotonicClock.now < deadline, ProcessSpawner.wait(for: pid, blocking: false) == nil { usleep(20_000) }
-                if WireGuardGo.isAlive(pid) {
-                    ProcessSpawner.signal(pid, SIGKILL)
-                    _ = ProcessSpawner.wait(for: pid)
-                }
-            } else {
-                // Adopted: not our child, so watch /proc until it is gone.
-                let deadline = MonotonicClock.now + 2_000_000_000
-                while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(20_000) }
-            }
+        if state.pid != nil {
+            stopWireGuardGo(state, signal: SIGTERM)
+        } else {
+            unlink(WireGuardGo.socketPath(link: name))
         }
-        // wireguard-go removes its socket on a clean exit, but not when it was killed.
-        if state.pid.map({ !WireGuardGo.isAlive($0) }) ?? true { unlink(WireGuardGo.socketPath(link: name)) }
         logger.info("\(name): down")
+    }
+
+    /// Ends the link's wireguard-go with `signal` and waits up to 2 s: a child of ours is reaped (and killed if
+    /// still there), an adopted one is watched in /proc. Its UAPI socket goes once it is gone (wireguard-go
+    /// removes it on a clean exit, but not when it was killed).
+    private func stopWireGuardGo(_ state: LinkState, signal: Int32) {
+        guard let pid = state.pid else { return }
+        ProcessSpawner.signal(pid, signal)
+        let deadline = MonotonicClock.now + 2_000_000_000
+        if state.ownChild {
+            while MonotonicClock.now < deadline, ProcessSpawner.wait(for: pid, blocking: false) == nil { usleep(10_000) }
+            if WireGuardGo.isAlive(pid) {
+                ProcessSpawner.signal(pid, SIGKILL)
+                _ = ProcessSpawner.wait(for: pid)
+            }
+        } else {
+            while MonotonicClock.now < deadline, WireGuardGo.isAlive(pid) { usleep(10_000) }
+        }
+        if !WireGuardGo.isAlive(pid) { unlink(WireGuardGo.socketPath(link: state.link.name)) }
     }
 
     // MARK: Status
@@ -619,7 +611,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
                 tx += current?.txBytes ?? 0
                 peers.append(
                     .init(
-                        publicKey: configured.publicKey.description, configuredEndpoint: configured.endpoint.map(Self.endpointText),
+                        publicKey: configured.publicKey.description, configuredEndpoint: configured.endpoint.map(WireGuardUAPI.endpointText),
                         endpoint: current?.endpoint, handshakeAgeSeconds: age, rxBytes: current?.rxBytes ?? 0,
                         txBytes: current?.txBytes ?? 0, state: verdict, endpointChanges: state.endpointChanges[key] ?? 0))
             }
@@ -644,9 +636,6 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         let summary = links.isEmpty ? "no WireGuard links" : "WireGuard \(upNames.count)/\(links.count) up"
         published.withLock { $0 = (entries, summary, states) }
     }
-
-    /// A configured endpoint as written in the config: `host:port`, `[v6]:port`.
-    static func endpointText(_ endpoint: SocketEndpoint) -> String { WireGuardUAPI.endpointText(endpoint) }
 }
 
 /// Name resolution for peer endpoints (getaddrinfo; IPv4 preferred, as the first answer of a dual-stack name).
