@@ -93,30 +93,25 @@ final class ICMPForwarder: @unchecked Sendable {
     /// Reply buffers, used by the reader thread only.
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
     private let packet = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536 + 64, alignment: 8)
-    private var lastSweep = MonotonicClock.now
 
     deinit {
         buffer.deallocate()
         packet.deallocate()
     }
 
-    /// Reads every reply waiting on `fd` (one of ``descriptors``) and writes them into the TUN; every 5 s forgets
-    /// identifiers unused for a minute. Reader thread.
-    func drain(_ fd: CInt) {
-        drain(fd, ipv4: fd == v4?.rawValue, buffer: buffer, packet: packet)
-        let now = MonotonicClock.now
-        if now - lastSweep > 5_000_000_000 {
-            lastSweep = now
-            table.withLock { t in
-                for (id, m) in t.byID where now - min(now, m.lastUsed) > 60_000_000_000 {
-                    t.byID[id] = nil
-                    t.byOrigin[m.origin] = nil
-                }
+    /// Forgets identifiers unused for a minute (the reader's once-a-second sweep).
+    func sweep(now: UInt64) {
+        table.withLock { t in
+            for (id, m) in t.byID where now - min(now, m.lastUsed) > 60_000_000_000 {
+                t.byID[id] = nil
+                t.byOrigin[m.origin] = nil
             }
         }
     }
 
-    private func drain(_ fd: CInt, ipv4: Bool, buffer: UnsafeMutableRawBufferPointer, packet: UnsafeMutableRawBufferPointer) {
+    /// Reads every reply waiting on `fd` (one of ``descriptors``) and writes them into the TUN. Reader thread.
+    func drain(_ fd: CInt) {
+        let ipv4 = fd == v4?.rawValue
         while true {
             guard let got = try? InetSocket.receive(fd, into: buffer) else { return }
             let (n, from) = got

@@ -188,6 +188,7 @@ final class PacketDispatcher: @unchecked Sendable {
                 lastSweep = now
                 for key in nat.collect(now: now) where dns.isFake(key.destination) { dns.pin(key.destination, false) }
                 if udpRoutes.count > 65536 { udpRoutes.removeAll(keepingCapacity: true) }
+                icmp.sweep(now: now)
             }
         }
     }
