@@ -56,8 +56,8 @@ public final class DNSServer: @unchecked Sendable {
     private let useHosts: Bool
     private let policies: [(DomainPattern, DNSUpstreamGroup)]
     public let main: DNSUpstreamGroup
-    private let state: Mutex<State>
-    private let sink = Mutex<(@Sendable (MappingEvent) -> Void)?>(nil)
+    private let state: Locked<State>
+    private let sink = Locked<(@Sendable (MappingEvent) -> Void)?>(nil)
     private let malformedLog: LogBudget
     private let logger: Logger
 
@@ -104,7 +104,7 @@ public final class DNSServer: @unchecked Sendable {
             }
             state.pool = pool
         }
-        self.state = Mutex(state)
+        self.state = Locked(state)
     }
 
     /// Where mapping events go (the tun worker's channel); nil while it is not connected.
@@ -373,7 +373,7 @@ public final class DNSServer: @unchecked Sendable {
 /// At most `perWindow` log lines per window for a kind of event that a hostile or broken
 /// peer can produce at line rate; the rest are counted and summed up in one line.
 final class LogBudget: Sendable {
-    private let state = Mutex<(windowStart: UInt64, used: Int, suppressed: Int)>((0, 0, 0))
+    private let state = Locked<(windowStart: UInt64, used: Int, suppressed: Int)>((0, 0, 0))
     private let perWindow: Int
     private let window: UInt64
     private let logger: Logger

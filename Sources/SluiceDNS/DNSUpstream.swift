@@ -61,7 +61,7 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
 
     private let sockets: [CInt: OwnedDescriptor]
     let resent = Atomic<UInt64>(0)
-    private let state = Mutex<(pending: [UInt16: Pending], next: UInt16)>(([:], UInt16.random(in: 1...UInt16.max)))
+    private let state = Locked<(pending: [UInt16: Pending], next: UInt16)>(([:], UInt16.random(in: 1...UInt16.max)))
     private let stopping = Atomic<Bool>(false)
     let sent = Atomic<UInt64>(0)
     let timedOut = Atomic<UInt64>(0)
@@ -281,7 +281,7 @@ public final class DNSUpstreamGroup: Sendable {
         let key = query.question.key
         let deadline = MonotonicClock.now + Self.timeout
         // Outstanding count, whether answered, and the best unusable answer so far.
-        let state = Mutex<(left: Int, done: Bool, fallback: DNSResponse.Upstream?, error: DNSExchangeError?)>(
+        let state = Locked<(left: Int, done: Bool, fallback: DNSResponse.Upstream?, error: DNSExchangeError?)>(
             (transports.count, false, nil, nil))
         let factory = self.factory
         @Sendable func finish(_ result: Result<DNSResponse.Upstream, DNSExchangeError>?, from transport: any DNSTransport) {

@@ -27,9 +27,10 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
     private var sockets: UDPUpstreamSockets?
     private var applied: SluiceConfiguration?
     private var threads: [OSThread] = []
-    /// Peer channel readers: they end when their channel closes, not at shutdown.
+    /// Peer channel readers: each ends when its channel closes (a newer tun worker's channel replaces
+    /// it, or shutdown closes it); joined then, on the main thread that alone touches this list.
     private var readers: [OSThread] = []
-    private let peer = Mutex<FrameChannel?>(nil)
+    private let peer = Locked<FrameChannel?>(nil)
     private let stopping = Atomic<Bool>(false)
     private var listenUDP: OwnedDescriptor?
     private var listenTCP: OwnedDescriptor?
@@ -197,7 +198,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
     /// (pipelined queries may be answered out of order, RFC 7766 6.2.1.1).
     private func serveTCP(_ client: OwnedDescriptor, peer: InetEndpoint, server: DNSServer) {
         let fd = client.rawValue
-        let writer = Mutex(())
+        let writer = Locked(())
         var buffer: [UInt8] = []
         while !stopping.load(ordering: .relaxed) {
             guard (try? Descriptors.waitReadable(fd, timeoutMilliseconds: Self.tcpIdleMilliseconds)) == true,
@@ -235,6 +236,11 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         }
         old?.close()
         if let server { connectTun(channel, server: server) }
+        readers.removeAll { reader in
+            guard reader.hasExited else { return false }
+            reader.join()
+            return true
+        }
         let logger = self.logger
         if let reader = try? OSThread.start(name: "dns-peer", { [self] in
             while true {
@@ -322,6 +328,6 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         sockets?.stop()
         server?.setEventSink(nil)
         peer.withLock { $0?.close() }
-        for thread in threads { thread.join() }
+        for thread in threads + readers { thread.join() }
     }
 }

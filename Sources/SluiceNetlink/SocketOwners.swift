@@ -1,6 +1,5 @@
 import SluiceNet
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -21,10 +20,10 @@ public final class SocketOwners: Sendable {
 
     static let sockDiagByFamily: UInt16 = 20
     static let protocolSockDiag: CInt = 4
-    private let socket: Mutex<NetlinkSocket>
+    private let socket: Locked<NetlinkSocket>
 
     public init() throws(SystemError) {
-        socket = Mutex(try NetlinkSocket(netlinkProtocol: Self.protocolSockDiag))
+        socket = Locked(try NetlinkSocket(netlinkProtocol: Self.protocolSockDiag))
     }
 
     /// The owner of the local socket `local` → `remote` (TCP or UDP); nil when there is none.

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 
 /// A file descriptor with exactly one owner, closed when the owner lets go of it.
 ///
@@ -9,12 +8,12 @@ import Synchronization
 ///   ``takeDescriptorOwnership()`` this object no longer closes it. Whoever reads a call
 ///   site can tell who closes what.
 public final class OwnedDescriptor: Sendable, CustomStringConvertible {
-    private let state: Mutex<CInt>
+    private let state: Locked<CInt>
 
     /// Takes ownership of `fd`: it is closed by ``close()`` or on deinit.
     public init(takingOwnershipOfDescriptor fd: CInt) {
         precondition(fd >= 0, "OwnedDescriptor needs a valid descriptor")
-        self.state = Mutex(fd)
+        self.state = Locked(fd)
     }
 
     deinit {

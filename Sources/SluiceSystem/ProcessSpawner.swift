@@ -114,6 +114,15 @@ public struct SpawnRequest: Sendable {
         self.account = account
         self.capabilities = capabilities
     }
+
+    /// The sanitizer runtimes' settings of this process (`ASAN_OPTIONS` ...), as `NAME=value` entries to pass on
+    /// to children that otherwise get a clean environment: a build with `-sanitize=address|thread` under test
+    /// (`Scripts/sanitize.sh`) must carry `detect_leaks=0` and the report path to every process. Empty otherwise.
+    public static let sanitizerEnvironment: [String] = ["ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"]
+        .compactMap { name in
+            guard let value = getenv(name) else { return nil }
+            return name + "=" + String(cString: value)
+        }
 }
 
 /// Starts processes with `csluice_spawn`: fork and exec happen in C, never in Swift.

@@ -38,17 +38,17 @@ public final class DNSPeer: @unchecked Sendable {
     public let fakeRanges: [IPPrefix]
     private let tun: TunWriter
     private let logger: Logger
-    private let peer = Mutex<FrameChannel?>(nil)
+    private let peer = Locked<FrameChannel?>(nil)
     /// Requests waiting for a reply: the channel they went out on, and who wants the answer.
-    private let replies = Mutex<[UInt32: (channel: ObjectIdentifier, callback: @Sendable (Message?) -> Void)]>([:])
+    private let replies = Locked<[UInt32: (channel: ObjectIdentifier, callback: @Sendable (Message?) -> Void)]>([:])
     private let nextID = Atomic<UInt32>(1)
-    private let fakeNames = Mutex<[IPAddress: String]>([:])
+    private let fakeNames = Locked<[IPAddress: String]>([:])
     /// Real addresses of fake-IP names for UDP flows: ("4 name" or "6 name") → address and
     /// expiry; expiry 0 means the lookup is in flight and `waiting` datagrams want it.
-    private let resolvedForUDP = Mutex<
+    private let resolvedForUDP = Locked<
         [String: (address: IPAddress?, expiresAt: UInt64, waiting: [@Sendable (IPAddress) -> Void])]
     >([:])
-    private let realNames = Mutex<(names: [IPAddress: String], order: [IPAddress])>(([:], []))
+    private let realNames = Locked<(names: [IPAddress: String], order: [IPAddress])>(([:], []))
     let queries = Atomic<UInt64>(0)
     let answers = Atomic<UInt64>(0)
     let lookups = Atomic<UInt64>(0)
@@ -256,7 +256,7 @@ public final class DNSPeer: @unchecked Sendable {
         let fd = csluice_eventfd()
         guard fd >= 0 else { return nil }
         let event = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
-        let box = Mutex<Message?>(nil)
+        let box = Locked<Message?>(nil)
         let id = nextID.add(1, ordering: .relaxed).newValue
         guard let channel = peer.withLock({ $0 }) else { return nil }
         replies.withLock {

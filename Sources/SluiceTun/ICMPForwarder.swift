@@ -35,7 +35,7 @@ final class ICMPForwarder: @unchecked Sendable {
     private let v6: OwnedDescriptor?
     private let tun: TunWriter
     private let logger: Logger
-    private let table = Mutex<(byOrigin: [Origin: UInt16], byID: [UInt16: Mapping], next: UInt16)>(([:], [:], 1))
+    private let table = Locked<(byOrigin: [Origin: UInt16], byID: [UInt16: Mapping], next: UInt16)>(([:], [:], 1))
     let requests = Atomic<UInt64>(0)
     let replies = Atomic<UInt64>(0)
 

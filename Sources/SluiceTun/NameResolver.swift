@@ -1,6 +1,5 @@
 import SluiceNet
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +39,7 @@ final class NameResolver: Sendable {
 
     /// Resolves and waits, at most `timeoutMilliseconds` (a thread that may block).
     func resolveBlocking(_ name: String, ipv6: Bool, timeoutMilliseconds: Int32) -> ([IPAddress], String) {
-        let result = Mutex<([IPAddress], String)?>(nil)
+        let result = Locked<([IPAddress], String)?>(nil)
         guard let event = try? Descriptors.pipe() else { return ([], "cannot make a pipe") }
         let writeEnd = event.write
         resolve(name, ipv6: ipv6) { addresses, error in

@@ -2,7 +2,6 @@ import SluiceConfig
 import SluiceNet
 import SluiceProxy
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -121,8 +120,8 @@ struct StreamCodecError: Error, CustomStringConvertible {
 /// the main table, and the egress interface (`auto-detect-interface` or `interface-name`).
 final class EgressPolicy: Sendable {
     let routingMark: UInt32
-    private let detectedInterface = Mutex<String?>(nil)
-    private let keepAliveSettings = Mutex(TCPKeepAlive())
+    private let detectedInterface = Locked<String?>(nil)
+    private let keepAliveSettings = Locked(TCPKeepAlive())
 
     /// TCP keep-alive for both sides of relayed connections (follows reloads).
     var keepAlive: TCPKeepAlive {

@@ -76,7 +76,7 @@ final class PacketDispatcher: @unchecked Sendable {
     private let socketOwners = try? SocketOwners()
     /// sluiced, for process lookups.
     private let supervisor: SupervisorLink?
-    let table: Mutex<RoutingTable>
+    let table: Locked<RoutingTable>
     private let v4: StackAddresses?
     private let v6: StackAddresses?
     private let stopping = Atomic<Bool>(false)
@@ -127,7 +127,7 @@ final class PacketDispatcher: @unchecked Sendable {
         self.nat = nat
         self.udp = udp
         self.icmp = icmp
-        self.table = Mutex(table)
+        self.table = Locked(table)
         self.logger = logger
     }
 

@@ -49,7 +49,7 @@ public final class ProxyGroups: @unchecked Sendable {
         var roundRobin = 0
     }
 
-    private let state: Mutex<[String: Group]>
+    private let state: Locked<[String: Group]>
     private let order: [String]
     /// The `proxy-groups` section this state was made from (a reload with the same section
     /// keeps the state, health included).
@@ -73,7 +73,7 @@ public final class ProxyGroups: @unchecked Sendable {
             let choice = stored[group.name].flatMap { group.members.contains($0) ? $0 : nil }
             state[group.name] = Group(config: group, selected: group.kind == .select ? (choice ?? first) : first)
         }
-        self.state = Mutex(state)
+        self.state = Locked(state)
     }
 
     public var isEmpty: Bool { order.isEmpty }

@@ -2,7 +2,6 @@ import SluiceConfig
 import SluiceNet
 import SluiceProxy
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +68,7 @@ final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
     }
 
     private let outbound: SOCKS5Outbound
-    private let state = Mutex<State>(.starting(PendingDatagrams(), control: nil))
+    private let state = Locked<State>(.starting(PendingDatagrams(), control: nil))
 
     init(outbound: SOCKS5Outbound) { self.outbound = outbound }
 

@@ -2,7 +2,6 @@ import SluiceConfig
 import SluiceNet
 import SluiceProxy
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -93,7 +92,7 @@ final class ShadowsocksUDPSession: UDPSession, @unchecked Sendable {
     }
 
     private let outbound: ShadowsocksOutbound
-    private let state = Mutex<State>(.starting(PendingDatagrams()))
+    private let state = Locked<State>(.starting(PendingDatagrams()))
 
     init(outbound: ShadowsocksOutbound) { self.outbound = outbound }
 

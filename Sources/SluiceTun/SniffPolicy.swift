@@ -2,7 +2,6 @@ import SluiceConfig
 import SluiceNet
 import SluiceSniffing
 import SluiceSystem
-import Synchronization
 
 /// The `sniffer:` section as the data plane uses it: which new TCP connections wait for
 /// their first bytes so that the rules see the name in them, and what a sniffed name may do.
@@ -57,7 +56,7 @@ final class SniffFailures: Sendable {
     static let limit = 5
     static let window: UInt64 = 600_000_000_000
     private static let capacity = 4096
-    private let state = Mutex<[InetEndpoint: (count: Int, since: UInt64)]>([:])
+    private let state = Locked<[InetEndpoint: (count: Int, since: UInt64)]>([:])
 
     func isSkipped(_ destination: InetEndpoint, now: UInt64) -> Bool {
         state.withLock { table in

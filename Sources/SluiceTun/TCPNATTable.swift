@@ -1,6 +1,6 @@
 import SluiceNet
 import SluiceRules
-import Synchronization
+import SluiceSystem
 
 /// The "system" stack's TCP translation table.
 ///
@@ -75,7 +75,7 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    private let state = Mutex<(v4: Family, v6: Family)>((Family(), Family()))
+    private let state = Locked<(v4: Family, v6: Family)>((Family(), Family()))
 
     /// Existing translation for a client packet.
     func port(for key: Key) -> UInt16? {

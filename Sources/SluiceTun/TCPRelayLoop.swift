@@ -163,7 +163,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let lookupName: NameLookup
     private let egress: EgressPolicy
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
-    private let posted = Mutex<[@Sendable () -> Void]>([])
+    private let posted = Locked<[@Sendable () -> Void]>([])
     /// Reads of userspace relays and handshakes land here (loop thread only).
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
 

@@ -279,7 +279,7 @@ final class RunningDataPlane: @unchecked Sendable {
 
         // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
         // routing: build the relay with a late-bound lookup.
-        let lookup = Mutex<PacketDispatcher?>(nil)
+        let lookup = Locked<PacketDispatcher?>(nil)
         let relay = try TCPRelayLoop(
             logger: logger,
             admit: { port, ipv4 in lookup.withLock { $0 }?.admit(natPort: port, ipv4: ipv4) },

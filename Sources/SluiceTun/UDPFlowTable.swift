@@ -33,11 +33,11 @@ final class UDPFlowTable: @unchecked Sendable {
         let failed = Atomic<Bool>(false)
         /// Real remote → the fake endpoint the client addressed it by (fake-IP flows), so
         /// replies come back from the address the client knows.
-        let aliases = Mutex<[InetEndpoint: InetEndpoint]>([:])
+        let aliases = Locked<[InetEndpoint: InetEndpoint]>([:])
         /// Fake-IP flows through a proxy: (name, port) → the fake endpoint the client used.
         /// The proxy resolves the name, so the remote that answers is learned from the
         /// first reply on that port (`learned`, not pinned: the name holds the pin).
-        let names = Mutex<(byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint], learned: [InetEndpoint: InetEndpoint])>(
+        let names = Locked<(byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint], learned: [InetEndpoint: InetEndpoint])>(
             ([:], [:], [:]))
         init(key: FlowKey, session: any UDPSession, cookie: UInt64) {
             self.key = key
@@ -49,10 +49,10 @@ final class UDPFlowTable: @unchecked Sendable {
     private let poll: EventPoll
     private let wakeup: OwnedDescriptor
     /// Cookies go in pairs: even for the session's socket, odd for its control connection.
-    private let flows = Mutex<(byKey: [FlowKey: Flow], byCookie: [UInt64: Flow], nextCookie: UInt64)>(([:], [:], 16))
+    private let flows = Locked<(byKey: [FlowKey: Flow], byCookie: [UInt64: Flow], nextCookie: UInt64)>(([:], [:], 16))
     /// Flows taken out of the table whose session closes at the next sweep: a sender that
     /// found the flow just before must not write to a descriptor number reused meanwhile.
-    private let retired = Mutex<[Flow]>([])
+    private let retired = Locked<[Flow]>([])
     private let stopping = Atomic<Bool>(false)
     private let tun: TunWriter
     private let logger: Logger

@@ -1,7 +1,6 @@
 import SluiceConfig
 import SluiceNet
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

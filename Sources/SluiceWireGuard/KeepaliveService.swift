@@ -27,8 +27,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         var stopping = false
     }
 
-    private let wanted = Mutex(Wanted())
-    private let published = Mutex<(entries: [StatsReport.Entry], summary: String, links: [WireGuardLinkState])>(
+    private let wanted = Locked(Wanted())
+    private let published = Locked<(entries: [StatsReport.Entry], summary: String, links: [WireGuardLinkState])>(
         ([], "no links", []))
     private let logger = Logger(label: "sluice-keepalive")
     private var keeper: OSThread?

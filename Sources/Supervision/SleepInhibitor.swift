@@ -1,7 +1,6 @@
 import CSystemd
 import Logging
 import SluiceSystem
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -26,7 +25,7 @@ final class SleepInhibitor {
 
     /// Where the taking thread leaves its outcome.
     private final class Mailbox: Sendable {
-        let value = Mutex<Outcome?>(nil)
+        let value = Locked<Outcome?>(nil)
     }
 
     private var held: OwnedDescriptor?

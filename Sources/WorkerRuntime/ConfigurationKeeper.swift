@@ -1,7 +1,7 @@
 import IPC
 import Logging
 import SluiceConfig
-import Synchronization
+import SluiceSystem
 
 /// A ``WorkerService`` that holds the applied configuration and the peer channels, and
 /// does no data-plane work of its own.
@@ -11,7 +11,7 @@ import Synchronization
 /// working for real, with a ready line that says which section it holds.
 public final class ConfigurationKeeper: WorkerService, @unchecked Sendable {
     private let summarize: @Sendable (SluiceConfiguration) -> String
-    private let state = Mutex<(configuration: SluiceConfiguration?, peers: [PeerRole: FrameChannel])>((nil, [:]))
+    private let state = Locked<(configuration: SluiceConfiguration?, peers: [PeerRole: FrameChannel])>((nil, [:]))
     private let logger: Logger
 
     /// - Parameter summarize: the ready line for a configuration, e.g. the device name.

@@ -1,4 +1,5 @@
 import Logging
+import SluiceSystem
 import Synchronization
 
 #if canImport(Glibc)
@@ -127,7 +128,7 @@ extension String {
 
 /// Process-wide logging set-up: once, before the first logger is made.
 public enum SluiceLogging {
-    private static let bootstrapped = Mutex(false)
+    private static let bootstrapped = Locked(false)
 
     /// Changes the level of every logger in this process (config reload).
     public static func setLevel(_ level: Logger.Level) { LineLogHandler.setProcessLevel(level) }

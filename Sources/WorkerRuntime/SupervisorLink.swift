@@ -12,8 +12,8 @@ import Glibc
 /// replies here; callers on any thread wait for theirs, bounded.
 public final class SupervisorLink: Sendable {
     private let channel: FrameChannel
-    private let waiters = Mutex<[UInt32: OwnedDescriptor]>([:])
-    private let replies = Mutex<[UInt32: Message]>([:])
+    private let waiters = Locked<[UInt32: OwnedDescriptor]>([:])
+    private let replies = Locked<[UInt32: Message]>([:])
     /// Request ids from the top half, apart from any the supervisor uses.
     private let nextID = Atomic<UInt32>(0x8000_0000)
 

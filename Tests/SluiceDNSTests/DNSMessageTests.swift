@@ -1,8 +1,8 @@
 import Logging
 import SluiceConfig
 import SluiceNet
+import SluiceSystem
 import SluiceTestSupport
-import Synchronization
 import Testing
 
 @testable import SluiceDNS
@@ -181,7 +181,7 @@ struct DNSMessageTests {
                     }
                 }
             }
-            let replies = Mutex<[[UInt8]]>([])
+            let replies = Locked<[[UInt8]]>([])
             message.withUnsafeBytes { raw in server.handle(raw, udp: true) { r in replies.withLock { $0.append(r) } } }
             let got = replies.withLock { $0 }
             // Queries that reach the (absent) upstream fail at once; fake and error answers

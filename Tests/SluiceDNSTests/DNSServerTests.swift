@@ -5,7 +5,6 @@ import SluiceConfig
 import SluiceNet
 import SluiceSystem
 import SluiceTestSupport
-import Synchronization
 import Testing
 
 @testable import SluiceDNS
@@ -29,7 +28,7 @@ final class RunningServer {
     /// Asks and waits (5 s at most) for the answer.
     func ask(_ query: [UInt8], udp: Bool = true) -> [UInt8]? {
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<[UInt8]?>(nil)
+        let box = Locked<[UInt8]?>(nil)
         query.withUnsafeBytes { raw in
             server.handle(raw, udp: udp) { reply in
                 box.withLock { $0 = reply }
@@ -55,7 +54,7 @@ final class RunningServer {
 
 /// Mapping events the server sent (the tun worker's side, played by the test).
 final class EventRecorder: Sendable {
-    let events = Mutex<[MappingEvent]>([])
+    let events = Locked<[MappingEvent]>([])
 }
 
 /// The resolver against real upstreams (dnsmasq on loopback) and a hand-driven one.
@@ -134,7 +133,7 @@ struct DNSServerTests {
         try InetSocket.bind(socket.rawValue, InetEndpoint(IPAddress("127.0.0.1")!, 0))
         let port = try InetSocket.address(socket.rawValue).port
         let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(port)"]))
-        let replies = Mutex<[UInt16: [UInt8]]>([:])
+        let replies = Locked<[UInt16: [UInt8]]>([:])
         for id in UInt16(1)...20 {
             wireQuery(id: id, name: "same.test").withUnsafeBytes { raw in
                 s.server.handle(raw, udp: true) { r in replies.withLock { $0[id] = r } }
@@ -168,7 +167,7 @@ struct DNSServerTests {
         let port = try InetSocket.address(socket.rawValue).port
         let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(port)"]))
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<[UInt8]?>(nil)
+        let box = Locked<[UInt8]?>(nil)
         wireQuery(name: "slow.test").withUnsafeBytes { raw in
             s.server.handle(raw, udp: true) { r in
                 box.withLock { $0 = r }
@@ -213,7 +212,7 @@ struct DNSServerTests {
         let s = try RunningServer(Self.configuration(mode: .redirHost, nameserver: ["127.0.0.1:\(upstream.port)"]))
         #expect(s.addresses("r.test") == ["10.77.200.2"])
         #expect(s.recorder.events.withLock { $0 } == [MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "r.test")])
-        let resolved = Mutex<[IPAddress]>([])
+        let resolved = Locked<[IPAddress]>([])
         let done = DispatchSemaphore(value: 0)
         s.server.resolveAddresses("other.test") { addresses, _ in
             resolved.withLock { $0 = addresses }
@@ -232,7 +231,7 @@ struct DNSServerTests {
         c.dns.cacheMinTTL = 60
         let s = try RunningServer(c)
         let done = DispatchSemaphore(value: 0)
-        let box = Mutex<[UInt8]?>(nil)
+        let box = Locked<[UInt8]?>(nil)
         wireQuery(name: "lossy.test").withUnsafeBytes { raw in
             s.server.handle(raw, udp: true) { r in
                 box.withLock { $0 = r }

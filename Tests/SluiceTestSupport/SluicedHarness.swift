@@ -17,7 +17,7 @@ public final class NotifyListener: @unchecked Sendable {
 
     public let path: String
     private let socket: CInt
-    private let received = Mutex<[Message]>([])
+    private let received = Locked<[Message]>([])
     private let stopFlag = Atomic<Bool>(false)
     private var thread: OSThread?
 
@@ -133,7 +133,8 @@ public final class SluicedHarness {
             executable: namespace == nil ? (launcher.first ?? sluiced) : "/usr/sbin/ip",
             arguments: namespace.map { ["netns", "exec", $0] + launcher + [sluiced] + run }
                 ?? (launcher.isEmpty ? run : Array(launcher.dropFirst()) + [sluiced] + run),
-            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + environment, descriptors: [nil, log, log],
+            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + SpawnRequest.sanitizerEnvironment + environment,
+            descriptors: [nil, log, log],
             account: nil, capabilities: 0)
         var unlimited = request
         unlimited.limitCapabilities = false

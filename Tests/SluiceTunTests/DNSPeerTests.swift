@@ -115,7 +115,7 @@ struct DNSPeerTests {
             _ = try? dns.receive(timeoutMilliseconds: 10_000)
             dns.close()
         }
-        let results = Mutex<[([IPAddress], String)]>([])
+        let results = Locked<[([IPAddress], String)]>([])
         h.resolve("a.test", ipv6: false) { a, e in results.withLock { $0.append((a, e)) } }
         for _ in 0..<1000 where results.withLock({ $0.count }) < 1 { usleep(10_000) }
         h.resolve("b.test", ipv6: false) { a, e in results.withLock { $0.append((a, e)) } }

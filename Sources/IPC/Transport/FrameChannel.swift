@@ -32,9 +32,9 @@ public final class FrameChannel: Sendable {
     }
 
     private let socket: OwnedDescriptor
-    private let sendLock = Mutex(())
+    private let sendLock = Locked(())
     private let closedLocally = Atomic<Bool>(false)
-    private let receiveState: Mutex<ReceiveState>
+    private let receiveState: Locked<ReceiveState>
     /// How long a send may wait for buffer space before the peer is declared stuck.
     public let sendTimeoutMilliseconds: Int32
 
@@ -44,7 +44,7 @@ public final class FrameChannel: Sendable {
         sendTimeoutMilliseconds: Int32 = 5000
     ) {
         self.socket = socket
-        self.receiveState = Mutex(ReceiveState(decoder: FrameDecoder(maxPayload: maxPayload)))
+        self.receiveState = Locked(ReceiveState(decoder: FrameDecoder(maxPayload: maxPayload)))
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
     }
 
