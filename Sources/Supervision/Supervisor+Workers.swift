@@ -31,7 +31,7 @@ extension Supervisor {
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
                 "SLUICE_CONTROL_FD=3", "SLUICE_LOG_FORMAT=\(logFormat)", "SLUICE_STATE_DIRECTORY=\(options.stateDirectory)",
                 "SLUICE_RUNTIME_DIRECTORY=\(options.runtimeDirectory)",
-            ]
+            ] + SpawnRequest.sanitizerEnvironment
             var descriptors: [CInt?] = [nil, logWriteEnd.rawValue, logWriteEnd.rawValue, theirs.rawValue]
             var tunClone: OwnedDescriptor?
             defer { tunClone?.close() }

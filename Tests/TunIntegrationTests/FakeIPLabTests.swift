@@ -62,14 +62,14 @@ struct FakeIPLabTests {
         let blocked = Self.resolve(lab, "www.blocked.test")
         let (status, _) = lab.run("client", "curl -sS -m 5 --resolve www.blocked.test:80:\(blocked) http://www.blocked.test/small")
         #expect(status == 7, "REJECT by name: connection refused at once")
-        #expect(lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT"))
-        #expect(lab.harness.log.contains("(a.test) [DOMAIN,a.test] DIRECT"))
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT") })
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("(a.test) [DOMAIN,a.test] DIRECT") })
         // An IP rule without no-resolve on a fake-IP connection tests the name's real address
         // (10.77.200.2 for every *.test name), as mihomo does.
         let byIP = Self.resolve(lab, "by-ip.test")
         let (refused, _) = lab.run("client", "curl -sS -m 5 http://\(byIP)/small")
         #expect(refused == 7)
-        #expect(lab.harness.log.contains("(by-ip.test) [IP-CIDR,10.77.200.2/32] REJECT"))
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("(by-ip.test) [IP-CIDR,10.77.200.2/32] REJECT") })
         // UDP to a fake address: the first datagram waits for the real address, the reply
         // comes back from the fake one (a connected socket accepts only that).
         let u = Self.resolve(lab, "udp.test")
