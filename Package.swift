@@ -210,7 +210,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTunTests",
-            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC"],
+            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "WorkerRuntime"],
             swiftSettings: strict
         ),
         .testTarget(
