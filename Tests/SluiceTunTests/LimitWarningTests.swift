@@ -1,27 +1,6 @@
-import Logging
-import Synchronization
+import SluiceTestSupport
 import Testing
 import WorkerRuntime
-
-/// Log lines captured in memory.
-final class CapturedLines: Sendable {
-    let lines = Mutex<[String]>([])
-
-    var logger: Logger {
-        Logger(label: "test") { _ in CapturingHandler(sink: self) }
-    }
-
-    struct CapturingHandler: LogHandler {
-        let sink: CapturedLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) { sink.lines.withLock { $0.append("\(event.level): \(event.message)") } }
-    }
-}
 
 /// One line per interval for a limit hit at line rate, each with the count since the previous line.
 @Suite("limit warning")
