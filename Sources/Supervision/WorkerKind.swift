@@ -56,9 +56,11 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
                 || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
                 || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
                 || old.wireguardBypassMarks != new.wireguardBypassMarks || old.wireguardEndpointRules != new.wireguardEndpointRules
+                || old.limits.maxConnections != new.limits.maxConnections || old.limits.udpMaxFlows != new.limits.udpMaxFlows
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
                 || old.wireguardEndpointNames != new.wireguardEndpointNames
+                || old.limits.dnsMaxInFlight != new.limits.dnsMaxInFlight
         case .keepalive:
             return old.wireguard != new.wireguard || old.keepalive != new.keepalive
         }

@@ -61,6 +61,33 @@ struct ResourceBoundsLabTests {
         #expect(lab.harness.worker("tun")?.restarts == 0)
     }
 
+    @Test("udp-max-flows: 2 — a third client socket's datagrams are dropped with one log line; the two flows go on")
+    func udpFlowLimit() throws {
+        let lab = try Lab(config: Lab.config + "\nlimits:\n  udp-max-flows: 2\n")
+        defer { lab.stop() }
+        try lab.start()
+        // Each udp-client run is a new socket (a new source port): a new flow, idle-closed only after 300 s.
+        for _ in 0..<2 {
+            let (_, echoed) = lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 5")
+            #expect(echoed.contains("received 5"), "\(echoed)")
+        }
+        let (_, third) = lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 5")
+        #expect(third.contains("received 0"), "\(third)")
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("limits.udp-max-flows (2) flows are open") },
+                "\(lab.harness.log.suffix(2000))")
+        let lines = lab.harness.log.split(separator: "\n").filter { $0.contains("limits.udp-max-flows") }
+        #expect(lines.count == 1, "one line for five drops: \(lines)")
+        #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["udp.limit.dropped"] ?? 0) == 5 })
+        // Raised on reload, in place: the next new flow gets through, the worker stays.
+        let pid = try #require(lab.harness.worker("tun")?.pid)
+        try (Lab.config + "\nlimits:\n  udp-max-flows: 3\n").write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
+        lab.harness.signal(SIGHUP)
+        #expect(lab.harness.waitUntil(5) { lab.harness.status()?.generation == 2 })
+        #expect(lab.harness.waitUntil(5) { lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 5").1.contains("received 5") },
+                "\(lab.harness.log.suffix(3000))")
+        #expect(lab.harness.worker("tun")?.pid == pid)
+    }
+
     @Test("a flood of 50,000 spoofed SYNs from the client namespace: HTTP from the client keeps working, sluiced answers, no restart")
     func synFlood() throws {
         let lab = try Lab(config: Lab.config)
