@@ -17,7 +17,7 @@ import Glibc
 /// DIRECT, a proxy's association otherwise), used for every destination it talks to:
 /// remote servers all see the same source port, and a reply from any remote reaches the
 /// client with that remote's own address as the source. Flows idle for `udp-timeout` are
-/// closed.
+/// closed; with the table nine tenths full (`limits.udp-max-flows`), those idle for a tenth of it.
 final class UDPFlowTable: @unchecked Sendable {
     struct FlowKey: Hashable {
         var client: InetEndpoint
@@ -334,10 +334,14 @@ final class UDPFlowTable: @unchecked Sendable {
         // Sessions retired at the previous sweep close now.
         for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
         let idle = flows.withLock { s -> [Flow] in
+            // Nine tenths full: flows idle for a tenth of udp-timeout (30 s by default) close too, so that a burst
+            // of short-lived flows (DNS-like, or a flood of new source ports) does not shut out new ones for the
+            // whole timeout. Nothing is closed while it is in use.
+            let timeout = s.byKey.count * 10 >= maxFlows * 9 ? max(idleTimeout / 10, 1_000_000_000) : idleTimeout
             let old = s.byKey.values.filter {
                 $0.failed.load(ordering: .relaxed)
                     ? now - min(now, $0.lastActivity.load(ordering: .relaxed)) > 2_000_000_000
-                    : now - min(now, $0.lastActivity.load(ordering: .relaxed)) > idleTimeout
+                    : now - min(now, $0.lastActivity.load(ordering: .relaxed)) > timeout
             }
             for flow in old {
                 s.byKey[flow.key] = nil

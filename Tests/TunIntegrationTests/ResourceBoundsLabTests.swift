@@ -88,6 +88,21 @@ struct ResourceBoundsLabTests {
         #expect(lab.harness.worker("tun")?.pid == pid)
     }
 
+    @Test("udp-max-flows: a full table closes flows idle for a tenth of udp-timeout, and new flows get in again")
+    func udpFlowsUnderPressure() throws {
+        let config = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  udp-timeout: 20")
+            + "\nlimits:\n  udp-max-flows: 2\n"
+        let lab = try Lab(config: config)
+        defer { lab.stop() }
+        try lab.start()
+        for _ in 0..<2 { #expect(lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 3").1.contains("received 3")) }
+        #expect(lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 3").1.contains("received 0"))
+        // 2 s idle (20 s / 10) and the next once-a-second sweep: room again, long before udp-timeout.
+        let full = Date()
+        #expect(lab.harness.waitUntil(6) { lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 3").1.contains("received 3") })
+        #expect(Date().timeIntervalSince(full) < 8)
+    }
+
     @Test("a flood of 50,000 spoofed SYNs from the client namespace: HTTP from the client keeps working, sluiced answers, no restart")
     func synFlood() throws {
         let lab = try Lab(config: Lab.config)
