@@ -181,7 +181,7 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "SluiceTestSupport",
-            dependencies: ["IPC", "SluiceSystem", "Supervision"],
+            dependencies: ["IPC", "SluiceSystem", "Supervision", .product(name: "Logging", package: "swift-log")],
             path: "Tests/SluiceTestSupport",
             swiftSettings: strict
         ),
@@ -210,7 +210,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceTunTests",
-            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC"],
+            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "WorkerRuntime", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

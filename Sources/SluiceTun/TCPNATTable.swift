@@ -1,3 +1,4 @@
+import SluiceConfig
 import SluiceNet
 import SluiceRules
 import SluiceSystem
@@ -9,6 +10,12 @@ import SluiceSystem
 /// our listener; the listener's answers (`listener → fakeClient:natPort`) are rewritten
 /// back to `D:dp → S:sp`. The NAT port is the index: the accepted socket's peer port finds
 /// the original endpoints without any other bookkeeping.
+///
+/// It also bounds the connections (`limits.max-connections`): entries that are half-open
+/// (SYN seen, never accepted) or relayed count; finished ones lingering for late FINs do not.
+/// At the limit a new SYN pushes out the oldest half-open entry, as the kernel's SYN cache
+/// does: a flood of SYNs that never complete only displaces its own entries, and an accepted
+/// connection is never touched. Only when every counted entry is accepted is a SYN refused.
 ///
 /// Shared by the TUN reader thread (creates and translates) and the relay loop (looks up
 /// on accept, releases on close), hence the mutex.
@@ -28,10 +35,51 @@ final class TCPNATTable: Sendable {
         var fake = false
         /// The rules wait for the client's first bytes (sniffing); `decision` is not made yet.
         var sniff = false
+        /// The sequence number of the client's SYN: a reset that makes the listener forget the
+        /// connection (when it is pushed out) must carry the next one.
+        var clientSequence: UInt32 = 0
         var createdAt: UInt64
-        /// Set when the relay finished; the entry lingers so late FIN/ACKs still translate.
+        /// Set when the relay finished; the entry lingers so late FINs/ACKs still translate.
         var closedAt: UInt64?
         var accepted = false
+
+        /// Counted against the limit and may still be pushed out: SYN seen, not accepted, not finished.
+        var halfOpen: Bool { !accepted && closedAt == nil }
+    }
+
+    /// A half-open entry pushed out to make room for a new SYN. The reader resets the
+    /// listener's side of it (`clientSequence + 1` is what the listener expects next).
+    struct Evicted: Equatable, Sendable {
+        var key: Key
+        var port: UInt16
+        var clientSequence: UInt32
+        var ipv4: Bool { key.source.isIPv4 }
+    }
+
+    /// What ``create(_:decision:host:fake:sniff:clientSequence:now:)`` did.
+    enum Creation: Equatable {
+        /// A new entry at this port, after pushing out `evicted` when the table was at its limit.
+        case created(UInt16, evicted: Evicted?)
+        /// The key has an entry already (a retransmitted SYN): its port.
+        case existing(UInt16)
+        /// `max-connections` entries are counted and every one of them is accepted: refuse.
+        case atLimit
+        /// Every NAT port of the family is in use (after pushing out `evicted`, if one was).
+        case noPort(evicted: Evicted?)
+
+        var port: UInt16? {
+            switch self {
+            case .created(let port, _), .existing(let port): return port
+            case .atLimit, .noPort: return nil
+            }
+        }
+
+        var evicted: Evicted? {
+            switch self {
+            case .created(_, let evicted), .noPort(let evicted): return evicted
+            case .existing, .atLimit: return nil
+            }
+        }
     }
 
     /// NAT ports handed out: well above the ephemeral range's usual start, all of it.
@@ -41,6 +89,9 @@ final class TCPNATTable: Sendable {
     static let linger: UInt64 = 15_000_000_000
     /// How long a SYN may wait to be accepted before its entry is dropped.
     static let acceptTimeout: UInt64 = 60_000_000_000
+    /// The same while the table is at least half full: a handshake that has not completed in
+    /// 5 s (the listener's SYN-ACK went out at 0, 1 and 3 s) is very likely never going to.
+    static let pressureAcceptTimeout: UInt64 = 5_000_000_000
 
     private struct Family {
         var byKey: [Key: UInt16] = [:]
@@ -48,11 +99,37 @@ final class TCPNATTable: Sendable {
         var byPort: [UInt16: Entry] = [:]
         var nextPort = TCPNATTable.firstPort
         var count = 0
+        /// Entries not finished (half-open or relayed): what `max-connections` bounds.
+        var live = 0
         /// Entries in the order they can expire, so that ``collect(now:)`` looks only at those that may have:
         /// finished ones by `closedAt` (linger is the same for all), all of them by `createdAt` (accept timeout).
         /// A queued (port, time) whose entry has changed since (port reused, reopened) is skipped.
         var closing = ExpiryQueue()
         var opened = ExpiryQueue()
+
+        /// The oldest half-open entry's queue item; drops the items in front of it that went stale
+        /// (accepted, finished or removed since), each once, so the cost is amortised O(1).
+        mutating func oldestHalfOpen() -> (port: UInt16, at: UInt64)? {
+            while let item = opened.first {
+                if let entry = byPort[item.port], entry.createdAt == item.at, entry.halfOpen { return item }
+                opened.dropFirst()
+            }
+            return nil
+        }
+
+        mutating func evictOldestHalfOpen() -> Evicted? {
+            guard let item = oldestHalfOpen(), let entry = remove(item.port) else { return nil }
+            opened.dropFirst()
+            return Evicted(key: entry.key, port: item.port, clientSequence: entry.clientSequence)
+        }
+
+        mutating func remove(_ port: UInt16) -> Entry? {
+            guard let entry = byPort.removeValue(forKey: port) else { return nil }
+            byKey[entry.key] = nil
+            count -= 1
+            if entry.closedAt == nil { live -= 1 }
+            return entry
+        }
     }
 
     /// A FIFO of (port, time) in time order.
@@ -61,6 +138,11 @@ final class TCPNATTable: Sendable {
         private var head = 0
 
         mutating func append(_ port: UInt16, _ at: UInt64) { items.append((port, at)) }
+
+        var first: (port: UInt16, at: UInt64)? { head < items.count ? items[head] : nil }
+
+        /// Removes the first item regardless of its time.
+        mutating func dropFirst() { _ = popDue(before: UInt64.max) }
 
         /// Removes and returns the first item when its time is at or before `deadline`.
         mutating func popDue(before deadline: UInt64) -> (port: UInt16, at: UInt64)? {
@@ -75,7 +157,25 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    private let state = Locked<(v4: Family, v6: Family)>((Family(), Family()))
+    private struct State {
+        var v4 = Family()
+        var v6 = Family()
+        var limit: Int
+        var live: Int { v4.live + v6.live }
+    }
+
+    private let state: Locked<State>
+
+    init(maxConnections: Int = LimitsConfiguration().maxConnections) {
+        state = Locked(State(limit: max(1, maxConnections)))
+    }
+
+    /// `limits.max-connections`; a reload changes it in place (a lower limit refuses or pushes
+    /// out only new SYNs' way; nothing open is closed).
+    var maxConnections: Int {
+        get { state.withLock { $0.limit } }
+        set { state.withLock { $0.limit = max(1, newValue) } }
+    }
 
     /// Existing translation for a client packet.
     func port(for key: Key) -> UInt16? {
@@ -84,32 +184,65 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    /// A new translation (on SYN). Returns nil when every port of the family is in use.
-    func create(_ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, sniff: Bool = false, now: UInt64)
-        -> UInt16?
-    {
-        let entry = Entry(key: key, decision: decision, host: host, fake: fake, sniff: sniff, createdAt: now)
+    /// Whether a new SYN would get an entry: below the limit, or some entry is half-open and
+    /// could be pushed out. Lets the reader refuse at once, before deciding rules for it.
+    var admitsNew: Bool {
+        state.withLock { s in s.live < s.limit || s.v4.oldestHalfOpen() != nil || s.v6.oldestHalfOpen() != nil }
+    }
+
+    /// A new translation (on SYN); at the limit the oldest half-open entry (either family)
+    /// makes room. `clientSequence` is the SYN's sequence number.
+    func create(
+        _ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, sniff: Bool = false,
+        clientSequence: UInt32 = 0, now: UInt64
+    ) -> Creation {
+        let entry = Entry(
+            key: key, decision: decision, host: host, fake: fake, sniff: sniff, clientSequence: clientSequence,
+            createdAt: now)
         return state.withLock { s in
-            key.source.isIPv4 ? Self.create(&s.v4, entry) : Self.create(&s.v6, entry)
+            let ipv4 = key.source.isIPv4
+            if let existing = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key] { return .existing(existing) }
+            var evicted: Evicted?
+            if s.live >= s.limit {
+                guard let pushed = Self.evictOldestHalfOpen(&s) else { return .atLimit }
+                evicted = pushed
+            }
+            guard let port = ipv4 ? Self.insert(&s.v4, entry) : Self.insert(&s.v6, entry) else {
+                return .noPort(evicted: evicted)
+            }
+            return .created(port, evicted: evicted)
         }
     }
 
-    private static func create(_ f: inout Family, _ entry: Entry) -> UInt16? {
-        let key = entry.key
-        if let existing = f.byKey[key] { return existing }
+    private static func insert(_ f: inout Family, _ entry: Entry) -> UInt16? {
         let span = Int(lastPort - firstPort) + 1
+        // Full: say so at once rather than look at every port.
+        guard f.count < span else { return nil }
         for _ in 0..<span {
             let port = f.nextPort
             f.nextPort = port == lastPort ? firstPort : port + 1
             if f.byPort[port] == nil {
                 f.byPort[port] = entry
-                f.byKey[key] = port
+                f.byKey[entry.key] = port
                 f.count += 1
+                f.live += 1
                 f.opened.append(port, entry.createdAt)
                 return port
             }
         }
         return nil
+    }
+
+    /// Removes the oldest half-open entry of either family.
+    private static func evictOldestHalfOpen(_ s: inout State) -> Evicted? {
+        let useV4: Bool
+        switch (s.v4.oldestHalfOpen(), s.v6.oldestHalfOpen()) {
+        case (nil, nil): return nil
+        case (.some, nil): useV4 = true
+        case (nil, .some): useV4 = false
+        case (.some(let a), .some(let b)): useV4 = a.at <= b.at
+        }
+        return useV4 ? s.v4.evictOldestHalfOpen() : s.v6.evictOldestHalfOpen()
     }
 
     /// The original endpoints behind a NAT port (reverse direction and accept).
@@ -132,39 +265,54 @@ final class TCPNATTable: Sendable {
     }
 
     private static func markClosed(_ f: inout Family, _ port: UInt16, _ now: UInt64) {
-        guard f.byPort[port] != nil else { return }
+        guard let entry = f.byPort[port], entry.closedAt == nil else { return }
         f.byPort[port]?.closedAt = now
+        f.live -= 1
         f.closing.append(port, now)
     }
 
-    /// Drops lingering and never-accepted entries. Returns the keys that went.
+    /// The client reset a connection the relay never accepted (a SYN flood's source answering
+    /// the SYN-ACK it did not ask for, or a client that gave up): the reset went on to the
+    /// listener, so the entry goes now instead of holding a port and a place under the limit.
+    /// Returns its key when it went.
+    func releaseHalfOpen(port: UInt16, ipv4: Bool) -> Key? {
+        state.withLock { s in
+            guard let entry = ipv4 ? s.v4.byPort[port] : s.v6.byPort[port], entry.halfOpen else { return nil }
+            return (ipv4 ? s.v4.remove(port) : s.v6.remove(port))?.key
+        }
+    }
+
+    /// Drops lingering and never-accepted entries. Returns the keys that went. While the table
+    /// is at least half full, never-accepted entries go after ``pressureAcceptTimeout``.
     @discardableResult
     func collect(now: UInt64) -> [Key] {
-        state.withLock { s in Self.collect(&s.v4, now) + Self.collect(&s.v6, now) }
+        state.withLock { s in
+            let timeout = s.live * 2 >= s.limit ? Self.pressureAcceptTimeout : Self.acceptTimeout
+            return Self.collect(&s.v4, now, acceptTimeout: timeout) + Self.collect(&s.v6, now, acceptTimeout: timeout)
+        }
     }
 
     /// Runs on the TUN reader thread once a second, so it costs O(expired), never a walk over every entry (after a
     /// burst of 100,000 short connections a full walk took milliseconds, and pings waited for it).
-    private static func collect(_ f: inout Family, _ now: UInt64) -> [Key] {
+    private static func collect(_ f: inout Family, _ now: UInt64, acceptTimeout: UInt64) -> [Key] {
         var removed: [Key] = []
-        func remove(_ port: UInt16, _ entry: Entry) {
-            f.byKey[entry.key] = nil
-            f.byPort[port] = nil
-            f.count -= 1
-            removed.append(entry.key)
-        }
         if now >= linger {
             while let (port, at) = f.closing.popDue(before: now - linger) {
-                if let entry = f.byPort[port], entry.closedAt == at { remove(port, entry) }
+                if let entry = f.byPort[port], entry.closedAt == at, let gone = f.remove(port) { removed.append(gone.key) }
             }
         }
         if now >= acceptTimeout {
             while let (port, at) = f.opened.popDue(before: now - acceptTimeout) {
-                if let entry = f.byPort[port], entry.createdAt == at, !entry.accepted, entry.closedAt == nil { remove(port, entry) }
+                if let entry = f.byPort[port], entry.createdAt == at, entry.halfOpen, let gone = f.remove(port) {
+                    removed.append(gone.key)
+                }
             }
         }
         return removed
     }
 
     var count: Int { state.withLock { $0.v4.count + $0.v6.count } }
+
+    /// Entries counted against `max-connections` (half-open and relayed).
+    var liveCount: Int { state.withLock { $0.live } }
 }

@@ -1,3 +1,4 @@
+import CSluice
 import Foundation
 import IPC
 import Logging
@@ -43,6 +44,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                 logger: logger)
             running.install(table)
             running.egress.keepAlive = configuration.keepAlive
+            running.applyLimits(configuration.limits)
             self.applied = configuration
             return (.applied, running.summary)
         }
@@ -265,9 +267,11 @@ final class RunningDataPlane: @unchecked Sendable {
         let dnsPeer = DNSPeer(
             entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.writer,
             logger: logger)
-        let nat = TCPNATTable()
+        let limits = configuration.limits
+        checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
+        let nat = TCPNATTable(maxConnections: limits.maxConnections)
         let udp = try UDPFlowTable(
-            tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, logger: logger,
+            tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
             fakeAddressUse: { address, used in dnsPeer.pin(address, used) })
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
@@ -324,6 +328,34 @@ final class RunningDataPlane: @unchecked Sendable {
     }
 
     var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
+
+    /// `limits:` of a reload: the TCP and UDP bounds change in place, for new connections and flows.
+    func applyLimits(_ limits: LimitsConfiguration) {
+        if nat.maxConnections != limits.maxConnections {
+            nat.maxConnections = limits.maxConnections
+            Self.checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
+        }
+        udp.maxFlows = limits.udpMaxFlows
+    }
+
+    /// Raises the soft descriptor limit to the hard one (inherited from sluiced: the unit's
+    /// `LimitNOFILE`) and says when `max-connections` relayed connections would not fit in it.
+    static func checkDescriptorLimit(maxConnections: Int, logger: Logger) {
+        var soft: UInt64 = 0
+        var hard: UInt64 = 0
+        let result = csluice_raise_nofile(&soft, &hard)
+        if result < 0 {
+            logger.warning("cannot raise the open-file limit to its hard limit: \(SystemError("setrlimit", errno: -result))")
+        }
+        // Two sockets and two pipes (four descriptors) per relayed connection, plus a reserve for the rest.
+        let needed = UInt64(maxConnections) * 6 + 256
+        if soft < needed {
+            logger.warning(
+                "limits.max-connections \(maxConnections) may need \(needed) file descriptors, but the open-file limit is \(soft) (hard \(hard)): past about \((soft > 256 ? soft - 256 : 0) / 6) relayed connections new ones meet EMFILE and are reset; raise LimitNOFILE or lower limits.max-connections")
+        } else {
+            logger.info("open-file limit \(soft) (hard \(hard)); limits.max-connections \(maxConnections)")
+        }
+    }
 
     /// Watches routing events: the TUN going down (said clearly: its traffic is dropped
     /// until it is up again) and, with auto-detect-interface, the egress interface, which
@@ -384,10 +416,14 @@ final class RunningDataPlane: @unchecked Sendable {
             .init("tcp.bytes.up", Int64(relay.bytesUp.load(ordering: .relaxed))),
             .init("tcp.bytes.down", Int64(relay.bytesDown.load(ordering: .relaxed))),
             .init("tcp.nat.entries", Int64(nat.count)),
+            .init("tcp.nat.live", Int64(nat.liveCount)),
+            .init("tcp.limit.refused", Int64(dispatcher.refusedAtLimit.load(ordering: .relaxed))),
+            .init("tcp.halfopen.evicted", Int64(dispatcher.halfOpenEvicted.load(ordering: .relaxed))),
             .init("udp.flows", Int64(udp.count)),
             .init("udp.datagrams.out", Int64(udp.datagramsOut.load(ordering: .relaxed))),
             .init("udp.datagrams.in", Int64(udp.datagramsIn.load(ordering: .relaxed))),
             .init("udp.dropped", Int64(udp.dropped.load(ordering: .relaxed))),
+            .init("udp.limit.dropped", Int64(udp.droppedAtLimit.load(ordering: .relaxed))),
             .init("icmp.requests", Int64(icmp.requests.load(ordering: .relaxed))),
             .init("icmp.replies", Int64(icmp.replies.load(ordering: .relaxed))),
             .init("dns.hijacked", Int64(dns.queries.load(ordering: .relaxed))),

@@ -5,6 +5,7 @@ import SluiceNet
 import SluicePacket
 import SluiceSystem
 import Synchronization
+import WorkerRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ import Glibc
 /// DIRECT, a proxy's association otherwise), used for every destination it talks to:
 /// remote servers all see the same source port, and a reply from any remote reaches the
 /// client with that remote's own address as the source. Flows idle for `udp-timeout` are
-/// closed.
+/// closed; with the table nine tenths full (`limits.udp-max-flows`), those idle for a tenth of it.
 final class UDPFlowTable: @unchecked Sendable {
     struct FlowKey: Hashable {
         var client: InetEndpoint
@@ -57,13 +58,21 @@ final class UDPFlowTable: @unchecked Sendable {
     private let tun: TunWriter
     private let logger: Logger
     let idleTimeout: UInt64
-    let maxFlows: Int
+    /// `limits.udp-max-flows`; a reload changes it in place.
+    var maxFlows: Int {
+        get { maxFlowsValue.load(ordering: .relaxed) }
+        set { maxFlowsValue.store(max(1, newValue), ordering: .relaxed) }
+    }
+    private let maxFlowsValue: Atomic<Int>
+    private let limitWarning: LimitWarning
     /// Told when a flow starts (true) or stops (false) using a fake address.
     let fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)?
 
     let datagramsOut = Atomic<UInt64>(0)
     let datagramsIn = Atomic<UInt64>(0)
     let dropped = Atomic<UInt64>(0)
+    /// Datagrams dropped because they would have started a flow past `maxFlows`.
+    let droppedAtLimit = Atomic<UInt64>(0)
 
     init(
         tun: TunWriter, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
@@ -74,7 +83,8 @@ final class UDPFlowTable: @unchecked Sendable {
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.tun = tun
         self.idleTimeout = UInt64(max(1, idleTimeoutSeconds)) * 1_000_000_000
-        self.maxFlows = maxFlows
+        self.maxFlowsValue = Atomic(max(1, maxFlows))
+        self.limitWarning = LimitWarning(logger: logger)
         self.logger = logger
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
     }
@@ -101,9 +111,13 @@ final class UDPFlowTable: @unchecked Sendable {
         }) {
             flow = existing
         } else {
-            guard count < maxFlows else {
+            let limit = maxFlows
+            guard count < limit else {
                 dropped.add(1, ordering: .relaxed)
-                logger.warning("UDP flow limit (\(maxFlows)) reached; dropping a datagram from \(client)")
+                droppedAtLimit.add(1, ordering: .relaxed)
+                limitWarning.hit { n in
+                    "udp \(client) -> \(destination): dropped: limits.udp-max-flows (\(limit)) flows are open (\(n) datagrams of new flows dropped since the last line); flows idle for udp-timeout close, or raise limits.udp-max-flows"
+                }
                 return
             }
             do {
@@ -320,10 +334,14 @@ final class UDPFlowTable: @unchecked Sendable {
         // Sessions retired at the previous sweep close now.
         for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
         let idle = flows.withLock { s -> [Flow] in
+            // Nine tenths full: flows idle for a tenth of udp-timeout (30 s by default) close too, so that a burst
+            // of short-lived flows (DNS-like, or a flood of new source ports) does not shut out new ones for the
+            // whole timeout. Nothing is closed while it is in use.
+            let timeout = s.byKey.count * 10 >= maxFlows * 9 ? max(idleTimeout / 10, 1_000_000_000) : idleTimeout
             let old = s.byKey.values.filter {
                 $0.failed.load(ordering: .relaxed)
                     ? now - min(now, $0.lastActivity.load(ordering: .relaxed)) > 2_000_000_000
-                    : now - min(now, $0.lastActivity.load(ordering: .relaxed)) > idleTimeout
+                    : now - min(now, $0.lastActivity.load(ordering: .relaxed)) > timeout
             }
             for flow in old {
                 s.byKey[flow.key] = nil

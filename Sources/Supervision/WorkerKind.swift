@@ -54,11 +54,13 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
         case .tun:
             return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
                 || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
-                || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
+                || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer || old.keepAlive != new.keepAlive
                 || old.wireguardBypassMarks != new.wireguardBypassMarks || old.wireguardEndpointRules != new.wireguardEndpointRules
+                || old.limits.maxConnections != new.limits.maxConnections || old.limits.udpMaxFlows != new.limits.udpMaxFlows
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
                 || old.wireguardEndpointNames != new.wireguardEndpointNames
+                || old.limits.dnsMaxInFlight != new.limits.dnsMaxInFlight
         case .keepalive:
             return old.wireguard != new.wireguard || old.keepalive != new.keepalive
         }

@@ -178,6 +178,53 @@ struct DNSServerTests {
         #expect(box.withLock { $0 }.map { $0[3] & 0xF } == 2)
     }
 
+    @Test("dns-max-in-flight: past it a new question gets SERVFAIL at once and one log line; joining, cached and fake answers still work")
+    func inFlightLimit() throws {
+        // An upstream that reads and never answers: every question stays in flight (4 s).
+        let socket = try InetSocket.udp(AF_INET)
+        try InetSocket.bind(socket.rawValue, InetEndpoint(IPAddress("127.0.0.1")!, 0))
+        let port = try InetSocket.address(socket.rawValue).port
+        var c = Self.configuration(mode: .fakeIP, nameserver: ["127.0.0.1:\(port)"])
+        c.dns.fakeIPFilter = [.suffix("up.test")]
+        c.limits.dnsMaxInFlight = 4
+        let captured = CapturedLines()
+        let sockets = try UDPUpstreamSockets(handed: [:])
+        let thread = try OSThread.start(name: "test-upstream") { sockets.run() }
+        defer {
+            sockets.stop()
+            thread.join()
+        }
+        let server = DNSServer(c, sockets: sockets, storePath: nil, logger: captured.logger)
+        let replies = Locked<[UInt16: [UInt8]]>([:])
+        func ask(_ id: UInt16, _ name: String) {
+            wireQuery(id: id, name: name).withUnsafeBytes { raw in
+                server.handle(raw, udp: true) { r in replies.withLock { $0[id] = r } }
+            }
+        }
+        for n in UInt16(1)...4 { ask(n, "n\(n).up.test") }
+        ask(5, "n1.up.test")  // the same question as one in flight: joins it, not counted
+        let started = Date()
+        for n in UInt16(6)...9 { ask(n, "more\(n).up.test") }
+        ask(10, "fake.test")  // a fake-IP answer needs no upstream
+        for _ in 0..<100 where replies.withLock({ $0.count }) < 5 { usleep(10_000) }
+        let early = replies.withLock { $0 }
+        #expect(Date().timeIntervalSince(started) < 1, "SERVFAIL at once, not after the upstream timeout")
+        #expect(Set(early.keys) == [6, 7, 8, 9, 10], "\(early.keys.sorted())")
+        for n in UInt16(6)...9 { #expect(early[n].map { $0[3] & 0xF } == 2, "query \(n): SERVFAIL") }
+        let fake = try DNSResponse.parseUpstream(try #require(early[10])).get()
+        #expect(fake.addresses.first.map { IPPrefix("198.18.0.0/16")!.contains($0) } == true)
+        #expect(server.refusedInFlight.load(ordering: .relaxed) == 4)
+        let warnings = captured.lines.withLock { $0 }.filter { $0.contains("limits.dns-max-in-flight") }
+        #expect(warnings.count == 1, "one line for four refusals: \(warnings)")
+        #expect(warnings.first?.hasPrefix("warning: more6.up.test: SERVFAIL: limits.dns-max-in-flight (4)") == true)
+        // The upstream times out (4 s): the slots free and the next question goes upstream again.
+        for _ in 0..<80 where replies.withLock({ $0.count }) < 10 { usleep(100_000) }
+        #expect(replies.withLock { $0.count } == 10, "the piled-up queries got their (timeout) answers")
+        let before = server.upstreamQueries.load(ordering: .relaxed)
+        ask(11, "after.up.test")
+        #expect(server.upstreamQueries.load(ordering: .relaxed) == before + 1)
+    }
+
     @Test("TCP upstream, a truncated UDP answer retried over TCP, and nameserver-policy")
     func transportsAndPolicy() throws {
         let long = String(repeating: "x", count: 250)

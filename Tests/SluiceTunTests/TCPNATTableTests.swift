@@ -1,5 +1,6 @@
 import SluiceNet
 import SluiceRules
+import SluiceSystem
 import Testing
 
 @testable import SluiceTun
@@ -8,6 +9,12 @@ import Testing
 /// looks at what may have expired.
 @Suite("TCP NAT table")
 struct TCPNATTableTests {
+    static func key6(_ n: Int) -> TCPNATTable.Key {
+        TCPNATTable.Key(
+            source: IPAddress("fd00::\(String(n, radix: 16))")!, sourcePort: UInt16(40000 + n % 20000),
+            destination: IPAddress("2001:db8::7")!, destinationPort: 443)
+    }
+
     static func key(_ n: Int) -> TCPNATTable.Key {
         TCPNATTable.Key(
             source: IPAddress("10.\(n / 62_500).\(n / 250 % 250).\(n % 250 + 1)")!, sourcePort: UInt16(40000 + n % 20000),
@@ -20,10 +27,10 @@ struct TCPNATTableTests {
     @Test("closed entries linger 15 s, never-accepted ones go after 60 s, open ones stay; same key, same port")
     func expiry() throws {
         let table = TCPNATTable()
-        let closed = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0))
-        let open = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0))
-        let stale = try #require(table.create(Self.key(3), decision: Self.decision, host: nil, now: 0))
-        #expect(table.create(Self.key(1), decision: Self.decision, host: nil, now: 1) == closed, "same key, same port")
+        let closed = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
+        let open = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
+        let stale = try #require(table.create(Self.key(3), decision: Self.decision, host: nil, now: 0).port)
+        #expect(table.create(Self.key(1), decision: Self.decision, host: nil, now: 1).port == closed, "same key, same port")
         #expect(Set([closed, open, stale]).count == 3)
         table.markAccepted(port: closed, ipv4: true)
         table.markAccepted(port: open, ipv4: true)
@@ -43,16 +50,128 @@ struct TCPNATTableTests {
         // Fill and empty a stretch of ports so that the allocator wraps onto the same ones later.
         var ports: [UInt16] = []
         for n in 0..<64_512 {
-            ports.append(try #require(table.create(Self.key(n), decision: Self.decision, host: nil, now: 0)))
+            ports.append(try #require(table.create(Self.key(n), decision: Self.decision, host: nil, now: 0).port))
             table.markAccepted(port: ports.last!, ipv4: true)
             table.markClosed(port: ports.last!, ipv4: true, now: 0)
         }
-        #expect(table.create(Self.key(70_000), decision: Self.decision, host: nil, now: 0) == nil, "every port in use")
+        #expect(table.create(Self.key(70_000), decision: Self.decision, host: nil, now: 0) == .noPort(evicted: nil), "every port in use")
         #expect(table.collect(now: 16 * Self.second).count == 64_512)
         // The first port comes round again, opened late: the old queue items for it must not take it.
-        let again = try #require(table.create(Self.key(70_001), decision: Self.decision, host: nil, now: 17 * Self.second))
+        let again = try #require(table.create(Self.key(70_001), decision: Self.decision, host: nil, now: 17 * Self.second).port)
         table.markAccepted(port: again, ipv4: true)
         #expect(table.collect(now: 100 * Self.second).isEmpty)
         #expect(table.entry(port: again, ipv4: true)?.key == Self.key(70_001))
+    }
+
+    // MARK: max-connections
+
+    @Test("at the limit a SYN pushes out the oldest half-open entry, never an accepted one; none half-open: refused")
+    func synCache() throws {
+        let table = TCPNATTable(maxConnections: 4)
+        var ports: [UInt16] = []
+        for n in 1...4 {
+            ports.append(
+                try #require(
+                    table.create(Self.key(n), decision: Self.decision, host: nil, clientSequence: UInt32(1000 * n), now: UInt64(n))
+                        .port))
+        }
+        table.markAccepted(port: ports[1], ipv4: true)  // key 2 is relayed
+        let fifth = table.create(Self.key(5), decision: Self.decision, host: nil, now: 5)
+        #expect(fifth.evicted == TCPNATTable.Evicted(key: Self.key(1), port: ports[0], clientSequence: 1000), "the oldest half-open")
+        #expect(fifth.port != nil)
+        #expect(table.port(for: Self.key(1)) == nil && table.entry(port: ports[0], ipv4: true) == nil)
+        let sixth = table.create(Self.key(6), decision: Self.decision, host: nil, now: 6)
+        #expect(sixth.evicted?.key == Self.key(3), "key 2 is accepted: skipped, key 3 goes")
+        #expect(table.port(for: Self.key(2)) == ports[1])
+        for key in [Self.key(4), Self.key(5), Self.key(6)] {
+            table.markAccepted(port: try #require(table.port(for: key)), ipv4: true)
+        }
+        #expect(table.liveCount == 4)
+        #expect(!table.admitsNew)
+        #expect(table.create(Self.key(7), decision: Self.decision, host: nil, now: 7) == .atLimit)
+        #expect(table.create(Self.key(2), decision: Self.decision, host: nil, now: 7) == .existing(ports[1]), "a retransmitted SYN")
+        // A relay finishes: its entry lingers (still translates) but no longer counts.
+        table.markClosed(port: ports[1], ipv4: true, now: 8)
+        #expect(table.liveCount == 3 && table.entry(port: ports[1], ipv4: true) != nil)
+        #expect(table.admitsNew)
+        guard case .created(let seventh, evicted: nil) = table.create(Self.key(7), decision: Self.decision, host: nil, now: 9)
+        else {
+            Issue.record("room after a close: created without pushing anything out")
+            return
+        }
+        table.markAccepted(port: seventh, ipv4: true)
+        // A lower limit on reload closes nothing, it only refuses the next SYN.
+        table.maxConnections = 2
+        #expect(table.liveCount == 4)
+        #expect(table.create(Self.key(8), decision: Self.decision, host: nil, now: 10) == .atLimit)
+    }
+
+    @Test("the oldest half-open entry is chosen across both families")
+    func evictionAcrossFamilies() throws {
+        let table = TCPNATTable(maxConnections: 2)
+        _ = table.create(Self.key6(1), decision: Self.decision, host: nil, now: 1)
+        _ = table.create(Self.key(1), decision: Self.decision, host: nil, now: 2)
+        let third = table.create(Self.key(2), decision: Self.decision, host: nil, now: 3)
+        #expect(third.evicted?.key == Self.key6(1))
+        #expect(third.evicted?.ipv4 == false)
+        let fourth = table.create(Self.key6(2), decision: Self.decision, host: nil, now: 4)
+        #expect(fourth.evicted?.key == Self.key(1))
+    }
+
+    @Test("a client's reset releases a half-open entry at once; an accepted one stays for the relay to close")
+    func resetReleasesHalfOpen() throws {
+        let table = TCPNATTable(maxConnections: 10)
+        let half = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
+        let relayed = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
+        table.markAccepted(port: relayed, ipv4: true)
+        #expect(table.releaseHalfOpen(port: half, ipv4: true) == Self.key(1))
+        #expect(table.releaseHalfOpen(port: relayed, ipv4: true) == nil)
+        #expect(table.releaseHalfOpen(port: half, ipv4: true) == nil, "gone already")
+        #expect(table.count == 1 && table.liveCount == 1)
+    }
+
+    @Test("under pressure (half full) never-accepted entries go after 5 s instead of 60 s")
+    func pressureTimeout() throws {
+        let relaxed = TCPNATTable(maxConnections: 100)
+        let pressed = TCPNATTable(maxConnections: 4)
+        for table in [relaxed, pressed] {
+            _ = table.create(Self.key(1), decision: Self.decision, host: nil, now: 0)
+            let kept = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
+            table.markAccepted(port: kept, ipv4: true)
+        }
+        #expect(relaxed.collect(now: 6 * Self.second).isEmpty)
+        #expect(pressed.collect(now: 6 * Self.second) == [Self.key(1)])
+        #expect(pressed.liveCount == 1, "the accepted one stays")
+        #expect(relaxed.collect(now: 61 * Self.second) == [Self.key(1)])
+    }
+
+    @Test("50,000 SYNs that never complete, at a limit of 1,000: established entries stay, a late real SYN gets in, O(1) each")
+    func flood() throws {
+        let table = TCPNATTable(maxConnections: 1_000)
+        var established: [UInt16] = []
+        for n in 0..<100 {
+            let port = try #require(table.create(Self.key(n), decision: Self.decision, host: nil, now: 0).port)
+            table.markAccepted(port: port, ipv4: true)
+            established.append(port)
+        }
+        let started = MonotonicClock.now
+        var evicted = 0
+        var refused = 0
+        for n in 100..<50_100 {
+            let creation = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n))
+            if creation.port == nil { refused += 1 }
+            if creation.evicted != nil { evicted += 1 }
+        }
+        #expect(refused == 0)
+        let elapsed = Double(MonotonicClock.now - started) / 1e9
+        #expect(evicted == 50_000 - 900, "the table filled up to the limit, then every SYN pushed one out")
+        #expect(table.liveCount == 1_000)
+        for (n, port) in established.enumerated() { #expect(table.entry(port: port, ipv4: true)?.key == Self.key(n)) }
+        // A real client amid the flood: its SYN gets an entry; accepted promptly, it survives the rest of the flood.
+        let real = try #require(table.create(Self.key(60_000), decision: Self.decision, host: nil, now: 60_000).port)
+        table.markAccepted(port: real, ipv4: true)
+        for n in 60_001..<62_000 { _ = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n)) }
+        #expect(table.entry(port: real, ipv4: true)?.key == Self.key(60_000))
+        #expect(elapsed < 5, "50,000 SYNs took \(elapsed) s")
     }
 }

@@ -180,6 +180,10 @@ ssize_t csluice_splice(int fd_in, int fd_out, size_t len, int more);
 /// pipe2(O_CLOEXEC | O_NONBLOCK) sized to `size` bytes (F_SETPIPE_SZ, best effort).
 int csluice_splice_pipe(int fds[2], int size);
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit (no privilege needed) and stores the limits in force
+/// afterwards in `*soft` and `*hard` (RLIM_INFINITY as UINT64_MAX). 0, or -errno of getrlimit/setrlimit.
+int csluice_raise_nofile(uint64_t *soft, uint64_t *hard);
+
 // MARK: - IP sockets
 // Addresses are 4 (AF_INET) or 16 (AF_INET6) bytes in network order; ports in host order.
 

@@ -111,6 +111,12 @@ struct ConfigurationDecoder {
         if let node = top.value("supervisor") {
             decodeSupervisor(node, "supervisor", into: &configuration.supervisor)
         }
+        if let node = top.value("limits"), let reader = context.mapping(node, "limits") {
+            reader.int("max-connections", LimitsConfiguration.maxConnectionsRange, into: &configuration.limits.maxConnections)
+            reader.int("udp-max-flows", LimitsConfiguration.udpMaxFlowsRange, into: &configuration.limits.udpMaxFlows)
+            reader.int("dns-max-in-flight", LimitsConfiguration.dnsMaxInFlightRange, into: &configuration.limits.dnsMaxInFlight)
+            reader.finish()
+        }
         top.ignore(Self.ignoredTopLevelKeys)
         top.finish()
 

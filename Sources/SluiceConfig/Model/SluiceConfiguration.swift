@@ -28,6 +28,8 @@ public struct SluiceConfiguration: Sendable, Equatable, Codable {
     public var wireguard: [WireGuardLink] = []
     public var keepalive = KeepaliveConfiguration()
     public var supervisor = SupervisorConfiguration()
+    /// `limits:`: resource bounds of the workers (a sluice extension).
+    public var limits = LimitsConfiguration()
 
     public init() {}
 
