@@ -246,6 +246,10 @@ final class PacketDispatcher: @unchecked Sendable {
         let key = TCPNATTable.Key(
             source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination, destinationPort: tcp.destinationPort)
         var port = nat.port(for: key)
+        if port != nil, tcp.flags.contains(.syn), !tcp.flags.contains(.ack), nat.releaseFinished(key) {
+            if dns.isFake(key.destination) { dns.pin(key.destination, false) }
+            port = nil
+        }
         if port == nil {
             guard tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) else {
                 // Mid-stream packet of a connection we do not know (e.g. from before a restart):

@@ -271,6 +271,21 @@ final class TCPNATTable: Sendable {
         f.closing.append(port, now)
     }
 
+    /// A SYN whose key still has a finished entry: the client reused its port within the linger time
+    /// (common when the server closes first, so the client keeps no TIME_WAIT). The old entry goes and the
+    /// SYN becomes a new connection with its own NAT port, a fresh rule decision and its own count; kept,
+    /// the old entry would be collected 15 s after the old connection closed, under the new one.
+    /// Returns whether an entry went.
+    func releaseFinished(_ key: Key) -> Bool {
+        state.withLock { s in
+            let ipv4 = key.source.isIPv4
+            guard let port = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key],
+                (ipv4 ? s.v4.byPort[port] : s.v6.byPort[port])?.closedAt != nil
+            else { return false }
+            return (ipv4 ? s.v4.remove(port) : s.v6.remove(port)) != nil
+        }
+    }
+
     /// The client reset a connection the relay never accepted (a SYN flood's source answering
     /// the SYN-ACK it did not ask for, or a client that gave up): the reset went on to the
     /// listener, so the entry goes now instead of holding a port and a place under the limit.

@@ -44,6 +44,31 @@ struct TCPNATTableTests {
         #expect(table.count == 1)
     }
 
+    @Test("a SYN reusing a finished connection's key is a new connection: new port, live again, not collected under it")
+    func reusedKeyAfterClose() throws {
+        let table = TCPNATTable()
+        let first = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
+        #expect(!table.releaseFinished(Self.key(1)), "an open connection's retransmitted SYN keeps its entry")
+        table.markAccepted(port: first, ipv4: true)
+        #expect(!table.releaseFinished(Self.key(1)), "nor does an accepted one")
+        table.markClosed(port: first, ipv4: true, now: 1 * Self.second)
+        #expect(table.liveCount == 0)
+        // The client's next connection from the same port, 2 s later.
+        #expect(table.releaseFinished(Self.key(1)))
+        #expect(table.entry(port: first, ipv4: true) == nil)
+        guard case .created(let second, evicted: nil) = table.create(Self.key(1), decision: Self.decision, host: nil, now: 2 * Self.second)
+        else {
+            Issue.record("the reused key did not get a new entry")
+            return
+        }
+        #expect(second != first)
+        #expect(table.liveCount == 1)
+        table.markAccepted(port: second, ipv4: true)
+        // Past the old connection's linger: the new one stays.
+        #expect(table.collect(now: 30 * Self.second).isEmpty)
+        #expect(table.entry(port: second, ipv4: true)?.closedAt == nil)
+    }
+
     @Test("a port taken again after its entry went is not collected by the old entry's queue item")
     func reusedPort() throws {
         let table = TCPNATTable()
