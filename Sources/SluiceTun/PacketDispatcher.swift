@@ -312,7 +312,9 @@ final class PacketDispatcher: @unchecked Sendable {
                     rejected.add(1, ordering: .relaxed)
                     return
                 case .forward:
-                    logger.info("\(label) [\(decision.rule)] \(decision.target)")
+                    // Logged by ``admit(natPort:ipv4:)`` once the handshake completed: a flood of SYNs
+                    // that never complete must not write a line each.
+                    break
                 }
                 port = settle(
                     nat.create(
@@ -403,7 +405,9 @@ final class PacketDispatcher: @unchecked Sendable {
             return .sniff(kinds: sniffer.kinds)
         }
         nat.markAccepted(port: natPort, ipv4: ipv4)
-        return route(entry).map { .relay($0) }
+        guard let route = route(entry) else { return nil }
+        logger.info("\(route.label) [\(entry.decision.rule)] \(entry.decision.target)")
+        return .relay(route)
     }
 
     /// The rules' decision for a sniffed connection (relay loop thread), with the name its

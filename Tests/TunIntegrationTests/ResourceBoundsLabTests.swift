@@ -134,6 +134,7 @@ struct ResourceBoundsLabTests {
         let rssAfter = Self.residentKiB(tun)
         let countersAfter = Self.listenerCounters(lab)
         let (_, tunLink) = lab.run("router", "ip -s -o link show sluice0")
+        let logLines = lab.harness.log.split(separator: "\n").count
 
         let sent = Int(read(flood).split(separator: " ").dropFirst().first ?? "") ?? 0
         let ok = Int(read(probe).split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -141,6 +142,7 @@ struct ResourceBoundsLabTests {
             flood: \(read(flood).trimmingCharacters(in: .whitespacesAndNewlines)); probe: \(read(probe).trimmingCharacters(in: .whitespacesAndNewlines)); both done after \(String(format: "%.1f", wall)) s
             tun worker RSS \(rssBefore) KiB -> \(rssAfter) KiB; sluiced RSS \(sluicedBefore) KiB -> \(Self.residentKiB(lab.harness.pid)) KiB
             stats: \(stats.filter { $0.key.hasPrefix("tcp.") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            sluiced log: \(logLines) lines
             sluice0: \(tunLink.trimmingCharacters(in: .whitespacesAndNewlines))
             router: syncookies/max_syn_backlog/somaxconn \(sysctls); TcpExt before \(countersBefore.sorted { $0.key < $1.key }) after \(countersAfter.sorted { $0.key < $1.key })
             """
@@ -150,6 +152,8 @@ struct ResourceBoundsLabTests {
         #expect(sent >= 45_000, "the flood was cut short: \(read(flood))")
         #expect(ok >= 48, "legitimate requests during the flood: \(read(probe))")
         #expect(statusAnswered, "sluiced did not answer its status request after the flood")
+        // A connection is logged when its handshake completes: the flood's SYNs write no line each.
+        #expect(logLines < 1_000, "the flood filled the log: \(logLines) lines")
         #expect(worker?.pid == tun && worker?.restarts == 0, "the tun worker restarted")
         #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["tcp.halfopen.evicted"] ?? 0) > 0 },
                 "the table never reached its limit: \(stats)")
