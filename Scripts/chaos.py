@@ -374,6 +374,8 @@ class Run:
             self.wireguard = WIREGUARD.replace("@LINK@", self.link).replace("@KEY@", key).replace("@PEER@", peer)
         self.wg_pids = set()
         self.link_problems = []
+        self.fd_baseline = {}  # kind -> descriptors other than sockets and pipes of its first successor
+        self.fd_transients = []
 
     # -- plumbing
 
@@ -446,6 +448,34 @@ class Run:
                 if len(argv) >= 2 and argv[0].endswith(b"wireguard-go") and argv[1].decode(errors="replace") == self.link:
                     found.append(int(entry))
         return found
+
+    def successor_fds(self, kind, pid, entry):
+        """A fresh worker's descriptors other than sockets and pipes, which come and go with connections (a
+        spliced relay holds two pipes). A worker may hold a file or directory for a moment (the keepalive
+        worker reads /proc to find the wireguard-go it adopts), so up to five readings 50 ms apart are taken
+        until one matches the first successor's count; what a leak holds stays in every reading."""
+        first = self.fd_baseline.get(kind)
+        transient = None
+        least = None
+        for attempt in range(5):
+            try:
+                targets = self.fd_targets(pid)
+            except OSError:
+                return
+            other = [t for t in targets if "socket:" not in t and "pipe:" not in t]
+            if least is None or len(other) < least[1]:
+                least = (len(targets), len(other))
+            if first is not None and len(other) == first:
+                break
+            if first is not None:
+                transient = other
+            time.sleep(0.05)
+        entry["fds"], entry["fds_not_sockets"] = least
+        self.fd_baseline.setdefault(kind, least[1])  # the first successor: the least of five readings
+        other = least[1]
+        if transient is not None:
+            self.fd_transients.append("%s pid %d: %s%s" % (kind, pid, ", ".join(transient),
+                                                            "" if other == first else " (stayed)"))
 
     def fd_targets(self, pid):
         out = []
@@ -545,13 +575,7 @@ class Run:
         entry = {"t0": t0, "ready": t_ready, "conn": answer.get("t"), "ok": answer["ok"], "pid": new_pid,
                  "failed_at": answer.get("failed_at")}
         if new_pid:
-            try:
-                targets = self.fd_targets(new_pid)
-                entry["fds"] = len(targets)
-                # Sockets and pipes come and go with connections (a spliced relay holds two pipes).
-                entry["fds_not_sockets"] = sum(1 for t in targets if "socket:" not in t and "pipe:" not in t)
-            except OSError:
-                pass
+            self.successor_fds(kind, new_pid, entry)
         rec.append(entry)
         if kind in ("tun", "keepalive"):
             self.note_duplicates("after %s of %s worker pid %d" % (how, kind, pid))
@@ -864,7 +888,8 @@ class Run:
                    "%d -> %d KiB (bound +%d KiB)" % (self.warm[1], end_figures[1], rss_bound))
         self.check("every successor holds as many descriptors other than sockets and pipes (none inherited or piling up)",
                    all(min(v) == max(v) for v in successor_fds.values()),
-                   ", ".join("%s %s" % (k, sorted(set(v))) for k, v in sorted(successor_fds.items())))
+                   ", ".join("%s %s" % (k, sorted(set(v))) for k, v in sorted(successor_fds.items()))
+                   + ("; held for a moment: %s" % "; ".join(self.fd_transients[:3]) if self.fd_transients else ""))
         self.check("no stopped sluice process left", not stopped_left, ", ".join(stopped_left) or "none")
         self.check("no duplicate ip rule / ip route lines during the chaos", not self.route_duplicates,
                    "; ".join(self.route_duplicates[:3]) or "checked after every tun and keepalive restart")

@@ -40,17 +40,18 @@ if [ -z "${BIN:-}" ]; then
     BIN=$(Scripts/release-build.sh "${SCRATCH:-.build}")
 fi
 
-# Everything started is ended by PID: the orchestrator records what it spawns in $work/pids.
+# Everything started is ended by PID: the orchestrator records what it spawns in $work/pids (sluiced,
+# the load generators, the probe agent, wireguard-go once seen). A PID is signalled only while its command
+# line is still one of ours, in case it has been reused.
+ours() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qE 'sluiced|chaos\.py|wireguard-go'; }
 cleanup() {
     set +e
     if [ -f "$work/pids" ]; then
         while read -r pid; do
-            [ -n "$pid" ] || continue
-            kill -CONT "$pid" 2>/dev/null
-            kill "$pid" 2>/dev/null
+            [ -n "$pid" ] && ours "$pid" && kill -CONT "$pid" && kill "$pid"
         done <"$work/pids"
         sleep 1
-        while read -r pid; do [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; done <"$work/pids"
+        while read -r pid; do [ -n "$pid" ] && ours "$pid" && kill -KILL "$pid"; done <"$work/pids"
     fi
     bash Scripts/lab.sh down >/dev/null 2>&1
 }
