@@ -29,6 +29,7 @@ HTTP_HOST = "10.77.200.2"
 HIJACKED_DNS = "10.77.200.9"  # nobody lives there: only tun.dns-hijack answers it
 LISTEN_DNS = "10.77.1.1"  # the router's dns.listen (sluiced holds the socket across restarts)
 NAMES = ["n%d.test" % i for i in range(1, 201)]
+WORKER_EXECUTABLES = {"tun": "sluice-tun-worker", "dns": "sluice-dns-worker", "keepalive": "sluice-keepalive"}
 LOAD_MAX_SECONDS = float(os.environ.get("LOAD_MAX_SECONDS", "900"))
 mono = time.monotonic
 
@@ -347,6 +348,7 @@ class Run:
         self.bin, self.lab, self.work = bin_dir, lab, work
         self.kills = int(os.environ.get("KILLS", "50"))
         self.stops = int(os.environ.get("STOPS", "2"))
+        self.early = int(os.environ.get("EARLY", "5"))
         self.reload_rounds = int(os.environ.get("RELOADS", "6"))
         self.deadline = mono() + float(os.environ.get("CHAOS_SECONDS", "420"))
         self.seed = int(os.environ.get("SEED", str(random.randrange(1 << 30))))
@@ -376,6 +378,7 @@ class Run:
         self.link_problems = []
         self.fd_baseline = {}  # kind -> descriptors other than sockets and pipes of its first successor
         self.fd_transients = []
+        self.early_pids = {}  # kind -> successors killed during their start
 
     # -- plumbing
 
@@ -515,6 +518,30 @@ class Run:
             time.sleep(0.02)
         return None, None, None
 
+    def said_ready(self):
+        """Worker pids that said ready, from sluiced's log ("started sluice-tun (pid N)", then "sluice-tun ready:")."""
+        import re
+        current, ready = {}, set()
+        for line in open(self.log_path, errors="replace"):
+            m = re.search(r"sluiced info: started sluice-(\w+) \(pid (\d+)\)", line)
+            if m:
+                current[m.group(1)] = int(m.group(2))
+                continue
+            m = re.search(r"sluiced info: sluice-(\w+) ready:", line)
+            if m and m.group(1) in current:
+                ready.add(current[m.group(1)])
+        return ready
+
+    def is_worker(self, pid, kind):
+        """Whether pid is a child of sluiced running `kind`'s executable (comm is cut to 15 characters)."""
+        try:
+            stat = open("/proc/%d/stat" % pid).read()
+        except OSError:
+            return False
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        return ppid == self.sluiced.pid and comm == WORKER_EXECUTABLES[kind][:15]
+
     def gone(self, pid, limit=5.0):
         end = mono() + limit
         while mono() < end:
@@ -547,13 +574,37 @@ class Run:
                 return
         old_fake = self.rng.choice(list(self.first_fakes.values())) if self.first_fakes else "-"
         t0 = mono()
-        os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
-        if how == "kill" and not self.gone(pid):
+        if how == "early":
+            # Kill it, then kill its successor too, 0-20 ms after it has exec'd: in the middle of its start
+            # (handshake, configuration, TUN attach, routes, adoption), which a kill of a ready worker never hits.
+            before = set(os.listdir("/proc"))
+            os.kill(pid, signal.SIGKILL)
+            successor, end = None, mono() + 5
+            while successor is None and mono() < end:
+                for entry in set(os.listdir("/proc")) - before:
+                    if entry.isdigit() and self.is_worker(int(entry), kind):
+                        successor = int(entry)
+                        break
+                else:
+                    time.sleep(0.001)
+            if successor is None:
+                self.check("early kill: %s successor seen" % kind, False, "no successor within 5 s")
+                return
+            delay = self.rng.uniform(0, 0.02)
+            time.sleep(delay)
+            t0 = mono()
+            os.kill(successor, signal.SIGKILL)
+            self.figures.setdefault("earlydelay_%s" % kind, []).append(delay)
+            self.early_pids.setdefault(kind, []).append(successor)
+            pid = successor
+        else:
+            os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+        if how != "stop" and not self.gone(pid):
             self.check("killed %s worker gone" % kind, False, "pid %d still there 5 s after SIGKILL" % pid)
         self.probe_seq += 1
         # The probe starts once the old worker can no longer answer: its first success is a new connection
         # served by the successor.
-        if how == "kill":
+        if how != "stop":
             self.agent.stdin.write("probe %d 10 %s\n" % (self.probe_seq, old_fake))
             self.agent.stdin.flush()
         t_ready, new_pid, s = self.wait_ready(kind, pid, 20 if how == "stop" else 10)
@@ -707,6 +758,7 @@ class Run:
         t_chaos = mono()
 
         actions = [("kill", k) for k in self.enabled for _ in range(self.kills)]
+        actions += [("early", k) for k in self.enabled for _ in range(self.early)]
         actions += [("stop", k) for k in self.enabled for _ in range(self.stops)]
         actions += [("reload", v) for _ in range(self.reload_rounds) for v in ("syntax", "semantic", "good")]
         self.rng.shuffle(actions)
@@ -789,8 +841,9 @@ class Run:
         conn_after_kill, conn_after_ready, restart = {}, {}, {}
         failed_probes = []
         successor_fds = {}
+        ready_pids = self.said_ready()
         for key, entries in sorted(self.figures.items()):
-            if not key.startswith(("kill_", "stop_")) or key.startswith("stop_detect"):
+            if not key.startswith(("kill_", "stop_", "early_")) or key.startswith("stop_detect"):
                 continue
             how, kind = key.split("_", 1)
             for e in entries:
@@ -802,15 +855,23 @@ class Run:
                         conn_after_ready.setdefault(key, []).append(max(0.0, e["conn"] - e["ready"]))
                 else:
                     failed_probes.append("%s: probe failed (steps that failed: %s)" % (key, e["failed_at"]))
-        for key in sorted(k for k in self.figures if k.startswith(("kill_", "stop_")) and not k.startswith("stop_detect")):
+        for key in sorted(k for k in self.figures if k.startswith(("kill_", "stop_", "early_")) and not k.startswith("stop_detect")):
             how, kind = key.split("_", 1)
             entries = self.figures[key]
-            print("%s worker, %s x%d:" % (kind, "SIGKILL" if how == "kill" else "SIGSTOP", len(entries)))
+            print("%s worker, %s x%d:" % (kind, {"kill": "SIGKILL", "stop": "SIGSTOP",
+                                                 "early": "SIGKILL, then its successor 0-20 ms after exec"}[how],
+                                          len(entries)))
+            if how == "early":
+                killed = self.early_pids.get(kind, [])
+                print("  successors killed before they said ready: %d of %d"
+                      % (sum(1 for p in killed if p not in ready_pids), len(killed)))
             if how == "stop":
                 print("  SIGSTOP -> successor ready (hang detection + restart): %s" % dist(self.figures.get("stop_detect_" + kind, []), "s", 1))
             else:
-                print("  kill -> successor ready (status): %s" % dist(restart.get(key, [])))
-            print("  %s -> first new connection through the TUN: %s" % (how, dist(conn_after_kill.get(key, []))))
+                print("  %s -> successor ready (status): %s" % ("kill" if how == "kill" else "2nd kill",
+                                                             dist(restart.get(key, []))))
+            print("  %s -> first new connection through the TUN: %s" % ({"early": "2nd kill"}.get(how, how),
+                                                                      dist(conn_after_kill.get(key, []))))
             print("  successor ready -> first new connection:       %s" % dist(conn_after_ready.get(key, [])))
             fds = [e["fds"] for e in entries if "fds" in e]
             if fds:
@@ -863,7 +924,7 @@ class Run:
                    s and s["summary"])
         all_conn = [v for vs in conn_after_kill.values() for v in vs]
         all_ready = [v for vs in conn_after_ready.values() for v in vs]
-        kill_conn = [v for k, vs in conn_after_kill.items() if k.startswith("kill_") for v in vs]
+        kill_conn = [v for k, vs in conn_after_kill.items() if k.startswith(("kill_", "early_")) for v in vs]
         self.check("every probe after a restart succeeded", not failed_probes, "; ".join(failed_probes[:5]) or
                    "%d probes" % len(all_conn))
         self.check("new connections within 1 s of the successor being ready", all_ready and max(all_ready) <= 1.0,

@@ -2,8 +2,9 @@
 # Chaos for sluice (issue 10), in a lab of network namespaces this script builds and removes itself:
 # while 100 MiB downloads, a UDP echo stream (one datagram per 10 ms) and a DNS query loop
 # (n1..n200.test) run from the client, every running worker is SIGKILLed $KILLS times at random
-# moments, SIGSTOPped $STOPS times (the supervisor's heartbeat timeout must catch it), and bad and
-# good configurations are reloaded. It prints its figures and one PASS/FAIL line per check:
+# moments, killed $EARLY times with its successor killed again 0-20 ms after exec (in its start),
+# SIGSTOPped $STOPS times (the supervisor's heartbeat timeout must catch it), and bad and good
+# configurations are reloaded. It prints its figures and one PASS/FAIL line per check:
 #
 #   - the supervisor never exited (same pid answering status at the end, exit 0 on SIGTERM);
 #   - after each restart, new connections through the TUN succeed within 1 s (measured from the
@@ -17,9 +18,10 @@
 #
 #   sudo bash Scripts/chaos.sh         # about 5-6 minutes; exit 0 only when every check held
 #
-# Knobs (environment): KILLS=50 per worker, STOPS=2 per worker, RELOADS=6 rounds of (bad syntax,
-# bad semantics, good), CHAOS_SECONDS=420 (the chaos phase stops there, and fails, if not done),
-# SEED (repeat a run's order of events), LAB=slchaos, BIN=DIR (skip the build; use these binaries).
+# Knobs (environment): KILLS=50 per worker, EARLY=5 per worker, STOPS=2 per worker, RELOADS=6
+# rounds of (bad syntax, bad semantics, good), CHAOS_SECONDS=420 (the chaos phase stops there, and
+# fails, if not done), SEED (repeat a run's order of events), LAB=slchaos, BIN=DIR (skip the build;
+# use these binaries), KEEPALIVE=0 (no WireGuard link, so no keepalive worker).
 # The orchestration is Scripts/chaos.py; figures of the run land in /tmp/$LAB-run/figures.json.
 # Needs root (namespaces, TUN). No traffic leaves the namespaces it makes; wireguard-go puts its
 # socket in /run/wireguard (as in the tests), named after the lab.
@@ -62,6 +64,6 @@ say "lab: $LAB-client (10.77.1.2) -> $LAB-router (sluiced, TUN) -> $LAB-wan (10.
 bash Scripts/lab.sh up
 rm -rf "$work"; mkdir -p "$work"
 
-say "chaos: KILLS=${KILLS:-50} STOPS=${STOPS:-2} RELOADS=${RELOADS:-6} CHAOS_SECONDS=${CHAOS_SECONDS:-420}"
+say "chaos: KILLS=${KILLS:-50} EARLY=${EARLY:-5} STOPS=${STOPS:-2} RELOADS=${RELOADS:-6} CHAOS_SECONDS=${CHAOS_SECONDS:-420}"
 # Bounded as a whole too: the chaos phase has its own limit; this covers warm-up, final passes and stop.
 timeout --foreground -k 10 $(( ${CHAOS_SECONDS:-420} + 240 )) python3 Scripts/chaos.py run "$BIN" "$LAB" "$work"
