@@ -16,7 +16,7 @@
 #     WireGuard link whose peer never answers: the link stays up and its wireguard-go is adopted;
 #   - downloads fail only during a tun worker outage, UDP answers resume within 1 s of a restart.
 #
-#   sudo bash Scripts/chaos.sh         # about 5-6 minutes; exit 0 only when every check held
+#   sudo bash Scripts/chaos.sh         # about 6 minutes; exit 0 only when every check held
 #
 # Knobs (environment): KILLS=50 per worker, EARLY=5 per worker, STOPS=2 per worker, RELOADS=6
 # rounds of (bad syntax, bad semantics, good), CHAOS_SECONDS=420 (the chaos phase stops there, and
