@@ -24,6 +24,13 @@ import struct
 import subprocess
 import sys
 import time
+import importlib.util
+
+# The lab's own client helpers (one GET /small for the tests, the lab and this script).
+_spec = importlib.util.spec_from_file_location(
+    "lab_servers", os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab-servers.py"))
+LAB_SERVERS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(LAB_SERVERS)
 
 HTTP_HOST = "10.77.200.2"
 HIJACKED_DNS = "10.77.200.9"  # nobody lives there: only tun.dns-hijack answers it
@@ -76,22 +83,14 @@ def dns_query(server, name, timeout):
 def http_get(address, host, timeout):
     """GET /small on a fresh connection: "ok", "refused" (RST: a REJECT rule), "timeout" or "error"."""
     try:
-        with socket.create_connection((address, 80), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(("GET /small HTTP/1.0\r\nHost: %s\r\n\r\n" % host).encode())
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+        data = LAB_SERVERS.fetch_small(address, 80, timeout=timeout, host_header=host)
     except (ConnectionRefusedError, ConnectionResetError):
         return "refused"
     except socket.timeout:
         return "timeout"
     except OSError:
         return "error"
-    if data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0] and data.endswith(b"\r\n\r\nok\n"):
+    if LAB_SERVERS.small_ok(data):
         return "ok"
     return "refused" if not data else "error"
 

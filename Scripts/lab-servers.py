@@ -200,17 +200,27 @@ def fullcone(host1, host2, port):
     print(f"{host1} {seen.get(host1, '-')} {host2} {seen.get(host2, '-')}")
 
 
+def fetch_small(host, port=80, timeout=10, host_header=None):
+    """GET /small on a fresh connection; the whole answer (the server closes). OSError on failure
+    (ConnectionRefusedError/ConnectionResetError for a RST, socket.timeout), for callers that tell them apart."""
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(f"GET /small HTTP/1.1\r\nHost: {host_header or host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def small_ok(data):
+    return data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0] and data.endswith(b"\r\n\r\nok\n")
+
+
 def get_small(host, port):
     try:
-        with socket.create_connection((host, int(port)), timeout=10) as s:
-            s.sendall(f"GET /small HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data.startswith(b"HTTP/1.1 200") and data.endswith(b"ok\n")
+        return small_ok(fetch_small(host, port))
     except OSError:
         return False
 
@@ -520,17 +530,8 @@ def http_probe(host, count, gap):
     for _ in range(int(count)):
         started = time.monotonic()
         try:
-            with socket.create_connection((host, 80), timeout=2) as c:
-                c.settimeout(2)
-                c.sendall(b"GET /small HTTP/1.0\r\nHost: lab\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data.endswith(b"\r\n\r\nok\n"):
-                    ok += 1
+            if small_ok(fetch_small(host, 80, timeout=2, host_header="lab")):
+                ok += 1
         except OSError:
             pass
         slowest = max(slowest, time.monotonic() - started)
