@@ -175,6 +175,12 @@ extension Supervisor {
     private func handle(_ message: Message, header: FrameHeader, from slot: WorkerSlot) {
         let purpose = header.isReply ? slot.requests.removeValue(forKey: header.requestID) : nil
         let now = MonotonicClock.now
+        if !slot.handshaken, message.type != .helloAccept {
+            // A worker answers the hello first (it reads it before anything else); nothing is taken from a channel
+            // whose process has not shown it is the one sluiced started.
+            kill(slot, reason: "it sent \(message.type) before answering hello")
+            return
+        }
         switch message {
         case .helloAccept(let accept):
             // The channel is one end of a socketpair handed over at spawn, so only that process holds it; the pid

@@ -90,6 +90,26 @@ struct SupervisorIntegrationTests {
         }
     }
 
+    @Test("a worker channel held by another process than the one sluiced started is refused: its hello names the wrong pid")
+    func channelOfAnotherProcess() throws {
+        let harness = try SluicedHarness(config: SluicedHarness.config(tun: false))
+        defer { harness.stop() }
+        // What sluiced starts is a shell; the real dns worker runs as its child and inherits the channel (fd 3),
+        // as a descriptor leaked to another process would be: the worker answers hello with its own pid.
+        let script = harness.directory + "/leaky-dns-worker"
+        try "#!/bin/sh\n\(SluicedHarness.productsDirectory)/sluice-dns-worker \"$@\" &\nwait\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        try harness.start(arguments: ["--worker-executable", "dns=\(script)"])
+        #expect(
+            harness.waitUntil(10) { harness.log.contains("its channel answered hello as pid") },
+            "the impostor was not refused; log:\n\(harness.log)")
+        #expect(harness.log.contains("but sluiced started pid"))
+        // Never served: no dns worker was ever taken as ready.
+        #expect(harness.status()?.workers.first { $0.name == "dns" }?.state != "ready")
+        #expect(!harness.log.contains("sluice-dns ready"), "\(harness.log)")
+    }
+
     @Test("a worker that exits at once every time: sluiced gives up after the intensity limit and exits 1")
     func intensityLimit() throws {
         let harness = try SluicedHarness(
