@@ -196,7 +196,7 @@ final class PacketDispatcher: @unchecked Sendable {
             let now = MonotonicClock.now
             if now - lastSweep > 1_000_000_000 {
                 lastSweep = now
-                for key in nat.collect(now: now) where dns.isFake(key.destination) { dns.pin(key.destination, false) }
+                for key in nat.collect(now: now) { natEntryGone(key) }
                 if udpRoutes.count > 65536 { udpRoutes.removeAll(keepingCapacity: true) }
                 icmp.sweep(now: now)
             }
@@ -247,7 +247,7 @@ final class PacketDispatcher: @unchecked Sendable {
             source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination, destinationPort: tcp.destinationPort)
         var port = nat.port(for: key)
         if port != nil, tcp.flags.contains(.syn), !tcp.flags.contains(.ack), nat.releaseFinished(key) {
-            if dns.isFake(key.destination) { dns.pin(key.destination, false) }
+            natEntryGone(key)
             port = nil
         }
         if port == nil {
@@ -335,9 +335,12 @@ final class PacketDispatcher: @unchecked Sendable {
         }
         // A reset from the client: the listener forgets a connection it never completed, so
         // does the table (the relay's close takes care of accepted ones).
-        if reset, let gone = nat.releaseHalfOpen(port: natPort, ipv4: ipv4), dns.isFake(gone.destination) {
-            dns.pin(gone.destination, false)
-        }
+        if reset, let gone = nat.releaseHalfOpen(port: natPort, ipv4: ipv4) { natEntryGone(gone) }
+    }
+
+    /// A NAT entry left the table: the fake address it was made to no longer holds its name on its behalf.
+    private func natEntryGone(_ key: TCPNATTable.Key) {
+        if dns.isFake(key.destination) { dns.pin(key.destination, false) }
     }
 
     /// The port of a new NAT entry, or nil when the SYN was refused (and answered with a reset).
@@ -380,7 +383,7 @@ final class PacketDispatcher: @unchecked Sendable {
     /// nobody can reach any more nor meets its NAT port's next owner.
     private func pushOut(_ evicted: TCPNATTable.Evicted, reply: UnsafeMutableRawBufferPointer) {
         halfOpenEvicted.add(1, ordering: .relaxed)
-        if dns.isFake(evicted.key.destination) { dns.pin(evicted.key.destination, false) }
+        natEntryGone(evicted.key)
         if let stack = evicted.ipv4 ? v4 : v6 {
             let n = PacketBuilder.tcpReset(
                 into: reply, source: stack.fakeClient, sourcePort: evicted.port, destination: stack.listener.address,
