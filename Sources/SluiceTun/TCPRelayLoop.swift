@@ -6,6 +6,7 @@ import SluiceProxy
 import SluiceSniffing
 import SluiceSystem
 import Synchronization
+import WorkerRuntime
 
 #if canImport(Glibc)
 import Glibc
@@ -154,7 +155,8 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     /// A descriptor held in reserve for ``shedOneConnection(_:)``.
     private var spare: OwnedDescriptor?
-    private var shedWarnings = 0
+    /// Out of descriptors: one line per few seconds, with the count.
+    private let descriptorsExhausted: LimitWarning
     private let admit: (UInt16, Bool) -> Admission?
     private let decideSniffed: SniffedDecision
     /// Clients being sniffed, by cookie (loop thread only).
@@ -191,6 +193,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.logger = logger
+        descriptorsExhausted = LimitWarning(logger: logger, level: .error)
         self.finished = finished
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
         spare = try? InetSocket.udp(AF_INET)
@@ -409,10 +412,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// the loop spinning. Free the spare descriptor, accept and reset the connection (the
     /// client sees a refusal at once), and take the spare back.
     private func shedOneConnection(_ listener: CInt) {
-        if shedWarnings % 1000 == 0 {
-            logger.error("out of file descriptors (EMFILE): refusing new connections; raise LimitNOFILE or lower the load")
+        descriptorsExhausted.hit { n in
+            "out of file descriptors (EMFILE): refusing new connections (\(n) refused since the last line); raise LimitNOFILE or lower the load"
         }
-        shedWarnings += 1
         spare?.close()
         if let (client, _) = try? InetSocket.accept(listener) {
             InetSocket.setResetOnClose(client.rawValue)

@@ -10,9 +10,11 @@ package final class LimitWarning: Sendable {
     private let state = Locked<(lastLine: UInt64?, count: Int)>((nil, 0))
     private let interval: UInt64
     private let logger: Logger
+    private let level: Logger.Level
 
-    package init(logger: Logger, intervalSeconds: UInt64 = 5) {
+    package init(logger: Logger, level: Logger.Level = .warning, intervalSeconds: UInt64 = 5) {
         self.logger = logger
+        self.level = level
         self.interval = intervalSeconds * 1_000_000_000
     }
 
@@ -25,6 +27,6 @@ package final class LimitWarning: Sendable {
             defer { s = (now, 0) }
             return s.count
         }
-        if let hits { logger.warning("\(message(hits))") }
+        if let hits { logger.log(level: level, "\(message(hits))") }
     }
 }
