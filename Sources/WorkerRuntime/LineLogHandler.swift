@@ -1,3 +1,4 @@
+import IPC
 import Logging
 import SluiceSystem
 import Synchronization
@@ -102,6 +103,7 @@ public struct LineLogHandler: LogHandler {
         }
         var bytes = Array(line.utf8)
         _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        LogTap.offer(priority: UInt8(Self.priority(event.level)), text: text)
     }
 
     /// UTC ISO 8601 with milliseconds, for human-format lines.
@@ -123,6 +125,33 @@ extension String {
     func replacingNewlines() -> String {
         guard contains(where: { $0 == "\n" || $0 == "\r" }) else { return self }
         return String(map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+}
+
+/// Where log lines go besides stderr while someone follows them (the external controller's `/logs`):
+/// a worker sends them to sluiced as `logRecord`s, sluiced hands its own to its subscribers. The sink
+/// must not log (it would call itself).
+public enum LogTap {
+    private struct State: Sendable {
+        var priority: UInt8 = LogSubscribe.off
+        var sink: (@Sendable (UInt8, String) -> Void)?
+    }
+
+    private static let state = Locked(State())
+    /// Read without the lock on every line: nothing is taken while nobody follows.
+    private static let threshold = Atomic<UInt8>(LogSubscribe.off)
+
+    /// Lines at `priority` or more urgent (smaller syslog number) go to `sink`; ``LogSubscribe/off`` stops.
+    public static func set(priority: UInt8, sink: @escaping @Sendable (UInt8, String) -> Void) {
+        state.withLock { $0 = State(priority: priority, sink: priority == LogSubscribe.off ? nil : sink) }
+        threshold.store(priority, ordering: .relaxed)
+    }
+
+    static func offer(priority: UInt8, text: String) {
+        let limit = threshold.load(ordering: .relaxed)
+        guard limit != LogSubscribe.off, priority <= limit else { return }
+        guard let sink = state.withLock({ $0.priority >= priority ? $0.sink : nil }) else { return }
+        sink(priority, text)
     }
 }
 

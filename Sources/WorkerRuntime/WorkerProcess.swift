@@ -154,8 +154,17 @@ public final class WorkerProcess {
                 return
             case .hello:
                 try channel.send(.error(ErrorReport(code: .handshakeFailed, message: "hello after the handshake")), requestID: id, isReply: true)
+            case .logSubscribe(let subscribe):
+                // Lines at or above the priority also go to sluiced, for the external controller's /logs.
+                LogTap.set(priority: subscribe.priority) { priority, text in
+                    try? channel.send(.logRecord(LogRecord(priority: priority, text: text)))
+                }
             default:
                 guard id != 0 && !received.header.isReply else { continue }
+                let taken = service.answerLater(message) { answer in
+                    try? channel.send(answer, requestID: id, isReply: true)
+                }
+                if taken { continue }
                 // A request for the service itself (group selection and state...).
                 let answer =
                     service.answer(message)

@@ -31,6 +31,11 @@ public protocol WorkerService: AnyObject {
     /// `groupStatusRequest` for the tun worker); nil: not this service's business.
     func answer(_ request: Message) -> Message?
 
+    /// Takes a request whose answer takes time (a delay test, a DNS query) and answers it from
+    /// another thread: returns true when it took `request` and will call `respond` exactly
+    /// once, from any thread. The lifecycle loop asks this before ``answer(_:)``.
+    func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool
+
     /// The way to ask sluiced for facts a worker may not look up itself; called once,
     /// before the first configuration.
     func connected(to supervisor: SupervisorLink)
@@ -38,5 +43,6 @@ public protocol WorkerService: AnyObject {
 
 extension WorkerService {
     public func answer(_ request: Message) -> Message? { nil }
+    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool { false }
     public func connected(to supervisor: SupervisorLink) {}
 }

@@ -38,6 +38,14 @@ enum SampleMessages {
         ("resolveAnswer", .resolveAnswer(ResolveAnswer(addresses: [v4, v6], error: "")), 12, true),
         ("processLookup", .processLookup(ProcessLookup(inode: 4242, uid: 1000)), 15, false),
         ("processInfo", .processInfo(ProcessIdentity(pid: 77, path: "/usr/bin/curl")), 15, true),
+        ("connectionsRequest", .connectionsRequest, 17, false),
+        ("connections", .connections(document: Array("{}".utf8)), 17, true),
+        ("closeConnections", .closeConnections(CloseConnections(id: "7")), 18, false),
+        ("connectionsClosed", .connectionsClosed(count: 1), 18, true),
+        ("delayTest", .delayTest(DelayTest(name: "p", url: "u", timeoutMilliseconds: 5000, wholeGroup: true)), 19, false),
+        ("delayResult", .delayResult(DelayResult(delays: [.init(name: "p", milliseconds: 42)], error: "")), 19, true),
+        ("logSubscribe", .logSubscribe(LogSubscribe(priority: 6)), 0, false),
+        ("logRecord", .logRecord(LogRecord(priority: 3, text: "x")), 0, false),
         ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
     ]
 }

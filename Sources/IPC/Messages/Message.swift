@@ -42,6 +42,22 @@ public enum Message: Sendable, Equatable {
     /// tun worker → supervisor: which process owns socket `inode` (PROCESS-NAME rules).
     case processLookup(ProcessLookup)
     case processInfo(ProcessIdentity)
+    /// supervisor → tun worker: the live connections (external controller, `sluiced status`).
+    case connectionsRequest
+    /// The reply: `document` is UTF-8 JSON, a ``ConnectionsSnapshot``.
+    case connections(document: [UInt8])
+    /// supervisor → tun worker: close one connection by id, or every one (empty id).
+    case closeConnections(CloseConnections)
+    /// The reply: how many were closed.
+    case connectionsClosed(count: UInt32)
+    /// supervisor → tun worker: measure a proxy's (or every member of a group's) delay.
+    case delayTest(DelayTest)
+    /// The reply.
+    case delayResult(DelayResult)
+    /// supervisor → worker (notification): send ``logRecord``s at or above a priority.
+    case logSubscribe(LogSubscribe)
+    /// worker → supervisor (notification): one log line, for `/logs` subscribers.
+    case logRecord(LogRecord)
 
     public var type: MessageType {
         switch self {
@@ -74,6 +90,14 @@ public enum Message: Sendable, Equatable {
         case .dnsPacket: .dnsPacket
         case .processLookup: .processLookup
         case .processInfo: .processInfo
+        case .connectionsRequest: .connectionsRequest
+        case .connections: .connections
+        case .closeConnections: .closeConnections
+        case .connectionsClosed: .connectionsClosed
+        case .delayTest: .delayTest
+        case .delayResult: .delayResult
+        case .logSubscribe: .logSubscribe
+        case .logRecord: .logRecord
         }
     }
 
@@ -179,6 +203,31 @@ public enum Message: Sendable, Equatable {
         case .processInfo(let m):
             w.u32(m.pid)
             w.string(m.path)
+        case .connectionsRequest:
+            break
+        case .connections(let document):
+            w.blob(document)
+        case .closeConnections(let m):
+            w.string(m.id)
+        case .connectionsClosed(let count):
+            w.u32(count)
+        case .delayTest(let m):
+            w.string(m.name)
+            w.string(m.url)
+            w.u32(m.timeoutMilliseconds)
+            w.bool(m.wholeGroup)
+        case .delayResult(let m):
+            w.u32(UInt32(m.delays.count))
+            for entry in m.delays {
+                w.string(entry.name)
+                w.u32(entry.milliseconds)
+            }
+            w.string(m.error)
+        case .logSubscribe(let m):
+            w.u8(m.priority)
+        case .logRecord(let m):
+            w.u8(m.priority)
+            w.string(m.text)
         }
         return w.bytes
     }
@@ -296,6 +345,32 @@ public enum Message: Sendable, Equatable {
             return .processLookup(ProcessLookup(inode: try r.u32("inode"), uid: try r.u32("uid")))
         case .processInfo:
             return .processInfo(ProcessIdentity(pid: try r.u32("pid"), path: try r.string("path", max: 4096)))
+        case .connectionsRequest:
+            return .connectionsRequest
+        case .connections:
+            return .connections(document: try r.blob("document"))
+        case .closeConnections:
+            return .closeConnections(CloseConnections(id: try r.string("id", max: 64)))
+        case .connectionsClosed:
+            return .connectionsClosed(count: try r.u32("count"))
+        case .delayTest:
+            return .delayTest(
+                DelayTest(
+                    name: try r.string("name", max: 1024), url: try r.string("url", max: 4096),
+                    timeoutMilliseconds: try r.u32("timeoutMilliseconds"), wholeGroup: try r.bool("wholeGroup")))
+        case .delayResult:
+            // Each entry is at least a 4-byte length and a 4-byte delay.
+            let count = try r.count("delays", minimumElementSize: 8)
+            var delays: [DelayResult.Entry] = []
+            delays.reserveCapacity(count)
+            for i in 0..<count {
+                delays.append(.init(name: try r.string("delays[\(i)].name", max: 1024), milliseconds: try r.u32("delays[\(i)].milliseconds")))
+            }
+            return .delayResult(DelayResult(delays: delays, error: try r.string("error", max: 4096)))
+        case .logSubscribe:
+            return .logSubscribe(LogSubscribe(priority: try r.u8("priority")))
+        case .logRecord:
+            return .logRecord(LogRecord(priority: try r.u8("priority"), text: try r.string("text", max: 65536)))
         default:
             throw IPCError(.unknownMessageType, "\(type)")
         }

@@ -3,7 +3,8 @@
 /// A struct rather than an enum so that a type this build does not know still decodes as a
 /// header (and gets an `unknownMessageType` error reply) instead of failing the stream.
 /// Ranges: 0x00xx session, 0x001x configuration, 0x002x liveness, 0x003x stats,
-/// 0x004x control, 0x005x wiring, 0x006x fake-IP, 0x007x DNS carriage.
+/// 0x004x control, 0x005x wiring, 0x006x fake-IP, 0x007x DNS carriage, 0x008x process lookup,
+/// 0x009x the external controller's requests (protocol version 2).
 public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -37,12 +38,21 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let dnsPacket = MessageType(rawValue: 0x0070)
     public static let processLookup = MessageType(rawValue: 0x0080)
     public static let processInfo = MessageType(rawValue: 0x0081)
+    public static let connectionsRequest = MessageType(rawValue: 0x0090)
+    public static let connections = MessageType(rawValue: 0x0091)
+    public static let closeConnections = MessageType(rawValue: 0x0092)
+    public static let connectionsClosed = MessageType(rawValue: 0x0093)
+    public static let delayTest = MessageType(rawValue: 0x0094)
+    public static let delayResult = MessageType(rawValue: 0x0095)
+    public static let logSubscribe = MessageType(rawValue: 0x0096)
+    public static let logRecord = MessageType(rawValue: 0x0097)
 
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
         .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
-        .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo,
+        .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo, .connectionsRequest, .connections,
+        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord,
     ]
 
     public var name: String? {
@@ -76,6 +86,14 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .dnsPacket: "dnsPacket"
         case .processLookup: "processLookup"
         case .processInfo: "processInfo"
+        case .connectionsRequest: "connectionsRequest"
+        case .connections: "connections"
+        case .closeConnections: "closeConnections"
+        case .connectionsClosed: "connectionsClosed"
+        case .delayTest: "delayTest"
+        case .delayResult: "delayResult"
+        case .logSubscribe: "logSubscribe"
+        case .logRecord: "logRecord"
         default: nil
         }
     }

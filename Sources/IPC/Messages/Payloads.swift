@@ -442,3 +442,152 @@ public struct WireGuardLinkState: Sendable, Equatable, Codable {
         self.peers = peers
     }
 }
+
+/// supervisor → tun worker: close the connection `id` (as the `connections` document names it), or every
+/// connection when `id` is empty. Answered with `connectionsClosed`.
+public struct CloseConnections: Sendable, Equatable {
+    public var id: String
+
+    public init(id: String) { self.id = id }
+}
+
+/// supervisor → tun worker: open `url` through the proxy `name` and time it (mihomo's
+/// `/proxies/:name/delay`); with `wholeGroup`, `name` is a group and every member is measured at once
+/// (`/group/:name/delay`). Answered with `delayResult`.
+public struct DelayTest: Sendable, Equatable {
+    public var name: String
+    public var url: String
+    public var timeoutMilliseconds: UInt32
+    public var wholeGroup: Bool
+
+    public init(name: String, url: String, timeoutMilliseconds: UInt32, wholeGroup: Bool) {
+        self.name = name
+        self.url = url
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.wholeGroup = wholeGroup
+    }
+}
+
+/// The answer to `delayTest`: one entry per proxy measured, 0 ms meaning it failed or timed out; `error`
+/// non-empty (and no entries) when nothing could be measured (unknown name, not a group).
+public struct DelayResult: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var milliseconds: UInt32
+
+        public init(name: String, milliseconds: UInt32) {
+            self.name = name
+            self.milliseconds = milliseconds
+        }
+    }
+
+    public var delays: [Entry]
+    public var error: String
+
+    public init(delays: [Entry], error: String = "") {
+        self.delays = delays
+        self.error = error
+    }
+}
+
+/// supervisor → worker: from now on send every log line at `priority` or more urgent (syslog numbers:
+/// 3 error ... 7 debug) as a `logRecord`; ``LogSubscribe/off`` stops them.
+public struct LogSubscribe: Sendable, Equatable {
+    public static let off: UInt8 = 0xFF
+    public var priority: UInt8
+
+    public init(priority: UInt8) { self.priority = priority }
+}
+
+/// worker → supervisor: one log line (without the worker's name; the channel says who).
+public struct LogRecord: Sendable, Equatable {
+    public var priority: UInt8
+    public var text: String
+
+    public init(priority: UInt8, text: String) {
+        self.priority = priority
+        self.text = text
+    }
+}
+
+/// The `connections` document (UTF-8 JSON): the tun worker's live connections, in the shape of mihomo's
+/// `GET /connections` so that the external controller passes it through.
+public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
+    public struct Metadata: Sendable, Equatable, Codable {
+        /// `tcp` or `udp`.
+        public var network: String
+        /// How it reached sluice: `Tun`.
+        public var type: String
+        public var sourceIP: String
+        public var destinationIP: String
+        public var sourcePort: String
+        public var destinationPort: String
+        /// The domain the connection is for (fake-IP mapping or sniffed), empty when only the address is known.
+        public var host: String
+        /// `fake-ip` or `normal`.
+        public var dnsMode: String
+        public var processPath: String
+        public var process: String
+        public var sniffHost: String
+        public var remoteDestination: String
+
+        public init(
+            network: String, type: String = "Tun", sourceIP: String, destinationIP: String, sourcePort: String,
+            destinationPort: String, host: String, dnsMode: String, processPath: String = "", process: String = "",
+            sniffHost: String = "", remoteDestination: String = ""
+        ) {
+            self.network = network
+            self.type = type
+            self.sourceIP = sourceIP
+            self.destinationIP = destinationIP
+            self.sourcePort = sourcePort
+            self.destinationPort = destinationPort
+            self.host = host
+            self.dnsMode = dnsMode
+            self.processPath = processPath
+            self.process = process
+            self.sniffHost = sniffHost
+            self.remoteDestination = remoteDestination
+        }
+    }
+
+    public struct Connection: Sendable, Equatable, Codable {
+        public var id: String
+        public var metadata: Metadata
+        /// Bytes from the client to the destination, and back.
+        public var upload: UInt64
+        public var download: UInt64
+        /// RFC 3339 with fractional seconds, UTC.
+        public var start: String
+        /// The outbound first, then each group that led to it (mihomo's order: `["ss1", "Proxy"]`).
+        public var chains: [String]
+        /// The rule that matched (`DomainSuffix`, `Match`, ...) and its payload.
+        public var rule: String
+        public var rulePayload: String
+
+        public init(
+            id: String, metadata: Metadata, upload: UInt64, download: UInt64, start: String, chains: [String], rule: String,
+            rulePayload: String
+        ) {
+            self.id = id
+            self.metadata = metadata
+            self.upload = upload
+            self.download = download
+            self.start = start
+            self.chains = chains
+            self.rule = rule
+            self.rulePayload = rulePayload
+        }
+    }
+
+    /// Since the worker started, including closed connections.
+    public var uploadTotal: UInt64
+    public var downloadTotal: UInt64
+    public var connections: [Connection]
+
+    public init(uploadTotal: UInt64, downloadTotal: UInt64, connections: [Connection]) {
+        self.uploadTotal = uploadTotal
+        self.downloadTotal = downloadTotal
+        self.connections = connections
+    }
+}
