@@ -104,13 +104,13 @@ extension Supervisor {
                 } catch {
                     reply(client, .error(ErrorReport(code: .internalFailure, message: "\(error)")), id: id)
                 }
-            case .select, .groupStatusRequest:
-                // The tun worker owns the groups: pass the request on; its answer comes back
+            case .select, .groupStatusRequest, .connectionsRequest, .closeConnections, .delayTest:
+                // The tun worker owns the groups and the connections: pass the request on; its answer comes back
                 // to this client (forwardAnswer).
                 guard let tun = slots[.tun], tun.handshaken, tun.channel != nil else {
                     reply(
                         client,
-                        .error(ErrorReport(code: .rejected, message: "the tun worker is not running, and it holds the proxy groups")),
+                        .error(ErrorReport(code: .rejected, message: "the tun worker is not running, and it holds the proxy groups and connections")),
                         id: id)
                     continue
                 }

@@ -233,10 +233,9 @@ extension Supervisor {
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
             if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }
-        case .error(let report) where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
-            if case .forward(let client, let requestID)? = purpose {
-                forwardAnswer(.error(report), to: client, requestID: requestID)
-            }
+        case _ where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
+            // Any other answer (or error) to a request a control client made goes back to it as it is.
+            if case .forward(let client, let requestID)? = purpose { forwardAnswer(message, to: client, requestID: requestID) }
         case .linkStatus(let document):
             if let links = try? JSONDecoder().decode([WireGuardLinkState].self, from: Data(document)) {
                 slot.links = links
