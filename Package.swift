@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: C
@@ -135,9 +138,23 @@ let package = Package(
         ),
 
         .target(
+            name: "ExternalController",
+            dependencies: [
+                "IPC", "SluiceConfig", "SluiceDNS", "SluiceNet", "SluiceSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Supervision",
             dependencies: [
-                "IPC", "SluiceSystem", "SluiceConfig", "WorkerRuntime", "CSystemd",
+                "IPC", "SluiceSystem", "SluiceConfig", "WorkerRuntime", "CSystemd", "ExternalController",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -331,6 +331,24 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         }
     }
 
+    /// `/dns/query` of the external controller: sluiced sends a DNS message on the control channel and gets
+    /// the answer the tun worker's clients would get (cache, hosts, fake-IP and upstreams alike).
+    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
+        guard case .dnsPacket(let query) = request else { return false }
+        guard let server else {
+            respond(.error(ErrorReport(code: .rejected, message: "dns is disabled (dns.enable: false)")))
+            return true
+        }
+        query.message.withUnsafeBytes { raw in
+            server.handle(raw, udp: false, from: "sluiced (the external controller's /dns/query)") { reply in
+                var answer = query
+                answer.message = reply
+                respond(.dnsPacket(answer))
+            }
+        }
+        return true
+    }
+
     public func shutdown(graceMilliseconds: UInt32) {
         stopping.store(true, ordering: .relaxed)
         sockets?.stop()

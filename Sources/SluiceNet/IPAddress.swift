@@ -64,3 +64,13 @@ extension IPAddress: Codable {
         try container.encode(description)
     }
 }
+
+extension IPAddress {
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        switch self {
+        case .v4(let a): a.rawValue >> 24 == 127
+        case .v6(let a): a == .loopback
+        }
+    }
+}

@@ -192,6 +192,9 @@ extension Supervisor {
             slot.handshaken = true
             logger.debug("\(slot.kind.identifier) (pid \(accept.pid)) speaks protocol \(accept.version): \(accept.software)")
             wirePeers(around: slot)
+            if let level = controller?.followedLogPriority, level != LogSubscribe.off {
+                send(.logSubscribe(LogSubscribe(priority: level)), to: slot, purpose: nil)
+            }
         case .configResult(let result):
             switch result.outcome {
             case .applied:
@@ -233,9 +236,14 @@ extension Supervisor {
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
             if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }
+            if case .api(let reply) = purpose { reply(message) }
         case _ where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
             // Any other answer (or error) to a request a control client made goes back to it as it is.
             if case .forward(let client, let requestID)? = purpose { forwardAnswer(message, to: client, requestID: requestID) }
+        case _ where purpose.map({ if case .api = $0 { true } else { false } }) ?? false:
+            if case .api(let reply)? = purpose { reply(message) }
+        case .logRecord(let record):
+            controller?.publishLog(source: slot.kind.rawValue, priority: record.priority, text: record.text)
         case .linkStatus(let document):
             if let links = try? JSONDecoder().decode([WireGuardLinkState].self, from: Data(document)) {
                 slot.links = links
@@ -418,19 +426,36 @@ extension Supervisor {
     func reload() {
         guard phase == .running else { return }
         logger.info("reloading \(options.configPath)")
-        let result = ConfigLoader.load(contentsOfFile: options.configPath)
+        _ = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath)
+    }
+
+    /// Puts a loaded configuration in place, or keeps the running one when it has errors. Returns the
+    /// refusal (the first error and the count) or nil when applied.
+    @discardableResult
+    func apply(_ result: ConfigLoadResult, from source: String) -> String? {
         guard let new = result.configuration, !result.hasErrors else {
-            for diagnostic in result.diagnostics where diagnostic.severity == .error {
+            let problems = result.diagnostics.filter { $0.severity == .error }
+            for diagnostic in problems {
                 logger.error("reload refused: \(diagnostic)")
             }
-            let errors = result.diagnostics.filter { $0.severity == .error }.count
-            logger.error("reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(options.configPath); still running generation \(generation). Fix the file and send SIGHUP again (`sluiced check -c \(options.configPath)` lists the problems).")
-            notifier.status("\(statusLine()); reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(options.configPath)")
+            let errors = problems.count
+            logger.error("reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(source); still running generation \(generation). Fix it and reload again (`sluiced check -c FILE` lists the problems).")
+            notifier.status("\(statusLine()); reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(source)")
             lastStatus = ""
-            return
+            return "\(errors) error\(errors == 1 ? "" : "s") in \(source): " + problems.prefix(5).map { "\($0)" }.joined(separator: "; ")
         }
         for diagnostic in result.diagnostics { logger.warning("\(diagnostic)") }
         notifier.reloading()
+        install(new)
+        let line = statusLine()
+        lastStatus = line
+        notifier.ready(status: line)
+        return nil
+    }
+
+    /// Makes `new` the running configuration: a new generation, pushed to the workers it affects; workers it
+    /// enables or disables are started or stopped.
+    func install(_ new: SluiceConfiguration) {
         let old = configuration
         configuration = new
         generation += 1
@@ -463,9 +488,7 @@ extension Supervisor {
                 break
             }
         }
+        updateController(old: old.controller)
         logger.info("configuration generation \(generation) loaded")
-        let line = statusLine()
-        lastStatus = line
-        notifier.ready(status: line)
     }
 }

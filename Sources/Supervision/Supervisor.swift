@@ -1,4 +1,5 @@
 import CSystemd
+import ExternalController
 import Foundation
 import IPC
 import Logging
@@ -50,7 +51,7 @@ public final class Supervisor {
         case stopping(killAt: UInt64)
     }
 
-    let options: SupervisorOptions
+    var options: SupervisorOptions
     var configuration: SluiceConfiguration
     var generation: UInt64 = 1
     let notifier = SystemdNotifier()
@@ -87,6 +88,8 @@ public final class Supervisor {
     var providerDownloads: [pid_t: ProviderDownload] = [:]
     var providerFailures: [String: UInt64] = [:]
     var nextProviderCheckAt: UInt64 = 0
+    /// The Clash API (`external-controller`), when configured; it reaches us through its mailbox.
+    var controller: ExternalController?
     /// `dns.listen`, bound by us and handed to each dns worker.
     var dnsListen: (endpoint: InetEndpoint, udp: OwnedDescriptor, tcp: OwnedDescriptor)? {
         didSet {
@@ -160,6 +163,7 @@ public final class Supervisor {
         }
         announcePrivileges()
         if configuration.tun.enable { openICMPSockets() }
+        updateController(old: nil)
         logger.info(
             "sluiced \(SluiceVersion.string) started (pid \(getpid())), config \(options.configPath), control socket \(options.controlSocketPath)"
         )
@@ -175,6 +179,8 @@ public final class Supervisor {
         nextWatchdogAt = now
         loop()
         sleepInhibitor.release()
+        controller?.stop()
+        controller = nil
         unlink(options.controlSocketPath)
         logger.info("sluiced exiting with status \(exitCode)")
         return exitCode
@@ -209,6 +215,7 @@ public final class Supervisor {
         case channel(WorkerSlot)
         case log(WorkerSlot)
         case client(ControlClient)
+        case mailbox
     }
 
     private func pollOnce(timeoutMilliseconds: Int32) {
@@ -226,6 +233,7 @@ public final class Supervisor {
             if let logPipe = slot.logPipe { add(logPipe.rawValue, .log(slot)) }
         }
         for client in clients { add(client.channel.rawDescriptor, .client(client)) }
+        if let controller { add(controller.mailbox.descriptor, .mailbox) }
         let n = poll(&fds, nfds_t(fds.count), timeoutMilliseconds)
         guard n > 0 else { return }
         for (i, pfd) in fds.enumerated() where pfd.revents != 0 {
@@ -235,6 +243,7 @@ public final class Supervisor {
             case .channel(let slot): drainChannel(slot)
             case .log(let slot): drainLog(slot)
             case .client(let client): serveClient(client)
+            case .mailbox: controller?.mailbox.run(with: self)
             }
         }
     }

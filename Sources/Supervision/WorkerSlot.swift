@@ -44,6 +44,8 @@ final class WorkerSlot {
         case links
         /// A control client's request passed on; the answer goes back to it.
         case forward(client: ObjectIdentifier, requestID: UInt32)
+        /// The external controller's question; `reply` takes the answer (or an error if the worker goes away).
+        case api(reply: @Sendable (Message) -> Void)
     }
 
     struct LastExit {
@@ -97,6 +99,9 @@ final class WorkerSlot {
         channel = nil
         handshaken = false
         outstandingHeartbeats = [:]
+        for case .api(let reply) in requests.values {
+            reply(.error(ErrorReport(code: .peerClosed, message: "the \(kind.rawValue) worker stopped before answering; try again once it is back")))
+        }
         requests = [:]
         heartbeatLatency = nil
         killReason = nil

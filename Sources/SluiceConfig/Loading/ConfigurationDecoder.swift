@@ -1,3 +1,4 @@
+import Foundation
 import SluiceNet
 
 /// Turns the YAML tree into a `SluiceConfiguration`, section by section, reporting into a `DecodingContext`.
@@ -14,9 +15,9 @@ struct ConfigurationDecoder {
     static let ignoredTopLevelKeys: [String] = [
         "port", "socks-port", "redir-port", "tproxy-port", "mixed-port", "allow-lan", "bind-address",
         "authentication", "skip-auth-prefixes", "lan-allowed-ips", "lan-disallowed-ips",
-        "external-controller", "external-controller-tls", "external-controller-unix", "external-controller-pipe",
-        "external-controller-cors", "external-ui", "external-ui-name", "external-ui-url", "external-doh-server",
-        "secret", "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
+        "external-controller-tls", "external-controller-pipe",
+        "external-ui-name", "external-ui-url", "external-doh-server",
+        "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
         "geox-url", "global-client-fingerprint", "global-ua", "etag-support",
         "find-process-mode", "unified-delay", "tcp-concurrent",
         "interface-name", "experimental", "listeners", "proxy-providers", "sub-rules", "tunnels", "ntp",
@@ -117,10 +118,57 @@ struct ConfigurationDecoder {
             reader.int("dns-max-in-flight", LimitsConfiguration.dnsMaxInFlightRange, into: &configuration.limits.dnsMaxInFlight)
             reader.finish()
         }
+        decodeController(top, into: &configuration.controller)
         top.ignore(Self.ignoredTopLevelKeys)
         top.finish()
 
         crossCheck(configuration, top: top)
+    }
+
+    /// `external-controller`, `external-controller-unix`, `secret`, `external-ui`, `external-controller-cors`.
+    private func decodeController(_ top: MappingReader, into controller: inout ControllerConfiguration) {
+        top.decode("external-controller", intoOptional: &controller.listen) { node, path in
+            guard let text = context.scalarText(node, path, expected: "IP:PORT (e.g. 127.0.0.1:9090)") else { return nil }
+            if text.isEmpty { return nil }
+            // mihomo's ":9090" listens on every address.
+            let spelled = text.hasPrefix(":") ? "0.0.0.0" + text : text
+            guard let endpoint = SocketEndpoint.parse(spelled, allowingHostNames: false), endpoint.port != 0 else {
+                context.error(node.mark, path, "expected IP:PORT (e.g. 127.0.0.1:9090 or :9090), got \(DecodingContext.got(node))")
+                return nil
+            }
+            return endpoint
+        }
+        top.decode("external-controller-unix", intoOptional: &controller.unixSocket) { node, path in
+            guard let text = context.string(node, path, allowEmpty: true) else { return nil }
+            return text.isEmpty ? nil : ConfigLoader.resolve(text, from: baseDirectory)
+        }
+        top.string("secret", into: &controller.secret)
+        top.decode("external-ui", intoOptional: &controller.externalUI) { node, path in
+            guard let text = context.string(node, path, allowEmpty: true) else { return nil }
+            if text.isEmpty { return nil }
+            let resolved = ConfigLoader.resolve(text, from: baseDirectory)
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                context.warning(
+                    node.mark, path,
+                    "\(resolved) is not a directory; /ui/ answers 404 until a dashboard build is unpacked there")
+            }
+            return resolved
+        }
+        if let node = top.value("external-controller-cors"), let reader = context.mapping(node, "external-controller-cors") {
+            reader.decode("allow-origins", into: &controller.allowOrigins) { node, path in
+                context.list(node, path, allowSingle: true) { context.string($0, $1) }
+            }
+            reader.bool("allow-private-network", into: &controller.allowPrivateNetwork)
+            reader.finish()
+        }
+        if let listen = controller.listen, controller.secret.isEmpty, case .address(let ip) = listen.host, !ip.isLoopback,
+            let pair = top.pair("external-controller")
+        {
+            context.warning(
+                pair.value.mark, "external-controller",
+                "the API listens on \(listen) without a secret: anyone who can reach it controls sluice; set `secret`")
+        }
     }
 
     /// Checks that need more than one section.

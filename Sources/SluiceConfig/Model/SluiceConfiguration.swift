@@ -30,6 +30,8 @@ public struct SluiceConfiguration: Sendable, Equatable, Codable {
     public var supervisor = SupervisorConfiguration()
     /// `limits:`: resource bounds of the workers (a sluice extension).
     public var limits = LimitsConfiguration()
+    /// `external-controller`, `secret`, `external-ui`...: the Clash API.
+    public var controller = ControllerConfiguration()
 
     public init() {}
 

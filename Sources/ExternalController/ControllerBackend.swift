@@ -1,0 +1,111 @@
+import CSluice
+import IPC
+import SluiceConfig
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the external controller needs from sluiced. Every method runs on the supervisor's thread (the
+/// controller gets there through ``ControllerMailbox``), so the supervisor needs no locks for it.
+public protocol ControllerBackend: AnyObject {
+    /// The supervisor's view: configuration, workers, the groups as the tun worker last reported them.
+    func controllerState() -> ControllerState
+    /// Sends `request` to a worker and calls `reply` once with its answer, or with an `error` message when the
+    /// worker is not running or does not answer.
+    func controllerAsk(_ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void)
+    /// `PATCH /configs`: a runtime change of mode or log level, pushed to the workers (a reload from the file
+    /// undoes it, as in mihomo).
+    func controllerPatch(mode: SluiceConfiguration.Mode?, logLevel: SluiceConfiguration.LogLevel?)
+    /// `PUT /configs`: reload from `path` (nil: the current file) or from `payload` (YAML text). Returns the
+    /// reason when the new configuration is refused (nothing changes then).
+    func controllerReload(path: String?, payload: String?) -> String?
+    /// Asks every worker to send its log lines at `priority` or more urgent (``LogSubscribe/off``: stop).
+    func controllerFollowLogs(priority: UInt8)
+}
+
+/// The workers the controller asks things of.
+public enum ControllerWorker: String, Sendable {
+    case tun, dns
+}
+
+/// A snapshot of what sluiced knows, taken on its thread.
+public struct ControllerState: Sendable {
+    public struct Worker: Sendable {
+        public var name: String
+        public var state: String
+        public var pid: Int32?
+        public var restarts: Int
+        public var heartbeatLatencyMilliseconds: Double?
+        public var stats: [String: Int64]
+
+        public init(
+            name: String, state: String, pid: Int32?, restarts: Int, heartbeatLatencyMilliseconds: Double?, stats: [String: Int64]
+        ) {
+            self.name = name
+            self.state = state
+            self.pid = pid
+            self.restarts = restarts
+            self.heartbeatLatencyMilliseconds = heartbeatLatencyMilliseconds
+            self.stats = stats
+        }
+    }
+
+    public var configuration: SluiceConfiguration
+    public var configPath: String
+    public var generation: UInt64
+    public var version: String
+    public var workers: [Worker]
+    /// The proxy groups as the tun worker last reported them (selection and health).
+    public var groups: [GroupState]
+
+    public init(
+        configuration: SluiceConfiguration, configPath: String, generation: UInt64, version: String, workers: [Worker],
+        groups: [GroupState]
+    ) {
+        self.configuration = configuration
+        self.configPath = configPath
+        self.generation = generation
+        self.version = version
+        self.workers = workers
+        self.groups = groups
+    }
+
+    public func worker(_ name: String) -> Worker? { workers.first { $0.name == name } }
+}
+
+/// Jobs from the controller's threads for the supervisor's thread. The supervisor polls ``descriptor`` and
+/// calls ``run(with:)`` when it is readable.
+public final class ControllerMailbox: Sendable {
+    public typealias Job = @Sendable (any ControllerBackend) -> Void
+
+    private let jobs = Locked<[Job]>([])
+    private let event: OwnedDescriptor
+
+    public init() throws(SystemError) {
+        let fd = csluice_eventfd()
+        guard fd >= 0 else { throw SystemError("eventfd", errno: -fd) }
+        event = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+    }
+
+    /// Readable while jobs wait.
+    public var descriptor: CInt { event.rawValue }
+
+    public func submit(_ job: @escaping Job) {
+        jobs.withLock { $0.append(job) }
+        var one: UInt64 = 1
+        _ = write(event.rawValue, &one, 8)
+    }
+
+    /// Runs every waiting job (supervisor thread).
+    public func run(with backend: any ControllerBackend) {
+        var count: UInt64 = 0
+        _ = read(event.rawValue, &count, 8)
+        let pending = jobs.withLock { queue in
+            defer { queue.removeAll() }
+            return queue
+        }
+        for job in pending { job(backend) }
+    }
+}

@@ -1,0 +1,105 @@
+import ExternalController
+import Foundation
+import IPC
+import SluiceConfig
+import WorkerRuntime
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The external controller's view of sluiced (every call arrives on sluiced's thread through the mailbox).
+extension Supervisor: ControllerBackend {
+    /// Starts, updates or stops the API after the configuration changed (`old` nil: at start).
+    func updateController(old: ControllerConfiguration?) {
+        let wanted = configuration.controller
+        guard wanted.isEnabled else {
+            if controller != nil {
+                controller?.stop()
+                controller = nil
+                LogTap.set(priority: LogSubscribe.off) { _, _ in }
+                logger.info("external controller: stopped (no external-controller in the configuration)")
+            }
+            return
+        }
+        do {
+            if let controller {
+                if old != wanted { try controller.update(wanted) }
+            } else {
+                let mailbox = try ControllerMailbox()
+                let made = ExternalController(
+                    configuration: wanted, mailbox: mailbox, version: SluiceVersion.string, logger: logger)
+                controller = made
+                try made.start()
+            }
+            if let unix = wanted.unixSocket, let controlGroup { chown(unix, uid_t.max, controlGroup) }
+        } catch {
+            logger.error(
+                "external controller: cannot listen on \(wanted.listen.map { "\($0)" } ?? wanted.unixSocket ?? "?"): \(error); the API is off until the address is free or changed (then reload)")
+        }
+    }
+
+    public func controllerState() -> ControllerState {
+        let status = statusDocument()
+        let workers = status.workers.map { w in
+            ControllerState.Worker(
+                name: w.name, state: w.state, pid: w.pid, restarts: w.restarts, heartbeatLatencyMilliseconds: w.heartbeatLatencyMilliseconds,
+                stats: w.stats)
+        }
+        return ControllerState(
+            configuration: configuration, configPath: options.configPath, generation: generation, version: SluiceVersion.string,
+            workers: workers, groups: slots[.tun]?.groups ?? [])
+    }
+
+    public func controllerAsk(_ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void) {
+        let kind: WorkerKind = worker == .tun ? .tun : .dns
+        guard let slot = slots[kind], slot.handshaken, slot.channel != nil else {
+            let why = slots[kind]?.enabled == true ? "is not running (restarting?); try again" : "is off in the configuration"
+            reply(.error(ErrorReport(code: .rejected, message: "the \(kind.rawValue) worker \(why)")))
+            return
+        }
+        send(request, to: slot, purpose: .api(reply: reply))
+    }
+
+    public func controllerPatch(mode: SluiceConfiguration.Mode?, logLevel: SluiceConfiguration.LogLevel?) {
+        var new = configuration
+        if let mode { new.mode = mode }
+        if let logLevel { new.logLevel = logLevel }
+        guard new != configuration else { return }
+        logger.notice(
+            "external controller: \([mode.map { "mode \($0.rawValue)" }, logLevel.map { "log-level \($0.rawValue)" }].compactMap { $0 }.joined(separator: ", ")) (until the next reload from the file)")
+        install(new)
+        publishStatus()
+    }
+
+    public func controllerReload(path: String?, payload: String?) -> String? {
+        if let payload {
+            logger.info("external controller: reloading from a payload of \(payload.utf8.count) bytes")
+            return apply(ConfigLoader.load(yaml: payload, fileName: "(PUT /configs payload)"), from: "the PUT /configs payload")
+        }
+        if let path, !path.hasPrefix("/") { return "path must be absolute, got \(path)" }
+        let file = path ?? options.configPath
+        guard access(file, R_OK) == 0 else { return "cannot read \(file): \(String(cString: strerror(errno)))" }
+        logger.info("external controller: reloading from \(file)")
+        let refusal = apply(ConfigLoader.load(contentsOfFile: file), from: file)
+        if refusal == nil, file != options.configPath {
+            logger.notice("the configuration file is now \(file) (SIGHUP reloads it)")
+            options.configPath = file
+        }
+        return refusal
+    }
+
+    public func controllerFollowLogs(priority: UInt8) {
+        for slot in slots.values where slot.handshaken && slot.channel != nil {
+            send(.logSubscribe(LogSubscribe(priority: priority)), to: slot, purpose: nil)
+        }
+        // sluiced's own lines, from any of its threads.
+        if let controller, priority != LogSubscribe.off {
+            LogTap.set(priority: priority) { [weak controller] level, text in
+                controller?.publishLog(source: "sluiced", priority: level, text: text)
+            }
+        } else {
+            LogTap.set(priority: LogSubscribe.off) { _, _ in }
+        }
+    }
+}
