@@ -46,6 +46,10 @@
   lab-servers.py first-line HOST PORT   connects and prints the first line it receives
   lab-servers.py half-close HOST PORT   GET /small, then shutdown(SHUT_WR) before reading: prints
                                         the body when the whole response still arrives
+  lab-servers.py ws-read HOST PORT PATH SECONDS
+                                        a WebSocket client: upgrades GET PATH (with its query,
+                                        e.g. /traffic?token=S) and prints each text frame on a
+                                        line for SECONDS; "refused STATUS" when not upgraded
   lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
                                         SEQUENTIAL one-after-another GET /small, then
                                         CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
@@ -539,6 +543,60 @@ def http_probe(host, count, gap):
     print("ok %d of %s, slowest %.2f s" % (ok, count, slowest))
 
 
+def ws_read(host, port, path, seconds):
+    import base64
+    import os
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 101 " not in status + " ":
+        print("refused " + status.split(" ")[1] if " " in status else "refused ?", flush=True)
+        return
+    buffer = head.split(b"\r\n\r\n", 1)[1]
+    deadline = time.monotonic() + float(seconds)
+
+    def need(n):
+        nonlocal buffer
+        while len(buffer) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            s.settimeout(left)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise EOFError
+            buffer += chunk
+        taken, buffer = buffer[:n], buffer[n:]
+        return taken
+
+    try:
+        while True:
+            b0, b1 = need(2)
+            length = b1 & 0x7F
+            if length == 126:
+                length = int.from_bytes(need(2), "big")
+            elif length == 127:
+                length = int.from_bytes(need(8), "big")
+            payload = need(length)
+            opcode = b0 & 0x0F
+            if opcode == 1:
+                print(payload.decode(errors="replace"), flush=True)
+            elif opcode == 8:
+                return
+    except (TimeoutError, EOFError, socket.timeout, OSError):
+        pass
+    finally:
+        s.close()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {
@@ -560,4 +618,5 @@ if __name__ == "__main__":
         "first-line": first_line,
         "https": lambda directory, port, cert, key: http_server(directory, port, cert, key),
         "banner": banner,
+        "ws-read": ws_read,
     }[command](*args)

@@ -50,6 +50,9 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A WebSocket upgrade sluice declines (no secret, another path) is reported here before the request
+        // comes on to be answered over HTTP (401, 404): not a reason to drop the connection.
+        if error is NIOWebSocketUpgradeError { return }
         stream?.stop()
         stream = nil
         context.close(promise: nil)
