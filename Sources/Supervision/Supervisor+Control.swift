@@ -1,6 +1,7 @@
 import Foundation
 import IPC
 import Logging
+import SluiceConfig
 import SluiceSystem
 import WorkerRuntime
 
@@ -117,8 +118,15 @@ extension Supervisor {
                 send(message, to: tun, purpose: .forward(client: ObjectIdentifier(client), requestID: id))
             case .reload(let request):
                 logger.info("reload requested over the control socket by \(client.credentials?.description ?? "?"): \(request.reason)")
-                reload()
-                reply(client, .configResult(ConfigResult(generation: generation, outcome: .applied, detail: statusLine())), id: id)
+                guard phase == .running else {
+                    reply(client, .error(ErrorReport(code: .rejected, message: "sluiced is stopping")), id: id)
+                    continue
+                }
+                if let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath) {
+                    reply(client, .configResult(ConfigResult(generation: generation, outcome: .rejected, detail: refusal)), id: id)
+                } else {
+                    reply(client, .configResult(ConfigResult(generation: generation, outcome: .applied, detail: statusLine())), id: id)
+                }
             default:
                 reply(client, .error(ErrorReport(code: .unknownMessageType, message: "the control socket does not handle \(message.type)")), id: id)
             }

@@ -121,7 +121,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         }.joined(separator: "\n")
     }
 
-    static func byteCount(_ bytes: UInt64) -> String {
+    public static func byteCount(_ bytes: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = Double(bytes)
         var unit = 0

@@ -12,6 +12,6 @@ struct Sluiced: ParsableCommand {
             `sluiced check -c FILE` validates a file without running anything.
             """,
         version: SluiceVersion.banner("sluiced"),
-        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, SelectCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, SelectCommand.self, ReloadCommand.self]
     )
 }

@@ -12,13 +12,16 @@ import Glibc
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show each worker's state, pid, uptime, restarts, last exit and counters.")
+        abstract: "Show each worker's state, pid, uptime, restarts, last exit and counters, the proxy groups, traffic and the top connections.")
 
     @Option(help: "Runtime directory of the running sluiced (default: $RUNTIME_DIRECTORY or /run/sluice).")
     var runtimeDir: String?
 
-    @Flag(help: "Print the status document as JSON (for scripts).")
+    @Flag(help: "Print the status document as JSON (for scripts); `traffic` and `connections` are added when the tun worker runs.")
     var json = false
+
+    @Option(help: "How many connections to list (the busiest first).")
+    var top = 10
 
     func run() throws {
         let runtime = runtimeDir ?? ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"] ?? "/run/sluice"
@@ -33,11 +36,25 @@ struct StatusCommand: ParsableCommand {
             writeStandardError("sluiced status: \(error)\n")
             throw ExitCode(1)
         }
+        // The tun worker's connections, when it runs (the same document as the API's GET /connections).
+        let connections: ConnectionsSnapshot? = try? ControlConnection.request(.connectionsRequest, socketPath: path) { message in
+            if case .connections(let document) = message { return try? JSONDecoder().decode(ConnectionsSnapshot.self, from: Data(document)) }
+            return nil
+        }
         if json {
-            print(String(decoding: document, as: UTF8.self))
+            guard let connections, var object = try JSONSerialization.jsonObject(with: Data(document)) as? [String: Any] else {
+                print(String(decoding: document, as: UTF8.self))
+                return
+            }
+            let top = ConnectionTable.busiest(connections.connections, count: max(0, top))
+            object["traffic"] = ["uploadTotal": connections.uploadTotal, "downloadTotal": connections.downloadTotal, "connections": connections.connections.count]
+            object["connections"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(top))
+            let merged = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: merged, as: UTF8.self))
         } else {
             let status = try JSONDecoder().decode(SupervisorStatus.self, from: Data(document))
             print(status.renderTable())
+            if let connections { print(ConnectionTable.render(connections, top: max(0, top))) }
         }
     }
 }
@@ -76,5 +93,39 @@ enum ControlConnection {
         if case .error(let report) = reply { throw Failure(description: "sluiced: \(report.code): \(report.message)") }
         guard let value = extract(reply) else { throw Failure(description: "unexpected answer \(reply.type)") }
         return value
+    }
+}
+
+/// The connections part of `sluiced status`: totals, then the busiest connections.
+enum ConnectionTable {
+    static func busiest(_ connections: [ConnectionsSnapshot.Connection], count: Int) -> [ConnectionsSnapshot.Connection] {
+        Array(connections.sorted { ($0.upload + $0.download) > ($1.upload + $1.download) }.prefix(count))
+    }
+
+    static func render(_ snapshot: ConnectionsSnapshot, top: Int) -> String {
+        var lines = [
+            "traffic: up \(SupervisorStatus.byteCount(snapshot.uploadTotal)), down \(SupervisorStatus.byteCount(snapshot.downloadTotal)) since the tun worker started; \(snapshot.connections.count) connection\(snapshot.connections.count == 1 ? "" : "s") open"
+        ]
+        let shown = busiest(snapshot.connections, count: top)
+        guard !shown.isEmpty else { return lines.joined(separator: "\n") }
+        let header = ["ID", "NET", "SOURCE", "DESTINATION", "CHAIN", "RULE", "UP", "DOWN"]
+        var rows = [header]
+        for c in shown {
+            let m = c.metadata
+            let destination = (m.host.isEmpty ? m.destinationIP : m.host) + ":" + m.destinationPort
+            let rule = c.rulePayload.isEmpty ? c.rule : "\(c.rule)(\(c.rulePayload))"
+            rows.append([
+                String(c.id.prefix(8)), m.network, "\(m.sourceIP):\(m.sourcePort)", destination, c.chains.reversed().joined(separator: " > "), rule,
+                SupervisorStatus.byteCount(c.upload), SupervisorStatus.byteCount(c.download),
+            ])
+        }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for row in rows {
+            lines.append(
+                row.indices.map { i in i == row.count - 1 ? row[i] : row[i] + String(repeating: " ", count: widths[i] - row[i].count) }
+                    .joined(separator: "  "))
+        }
+        if snapshot.connections.count > shown.count { lines.append("(\(snapshot.connections.count - shown.count) more; --top N, or the API's GET /connections)") }
+        return lines.joined(separator: "\n")
     }
 }
