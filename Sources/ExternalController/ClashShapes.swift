@@ -43,7 +43,7 @@ enum ClashShapes {
     }
 
     /// The built-in group mihomo routes everything to in `mode: global`.
-    static let global = "GLOBAL"
+    static let global = SluiceConfiguration.globalGroupName
 
     /// Every proxy and group by name, as `GET /proxies` lists them (DIRECT, REJECT and GLOBAL included).
     static func proxies(_ state: ControllerState, now: Date = Date()) -> [String: ProxyInfo] {
@@ -103,21 +103,16 @@ enum ClashShapes {
             info.icon = group.icon ?? ""
             result[group.name] = info
         }
-        if result[global] == nil {
+        if result[global] == nil, let group = configuration.proxyGroupsWithGlobal.last, group.name == global {
             var info = ProxyInfo(name: global, type: "Selector", udp: true, alive: true, history: [])
-            info.all = globalMembers(configuration)
+            info.all = group.members
             info.now = groupStates[global]?.now ?? "DIRECT"
-            info.testUrl = "https://www.gstatic.com/generate_204"
+            info.testUrl = group.url
             info.hidden = false
             info.icon = ""
             result[global] = info
         }
         return result
-    }
-
-    /// GLOBAL's members in mihomo's order: DIRECT, REJECT, then proxies and groups as configured.
-    static func globalMembers(_ configuration: SluiceConfiguration) -> [String] {
-        ["DIRECT", "REJECT"] + configuration.proxyGroups.map(\.name) + configuration.proxies.map(\.name)
     }
 
     static func clashType(_ kind: ProxyGroup.Kind) -> String {

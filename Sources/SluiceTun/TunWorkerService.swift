@@ -142,16 +142,22 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             return nil
         })
         // Groups keep their state (choices, health) across a reload that leaves them alone.
-        var groups: ProxyGroups?
-        if !configuration.proxyGroups.isEmpty {
-            if let old = previous?.groups, old.configuration == configuration.proxyGroups {
-                groups = old
-            } else {
-                let store = configuration.profile.storeSelected ? stateDirectory.map { "\($0)/selected.json" } : nil
-                groups = ProxyGroups(configuration.proxyGroups, storePath: store, logger: logger)
-            }
+        // Every configuration has mihomo's GLOBAL group: `mode: global` routes through it, and the API selects in it.
+        let groupConfigurations = configuration.proxyGroupsWithGlobal
+        let groups: ProxyGroups
+        if let old = previous?.groups, old.configuration == groupConfigurations {
+            groups = old
+        } else {
+            let store = configuration.profile.storeSelected ? stateDirectory.map { "\($0)/selected.json" } : nil
+            groups = ProxyGroups(groupConfigurations, storePath: store, logger: logger)
         }
-        let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: configuration.mode)
+        var mode = configuration.mode
+        if mode == .global {
+            // Everything to GLOBAL, except what must never loop into a proxy (WireGuard peers' endpoints).
+            rules = configuration.wireguardEndpointRules + [Rule(condition: .match, target: SluiceConfiguration.globalGroupName)]
+            mode = .rule
+        }
+        let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: mode)
         if !engine.unsupportedKinds.isEmpty {
             logger.warning(
                 "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")

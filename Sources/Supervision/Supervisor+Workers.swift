@@ -181,6 +181,8 @@ extension Supervisor {
             kill(slot, reason: "it sent \(message.type) before answering hello")
             return
         }
+        // The external controller's answers go back to it; the cases below still keep what they cache (stats, groups).
+        if case .api(let reply)? = purpose { reply(message) }
         switch message {
         case .helloAccept(let accept):
             // The channel is one end of a socketpair handed over at spawn, so only that process holds it; the pid
@@ -236,12 +238,11 @@ extension Supervisor {
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
             if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }
-            if case .api(let reply) = purpose { reply(message) }
         case _ where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
             // Any other answer (or error) to a request a control client made goes back to it as it is.
             if case .forward(let client, let requestID)? = purpose { forwardAnswer(message, to: client, requestID: requestID) }
         case _ where purpose.map({ if case .api = $0 { true } else { false } }) ?? false:
-            if case .api(let reply)? = purpose { reply(message) }
+            break  // answered above
         case .logRecord(let record):
             controller?.publishLog(source: slot.kind.rawValue, priority: record.priority, text: record.text)
         case .linkStatus(let document):

@@ -309,7 +309,7 @@ public final class Supervisor {
         send(.heartbeat(Heartbeat(sequence: slot.heartbeatSequence, timestamp: now)), to: slot, purpose: .heartbeat)
         // Stats ride along with every heartbeat: `sluiced status` is at most one interval old.
         send(.statsRequest, to: slot, purpose: .stats)
-        if slot.kind == .tun, !configuration.proxyGroups.isEmpty { send(.groupStatusRequest, to: slot, purpose: .groups) }
+        if slot.kind == .tun { send(.groupStatusRequest, to: slot, purpose: .groups) }
         if slot.kind == .keepalive, !configuration.wireguard.isEmpty { send(.linkStatusRequest, to: slot, purpose: .links) }
     }
 

@@ -41,3 +41,17 @@ public struct ProxyGroup: Sendable, Equatable, Codable {
         self.kind = kind
     }
 }
+
+extension SluiceConfiguration {
+    /// The name of mihomo's built-in group that `mode: global` sends everything to.
+    public static let globalGroupName = "GLOBAL"
+
+    /// The configured groups plus mihomo's built-in `GLOBAL` select group (DIRECT, REJECT, every group, every
+    /// proxy; its first member DIRECT), unless the configuration defines a group of that name itself.
+    public var proxyGroupsWithGlobal: [ProxyGroup] {
+        guard !proxyGroups.contains(where: { $0.name == Self.globalGroupName }) else { return proxyGroups }
+        var global = ProxyGroup(name: Self.globalGroupName, kind: .select)
+        global.members = ["DIRECT", "REJECT"] + proxyGroups.map(\.name) + proxies.map(\.name)
+        return proxyGroups + [global]
+    }
+}
