@@ -46,7 +46,6 @@ struct ExamplesTests {
         for expected in [
             "m.yaml:3:1: warning: mixed-port: not supported by sluice; ignored",
             "m.yaml:4:1: warning: allow-lan: not supported by sluice; ignored",
-            "m.yaml:9:1: warning: external-controller: not supported by sluice; ignored",
         ] {
             #expect(rendered.contains(expected), "\(rendered)")
         }

@@ -142,7 +142,7 @@ struct ConfigurationDecoder {
             guard let text = context.string(node, path, allowEmpty: true) else { return nil }
             return text.isEmpty ? nil : ConfigLoader.resolve(text, from: baseDirectory)
         }
-        top.string("secret", into: &controller.secret)
+        top.decode("secret", into: &controller.secret) { context.string($0, $1, allowEmpty: true) }
         top.decode("external-ui", intoOptional: &controller.externalUI) { node, path in
             guard let text = context.string(node, path, allowEmpty: true) else { return nil }
             if text.isEmpty { return nil }
