@@ -92,6 +92,13 @@ struct ExternalControllerLabTests {
         #expect(connection["rule"] as? String == "IPCIDR" && connection["rulePayload"] as? String == "\(Self.selectHost)/32")
         let metadata = connection["metadata"] as? [String: Any] ?? [:]
         #expect(metadata["network"] as? String == "tcp" && metadata["destinationPort"] as? String == "80")
+        // `sluiced status` lists it too (table and JSON).
+        let sluiced = "\(SluicedHarness.productsDirectory)/sluiced"
+        let (_, table) = Shell.run("\(sluiced) status --runtime-dir \(lab.harness.runtimeDirectory) 2>&1")
+        #expect(table.contains("traffic: up") && table.contains("SEL > s2") && table.contains("\(Self.selectHost):80"), "\(table)")
+        let (_, json) = Shell.run("\(sluiced) status --json --top 1 --runtime-dir \(lab.harness.runtimeDirectory) 2>&1")
+        let document = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
+        #expect((document?["connections"] as? [[String: Any]])?.count == 1 && document?["traffic"] != nil, "\(json)")
         #expect(Self.api(lab, "DELETE", "/connections").0 == 204)
 
         // Delay tests through a member and the whole group (the lab's web server answers /small).
