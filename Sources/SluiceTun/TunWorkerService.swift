@@ -74,10 +74,20 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
 
     public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
-    /// `sluiced select` and the group state for `sluiced status`.
+    /// `sluiced select` and the group state for `sluiced status`; the external controller's connections list and
+    /// closes.
     public func answer(_ request: Message) -> Message? {
         let groups = running?.dispatcher.table.withLock { $0.groups }
         switch request {
+        case .connectionsRequest:
+            let snapshot = running?.registry.snapshot() ?? ConnectionsSnapshot(uploadTotal: 0, downloadTotal: 0, connections: [])
+            do {
+                return .connections(document: Array(try JSONEncoder().encode(snapshot)))
+            } catch {
+                return .error(ErrorReport(code: .internalFailure, message: "cannot encode the connections: \(error)"))
+            }
+        case .closeConnections(let close):
+            return .connectionsClosed(count: UInt32(clamping: running?.registry.close(id: close.id) ?? 0))
         case .groupStatusRequest:
             return Self.groupStatus(groups)
         case .select(let select):
@@ -181,6 +191,8 @@ final class RunningDataPlane: @unchecked Sendable {
     let summary: String
     let dns: DNSPeer
     let resolver: NameResolver
+    /// The live connections and flows, for the external controller.
+    let registry: ConnectionRegistry
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
@@ -188,7 +200,7 @@ final class RunningDataPlane: @unchecked Sendable {
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
         relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
-        markerPath: String?,
+        registry: ConnectionRegistry, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
         self.wantedAddresses = wantedAddresses
@@ -203,6 +215,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.dns = dns
         self.resolver = resolver
         self.nat = nat
+        self.registry = registry
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
         self.interfaceIndex = interfaceIndex
@@ -270,9 +283,10 @@ final class RunningDataPlane: @unchecked Sendable {
         let limits = configuration.limits
         checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
         let nat = TCPNATTable(maxConnections: limits.maxConnections)
+        let registry = ConnectionRegistry()
         let udp = try UDPFlowTable(
             tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
-            fakeAddressUse: { address, used in dnsPeer.pin(address, used) })
+            fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry)
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
@@ -292,7 +306,7 @@ final class RunningDataPlane: @unchecked Sendable {
             },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
             lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) },
-            egress: egress)
+            egress: egress, registry: registry)
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
@@ -314,7 +328,7 @@ final class RunningDataPlane: @unchecked Sendable {
         if device.segmentationOffload { summary += ", gso" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
