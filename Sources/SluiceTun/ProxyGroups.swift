@@ -221,12 +221,23 @@ public final class ProxyGroups: @unchecked Sendable {
         }
     }
 
-    /// Records check results and lets url-test groups switch.
-    func apply(_ results: [String: Health], to name: String, at now: UInt64) {
+    /// A delay measured outside the health checks (the external controller's delay test): every group that lists
+    /// `member` records it, as a check of that member would (url-test and fallback groups may switch), without
+    /// moving their next check.
+    public func record(_ member: String, latencyMilliseconds: UInt32?, at now: UInt64 = MonotonicClock.now) {
+        let listing = state.withLock { groups in groups.values.filter { $0.config.members.contains(member) }.map(\.config.name) }
+        for name in listing {
+            apply([member: Health(latencyMilliseconds: latencyMilliseconds, checkedAt: now)], to: name, at: now, isCheck: false)
+        }
+    }
+
+    /// Records check results and lets url-test groups switch. `isCheck`: the group's own health check (its next one
+    /// is due an interval from `now`); false for results measured on request.
+    func apply(_ results: [String: Health], to name: String, at now: UInt64, isCheck: Bool = true) {
         let change: (String, String)? = state.withLock { groups in
             guard var group = groups[name] else { return nil }
             group.health.merge(results) { $1 }
-            group.lastChecked = max(now, 1)
+            if isCheck { group.lastChecked = max(now, 1) }
             var change: (String, String)?
             if group.config.kind == .urlTest {
                 let current = group.selected

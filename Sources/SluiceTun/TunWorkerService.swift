@@ -105,6 +105,17 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         }
     }
 
+    /// The external controller's delay tests, measured on a thread of their own (up to the request's timeout).
+    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
+        guard case .delayTest(let test) = request else { return false }
+        guard let running else {
+            respond(.delayResult(DelayResult(delays: [], error: "the TUN is off: no proxies to test")))
+            return true
+        }
+        running.delayTest(test, respond: respond)
+        return true
+    }
+
     static func groupStatus(_ groups: ProxyGroups?) -> Message {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -477,6 +488,97 @@ final class RunningDataPlane: @unchecked Sendable {
         } catch {
             logger.error("cannot start proxy-group health checks: \(error); fallback and url-test groups keep their first member")
         }
+    }
+
+    /// Bounds the threads one whole-group delay test uses.
+    static let delayTestThreads = 16
+    /// mihomo's default test URL, for a request without one.
+    static let defaultDelayURL = "https://www.gstatic.com/generate_204"
+
+    /// The external controller's delay test (`GET /proxies/:name/delay`, `GET /group/:name/delay`): `name` through
+    /// its own outbound (a group: what it resolves to now, as mihomo measures a group), or with `wholeGroup` every
+    /// member of the group `name` at once. Answers through `respond` from a detached thread; every measurement is
+    /// bounded by the request's timeout. Results feed the groups' health as a check would.
+    func delayTest(_ test: DelayTest, respond: @escaping @Sendable (Message) -> Void) {
+        let table = dispatcher.table.withLock { $0 }
+        let groups = table.groups
+        let isGroup = groups?.contains(test.name) ?? false
+        let builtIns: Set<String> = ["DIRECT", "REJECT", "REJECT-DROP"]
+        guard isGroup || table.outbounds[test.name] != nil || table.rejectNames.contains(test.name)
+            || builtIns.contains(test.name)
+        else {
+            respond(.delayResult(DelayResult(delays: [], error: "proxy \(test.name) not found")))
+            return
+        }
+        if test.wholeGroup && !isGroup {
+            respond(.delayResult(DelayResult(delays: [], error: "\(test.name) is not a proxy group")))
+            return
+        }
+        let members = test.wholeGroup ? (groups?.members(of: test.name) ?? []) : [test.name]
+        let url = test.url.isEmpty ? Self.defaultDelayURL : test.url
+        let timeout = test.timeoutMilliseconds == 0 ? 5000 : Int(min(test.timeoutMilliseconds, 60_000))
+        let resolver = self.resolver
+        /// One member: the proxy or built-in it resolves to, measured; 0 when it fails (or is REJECT).
+        let measure: @Sendable (String) -> (leaf: String?, milliseconds: UInt32) = { member in
+            let leaf = groups?.contains(member) == true ? groups?.resolve(member, key: "delay-test") : member
+            guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return (nil, 0) }
+            return (leaf, HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver) ?? 0)
+        }
+        let name = test.name
+        let wholeGroup = test.wholeGroup
+        let logger = self.logger
+        do {
+            try OSThread.detached(name: "tun-delay") {
+                let results: [(leaf: String?, milliseconds: UInt32)] = Self.measureAll(
+                    members, threads: Self.delayTestThreads, measure
+                ).map { $0 ?? (leaf: nil, milliseconds: 0) }
+                if let groups {
+                    let now = MonotonicClock.now
+                    func latency(_ ms: UInt32) -> UInt32? { ms == 0 ? nil : ms }
+                    if wholeGroup {
+                        var health: [String: ProxyGroups.Health] = [:]
+                        for (member, result) in zip(members, results) {
+                            health[member] = ProxyGroups.Health(latencyMilliseconds: latency(result.milliseconds), checkedAt: now)
+                        }
+                        groups.apply(health, to: name, at: now, isCheck: false)
+                    } else if let first = results.first, let leaf = first.leaf {
+                        groups.record(leaf, latencyMilliseconds: latency(first.milliseconds), at: now)
+                    }
+                }
+                respond(.delayResult(DelayResult(delays: zip(members, results).map { .init(name: $0, milliseconds: $1.milliseconds) })))
+            }
+        } catch {
+            logger.error("delay test of \(name): cannot start a thread: \(error)")
+            respond(.delayResult(DelayResult(delays: [], error: "cannot start the delay test: \(error)")))
+        }
+    }
+
+    /// `measure` of each of `items`, in their order, on at most `threads` threads at once.
+    static func measureAll<Result: Sendable>(
+        _ items: [String], threads: Int, _ measure: @escaping @Sendable (String) -> Result
+    ) -> [Result?] {
+        let next = Locked(0)
+        let results = Locked<[Result?]>(Array(repeating: nil, count: items.count))
+        let work: @Sendable () -> Void = {
+            while true {
+                let i = next.withLock { n -> Int in
+                    defer { n += 1 }
+                    return n
+                }
+                guard i < items.count else { return }
+                let result = measure(items[i])
+                results.withLock { $0[i] = result }
+            }
+        }
+        var started: [OSThread] = []
+        for _ in 0..<min(threads, items.count) {
+            guard let thread = try? OSThread.start(name: "tun-delay", work) else { break }
+            started.append(thread)
+        }
+        // No thread could start: measure here, one after the other.
+        if started.isEmpty { work() }
+        for thread in started { thread.join() }
+        return results.withLock { $0 }
     }
 
     /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.

@@ -205,4 +205,40 @@ struct ConnectionRegistryTests {
             logger: Logger(label: "test"))
         #expect(cycle.resolvePath("A", key: "") == nil)
     }
+
+    @Test("a delay measured on request feeds every group listing the member; a url-test group may switch")
+    func recordedDelay() {
+        let groups = ProxyGroups(
+            [
+                ProxyGroupsTests.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 10 },
+                ProxyGroupsTests.group("Pick", .select, ["b", "DIRECT"]),
+            ], storePath: nil, logger: Logger(label: "test"))
+        groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 200)], to: "Auto", at: 1)
+        #expect(groups.resolve("Auto", key: "") == "a")
+        groups.record("b", latencyMilliseconds: 20)
+        #expect(groups.resolve("Auto", key: "") == "b", "b measured 20 ms on request: faster by more than the tolerance")
+        let status = groups.status
+        #expect(status.first { $0.name == "Pick" }?.health["b"]?.latencyMilliseconds == 20)
+        #expect(status.first { $0.name == "Auto" }?.health["b"]?.latencyMilliseconds == 20)
+        groups.record("b", latencyMilliseconds: nil)
+        #expect(groups.resolve("Auto", key: "") == "a", "b failed: back to a")
+    }
+
+    @Test("whole-group measurements run on at most the given number of threads, results in member order")
+    func boundedMeasurements() {
+        let running = Locked((now: 0, most: 0))
+        let items = (0..<40).map { "m\($0)" }
+        let results = RunningDataPlane.measureAll(items, threads: 16) { item -> String in
+            running.withLock { r in
+                r.now += 1
+                r.most = max(r.most, r.now)
+            }
+            usleep(20_000)
+            running.withLock { $0.now -= 1 }
+            return item.uppercased()
+        }
+        #expect(results == items.map { $0.uppercased() })
+        let most = running.withLock { $0.most }
+        #expect(most <= 16 && most > 1, "at most 16 at once, and more than one: \(most)")
+    }
 }
