@@ -102,10 +102,11 @@ final class UDPFlowTable: @unchecked Sendable {
     /// Sends one client datagram to `destination` through `outbound` (the TUN reader thread,
     /// or the dns peer's for datagrams that waited for a fake name's address).
     /// `seenAs` is the fake endpoint the client sent to, when `destination` is its real
-    /// endpoint or its name. `facts`: what the connections list shows for a flow this datagram starts.
+    /// endpoint or its name. `facts`: what the connections list shows for a flow this datagram starts (borrowed:
+    /// copied only when a flow is made).
     func send(
         from client: InetEndpoint, to destination: DatagramAddress, seenAs: InetEndpoint? = nil,
-        payload: UnsafeRawBufferPointer, outbound: any Outbound, facts: ConnectionFacts? = nil
+        payload: UnsafeRawBufferPointer, outbound: any Outbound, facts: ConnectionFacts
     ) {
         let key = FlowKey(client: client, outbound: outbound.name)
         let now = MonotonicClock.now
@@ -140,11 +141,9 @@ final class UDPFlowTable: @unchecked Sendable {
                     }
                     made = true
                     let cookie = s.nextCookie
-                    let tracked = facts.flatMap { facts -> TrackedConnection? in
-                        var facts = facts
-                        if case .endpoint(let remote) = destination { facts.remoteDestination = remote.address }
-                        return registry?.register(facts) { [weak self] in self?.requestClose(cookie) }
-                    }
+                    var facts = facts
+                    if case .endpoint(let remote) = destination { facts.remoteDestination = remote.address }
+                    let tracked = registry?.register(facts) { [weak self] in self?.requestClose(cookie) }
                     let f = Flow(key: key, session: session, cookie: cookie, tracked: tracked)
                     f.lastActivity.store(now, ordering: .relaxed)
                     s.nextCookie += 2
