@@ -50,6 +50,11 @@
                                         a WebSocket client: upgrades GET PATH (with its query,
                                         e.g. /traffic?token=S) and prints each text frame on a
                                         line for SECONDS; "refused STATUS" when not upgraded
+  lab-servers.py slow-get HOST PORT PATH RATE
+                                        GET PATH reading at most RATE bytes a second, a chunk
+                                        every 10 ms into a small receive buffer (a reset is seen
+                                        within about 10 ms); prints "BYTES complete", "BYTES
+                                        reset" or "BYTES error: ..." (bounded: 120 s)
   lab-servers.py tcp-many HOST PORT SEQUENTIAL CONCURRENT
                                         SEQUENTIAL one-after-another GET /small, then
                                         CONCURRENT at once; prints "sequential ok/N concurrent ok/M"
@@ -144,6 +149,34 @@ def udp_echo(port, *addresses):
 
 def family_of(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def slow_get(host, port, path, rate):
+    rate = int(rate)
+    chunk = max(1024, rate // 100)
+    sock = socket.socket(family_of(host), socket.SOCK_STREAM)
+    # A small receive buffer keeps the sender held back rather than the whole body queued here.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(10)
+    total = 0
+    try:
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        start = time.monotonic()
+        while time.monotonic() - start < 120:
+            data = sock.recv(chunk)
+            if not data:
+                print(f"{total} complete", flush=True)
+                return
+            total += len(data)
+            ahead = total / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(min(ahead, 0.01))
+        print(f"{total} timeout", flush=True)
+    except ConnectionResetError:
+        print(f"{total} reset", flush=True)
+    except OSError as error:
+        print(f"{total} error: {error}", flush=True)
 
 
 def udp_client(host, port, count, size=64):
@@ -605,6 +638,7 @@ if __name__ == "__main__":
         "udp-client": udp_client,
         "fullcone": fullcone,
         "tcp-many": tcp_many,
+        "slow-get": slow_get,
         "dns-query": dns_query,
         "dns-load": dns_load,
         "syn-flood": syn_flood,

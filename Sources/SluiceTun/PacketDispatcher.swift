@@ -40,14 +40,24 @@ final class RoutingTable: Sendable {
     /// The rules' decision with groups followed down to the proxy or built-in that carries
     /// the flow (`key`: the destination's name or address, for load balancing). The rule
     /// text keeps the group: `[MATCH → Proxy] ss1`.
-    func settle(_ decision: RuleDecision, key: String, source: String) -> RuleDecision {
+    ///
+    /// The route facts keep the rule as written and the chain of outbounds (mihomo's order: `["ss1", "Proxy"]`) for the
+    /// connections list.
+    func settle(_ decision: RuleDecision, key: String, source: String) -> (RuleDecision, RouteFacts) {
         guard let groups, groups.contains(decision.target) else {
-            return rejectNames.contains(decision.target) ? RuleDecision(target: "REJECT", rule: decision.rule) : decision
+            let settled = rejectNames.contains(decision.target) ? RuleDecision(target: "REJECT", rule: decision.rule) : decision
+            return (settled, RouteFacts(rule: decision.rule, chains: [decision.target]))
         }
-        guard let leaf = groups.resolve(decision.target, key: key, source: source) else {
-            return RuleDecision(target: "REJECT", rule: "\(decision.rule) → \(decision.target) (groups in a cycle)")
+        guard let path = groups.resolvePath(decision.target, key: key, source: source), let leaf = path.last else {
+            return (
+                RuleDecision(target: "REJECT", rule: "\(decision.rule) → \(decision.target) (groups in a cycle)"),
+                RouteFacts(rule: decision.rule)
+            )
         }
-        return RuleDecision(target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)")
+        return (
+            RuleDecision(target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)"),
+            RouteFacts(rule: decision.rule, chains: path.reversed())
+        )
     }
 
     /// Cached UDP routes are valid while this is unchanged (and the table is the same).
@@ -94,6 +104,8 @@ final class PacketDispatcher: @unchecked Sendable {
         var outbound: (any Outbound)?
         /// The name behind a fake destination, whose real address the datagrams go to.
         var name: String?
+        /// What the connections list shows for a flow this pair starts.
+        var facts: ConnectionFacts
     }
     private var warnedTargets: Set<String> = []
     private var warnedICMP: Set<Bool> = []
@@ -295,12 +307,13 @@ final class PacketDispatcher: @unchecked Sendable {
                 (metadata.uid, metadata.processPath) = owner(
                     tcp: true, InetEndpoint(ip.source, tcp.sourcePort), InetEndpoint(ip.destination, tcp.destinationPort),
                     current)
-                let decision =
+                var (decision, facts) =
                     hijacked
-                    ? RuleDecision(target: "DNS", rule: "dns-hijack")
+                    ? (RuleDecision(target: "DNS", rule: "dns-hijack"), RouteFacts(rule: "dns-hijack", chains: ["DNS"]))
                     : current.settle(
                         current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
                         source: ip.source.description)
+                facts.processPath = metadata.processPath
                 switch disposition(of: decision.target, in: current).0 {
                 case .reject:
                     logger.info("\(label) [\(decision.rule)] REJECT")
@@ -319,7 +332,7 @@ final class PacketDispatcher: @unchecked Sendable {
                 port = settle(
                     nat.create(
                         key, decision: decision, host: metadata.host, fake: fake, clientSequence: tcp.sequence,
-                        now: MonotonicClock.now), ip, tcp, label: label, reply: reply)
+                        route: facts, now: MonotonicClock.now), ip, tcp, label: label, reply: reply)
                 guard port != nil else { return }
                 if fake { dns.pin(ip.destination, true) }
                 tcpFlows.add(1, ordering: .relaxed)
@@ -439,8 +452,9 @@ final class PacketDispatcher: @unchecked Sendable {
             tcp: true, InetEndpoint(entry.key.source, entry.key.sourcePort),
             InetEndpoint(entry.key.destination, entry.key.destinationPort), current)
         // A real destination: IP rules test it as it is, nothing is resolved here.
-        let decision = current.settle(
+        var (decision, route) = current.settle(
             current.rules.decide(metadata), key: host ?? entry.key.destination.description, source: entry.key.source.description)
+        route.processPath = metadata.processPath
         let outbound: (any Outbound)?
         switch decision.target {
         case "REJECT", "REJECT-DROP": outbound = nil
@@ -459,7 +473,10 @@ final class PacketDispatcher: @unchecked Sendable {
         logger.info("\(label) [\(decision.rule)] \(decision.target)")
         return TCPRelayLoop.Route(
             destination: destination, outbound: outbound, label: label,
-            name: accepted.flatMap { $0.overrides ? $0.name : nil })
+            name: accepted.flatMap { $0.overrides ? $0.name : nil },
+            facts: ConnectionFacts(
+                network: .tcp, source: InetEndpoint(entry.key.source, entry.key.sourcePort), destination: destination,
+                host: host, fake: entry.fake, sniffHost: accepted?.name, route: route))
     }
 
     /// Where a TCP connection decided on its SYN goes (relay loop thread).
@@ -469,9 +486,12 @@ final class PacketDispatcher: @unchecked Sendable {
         guard let outbound = target == "DNS" ? hijackOutbound : table.withLock({ $0.outbounds[target] }) else { return nil }
         var label = "tcp \(InetEndpoint(entry.key.source, entry.key.sourcePort)) -> \(InetEndpoint(entry.key.destination, entry.key.destinationPort))"
         if let host = entry.host { label += " (\(host))" }
+        let destination = InetEndpoint(entry.key.destination, entry.key.destinationPort)
         return TCPRelayLoop.Route(
-            destination: InetEndpoint(entry.key.destination, entry.key.destinationPort), outbound: outbound, label: label,
-            name: entry.fake ? entry.host : nil)
+            destination: destination, outbound: outbound, label: label, name: entry.fake ? entry.host : nil,
+            facts: ConnectionFacts(
+                network: .tcp, source: InetEndpoint(entry.key.source, entry.key.sourcePort), destination: destination,
+                host: entry.host, fake: entry.fake, route: entry.route))
     }
 
     private enum Disposition { case forward, reject, drop }
@@ -552,6 +572,7 @@ final class PacketDispatcher: @unchecked Sendable {
             var label = "udp \(client) -> \(destination)"
             if let host { label += " (\(host))" }
             let decision: RuleDecision
+            var facts = RouteFacts()
             if fake && host == nil {
                 logger.warning("\(label): \(ip.destination) is a fake address that stands for no name; refusing")
                 decision = RuleDecision(target: "REJECT", rule: "unmapped fake address")
@@ -560,9 +581,10 @@ final class PacketDispatcher: @unchecked Sendable {
                     network: .udp, source: ip.source, sourcePort: udpHeader.sourcePort, destination: ip.destination,
                     destinationPort: udpHeader.destinationPort, host: host, destinationIsFake: fake)
                 (metadata.uid, metadata.processPath) = owner(tcp: false, client, destination, current)
-                decision = current.settle(
+                (decision, facts) = current.settle(
                     current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
                     source: ip.source.description)
+                facts.processPath = metadata.processPath
             }
             var (disposition, outbound) = disposition(of: decision.target, in: current)
             if let reason = outbound?.udpUnsupportedReason {
@@ -575,7 +597,9 @@ final class PacketDispatcher: @unchecked Sendable {
             }
             route = UDPRoute(
                 table: ObjectIdentifier(current), groupGeneration: current.groupGeneration, disposition: disposition,
-                outbound: outbound, name: fake ? host : nil)
+                outbound: outbound, name: fake ? host : nil,
+                facts: ConnectionFacts(
+                    network: .udp, source: client, destination: destination, host: host, fake: fake, route: facts))
             udpRoutes[pair] = route
             logger.info("\(label) [\(decision.rule)] \(decision.target)")
         }
@@ -594,26 +618,28 @@ final class PacketDispatcher: @unchecked Sendable {
                 // A fake destination through a proxy: the name goes to the proxy (no
                 // lookup here), and replies appear to come from the fake address.
                 udp.send(
-                    from: client, to: .name(name, destination.port), seenAs: destination, payload: payload, outbound: outbound)
+                    from: client, to: .name(name, destination.port), seenAs: destination, payload: payload, outbound: outbound,
+                    facts: route.facts)
             } else if let name = route.name {
                 // A fake destination: send to the name's real address, and let replies
                 // appear to come from the fake one. The first datagrams wait for the
                 // address (sent from the dns peer's thread when it arrives).
                 let udp = self.udp
                 let copy = Array(payload)
+                let facts = route.facts
                 let later: @Sendable (IPAddress) -> Void = { real in
                     copy.withUnsafeBytes {
                         udp.send(
                             from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: $0,
-                            outbound: outbound)
+                            outbound: outbound, facts: facts)
                     }
                 }
                 guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
                 udp.send(
                     from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: payload,
-                    outbound: outbound)
+                    outbound: outbound, facts: route.facts)
             } else {
-                udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound)
+                udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound, facts: route.facts)
             }
         }
     }
@@ -627,7 +653,8 @@ final class PacketDispatcher: @unchecked Sendable {
         let metadata = ConnectionMetadata(
             network: .icmp, source: ip.source, sourcePort: 0, destination: ip.destination, destinationPort: 0)
         let current = table.withLock { $0 }
-        let decision = current.settle(current.rules.decide(metadata), key: ip.destination.description, source: ip.source.description)
+        let (decision, _) = current.settle(
+            current.rules.decide(metadata), key: ip.destination.description, source: ip.source.description)
         var (disposition, outbound) = disposition(of: decision.target, in: current)
         if disposition == .forward && !(outbound is DirectOutbound) {
             // Echo cannot travel through a proxy; answering it here would pretend a path.

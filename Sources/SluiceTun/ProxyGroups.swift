@@ -84,19 +84,28 @@ public final class ProxyGroups: @unchecked Sendable {
     /// a group. `key` identifies the destination (host or address) for load balancing;
     /// `source` the client for sticky sessions. Nil for a cycle of groups.
     public func resolve(_ target: String, key: String, source: String = "") -> String? {
+        resolvePath(target, key: key, source: source)?.last
+    }
+
+    /// Like ``resolve(_:key:source:)``, with the way there: `target`, each group it led through, and the proxy or
+    /// built-in last (`["Final", "Proxy", "ss1"]`; `[target]` when it is not a group). Nil for a cycle of groups.
+    public func resolvePath(_ target: String, key: String, source: String = "") -> [String]? {
         state.withLock { groups in
-            var name = target
+            var path = [target]
             var seen: Set<String> = []
             let now = MonotonicClock.now
-            while let group = groups[name] {
+            while groups[path[path.count - 1]] != nil {
+                let name = path[path.count - 1]
                 guard seen.insert(name).inserted else { return nil }
                 groups[name]!.lastUsed = now
-                name = Self.current(&groups[name]!, key: key, source: source)
-                _ = group
+                path.append(Self.current(&groups[name]!, key: key, source: source))
             }
-            return name
+            return path
         }
     }
+
+    /// The members of group `name`, in config order; nil when there is no such group.
+    public func members(of name: String) -> [String]? { state.withLock { $0[name]?.config.members } }
 
     private static func current(_ group: inout Group, key: String, source: String) -> String {
         let members = group.config.members
@@ -212,12 +221,23 @@ public final class ProxyGroups: @unchecked Sendable {
         }
     }
 
-    /// Records check results and lets url-test groups switch.
-    func apply(_ results: [String: Health], to name: String, at now: UInt64) {
+    /// A delay measured outside the health checks (the external controller's delay test): every group that lists
+    /// `member` records it, as a check of that member would (url-test and fallback groups may switch), without
+    /// moving their next check.
+    public func record(_ member: String, latencyMilliseconds: UInt32?, at now: UInt64 = MonotonicClock.now) {
+        let listing = state.withLock { groups in groups.values.filter { $0.config.members.contains(member) }.map(\.config.name) }
+        for name in listing {
+            apply([member: Health(latencyMilliseconds: latencyMilliseconds, checkedAt: now)], to: name, at: now, isCheck: false)
+        }
+    }
+
+    /// Records check results and lets url-test groups switch. `isCheck`: the group's own health check (its next one
+    /// is due an interval from `now`); false for results measured on request.
+    func apply(_ results: [String: Health], to name: String, at now: UInt64, isCheck: Bool = true) {
         let change: (String, String)? = state.withLock { groups in
             guard var group = groups[name] else { return nil }
             group.health.merge(results) { $1 }
-            group.lastChecked = max(now, 1)
+            if isCheck { group.lastChecked = max(now, 1) }
             var change: (String, String)?
             if group.config.kind == .urlTest {
                 let current = group.selected

@@ -38,6 +38,8 @@ final class TCPNATTable: Sendable {
         /// The sequence number of the client's SYN: a reset that makes the listener forget the
         /// connection (when it is pushed out) must carry the next one.
         var clientSequence: UInt32 = 0
+        /// The rule as written and the chain of outbounds, for the connections list.
+        var route = RouteFacts()
         var createdAt: UInt64
         /// Set when the relay finished; the entry lingers so late FINs/ACKs still translate.
         var closedAt: UInt64?
@@ -56,7 +58,7 @@ final class TCPNATTable: Sendable {
         var ipv4: Bool { key.source.isIPv4 }
     }
 
-    /// What ``create(_:decision:host:fake:sniff:clientSequence:now:)`` did.
+    /// What ``create(_:decision:host:fake:sniff:clientSequence:route:now:)`` did.
     enum Creation: Equatable {
         /// A new entry at this port, after pushing out `evicted` when the table was at its limit.
         case created(UInt16, evicted: Evicted?)
@@ -194,11 +196,11 @@ final class TCPNATTable: Sendable {
     /// makes room. `clientSequence` is the SYN's sequence number.
     func create(
         _ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, sniff: Bool = false,
-        clientSequence: UInt32 = 0, now: UInt64
+        clientSequence: UInt32 = 0, route: RouteFacts = RouteFacts(), now: UInt64
     ) -> Creation {
         let entry = Entry(
             key: key, decision: decision, host: host, fake: fake, sniff: sniff, clientSequence: clientSequence,
-            createdAt: now)
+            route: route, createdAt: now)
         return state.withLock { s in
             let ipv4 = key.source.isIPv4
             if let existing = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key] { return .existing(existing) }

@@ -80,6 +80,8 @@ final class TCPRelayLoop: @unchecked Sendable {
         let outbound: String
         /// When connect and handshake must be done (monotonic ns).
         let deadline: UInt64
+        /// Its entry in the connections list, whose counters ``counted(_:_:from:connection:)`` bumps.
+        var tracked: TrackedConnection?
 
         init(
             id: UInt64, natPort: UInt16, ipv4: Bool, client: Side, server: Side, plan: TCPPlan, label: String,
@@ -106,6 +108,8 @@ final class TCPRelayLoop: @unchecked Sendable {
         /// Set when `destination` is a fake address: the name it stands for. DIRECT
         /// connects to the name's real address (looked up first); proxies are sent the name.
         var name: String?
+        /// What the connections list shows for it (the dialled address is added at the dial).
+        var facts: ConnectionFacts
     }
 
     /// What to do with an accepted connection.
@@ -164,6 +168,8 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let finished: (UInt16, Bool) -> Void
     private let lookupName: NameLookup
     private let egress: EgressPolicy
+    /// The connections list (external controller); nil in tests that need none.
+    private let registry: ConnectionRegistry?
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
     private let posted = Locked<[@Sendable () -> Void]>([])
     /// Reads of userspace relays and handshakes land here (loop thread only).
@@ -182,11 +188,14 @@ final class TCPRelayLoop: @unchecked Sendable {
     ///   - finished: the relay for that NAT port ended.
     ///   - lookupName: real addresses of a name (a fake destination's, a proxy server's).
     ///   - egress: keep-alive settings for the client side (outbounds set their own side).
+    ///   - registry: where each dialled connection is listed until it closes.
     init(
         logger: Logger, admit: @escaping (UInt16, Bool) -> Admission?, decideSniffed: @escaping SniffedDecision,
-        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup, egress: EgressPolicy
+        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup, egress: EgressPolicy,
+        registry: ConnectionRegistry? = nil
     ) throws(SystemError) {
         self.egress = egress
+        self.registry = registry
         self.admit = admit
         self.decideSniffed = decideSniffed
         self.lookupName = lookupName
@@ -442,6 +451,11 @@ final class TCPRelayLoop: @unchecked Sendable {
             label: route.label, outbound: route.outbound.name, deadline: deadline)
         connections[id] = connection
         active.add(1, ordering: .relaxed)
+        if let registry {
+            var facts = route.facts
+            facts.remoteDestination = hop.address
+            connection.tracked = registry.register(facts) { [weak self] in self?.requestClose(id) }
+        }
         do {
             // Client: nothing until relaying. Server: writable = connected.
             try poll.add(client.rawValue, [], cookie: id)
@@ -633,9 +647,17 @@ final class TCPRelayLoop: @unchecked Sendable {
         updateInterest(c)
     }
 
+    /// One relaxed atomic add per splice or write batch (up to 256 KiB) for the worker's counter and one for the
+    /// connection's own: no lock on the data path.
     private func counted(_ n: Int, _ d: Direction, from: Side, connection c: Connection) {
         d.bytes += UInt64(n)
-        if from === c.client { bytesUp.add(UInt64(n), ordering: .relaxed) } else { bytesDown.add(UInt64(n), ordering: .relaxed) }
+        if from === c.client {
+            bytesUp.add(UInt64(n), ordering: .relaxed)
+            c.tracked?.upload.add(UInt64(n), ordering: .relaxed)
+        } else {
+            bytesDown.add(UInt64(n), ordering: .relaxed)
+            c.tracked?.download.add(UInt64(n), ordering: .relaxed)
+        }
     }
 
     /// Reads from `from` into the pipe and splices the pipe to `to`. Returns false when
@@ -761,7 +783,18 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
         connections[c.id] = nil
         active.add(-1, ordering: .relaxed)
+        if let tracked = c.tracked { registry?.remove(tracked) }
         finished(c.natPort, c.ipv4)
+    }
+
+    /// Closes connection `id` on the loop's thread (the external controller's `DELETE /connections/:id`): both
+    /// sockets are reset, so the client sees a RST through the TUN at once, whatever phase the connection is in.
+    func requestClose(_ id: UInt64) {
+        post { [self] in
+            guard let c = connections[id] else { return }
+            logger.info("\(c.label): \(c.outbound): closed on request (external controller)")
+            close(c, reset: true)
+        }
     }
 }
 

@@ -74,10 +74,20 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
 
     public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
-    /// `sluiced select` and the group state for `sluiced status`.
+    /// `sluiced select` and the group state for `sluiced status`; the external controller's connections list and
+    /// closes.
     public func answer(_ request: Message) -> Message? {
         let groups = running?.dispatcher.table.withLock { $0.groups }
         switch request {
+        case .connectionsRequest:
+            let snapshot = running?.registry.snapshot() ?? ConnectionsSnapshot(uploadTotal: 0, downloadTotal: 0, connections: [])
+            do {
+                return .connections(document: Array(try JSONEncoder().encode(snapshot)))
+            } catch {
+                return .error(ErrorReport(code: .internalFailure, message: "cannot encode the connections: \(error)"))
+            }
+        case .closeConnections(let close):
+            return .connectionsClosed(count: UInt32(clamping: running?.registry.close(id: close.id) ?? 0))
         case .groupStatusRequest:
             return Self.groupStatus(groups)
         case .select(let select):
@@ -93,6 +103,17 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         default:
             return nil
         }
+    }
+
+    /// The external controller's delay tests, measured on a thread of their own (up to the request's timeout).
+    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
+        guard case .delayTest(let test) = request else { return false }
+        guard let running else {
+            respond(.delayResult(DelayResult(delays: [], error: "the TUN is off: no proxies to test")))
+            return true
+        }
+        running.delayTest(test, respond: respond)
+        return true
     }
 
     static func groupStatus(_ groups: ProxyGroups?) -> Message {
@@ -187,6 +208,8 @@ final class RunningDataPlane: @unchecked Sendable {
     let summary: String
     let dns: DNSPeer
     let resolver: NameResolver
+    /// The live connections and flows, for the external controller.
+    let registry: ConnectionRegistry
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
@@ -194,7 +217,7 @@ final class RunningDataPlane: @unchecked Sendable {
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
         relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
-        markerPath: String?,
+        registry: ConnectionRegistry, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
         self.wantedAddresses = wantedAddresses
@@ -209,6 +232,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.dns = dns
         self.resolver = resolver
         self.nat = nat
+        self.registry = registry
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
         self.interfaceIndex = interfaceIndex
@@ -276,9 +300,10 @@ final class RunningDataPlane: @unchecked Sendable {
         let limits = configuration.limits
         checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
         let nat = TCPNATTable(maxConnections: limits.maxConnections)
+        let registry = ConnectionRegistry()
         let udp = try UDPFlowTable(
             tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
-            fakeAddressUse: { address, used in dnsPeer.pin(address, used) })
+            fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry)
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
@@ -298,7 +323,7 @@ final class RunningDataPlane: @unchecked Sendable {
             },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
             lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) },
-            egress: egress)
+            egress: egress, registry: registry)
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
@@ -320,7 +345,7 @@ final class RunningDataPlane: @unchecked Sendable {
         if device.segmentationOffload { summary += ", gso" }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
@@ -469,6 +494,97 @@ final class RunningDataPlane: @unchecked Sendable {
         } catch {
             logger.error("cannot start proxy-group health checks: \(error); fallback and url-test groups keep their first member")
         }
+    }
+
+    /// Bounds the threads one whole-group delay test uses.
+    static let delayTestThreads = 16
+    /// mihomo's default test URL, for a request without one.
+    static let defaultDelayURL = "https://www.gstatic.com/generate_204"
+
+    /// The external controller's delay test (`GET /proxies/:name/delay`, `GET /group/:name/delay`): `name` through
+    /// its own outbound (a group: what it resolves to now, as mihomo measures a group), or with `wholeGroup` every
+    /// member of the group `name` at once. Answers through `respond` from a detached thread; every measurement is
+    /// bounded by the request's timeout. Results feed the groups' health as a check would.
+    func delayTest(_ test: DelayTest, respond: @escaping @Sendable (Message) -> Void) {
+        let table = dispatcher.table.withLock { $0 }
+        let groups = table.groups
+        let isGroup = groups?.contains(test.name) ?? false
+        let builtIns: Set<String> = ["DIRECT", "REJECT", "REJECT-DROP"]
+        guard isGroup || table.outbounds[test.name] != nil || table.rejectNames.contains(test.name)
+            || builtIns.contains(test.name)
+        else {
+            respond(.delayResult(DelayResult(delays: [], error: "proxy \(test.name) not found")))
+            return
+        }
+        if test.wholeGroup && !isGroup {
+            respond(.delayResult(DelayResult(delays: [], error: "\(test.name) is not a proxy group")))
+            return
+        }
+        let members = test.wholeGroup ? (groups?.members(of: test.name) ?? []) : [test.name]
+        let url = test.url.isEmpty ? Self.defaultDelayURL : test.url
+        let timeout = test.timeoutMilliseconds == 0 ? 5000 : Int(min(test.timeoutMilliseconds, 60_000))
+        let resolver = self.resolver
+        /// One member: the proxy or built-in it resolves to, measured; 0 when it fails (or is REJECT).
+        let measure: @Sendable (String) -> (leaf: String?, milliseconds: UInt32) = { member in
+            let leaf = groups?.contains(member) == true ? groups?.resolve(member, key: "delay-test") : member
+            guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return (nil, 0) }
+            return (leaf, HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver) ?? 0)
+        }
+        let name = test.name
+        let wholeGroup = test.wholeGroup
+        let logger = self.logger
+        do {
+            try OSThread.detached(name: "tun-delay") {
+                let results: [(leaf: String?, milliseconds: UInt32)] = Self.measureAll(
+                    members, threads: Self.delayTestThreads, measure
+                ).map { $0 ?? (leaf: nil, milliseconds: 0) }
+                if let groups {
+                    let now = MonotonicClock.now
+                    func latency(_ ms: UInt32) -> UInt32? { ms == 0 ? nil : ms }
+                    if wholeGroup {
+                        var health: [String: ProxyGroups.Health] = [:]
+                        for (member, result) in zip(members, results) {
+                            health[member] = ProxyGroups.Health(latencyMilliseconds: latency(result.milliseconds), checkedAt: now)
+                        }
+                        groups.apply(health, to: name, at: now, isCheck: false)
+                    } else if let first = results.first, let leaf = first.leaf {
+                        groups.record(leaf, latencyMilliseconds: latency(first.milliseconds), at: now)
+                    }
+                }
+                respond(.delayResult(DelayResult(delays: zip(members, results).map { .init(name: $0, milliseconds: $1.milliseconds) })))
+            }
+        } catch {
+            logger.error("delay test of \(name): cannot start a thread: \(error)")
+            respond(.delayResult(DelayResult(delays: [], error: "cannot start the delay test: \(error)")))
+        }
+    }
+
+    /// `measure` of each of `items`, in their order, on at most `threads` threads at once.
+    static func measureAll<Result: Sendable>(
+        _ items: [String], threads: Int, _ measure: @escaping @Sendable (String) -> Result
+    ) -> [Result?] {
+        let next = Locked(0)
+        let results = Locked<[Result?]>(Array(repeating: nil, count: items.count))
+        let work: @Sendable () -> Void = {
+            while true {
+                let i = next.withLock { n -> Int in
+                    defer { n += 1 }
+                    return n
+                }
+                guard i < items.count else { return }
+                let result = measure(items[i])
+                results.withLock { $0[i] = result }
+            }
+        }
+        var started: [OSThread] = []
+        for _ in 0..<min(threads, items.count) {
+            guard let thread = try? OSThread.start(name: "tun-delay", work) else { break }
+            started.append(thread)
+        }
+        // No thread could start: measure here, one after the other.
+        if started.isEmpty { work() }
+        for thread in started { thread.join() }
+        return results.withLock { $0 }
     }
 
     /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.

@@ -40,10 +40,13 @@ final class UDPFlowTable: @unchecked Sendable {
         /// first reply on that port (`learned`, not pinned: the name holds the pin).
         let names = Locked<(byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint], learned: [InetEndpoint: InetEndpoint])>(
             ([:], [:], [:]))
-        init(key: FlowKey, session: any UDPSession, cookie: UInt64) {
+        /// Its entry in the connections list (the first datagram's destination and rule).
+        let tracked: TrackedConnection?
+        init(key: FlowKey, session: any UDPSession, cookie: UInt64, tracked: TrackedConnection? = nil) {
             self.key = key
             self.session = session
             self.cookie = cookie
+            self.tracked = tracked
         }
     }
 
@@ -67,6 +70,10 @@ final class UDPFlowTable: @unchecked Sendable {
     private let limitWarning: LimitWarning
     /// Told when a flow starts (true) or stops (false) using a fake address.
     let fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)?
+    /// The connections list (external controller); nil in tests that need none.
+    private let registry: ConnectionRegistry?
+    /// Flows (by cookie) to close, asked from other threads; the loop closes them (``requestClose(_:)``).
+    private let closeRequests = Locked<[UInt64]>([])
 
     let datagramsOut = Atomic<UInt64>(0)
     let datagramsIn = Atomic<UInt64>(0)
@@ -76,9 +83,10 @@ final class UDPFlowTable: @unchecked Sendable {
 
     init(
         tun: TunWriter, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
-        fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil
+        fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil, registry: ConnectionRegistry? = nil
     ) throws(SystemError) {
         self.fakeAddressUse = fakeAddressUse
+        self.registry = registry
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.tun = tun
@@ -94,10 +102,11 @@ final class UDPFlowTable: @unchecked Sendable {
     /// Sends one client datagram to `destination` through `outbound` (the TUN reader thread,
     /// or the dns peer's for datagrams that waited for a fake name's address).
     /// `seenAs` is the fake endpoint the client sent to, when `destination` is its real
-    /// endpoint or its name.
+    /// endpoint or its name. `facts`: what the connections list shows for a flow this datagram starts (borrowed:
+    /// copied only when a flow is made).
     func send(
         from client: InetEndpoint, to destination: DatagramAddress, seenAs: InetEndpoint? = nil,
-        payload: UnsafeRawBufferPointer, outbound: any Outbound
+        payload: UnsafeRawBufferPointer, outbound: any Outbound, facts: ConnectionFacts
     ) {
         let key = FlowKey(client: client, outbound: outbound.name)
         let now = MonotonicClock.now
@@ -131,7 +140,11 @@ final class UDPFlowTable: @unchecked Sendable {
                         return existing
                     }
                     made = true
-                    let f = Flow(key: key, session: session, cookie: s.nextCookie)
+                    let cookie = s.nextCookie
+                    var facts = facts
+                    if case .endpoint(let remote) = destination { facts.remoteDestination = remote.address }
+                    let tracked = registry?.register(facts) { [weak self] in self?.requestClose(cookie) }
+                    let f = Flow(key: key, session: session, cookie: cookie, tracked: tracked)
                     f.lastActivity.store(now, ordering: .relaxed)
                     s.nextCookie += 2
                     s.byKey[key] = f
@@ -157,6 +170,7 @@ final class UDPFlowTable: @unchecked Sendable {
         if let seenAs { remember(seenAs, for: destination, in: flow) }
         if flow.session.send(payload, to: destination) {
             datagramsOut.add(1, ordering: .relaxed)
+            flow.tracked?.upload.add(UInt64(payload.count), ordering: .relaxed)
         } else {
             dropped.add(1, ordering: .relaxed)
         }
@@ -219,6 +233,7 @@ final class UDPFlowTable: @unchecked Sendable {
                     if cookie == 1 {
                         var value: UInt64 = 0
                         _ = read(wakeup.rawValue, &value, 8)
+                        closeRequested()
                         return
                     }
                     guard let flow = flows.withLock({ $0.byCookie[cookie & ~1] }) else { return }
@@ -239,13 +254,16 @@ final class UDPFlowTable: @unchecked Sendable {
                 expire(now: now)
             }
         }
-        flows.withLock { s in
-            for flow in s.byKey.values {
+        let ended = flows.withLock { s -> [Flow] in
+            let ended = Array(s.byKey.values)
+            for flow in ended {
                 flow.session.close()
                 releaseAliases(flow)
             }
             s = ([:], [:], s.nextCookie)
+            return ended
         }
+        for flow in ended { if let tracked = flow.tracked { registry?.remove(tracked) } }
         for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
     }
 
@@ -272,6 +290,7 @@ final class UDPFlowTable: @unchecked Sendable {
             }
             if tun.write(packet.baseAddress, length) > 0 {
                 datagramsIn.add(1, ordering: .relaxed)
+                flow.tracked?.download.add(UInt64(range.count), ordering: .relaxed)
             } else {
                 dropped.add(1, ordering: .relaxed)
             }
@@ -327,7 +346,25 @@ final class UDPFlowTable: @unchecked Sendable {
         poll.remove(flow.session.descriptor)
         if flow.session.controlDescriptor >= 0 { poll.remove(flow.session.controlDescriptor) }
         releaseAliases(flow)
+        if let tracked = flow.tracked { registry?.remove(tracked) }
         retired.withLock { $0.append(flow) }
+    }
+
+    /// Closes the flow with `cookie` on the loop's thread (the external controller's `DELETE /connections/:id`):
+    /// it leaves the table at once, so the client's next datagram starts a new flow, and its socket closes at the
+    /// next sweep (within a second), as for any retired flow.
+    func requestClose(_ cookie: UInt64) {
+        closeRequests.withLock { $0.append(cookie) }
+        var one: UInt64 = 1
+        _ = write(wakeup.rawValue, &one, 8)
+    }
+
+    private func closeRequested() {
+        for cookie in closeRequests.withLock({ r in defer { r = [] }; return r }) {
+            guard let flow = flows.withLock({ $0.byCookie[cookie] }) else { continue }
+            logger.info("UDP \(flow.key.client) via \(flow.key.outbound): closed on request (external controller)")
+            retire(flow)
+        }
     }
 
     private func expire(now: UInt64) {
@@ -354,6 +391,7 @@ final class UDPFlowTable: @unchecked Sendable {
             if flow.session.controlDescriptor >= 0 { poll.remove(flow.session.controlDescriptor) }
             flow.session.close()
             releaseAliases(flow)
+            if let tracked = flow.tracked { registry?.remove(tracked) }
         }
     }
 

@@ -1,0 +1,244 @@
+import Foundation
+import IPC
+import Logging
+import SluiceConfig
+import SluiceNet
+import SluiceRules
+import SluiceSystem
+import Synchronization
+import Testing
+
+@testable import SluiceTun
+
+@Suite("Connection registry")
+struct ConnectionRegistryTests {
+    static func facts(
+        _ network: ConnectionFacts.Network = .tcp, sourcePort: UInt16 = 40000, destination: String = "10.77.200.2",
+        port: UInt16 = 80, route: RouteFacts = RouteFacts(rule: "IP-CIDR,10.77.200.0/24", chains: ["ss1", "Proxy"])
+    ) -> ConnectionFacts {
+        ConnectionFacts(
+            network: network, source: InetEndpoint(IPAddress("10.77.1.2")!, sourcePort),
+            destination: InetEndpoint(IPAddress(destination)!, port), route: route)
+    }
+
+    @Test("ids are version-4 UUIDs, unique, sharing the registry's prefix; another registry has another prefix")
+    func ids() throws {
+        let registry = ConnectionRegistry()
+        let pattern = try Regex("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$")
+        var ids: Set<String> = []
+        for i in 0..<2000 {
+            let id = registry.register(Self.facts(sourcePort: UInt16(1000 + i))) {}.id
+            #expect(id.wholeMatch(of: pattern) != nil, "\(id)")
+            ids.insert(id)
+        }
+        #expect(ids.count == 2000)
+        #expect(Set(ids.map { $0.prefix(24) }).count == 1, "one prefix per registry, the counter in the last group")
+        let other = ConnectionRegistry().register(Self.facts()) {}.id
+        #expect(!ids.contains(other) && other.prefix(24) != ids.first!.prefix(24))
+        #expect(registry.count == 2000)
+    }
+
+    @Test("the snapshot has mihomo's field names and spellings")
+    func jsonShape() throws {
+        let registry = ConnectionRegistry()
+        var facts = Self.facts(destination: "198.18.0.5", port: 443)
+        facts.host = "a.test"
+        facts.fake = true
+        facts.sniffHost = "a.test"
+        facts.remoteDestination = IPAddress("10.77.200.2")
+        facts.route.processPath = "/usr/bin/curl"
+        let tracked = registry.register(facts) {}
+        tracked.upload.add(12, ordering: .relaxed)
+        tracked.download.add(3400, ordering: .relaxed)
+        let data = try JSONEncoder().encode(registry.snapshot())
+        let top = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(top.keys) == ["uploadTotal", "downloadTotal", "connections"])
+        let list = try #require(top["connections"] as? [[String: Any]])
+        let connection = try #require(list.first)
+        #expect(Set(connection.keys) == ["id", "metadata", "upload", "download", "start", "chains", "rule", "rulePayload"])
+        let metadata = try #require(connection["metadata"] as? [String: Any])
+        #expect(
+            Set(metadata.keys) == [
+                "network", "type", "sourceIP", "destinationIP", "sourcePort", "destinationPort", "host", "dnsMode",
+                "processPath", "process", "sniffHost", "remoteDestination",
+            ])
+        #expect(metadata["network"] as? String == "tcp")
+        #expect(metadata["type"] as? String == "Tun")
+        #expect(metadata["sourceIP"] as? String == "10.77.1.2")
+        #expect(metadata["sourcePort"] as? String == "40000", "ports are strings, as mihomo's")
+        #expect(metadata["destinationIP"] as? String == "198.18.0.5")
+        #expect(metadata["destinationPort"] as? String == "443")
+        #expect(metadata["host"] as? String == "a.test")
+        #expect(metadata["dnsMode"] as? String == "fake-ip")
+        #expect(metadata["processPath"] as? String == "/usr/bin/curl")
+        #expect(metadata["process"] as? String == "curl")
+        #expect(metadata["sniffHost"] as? String == "a.test")
+        #expect(metadata["remoteDestination"] as? String == "10.77.200.2")
+        #expect(connection["upload"] as? Int == 12)
+        #expect(connection["download"] as? Int == 3400)
+        #expect(connection["chains"] as? [String] == ["ss1", "Proxy"])
+        #expect(connection["rule"] as? String == "IPCIDR")
+        #expect(connection["rulePayload"] as? String == "10.77.200.0/24")
+        let start = try #require(connection["start"] as? String)
+        #expect(start.wholeMatch(of: try Regex(#"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#)) != nil, "\(start)")
+        // Within a few seconds of now.
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let parsed = try #require(formatter.date(from: start))
+        #expect(abs(parsed.timeIntervalSinceNow) < 10)
+
+        // A plain connection: normal DNS mode, empty strings rather than missing fields.
+        let registry2 = ConnectionRegistry()
+        _ = registry2.register(Self.facts(route: RouteFacts(rule: "MATCH", chains: ["DIRECT"]))) {}
+        let plain = try #require(registry2.snapshot().connections.first)
+        #expect(plain.metadata.dnsMode == "normal")
+        #expect(plain.metadata.host == "" && plain.metadata.process == "" && plain.metadata.remoteDestination == "")
+        #expect(plain.rule == "Match" && plain.rulePayload == "" && plain.chains == ["DIRECT"])
+    }
+
+    @Test("RFC 3339 UTC with milliseconds")
+    func timestamps() {
+        #expect(ConnectionRegistry.rfc3339(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123Z")
+        #expect(ConnectionRegistry.rfc3339(1_700_000_000_004_000_000) == "2023-11-14T22:13:20.004Z")
+        #expect(ConnectionRegistry.rfc3339(0) == "1970-01-01T00:00:00.000Z")
+    }
+
+    @Test("counters add up; totals include connections that closed, TCP and UDP")
+    func totals() throws {
+        let registry = ConnectionRegistry()
+        let a = registry.register(Self.facts()) {}
+        let b = registry.register(Self.facts(.udp, port: 53)) {}
+        a.upload.add(100, ordering: .relaxed)
+        a.download.add(1000, ordering: .relaxed)
+        b.upload.add(7, ordering: .relaxed)
+        b.download.add(70, ordering: .relaxed)
+        var snapshot = registry.snapshot()
+        #expect(snapshot.connections.count == 2)
+        #expect(snapshot.uploadTotal == 107 && snapshot.downloadTotal == 1070)
+        #expect(snapshot.connections.map(\.metadata.network).sorted() == ["tcp", "udp"])
+        registry.remove(a)
+        registry.remove(a)  // idempotent: counted once
+        snapshot = registry.snapshot()
+        #expect(snapshot.connections.map(\.id) == [b.id])
+        #expect(snapshot.uploadTotal == 107 && snapshot.downloadTotal == 1070, "a's bytes stay in the totals")
+        b.download.add(30, ordering: .relaxed)
+        registry.remove(b)
+        snapshot = registry.snapshot()
+        #expect(snapshot.connections.isEmpty)
+        #expect(snapshot.uploadTotal == 107 && snapshot.downloadTotal == 1100)
+    }
+
+    @Test("close by id asks that connection's owner only; empty id asks every one; an unknown id none")
+    func close() {
+        let registry = ConnectionRegistry()
+        let asked = Locked<[String]>([])
+        var tracked: [TrackedConnection] = []
+        for i in 0..<3 {
+            let name = "c\(i)"
+            tracked.append(registry.register(Self.facts(sourcePort: UInt16(2000 + i))) { asked.withLock { $0.append(name) } })
+        }
+        #expect(registry.close(id: tracked[1].id) == 1)
+        #expect(asked.withLock { $0 } == ["c1"])
+        #expect(registry.close(id: "00000000-0000-4000-8000-000000000000") == 0)
+        #expect(asked.withLock { $0 } == ["c1"])
+        // The owner removes it when it has closed it; then it is gone.
+        registry.remove(tracked[1])
+        #expect(registry.close(id: tracked[1].id) == 0)
+        #expect(registry.close(id: "") == 2)
+        #expect(asked.withLock { $0 }.sorted() == ["c0", "c1", "c2"])
+    }
+
+    @Test("rules in mihomo's spelling")
+    func ruleNames() {
+        #expect(MihomoRule.split("DOMAIN-SUFFIX,example.com") == ("DomainSuffix", "example.com"))
+        #expect(MihomoRule.split("DOMAIN,a.example.com") == ("Domain", "a.example.com"))
+        #expect(MihomoRule.split("DOMAIN-KEYWORD,ads") == ("DomainKeyword", "ads"))
+        #expect(MihomoRule.split("DOMAIN-REGEX,^a.*$") == ("DomainRegex", "^a.*$"))
+        #expect(MihomoRule.split("IP-CIDR,10.0.0.0/8") == ("IPCIDR", "10.0.0.0/8"))
+        #expect(MihomoRule.split("IP-CIDR6,fd00::/8") == ("IPCIDR", "fd00::/8"))
+        #expect(MihomoRule.split("SRC-IP-CIDR,10.77.1.0/24") == ("SrcIPCIDR", "10.77.1.0/24"))
+        #expect(MihomoRule.split("DST-PORT,443") == ("DstPort", "443"))
+        #expect(MihomoRule.split("SRC-PORT,1000-2000") == ("SrcPort", "1000-2000"))
+        #expect(MihomoRule.split("PROCESS-NAME,curl") == ("ProcessName", "curl"))
+        #expect(MihomoRule.split("PROCESS-PATH,/usr/bin/curl") == ("ProcessPath", "/usr/bin/curl"))
+        #expect(MihomoRule.split("RULE-SET,ads") == ("RuleSet", "ads"))
+        #expect(MihomoRule.split("NETWORK,UDP") == ("Network", "UDP"))
+        #expect(MihomoRule.split("UID,1000") == ("Uid", "1000"))
+        #expect(MihomoRule.split("AND,((DOMAIN,a),(NETWORK,TCP))") == ("AND", "((DOMAIN,a),(NETWORK,TCP))"))
+        #expect(MihomoRule.split("MATCH") == ("Match", ""))
+        #expect(MihomoRule.split("no rule matched") == ("", ""))
+        #expect(MihomoRule.split("mode direct") == ("", ""))
+        // Every kind the rule engine can describe has a mihomo name.
+        let conditions: [RuleCondition] = [
+            .match, .domain("a"), .domainSuffix("a"), .domainKeyword("a"), .domainRegex("a"),
+            .ipCIDR(IPPrefix("10.0.0.0/8")!), .ipCIDR(IPPrefix("fd00::/8")!), .ipSuffix(IPPrefix("10.0.0.0/8")!),
+            .sourceIPCIDR(IPPrefix("10.0.0.0/8")!), .sourcePort([PortRange(1, 2)]),
+            .destinationPort([PortRange(80, 80)]), .inboundPort([PortRange(80, 80)]),
+            .network(.tcp), .processName("curl"), .processPath("/bin/curl"), .uid([UIDRange(0, 0)]),
+            .and([.match]), .or([.match]), .not(.match), .ruleSet("x"),
+        ]
+        for condition in conditions {
+            let text = RuleEngine.describe(condition)
+            #expect(MihomoRule.split(text).0 != "", "\(text)")
+        }
+    }
+
+    @Test("chains: the outbound first, then the groups that led to it")
+    func chains() {
+        let groups = ProxyGroups(
+            [
+                ProxyGroupsTests.group("Proxy", .select, ["ss1", "socks", "DIRECT"]),
+                ProxyGroupsTests.group("Final", .select, ["Proxy", "REJECT"]),
+            ], storePath: nil, logger: Logger(label: "test"))
+        let table = RoutingTable(rules: RuleEngine(rules: []), outbounds: [:], groups: groups)
+        let (direct, directFacts) = table.settle(RuleDecision(target: "DIRECT", rule: "MATCH"), key: "", source: "")
+        #expect(direct.target == "DIRECT" && directFacts == RouteFacts(rule: "MATCH", chains: ["DIRECT"]))
+        let (proxy, proxyFacts) = table.settle(RuleDecision(target: "Proxy", rule: "DOMAIN-SUFFIX,a.test"), key: "a.test", source: "")
+        #expect(proxy.target == "ss1" && proxy.rule == "DOMAIN-SUFFIX,a.test → Proxy")
+        #expect(proxyFacts == RouteFacts(rule: "DOMAIN-SUFFIX,a.test", chains: ["ss1", "Proxy"]))
+        let (_, nested) = table.settle(RuleDecision(target: "Final", rule: "MATCH"), key: "", source: "")
+        #expect(nested.chains == ["ss1", "Proxy", "Final"])
+        #expect(groups.resolvePath("Final", key: "") == ["Final", "Proxy", "ss1"])
+        #expect(groups.resolvePath("ss1", key: "") == ["ss1"])
+        let cycle = ProxyGroups(
+            [ProxyGroupsTests.group("A", .select, ["B"]), ProxyGroupsTests.group("B", .select, ["A"])], storePath: nil,
+            logger: Logger(label: "test"))
+        #expect(cycle.resolvePath("A", key: "") == nil)
+    }
+
+    @Test("a delay measured on request feeds every group listing the member; a url-test group may switch")
+    func recordedDelay() {
+        let groups = ProxyGroups(
+            [
+                ProxyGroupsTests.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 10 },
+                ProxyGroupsTests.group("Pick", .select, ["b", "DIRECT"]),
+            ], storePath: nil, logger: Logger(label: "test"))
+        groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 200)], to: "Auto", at: 1)
+        #expect(groups.resolve("Auto", key: "") == "a")
+        groups.record("b", latencyMilliseconds: 20)
+        #expect(groups.resolve("Auto", key: "") == "b", "b measured 20 ms on request: faster by more than the tolerance")
+        let status = groups.status
+        #expect(status.first { $0.name == "Pick" }?.health["b"]?.latencyMilliseconds == 20)
+        #expect(status.first { $0.name == "Auto" }?.health["b"]?.latencyMilliseconds == 20)
+        groups.record("b", latencyMilliseconds: nil)
+        #expect(groups.resolve("Auto", key: "") == "a", "b failed: back to a")
+    }
+
+    @Test("whole-group measurements run on at most the given number of threads, results in member order")
+    func boundedMeasurements() {
+        let running = Locked((now: 0, most: 0))
+        let items = (0..<40).map { "m\($0)" }
+        let results = RunningDataPlane.measureAll(items, threads: 16) { item -> String in
+            running.withLock { r in
+                r.now += 1
+                r.most = max(r.most, r.now)
+            }
+            usleep(20_000)
+            running.withLock { $0.now -= 1 }
+            return item.uppercased()
+        }
+        #expect(results == items.map { $0.uppercased() })
+        let most = running.withLock { $0.most }
+        #expect(most <= 16 && most > 1, "at most 16 at once, and more than one: \(most)")
+    }
+}
