@@ -222,7 +222,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TunIntegrationTests",
-            dependencies: ["SluiceTestSupport", "Supervision", "SluiceSystem"],
+            dependencies: ["SluiceTestSupport", "Supervision", "SluiceSystem", "IPC"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -50,10 +50,13 @@ public struct RuleDecision: Sendable, Equatable {
     public var target: String
     /// `IP-CIDR,10.0.0.0/8` / `MATCH` / `mode direct` / `no rule matched`.
     public var rule: String
+    /// The rule that decided; nil when none did (`mode direct`, `no rule matched`).
+    public var condition: RuleCondition?
 
-    public init(target: String, rule: String) {
+    public init(target: String, rule: String, condition: RuleCondition? = nil) {
         self.target = target
         self.rule = rule
+        self.condition = condition
     }
 }
 
@@ -141,7 +144,7 @@ public final class RuleEngine: @unchecked Sendable {
             return RuleDecision(target: "DIRECT", rule: "no rule matched")
         }
         let rule = rules[index]
-        return RuleDecision(target: rule.target, rule: Self.describe(rule.condition))
+        return RuleDecision(target: rule.target, rule: Self.describe(rule.condition), condition: rule.condition)
     }
 
     /// `::ffff:1.2.3.4` compares as `1.2.3.4`, as mihomo does.

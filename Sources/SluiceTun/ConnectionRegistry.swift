@@ -1,4 +1,5 @@
 import IPC
+import SluiceConfig
 import SluiceNet
 import SluiceSystem
 import Synchronization
@@ -10,8 +11,9 @@ import Glibc
 /// What the rules decided about a flow, kept for the connections list: the rule as written in the config (before
 /// any group was followed) and the outbounds that carry the flow.
 struct RouteFacts: Sendable, Equatable {
-    /// `IP-CIDR,10.0.0.0/8`, `MATCH`, or a reason without a rule (`no rule matched`, `mode direct`).
-    var rule: String = ""
+    /// The rule that decided (nil when none did: `no rule matched`, `mode direct`, dns-hijack; mihomo lists no
+    /// rule for such a flow either).
+    var condition: RuleCondition?
     /// mihomo's order: the outbound that carries the flow first, then each group that led to it, outermost last.
     var chains: [String] = []
     /// The executable of the local process that opened the flow, when a PROCESS rule looked it up.
@@ -128,6 +130,20 @@ final class ConnectionRegistry: Sendable {
         return chosen.count
     }
 
+    /// Bytes up and down since the data plane started, closed connections included (TCP and UDP): what `/traffic`
+    /// samples every second. Reads the live counters without building the list.
+    func totals() -> (upload: UInt64, download: UInt64) {
+        state.withLock { s in
+            var up = s.closedUpload
+            var down = s.closedDownload
+            for tracked in s.live.values {
+                up &+= tracked.upload.load(ordering: .relaxed)
+                down &+= tracked.download.load(ordering: .relaxed)
+            }
+            return (up, down)
+        }
+    }
+
     /// The `connections` document: every live connection, oldest first, and the totals.
     func snapshot() -> ConnectionsSnapshot {
         let (live, closedUp, closedDown) = state.withLock { s in (Array(s.live.values), s.closedUpload, s.closedDownload) }
@@ -154,10 +170,9 @@ final class ConnectionRegistry: Sendable {
             destinationPort: String(f.destination.port), host: f.host ?? "", dnsMode: f.fake ? "fake-ip" : "normal",
             processPath: processPath, process: processPath.split(separator: "/").last.map(String.init) ?? "",
             sniffHost: f.sniffHost ?? "", remoteDestination: f.remoteDestination.map(Self.text) ?? "")
-        let (rule, payload) = MihomoRule.split(f.route.rule)
         return ConnectionsSnapshot.Connection(
             id: t.id, metadata: metadata, upload: upload, download: download, start: Self.rfc3339(t.startedAt),
-            chains: f.route.chains, rule: rule, rulePayload: payload)
+            chains: f.route.chains, rule: f.route.condition?.clashType ?? "", rulePayload: f.route.condition?.clashPayload ?? "")
     }
 
     /// An address as mihomo prints it: `::ffff:1.2.3.4` as `1.2.3.4`.
@@ -188,35 +203,5 @@ final class ConnectionRegistry: Sendable {
     static func hex(_ value: UInt64, digits: Int) -> String {
         let text = String(value & (digits >= 16 ? UInt64.max : (1 << (4 * UInt64(digits))) - 1), radix: 16)
         return String(repeating: "0", count: max(0, digits - text.count)) + text
-    }
-}
-
-/// Rules as mihomo's API spells them (`constant/rule.go`, `RuleType.String()`): the config's `DOMAIN-SUFFIX` is
-/// `DomainSuffix`, `IP-CIDR6` is `IPCIDR`, `MATCH` is `Match`.
-enum MihomoRule {
-    static let names: [String: String] = [
-        "DOMAIN": "Domain", "DOMAIN-SUFFIX": "DomainSuffix", "DOMAIN-KEYWORD": "DomainKeyword",
-        "DOMAIN-REGEX": "DomainRegex", "GEOSITE": "GeoSite", "GEOIP": "GeoIP", "SRC-GEOIP": "SrcGeoIP",
-        "IP-ASN": "IPASN", "SRC-IP-ASN": "SrcIPASN", "IP-CIDR": "IPCIDR", "IP-CIDR6": "IPCIDR",
-        "SRC-IP-CIDR": "SrcIPCIDR", "IP-SUFFIX": "IPSuffix", "SRC-IP-SUFFIX": "SrcIPSuffix", "SRC-PORT": "SrcPort",
-        "DST-PORT": "DstPort", "IN-PORT": "InPort", "PROCESS-NAME": "ProcessName", "PROCESS-PATH": "ProcessPath",
-        "RULE-SET": "RuleSet", "NETWORK": "Network", "UID": "Uid", "SUB-RULE": "SubRules", "MATCH": "Match",
-        "AND": "AND", "OR": "OR", "NOT": "NOT",
-    ]
-
-    /// `IP-CIDR,10.0.0.0/8` → (`IPCIDR`, `10.0.0.0/8`); `MATCH` → (`Match`, ``). A decision that no rule made
-    /// (`no rule matched`, `mode direct`, `dns-hijack`) has neither, as in mihomo, where such a flow has no rule.
-    static func split(_ rule: String) -> (String, String) {
-        let kind: Substring
-        let payload: Substring
-        if let comma = rule.firstIndex(of: ",") {
-            kind = rule[..<comma]
-            payload = rule[rule.index(after: comma)...]
-        } else {
-            kind = rule[...]
-            payload = ""
-        }
-        guard let name = names[String(kind)] else { return ("", "") }
-        return (name, String(payload))
     }
 }

@@ -45,18 +45,22 @@ final class RoutingTable: Sendable {
     /// connections list.
     func settle(_ decision: RuleDecision, key: String, source: String) -> (RuleDecision, RouteFacts) {
         guard let groups, groups.contains(decision.target) else {
-            let settled = rejectNames.contains(decision.target) ? RuleDecision(target: "REJECT", rule: decision.rule) : decision
-            return (settled, RouteFacts(rule: decision.rule, chains: [decision.target]))
+            let settled =
+                rejectNames.contains(decision.target)
+                ? RuleDecision(target: "REJECT", rule: decision.rule, condition: decision.condition) : decision
+            return (settled, RouteFacts(condition: decision.condition, chains: [decision.target]))
         }
         guard let path = groups.resolvePath(decision.target, key: key, source: source), let leaf = path.last else {
             return (
                 RuleDecision(target: "REJECT", rule: "\(decision.rule) → \(decision.target) (groups in a cycle)"),
-                RouteFacts(rule: decision.rule)
+                RouteFacts(condition: decision.condition)
             )
         }
         return (
-            RuleDecision(target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)"),
-            RouteFacts(rule: decision.rule, chains: path.reversed())
+            RuleDecision(
+                target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)",
+                condition: decision.condition),
+            RouteFacts(condition: decision.condition, chains: path.reversed())
         )
     }
 
@@ -309,7 +313,7 @@ final class PacketDispatcher: @unchecked Sendable {
                     current)
                 var (decision, facts) =
                     hijacked
-                    ? (RuleDecision(target: "DNS", rule: "dns-hijack"), RouteFacts(rule: "dns-hijack", chains: ["DNS"]))
+                    ? (RuleDecision(target: "DNS", rule: "dns-hijack"), RouteFacts(chains: ["DNS"]))
                     : current.settle(
                         current.rules.decide(metadata, resolve: resolveForRules), key: host ?? ip.destination.description,
                         source: ip.source.description)

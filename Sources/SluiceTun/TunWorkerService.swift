@@ -434,7 +434,12 @@ final class RunningDataPlane: @unchecked Sendable {
     }
 
     func stats() -> [StatsReport.Entry] {
-        [
+        let traffic = registry.totals()
+        return [
+            // Every connection's payload bytes (TCP and UDP, closed ones included): the API's /traffic.
+            .init("traffic.bytes.up", Int64(clamping: traffic.upload)),
+            .init("traffic.bytes.down", Int64(clamping: traffic.download)),
+            .init("connections.open", Int64(registry.count)),
             .init("tun.packets", Int64(dispatcher.packets.load(ordering: .relaxed))),
             .init("tun.fragments.dropped", Int64(dispatcher.fragmentsDropped.load(ordering: .relaxed))),
             .init("tun.malformed.dropped", Int64(dispatcher.malformedDropped.load(ordering: .relaxed))),

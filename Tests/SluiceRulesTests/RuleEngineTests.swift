@@ -56,7 +56,9 @@ struct RuleEngineTests {
     func fakeIP() {
         var m = Self.tcp("10.1.2.3", host: "a.example.com")
         m.destinationIsFake = true
-        #expect(Self.engine.decide(m) == RuleDecision(target: "REJECT", rule: "DOMAIN-SUFFIX,example.com"))
+        #expect(
+            Self.engine.decide(m)
+                == RuleDecision(target: "REJECT", rule: "DOMAIN-SUFFIX,example.com", condition: .domainSuffix("example.com")))
     }
 
     @Test("mode direct ignores the rules; no MATCH means DIRECT")

@@ -14,7 +14,7 @@ import Testing
 struct ConnectionRegistryTests {
     static func facts(
         _ network: ConnectionFacts.Network = .tcp, sourcePort: UInt16 = 40000, destination: String = "10.77.200.2",
-        port: UInt16 = 80, route: RouteFacts = RouteFacts(rule: "IP-CIDR,10.77.200.0/24", chains: ["ss1", "Proxy"])
+        port: UInt16 = 80, route: RouteFacts = RouteFacts(condition: .ipCIDR(IPPrefix("10.77.200.0/24")!), chains: ["ss1", "Proxy"])
     ) -> ConnectionFacts {
         ConnectionFacts(
             network: network, source: InetEndpoint(IPAddress("10.77.1.2")!, sourcePort),
@@ -89,7 +89,7 @@ struct ConnectionRegistryTests {
 
         // A plain connection: normal DNS mode, empty strings rather than missing fields.
         let registry2 = ConnectionRegistry()
-        _ = registry2.register(Self.facts(route: RouteFacts(rule: "MATCH", chains: ["DIRECT"]))) {}
+        _ = registry2.register(Self.facts(route: RouteFacts(condition: .match, chains: ["DIRECT"]))) {}
         let plain = try #require(registry2.snapshot().connections.first)
         #expect(plain.metadata.dnsMode == "normal")
         #expect(plain.metadata.host == "" && plain.metadata.process == "" && plain.metadata.remoteDestination == "")
@@ -148,39 +148,34 @@ struct ConnectionRegistryTests {
         #expect(asked.withLock { $0 }.sorted() == ["c0", "c1", "c2"])
     }
 
-    @Test("rules in mihomo's spelling")
+    @Test("rules in mihomo's spelling (the RuleCondition the engine decided with)")
     func ruleNames() {
-        #expect(MihomoRule.split("DOMAIN-SUFFIX,example.com") == ("DomainSuffix", "example.com"))
-        #expect(MihomoRule.split("DOMAIN,a.example.com") == ("Domain", "a.example.com"))
-        #expect(MihomoRule.split("DOMAIN-KEYWORD,ads") == ("DomainKeyword", "ads"))
-        #expect(MihomoRule.split("DOMAIN-REGEX,^a.*$") == ("DomainRegex", "^a.*$"))
-        #expect(MihomoRule.split("IP-CIDR,10.0.0.0/8") == ("IPCIDR", "10.0.0.0/8"))
-        #expect(MihomoRule.split("IP-CIDR6,fd00::/8") == ("IPCIDR", "fd00::/8"))
-        #expect(MihomoRule.split("SRC-IP-CIDR,10.77.1.0/24") == ("SrcIPCIDR", "10.77.1.0/24"))
-        #expect(MihomoRule.split("DST-PORT,443") == ("DstPort", "443"))
-        #expect(MihomoRule.split("SRC-PORT,1000-2000") == ("SrcPort", "1000-2000"))
-        #expect(MihomoRule.split("PROCESS-NAME,curl") == ("ProcessName", "curl"))
-        #expect(MihomoRule.split("PROCESS-PATH,/usr/bin/curl") == ("ProcessPath", "/usr/bin/curl"))
-        #expect(MihomoRule.split("RULE-SET,ads") == ("RuleSet", "ads"))
-        #expect(MihomoRule.split("NETWORK,UDP") == ("Network", "UDP"))
-        #expect(MihomoRule.split("UID,1000") == ("Uid", "1000"))
-        #expect(MihomoRule.split("AND,((DOMAIN,a),(NETWORK,TCP))") == ("AND", "((DOMAIN,a),(NETWORK,TCP))"))
-        #expect(MihomoRule.split("MATCH") == ("Match", ""))
-        #expect(MihomoRule.split("no rule matched") == ("", ""))
-        #expect(MihomoRule.split("mode direct") == ("", ""))
-        // Every kind the rule engine can describe has a mihomo name.
-        let conditions: [RuleCondition] = [
-            .match, .domain("a"), .domainSuffix("a"), .domainKeyword("a"), .domainRegex("a"),
-            .ipCIDR(IPPrefix("10.0.0.0/8")!), .ipCIDR(IPPrefix("fd00::/8")!), .ipSuffix(IPPrefix("10.0.0.0/8")!),
-            .sourceIPCIDR(IPPrefix("10.0.0.0/8")!), .sourcePort([PortRange(1, 2)]),
-            .destinationPort([PortRange(80, 80)]), .inboundPort([PortRange(80, 80)]),
-            .network(.tcp), .processName("curl"), .processPath("/bin/curl"), .uid([UIDRange(0, 0)]),
-            .and([.match]), .or([.match]), .not(.match), .ruleSet("x"),
-        ]
-        for condition in conditions {
-            let text = RuleEngine.describe(condition)
-            #expect(MihomoRule.split(text).0 != "", "\(text)")
-        }
+        func clash(_ c: RuleCondition) -> String { c.clashPayload.isEmpty ? c.clashType : "\(c.clashType) \(c.clashPayload)" }
+        #expect(clash(.domainSuffix("example.com")) == "DomainSuffix example.com")
+        #expect(clash(.domain("a.example.com")) == "Domain a.example.com")
+        #expect(clash(.domainKeyword("ads")) == "DomainKeyword ads")
+        #expect(clash(.domainRegex("^a.*$")) == "DomainRegex ^a.*$")
+        #expect(clash(.ipCIDR(IPPrefix("10.0.0.0/8")!)) == "IPCIDR 10.0.0.0/8")
+        #expect(clash(.ipCIDR(IPPrefix("fd00::/8")!)) == "IPCIDR fd00::/8")
+        #expect(clash(.sourceIPCIDR(IPPrefix("10.77.1.0/24")!)) == "SrcIPCIDR 10.77.1.0/24")
+        #expect(clash(.destinationPort([PortRange(443, 443)])) == "DstPort 443")
+        #expect(clash(.sourcePort([PortRange(1000, 2000)])) == "SrcPort 1000-2000")
+        #expect(clash(.processName("curl")) == "ProcessName curl")
+        #expect(clash(.processPath("/usr/bin/curl")) == "ProcessPath /usr/bin/curl")
+        #expect(clash(.ruleSet("ads")) == "RuleSet ads")
+        #expect(clash(.network(.udp)) == "Network UDP")
+        #expect(clash(.uid([UIDRange(1000, 1000)])) == "Uid 1000")
+        #expect(clash(.and([.domain("a"), .network(.tcp)])) == "AND ((DOMAIN,a),(NETWORK,TCP))")
+        #expect(clash(.not(.domain("a"))) == "NOT ((DOMAIN,a))")
+        #expect(clash(.match) == "Match")
+        // The engine hands the deciding rule on; a decision no rule made has none (mihomo lists no rule either).
+        let engine = RuleEngine(rules: [Rule(condition: .destinationPort([PortRange(80, 80)]), target: "DIRECT")])
+        var m = ConnectionMetadata(
+            network: .tcp, source: .v4(IPv4Address(10, 0, 0, 2)), sourcePort: 5000, destination: .v4(IPv4Address(10, 0, 0, 1)),
+            destinationPort: 80)
+        #expect(engine.decide(m).condition == .destinationPort([PortRange(80, 80)]))
+        m.destinationPort = 81
+        #expect(engine.decide(m).condition == nil)
     }
 
     @Test("chains: the outbound first, then the groups that led to it")
@@ -191,11 +186,11 @@ struct ConnectionRegistryTests {
                 ProxyGroupsTests.group("Final", .select, ["Proxy", "REJECT"]),
             ], storePath: nil, logger: Logger(label: "test"))
         let table = RoutingTable(rules: RuleEngine(rules: []), outbounds: [:], groups: groups)
-        let (direct, directFacts) = table.settle(RuleDecision(target: "DIRECT", rule: "MATCH"), key: "", source: "")
-        #expect(direct.target == "DIRECT" && directFacts == RouteFacts(rule: "MATCH", chains: ["DIRECT"]))
-        let (proxy, proxyFacts) = table.settle(RuleDecision(target: "Proxy", rule: "DOMAIN-SUFFIX,a.test"), key: "a.test", source: "")
+        let (direct, directFacts) = table.settle(RuleDecision(target: "DIRECT", rule: "MATCH", condition: .match), key: "", source: "")
+        #expect(direct.target == "DIRECT" && directFacts == RouteFacts(condition: .match, chains: ["DIRECT"]))
+        let (proxy, proxyFacts) = table.settle(RuleDecision(target: "Proxy", rule: "DOMAIN-SUFFIX,a.test", condition: .domainSuffix("a.test")), key: "a.test", source: "")
         #expect(proxy.target == "ss1" && proxy.rule == "DOMAIN-SUFFIX,a.test → Proxy")
-        #expect(proxyFacts == RouteFacts(rule: "DOMAIN-SUFFIX,a.test", chains: ["ss1", "Proxy"]))
+        #expect(proxyFacts == RouteFacts(condition: .domainSuffix("a.test"), chains: ["ss1", "Proxy"]))
         let (_, nested) = table.settle(RuleDecision(target: "Final", rule: "MATCH"), key: "", source: "")
         #expect(nested.chains == ["ss1", "Proxy", "Final"])
         #expect(groups.resolvePath("Final", key: "") == ["Final", "Proxy", "ss1"])

@@ -144,7 +144,7 @@ struct ExternalControllerTests {
 
         let rules = try #require(sluice.json("/rules")?["rules"] as? [[String: Any]])
         #expect(rules.map { $0["type"] as? String ?? "" } == ["DomainSuffix", "IPCIDR", "AND", "Match"])
-        #expect(rules.map { $0["payload"] as? String ?? "" } == ["example.com", "10.0.0.0/8", "(NETWORK,UDP),(DST-PORT,443)", ""])
+        #expect(rules.map { $0["payload"] as? String ?? "" } == ["example.com", "10.0.0.0/8", "((NETWORK,UDP),(DST-PORT,443))", ""])
         #expect(rules.map { $0["proxy"] as? String ?? "" } == ["Proxy", "DIRECT", "REJECT", "DIRECT"])
 
         let configs = try #require(sluice.json("/configs"))
