@@ -4,7 +4,8 @@
 #   (a) clashctl, a Clash API client from PyPI, lists the proxies, switches a select group and
 #       reads the connections (Scripts/clash-client-check.sh);
 #   (b) the zashboard build served through `external-ui` loads in headless Chromium and lists
-#       the group and its members, with a screenshot (Scripts/dashboard-check.sh).
+#       the group and its members, with a screenshot; a click on the second member must switch the
+#       group (Scripts/dashboard-check.sh).
 #
 #   sudo bash Scripts/api-clients.sh                    # against sluiced (builds it unless BIN=DIR)
 #   sudo bash Scripts/api-clients.sh --peer sing-box    # the same checks against sing-box's Clash API
@@ -31,7 +32,7 @@ peer=sluice
 case "${1:-}" in
     "") ;;
     --peer) peer=${2:-}; [ "$peer" = sluice ] || [ "$peer" = sing-box ] || { echo "api-clients: --peer sluice|sing-box" >&2; exit 2; } ;;
-    *) sed -n '2,27p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac
 export LAB=${LAB:-slapi}
 OUT=${OUT:-/tmp/$LAB-run}
@@ -183,7 +184,7 @@ else
 fi
 
 say "(b) zashboard through external-ui in headless Chromium (in $ns)"
-if NETNS=$ns bash Scripts/dashboard-check.sh "http://$controller" "$secret" "$OUT/dashboard" "$group" "$member1" "$member2" \
+if NETNS=$ns SELECT=$member2 bash Scripts/dashboard-check.sh "http://$controller" "$secret" "$OUT/dashboard" "$group" "$member1" "$member2" \
     2>&1 | tee "$OUT/dashboard.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
     dash=PASS
 else

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Headless Chromium loads a Clash dashboard and must show the proxies (stdlib only).
 
-    dashboard-check.py PAGE OUTDIR [EXPECTED NAMES...] [--timeout S] [--chromium CMD...]
+    dashboard-check.py PAGE OUTDIR [EXPECTED NAMES...] [--select MEMBER] [--timeout S] [--chromium CMD...]
 
 PAGE is the dashboard's URL with the controller's address and secret in it, the way that dashboard
 takes them (zashboard and yacd: ?hostname=H&port=P&secret=S; the page's #/proxies route is opened).
@@ -11,10 +11,12 @@ Chromium is driven over its DevTools pipe (--remote-debugging-pipe: no port, no 
      dashboard reached the controller and listed the group);
   2. open the proxy groups (zashboard shows them collapsed: a click on each group's header);
   3. wait until every EXPECTED name is on the page as a word of its own;
-  4. save OUTDIR/dashboard.png (screenshot), dashboard.html (the DOM), dashboard.txt (the page's
+  4. with --select MEMBER: click MEMBER in the first EXPECTED name's group card, as a person would;
+     GET /proxies/GROUP (from the page) must then answer now == MEMBER;
+  5. save OUTDIR/dashboard.png (screenshot), dashboard.html (the DOM), dashboard.txt (the page's
      text), requests.txt (every HTTP request and WebSocket the page made, with the answer's status)
      and console.txt (the page's console and log lines);
-  5. check the PNG: 1280x900, decodes, and has more than 50 distinct colours (not a blank page).
+  6. check the PNG: 1280x900, decodes, and has more than 50 distinct colours (not a blank page).
 
 Each check prints PASS/FAIL; exit 0 only when all held. Everything is bounded by --timeout (60 s).
 The Chromium command comes after --chromium (Scripts/dashboard-check.sh passes
@@ -192,6 +194,11 @@ def main():
         i = args.index("--chromium")
         chromium, args = args[i + 1:], args[:i]
     timeout = 60.0
+    select = None
+    if "--select" in args:
+        i = args.index("--select")
+        select = args[i + 1]
+        del args[i:i + 2]
     if "--timeout" in args:
         i = args.index("--timeout")
         timeout = float(args[i + 1])
@@ -239,6 +246,8 @@ def main():
             text = page_text()
             if all(has_word(text, n) for n in expected) or time.monotonic() > deadline - 5:
                 break
+        if select and expected:
+            choose(dt, s, expected[0], select, page)
         dt.pump(1.0)  # let transitions finish before the screenshot
         text = page_text()
         for n in expected:
@@ -284,6 +293,46 @@ def main():
             print(f"  {f}", file=sys.stderr)
         sys.exit(1)
     print("dashboard-check: the dashboard loaded and listed " + ", ".join(map(repr, expected)))
+
+
+CLICK_JS = r"""
+((group, member) => {
+  const card = document.querySelector(`[data-group-name="${CSS.escape(group)}"]`);
+  if (!card) return 'no card for the group';
+  for (const el of card.querySelectorAll('*')) {
+    if (el.children.length === 0 && el.textContent.trim() === member && el.closest('.collapse-motion-body')) {
+      el.click();
+      return 'clicked';
+    }
+  }
+  return 'no card for the member';
+})"""
+
+NOW_JS = r"""
+((group, base, secret) => fetch(`${base}/proxies/${encodeURIComponent(group)}`,
+    {headers: {Authorization: `Bearer ${secret}`}}).then(r => r.json()).then(j => j.now))"""
+
+
+def choose(dt, s, group, member, page):
+    """Click MEMBER in GROUP's card, as a person would; the controller must then say GROUP uses it."""
+    from urllib.parse import parse_qs, urlsplit
+    u = urlsplit(page)
+    q = parse_qs(u.query or u.fragment.partition("?")[2])
+    base = f"{u.scheme}://{q.get('hostname', [u.hostname])[0]}:{q.get('port', [u.port])[0]}"
+    secret = q.get("secret", [""])[0]
+    how = dt.send("Runtime.evaluate", {"expression": f"{CLICK_JS}({json.dumps(group)}, {json.dumps(member)})",
+                                       "returnByValue": True}, session=s)["result"].get("value")
+    if not check(how == "clicked", f"click {member!r} in {group!r}: {how}"):
+        return
+    now = None
+    for _ in range(20):
+        dt.pump(0.25)
+        now = dt.send("Runtime.evaluate", {
+            "expression": f"{NOW_JS}({json.dumps(group)}, {json.dumps(base)}, {json.dumps(secret)})",
+            "awaitPromise": True, "returnByValue": True}, session=s)["result"].get("value")
+        if now == member:
+            break
+    check(now == member, f"after the click, GET /proxies/{group} says now={now!r}")
 
 
 def write_logs(events, outdir):

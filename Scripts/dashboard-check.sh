@@ -15,9 +15,10 @@
 # NETNS=name runs Chromium in that network namespace (empty: this one); the lab's namespaces reach
 # nothing but their own addresses, so the page cannot load anything from outside. Installs the
 # Debian package chromium when it is missing (needs root and apt). TIMEOUT=60 bounds the run (s).
+# SELECT=MEMBER also clicks MEMBER in the first name's group and checks that the controller took it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ $# -lt 3 ]; then sed -n '2,19p' "$0" >&2; exit 2; fi
+if [ $# -lt 3 ]; then sed -n '2,20p' "$0" >&2; exit 2; fi
 url=${1%/} secret=$2 outdir=$3; shift 3
 
 if ! command -v chromium >/dev/null; then
@@ -40,4 +41,4 @@ chrome=(chromium)
 [ -n "${NETNS:-}" ] && chrome=(ip netns exec "$NETNS" chromium)
 mkdir -p "$outdir"
 exec timeout -k 5 $(( ${TIMEOUT:-60} + 15 )) python3 "$here/dashboard-check.py" "$page" "$outdir" "$@" \
-    --timeout "${TIMEOUT:-60}" --chromium "${chrome[@]}"
+    ${SELECT:+--select "$SELECT"} --timeout "${TIMEOUT:-60}" --chromium "${chrome[@]}"
