@@ -183,6 +183,15 @@ def png_colours(data, limit=100000):
     return w, h, len(seen)
 
 
+def local_hosts(page):
+    """The hosts the page may reach: loopback, the page's host and the controller's (?hostname=)."""
+    from urllib.parse import parse_qs, urlsplit
+    u = urlsplit(page)
+    q = parse_qs(u.query or u.fragment.partition("?")[2])
+    hosts = ["localhost", "127.0.0.1", "[::1]", u.hostname or "", q.get("hostname", [""])[0]]
+    return [h for i, h in enumerate(hosts) if h and h not in hosts[:i]]
+
+
 def has_word(text, name):
     return re.search(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text) is not None
 
@@ -211,7 +220,11 @@ def main():
     flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              f"--window-size={WIDTH},{HEIGHT}", f"--user-data-dir={profile}", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--hide-scrollbars", "about:blank"]
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+             # Names resolve to nothing, so calls a dashboard makes to the internet (zashboard asks GitHub for
+             # releases) fail at once instead of hanging in a namespace whose default route leads nowhere.
+             "--host-resolver-rules=MAP * ~NOTFOUND, " + ", ".join(f"EXCLUDE {h}" for h in local_hosts(page)),
+             "about:blank"]
     deadline = time.monotonic() + timeout
     dt = DevTools(chromium + flags, deadline)
     text = ""
