@@ -21,6 +21,10 @@ public final class ExternalController: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let listeners = Locked<[any Channel]>([])
     private let logger: Logger
+    /// Connections open now; beyond ``maxConnections`` new ones are closed at once, so that a flood of clients
+    /// cannot take the descriptors sluiced needs to run its workers.
+    private let open = Locked(0)
+    static let maxConnections = 256
 
     public init(configuration: ControllerConfiguration, mailbox: ControllerMailbox, version: String, logger: Logger) {
         core = ControllerCore(mailbox: mailbox, settings: configuration, version: version)
@@ -87,12 +91,26 @@ public final class ExternalController: Sendable {
 
     private func bootstrap(requireSecret: Bool) -> ServerBootstrap {
         let core = self.core
+        let open = self.open
+        let logger = self.logger
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let admitted = open.withLock { count -> Bool in
+                    guard count < Self.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    logger.warning("external controller: \(Self.maxConnections) connections open already; closing a new one")
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.withLock { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    // A connection that sends nothing for 60 s between requests is closed (streams are exempt).
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
                     let upgrader = NIOWebSocketServerUpgrader(
                         maxFrameSize: 1 << 16,
                         shouldUpgrade: { channel, head in

@@ -49,6 +49,15 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Idle between requests (not while a stream or an answer is under way): close.
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, stream == nil, !busy {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A WebSocket upgrade sluice declines (no secret, another path) is reported here before the request
         // comes on to be answered over HTTP (401, 404): not a reason to drop the connection.
