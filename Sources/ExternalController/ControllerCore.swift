@@ -373,15 +373,6 @@ final class ControllerCore: Sendable {
 enum MemoryUse {
     static func total(_ state: ControllerState) -> UInt64 {
         let pids = [getpid()] + state.workers.compactMap(\.pid)
-        return pids.reduce(0) { $0 + (resident($1) ?? 0) }
-    }
-
-    static func resident(_ pid: Int32) -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let digits = line.dropFirst(6).filter(\.isNumber)
-            return UInt64(digits).map { $0 * 1024 }
-        }
-        return nil
+        return pids.reduce(0) { $0 + (ProcessStatus.read(pid: $1)?.residentBytes ?? 0) }
     }
 }

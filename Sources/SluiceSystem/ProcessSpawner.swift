@@ -233,7 +233,7 @@ public enum SignalPipe {
     }
 }
 
-/// The lines of `/proc/PID/status` that prove a process's privileges.
+/// The lines of `/proc/PID/status` that prove a process's privileges (and its resident memory).
 public struct ProcessStatus: Sendable, Equatable {
     public var name: String
     public var uid: uid_t
@@ -246,6 +246,8 @@ public struct ProcessStatus: Sendable, Equatable {
     public var parentPID: pid_t
     /// `R`, `S`, `T`, `Z`, ... (the first letter of the State line).
     public var state: Character
+    /// Resident memory (`VmRSS`), in bytes; nil for a process without one (a zombie, a kernel thread).
+    public var residentBytes: UInt64?
 
     /// A zombie has exited and only waits to be reaped.
     public var isZombie: Bool { state == "Z" || state == "X" }
@@ -269,7 +271,8 @@ public struct ProcessStatus: Sendable, Equatable {
             name: fields["Name"] ?? "", uid: uid ?? 0, capEffective: hex("CapEff"), capPermitted: hex("CapPrm"),
             capInheritable: hex("CapInh"), capBounding: hex("CapBnd"), capAmbient: hex("CapAmb"),
             noNewPrivs: fields["NoNewPrivs"] == "1", parentPID: pid_t(fields["PPid"] ?? "") ?? 0,
-            state: fields["State"]?.first ?? "?")
+            state: fields["State"]?.first ?? "?",
+            residentBytes: fields["VmRSS"].flatMap { UInt64($0.split(separator: " ").first ?? "") }.map { $0 * 1024 })
     }
 }
 
