@@ -77,7 +77,15 @@ extension Supervisor: ControllerBackend {
             logger.info("external controller: reloading from a payload of \(payload.utf8.count) bytes")
             return apply(ConfigLoader.load(yaml: payload, fileName: "(PUT /configs payload)"), from: "the PUT /configs payload")
         }
-        if let path, !path.hasPrefix("/") { return "path must be absolute, got \(path)" }
+        if let path {
+            guard path.hasPrefix("/") else { return "path must be absolute, got \(path)" }
+            // As mihomo's SAFE_PATHS: only files beside the running configuration, so that the API cannot make
+            // sluiced (root) read any file and echo parts of it in its errors.
+            let home = Self.realDirectory(of: options.configPath)
+            guard let wanted = Self.realDirectory(of: path), let home, wanted == home || wanted.hasPrefix(home + "/") else {
+                return "path \(path) is not inside the configuration's directory \(home ?? "?"); put the file there"
+            }
+        }
         let file = path ?? options.configPath
         guard access(file, R_OK) == 0 else { return "cannot read \(file): \(String(cString: strerror(errno)))" }
         logger.info("external controller: reloading from \(file)")
@@ -87,6 +95,14 @@ extension Supervisor: ControllerBackend {
             options.configPath = file
         }
         return refusal
+    }
+
+    /// The directory holding `path`, with symbolic links resolved; nil when it does not exist.
+    static func realDirectory(of path: String) -> String? {
+        let directory = (path as NSString).deletingLastPathComponent
+        guard let resolved = realpath(directory.isEmpty ? "." : directory, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     public func controllerFollowLogs(priority: UInt8) {

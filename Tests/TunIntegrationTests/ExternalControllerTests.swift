@@ -163,6 +163,9 @@ struct ExternalControllerTests {
         #expect(sluice.json("/configs")?["mode"] as? String == "rule")
         let (missing, missingWhy) = sluice.api("PUT", "/configs", body: "{\"path\":\"/nonexistent/config.yaml\"}")
         #expect(missing == 400 && missingWhy.contains("/nonexistent/config.yaml"))
+        // Only files beside the configuration (mihomo's SAFE_PATHS): not any file root can read.
+        let (outside, outsideWhy) = sluice.api("PUT", "/configs", body: "{\"path\":\"/etc/passwd\"}")
+        #expect(outside == 400 && outsideWhy.contains("not inside the configuration's directory") && !outsideWhy.contains("root:"), "\(outsideWhy)")
     }
 
     @Test("dns/query asks the dns worker (hosts, fake-ip); logs stream; metrics; external-ui files and nothing outside")
