@@ -75,7 +75,13 @@ extension Supervisor: ControllerBackend {
     public func controllerReload(path: String?, payload: String?) -> String? {
         if let payload {
             logger.info("external controller: reloading from a payload of \(payload.utf8.count) bytes")
-            return apply(ConfigLoader.load(yaml: payload, fileName: "(PUT /configs payload)"), from: "the PUT /configs payload")
+            let name = "(PUT /configs payload)"
+            let result = ConfigLoader.load(yaml: payload, fileName: name)
+            if let refusal = unsafePayload(result, name: name) {
+                logger.warning("external controller: payload refused: \(refusal)")
+                return refusal
+            }
+            return apply(result, from: "the PUT /configs payload")
         }
         if let path {
             guard path.hasPrefix("/") else { return "path must be absolute, got \(path)" }
@@ -95,6 +101,35 @@ extension Supervisor: ControllerBackend {
             options.configPath = file
         }
         return refusal
+    }
+
+    /// Why a configuration sent as a payload may not be taken, or nil. Unlike a file beside the configuration
+    /// (written by root), a payload comes from whoever holds the secret: it may not change the API itself
+    /// (its address, secret, or which folder `/ui/` serves without the secret), may not name files outside
+    /// the configuration's directory, and errors found in other files are not echoed.
+    func unsafePayload(_ result: ConfigLoadResult, name: String) -> String? {
+        if result.diagnostics.contains(where: { $0.isError && $0.file != name }) {
+            return "the payload refers to files that do not load; check them with `sluiced check` on this machine"
+        }
+        guard let new = result.configuration else { return nil }
+        if new.controller != configuration.controller {
+            return "a payload cannot change external-controller, secret, external-ui or CORS; edit the configuration file and reload it"
+        }
+        let home = Self.realDirectory(of: options.configPath)
+        for provider in new.ruleProviders {
+            let path: String?
+            switch provider.source {
+            case .file(let file): path = file
+            case .http(_, let cache, _): path = cache
+            case .inline: path = nil
+            }
+            guard let path else { continue }
+            let directory = Self.realDirectory(of: path.hasPrefix("/") ? path : "/nonexistent/" + path)
+            guard let directory, let home, directory == home || directory.hasPrefix(home + "/") else {
+                return "rule provider \(provider.name): a payload may only name files inside \(home ?? "the configuration's directory")"
+            }
+        }
+        return nil
     }
 
     /// The directory holding `path`, with symbolic links resolved; nil when it does not exist.

@@ -163,6 +163,13 @@ struct ExternalControllerTests {
         #expect(sluice.json("/configs")?["mode"] as? String == "rule")
         let (missing, missingWhy) = sluice.api("PUT", "/configs", body: "{\"path\":\"/nonexistent/config.yaml\"}")
         #expect(missing == 400 && missingWhy.contains("/nonexistent/config.yaml"))
+        // A payload may not change the API itself, nor name files outside the configuration's directory.
+        let moved = Self.config(ui: "/").replacingOccurrences(of: "\n", with: "\\n")
+        let (uiStatus, uiWhy) = sluice.api("PUT", "/configs", body: "{\"payload\":\"\(moved)\"}")
+        #expect(uiStatus == 400 && uiWhy.contains("cannot change external-controller"), "\(uiWhy)")
+        let provider = "rule-providers:\\n  p: {type: file, behavior: classical, path: /etc/passwd}\\nrules:\\n  - RULE-SET,p,DIRECT\\n"
+        let (providerStatus, providerWhy) = sluice.api("PUT", "/configs", body: "{\"payload\":\"\(provider)\"}")
+        #expect(providerStatus == 400 && !providerWhy.contains("root:"), "\(providerWhy)")
         // Only files beside the configuration (mihomo's SAFE_PATHS): not any file root can read.
         let (outside, outsideWhy) = sluice.api("PUT", "/configs", body: "{\"path\":\"/etc/passwd\"}")
         #expect(outside == 400 && outsideWhy.contains("not inside the configuration's directory") && !outsideWhy.contains("root:"), "\(outsideWhy)")
