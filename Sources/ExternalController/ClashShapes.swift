@@ -2,6 +2,7 @@ import Foundation
 import IPC
 import SluiceConfig
 import SluiceNet
+import SluiceSystem
 
 /// The JSON documents of mihomo's API, built from what sluiced knows.
 enum ClashShapes {
@@ -212,8 +213,6 @@ enum ClashShapes {
 enum Timestamp {
     /// RFC 3339 in UTC with milliseconds, as Go's time.Time marshals (close enough for every client).
     static func rfc3339(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        WallClock.rfc3339(UInt64(max(0, date.timeIntervalSince1970 * 1e9)))
     }
 }

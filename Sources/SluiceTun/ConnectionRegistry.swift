@@ -103,7 +103,7 @@ final class ConnectionRegistry: Sendable {
     func register(_ facts: ConnectionFacts, requestClose: @escaping @Sendable () -> Void) -> TrackedConnection {
         let n = counter.add(1, ordering: .relaxed).newValue
         let tracked = TrackedConnection(
-            id: prefix + Self.hex(n, digits: 12), facts: facts, startedAt: Self.wallClock(), requestClose: requestClose)
+            id: prefix + Self.hex(n, digits: 12), facts: facts, startedAt: WallClock.now(), requestClose: requestClose)
         state.withLock { $0.live[tracked.id] = tracked }
         return tracked
     }
@@ -171,7 +171,7 @@ final class ConnectionRegistry: Sendable {
             processPath: processPath, process: processPath.split(separator: "/").last.map(String.init) ?? "",
             sniffHost: f.sniffHost ?? "", remoteDestination: f.remoteDestination.map(Self.text) ?? "")
         return ConnectionsSnapshot.Connection(
-            id: t.id, metadata: metadata, upload: upload, download: download, start: Self.rfc3339(t.startedAt),
+            id: t.id, metadata: metadata, upload: upload, download: download, start: WallClock.rfc3339(t.startedAt),
             chains: f.route.chains, rule: f.route.condition?.clashType ?? "", rulePayload: f.route.condition?.clashPayload ?? "")
     }
 
@@ -181,23 +181,7 @@ final class ConnectionRegistry: Sendable {
         return address.description
     }
 
-    static func wallClock() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(max(0, now.tv_sec)) * 1_000_000_000 + UInt64(max(0, now.tv_nsec))
-    }
 
-    /// RFC 3339 in UTC with milliseconds: `2026-11-22T10:00:00.123Z`.
-    static func rfc3339(_ nanoseconds: UInt64) -> String {
-        var seconds = time_t(nanoseconds / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let millis = Int(nanoseconds / 1_000_000 % 1000)
-        let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):"
-            + "\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
-    }
 
     /// The low `digits` hex digits of `value`, zero-padded.
     static func hex(_ value: UInt64, digits: Int) -> String {

@@ -96,13 +96,6 @@ struct ConnectionRegistryTests {
         #expect(plain.rule == "Match" && plain.rulePayload == "" && plain.chains == ["DIRECT"])
     }
 
-    @Test("RFC 3339 UTC with milliseconds")
-    func timestamps() {
-        #expect(ConnectionRegistry.rfc3339(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123Z")
-        #expect(ConnectionRegistry.rfc3339(1_700_000_000_004_000_000) == "2023-11-14T22:13:20.004Z")
-        #expect(ConnectionRegistry.rfc3339(0) == "1970-01-01T00:00:00.000Z")
-    }
-
     @Test("counters add up; totals include connections that closed, TCP and UDP")
     func totals() throws {
         let registry = ConnectionRegistry()
