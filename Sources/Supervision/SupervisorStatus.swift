@@ -84,10 +84,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
                 exit ?? "-", w.detail,
             ])
         }
-        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        for row in rows {
-            lines.append(row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  "))
-        }
+        lines += Self.columns(rows)
         for w in workers where !w.stats.isEmpty {
             lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
@@ -115,10 +112,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
                     ])
             }
         }
-        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        return rows.map { row in
-            row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        return columns(rows).joined(separator: "\n")
     }
 
     public static func byteCount(_ bytes: UInt64) -> String {
@@ -143,9 +137,16 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
             }
             rows.append([g.name, g.kind, g.now, members.joined(separator: ", ")])
         }
-        let widths = (0..<4).map { i in rows.map { $0[i].count }.max() ?? 0 }
-        return rows.map { row in row.indices.map { i in i == 3 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  ") }
-            .joined(separator: "\n")
+        return columns(rows).joined(separator: "\n")
+    }
+
+    /// Rows as aligned columns two spaces apart; the last column is not padded.
+    public static func columns(_ rows: [[String]]) -> [String] {
+        let count = rows.map(\.count).max() ?? 0
+        let widths = (0..<count).map { i in rows.map { i < $0.count ? $0[i].count : 0 }.max() ?? 0 }
+        return rows.map { row in
+            row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(to: widths[i]) }.joined(separator: "  ")
+        }
     }
 
     static func age(_ seconds: Double) -> String {

@@ -119,12 +119,7 @@ enum ConnectionTable {
                 SupervisorStatus.byteCount(c.upload), SupervisorStatus.byteCount(c.download),
             ])
         }
-        let widths = header.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        for row in rows {
-            lines.append(
-                row.indices.map { i in i == row.count - 1 ? row[i] : row[i] + String(repeating: " ", count: widths[i] - row[i].count) }
-                    .joined(separator: "  "))
-        }
+        lines += SupervisorStatus.columns(rows)
         if snapshot.connections.count > shown.count { lines.append("(\(snapshot.connections.count - shown.count) more; --top N, or the API's GET /connections)") }
         return lines.joined(separator: "\n")
     }
