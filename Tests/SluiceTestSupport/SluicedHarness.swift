@@ -150,22 +150,27 @@ public final class SluicedHarness {
         return tasks.compactMap { pid_t($0) }.filter { ProcessStatus.read(pid: $0)?.parentPID == pid }
     }
 
-    /// The status document over the control socket, or nil when sluiced does not answer.
-    public func status() -> SupervisorStatus? {
+    /// One request over `<runtime>/control.sock` (hello as a control client first, as `sluiced status` does);
+    /// the answer, or nil when sluiced does not answer in time.
+    public func request(_ message: Message, timeoutMilliseconds: Int32 = 2000) -> Message? {
         guard let socket = try? UnixSocket.connect(path: runtimeDirectory + "/control.sock") else { return nil }
         let channel = FrameChannel(takingOwnershipOf: socket)
         defer { channel.close() }
         do {
             try channel.send(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "test")), requestID: 1)
             guard try channel.receive(timeoutMilliseconds: 2000) != nil else { return nil }
-            try channel.send(.statusRequest, requestID: 2)
-            guard let reply = try channel.receive(timeoutMilliseconds: 2000),
-                case .statusReport(let document) = try reply.frame.message()
-            else { return nil }
-            return try JSONDecoder().decode(SupervisorStatus.self, from: Data(document))
+            try channel.send(message, requestID: 2)
+            guard let reply = try channel.receive(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+            return try reply.frame.message()
         } catch {
             return nil
         }
+    }
+
+    /// The status document over the control socket, or nil when sluiced does not answer.
+    public func status() -> SupervisorStatus? {
+        guard case .statusReport(let document)? = request(.statusRequest) else { return nil }
+        return try? JSONDecoder().decode(SupervisorStatus.self, from: Data(document))
     }
 
     public func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }

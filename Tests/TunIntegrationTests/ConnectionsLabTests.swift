@@ -32,20 +32,9 @@ struct ConnectionsLabTests {
 
     static let fullSize = 104_857_600
 
-    /// One request over `<runtime>/control.sock` (hello as a control client first, as `sluiced status` does).
+    /// One request over `<runtime>/control.sock`.
     static func request(_ lab: Lab, _ message: Message, timeoutMilliseconds: Int32 = 5000) -> Message? {
-        guard let socket = try? UnixSocket.connect(path: lab.harness.runtimeDirectory + "/control.sock") else { return nil }
-        let channel = FrameChannel(takingOwnershipOf: socket)
-        defer { channel.close() }
-        do {
-            try channel.send(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "test")), requestID: 1)
-            guard try channel.receive(timeoutMilliseconds: 2000) != nil else { return nil }
-            try channel.send(message, requestID: 2)
-            guard let reply = try channel.receive(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
-            return try reply.frame.message()
-        } catch {
-            return nil
-        }
+        lab.harness.request(message, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     static func connections(_ lab: Lab) -> ConnectionsSnapshot? {
