@@ -91,8 +91,10 @@ final class TCPNATTable: Sendable {
     static let linger: UInt64 = 15_000_000_000
     /// How long a SYN may wait to be accepted before its entry is dropped.
     static let acceptTimeout: UInt64 = 60_000_000_000
-    /// The same while the table is at least half full: a handshake that has not completed in
-    /// 5 s (the listener's SYN-ACK went out at 0, 1 and 3 s) is very likely never going to.
+    /// The same for SYNs seen while the table was at least half full (a flood): a handshake that has not
+    /// completed in 5 s (the listener's SYN-ACK went out at 0, 1 and 3 s) is very likely never going to.
+    /// The flood's last entries keep this timeout after the table fell below half, so it empties within
+    /// seconds of a flood rather than holding its tail for a minute.
     static let pressureAcceptTimeout: UInt64 = 5_000_000_000
 
     private struct Family {
@@ -163,7 +165,11 @@ final class TCPNATTable: Sendable {
         var v4 = Family()
         var v6 = Family()
         var limit: Int
+        /// The last time the table was seen at least half full: entries created at or before it are the
+        /// flood's and go after ``pressureAcceptTimeout``.
+        var pressureSeenAt: UInt64?
         var live: Int { v4.live + v6.live }
+        var underPressure: Bool { live * 2 >= limit }
     }
 
     private let state: Locked<State>
@@ -212,6 +218,7 @@ final class TCPNATTable: Sendable {
             guard let port = ipv4 ? Self.insert(&s.v4, entry) : Self.insert(&s.v6, entry) else {
                 return .noPort(evicted: evicted)
             }
+            if s.underPressure { s.pressureSeenAt = now }
             return .created(port, evicted: evicted)
         }
     }
@@ -299,27 +306,34 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    /// Drops lingering and never-accepted entries. Returns the keys that went. While the table
-    /// is at least half full, never-accepted entries go after ``pressureAcceptTimeout``.
+    /// Drops lingering and never-accepted entries. Returns the keys that went. Never-accepted entries that
+    /// existed while the table was at least half full go after ``pressureAcceptTimeout``, others after
+    /// ``acceptTimeout``.
     @discardableResult
     func collect(now: UInt64) -> [Key] {
         state.withLock { s in
-            let timeout = s.live * 2 >= s.limit ? Self.pressureAcceptTimeout : Self.acceptTimeout
-            return Self.collect(&s.v4, now, acceptTimeout: timeout) + Self.collect(&s.v6, now, acceptTimeout: timeout)
+            if s.underPressure { s.pressureSeenAt = now }
+            // The entries to go are a prefix of the creation-ordered queue: created before the long timeout's
+            // cut, or before both the short timeout's cut and the last moment under pressure.
+            var cut: UInt64? = now >= Self.acceptTimeout ? now - Self.acceptTimeout : nil
+            if let seen = s.pressureSeenAt, now >= Self.pressureAcceptTimeout {
+                cut = max(cut ?? 0, min(now - Self.pressureAcceptTimeout, seen))
+            }
+            return Self.collect(&s.v4, now, acceptCut: cut) + Self.collect(&s.v6, now, acceptCut: cut)
         }
     }
 
     /// Runs on the TUN reader thread once a second, so it costs O(expired), never a walk over every entry (after a
     /// burst of 100,000 short connections a full walk took milliseconds, and pings waited for it).
-    private static func collect(_ f: inout Family, _ now: UInt64, acceptTimeout: UInt64) -> [Key] {
+    private static func collect(_ f: inout Family, _ now: UInt64, acceptCut: UInt64?) -> [Key] {
         var removed: [Key] = []
         if now >= linger {
             while let (port, at) = f.closing.popDue(before: now - linger) {
                 if let entry = f.byPort[port], entry.closedAt == at, let gone = f.remove(port) { removed.append(gone.key) }
             }
         }
-        if now >= acceptTimeout {
-            while let (port, at) = f.opened.popDue(before: now - acceptTimeout) {
+        if let acceptCut {
+            while let (port, at) = f.opened.popDue(before: acceptCut) {
                 if let entry = f.byPort[port], entry.createdAt == at, entry.halfOpen, let gone = f.remove(port) {
                     removed.append(gone.key)
                 }

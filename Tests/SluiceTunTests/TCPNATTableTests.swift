@@ -170,6 +170,21 @@ struct TCPNATTableTests {
         #expect(relaxed.collect(now: 61 * Self.second) == [Self.key(1)])
     }
 
+    @Test("a flood's last entries go after 5 s too, once the first ones went and the table fell below half")
+    func pressureTail() throws {
+        let table = TCPNATTable(maxConnections: 4)
+        let half = Self.second / 2
+        for n in 1...3 { _ = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n - 1) * half) }
+        // 5.7 s: the two SYNs from 0 and 0.5 s are 5 s old; the one from 1 s is not yet.
+        #expect(table.collect(now: 5 * Self.second + 7 * Self.second / 10) == [Self.key(1), Self.key(2)])
+        #expect(table.liveCount == 1, "below half now")
+        #expect(table.collect(now: 6 * Self.second + 7 * Self.second / 10) == [Self.key(3)], "not 60 s later")
+        // A SYN after the flood, with the table below half, gets the full minute to complete.
+        _ = table.create(Self.key(4), decision: Self.decision, host: nil, now: 7 * Self.second)
+        #expect(table.collect(now: 13 * Self.second).isEmpty)
+        #expect(table.collect(now: 68 * Self.second) == [Self.key(4)])
+    }
+
     @Test("50,000 SYNs that never complete, at a limit of 1,000: established entries stay, a late real SYN gets in, O(1) each")
     func flood() throws {
         let table = TCPNATTable(maxConnections: 1_000)
