@@ -23,6 +23,18 @@ public protocol ControllerBackend: AnyObject {
     func controllerReload(path: String?, payload: String?) -> String?
     /// Asks every worker to send its log lines at `priority` or more urgent (``LogSubscribe/off``: stop).
     func controllerFollowLogs(priority: UInt8)
+    /// `PUT /providers/rules/:name`: an `http` provider is downloaded now, a `file` one read again (a reload of
+    /// the configuration), an inline one has nothing to update. `done` is called once, on the supervisor's
+    /// thread, when the update is over.
+    func controllerUpdateRuleProvider(_ name: String, done: @escaping @Sendable (ProviderUpdate) -> Void)
+}
+
+/// How a rule provider's update through the API ended.
+public enum ProviderUpdate: Sendable, Equatable {
+    case updated
+    case notFound
+    /// The download or the reload failed: what happened and what to do (the previous list stays in use).
+    case failed(String)
 }
 
 /// The workers the controller asks things of.

@@ -134,6 +134,13 @@ final class ControllerCore: Sendable {
             return done(.json(.ok, JSON.encode(["providers": [String: String]()])))
         case (.GET, "providers", 2) where s[1] == "rules":
             return state(on: loop).map { .json(.ok, JSON.encode(["providers": RuleProviderInfo.all($0.configuration)])) }
+        case (.GET, "providers", 3) where s[1] == "rules":
+            return state(on: loop).map { state in
+                guard let info = RuleProviderInfo.all(state.configuration)[s[2]] else { return .notFound }
+                return .json(.ok, JSON.encode(info))
+            }
+        case (.PUT, "providers", 3) where s[1] == "rules":
+            return updateRuleProvider(s[2], on: loop)
         case (.GET, "connections", 1):
             return connections(on: loop).map { .json(.ok, $0) }
         case (.DELETE, "connections", 1):
@@ -238,6 +245,21 @@ final class ControllerCore: Sendable {
                 promise.succeed(.error(.badRequest, refusal))
             } else {
                 promise.succeed(.noContent)
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// mihomo's answers: 204 once updated, 404 for an unknown name, 503 with the reason when the update failed.
+    private func updateRuleProvider(_ name: String, on loop: any EventLoop) -> EventLoopFuture<APIReply> {
+        let promise = loop.makePromise(of: APIReply.self)
+        mailbox.submit { backend in
+            backend.controllerUpdateRuleProvider(name) { outcome in
+                switch outcome {
+                case .updated: promise.succeed(.noContent)
+                case .notFound: promise.succeed(.notFound)
+                case .failed(let reason): promise.succeed(.error(.serviceUnavailable, reason))
+                }
             }
         }
         return promise.futureResult

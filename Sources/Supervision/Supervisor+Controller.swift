@@ -140,6 +140,10 @@ extension Supervisor: ControllerBackend {
         return String(cString: resolved)
     }
 
+    public func controllerUpdateRuleProvider(_ name: String, done: @escaping @Sendable (ProviderUpdate) -> Void) {
+        updateRuleProvider(name, done: done)
+    }
+
     public func controllerFollowLogs(priority: UInt8) {
         for slot in slots.values where slot.handshaken && slot.channel != nil {
             send(.logSubscribe(LogSubscribe(priority: priority)), to: slot, purpose: nil)

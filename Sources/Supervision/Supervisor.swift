@@ -87,6 +87,8 @@ public final class Supervisor {
     /// Rule-provider downloads in progress, by curl's pid, and when each provider last failed.
     var providerDownloads: [pid_t: ProviderDownload] = [:]
     var providerFailures: [String: UInt64] = [:]
+    /// API callers waiting for a provider's download to end (`PUT /providers/rules/:name`), by provider name.
+    var providerWaiters: [String: [@Sendable (ProviderUpdate) -> Void]] = [:]
     var nextProviderCheckAt: UInt64 = 0
     /// The Clash API (`external-controller`), when configured; it reaches us through its mailbox.
     var controller: ExternalController?

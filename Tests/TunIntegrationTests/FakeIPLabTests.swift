@@ -174,4 +174,54 @@ struct RuleProviderLabTests {
         try "payload:\n  - '+.other.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
         #expect(lab.harness.waitUntil(15) { reachable("b.listed.test") && !reachable("b.other.test") })
     }
+
+    @Test("PUT /providers/rules/:name fetches the list now and answers when it applies; a failed fetch keeps the old list and says why")
+    func updateThroughTheAPI() throws {
+        let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
+        let file = "provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        try "payload:\n  - '+.listed.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: "\(www)/\(file)") }
+        // interval 0: fetched once, then only when asked.
+        let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
+            + """
+            rule-providers:
+              remote: {type: http, behavior: domain, url: "http://10.77.200.2/\(file)", interval: 0}
+              local: {type: inline, behavior: domain, payload: [inline.test]}
+            external-controller: 127.0.0.1:9090
+
+            """
+        let lab = try FakeIPLabTests.start(config)
+        defer { lab.stop() }
+        #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
+        func api(_ method: String, _ path: String) -> (Int, String) {
+            let (_, out) = lab.run("router", "curl -sS -m 70 -X \(method) -w '\\n%{http_code}' http://127.0.0.1:9090\(path) 2>&1")
+            let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+        func reachable(_ name: String) -> Bool {
+            lab.run("client", "curl -sS -m 5 http://\(FakeIPLabTests.resolve(lab, name))/small").0 == 0
+        }
+        #expect(lab.harness.waitUntil(5) { !reachable("a.listed.test") }, "listed by the downloaded provider: REJECT")
+        let (infoStatus, info) = api("GET", "/providers/rules/remote")
+        #expect(infoStatus == 200 && info.contains("\"vehicleType\":\"HTTP\"") && info.contains("\"ruleCount\":1"), "\(info)")
+
+        // The list changes upstream; with no interval only the API's update brings it, and the answer comes once it applies.
+        try "payload:\n  - '+.other.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        let generation = lab.harness.status()?.generation ?? 0
+        let (updated, body) = api("PUT", "/providers/rules/remote")
+        #expect(updated == 204, "\(body)")
+        #expect((lab.harness.status()?.generation ?? 0) > generation, "a new generation before the answer")
+        // The workers take the pushed generation within milliseconds of the answer.
+        #expect(lab.harness.waitUntil(5) { reachable("b.listed.test") && !reachable("b.other.test") })
+
+        // Gone upstream: 503 with the reason, and the list in use stays.
+        try? FileManager.default.removeItem(atPath: "\(www)/\(file)")
+        let (failed, reason) = api("PUT", "/providers/rules/remote")
+        #expect(failed == 503 && reason.contains("curl exit 22") && reason.contains("keeping what is there"), "\(reason)")
+        #expect(!reachable("c.other.test"), "the previous list still applies")
+        #expect(api("PUT", "/providers/rules/local").0 == 204, "inline: nothing to fetch")
+        let (unknown, message) = api("PUT", "/providers/rules/nosuch")
+        #expect(unknown == 404 && message.contains("message"), "\(message)")
+    }
 }
