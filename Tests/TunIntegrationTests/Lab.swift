@@ -17,13 +17,18 @@ final class Lab {
     /// connections and some check timings; side by side on two cores they starve each
     /// other's servers into timeouts that say nothing about sluice.
     private var turn: CInt
+    /// When the turn began: ``stop()`` prints how long the lab was held (CI's time budget is mostly labs, one at a time).
+    private var since: UInt64 = 0
+    private let test: String
 
     /// Brings the lab up; ``start()`` runs sluiced in `<name>-router` with `config` (YAML).
     init(config: String, name: String = #function) throws {
         self.name = "l\(getpid() % 10000)\(UInt8.random(in: 0...255))"
+        test = name
         let lock = open("/tmp/sluice-lab.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if lock >= 0 { flock(lock, LOCK_EX) }
         turn = lock
+        since = MonotonicClock.now
         do {
             harness = try SluicedHarness(config: config, name: name)
         } catch {
@@ -54,6 +59,7 @@ final class Lab {
     func stop() {
         harness.stop()
         _ = Lab.shell("LAB=\(name) bash \(Lab.packageRoot)/Scripts/lab.sh down")
+        if turn >= 0 { print("lab \(test) held the lab for \(String(format: "%.1f", Double(MonotonicClock.now - since) / 1e9)) s") }
         Self.release(turn)
         turn = -1  // stop() may run twice (a helper's cleanup, then the test's defer)
     }
