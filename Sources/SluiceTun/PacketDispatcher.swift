@@ -212,7 +212,7 @@ final class PacketDispatcher: @unchecked Sendable {
             let now = MonotonicClock.now
             if now - lastSweep > 1_000_000_000 {
                 lastSweep = now
-                for key in nat.collect(now: now) { natEntryGone(key) }
+                for gone in nat.collect(now: now) { released(gone, reply: reply) }
                 if udpRoutes.count > 65536 { udpRoutes.removeAll(keepingCapacity: true) }
                 icmp.sweep(now: now)
             }
@@ -262,8 +262,8 @@ final class PacketDispatcher: @unchecked Sendable {
         let key = TCPNATTable.Key(
             source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination, destinationPort: tcp.destinationPort)
         var port = nat.port(for: key)
-        if port != nil, tcp.flags.contains(.syn), !tcp.flags.contains(.ack), nat.releaseFinished(key) {
-            natEntryGone(key)
+        if port != nil, tcp.flags.contains(.syn), !tcp.flags.contains(.ack), let gone = nat.releaseFinished(key) {
+            released(gone, reply: reply)
             port = nil
         }
         if port == nil {
@@ -344,6 +344,7 @@ final class PacketDispatcher: @unchecked Sendable {
         }
         guard let natPort = port else { return }
         let reset = tcp.flags.contains(.rst)
+        if tcp.flags.contains(.fin) { nat.clientFinished(port: natPort, ipv4: ipv4, end: tcp.sequence &+ tcp.sequenceLength) }
         if NATRewrite.rewrite(
             &ip, source: stack.fakeClient, sourcePort: natPort, destination: stack.listener.address,
             destinationPort: stack.listener.port, partialChecksum: partialChecksum)
@@ -358,6 +359,17 @@ final class PacketDispatcher: @unchecked Sendable {
     /// A NAT entry left the table: the fake address it was made to no longer holds its name on its behalf.
     private func natEntryGone(_ key: TCPNATTable.Key) {
         if dns.isFake(key.destination) { dns.pin(key.destination, false) }
+    }
+
+    /// An entry left the table: its name is let go and the listener's side of its port reset (half-open, or in
+    /// TIME_WAIT: ``TCPNATTable/Released``) before the port serves another client.
+    private func released(_ gone: TCPNATTable.Released, reply: UnsafeMutableRawBufferPointer) {
+        natEntryGone(gone.key)
+        guard let sequence = gone.resetSequence, let stack = gone.ipv4 ? v4 : v6 else { return }
+        let n = PacketBuilder.tcpReset(
+            into: reply, source: stack.fakeClient, sourcePort: gone.port, destination: stack.listener.address,
+            destinationPort: stack.listener.port, sequence: sequence, acknowledgment: nil)
+        if n > 0 { tun.write(reply.baseAddress, n) }
     }
 
     /// The port of a new NAT entry, or nil when the SYN was refused (and answered with a reset).
@@ -398,15 +410,9 @@ final class PacketDispatcher: @unchecked Sendable {
     /// Resets the listener's side of a half-open entry pushed out of the NAT table (the
     /// sequence number the listener expects next), so that it neither completes a connection
     /// nobody can reach any more nor meets its NAT port's next owner.
-    private func pushOut(_ evicted: TCPNATTable.Evicted, reply: UnsafeMutableRawBufferPointer) {
+    private func pushOut(_ evicted: TCPNATTable.Released, reply: UnsafeMutableRawBufferPointer) {
         halfOpenEvicted.add(1, ordering: .relaxed)
-        natEntryGone(evicted.key)
-        if let stack = evicted.ipv4 ? v4 : v6 {
-            let n = PacketBuilder.tcpReset(
-                into: reply, source: stack.fakeClient, sourcePort: evicted.port, destination: stack.listener.address,
-                destinationPort: stack.listener.port, sequence: evicted.clientSequence &+ 1, acknowledgment: nil)
-            if n > 0 { tun.write(reply.baseAddress, n) }
-        }
+        released(evicted, reply: reply)
         evictions.hit { [nat] n in
             "tcp: limits.max-connections (\(nat.maxConnections)) reached: \(n) half-open connections (SYN seen, handshake never completed) pushed out for new SYNs since the last line, the latest from \(evicted.key.source) (a SYN flood, or clients that cannot be reached); established connections are not touched"
         }

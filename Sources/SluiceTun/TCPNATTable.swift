@@ -41,6 +41,9 @@ final class TCPNATTable: Sendable {
         /// The rule as written and the chain of outbounds, for the connections list.
         var route = RouteFacts()
         var createdAt: UInt64
+        /// The sequence number after the client's FIN, once one passed: what the listener's socket expects next
+        /// if it ends up in TIME_WAIT (it sent its FIN first, i.e. the server closed first).
+        var clientFinEnd: UInt32?
         /// Set when the relay finished; the entry lingers so late FINs/ACKs still translate.
         var closedAt: UInt64?
         var accepted = false
@@ -49,25 +52,46 @@ final class TCPNATTable: Sendable {
         var halfOpen: Bool { !accepted && closedAt == nil }
     }
 
-    /// A half-open entry pushed out to make room for a new SYN. The reader resets the
-    /// listener's side of it (`clientSequence + 1` is what the listener expects next).
-    struct Evicted: Equatable, Sendable {
+    /// An entry that left the table (pushed out for a new SYN, expired, or released for a reused key). The reader
+    /// resets the listener's side of its port with `resetSequence`, the sequence number the listener's socket expects
+    /// next, before the port serves another client:
+    /// - a half-open entry: `clientSequence + 1`; the listener neither completes a connection nobody can reach any
+    ///   more nor meets the port's next owner with it;
+    /// - a finished one whose client sent a FIN: the sequence after it. When the server closed first, the listener's
+    ///   socket sent the first FIN and sits in TIME_WAIT for 60 s; a new client's SYN on the same port then passes
+    ///   only when its sequence number or timestamp happens to be higher (another host's are random), else it meets
+    ///   an ACK and retries a second later. NAT ports come round every 4 s at 16,000 connections a second, so a
+    ///   gateway that also serves its own traffic stalled to ~100 connections a second. The reset ends that
+    ///   TIME_WAIT (RFC 1337's assassination, which Linux allows by default); to a socket already closed it is nothing.
+    struct Released: Equatable, Sendable {
         var key: Key
         var port: UInt16
-        var clientSequence: UInt32
+        var resetSequence: UInt32?
         var ipv4: Bool { key.source.isIPv4 }
+
+        init(key: Key, port: UInt16, resetSequence: UInt32?) {
+            self.key = key
+            self.port = port
+            self.resetSequence = resetSequence
+        }
+
+        init(_ entry: Entry, port: UInt16) {
+            self.init(
+                key: entry.key, port: port,
+                resetSequence: entry.closedAt != nil ? entry.clientFinEnd : entry.accepted ? nil : entry.clientSequence &+ 1)
+        }
     }
 
     /// What ``create(_:decision:host:fake:sniff:clientSequence:route:now:)`` did.
     enum Creation: Equatable {
         /// A new entry at this port, after pushing out `evicted` when the table was at its limit.
-        case created(UInt16, evicted: Evicted?)
+        case created(UInt16, evicted: Released?)
         /// The key has an entry already (a retransmitted SYN): its port.
         case existing(UInt16)
         /// `max-connections` entries are counted and every one of them is accepted: refuse.
         case atLimit
         /// Every NAT port of the family is in use (after pushing out `evicted`, if one was).
-        case noPort(evicted: Evicted?)
+        case noPort(evicted: Released?)
 
         var port: UInt16? {
             switch self {
@@ -76,7 +100,7 @@ final class TCPNATTable: Sendable {
             }
         }
 
-        var evicted: Evicted? {
+        var evicted: Released? {
             switch self {
             case .created(_, let evicted), .noPort(let evicted): return evicted
             case .existing, .atLimit: return nil
@@ -121,10 +145,10 @@ final class TCPNATTable: Sendable {
             return nil
         }
 
-        mutating func evictOldestHalfOpen() -> Evicted? {
+        mutating func evictOldestHalfOpen() -> Released? {
             guard let item = oldestHalfOpen(), let entry = remove(item.port) else { return nil }
             opened.dropFirst()
-            return Evicted(key: entry.key, port: item.port, clientSequence: entry.clientSequence)
+            return Released(entry, port: item.port)
         }
 
         mutating func remove(_ port: UInt16) -> Entry? {
@@ -210,7 +234,7 @@ final class TCPNATTable: Sendable {
         return state.withLock { s in
             let ipv4 = key.source.isIPv4
             if let existing = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key] { return .existing(existing) }
-            var evicted: Evicted?
+            var evicted: Released?
             if s.live >= s.limit {
                 guard let pushed = Self.evictOldestHalfOpen(&s) else { return .atLimit }
                 evicted = pushed
@@ -243,7 +267,7 @@ final class TCPNATTable: Sendable {
     }
 
     /// Removes the oldest half-open entry of either family.
-    private static func evictOldestHalfOpen(_ s: inout State) -> Evicted? {
+    private static func evictOldestHalfOpen(_ s: inout State) -> Released? {
         let useV4: Bool
         switch (s.v4.oldestHalfOpen(), s.v6.oldestHalfOpen()) {
         case (nil, nil): return nil
@@ -266,6 +290,13 @@ final class TCPNATTable: Sendable {
         }
     }
 
+    /// The client's FIN passed (`end`: the sequence number after it).
+    func clientFinished(port: UInt16, ipv4: Bool, end: UInt32) {
+        state.withLock { s in
+            if ipv4 { s.v4.byPort[port]?.clientFinEnd = end } else { s.v6.byPort[port]?.clientFinEnd = end }
+        }
+    }
+
     /// The relay finished; the entry goes after the linger time.
     func markClosed(port: UInt16, ipv4: Bool, now: UInt64) {
         state.withLock { s in
@@ -284,14 +315,15 @@ final class TCPNATTable: Sendable {
     /// (common when the server closes first, so the client keeps no TIME_WAIT). The old entry goes and the
     /// SYN becomes a new connection with its own NAT port, a fresh rule decision and its own count; kept,
     /// the old entry would be collected 15 s after the old connection closed, under the new one.
-    /// Returns whether an entry went.
-    func releaseFinished(_ key: Key) -> Bool {
+    /// Returns the entry that went.
+    func releaseFinished(_ key: Key) -> Released? {
         state.withLock { s in
             let ipv4 = key.source.isIPv4
             guard let port = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key],
-                (ipv4 ? s.v4.byPort[port] : s.v6.byPort[port])?.closedAt != nil
-            else { return false }
-            return (ipv4 ? s.v4.remove(port) : s.v6.remove(port)) != nil
+                (ipv4 ? s.v4.byPort[port] : s.v6.byPort[port])?.closedAt != nil,
+                let entry = ipv4 ? s.v4.remove(port) : s.v6.remove(port)
+            else { return nil }
+            return Released(entry, port: port)
         }
     }
 
@@ -306,11 +338,11 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    /// Drops lingering and never-accepted entries. Returns the keys that went. Never-accepted entries that
+    /// Drops lingering and never-accepted entries. Returns those that went. Never-accepted entries that
     /// existed while the table was at least half full go after ``pressureAcceptTimeout``, others after
     /// ``acceptTimeout``.
     @discardableResult
-    func collect(now: UInt64) -> [Key] {
+    func collect(now: UInt64) -> [Released] {
         state.withLock { s in
             if s.underPressure { s.pressureSeenAt = now }
             // The entries to go are a prefix of the creation-ordered queue: created before the long timeout's
@@ -325,17 +357,19 @@ final class TCPNATTable: Sendable {
 
     /// Runs on the TUN reader thread once a second, so it costs O(expired), never a walk over every entry (after a
     /// burst of 100,000 short connections a full walk took milliseconds, and pings waited for it).
-    private static func collect(_ f: inout Family, _ now: UInt64, acceptCut: UInt64?) -> [Key] {
-        var removed: [Key] = []
+    private static func collect(_ f: inout Family, _ now: UInt64, acceptCut: UInt64?) -> [Released] {
+        var removed: [Released] = []
         if now >= linger {
             while let (port, at) = f.closing.popDue(before: now - linger) {
-                if let entry = f.byPort[port], entry.closedAt == at, let gone = f.remove(port) { removed.append(gone.key) }
+                if let entry = f.byPort[port], entry.closedAt == at, let gone = f.remove(port) {
+                    removed.append(Released(gone, port: port))
+                }
             }
         }
         if let acceptCut {
             while let (port, at) = f.opened.popDue(before: acceptCut) {
                 if let entry = f.byPort[port], entry.createdAt == at, entry.halfOpen, let gone = f.remove(port) {
-                    removed.append(gone.key)
+                    removed.append(Released(gone, port: port))
                 }
             }
         }

@@ -159,6 +159,30 @@ struct TunDataPlaneTests {
         #expect(udp.contains("received 0"), "\(udp)")
     }
 
+    @Test("connections the server closed first leave no TIME_WAIT behind on sluice's listener once their NAT ports go")
+    func noTimeWaitLeft() throws {
+        // With a server that closes first, the listener's socket sends the first FIN and would sit in TIME_WAIT for
+        // 60 s; a NAT port that comes round within that time (4 s at 16,000 connections a second) would meet it, and
+        // a new client's SYN with a lower sequence number stalls a second. sluice resets that TIME_WAIT when the port's
+        // entry goes (15 s after the close).
+        let lab = try Lab(config: Lab.config)
+        defer { lab.stop() }
+        try lab.start()
+        let (status, out) = lab.run(
+            "client", "for i in $(seq 40); do curl -sS -m 5 -H 'Connection: close' http://10.77.200.2/small || exit 1; done | grep -c ok")
+        #expect(status == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "40", "\(out)")
+        // The listener's sockets (the relay's own sockets to the server, peer port 80, are not the NAT's business).
+        let listenerSide = "ss -Htan state time-wait | awk '$4 !~ /:80$/'"
+        let timeWait = {
+            Int(lab.run("router", "\(listenerSide) | wc -l").1.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        let before = timeWait()
+        #expect(before >= 20, "most of the listener's sockets closed first: \(before) of 40 in TIME_WAIT")
+        #expect(lab.harness.waitUntil(25) { (lab.harness.worker("tun")?.stats["tcp.nat.entries"] ?? 1) == 0 })
+        #expect(lab.harness.waitUntil(3) { timeWait() == 0 }, "still in TIME_WAIT: \(lab.run("router", "\(listenerSide) | head -5").1)")
+        #expect(lab.run("client", "curl -sS -m 5 -H 'Connection: close' http://10.77.200.2/small").1 == "ok\n")
+    }
+
     @Test("kill -9 of the tun worker during traffic: new connections work within 1 s of the restart, no duplicate rules")
     func tunWorkerCrash() throws {
         let lab = try Lab(config: Lab.config)
