@@ -93,6 +93,29 @@ struct TCPNATTableTests {
         #expect(table.collect(now: 261 * Self.second).map(\.resetSequence) == [0], "wraps")
     }
 
+    @Test("accepted connections leave the creation queue at the next collection, not at their 60 s accept timeout")
+    func queueStaysShort() throws {
+        let table = TCPNATTable()
+        var now: UInt64 = 0
+        // 40 s of 1,000 short connections a second: created, accepted, closed within the second.
+        for second in 0..<40 {
+            for n in 0..<1_000 {
+                now = UInt64(second) * Self.second + UInt64(n) * 1_000_000
+                let port = try #require(table.create(Self.key(second * 1_000 + n), decision: Self.decision, host: nil, now: now).port)
+                table.markAccepted(port: port, ipv4: true)
+                table.markClosed(port: port, ipv4: true, now: now)
+            }
+            _ = table.collect(now: now)
+        }
+        // What stays queued: the last 15 s of closes (they linger); none of the 40,000 creations.
+        #expect(table.queued <= 16_000, "\(table.queued) queue items")
+        // One connection that never completes holds the queue from its own item on, no further back.
+        _ = table.create(Self.key(99_999), decision: Self.decision, host: nil, now: now + 1)
+        _ = table.collect(now: now + 2)
+        #expect(table.collect(now: now + 61 * Self.second).map(\.key).contains(Self.key(99_999)))
+        #expect(table.queued == 0, "everything went: \(table.queued)")
+    }
+
     @Test("a port taken again after its entry went is not collected by the old entry's queue item")
     func reusedPort() throws {
         let table = TCPNATTable()
