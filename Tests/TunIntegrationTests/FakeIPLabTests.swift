@@ -147,46 +147,59 @@ struct FakeIPLabTests {
 /// every `interval`.
 @Suite("rule providers over http (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
 struct RuleProviderLabTests {
+    /// A one-pattern domain list on the lab's web server (whose folder every lab shares).
+    struct ServedList {
+        let path = (ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www")
+            + "/provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        var url: String { "http://10.77.200.2/" + (path as NSString).lastPathComponent }
+
+        func serve(_ pattern: String) throws {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try "payload:\n  - '\(pattern)'\n".write(toFile: path, atomically: true, encoding: .utf8)
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// Whether a plain HTTP request to `name` (resolved through the dns worker) from the client gets through.
+    static func reachable(_ lab: Lab, _ name: String) -> Bool {
+        lab.run("client", "curl -sS -m 5 http://\(FakeIPLabTests.resolve(lab, name))/small").0 == 0
+    }
+
     @Test("an http provider is fetched into its cache, applied, and refreshed on its interval")
     func httpProvider() throws {
-        let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
-        let file = "provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
-        try "payload:\n  - '+.listed.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: "\(www)/\(file)") }
+        let list = ServedList()
+        try list.serve("+.listed.test")
+        defer { list.remove() }
         let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
             + """
             rule-providers:
-              remote: {type: http, behavior: domain, url: "http://10.77.200.2/\(file)", interval: 2}
+              remote: {type: http, behavior: domain, url: "\(list.url)", interval: 2}
 
             """
         let lab = try FakeIPLabTests.start(config)
         defer { lab.stop() }
         #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
         _ = lab.harness.waitUntil(5) { lab.harness.status()?.generation ?? 0 >= 2 }
-        func reachable(_ name: String) -> Bool {
-            let fake = FakeIPLabTests.resolve(lab, name)
-            return lab.run("client", "curl -sS -m 5 http://\(fake)/small").0 == 0
-        }
+        let reachable = { Self.reachable(lab, $0) }
         #expect(!reachable("a.listed.test"), "listed by the downloaded provider: REJECT")
         #expect(reachable("a.other.test"))
         // The list changes upstream: within the interval (2 s) and a fetch, it applies.
-        try "payload:\n  - '+.other.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        try list.serve("+.other.test")
         #expect(lab.harness.waitUntil(15) { reachable("b.listed.test") && !reachable("b.other.test") })
     }
 
     @Test("PUT /providers/rules/:name fetches the list now and answers when it applies; a failed fetch keeps the old list and says why")
     func updateThroughTheAPI() throws {
-        let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
-        let file = "provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
-        try "payload:\n  - '+.listed.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: "\(www)/\(file)") }
+        let list = ServedList()
+        try list.serve("+.listed.test")
+        defer { list.remove() }
         // interval 0: fetched once, then only when asked.
         let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
             + """
             rule-providers:
-              remote: {type: http, behavior: domain, url: "http://10.77.200.2/\(file)", interval: 0}
+              remote: {type: http, behavior: domain, url: "\(list.url)", interval: 0}
               local: {type: inline, behavior: domain, payload: [inline.test]}
             external-controller: 127.0.0.1:9090
 
@@ -199,15 +212,13 @@ struct RuleProviderLabTests {
             let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
             return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
         }
-        func reachable(_ name: String) -> Bool {
-            lab.run("client", "curl -sS -m 5 http://\(FakeIPLabTests.resolve(lab, name))/small").0 == 0
-        }
+        let reachable = { Self.reachable(lab, $0) }
         #expect(lab.harness.waitUntil(5) { !reachable("a.listed.test") }, "listed by the downloaded provider: REJECT")
         let (infoStatus, info) = api("GET", "/providers/rules/remote")
         #expect(infoStatus == 200 && info.contains("\"vehicleType\":\"HTTP\"") && info.contains("\"ruleCount\":1"), "\(info)")
 
         // The list changes upstream; with no interval only the API's update brings it, and the answer comes once it applies.
-        try "payload:\n  - '+.other.test'\n".write(toFile: "\(www)/\(file)", atomically: true, encoding: .utf8)
+        try list.serve("+.other.test")
         let generation = lab.harness.status()?.generation ?? 0
         let (updated, body) = api("PUT", "/providers/rules/remote")
         #expect(updated == 204, "\(body)")
@@ -216,7 +227,7 @@ struct RuleProviderLabTests {
         #expect(lab.harness.waitUntil(5) { reachable("b.listed.test") && !reachable("b.other.test") })
 
         // Gone upstream: 503 with the reason, and the list in use stays.
-        try? FileManager.default.removeItem(atPath: "\(www)/\(file)")
+        list.remove()
         let (failed, reason) = api("PUT", "/providers/rules/remote")
         #expect(failed == 503 && reason.contains("curl exit 22") && reason.contains("keeping what is there"), "\(reason)")
         #expect(!reachable("c.other.test"), "the previous list still applies")
