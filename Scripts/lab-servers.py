@@ -105,6 +105,18 @@ def listening(host, port):
     return server
 
 
+def read_head(conn):
+    """Reads until the end of an HTTP head (CRLF CRLF) or EOF; returns what came, which may run past the head
+    (it is complete only when it contains CRLF CRLF)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def echo_until_closed(conn):
     """Sends back whatever arrives until the peer closes."""
     while True:
@@ -334,12 +346,8 @@ def banner_proxy(kind, host, port):
                 conn.recv(512)  # the CONNECT request
                 reply = b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00"
             else:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    request += chunk
+                if b"\r\n\r\n" not in read_head(conn):
+                    return
                 reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
             conn.sendall(reply + b"banner\n")
             echo_until_closed(conn)
@@ -369,12 +377,9 @@ def tls_proxy(kind, host, port, cert, key):
 
     def target(conn):
         if kind == "http":
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    raise ConnectionError("closed")
-                request += chunk
+            request = read_head(conn)
+            if b"\r\n\r\n" not in request:
+                raise ConnectionError("closed")
             authority = request.split(b" ")[1].decode()
             name, _, port = authority.rpartition(":")
             return name.strip("[]"), int(port), b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -583,12 +588,7 @@ def ws_read(host, port, path, seconds):
     s = socket.create_connection((host, int(port)), timeout=5)
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
+    head = read_head(s)
     status = head.split(b"\r\n", 1)[0].decode(errors="replace")
     if " 101 " not in status + " ":
         print("refused " + status.split(" ")[1] if " " in status else "refused ?", flush=True)
