@@ -167,20 +167,28 @@ struct RuleProviderLabTests {
         lab.run("client", "curl -sS -m 5 http://\(FakeIPLabTests.resolve(lab, name))/small").0 == 0
     }
 
-    @Test("an http provider is fetched into its cache, applied, and refreshed on its interval")
-    func httpProvider() throws {
-        let list = ServedList()
+    /// A lab whose rules REJECT what the http provider `remote` lists (`+.listed.test`, served from `list`, refreshed
+    /// every `interval` seconds), once sluiced has fetched it. `more` is YAML after the `remote` entry.
+    static func start(_ list: ServedList, interval: Int, more: String = "", name: String = #function) throws -> Lab {
         try list.serve("+.listed.test")
-        defer { list.remove() }
         let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
             + """
             rule-providers:
-              remote: {type: http, behavior: domain, url: "\(list.url)", interval: 2}
+              remote: {type: http, behavior: domain, url: "\(list.url)", interval: \(interval)}
+            \(more)
 
             """
-        let lab = try FakeIPLabTests.start(config)
-        defer { lab.stop() }
+        let lab = try FakeIPLabTests.start(config, name: name)
         #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
+        return lab
+    }
+
+    @Test("an http provider is fetched into its cache, applied, and refreshed on its interval")
+    func httpProvider() throws {
+        let list = ServedList()
+        defer { list.remove() }
+        let lab = try Self.start(list, interval: 2)
+        defer { lab.stop() }
         _ = lab.harness.waitUntil(5) { lab.harness.status()?.generation ?? 0 >= 2 }
         let reachable = { Self.reachable(lab, $0) }
         #expect(!reachable("a.listed.test"), "listed by the downloaded provider: REJECT")
@@ -193,20 +201,11 @@ struct RuleProviderLabTests {
     @Test("PUT /providers/rules/:name fetches the list now and answers when it applies; a failed fetch keeps the old list and says why")
     func updateThroughTheAPI() throws {
         let list = ServedList()
-        try list.serve("+.listed.test")
         defer { list.remove() }
         // interval 0: fetched once, then only when asked.
-        let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
-            + """
-            rule-providers:
-              remote: {type: http, behavior: domain, url: "\(list.url)", interval: 0}
-              local: {type: inline, behavior: domain, payload: [inline.test]}
-            external-controller: 127.0.0.1:9090
-
-            """
-        let lab = try FakeIPLabTests.start(config)
+        let lab = try Self.start(
+            list, interval: 0, more: "  local: {type: inline, behavior: domain, payload: [inline.test]}\nexternal-controller: 127.0.0.1:9090")
         defer { lab.stop() }
-        #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
         func api(_ method: String, _ path: String) -> (Int, String) {
             let (_, out) = lab.run("router", "curl -sS -m 70 -X \(method) -w '\\n%{http_code}' http://127.0.0.1:9090\(path) 2>&1")
             let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
