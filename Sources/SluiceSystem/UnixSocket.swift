@@ -97,11 +97,13 @@ public enum UnixSocket {
     }
 
     /// A listening stream socket at `path` with file mode `mode` (a stale socket file is replaced).
-    public static func listen(path: String, mode: mode_t = 0o660, backlog: CInt = 64) throws(SystemError)
-        -> OwnedDescriptor
+    public static func listen(path: String, mode: mode_t = 0o660, backlog: CInt = 64, nonBlocking: Bool = false)
+        throws(SystemError) -> OwnedDescriptor
     {
         let fd = try Posix.check("listen on \(path)", csluice_listen_unix(path, UInt32(mode), backlog))
-        return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+        let socket = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+        if nonBlocking { try Descriptors.setNonBlocking(fd) }
+        return socket
     }
 
     /// Connects to the stream socket at `path`.

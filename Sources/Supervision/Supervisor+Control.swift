@@ -9,28 +9,65 @@ import WorkerRuntime
 import Glibc
 #endif
 
-/// A client on the control socket (`sluiced status`, later the API).
+/// A client on the control socket (`sluiced status`, `reload`, `select`).
+///
+/// A slot is cheap to take, so it must be quick to lose: a client that has not said a valid hello within
+/// ``ControlClient/deadline`` of connecting, or that leaves a frame half-sent that long, is dropped (see
+/// ``Supervisor/expireClients(now:)``); one whose first frame is not a hello, or that closes, goes at once.
 final class ControlClient {
+    /// How long a client may take to say hello, and how long a frame may stay half-received.
+    static let deadline: UInt64 = 3_000_000_000
+
     let channel: FrameChannel
     let credentials: PeerCredentials?
     var handshaken = false
+    let connectedAt: UInt64
+    /// Since when part of a frame has been waiting for the rest; nil between frames.
+    var partialSince: UInt64?
 
-    init(channel: FrameChannel, credentials: PeerCredentials?) {
+    init(channel: FrameChannel, credentials: PeerCredentials?, now: UInt64) {
         self.channel = channel
         self.credentials = credentials
+        self.connectedAt = now
+    }
+
+    var name: String { credentials?.description ?? "a client" }
+
+    /// Why the client loses its slot at `now`, if it does.
+    func expiry(now: UInt64) -> String? {
+        let limit = Duration(nanoseconds: Self.deadline).humanReadable
+        if !handshaken, MonotonicClock.elapsed(from: connectedAt, to: now) > Self.deadline {
+            return "no hello within \(limit) of connecting"
+        }
+        if let partialSince, MonotonicClock.elapsed(from: partialSince, to: now) > Self.deadline {
+            return "a frame stayed incomplete for \(limit)"
+        }
+        return nil
     }
 }
 
 extension Supervisor {
+    /// The most clients connected at once; past it a newcomer is told so and closed.
+    static let maxClients = 64
+
+    /// Takes every pending connection. The listener is non-blocking: an accept that finds nothing (a client that
+    /// connected and went before we got to it) returns EAGAIN and ends the round, so this never waits.
     func acceptClients() {
         guard let listener else { return }
-        while true {
+        // Bounded per round, so a flood of connections cannot starve the workers' channels and timers.
+        for _ in 0..<256 {
             let socket: OwnedDescriptor
             do {
                 socket = try UnixSocket.accept(listener.rawValue, nonBlocking: true)
             } catch {
-                if error.errno != EAGAIN { logger.warning("control socket: \(error)") }
-                return
+                switch error.errno {
+                case EAGAIN, EWOULDBLOCK: return
+                // The connection was gone before accept took it, or a transient shortage: try the next one.
+                case ECONNABORTED, EINTR, EPROTO: continue
+                default:
+                    clientWarning("control socket: accept failed: \(error)")
+                    return
+                }
             }
             // A client that cannot drain its replies within 1 s is dropped, not waited on.
             let channel = FrameChannel(takingOwnershipOf: socket, maxPayload: 1 << 20, sendTimeoutMilliseconds: 1000)
@@ -42,19 +79,38 @@ extension Supervisor {
                     "its credentials cannot be read (SO_PEERCRED)"
                 }
             if let why {
-                logger.warning("control socket: refused \(credentials?.description ?? "a client"): \(why)")
-                try? channel.send(.error(ErrorReport(code: .handshakeFailed, message: "permission denied: \(why)")), requestID: 0)
-                channel.close()
+                clientWarning("control socket: refused \(credentials?.description ?? "a client"): \(why)")
+                refuse(channel, ErrorReport(code: .handshakeFailed, message: "permission denied: \(why)"))
                 continue
             }
-            if clients.count >= 64 {
-                logger.warning("control socket: 64 clients already connected; refusing \(credentials?.description ?? "a client")")
-                channel.close()
+            if clients.count >= Self.maxClients {
+                clientWarning(
+                    "control socket: \(Self.maxClients) clients already connected; refusing \(credentials?.description ?? "a client")")
+                refuse(channel, ErrorReport(code: .rejected, message: "sluiced is busy: \(Self.maxClients) control clients are connected; try again"))
                 continue
             }
-            clients.append(ControlClient(channel: channel, credentials: credentials))
-            // Non-blocking accept: poll once more so a burst of clients is taken in one go.
-            if (try? Descriptors.waitReadable(listener.rawValue, timeoutMilliseconds: 0)) != true { return }
+            clients.append(ControlClient(channel: channel, credentials: credentials, now: MonotonicClock.now))
+        }
+    }
+
+    /// Tells a client why it is not served (without waiting on it) and closes it.
+    private func refuse(_ channel: FrameChannel, _ report: ErrorReport) {
+        // A fresh socket's buffer takes this small frame at once: the send cannot wait.
+        try? channel.send(.error(report), requestID: 0)
+        channel.close()
+    }
+
+    /// A warning about a control client, within a budget: hostile clients can cause thousands a second.
+    private func clientWarning(_ text: @autoclosure () -> String) {
+        if controlClientLog.admit() { logger.warning("\(text())") }
+    }
+
+    /// Drops the clients whose slot has expired (no hello in time, a frame left half-sent).
+    func expireClients(now: UInt64) {
+        for client in clients {
+            guard let why = client.expiry(now: now) else { continue }
+            clientWarning("control client \(client.name): \(why); disconnecting it")
+            drop(client)
         }
     }
 
@@ -62,15 +118,23 @@ extension Supervisor {
         while true {
             let received: ReceivedFrame
             do {
-                guard let next = try client.channel.receive(timeoutMilliseconds: 0) else { return }
+                guard let next = try client.channel.receive(timeoutMilliseconds: 0) else {
+                    if !client.channel.isInsideFrame {
+                        client.partialSince = nil
+                    } else if client.partialSince == nil {
+                        client.partialSince = MonotonicClock.now
+                    }
+                    return
+                }
                 received = next
             } catch {
                 if error.code != .peerClosed {
-                    logger.warning("control client \(client.credentials?.description ?? "?"): \(error); disconnecting it")
+                    clientWarning("control client \(client.name): \(error); disconnecting it")
                 }
                 drop(client)
                 return
             }
+            client.partialSince = nil
             let id = received.header.requestID
             let message: Message
             do {
@@ -147,7 +211,7 @@ extension Supervisor {
         reply(target, message, id: requestID)
     }
 
-    private func drop(_ client: ControlClient) {
+    func drop(_ client: ControlClient) {
         client.channel.close()
         clients.removeAll { $0 === client }
     }

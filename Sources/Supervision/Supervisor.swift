@@ -71,6 +71,8 @@ public final class Supervisor {
     var signalPipe: OwnedDescriptor?
     var listener: OwnedDescriptor?
     var clients: [ControlClient] = []
+    /// Warnings about control clients (refused, garbage, expired): at most 10 every 10 s, the rest counted.
+    lazy var controlClientLog = LogBudget(perWindow: 10, windowSeconds: 10, logger: logger, what: "control-client warnings")
     var nextRequestID: UInt32 = 1
     var phase: Phase = .running
     var exitCode: Int32 = 0
@@ -156,7 +158,8 @@ public final class Supervisor {
         do {
             signalPipe = try SignalPipe.install([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             try prepareDirectories()
-            listener = try UnixSocket.listen(path: options.controlSocketPath, mode: 0o660)
+            // Non-blocking: the loop must never wait in accept() for a client that connected and went.
+            listener = try UnixSocket.listen(path: options.controlSocketPath, mode: 0o660, nonBlocking: true)
             if let controlGroup { chown(options.controlSocketPath, uid_t.max, controlGroup) }
         } catch {
             logger.critical("cannot start: \(error)")
@@ -252,6 +255,7 @@ public final class Supervisor {
 
     private func runTimers() {
         let now = MonotonicClock.now
+        expireClients(now: now)
         for slot in slots.values {
             if case .backoff(let until) = slot.state, now >= until, phase == .running { spawn(slot) }
         }

@@ -150,10 +150,25 @@ public final class SluicedHarness {
         return tasks.compactMap { pid_t($0) }.filter { ProcessStatus.read(pid: $0)?.parentPID == pid }
     }
 
+    /// Connects to the stream socket at `path` without waiting: a full listen backlog (a sluiced that stopped
+    /// accepting) gives nil instead of a test that hangs. The socket stays non-blocking.
+    public static func connectNow(_ path: String) -> OwnedDescriptor? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let owned = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: Array(path.utf8).prefix(raw.count - 1)) }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return rc == 0 ? owned : nil
+    }
+
     /// One request over `<runtime>/control.sock` (hello as a control client first, as `sluiced status` does);
     /// the answer, or nil when sluiced does not answer in time.
     public func request(_ message: Message, timeoutMilliseconds: Int32 = 2000) -> Message? {
-        guard let socket = try? UnixSocket.connect(path: runtimeDirectory + "/control.sock") else { return nil }
+        guard let socket = Self.connectNow(runtimeDirectory + "/control.sock") else { return nil }
         let channel = FrameChannel(takingOwnershipOf: socket)
         defer { channel.close() }
         do {

@@ -64,6 +64,9 @@ public final class FrameChannel: Sendable {
         if fd >= 0 { shutdown(fd, CInt(SHUT_RDWR)) }
     }
 
+    /// Whether the peer is in the middle of a frame: some of it has arrived, not all.
+    public var isInsideFrame: Bool { receiveState.withLock { $0.decoder.isInsideFrame } }
+
     /// Credentials of the process at the other end.
     public func peerCredentials() throws(IPCError) -> PeerCredentials {
         do throws(SystemError) {

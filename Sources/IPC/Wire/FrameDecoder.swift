@@ -17,6 +17,9 @@ public struct FrameDecoder: Sendable {
     /// Bytes received but not yet returned as part of a frame.
     public var bufferedByteCount: Int { buffer.count - start }
 
+    /// Whether a frame has begun but not ended: header bytes, or a header whose payload is still missing.
+    public var isInsideFrame: Bool { pendingHeader != nil || bufferedByteCount > 0 }
+
     /// Appends received bytes.
     public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         buffer.append(contentsOf: bytes)
