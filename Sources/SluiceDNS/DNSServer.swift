@@ -380,6 +380,8 @@ public final class DNSServer: @unchecked Sendable {
 
     public var fakeIPCount: Int { state.withLock { $0.pool?.count ?? 0 } }
     public var cacheCount: Int { state.withLock { $0.cache.count } }
+    /// What breaks a promise right now: the fake-IP store cannot be read or written.
+    public var problems: [String] { state.withLock { $0.store?.problem.map { [$0] } ?? [] } }
 
     /// Periodic upkeep (about once a second): flush the store, compact it when it has grown.
     public func maintain() {

@@ -142,6 +142,8 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
 
     public var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
 
+    public var problems: [String] { server?.problems ?? [] }
+
     public func stats() -> [StatsReport.Entry] {
         guard let server else { return [] }
         return [

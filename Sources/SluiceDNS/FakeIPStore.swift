@@ -29,6 +29,9 @@ public final class FakeIPStore {
     private var records = 0
     private var dirty = false
     private let logger: Logger
+    /// Why the store cannot keep its promise right now (the file cannot be read, opened or written): mappings
+    /// handed out meanwhile will not survive a restart. Reported as the dns worker's problem; nil when well.
+    public private(set) var problem: String?
 
     public init(path: String, logger: Logger) {
         self.path = path
@@ -47,7 +50,16 @@ public final class FakeIPStore {
     /// Reads the log into `pool` and opens it for appending.
     public func load(into pool: inout FakeIPPool) -> LoadReport {
         var report = LoadReport()
-        let bytes = Self.readFile(path)
+        let bytes: [UInt8]?
+        do {
+            bytes = try Self.readFile(path)
+        } catch {
+            // Never truncate what we could not read: it may hold good mappings once its owner is put right.
+            problem =
+                "cannot read the fake-ip store \(path): \(error); addresses handed out now will not survive a restart (the file must belong to the user the dns worker runs as; sluiced gives the state directory back to it at start)"
+            logger.error("\(problem!)")
+            return report
+        }
         var validLength = 0
         if let bytes, !bytes.isEmpty {
             if bytes.count >= Self.headerSize, Array(bytes[0..<Self.magic.count]) == Self.magic,
@@ -83,10 +95,12 @@ public final class FakeIPStore {
     private func open(truncatingTo length: Int) {
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            logger.error(
-                "cannot open the fake-ip store \(path): \(SystemError("open", errno: errno)); mappings will not survive a restart (check the state directory's owner)")
+            problem =
+                "cannot open the fake-ip store \(path): \(SystemError("open", errno: errno)); addresses handed out now will not survive a restart (the file and its directory must belong to the user the dns worker runs as; sluiced gives the state directory back to it at start)"
+            logger.error("\(problem!)")
             return
         }
+        problem = nil
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
         if length < Self.headerSize {
             _ = ftruncate(fd, 0)
@@ -111,7 +125,8 @@ public final class FakeIPStore {
             records += 1
             dirty = true
         } catch {
-            logger.error("writing the fake-ip store \(path) failed: \(error); this mapping may not survive a restart")
+            if problem == nil { logger.error("writing the fake-ip store \(path) failed: \(error); this mapping may not survive a restart") }
+            problem = "writing the fake-ip store \(path) failed: \(error); addresses handed out now may not survive a restart (is the disk full?)"
         }
     }
 
@@ -143,6 +158,7 @@ public final class FakeIPStore {
         _ = lseek(fd, 0, SEEK_END)
         records = mappings.count
         dirty = false
+        problem = nil
     }
 
     /// Flushes appended records to the disk if any are pending (called on an interval).
@@ -209,15 +225,21 @@ public final class FakeIPStore {
         return hash
     }
 
-    static func readFile(_ path: String) -> [UInt8]? {
+    /// The file's bytes; nil when it does not exist.
+    /// - Throws: when it exists but cannot be read (wrong owner, I/O error).
+    static func readFile(_ path: String) throws(SystemError) -> [UInt8]? {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw SystemError("open", errno: errno)
+        }
         defer { close(fd) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw SystemError("read", errno: errno) }
             guard n > 0 else { break }
             out += chunk[0..<n]
         }

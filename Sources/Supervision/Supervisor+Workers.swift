@@ -226,6 +226,16 @@ extension Supervisor {
             slot.outstandingHeartbeats = slot.outstandingHeartbeats.filter { $0.key > beat.sequence }
         case .statsReport(let report):
             slot.stats = Dictionary(report.entries.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+            if slot.problems != report.problems {
+                for problem in report.problems where !slot.problems.contains(problem) {
+                    logger.error("\(slot.kind.identifier) reports a problem: \(problem)")
+                }
+                if slot.problems.isEmpty == false, report.problems.isEmpty {
+                    logger.notice("\(slot.kind.identifier): its problems are gone")
+                }
+                slot.problems = report.problems
+                publishStatus()
+            }
         case .processLookup(let lookup) where slot.kind == .tun && !header.isReply:
             let found = ProcessTable.owner(ofSocket: lookup.inode, uid: lookup.uid)
             do {

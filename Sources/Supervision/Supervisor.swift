@@ -368,14 +368,17 @@ public final class Supervisor {
 
     // MARK: Status
 
-    /// `tun ready, dns ready (1 restart), keepalive off`.
+    /// `tun ready, dns ready (1 restart), keepalive off`, then each problem a worker reports:
+    /// `…; PROBLEM dns: cannot open the fake-ip store …`.
     func statusLine() -> String {
-        WorkerKind.allCases.map { kind in
+        let workers = WorkerKind.allCases.map { kind in
             let slot = slots[kind]!
             var text = "\(kind.rawValue) \(slot.enabled ? slot.state.name : "off")"
             if slot.restarts > 0 { text += " (\(slot.restarts) restart\(slot.restarts == 1 ? "" : "s"))" }
             return text
         }.joined(separator: ", ")
+        let problems = WorkerKind.allCases.flatMap { kind in slots[kind]!.problems.map { "PROBLEM \(kind.rawValue): \($0)" } }
+        return ([workers] + problems).joined(separator: "; ")
     }
 
     func publishStatus() {
@@ -410,7 +413,8 @@ public final class Supervisor {
                 pid: slot.isRunning ? slot.pid : nil,
                 uptimeSeconds: slot.isRunning ? Double(MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) / 1e9 : nil, restarts: slot.restarts,
                 lastExit: exit, detail: slot.detail,
-                heartbeatLatencyMilliseconds: slot.heartbeatLatency.map { Double($0) / 1e6 }, stats: slot.stats)
+                heartbeatLatencyMilliseconds: slot.heartbeatLatency.map { Double($0) / 1e6 }, stats: slot.stats,
+                problems: slot.problems)
         }
         return SupervisorStatus(
             pid: getpid(), version: SluiceVersion.string, uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,

@@ -57,6 +57,42 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         public var detail: String
         public var heartbeatLatencyMilliseconds: Double?
         public var stats: [String: Int64]
+        /// What the worker reports broken right now (a promise it cannot keep while it lasts); empty when well.
+        public var problems: [String] = []
+
+        public init(
+            name: String, enabled: Bool, state: String, pid: Int32?, uptimeSeconds: Double?, restarts: Int,
+            lastExit: Exit?, detail: String, heartbeatLatencyMilliseconds: Double?, stats: [String: Int64],
+            problems: [String] = []
+        ) {
+            self.name = name
+            self.enabled = enabled
+            self.state = state
+            self.pid = pid
+            self.uptimeSeconds = uptimeSeconds
+            self.restarts = restarts
+            self.lastExit = lastExit
+            self.detail = detail
+            self.heartbeatLatencyMilliseconds = heartbeatLatencyMilliseconds
+            self.stats = stats
+            self.problems = problems
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            enabled = try c.decode(Bool.self, forKey: .enabled)
+            state = try c.decode(String.self, forKey: .state)
+            pid = try c.decodeIfPresent(Int32.self, forKey: .pid)
+            uptimeSeconds = try c.decodeIfPresent(Double.self, forKey: .uptimeSeconds)
+            restarts = try c.decode(Int.self, forKey: .restarts)
+            lastExit = try c.decodeIfPresent(Exit.self, forKey: .lastExit)
+            detail = try c.decode(String.self, forKey: .detail)
+            heartbeatLatencyMilliseconds = try c.decodeIfPresent(Double.self, forKey: .heartbeatLatencyMilliseconds)
+            stats = try c.decode([String: Int64].self, forKey: .stats)
+            // Absent in the status of a sluiced from before the field existed.
+            problems = try c.decodeIfPresent([String].self, forKey: .problems) ?? []
+        }
     }
 
     public struct Exit: Codable, Sendable, Equatable {
@@ -85,6 +121,9 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
             ])
         }
         lines += Self.columns(rows)
+        for w in workers {
+            for problem in w.problems { lines.append("PROBLEM \(w.name): \(problem)") }
+        }
         for w in workers where !w.stats.isEmpty {
             lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }

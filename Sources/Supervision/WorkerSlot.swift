@@ -78,6 +78,8 @@ final class WorkerSlot {
     var heartbeatLatency: UInt64?
     var stats: [String: Int64] = [:]
     var detail = ""
+    /// What the worker last reported as broken (``StatsReport/problems``); cleared when it exits.
+    var problems: [String] = []
     var appliedGeneration: UInt64 = 0
     var requests: [UInt32: Purpose] = [:]
     /// The last proxy-group state the tun worker reported.
@@ -106,6 +108,7 @@ final class WorkerSlot {
         heartbeatLatency = nil
         killReason = nil
         stats = [:]
+        problems = []
         groups = []
         links = []
     }

@@ -137,7 +137,8 @@ public final class WorkerProcess {
                     .init("heartbeats.answered", heartbeatsAnswered),
                 ]
                 entries += service.stats()
-                try channel.send(.statsReport(StatsReport(entries: entries)), requestID: id, isReply: true)
+                try channel.send(
+                    .statsReport(StatsReport(entries: entries, problems: service.problems)), requestID: id, isReply: true)
             case .peerChannel(let peer):
                 guard let fd = received.descriptors.first else {
                     logger.warning("peerChannel for \(peer.peer) came without its socket; ignored")

@@ -20,6 +20,11 @@ public protocol WorkerService: AnyObject {
     /// Counters for `sluiced status` and metrics.
     func stats() -> [StatsReport.Entry]
 
+    /// What is broken right now that the user relies on (a promise the worker cannot keep while it lasts), one
+    /// line each, saying what to do; empty when all is well. Sent with every stats report, so `sluiced status`,
+    /// the StatusText and the API show it within a heartbeat.
+    var problems: [String] { get }
+
     /// A (new) channel to a peer worker; replaces any earlier one to the same role.
     /// - Note: the service takes ownership of `channel`.
     func peerConnected(_ peer: PeerChannel, channel: FrameChannel)
@@ -42,6 +47,7 @@ public protocol WorkerService: AnyObject {
 }
 
 extension WorkerService {
+    public var problems: [String] { [] }
     public func answer(_ request: Message) -> Message? { nil }
     public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool { false }
     public func connected(to supervisor: SupervisorLink) {}

@@ -18,7 +18,7 @@ enum SampleMessages {
         ("heartbeat", .heartbeat(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, false),
         ("heartbeatAck", .heartbeatAck(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, true),
         ("statsRequest", .statsRequest, 6, false),
-        ("statsReport", .statsReport(StatsReport(entries: [.init("a", 1), .init("b", -1)])), 6, true),
+        ("statsReport", .statsReport(StatsReport(entries: [.init("a", 1), .init("b", -1)], problems: ["x"])), 6, true),
         ("statusRequest", .statusRequest, 11, false),
         ("statusReport", .statusReport(document: Array("{}".utf8)), 11, true),
         ("groupStatusRequest", .groupStatusRequest, 13, false),

@@ -148,6 +148,8 @@ public enum Message: Sendable, Equatable {
                 w.string(entry.name)
                 w.i64(entry.value)
             }
+            w.u32(UInt32(m.problems.count))
+            for problem in m.problems { w.string(problem) }
         case .statusRequest:
             break
         case .statusReport(let document):
@@ -287,7 +289,12 @@ public enum Message: Sendable, Equatable {
             for i in 0..<count {
                 entries.append(.init(try r.string("entries[\(i)].name", max: 256), try r.i64("entries[\(i)].value")))
             }
-            return .statsReport(StatsReport(entries: entries))
+            var problems: [String] = []
+            if r.remaining > 0 {  // version 3 on
+                let count = try r.count("problems", minimumElementSize: 4)
+                for i in 0..<count { problems.append(try r.string("problems[\(i)]", max: 1024)) }
+            }
+            return .statsReport(StatsReport(entries: entries, problems: problems))
         case .statusRequest:
             return .statusRequest
         case .statusReport:

@@ -175,8 +175,15 @@ public struct StatsReport: Sendable, Equatable {
     }
 
     public var entries: [Entry]
+    /// What is wrong in the worker right now and breaks a promise sluice makes (e.g. "the fake-ip store cannot be
+    /// written: …"), one line each; empty when all is well. Appended in protocol version 3; a version-2 report
+    /// decodes with none.
+    public var problems: [String]
 
-    public init(entries: [Entry]) { self.entries = entries }
+    public init(entries: [Entry], problems: [String] = []) {
+        self.entries = entries
+        self.problems = problems
+    }
 }
 
 /// Ask a worker to re-read what it loads itself (rule providers, the mapping file).

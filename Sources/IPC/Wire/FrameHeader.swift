@@ -13,7 +13,7 @@ public struct FrameHeader: Sendable, Equatable {
     public static let magic: UInt32 = 0x534C_4345
     public static let size = 20
     /// The protocol version this build speaks natively.
-    public static let currentVersion: UInt8 = 2
+    public static let currentVersion: UInt8 = 3
     /// The oldest protocol version this build still speaks.
     public static let minimumVersion: UInt8 = 1
     /// The most descriptors one frame may carry (same bound as SCM_RIGHTS buffers).
