@@ -66,7 +66,7 @@ public final class ProxyGroups: @unchecked Sendable {
         self.logger = logger
         configuration = groups
         order = groups.map(\.name)
-        let stored = storePath.flatMap(Self.load) ?? [:]
+        let stored = storePath.flatMap { Self.load($0, logger: logger) } ?? [:]
         var state: [String: Group] = [:]
         for group in groups {
             let first = group.members.first ?? "DIRECT"
@@ -267,8 +267,14 @@ public final class ProxyGroups: @unchecked Sendable {
 
     // MARK: Persistence
 
-    static func load(_ path: String) -> [String: String]? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    static func load(_ path: String, logger: Logger) -> [String: String]? {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if access(path, F_OK) == 0 {
+                logger.error(
+                    "cannot read the selected proxies from \(path) (\(String(cString: strerror(errno)))): select groups start from their first member; the file must belong to the user the tun worker runs as")
+            }
+            return nil
+        }
         return try? JSONDecoder().decode([String: String].self, from: data)
     }
 

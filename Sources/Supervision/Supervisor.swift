@@ -434,9 +434,23 @@ public final class Supervisor {
                 throw SupervisorError("cannot create \(path): \(error.localizedDescription); create it or pass another directory")
             }
         }
-        // The dns worker persists the fake-IP mapping here, as the service user.
-        if let account { chown(options.stateDirectory, account.uid, account.gid) }
+        // The workers keep their state here as the service user: the directory and everything in it is theirs,
+        // whatever systemd's StateDirectory= or an older version left (StateOwnership).
+        if let account { repairStateOwnership(account) }
         prepareWireGuardDirectory()
+    }
+
+    private func repairStateOwnership(_ account: ServiceAccount) {
+        let directory = options.stateDirectory
+        let report = StateOwnership.repair(directory, uid: account.uid, gid: account.gid)
+        if !report.repaired.isEmpty {
+            logger.notice(
+                "state directory \(directory): gave \(report.repaired.joined(separator: ", ")) back to \(account.name) (systemd's StateDirectory= hands it to root at every start of a unit without User=)")
+        }
+        for skipped in report.skipped { logger.warning("state directory \(directory): left \(skipped) as it is") }
+        if let failure = report.failure {
+            logger.error("state directory \(directory): \(failure); the workers may not be able to keep their state there")
+        }
     }
 
     /// `keepalive.inhibit-sleep`: holds logind's sleep inhibitor while the keepalive worker reports a link up.

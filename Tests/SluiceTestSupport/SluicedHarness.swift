@@ -127,7 +127,7 @@ public final class SluicedHarness {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw SystemError("open \(logPath)", errno: errno) }
         defer { close(log) }
-        let run = ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", directory + "/state"] + arguments
+        let run = ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", stateDirectory] + arguments
         let sluiced = Self.productsDirectory + "/sluiced"
         let request = SpawnRequest(
             executable: namespace == nil ? (launcher.first ?? sluiced) : "/usr/sbin/ip",
@@ -140,6 +140,7 @@ public final class SluicedHarness {
         unlimited.limitCapabilities = false
         unlimited.parentDeathSignal = SIGTERM
         pid = try ProcessSpawner.spawn(unlimited)
+        exitStatus = nil  // a harness may start sluiced again after it stopped
     }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
@@ -216,6 +217,17 @@ public final class SluicedHarness {
     }
 
     public func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
+
+    /// SIGTERM, and waits (10 s at most) for sluiced to exit; the directory stays, for another ``start()``.
+    @discardableResult
+    public func terminate() -> Int32? {
+        signal(SIGTERM)
+        waitUntil(10) { pollExit() != nil }
+        return pollExit()
+    }
+
+    /// The state directory (`--state-dir`).
+    public var stateDirectory: String { directory + "/state" }
 
     /// Ends sluiced (SIGTERM, then SIGKILL after 10 s) and removes the directory.
     public func stop() {

@@ -26,6 +26,25 @@ worker_pid() {
     return 1
 }
 field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
+# resolve NAME...: "NAME ADDRESS" per name, asked of dns.listen (127.0.0.1:53) in the order given.
+resolve() {
+    local n
+    for n in "$@"; do
+        echo "$n $(busybox nslookup "$n" 127.0.0.1 2>/dev/null | awk '/^Address/ {a=$NF} END {print a}')"
+    done
+}
+names="persist-1.example persist-2.example persist-3.example persist-4.example persist-5.example"
+reversed="persist-5.example persist-4.example persist-3.example persist-2.example persist-1.example"
+# fake_ip_persists WHAT FILE: the names resolve, in reverse order, to the mapping saved in FILE; no store errors.
+fake_ip_persists() {
+    local now; now=$(resolve $reversed | sort)
+    check "$1: the fake-IP mapping survived ($(echo $now | tr '\n' ' '))" test "$now" = "$(cat "$2")"
+    check "$1: no \"cannot open the fake-ip store\" in the journal" \
+        sh -c '! journalctl -t sluice-dns --no-pager | grep -q "cannot open the fake-ip store"'
+    check "$1: no PROBLEM in the StatusText ($(status_text))" sh -c '! systemctl show -p StatusText --value sluice | grep -q PROBLEM'
+    check "$1: the state directory's files belong to sluice ($(stat -c '%n %U' /var/lib/sluice/* | tr '\n' ' '))" \
+        sh -c '[ -z "$(find /var/lib/sluice ! -user sluice)" ]'
+}
 
 # A second namespace behind a veth, with the "internet host" 10.98.0.2 on its loopback; the
 # container's default route points at it, so auto-route sends that traffic through the TUN.
@@ -127,6 +146,18 @@ if [ "$phase" = first ]; then
     check "reload of a good config: sluiced status says generation 2" sh -c 'sluiced status --runtime-dir /run/sluice | grep -q "(generation 2)"'
     check "reload of a good config: active, workers ready" wait_for 5 all_ready
 
+    # Issue 18.1: fake-IP mappings survive `systemctl restart` (StateDirectory= hands the state back to root at every
+    # start of a unit without User=; sluiced gives it back to the workers' user).
+    resolve $names | sort >/var/tmp/fake-ip-before
+    check "five names get fake addresses ($(awk '{print $2}' /var/tmp/fake-ip-before | tr '\n' ' '))" \
+        test "$(grep -c ' 198[.]18[.]' /var/tmp/fake-ip-before)" = 5
+    systemctl restart sluice
+    check "systemctl restart: active and ready" wait_for 20 all_ready
+    fake_ip_persists "after systemctl restart" /var/tmp/fake-ip-before
+    systemctl restart sluice
+    wait_for 20 all_ready
+    fake_ip_persists "after a second systemctl restart" /var/tmp/fake-ip-before
+
     # Watchdog: a stopped sluiced stops pinging; systemd kills it (Result=watchdog) and restarts it.
     main=$(prop MainPID) restarts=$(prop NRestarts)
     kill -STOP "$main"
@@ -139,6 +170,7 @@ else
     check "second boot: still enabled" test "$(systemctl is-enabled sluice)" = enabled
     check "second boot: active" wait_for 30 sh -c '[ "$(systemctl is-active sluice)" = active ]'
     check "second boot: every worker ready ($(status_text))" wait_for 20 all_ready
+    fake_ip_persists "second boot" /var/tmp/fake-ip-before
     traffic
 fi
 
