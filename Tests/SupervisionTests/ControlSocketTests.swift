@@ -146,3 +146,17 @@ struct ControlSocketTests {
         #expect(harness.waitUntil(10) { harness.pollExit() != nil }, "SIGTERM did not stop sluiced; log:\n\(harness.log)")
     }
 }
+
+/// Issue 18, point 6: what `--version` says of the IPC protocol is what the codec speaks.
+@Suite("version banners")
+struct VersionBannerTests {
+    @Test("sluiced and every worker print the IPC protocol versions of the frame codec", arguments: [
+        "sluiced", "sluice-tun-worker", "sluice-dns-worker", "sluice-keepalive",
+    ])
+    func banner(program: String) {
+        let (code, output) = Shell.run("\(SluicedHarness.productsDirectory)/\(program) --version 2>&1")
+        #expect(code == 0, "\(output)")
+        let wanted = "IPC protocol \(FrameHeader.currentVersion), speaks \(FrameHeader.minimumVersion)-\(FrameHeader.currentVersion)"
+        #expect(output.contains(wanted), "\(program) --version: \(output)")
+    }
+}
