@@ -38,7 +38,8 @@ export LAB=${LAB:-slapi}
 OUT=${OUT:-/tmp/$LAB-run}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-[ "$(id -u)" = 0 ] || { echo "api-clients.sh: run as root (it creates network namespaces)" >&2; exit 1; }
+source Scripts/require-root.sh
+require_root "it creates network namespaces"
 for p in microsocks curl python3; do
     command -v "$p" >/dev/null || { say "installing what the lab needs (Debian packages)"; bash Scripts/install-deps.sh; break; }
 done

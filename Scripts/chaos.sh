@@ -32,7 +32,8 @@ export LAB=${LAB:-slchaos}
 work=/tmp/$LAB-run
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-[ "$(id -u)" = 0 ] || { echo "chaos.sh: run as root (it creates network namespaces and a TUN device)" >&2; exit 1; }
+source Scripts/require-root.sh
+require_root "it creates network namespaces and a TUN device"
 for p in curl dnsmasq python3; do
     command -v "$p" >/dev/null || { say "installing what the chaos needs (Debian packages)"; bash Scripts/install-deps.sh; break; }
 done

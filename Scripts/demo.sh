@@ -12,7 +12,8 @@ export LAB=${LAB:-sluicedemo}
 work=/tmp/$LAB-run
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-[ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (it creates network namespaces and a TUN device)" >&2; exit 1; }
+source Scripts/require-root.sh
+require_root "it installs packages and creates network namespaces and a TUN device"
 say "installing what the demo needs (Debian packages)"
 bash Scripts/install-deps.sh
 for p in curl iputils-ping; do
