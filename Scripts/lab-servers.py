@@ -44,6 +44,9 @@
                                         the HTTP server over TLS (certificate and key files)
   lab-servers.py banner HOST PORT       a server that speaks first ("220 banner"), then echoes
   lab-servers.py first-line HOST PORT   connects and prints the first line it receives
+  lab-servers.py first-line-timed HOST PORT
+                                        the same, then on a line of its own the seconds from
+                                        connect() to that line (no process start-up in it)
   lab-servers.py half-close HOST PORT   GET /small, then shutdown(SHUT_WR) before reading: prints
                                         the body when the whole response still arrives
   lab-servers.py ws-read HOST PORT PATH SECONDS
@@ -437,7 +440,8 @@ def tls_proxy(kind, host, port, cert, key):
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-def first_line(host, port):
+def first_line(host, port, timed=False):
+    started = time.monotonic()
     with socket.create_connection((host, int(port)), timeout=5) as s:
         data = b""
         while b"\n" not in data:
@@ -446,6 +450,8 @@ def first_line(host, port):
                 break
             data += chunk
     print(data.split(b"\n")[0].decode(errors="replace"))
+    if timed:
+        print(f"{time.monotonic() - started:.3f}")
 
 
 def half_close(host, port):
@@ -650,6 +656,7 @@ if __name__ == "__main__":
         "banner-proxy": banner_proxy,
         "tls-proxy": tls_proxy,
         "first-line": first_line,
+        "first-line-timed": lambda host, port: first_line(host, port, timed=True),
         "https": lambda directory, port, cert, key: http_server(directory, port, cert, key),
         "banner": banner,
         "ws-read": ws_read,
