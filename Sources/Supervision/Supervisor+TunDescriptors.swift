@@ -2,7 +2,7 @@ import IPC
 import SluiceSystem
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension Supervisor {
@@ -25,14 +25,17 @@ extension Supervisor {
             reply = .error(
                 ErrorReport(
                     code: .rejected,
-                    message: "sluiced hands /dev/net/tun only to the tun and keepalive workers, not to \(slot.kind.identifier)"))
+                    message:
+                        "sluiced hands /dev/net/tun only to the tun and keepalive workers, not to \(slot.kind.identifier)"
+                ))
             logger.warning("\(slot.kind.identifier) (pid \(slot.pid)) asked for a /dev/net/tun descriptor; refused")
         } else if !slot.tunDescriptorBudget.take(at: now) {
             let budget = slot.tunDescriptorBudget
             reply = .error(
                 ErrorReport(
                     code: .rejected,
-                    message: "sluiced refused a /dev/net/tun descriptor: \(slot.kind.identifier) asked more than \(Int(budget.burst)) times at once (then \(Int(budget.perSecond)) a second); try again in a moment"
+                    message:
+                        "sluiced refused a /dev/net/tun descriptor: \(slot.kind.identifier) asked more than \(Int(budget.burst)) times at once (then \(Int(budget.perSecond)) a second); try again in a moment"
                 ))
         } else {
             do {
@@ -40,13 +43,15 @@ extension Supervisor {
                 descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
                 reply = .tunDescriptor
             } catch {
-                let message = "sluiced could not open /dev/net/tun: \(error.reason) (errno \(error.errno)); \(Self.tunOpenAdvice(errno: error.errno))"
+                let message =
+                    "sluiced could not open /dev/net/tun: \(error.reason) (errno \(error.errno)); \(Self.tunOpenAdvice(errno: error.errno))"
                 logger.error("\(slot.kind.identifier) asked for a TUN descriptor: \(message)")
                 reply = .error(ErrorReport(code: .internalFailure, message: message))
             }
         }
         do {
-            try slot.channel?.send(reply, requestID: requestID, isReply: true, descriptors: descriptor.map { [$0.rawValue] } ?? [])
+            try slot.channel?.send(
+                reply, requestID: requestID, isReply: true, descriptors: descriptor.map { [$0.rawValue] } ?? [])
         } catch {
             kill(slot, reason: "control channel: \(error)")
         }

@@ -24,16 +24,19 @@ public struct TunDescriptorError: Error, Sendable, CustomStringConvertible {
     /// sluiced does not know `tunDescriptorRequest` (it is older than this worker).
     public static let unsupported = Self(
         .unsupported,
-        "sluiced does not hand out /dev/net/tun descriptors (tunDescriptorRequest): it is older than this worker; install matching sluice binaries")
+        "sluiced does not hand out /dev/net/tun descriptors (tunDescriptorRequest): it is older than this worker; install matching sluice binaries"
+    )
 
     public static func noAnswer(timeoutMilliseconds: Int32) -> Self {
         .init(
             .noAnswer,
-            "sluiced did not answer tunDescriptorRequest within \(timeoutMilliseconds) ms; it may be overloaded or stopping (see its log: journalctl -t sluiced)")
+            "sluiced did not answer tunDescriptorRequest within \(timeoutMilliseconds) ms; it may be overloaded or stopping (see its log: journalctl -t sluiced)"
+        )
     }
 
     public static let missingDescriptor = Self(
-        .missingDescriptor, "sluiced's tunDescriptor reply came without its descriptor; install matching sluice binaries")
+        .missingDescriptor,
+        "sluiced's tunDescriptor reply came without its descriptor; install matching sluice binaries")
 
     public static func unexpectedReply(_ type: MessageType) -> Self {
         .init(.unexpectedReply, "sluiced answered tunDescriptorRequest with \(type); install matching sluice binaries")

@@ -17,12 +17,16 @@ struct TunFramingTests {
         #expect(WireGuardGo.TunFraming(versionOutput: output) == framing)
     }
 
-    @Test("output that names no wireguard-go version gives nil", arguments: ["", "Usage: wg-wrapper", "wireguard-go v1.2", "wireguard-go v0.0.2022"])
+    @Test(
+        "output that names no wireguard-go version gives nil",
+        arguments: ["", "Usage: wg-wrapper", "wireguard-go v1.2", "wireguard-go v0.0.2022"])
     func unknown(output: String) {
         #expect(WireGuardGo.TunFraming(versionOutput: output) == nil)
     }
 
-    @Test("the installed wireguard-go answers --version without creating an interface", .enabled(if: WireGuardGo.executable(environment: [:]) != nil))
+    @Test(
+        "the installed wireguard-go answers --version without creating an interface",
+        .enabled(if: WireGuardGo.executable(environment: [:]) != nil))
     func installed() throws {
         let executable = try #require(WireGuardGo.executable(environment: [:]))
         let line = try WireGuardGo.version(executable: executable)
