@@ -429,6 +429,19 @@ int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, 
     return fd;
 }
 
+int csluice_tun_attach_with_packet_info(int fd, const char *name, char *actual_name) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TUN;
+    if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) != 0) return -errno;
+    if (actual_name) {
+        memcpy(actual_name, ifr.ifr_name, IFNAMSIZ);
+        actual_name[IFNAMSIZ - 1] = 0;
+    }
+    return fd;
+}
+
 int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     if (fd < 0) return -errno;

@@ -34,6 +34,9 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     private var keeper: OSThread?
     private let stopped = Atomic<Bool>(false)
     private let environment = ProcessInfo.processInfo.environment
+    /// sluiced, which opens `/dev/net/tun` for wireguard-go's TUN (the service user may not). Set once, before the
+    /// first configuration starts the keeper; nil when the service runs without sluiced (it opens the node itself).
+    private var supervisor: SupervisorLink?
 
     public init() {}
 
@@ -103,6 +106,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     public func stats() -> [StatsReport.Entry] { published.withLock { $0.entries } }
 
     public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) { channel.close() }
+
+    public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
     /// The links' state for `sluiced status`.
     public func answer(_ request: Message) -> Message? {
@@ -175,6 +180,8 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
 
     private var links: [String: LinkState] = [:]
     private var seenVersion = 0
+    /// The framing the wireguard-go executable expects of its TUN descriptor, by path and modification time.
+    private var framing: (executable: String, modified: Int, framing: WireGuardGo.TunFraming)?
     private var configuredBackend: KeepaliveConfiguration.Backend = .auto
 
     private func keep() {
@@ -477,11 +484,16 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         guard let executable = WireGuardGo.executable(environment: environment) else {
             throw SystemError("wireguard-go not found", errno: ENOENT)
         }
-        if try WireGuardGo.preparePersistentTun(link: name, netlink: netlink) {
+        // The TUN: opened by sluiced (the device node may be mode 0600 root, which CAP_NET_ADMIN does not bypass),
+        // attached here to the persistent device, and handed to wireguard-go as WG_TUN_FD. Our copy is closed once
+        // wireguard-go has its own, so that the device is attached to wireguard-go alone.
+        let tun = try supervisor?.openTunDevice() ?? WireGuardGo.openTunDevice()
+        defer { tun.close() }
+        if try WireGuardGo.attachPersistentTun(tun, link: name, framing: tunFraming(executable: executable), netlink: netlink) {
             logger.debug("\(name): created the persistent TUN device for wireguard-go")
         }
         let pid = try WireGuardGo.spawn(
-            link: name, executable: executable, capabilities: Capability.netAdmin.mask, logLevel: logLevel)
+            link: name, executable: executable, tun: tun.rawValue, capabilities: Capability.netAdmin.mask, logLevel: logLevel)
         state.pid = pid
         state.ownChild = true
         state.adopted = false
@@ -500,6 +512,31 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         _ = ProcessSpawner.wait(for: pid)
         state.pid = nil
         throw SystemError("wireguard-go \(name): no UAPI socket at \(path) within 5 s", errno: ETIMEDOUT)
+    }
+
+    /// How to attach the TUN for `executable` (``WireGuardGo/TunFraming``), from its `--version`; asked again when the
+    /// file changes (an upgrade). A version it cannot read gets Debian's framing, with a warning.
+    private func tunFraming(executable: String) -> WireGuardGo.TunFraming {
+        var info = stat()
+        let modified = stat(executable, &info) == 0 ? Int(info.st_mtim.tv_sec) : -1
+        if let framing, framing.executable == executable, framing.modified == modified { return framing.framing }
+        let chosen: WireGuardGo.TunFraming
+        do {
+            let line = try WireGuardGo.version(executable: executable)
+            if let known = WireGuardGo.TunFraming(versionOutput: line) {
+                chosen = known
+                logger.info("\(executable): \(line); its TUN is attached with \(known)")
+            } else {
+                chosen = .packetInformation
+                logger.warning(
+                    "\(executable) --version printed \"\(line)\", not wireguard-go v0.0.YYYYMMDD; attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants")
+            }
+        } catch {
+            chosen = .packetInformation
+            logger.warning("\(executable) --version: \(error); attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants")
+        }
+        framing = (executable, modified, chosen)
+        return chosen
     }
 
     private func configure(_ state: inout LinkState, netlink: RouteNetlink) throws {

@@ -245,6 +245,8 @@ extension Supervisor {
             } catch {
                 kill(slot, reason: "control channel: \(error)")
             }
+        case .tunDescriptorRequest where !header.isReply:
+            answerTunDescriptorRequest(requestID: header.requestID, from: slot, now: now)
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
             if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }

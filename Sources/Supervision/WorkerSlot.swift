@@ -85,6 +85,9 @@ final class WorkerSlot {
     /// The last proxy-group state the tun worker reported.
     var groups: [GroupState] = []
     var links: [WireGuardLinkState] = []
+    /// `tunDescriptorRequest`s: one per wireguard-go start, so a burst covers every link coming up at once; kept
+    /// across restarts, so that a worker that crashes in a loop does not get a fresh burst each time.
+    var tunDescriptorBudget = RequestBudget(burst: 32, perSecond: 8)
 
     init(kind: WorkerKind, schedule: RestartSchedule) {
         self.kind = kind

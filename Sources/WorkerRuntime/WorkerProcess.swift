@@ -113,7 +113,7 @@ public final class WorkerProcess {
                 continue
             }
             if received.header.isReply {
-                link.deliver(message, requestID: id)
+                link.deliver(message, requestID: id, descriptors: received.descriptors)
                 continue
             }
             switch message {

@@ -15,7 +15,7 @@ struct MessageCodecTests {
     static func randomMessage(_ rng: inout SplitMix64) -> Message {
         let role = PeerRole.allCases.randomElement(using: &rng)!
         let text = rng.string(maxLength: 40)
-        switch Int.random(in: 0..<27, using: &rng) {
+        switch Int.random(in: 0..<28, using: &rng) {
         case 0:
             return .hello(
                 Hello(
@@ -54,6 +54,7 @@ struct MessageCodecTests {
         case 16: return .fakeIPPin(FakeIPPin(address: randomAddress(&rng), pinned: Bool.random(using: &rng)))
         case 25: return .processLookup(ProcessLookup(inode: UInt32.random(in: 0...UInt32.max, using: &rng), uid: 0))
         case 26: return .processInfo(ProcessIdentity(pid: UInt32.random(in: 0...UInt32.max, using: &rng), path: text))
+        case 27: return Bool.random(using: &rng) ? .tunDescriptorRequest : .tunDescriptor
         case 22: return Bool.random(using: &rng) ? .groupStatusRequest : .linkStatusRequest
         case 23:
             let document = rng.bytes(Int.random(in: 0..<200, using: &rng))

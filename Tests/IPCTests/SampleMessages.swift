@@ -29,6 +29,8 @@ enum SampleMessages {
         ("reload", .reload(Reload(reason: "HUP")), 0, false),
         ("shutdown", .shutdown(Shutdown(graceMilliseconds: 5000, reason: "stop")), 0, false),
         ("peerChannel", .peerChannel(PeerChannel(peer: .dnsWorker, peerPID: 4243)), 0, false),
+        ("tunDescriptorRequest", .tunDescriptorRequest, 20, false),
+        ("tunDescriptor", .tunDescriptor, 20, true),
         ("fakeIPLookup", .fakeIPLookup(FakeIPLookup(address: v4)), 7, false),
         ("fakeIPAnswer", .fakeIPAnswer(FakeIPAnswer(address: v4, name: "a.test")), 7, true),
         ("fakeIPAnswer-none", .fakeIPAnswer(FakeIPAnswer(address: v6, name: nil)), 8, true),

@@ -141,6 +141,12 @@ int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actu
 /// -errno; on failure `fd` stays open and owned by the caller.
 int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, char *actual_name);
 
+/// TUNSETIFF on an already open, not yet attached /dev/net/tun descriptor `fd` with IFF_TUN alone: every
+/// packet read or written carries the 4-byte packet-information header (struct tun_pi), as wireguard-go up to
+/// 0.0.20230223 expects of a descriptor it is given (`WG_TUN_FD`). Returns `fd` or -errno; on failure `fd` stays
+/// open and owned by the caller.
+int csluice_tun_attach_with_packet_info(int fd, const char *name, char *actual_name);
+
 /// TUNSETPERSIST: keep the device after the last descriptor closes (1) or not (0).
 int csluice_tun_set_persist(int fd, int on);
 

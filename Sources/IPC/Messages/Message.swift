@@ -32,6 +32,12 @@ public enum Message: Sendable, Equatable {
     case reload(Reload)
     case shutdown(Shutdown)
     case peerChannel(PeerChannel)
+    /// worker (keepalive, tun) → supervisor: open `/dev/net/tun` for me (the service user may not), answered with
+    /// ``tunDescriptor`` or an `error` naming why sluiced could not.
+    case tunDescriptorRequest
+    /// The reply: the frame carries exactly one descriptor, `/dev/net/tun` opened O_RDWR|O_CLOEXEC and not yet
+    /// attached to any device (the worker attaches it with TUNSETIFF).
+    case tunDescriptor
     case fakeIPLookup(FakeIPLookup)
     case fakeIPAnswer(FakeIPAnswer)
     case mappingEvent(MappingEvent)
@@ -81,6 +87,8 @@ public enum Message: Sendable, Equatable {
         case .reload: .reload
         case .shutdown: .shutdown
         case .peerChannel: .peerChannel
+        case .tunDescriptorRequest: .tunDescriptorRequest
+        case .tunDescriptor: .tunDescriptor
         case .fakeIPLookup: .fakeIPLookup
         case .fakeIPAnswer: .fakeIPAnswer
         case .mappingEvent: .mappingEvent
@@ -103,8 +111,10 @@ public enum Message: Sendable, Equatable {
 
     /// How many descriptors a frame of this type must carry, when the protocol fixes it.
     public var requiredDescriptorCount: Int {
-        if case .peerChannel = self { return 1 }
-        return 0
+        switch self {
+        case .peerChannel, .tunDescriptor: 1
+        default: 0
+        }
     }
 
     // MARK: Encoding
@@ -173,6 +183,8 @@ public enum Message: Sendable, Equatable {
         case .peerChannel(let m):
             w.u8(m.peer.rawValue)
             w.u32(m.peerPID)
+        case .tunDescriptorRequest, .tunDescriptor:
+            break
         case .fakeIPLookup(let m):
             w.address(m.address)
         case .fakeIPAnswer(let m):
@@ -315,6 +327,10 @@ public enum Message: Sendable, Equatable {
             return .shutdown(Shutdown(graceMilliseconds: try r.u32("graceMilliseconds"), reason: try r.string("reason")))
         case .peerChannel:
             return .peerChannel(PeerChannel(peer: try PeerRole.decode(&r, "peer"), peerPID: try r.u32("peerPID")))
+        case .tunDescriptorRequest:
+            return .tunDescriptorRequest
+        case .tunDescriptor:
+            return .tunDescriptor
         case .fakeIPLookup:
             return .fakeIPLookup(FakeIPLookup(address: try r.address("address")))
         case .fakeIPAnswer:

@@ -3,7 +3,7 @@
 /// A struct rather than an enum so that a type this build does not know still decodes as a
 /// header (and gets an `unknownMessageType` error reply) instead of failing the stream.
 /// Ranges: 0x00xx session, 0x001x configuration, 0x002x liveness, 0x003x stats,
-/// 0x004x control, 0x005x wiring, 0x006x fake-IP, 0x007x DNS carriage, 0x008x process lookup,
+/// 0x004x control, 0x005x wiring (descriptors sluiced hands over), 0x006x fake-IP, 0x007x DNS carriage, 0x008x process lookup,
 /// 0x009x the external controller's requests (protocol version 2).
 public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
@@ -29,6 +29,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let shutdown = MessageType(rawValue: 0x0041)
     public static let select = MessageType(rawValue: 0x0042)
     public static let peerChannel = MessageType(rawValue: 0x0050)
+    public static let tunDescriptorRequest = MessageType(rawValue: 0x0056)
+    public static let tunDescriptor = MessageType(rawValue: 0x0057)
     public static let fakeIPLookup = MessageType(rawValue: 0x0060)
     public static let fakeIPAnswer = MessageType(rawValue: 0x0061)
     public static let mappingEvent = MessageType(rawValue: 0x0062)
@@ -50,7 +52,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
-        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
+        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel,
+        .tunDescriptorRequest, .tunDescriptor, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo, .connectionsRequest, .connections,
         .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord,
     ]
@@ -77,6 +80,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .reload: "reload"
         case .shutdown: "shutdown"
         case .peerChannel: "peerChannel"
+        case .tunDescriptorRequest: "tunDescriptorRequest"
+        case .tunDescriptor: "tunDescriptor"
         case .fakeIPLookup: "fakeIPLookup"
         case .fakeIPAnswer: "fakeIPAnswer"
         case .mappingEvent: "mappingEvent"
