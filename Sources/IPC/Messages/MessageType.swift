@@ -4,7 +4,7 @@
 /// header (and gets an `unknownMessageType` error reply) instead of failing the stream.
 /// Ranges: 0x00xx session, 0x001x configuration, 0x002x liveness, 0x003x stats,
 /// 0x004x control, 0x005x wiring, 0x006x fake-IP, 0x007x DNS carriage, 0x008x process lookup,
-/// 0x009x the external controller's requests (protocol version 2).
+/// 0x009x the external controller's requests (protocol version 2; 0x0098-0x0099 version 3).
 public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -46,13 +46,15 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let delayResult = MessageType(rawValue: 0x0095)
     public static let logSubscribe = MessageType(rawValue: 0x0096)
     public static let logRecord = MessageType(rawValue: 0x0097)
+    public static let cacheFlush = MessageType(rawValue: 0x0098)
+    public static let cacheFlushed = MessageType(rawValue: 0x0099)
 
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
         .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo, .connectionsRequest, .connections,
-        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord,
+        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord, .cacheFlush, .cacheFlushed,
     ]
 
     public var name: String? {
@@ -94,6 +96,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .delayResult: "delayResult"
         case .logSubscribe: "logSubscribe"
         case .logRecord: "logRecord"
+        case .cacheFlush: "cacheFlush"
+        case .cacheFlushed: "cacheFlushed"
         default: nil
         }
     }
