@@ -393,8 +393,10 @@ final class ControllerCore: Sendable {
 
 /// Resident memory of sluiced and its workers (mihomo's `/memory` `inuse`).
 enum MemoryUse {
-    static func total(_ state: ControllerState) -> UInt64 {
-        let pids = [getpid()] + state.workers.compactMap(\.pid)
-        return pids.reduce(0) { $0 + (ProcessStatus.read(pid: $1)?.residentBytes ?? 0) }
+    static func total(_ state: ControllerState) -> UInt64 { total(pids: state.workers.compactMap(\.pid)) }
+
+    /// sluiced's own resident memory and that of the workers `pids` (read on any thread, from /proc).
+    static func total(pids: [Int32]) -> UInt64 {
+        ([getpid()] + pids).reduce(0) { $0 + (ProcessStatus.read(pid: $1)?.residentBytes ?? 0) }
     }
 }
