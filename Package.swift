@@ -221,6 +221,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ExternalControllerTests",
+            dependencies: [
+                "ExternalController", "IPC", "SluiceConfig", "SluiceSystem", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "TunIntegrationTests",
             dependencies: ["SluiceTestSupport", "Supervision", "SluiceSystem", "IPC"],
             swiftSettings: strict

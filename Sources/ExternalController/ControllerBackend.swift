@@ -27,6 +27,9 @@ public protocol ControllerBackend: AnyObject {
     /// the configuration), an inline one has nothing to update. `done` is called once, on the supervisor's
     /// thread, when the update is over.
     func controllerUpdateRuleProvider(_ name: String, done: @escaping @Sendable (ProviderUpdate) -> Void)
+    /// `POST /restart`: asks every running worker to stop and starts it again with the running configuration
+    /// (not counted as a failure); sluiced itself stays.
+    func controllerRestartWorkers()
 }
 
 /// How a rule provider's update through the API ended.

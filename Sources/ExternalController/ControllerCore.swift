@@ -131,7 +131,31 @@ final class ControllerCore: Sendable {
         case (.GET, "rules", 1):
             return state(on: loop).map { .json(.ok, JSON.encode(["rules": ClashShapes.rules($0.configuration)])) }
         case (.GET, "providers", 2) where s[1] == "proxies":
-            return done(.json(.ok, JSON.encode(["providers": [String: String]()])))
+            return state(on: loop).map { .json(.ok, JSON.encode(["providers": ProxyProviderInfo.all($0)])) }
+        case (.GET, "providers", 3) where s[1] == "proxies":
+            return state(on: loop).map { state in
+                guard let info = ProxyProviderInfo.all(state)[s[2]] else { return .notFound }
+                return .json(.ok, JSON.encode(info))
+            }
+        case (.PUT, "providers", 3) where s[1] == "proxies":
+            // A compatible provider has nothing to download: mihomo's Update() is a no-op, answered 204.
+            return state(on: loop).map { ProxyProviderInfo.all($0)[s[2]] == nil ? .notFound : .noContent }
+        case (.GET, "providers", 4) where s[1] == "proxies" && s[3] == "healthcheck":
+            return healthCheck(provider: s[2], on: loop)
+        case (.GET, "providers", 4) where s[1] == "proxies":
+            return state(on: loop).map { state in
+                guard let member = ProxyProviderInfo.all(state)[s[2]]?.proxies.first(where: { $0.name == s[3] }) else {
+                    return .notFound
+                }
+                return .json(.ok, JSON.encode(member))
+            }
+        case (.GET, "providers", 5) where s[1] == "proxies" && s[4] == "healthcheck":
+            return state(on: loop).flatMap { state in
+                guard ProxyProviderInfo.all(state)[s[2]]?.proxies.contains(where: { $0.name == s[3] }) == true else {
+                    return loop.makeSucceededFuture(.notFound)
+                }
+                return self.delay(s[3], wholeGroup: false, request, on: loop)
+            }
         case (.GET, "providers", 2) where s[1] == "rules":
             return state(on: loop).map { .json(.ok, JSON.encode(["providers": RuleProviderInfo.all($0.configuration)])) }
         case (.GET, "providers", 3) where s[1] == "rules":
@@ -160,6 +184,12 @@ final class ControllerCore: Sendable {
             return dnsQuery(request, on: loop)
         case (.GET, "metrics", 1):
             return metricsPage(on: loop)
+        case (.POST, "cache", 3) where s[1] == "fakeip" && s[2] == "flush":
+            return flush(.fakeIP, on: loop)
+        case (.POST, "cache", 3) where s[1] == "dns" && s[2] == "flush":
+            return flush(.dnsAnswers, on: loop)
+        case (.POST, "restart", 1):
+            return restart(on: loop)
         default:
             return done(.notFound)
         }
@@ -282,7 +312,7 @@ final class ControllerCore: Sendable {
         }
     }
 
-    private func delay(_ name: String, wholeGroup: Bool, _ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<APIReply> {
+    func delay(_ name: String, wholeGroup: Bool, _ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<APIReply> {
         guard let url = request.query["url"], !url.isEmpty, url.hasPrefix("http://") || url.hasPrefix("https://") else {
             return loop.makeSucceededFuture(.error(.badRequest, "url must be an http:// or https:// URL"))
         }
@@ -393,8 +423,10 @@ final class ControllerCore: Sendable {
 
 /// Resident memory of sluiced and its workers (mihomo's `/memory` `inuse`).
 enum MemoryUse {
-    static func total(_ state: ControllerState) -> UInt64 {
-        let pids = [getpid()] + state.workers.compactMap(\.pid)
-        return pids.reduce(0) { $0 + (ProcessStatus.read(pid: $1)?.residentBytes ?? 0) }
+    static func total(_ state: ControllerState) -> UInt64 { total(pids: state.workers.compactMap(\.pid)) }
+
+    /// sluiced's own resident memory and that of the workers `pids` (read on any thread, from /proc).
+    static func total(pids: [Int32]) -> UInt64 {
+        ([getpid()] + pids).reduce(0) { $0 + (ProcessStatus.read(pid: $1)?.residentBytes ?? 0) }
     }
 }

@@ -378,6 +378,41 @@ public final class DNSServer: @unchecked Sendable {
         }
     }
 
+    // MARK: Flushing (the external controller's `POST /cache/...`)
+
+    /// `POST /cache/fakeip/flush`: forgets every fake-IP mapping, in the pool and in the store file, as mihomo
+    /// empties its pool and cache file. New names get addresses not handed out before (``FakeIPPool/removeAll()``);
+    /// connections already open keep their name and their pins. The tun worker hears `released` for each mapping,
+    /// so its mirror forgets them: a connection to an old address is refused and the client asks again.
+    /// - Returns: how many mappings were removed, and what went wrong with the store (the pool is empty anyway,
+    ///   but the store's mappings would come back after a restart).
+    public func flushFakeIPs() -> (removed: Int, problem: String?) {
+        let (removed, problem) = state.withLock { s -> ([(address: IPAddress, name: String)], String?) in
+            guard s.pool != nil else { return ([], nil) }
+            let problem = s.store?.removeAll()
+            return (s.pool!.removeAll(), problem)
+        }
+        // Outside the lock: a name asked meanwhile gets an address none of these had, and the tun worker drops
+        // a mirrored name only when it is still the one released, so the order does not matter.
+        if let sink = sink.withLock({ $0 }) {
+            for mapping in removed { sink(MappingEvent(kind: .released, address: mapping.address, name: mapping.name)) }
+        }
+        logger.notice(
+            "fake-ip pool flushed: \(removed.count) mappings removed\(problem.map { "; but \($0)" } ?? "")")
+        return (removed.count, problem)
+    }
+
+    /// `POST /cache/dns/flush`: forgets every cached upstream answer (questions in flight still complete and are
+    /// cached). Returns how many answers were removed.
+    public func flushAnswers() -> Int {
+        let removed = state.withLock { s -> Int in
+            defer { s.cache.removeAll() }
+            return s.cache.count
+        }
+        logger.notice("dns cache flushed: \(removed) answers removed")
+        return removed
+    }
+
     public var fakeIPCount: Int { state.withLock { $0.pool?.count ?? 0 } }
     public var cacheCount: Int { state.withLock { $0.cache.count } }
     /// What breaks a promise right now: the fake-IP store cannot be read or written.

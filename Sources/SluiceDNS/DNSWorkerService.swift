@@ -333,6 +333,26 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         }
     }
 
+    /// The external controller's `POST /cache/fakeip/flush` and `POST /cache/dns/flush`. With dns off (no pool,
+    /// no cache) there is nothing to empty: zero entries, as mihomo answers without a resolver.
+    public func answer(_ request: Message) -> Message? {
+        guard case .cacheFlush(let flush) = request else { return nil }
+        guard let server else { return .cacheFlushed(entries: 0) }
+        switch flush.target {
+        case .fakeIP:
+            let (removed, problem) = server.flushFakeIPs()
+            if let problem {
+                return .error(
+                    ErrorReport(
+                        code: .internalFailure,
+                        message: "the fake-ip pool is empty (\(removed) mappings removed), but \(problem): they come back after a restart; check the state directory"))
+            }
+            return .cacheFlushed(entries: UInt64(removed))
+        case .dnsAnswers:
+            return .cacheFlushed(entries: UInt64(server.flushAnswers()))
+        }
+    }
+
     /// `/dns/query` of the external controller: sluiced sends a DNS message on the control channel and gets
     /// the answer the tun worker's clients would get (cache, hosts, fake-IP and upstreams alike).
     public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {

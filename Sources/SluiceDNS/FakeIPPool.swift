@@ -80,6 +80,17 @@ public struct FakeIPPool: Sendable {
         return v6!.restore(address, name: name)
     }
 
+    /// Forgets every mapping (`POST /cache/fakeip/flush`) and returns them. Pins stay with their addresses (the
+    /// connections holding them live on), and the freed addresses are handed out again only after the rest of the
+    /// range: new names get addresses not used before, so a client that still holds an old answer reaches no
+    /// name at all (the tun worker refuses it and the client asks again) rather than another name.
+    public mutating func removeAll() -> [(address: IPAddress, name: String)] {
+        let removed = mappings
+        v4.removeAll()
+        v6?.removeAll()
+        return removed
+    }
+
     /// Every mapping, least recently used first (the order the store writes them in).
     public var mappings: [(address: IPAddress, name: String)] { v4.mappings + (v6?.mappings ?? []) }
 
@@ -225,6 +236,13 @@ public struct FakeIPPool: Sendable {
             pushNewest(o)
             fresh = o + 1
             return true
+        }
+
+        /// Every named offset becomes empty but stays in the list where it was, older than any mapping made
+        /// after, and `fresh` stays: the next names take offsets never handed out first.
+        mutating func removeAll() {
+            for o in byName.values { names[Int(o)] = nil }
+            byName.removeAll()
         }
 
         var mappings: [(address: IPAddress, name: String)] {

@@ -137,28 +137,42 @@ public final class FakeIPStore {
 
     /// Rewrites the log with exactly the pool's mappings, oldest first.
     public func compact(_ pool: FakeIPPool) {
+        if let problem = rewrite(pool.mappings) { logger.warning("\(problem); it keeps growing") }
+    }
+
+    /// Empties the log (`POST /cache/fakeip/flush`): afterwards it holds the header alone, on the disk, so that a
+    /// restart finds no mapping. Returns what went wrong, or nil; on failure the old log stays in use.
+    public func removeAll() -> String? {
+        rewrite([])
+    }
+
+    /// Writes `mappings` to a temporary file, fsyncs it and renames it over the log, which then takes appends.
+    /// Returns what went wrong, or nil.
+    private func rewrite(_ mappings: [(address: IPAddress, name: String)]) -> String? {
         let temporary = path + ".tmp"
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            logger.warning("cannot rewrite the fake-ip store (\(SystemError("open \(temporary)", errno: errno))); it keeps growing")
-            return
+            return "cannot rewrite the fake-ip store \(path) (\(SystemError("open \(temporary)", errno: errno)))"
         }
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
         var bytes = Self.magic + [UInt8(Self.version >> 8), UInt8(Self.version & 0xFF)]
         bytes += Array(repeating: 0, count: Self.headerSize - bytes.count)
-        let mappings = pool.mappings
         for mapping in mappings { bytes += Self.encode(mapping.address, mapping.name) }
-        guard (try? Descriptors.writeAll(fd, bytes)) != nil, fsync(fd) == 0, rename(temporary, path) == 0 else {
-            logger.warning("rewriting the fake-ip store \(path) failed; the old log stays in use")
+        do {
+            try Descriptors.writeAll(fd, bytes)
+            guard fsync(fd) == 0 else { throw SystemError("fsync \(temporary)", errno: errno) }
+            guard rename(temporary, path) == 0 else { throw SystemError("rename \(temporary) to \(path)", errno: errno) }
+        } catch {
             owned.close()
             _ = unlink(temporary)
-            return
+            return "rewriting the fake-ip store \(path) failed (\(error)); the old log stays in use"
         }
         descriptor = owned
         _ = lseek(fd, 0, SEEK_END)
         records = mappings.count
         dirty = false
         problem = nil
+        return nil
     }
 
     /// Flushes appended records to the disk if any are pending (called on an interval).

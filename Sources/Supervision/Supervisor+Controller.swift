@@ -144,6 +144,13 @@ extension Supervisor: ControllerBackend {
         updateRuleProvider(name, done: done)
     }
 
+    public func controllerRestartWorkers() {
+        let running = WorkerKind.stopOrder.compactMap { slots[$0] }.filter { $0.isRunning && $0.state != .stopping }
+        logger.notice(
+            "external controller: restarting \(running.isEmpty ? "no worker (none runs)" : running.map { "\($0.kind.identifier) (pid \($0.pid))" }.joined(separator: ", "))")
+        for slot in running { restartPlanned(slot, reason: "restart asked through the external controller") }
+    }
+
     public func controllerFollowLogs(priority: UInt8) {
         for slot in slots.values where slot.handshaken && slot.channel != nil {
             send(.logSubscribe(LogSubscribe(priority: priority)), to: slot, purpose: nil)

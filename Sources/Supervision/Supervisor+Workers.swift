@@ -273,13 +273,13 @@ extension Supervisor {
         }
     }
 
-    /// A restart the configuration asked for: stop gracefully and start again without
+    /// A restart the configuration (or `POST /restart`) asked for: stop gracefully and start again without
     /// counting a failure.
-    func restartPlanned(_ slot: WorkerSlot) {
+    func restartPlanned(_ slot: WorkerSlot, reason: String = "configuration change needs a restart") {
         guard slot.isRunning else { return }
         slot.restartAfterExit = true
         slot.state = .stopping
-        send(.shutdown(Shutdown(graceMilliseconds: 2000, reason: "configuration change needs a restart")), to: slot, purpose: nil)
+        send(.shutdown(Shutdown(graceMilliseconds: 2000, reason: reason)), to: slot, purpose: nil)
     }
 
     /// Gives the tun and dns workers a fresh socket pair to each other whenever one of

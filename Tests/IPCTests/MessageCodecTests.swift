@@ -176,6 +176,19 @@ struct MessageCodecTests {
         #expect(throwsCode(.malformedPayload) { try Message.decode(type: .reload, payload: w.bytes) })
     }
 
+    @Test("cacheFlush names a cache sluice knows; another is malformed, naming the field")
+    func unknownCache() {
+        for what: UInt8 in [0, 3, 0xFF] {
+            do {
+                _ = try Message.decode(type: .cacheFlush, payload: [what])
+                Issue.record("cache \(what) decoded")
+            } catch {
+                #expect(error.code == .malformedPayload && "\(error)".contains("cacheFlush.what"), "\(error)")
+            }
+        }
+        #expect((try? Message.decode(type: .cacheFlush, payload: [2])) == .cacheFlush(CacheFlush(target: .dnsAnswers)))
+    }
+
     @Test("version negotiation picks the highest common version or fails clearly")
     func negotiation() throws {
         let hello = Hello(role: .supervisor, minimumVersion: 1, maximumVersion: 3, pid: 1, software: "future")

@@ -48,6 +48,8 @@ enum SampleMessages {
         ("delayResult", .delayResult(DelayResult(delays: [.init(name: "p", milliseconds: 42)], error: "")), 19, true),
         ("logSubscribe", .logSubscribe(LogSubscribe(priority: 6)), 0, false),
         ("logRecord", .logRecord(LogRecord(priority: 3, text: "x")), 0, false),
+        ("cacheFlush", .cacheFlush(CacheFlush(target: .fakeIP)), 20, false),
+        ("cacheFlushed", .cacheFlushed(entries: 3), 20, true),
         ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
     ]
 }

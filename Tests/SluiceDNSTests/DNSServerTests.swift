@@ -126,6 +126,49 @@ struct DNSServerTests {
         #expect(try DNSResponse.parseUpstream(aged).get().minimumAnswerTTL! < 300)
     }
 
+    @Test("flushing the answer cache sends the next query upstream again")
+    func flushAnswers() throws {
+        let upstream = try Dnsmasq(options: ["--address=/test/10.77.200.2", "--local-ttl=300"])
+        defer { upstream.stop() }
+        let s = try RunningServer(Self.configuration(mode: .normal, nameserver: ["127.0.0.1:\(upstream.port)"]))
+        #expect(s.addresses("c.test") == ["10.77.200.2"] && s.addresses("c.test") == ["10.77.200.2"])
+        #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 1)
+        #expect(s.server.flushAnswers() == 1)
+        #expect(s.server.cacheCount == 0)
+        #expect(s.addresses("c.test") == ["10.77.200.2"])
+        #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 2, "asked upstream again after the flush")
+    }
+
+    @Test("flushing the fake-IP pool empties the store, releases every mapping to the tun worker, gives fresh addresses")
+    func flushFakeIPs() throws {
+        let directory = "/tmp/sluice-flush-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = directory + "/fake-ip.store"
+        let s = try RunningServer(Self.configuration(mode: .fakeIP, nameserver: []), storePath: store)
+        let before = ["a.test", "b.test", "c.test"].map { s.addresses($0)?.first ?? "" }
+        #expect((FakeIPStore.readFile(store)?.count ?? 0) > FakeIPStore.headerSize)
+        let flushed = s.server.flushFakeIPs()
+        #expect(flushed.removed == 3 && flushed.problem == nil)
+        #expect(FakeIPStore.readFile(store)?.count == FakeIPStore.headerSize, "the store holds its header alone")
+        let released = s.recorder.events.withLock { $0 }.filter { $0.kind == .released }
+        #expect(Set(released.map { "\($0.name) \($0.address)" }) == Set(zip(["a.test", "b.test", "c.test"], before).map { "\($0) \($1)" }))
+        #expect(s.server.name(forFake: IPAddress(before[0])!) == nil)
+        let after = ["c.test", "b.test", "a.test"].map { s.addresses($0)?.first ?? "" }
+        #expect(Set(after).isDisjoint(with: before), "fresh addresses: \(before) then \(after)")
+        let numbers = after.compactMap { IPAddress($0) }.compactMap { address -> UInt32? in
+            if case .v4(let v4) = address { return v4.rawValue }
+            return nil
+        }
+        #expect(numbers.count == 3 && numbers == numbers.sorted(), "handed out in the order asked: \(after)")
+        // Another server on the same store (a restart) finds only what came after the flush.
+        let restarted = try RunningServer(Self.configuration(mode: .fakeIP, nameserver: []), storePath: store)
+        #expect(restarted.server.fakeIPCount == 3 && restarted.server.name(forFake: IPAddress(after[0])!) == "c.test")
+        // dns off: nothing to flush.
+        let normal = try RunningServer(Self.configuration(mode: .normal, nameserver: []))
+        #expect(normal.server.flushFakeIPs().removed == 0)
+    }
+
     @Test("identical queries in flight share one upstream exchange; the answer reaches every client with its own ID")
     func inflight() throws {
         // A hand-driven upstream: it answers only when the test says so.

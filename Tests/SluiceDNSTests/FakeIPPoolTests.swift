@@ -51,6 +51,36 @@ struct FakeIPPoolTests {
         #expect(pool.address(for: "q3", ipv6: false) != nil)
     }
 
+    @Test("removeAll forgets every mapping; new names get addresses not handed out before; pins stay")
+    func removeAll() throws {
+        var pool = FakeIPPool(range4: IPPrefix("10.99.0.0/29")!, range6: nil)  // 6 addresses
+        let aMade = pool.address(for: "a", ipv6: false)?.address
+        let a = try #require(aMade)
+        let bMade = pool.address(for: "b", ipv6: false)?.address
+        let b = try #require(bMade)
+        pool.pin(a, true)
+        let removed = pool.removeAll()
+        #expect(Set(removed.map { "\($0.name) \($0.address)" }) == ["a \(a)", "b \(b)"])
+        #expect(pool.count == 0 && pool.mappings.isEmpty)
+        #expect(pool.name(for: a) == nil && pool.name(for: b) == nil, "an old address stands for no name")
+        // The same names again, in another order: the next unused addresses, in the order asked.
+        let b2Made = pool.address(for: "b", ipv6: false)
+        let b2 = try #require(b2Made)
+        let a2Made = pool.address(for: "a", ipv6: false)
+        let a2 = try #require(a2Made)
+        #expect(b2.isNew && a2.isNew && b2.recycled == nil)
+        #expect(b2.address == IPAddress("10.99.0.3")! && a2.address == IPAddress("10.99.0.4")!)
+        // Once the fresh addresses are gone the flushed ones come back, the pinned one last of all.
+        let cMade = pool.address(for: "c", ipv6: false)?.address
+        let c = try #require(cMade)
+        let dMade = pool.address(for: "d", ipv6: false)?.address
+        let d = try #require(dMade)
+        #expect([c, d] == [IPAddress("10.99.0.5")!, IPAddress("10.99.0.6")!])
+        #expect(pool.address(for: "e", ipv6: false)?.address == b, "b's old address, free and unpinned")
+        #expect(pool.isPinned(a), "the live connection's pin outlives the flush")
+        #expect(pool.address(for: "f", ipv6: false)?.recycled?.name == "b", "then the oldest live mapping, not the pinned address")
+    }
+
     @Test("IPv6 range: addresses in the prefix, capped in number, names round-trip")
     func ipv6() throws {
         var pool = FakeIPPool(range4: IPPrefix("198.18.0.1/16")!, range6: IPPrefix("fdfe:dcba:9876::1/64")!)
@@ -117,6 +147,16 @@ struct FakeIPPoolTests {
         #expect(FileManager.default.fileExists(atPath: path + ".corrupt"))
         #expect(fresh.count == 0)
         #expect((try FakeIPStore.readFile(path))?.prefix(9) == ArraySlice(FakeIPStore.magic))
+
+        // Emptied (POST /cache/fakeip/flush): the header alone on the disk; a reload finds nothing, appends go on.
+        for i in 1...3 { store.append(fresh.address(for: "e\(i).test", ipv6: false)!.address, name: "e\(i).test") }
+        #expect(store.removeAll() == nil)
+        #expect((try FakeIPStore.readFile(path))?.count == FakeIPStore.headerSize)
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        store.append(IPAddress("198.18.0.9")!, name: "after.test")
+        var emptied = FakeIPPool(range4: range, range6: nil)
+        let emptiedReport = FakeIPStore(path: path, logger: Self.logger).load(into: &emptied)
+        #expect(emptiedReport.records == 1 && emptiedReport.problem == nil && emptied.mappings.map(\.name) == ["after.test"])
     }
 
     @Test("compaction rewrites the log to exactly the live mappings")

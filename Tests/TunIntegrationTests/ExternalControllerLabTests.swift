@@ -163,4 +163,66 @@ struct ExternalControllerLabTests {
         // Deleting an id that is gone is not an error (mihomo answers 204 too).
         #expect(Self.api(lab, "DELETE", "/connections/\(live)").0 == 204)
     }
+
+    @Test("groups are proxy providers; GET /providers/proxies/SEL/healthcheck tests every member (204) and GET /proxies shows the delays")
+    func providerHealthCheck() throws {
+        let config = Self.config.replacingOccurrences(
+            of: "{name: SEL, type: select, proxies: [s1, s2, DIRECT]}",
+            with: "{name: SEL, type: select, proxies: [s1, s2, DIRECT], url: \"http://10.77.200.2/small\", timeout: 3000}")
+        let lab = try Lab(config: config)
+        defer { lab.stop() }
+        _ = try ProxyGroupLabTests.socks(lab, port: 1080, log: lab.harness.directory + "/s1.log")  // s2 has no server
+        try lab.start()
+        #expect(lab.harness.waitUntil(10) { Self.api(lab, "GET", "/version").0 == 200 }, "\(lab.harness.log)")
+
+        let providers = try #require(Self.json(lab, "/providers/proxies")?["providers"] as? [String: [String: Any]])
+        let sel = try #require(providers["SEL"], "\(providers.keys)")
+        #expect(sel["vehicleType"] as? String == "Compatible" && sel["testUrl"] as? String == "http://10.77.200.2/small")
+        #expect((sel["proxies"] as? [[String: Any]])?.map { $0["name"] as? String ?? "" } == ["s1", "s2", "DIRECT"])
+        func history(_ name: String) -> [[String: Any]] {
+            ((Self.json(lab, "/proxies")?["proxies"] as? [String: [String: Any]])?[name]?["history"] as? [[String: Any]]) ?? []
+        }
+        #expect(history("s1").isEmpty, "no check yet: \(history("s1"))")
+
+        let started = Date()
+        let (status, body) = Self.api(lab, "GET", "/providers/proxies/SEL/healthcheck")
+        #expect(status == 204, "\(status) \(body)")
+        #expect(Date().timeIntervalSince(started) < 5, "bounded by the group's timeout")
+        // Right after the answer, not at the next heartbeat: the new delays are in GET /proxies.
+        let proxies = try #require(Self.json(lab, "/proxies")?["proxies"] as? [String: [String: Any]])
+        for alive in ["s1", "DIRECT"] {
+            let delay = (proxies[alive]?["history"] as? [[String: Any]])?.last?["delay"] as? Int ?? 0
+            #expect(delay > 0 && proxies[alive]?["alive"] as? Bool == true, "\(alive): \(proxies[alive] ?? [:])")
+        }
+        #expect(proxies["s2"]?["alive"] as? Bool == false, "s2 has no server: \(proxies["s2"] ?? [:])")
+        #expect(Self.api(lab, "GET", "/providers/proxies/nosuch/healthcheck").0 == 404)
+    }
+
+    @Test("POST /cache/fakeip/flush through the TUN: an old fake address reaches no name, names get fresh addresses that work")
+    func fakeIPFlush() throws {
+        let config =
+            "external-controller: 127.0.0.1:9090\nsecret: \(Self.secret)\n"
+            + FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["DOMAIN,a.test,DIRECT", "DOMAIN,b.test,DIRECT"])
+        let lab = try FakeIPLabTests.start(config)
+        defer { lab.stop() }
+        let a1 = FakeIPLabTests.resolve(lab, "a.test")
+        #expect(a1.hasPrefix("198.18."), "\(a1)")
+        #expect(lab.run("client", "curl -sS -m 5 --resolve a.test:80:\(a1) http://a.test/small").1.hasPrefix("ok"))
+
+        #expect(Self.api(lab, "POST", "/cache/fakeip/flush").0 == 204)
+        #expect(
+            (FakeIPStoreFile.size(lab.harness.directory + "/state/fake-ip.store") ?? 0) == FakeIPStoreFile.headerSize,
+            "the store is empty on the disk")
+        // A client that kept the old answer: refused at once (the tun worker's mirror forgot the name), so it asks again.
+        let (old, oldOutput) = lab.run("client", "curl -sS -m 5 --resolve a.test:80:\(a1) http://a.test/small")
+        #expect(old == 7, "\(old) \(oldOutput)")
+        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("\(a1) is a fake address that stands for no name") })
+        let a2 = FakeIPLabTests.resolve(lab, "a.test")
+        let b2 = FakeIPLabTests.resolve(lab, "b.test")
+        #expect(a2.hasPrefix("198.18.") && a2 != a1 && b2 != a1 && b2 != a2, "\(a1) then \(a2), \(b2)")
+        for (name, address) in [("a.test", a2), ("b.test", b2)] {
+            let (status, body) = lab.run("client", "curl -sS -m 5 --resolve \(name):80:\(address) http://\(name)/small")
+            #expect(status == 0 && body.hasPrefix("ok"), "\(name) at \(address): \(status) \(body)")
+        }
+    }
 }

@@ -64,6 +64,10 @@ public enum Message: Sendable, Equatable {
     case logSubscribe(LogSubscribe)
     /// worker → supervisor (notification): one log line, for `/logs` subscribers.
     case logRecord(LogRecord)
+    /// supervisor → dns worker: empty the fake-IP pool and its store, or the answer cache (version 3).
+    case cacheFlush(CacheFlush)
+    /// The reply: how many entries were removed.
+    case cacheFlushed(entries: UInt64)
 
     public var type: MessageType {
         switch self {
@@ -106,6 +110,8 @@ public enum Message: Sendable, Equatable {
         case .delayResult: .delayResult
         case .logSubscribe: .logSubscribe
         case .logRecord: .logRecord
+        case .cacheFlush: .cacheFlush
+        case .cacheFlushed: .cacheFlushed
         }
     }
 
@@ -242,6 +248,10 @@ public enum Message: Sendable, Equatable {
         case .logRecord(let m):
             w.u8(m.priority)
             w.string(m.text)
+        case .cacheFlush(let m):
+            w.u8(m.target.rawValue)
+        case .cacheFlushed(let entries):
+            w.u64(entries)
         }
         return w.bytes
     }
@@ -394,6 +404,14 @@ public enum Message: Sendable, Equatable {
             return .logSubscribe(LogSubscribe(priority: try r.u8("priority")))
         case .logRecord:
             return .logRecord(LogRecord(priority: try r.u8("priority"), text: try r.string("text", max: 65536)))
+        case .cacheFlush:
+            let raw = try r.u8("what")
+            guard let target = CacheFlush.Target(rawValue: raw) else {
+                throw IPCError(.malformedPayload, "cacheFlush.what: unknown cache \(raw) (1 fake-IP pool and store, 2 DNS answers)")
+            }
+            return .cacheFlush(CacheFlush(target: target))
+        case .cacheFlushed:
+            return .cacheFlushed(entries: try r.u64("entries"))
         default:
             throw IPCError(.unknownMessageType, "\(type)")
         }

@@ -3,8 +3,9 @@
 /// A struct rather than an enum so that a type this build does not know still decodes as a
 /// header (and gets an `unknownMessageType` error reply) instead of failing the stream.
 /// Ranges: 0x00xx session, 0x001x configuration, 0x002x liveness, 0x003x stats,
-/// 0x004x control, 0x005x wiring (descriptors sluiced hands over), 0x006x fake-IP, 0x007x DNS carriage, 0x008x process lookup,
-/// 0x009x the external controller's requests (protocol version 2).
+/// 0x004x control, 0x005x wiring (descriptors sluiced hands over; 0x0056-0x0057 version 3), 0x006x fake-IP,
+/// 0x007x DNS carriage, 0x008x process lookup, 0x009x the external controller's requests (protocol version 2;
+/// 0x0098-0x0099 version 3).
 public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -48,6 +49,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let delayResult = MessageType(rawValue: 0x0095)
     public static let logSubscribe = MessageType(rawValue: 0x0096)
     public static let logRecord = MessageType(rawValue: 0x0097)
+    public static let cacheFlush = MessageType(rawValue: 0x0098)
+    public static let cacheFlushed = MessageType(rawValue: 0x0099)
 
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
@@ -55,7 +58,7 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel,
         .tunDescriptorRequest, .tunDescriptor, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo, .connectionsRequest, .connections,
-        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord,
+        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord, .cacheFlush, .cacheFlushed,
     ]
 
     public var name: String? {
@@ -99,6 +102,8 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
         case .delayResult: "delayResult"
         case .logSubscribe: "logSubscribe"
         case .logRecord: "logRecord"
+        case .cacheFlush: "cacheFlush"
+        case .cacheFlushed: "cacheFlushed"
         default: nil
         }
     }

@@ -517,6 +517,23 @@ public struct LogRecord: Sendable, Equatable {
     }
 }
 
+/// supervisor → dns worker (version 3): empty one of its caches, for the external controller's
+/// `POST /cache/fakeip/flush` and `POST /cache/dns/flush`. Answered with `cacheFlushed`, or an `error` when the
+/// cache could not be emptied (the fake-IP store could not be rewritten).
+public struct CacheFlush: Sendable, Equatable {
+    /// Which cache (`u8 what` on the wire).
+    public enum Target: UInt8, Sendable {
+        /// Every fake-IP mapping, in memory and in the store file (`profile.store-fake-ip`).
+        case fakeIP = 1
+        /// The answers cached from the upstreams.
+        case dnsAnswers = 2
+    }
+
+    public var target: Target
+
+    public init(target: Target) { self.target = target }
+}
+
 /// The `connections` document (UTF-8 JSON): the tun worker's live connections, in the shape of mihomo's
 /// `GET /connections` so that the external controller passes it through.
 public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
