@@ -76,25 +76,16 @@ struct ExternalControllerStreamTests {
 
         func stop() { harness.stop() }
 
+        var client: ControllerClient { ControllerClient(harness: harness, secret: ExternalControllerStreamTests.secret) }
+
         @discardableResult
-        func curl(_ arguments: String) -> (Int32, String) {
-            Shell.run("ip netns exec \(harness.namespace!) curl -sS -m 10 \(arguments) 2>&1")
+        func curl(_ arguments: String) -> (Int32, String) { client.curl(arguments) }
+
+        func api(_ method: String, _ path: String, body: String? = nil) -> (Int, String) {
+            client.api(method, path, body: body)
         }
 
-        /// An authorized request: (HTTP status, body).
-        func api(_ method: String, _ path: String) -> (Int, String) {
-            let (_, out) = curl(
-                "-X \(method) -H 'Authorization: Bearer \(ExternalControllerStreamTests.secret)' -w '\\n%{http_code}' 'http://127.0.0.1:9090\(path)'"
-            )
-            let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
-            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-        }
-
-        func json(_ path: String) -> [String: Any]? {
-            let (status, body) = api("GET", path)
-            guard status == 200 else { return nil }
-            return (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
-        }
+        func json(_ path: String) -> [String: Any]? { client.json(path) }
 
         /// The lines a stream sent in `seconds`, each with when it came (seconds since the client started), over
         /// HTTP (curl, chunked) or a WebSocket (`?token=`, as browsers do).

@@ -66,26 +66,16 @@ struct ExternalControllerTests {
             unlink(ui + "/../sluice-ui-secret-\(getpid())")
         }
 
-        /// curl inside sluiced's namespace; the output (stdout and stderr).
+        var client: ControllerClient { ControllerClient(harness: harness, secret: ExternalControllerTests.secret) }
+
         @discardableResult
-        func curl(_ arguments: String) -> (Int32, String) {
-            Shell.run("ip netns exec \(harness.namespace!) curl -sS -m 10 \(arguments) 2>&1")
-        }
+        func curl(_ arguments: String) -> (Int32, String) { client.curl(arguments) }
 
-        /// An authorized request: (HTTP status, body).
         func api(_ method: String, _ path: String, body: String? = nil) -> (Int, String) {
-            let data = body.map { "-H 'Content-Type: application/json' --data-raw '\($0)'" } ?? ""
-            let (_, out) = curl(
-                "-X \(method) -H 'Authorization: Bearer \(ExternalControllerTests.secret)' \(data) -w '\\n%{http_code}' 'http://127.0.0.1:9090\(path)'")
-            let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
-            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+            client.api(method, path, body: body)
         }
 
-        func json(_ path: String) -> [String: Any]? {
-            let (status, body) = api("GET", path)
-            guard status == 200 else { return nil }
-            return (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
-        }
+        func json(_ path: String) -> [String: Any]? { client.json(path) }
 
         /// A WebSocket client for `seconds`: the text frames it got.
         func webSocket(_ path: String, seconds: Double) -> [String] {
