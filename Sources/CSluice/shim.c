@@ -414,12 +414,12 @@ int csluice_kill(pid_t pid, int sig) { return kill(pid, sig) == 0 ? 0 : -errno; 
 
 // MARK: - TUN
 
-int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
+/// TUNSETIFF with `flags` on `fd`, naming the device `name` (NULL: the kernel picks); the name it got goes to
+/// `actual_name` (IFNAMSIZ bytes) when given.
+static int tun_set_iff(int fd, const char *name, short flags, char *actual_name) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-    if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
-    if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    ifr.ifr_flags = flags;
     if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
     if (ioctl(fd, TUNSETIFF, &ifr) != 0) return -errno;
     if (actual_name) {
@@ -429,17 +429,15 @@ int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, 
     return fd;
 }
 
+int csluice_tun_attach(int fd, const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
+    short flags = IFF_TUN | IFF_NO_PI;
+    if (vnet_hdr) flags |= IFF_VNET_HDR;
+    if (multi_queue) flags |= IFF_MULTI_QUEUE;
+    return tun_set_iff(fd, name, flags, actual_name);
+}
+
 int csluice_tun_attach_with_packet_info(int fd, const char *name, char *actual_name) {
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TUN;
-    if (name) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    if (ioctl(fd, TUNSETIFF, &ifr) != 0) return -errno;
-    if (actual_name) {
-        memcpy(actual_name, ifr.ifr_name, IFNAMSIZ);
-        actual_name[IFNAMSIZ - 1] = 0;
-    }
-    return fd;
+    return tun_set_iff(fd, name, IFF_TUN, actual_name);
 }
 
 int csluice_tun_open(const char *name, int vnet_hdr, int multi_queue, char *actual_name) {
