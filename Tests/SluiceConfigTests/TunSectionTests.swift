@@ -5,12 +5,21 @@ import Testing
 /// The `tun:` section, DNS section and their cross-checks.
 @Suite("tun and dns")
 struct TunSectionTests {
-    @Test func stackMustBeSystem() {
-        #expect(
-            TestSupport.messages("tun:\n  stack: gvisor\n") == [
-                "t.yaml:2:10: tun.stack: \"gvisor\" is not supported; sluice implements \"system\""
-            ])
+    /// mihomo's gvisor and mixed stacks load and run on sluice's system stack, with one warning saying so.
+    @Test func userSpaceStacksRunTheSystemStack() throws {
+        for stack in ["gvisor", "mixed", "Mixed"] {
+            let result = TestSupport.load("tun:\n  stack: \(stack)\n")
+            #expect(try #require(result.configuration).tun.stack == .system)
+            #expect(
+                result.diagnostics.map(\.description) == [
+                    "t.yaml:2:10: warning: tun.stack: \"\(stack)\" is not implemented by sluice; running its \"system\" stack"
+                ])
+        }
         #expect(TestSupport.messages("tun:\n  stack: system\n") == [])
+        #expect(
+            TestSupport.messages("tun:\n  stack: lwip\n") == [
+                "t.yaml:2:10: tun.stack: expected system, gvisor or mixed (sluice runs \"system\" for all three), got \"lwip\""
+            ])
     }
 
     @Test func deviceNames() throws {

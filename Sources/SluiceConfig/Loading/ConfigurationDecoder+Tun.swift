@@ -16,10 +16,20 @@ extension ConfigurationDecoder {
         if let stackNode = reader.value("stack"),
             let text = context.scalarText(stackNode, path.key("stack"), expected: "system")
         {
-            if text.lowercased() != "system" {
+            switch text.lowercased() {
+            case "system":
+                break
+            case "gvisor", "mixed":
+                // mihomo's user-space stacks; sluice has one stack, so the config runs on it. The routing is
+                // the same; only where TCP is terminated differs.
+                context.warning(
+                    stackNode.mark, path.key("stack"),
+                    "\(DecodingContext.quote(text)) is not implemented by sluice; running its \"system\" stack")
+            default:
                 context.error(
                     stackNode.mark, path.key("stack"),
-                    "\(DecodingContext.quote(text)) is not supported; sluice implements \"system\"")
+                    "expected system, gvisor or mixed (sluice runs \"system\" for all three), got "
+                        + DecodingContext.quote(text))
             }
         }
         let deviceNode = reader.value("device")
