@@ -110,16 +110,36 @@ public enum InetSocket {
     }
 
     /// A UDP socket and a listening TCP socket on the same `endpoint` (a DNS server's pair).
+    ///
+    /// `[::]` is every address of both families, as Go's `net.Listen(":53")` (mihomo's `dns.listen: ":53"`):
+    /// IPV6_V6ONLY is cleared whatever `net.ipv6.bindv6only` says, and on a host without IPv6 the pair is
+    /// bound to 0.0.0.0 instead.
     public static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
         -> (udp: OwnedDescriptor, tcp: OwnedDescriptor)
     {
-        let udp = try InetSocket.udp(endpoint.address.socketFamily)
+        let dualStack = endpoint.address == .v6(.any)
+        let udp: OwnedDescriptor
+        do {
+            udp = try InetSocket.udp(endpoint.address.socketFamily)
+        } catch where dualStack && error.errno == EAFNOSUPPORT {
+            return try serverPair(InetEndpoint(.v4(IPv4Address(rawValue: 0)), endpoint.port), backlog: backlog)
+        }
+        if dualStack { try setDualStack(udp.rawValue, endpoint) }
         try bind(udp.rawValue, endpoint, reuseAddress: true)
         enlargeReceiveBuffer(udp.rawValue)
         let tcp = try InetSocket.tcp(endpoint.address.socketFamily)
+        if dualStack { try setDualStack(tcp.rawValue, endpoint) }
         try bind(tcp.rawValue, endpoint, reuseAddress: true)
         try Posix.call("listen \(endpoint)") { Glibc.listen(tcp.rawValue, backlog) }
         return (udp, tcp)
+    }
+
+    /// Clears IPV6_V6ONLY so that an IPv6 socket bound to `[::]` also receives IPv4 (as mapped addresses).
+    private static func setDualStack(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) {
+        var off: CInt = 0
+        try Posix.call("setsockopt IPV6_V6ONLY \(endpoint)") {
+            setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<CInt>.size))
+        }
     }
 
     /// Starts a connect; returns false when it is in progress (non-blocking socket).
