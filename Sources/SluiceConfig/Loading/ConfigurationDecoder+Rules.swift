@@ -10,6 +10,24 @@ struct RuleProviderTable {
     var insideProvider = false
 }
 
+/// What the options of a logical rule's parts (`AND,((IP-CIDR,10.0.0.0/8,no-resolve),(DST-PORT,22)),…`) add up to.
+///
+/// mihomo gives each part its own `no-resolve`; a rule resolves the domain when any of its IP parts lacks it, and
+/// once resolved every part sees the address. So the rule as a whole is `no-resolve` exactly when every part
+/// that tests the destination address (IP-CIDR, IP-CIDR6, IP-SUFFIX, GEOIP, IP-ASN, RULE-SET) says so.
+struct LogicalPartOptions {
+    /// Destination-address parts with `no-resolve`.
+    var noResolveParts = 0
+    /// Destination-address parts without it.
+    var resolvingParts = 0
+    /// Options sluice does not know, which mihomo ignores; each gets a warning.
+    var unknown: [String] = []
+
+    var ruleIsNoResolve: Bool { noResolveParts > 0 && resolvingParts == 0 }
+
+    static let destinationAddressTypes: Set<String> = ["IP-CIDR", "IP-CIDR6", "IP-SUFFIX", "GEOIP", "IP-ASN", "RULE-SET"]
+}
+
 /// Why a rule (or a part of a logical rule) could not be used.
 enum RuleProblem: Error {
     /// The rule is wrong: an error.
@@ -36,8 +54,14 @@ extension ConfigurationDecoder {
             let itemPath = path.index(index)
             guard let text = context.string(item, itemPath) else { continue }
             do throws(RuleProblem) {
-                if let rule = try parseRule(text, names: names, providers: providers) {
+                var partOptions = LogicalPartOptions()
+                if let rule = try parseRule(text, names: names, providers: providers, partOptions: &partOptions) {
                     rules.append(rule)
+                }
+                for option in partOptions.unknown {
+                    context.warning(
+                        item.mark, itemPath,
+                        "unknown option \(DecodingContext.quote(option)) in a part of a logical rule; ignored (as mihomo does)")
                 }
             } catch {
                 switch error {
@@ -50,7 +74,9 @@ extension ConfigurationDecoder {
     }
 
     /// Parses `TYPE,PAYLOAD,TARGET[,OPTION...]` or `MATCH,TARGET`. Returns nil for a rule skipped silently.
-    func parseRule(_ text: String, names: NameTable, providers: RuleProviderTable) throws(RuleProblem) -> Rule? {
+    func parseRule(
+        _ text: String, names: NameTable, providers: RuleProviderTable, partOptions: inout LogicalPartOptions
+    ) throws(RuleProblem) -> Rule? {
         // Only logical rules have structure in their payload; the others split on every comma, as in mihomo,
         // so that a DOMAIN-REGEX with an unbalanced '(' is judged by the regex compiler, not the splitter.
         let leading = text.prefix { $0 != "," }.trimmingSpaces.uppercased()
@@ -73,7 +99,8 @@ extension ConfigurationDecoder {
             guard fields.count >= 3 else {
                 throw .invalid("expected TYPE,PAYLOAD,TARGET, got \(DecodingContext.quote(text))")
             }
-            condition = try parseCondition(type: type, payload: fields[1], providers: providers, depth: 0)
+            condition = try parseCondition(
+                type: type, payload: fields[1], providers: providers, depth: 0, partOptions: &partOptions)
             target = fields[2]
             options = fields[3...]
         }
@@ -90,6 +117,7 @@ extension ConfigurationDecoder {
                     + "REJECT or REJECT-DROP")
         }
         var rule = Rule(condition: condition, target: target)
+        if partOptions.ruleIsNoResolve { rule.noResolve = true }
         for option in options {
             switch option.lowercased() {
             case "no-resolve": rule.noResolve = true
@@ -129,6 +157,15 @@ extension ConfigurationDecoder {
 
     func parseCondition(
         type: String, payload: String, providers: RuleProviderTable, depth: Int
+    ) throws(RuleProblem) -> RuleCondition {
+        var partOptions = LogicalPartOptions()
+        return try parseCondition(type: type, payload: payload, providers: providers, depth: depth, partOptions: &partOptions)
+    }
+
+    /// Parses one condition; the options of logical rules' parts are added up in `partOptions`.
+    func parseCondition(
+        type: String, payload: String, providers: RuleProviderTable, depth: Int,
+        partOptions: inout LogicalPartOptions
     ) throws(RuleProblem) -> RuleCondition {
         func nonEmpty() throws(RuleProblem) -> String {
             if payload.isEmpty { throw .invalid("\(type) needs a payload") }
@@ -196,18 +233,41 @@ extension ConfigurationDecoder {
             var conditions: [RuleCondition] = []
             for part in parts {
                 let fields = try Self.splitTopLevel(Substring(part))
-                guard fields.count == 2, !fields[0].isEmpty else {
+                guard fields.count >= 2, !fields[0].isEmpty else {
                     throw .invalid(
-                        "\(type): each part must be (TYPE,PAYLOAD), got \(DecodingContext.quote("(\(part))"))")
+                        "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))")
                 }
                 let subtype = fields[0].uppercased()
                 if subtype == "MATCH" || subtype == "RULE-SET" && depth > Self.maximumRuleNesting {
                     throw .invalid("\(type): \(subtype) cannot be used inside a logical rule")
                 }
-                conditions.append(
-                    try parseCondition(
-                        type: subtype, payload: fields[1], providers: providers,
-                        depth: depth + 1))
+                // mihomo passes what follows the payload to the part as its options (logic.go payloadToRule).
+                var noResolve = false
+                var source = false
+                for option in fields[2...] {
+                    switch option.lowercased() {
+                    case "no-resolve": noResolve = true
+                    case "src": source = true
+                    default: partOptions.unknown.append(option)
+                    }
+                }
+                var condition = try parseCondition(
+                    type: subtype, payload: fields[1], providers: providers, depth: depth + 1,
+                    partOptions: &partOptions)
+                if source {
+                    switch condition {
+                    case .ipCIDR(let prefix):
+                        condition = .sourceIPCIDR(prefix)
+                    case .ipSuffix, .ruleSet:
+                        throw .skipped("\(subtype) with src inside a logical rule is not supported by sluice; rule skipped")
+                    default:
+                        break  // mihomo ignores src on parts that test no address
+                    }
+                }
+                if LogicalPartOptions.destinationAddressTypes.contains(subtype) && !source {
+                    if noResolve { partOptions.noResolveParts += 1 } else { partOptions.resolvingParts += 1 }
+                }
+                conditions.append(condition)
             }
             switch type {
             case "NOT":
