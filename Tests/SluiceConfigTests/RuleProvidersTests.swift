@@ -109,7 +109,7 @@ struct RuleProvidersTests {
             ])
     }
 
-    @Test func unreadableProvidersAreErrorsNamingThePath() throws {
+    @Test func unreadableProvidersAreErrorsNamingThePathMissingOnesWarn() throws {
         let directory = try Directory(
             config: """
                 rule-providers:
@@ -127,11 +127,12 @@ struct RuleProvidersTests {
         #expect(directory.load().configuration == nil)
         #expect(
             directory.messages() == [
-                "D/config.yaml:2:49: rule-providers.missing.path: cannot open the rule provider file "
-                    + "\"D/rules/none.txt\": No such file or directory (errno 2) (relative paths start from the "
-                    + "configuration file's directory, \"D\")",
-                "D/config.yaml:3:50: rule-providers.absolute.path: cannot open the rule provider file "
-                    + "\"/nonexistent/x.yaml\": No such file or directory (errno 2)",
+                "D/config.yaml:2:49: warning: rule-providers.missing.path: the rule provider file \"D/rules/none.txt\" "
+                    + "does not exist; provider \"missing\" is empty (its rules match nothing) until the file exists "
+                    + "and the configuration is reloaded",
+                "D/config.yaml:3:50: warning: rule-providers.absolute.path: the rule provider file "
+                    + "\"/nonexistent/x.yaml\" does not exist; provider \"absolute\" is empty (its rules match nothing) "
+                    + "until the file exists and the configuration is reloaded",
                 "D/config.yaml:4:51: rule-providers.directory.path: the rule provider file \"D/rules\" is not a "
                     + "regular file (relative paths start from the configuration file's directory, \"D\")",
                 "D/rules/bad.yaml:2:1: rule-providers.badyaml: YAML syntax error: while parsing a flow sequence: did "

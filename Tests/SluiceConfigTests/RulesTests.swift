@@ -105,8 +105,9 @@ struct RulesTests {
         let messages = TestSupport.messages(yaml)
         #expect(
             messages == [
-                "t.yaml:2:57: rule-providers.f.path: cannot open the rule provider file \"/etc/sluice/f.txt\": "
-                    + "No such file or directory (errno 2)",
+                "t.yaml:2:57: warning: rule-providers.f.path: the rule provider file \"/etc/sluice/f.txt\" does not "
+                    + "exist; provider \"f\" is empty (its rules match nothing) until the file exists and the "
+                    + "configuration is reloaded",
                 "t.yaml:3:6: rule-providers.h: missing required key \"url\"",
                 "t.yaml:4:68: rule-providers.i.payload[1]: unknown rule type \"BOGUS\"",
                 "t.yaml:5:13: rule-providers.j.type: expected one of file, http, inline; got \"ftp\"",

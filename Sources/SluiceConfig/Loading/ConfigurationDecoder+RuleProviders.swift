@@ -79,7 +79,15 @@ extension ConfigurationDecoder {
         case .file?:
             if let pathValue, let pathNode {
                 source = .file(path: pathValue)
-                if let behavior {
+                let resolved = ConfigLoader.resolve(pathValue, from: baseDirectory)
+                if let behavior, !ConfigLoader.fileExists(resolved) {
+                    // mihomo logs the failed read and runs the provider empty; so does sluice, saying so once.
+                    context.warning(
+                        pathNode.mark, path.key("path"),
+                        "the rule provider file \"\(resolved)\" does not exist; provider \"\(name)\" is empty (its "
+                            + "rules match nothing) until the file exists and the configuration is reloaded")
+                    contents = .empty(behavior)
+                } else if let behavior {
                     contents = loadProviderFile(
                         pathValue, pathNode.mark, path, behavior: behavior, format: format,
                         purpose: "rule provider file")
