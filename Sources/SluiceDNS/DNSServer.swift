@@ -208,8 +208,7 @@ public final class DNSServer: @unchecked Sendable {
         guard configuration.enhancedMode == .fakeIP, question.isHostName else { return false }
         let name = question.name
         if realNames.contains(name.lowercased()) { return false }
-        let listed = configuration.fakeIPFilter.contains { $0.matches(name) }
-        return configuration.fakeIPFilterMode == .blacklist ? !listed : listed
+        return configuration.fakeIPFilterWantsFake(name)
     }
 
     /// The pool's address for `name`, recording a new mapping in the store before the

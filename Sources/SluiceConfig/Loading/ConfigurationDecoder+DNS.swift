@@ -10,7 +10,14 @@ extension ConfigurationDecoder {
     func decodeDNS(_ node: YAMLNode, _ path: String, providers: RuleProviderTable, into dns: inout DNSConfiguration) {
         guard let reader = context.mapping(node, path) else { return }
         reader.bool("enable", into: &dns.enable)
-        reader.decode("listen", intoOptional: &dns.listen) { context.endpoint($0, $1, allowingHostNames: false) }
+        reader.decode("listen", intoOptional: &dns.listen) { node, path in
+            // mihomo's ":53" (empty host) is Go's net.Listen(":53"): every address of both families. sluice binds
+            // [::] with IPV6_V6ONLY cleared, which is the same (see InetSocket.serverPair).
+            if let text = node.scalar?.value, text.hasPrefix(":"), let port = UInt16(text.dropFirst()), port != 0 {
+                return SocketEndpoint(host: .address(.v6(.any)), port: port)
+            }
+            return context.endpoint(node, path, allowingHostNames: false)
+        }
         reader.bool("ipv6", into: &dns.ipv6)
         reader.decode("enhanced-mode", into: &dns.enhancedMode) {
             context.choice($0, $1, [DNSConfiguration.EnhancedMode.fakeIP, .redirHost, .normal])
@@ -31,16 +38,17 @@ extension ConfigurationDecoder {
             }
             return prefix
         }
-        if let patterns = reader.decode(
-            "fake-ip-filter",
-            { node, path in
-                context.list(node, path) { item, itemPath in filterPattern(item, itemPath, providers: providers) }
-            })
-        {
-            dns.fakeIPFilter = patterns.compactMap { $0 }
+        reader.decode("fake-ip-filter-mode", into: &dns.fakeIPFilterMode) { node, path in
+            // mihomo reads the mode in any case ("Rule").
+            guard let text = context.scalarText(node, path, expected: "blacklist, whitelist or rule") else { return nil }
+            guard let mode = DNSConfiguration.FakeIPFilterMode(rawValue: text.lowercased()) else {
+                context.error(node.mark, path, "expected one of blacklist, whitelist, rule; got \(DecodingContext.got(node))")
+                return nil
+            }
+            return mode
         }
-        reader.decode("fake-ip-filter-mode", into: &dns.fakeIPFilterMode) {
-            context.choice($0, $1, [DNSConfiguration.FakeIPFilterMode.blacklist, .whitelist])
+        if let node = reader.value("fake-ip-filter") {
+            decodeFakeIPFilter(node, path.key("fake-ip-filter"), providers: providers, into: &dns)
         }
         for key in ["nameserver", "default-nameserver", "fallback", "proxy-server-nameserver"] {
             guard let node = reader.value(key) else { continue }
@@ -75,33 +83,176 @@ extension ConfigurationDecoder {
         reader.finish()
     }
 
-    /// A fake-ip-filter or nameserver-policy pattern. Returns `.some(nil)` for a pattern that is skipped with a
-    /// warning (so that the list decoder does not treat it as an error).
-    private func filterPattern(_ node: YAMLNode, _ path: String, providers: RuleProviderTable) -> DomainPattern?? {
-        guard let text = context.string(node, path) else { return nil }
-        return pattern(text, node, path, providers: providers)
+    /// `fake-ip-filter` in the mode already decoded.
+    ///
+    /// An entry sluice cannot evaluate (GEOSITE, a left-out rule provider, in rule mode also DOMAIN-REGEX,
+    /// DOMAIN-WILDCARD and RULE-SET) is skipped with a warning, and skipping never turns a fake answer into a
+    /// real one: a real answer takes the name's domain away from the routing rules, so the names of a skipped
+    /// entry get fake addresses. In blacklist mode dropping the entry does that; in whitelist mode every name
+    /// then gets a fake address; in rule mode a skipped `real-ip` entry is dropped and a skipped `fake-ip` entry
+    /// becomes `MATCH,fake-ip`.
+    private func decodeFakeIPFilter(
+        _ node: YAMLNode, _ path: String, providers: RuleProviderTable, into dns: inout DNSConfiguration
+    ) {
+        guard let items = context.items(node, path) else { return }
+        var skippedAny = false
+        for (index, item) in items.enumerated() {
+            let itemPath = path.index(index)
+            guard let text = context.string(item, itemPath) else { continue }
+            if dns.fakeIPFilterMode == .rule {
+                switch fakeIPFilterRule(text, item, itemPath, providers: providers) {
+                case .rule(let rule):
+                    dns.fakeIPFilterRules.append(rule)
+                case .skipped(realIP: true), .invalid:
+                    break
+                case .skipped(realIP: false):
+                    dns.fakeIPFilterRules.append(FakeIPFilterRule(condition: .match, realIP: false))
+                }
+                continue
+            }
+            for entry in patterns(text, item, itemPath, providers: providers) {
+                if let pattern = entry { dns.fakeIPFilter.append(pattern) } else { skippedAny = true }
+            }
+        }
+        if skippedAny, dns.fakeIPFilterMode == .whitelist {
+            context.warning(
+                node.mark, path,
+                "in whitelist mode a skipped entry would give its names real addresses; every name gets a fake address instead")
+            dns.fakeIPFilter = []
+            dns.fakeIPFilterMode = .blacklist
+        }
     }
 
-    private func pattern(_ text: String, _ node: YAMLNode, _ path: String, providers: RuleProviderTable)
-        -> DomainPattern??
+    /// What one rule-mode entry became.
+    private enum FakeIPFilterEntry {
+        case rule(FakeIPFilterRule)
+        /// Skipped with a warning; `realIP` is the entry's action.
+        case skipped(realIP: Bool)
+        /// An error was reported.
+        case invalid
+    }
+
+    /// One `TYPE,PAYLOAD,ACTION` entry under `fake-ip-filter-mode: rule` (mihomo: domain rule types only, action
+    /// real-ip or fake-ip in any case; options after the action are ignored).
+    private func fakeIPFilterRule(_ text: String, _ node: YAMLNode, _ path: String, providers: RuleProviderTable)
+        -> FakeIPFilterEntry
     {
-        if text.hasPrefix("geosite:") {
-            context.warning(
-                node.mark, path, "geosite patterns are not supported by sluice; \(DecodingContext.quote(text)) skipped")
-            return .some(nil)
+        let fields = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+        let type = fields[0].uppercased()
+        let actionIndex = type == "MATCH" ? 1 : 2
+        guard fields.count > actionIndex, !fields[0].isEmpty else {
+            context.error(
+                node.mark, path,
+                "expected TYPE,PAYLOAD,real-ip|fake-ip or MATCH,real-ip|fake-ip, got \(DecodingContext.quote(text))")
+            return .invalid
         }
-        guard let pattern = domainPattern(text, node, path, allowRuleSet: true) else { return nil }
-        if case .ruleSet(let name) = pattern {
-            if providers.leftOut.contains(name) {
-                context.warning(node.mark, path, "rule provider \"\(name)\" was left out; this entry is skipped")
-                return .some(nil)
-            }
-            guard providers.names.contains(name) else {
-                context.error(node.mark, path, "no rule provider named \"\(name)\"; define it under rule-providers")
-                return nil
+        let realIP: Bool
+        switch fields[actionIndex].lowercased() {
+        case "real-ip": realIP = true
+        case "fake-ip": realIP = false
+        default:
+            context.error(
+                node.mark, path, "the action must be real-ip or fake-ip, got \(DecodingContext.quote(fields[actionIndex]))")
+            return .invalid
+        }
+        let payload = type == "MATCH" ? "" : fields[1]
+        func skipped(_ why: String) -> FakeIPFilterEntry {
+            let effect =
+                realIP
+                ? "skipped (its names go on to the entries below)"
+                : "treated as MATCH,fake-ip (a fake answer is never made real by a skipped entry)"
+            context.warning(node.mark, path, "\(why); \(DecodingContext.quote(text)) \(effect)")
+            return .skipped(realIP: realIP)
+        }
+        func domain(_ make: (String) -> DomainPattern) -> FakeIPFilterEntry {
+            do throws(RuleProblem) {
+                return .rule(FakeIPFilterRule(condition: .pattern(make(try Self.domainPayload(type, payload))), realIP: realIP))
+            } catch {
+                if case .invalid(let message) = error { context.error(node.mark, path, message) }
+                return .invalid
             }
         }
-        return .some(pattern)
+        switch type {
+        case "MATCH":
+            return .rule(FakeIPFilterRule(condition: .match, realIP: realIP))
+        case "DOMAIN":
+            return domain { .exact($0) }
+        case "DOMAIN-SUFFIX":
+            return domain { .suffix($0) }
+        case "DOMAIN-KEYWORD":
+            guard !payload.isEmpty else {
+                context.error(node.mark, path, "DOMAIN-KEYWORD needs a payload")
+                return .invalid
+            }
+            return .rule(FakeIPFilterRule(condition: .keyword(payload.lowercased()), realIP: realIP))
+        case "GEOSITE":
+            return skipped("GEOSITE is not supported by sluice (no geosite data)")
+        case "DOMAIN-REGEX", "DOMAIN-WILDCARD":
+            return skipped("\(type) is not supported in fake-ip-filter by sluice")
+        case "RULE-SET":
+            guard providers.names.contains(payload) || providers.leftOut.contains(payload) else {
+                context.error(node.mark, path, "no rule provider named \"\(payload)\"; define it under rule-providers")
+                return .invalid
+            }
+            return skipped("sluice's DNS server does not match rule providers yet")
+        default:
+            context.error(
+                node.mark, path,
+                "rule type \(DecodingContext.quote(type)) cannot be used in fake-ip-filter; expected DOMAIN, "
+                    + "DOMAIN-SUFFIX, DOMAIN-KEYWORD, DOMAIN-REGEX, DOMAIN-WILDCARD, GEOSITE, RULE-SET or MATCH")
+            return .invalid
+        }
+    }
+
+    /// A fake-ip-filter or nameserver-policy key: a domain pattern, or `geosite:A,B` / `rule-set:A,B` (any case)
+    /// naming one or more sets, as mihomo's parseDomain. Each element is a pattern, or nil for one skipped with a
+    /// warning; an error gives no elements.
+    private func patterns(_ text: String, _ node: YAMLNode, _ path: String, providers: RuleProviderTable)
+        -> [DomainPattern?]
+    {
+        let lower = text.lowercased()
+        if lower.hasPrefix("geosite:") {
+            let names = text.dropFirst("geosite:".count).split(separator: ",", omittingEmptySubsequences: false)
+                .map { $0.trimmingSpaces }
+            guard !names.contains(where: \.isEmpty) else {
+                context.error(node.mark, path, "geosite: needs one or more site names separated by commas")
+                return []
+            }
+            for name in names {
+                context.warning(
+                    node.mark, path,
+                    "geosite is not supported by sluice (no geosite data); geosite:\(name) skipped")
+            }
+            return names.map { _ in nil }
+        }
+        if lower.hasPrefix("rule-set:") {
+            let names = text.dropFirst("rule-set:".count).split(separator: ",", omittingEmptySubsequences: false)
+                .map { $0.trimmingSpaces }
+            guard !names.contains(where: \.isEmpty) else {
+                context.error(node.mark, path, "rule-set: needs the names of one or more rule providers")
+                return []
+            }
+            var result: [DomainPattern?] = []
+            for name in names {
+                if providers.leftOut.contains(name) {
+                    context.warning(node.mark, path, "rule provider \"\(name)\" was left out; this entry is skipped")
+                    result.append(nil)
+                } else if providers.names.contains(name) {
+                    result.append(.ruleSet(name))
+                } else {
+                    context.error(node.mark, path, "no rule provider named \"\(name)\"; define it under rule-providers")
+                    return []
+                }
+            }
+            return result
+        }
+        // Plain patterns may also be several, separated by commas (mihomo splits nameserver-policy keys so).
+        var result: [DomainPattern?] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let pattern = domainPattern(part.trimmingSpaces, node, path, allowRuleSet: false) else { return [] }
+            result.append(pattern)
+        }
+        return result
     }
 
     private func upstreamList(_ node: YAMLNode, _ path: String) -> [DNSUpstream] {
@@ -157,15 +308,15 @@ extension ConfigurationDecoder {
             let key = pair.key.scalar?.value ?? ""
             let itemPath = path.key(key)
             let upstreams = upstreamList(pair.value, itemPath)
-            // mihomo allows several patterns in one key, separated by commas.
-            for part in key.split(separator: ",", omittingEmptySubsequences: false) {
-                let text = part.trimmingSpaces
-                guard case .some(.some(let pattern)) = self.pattern(text, pair.key, itemPath, providers: providers)
-                else { continue }
-                if upstreams.isEmpty {
-                    context.warning(pair.value.mark, itemPath, "no usable upstream; this policy is ignored")
-                    break
-                }
+            // mihomo allows several patterns in one key, separated by commas: `geosite:a,b`, `rule-set:a,b`,
+            // `+.a.com,+.b.com` (parseNameServerPolicy).
+            let patterns = self.patterns(key, pair.key, itemPath, providers: providers).compactMap { $0 }
+            if patterns.isEmpty { continue }
+            if upstreams.isEmpty {
+                context.warning(pair.value.mark, itemPath, "no usable upstream; this policy is ignored")
+                continue
+            }
+            for pattern in patterns {
                 policies.append(NameserverPolicy(pattern: pattern, upstreams: upstreams))
             }
         }

@@ -12,6 +12,8 @@ public struct DNSConfiguration: Sendable, Equatable, Codable {
     public var fakeIPRange6: IPPrefix?
     public var fakeIPFilter: [DomainPattern] = []
     public var fakeIPFilterMode: FakeIPFilterMode = .blacklist
+    /// The ordered entries of `fake-ip-filter` when `fakeIPFilterMode` is `.rule` (then `fakeIPFilter` is empty).
+    public var fakeIPFilterRules: [FakeIPFilterRule] = []
     public var nameserver: [DNSUpstream] = []
     public var defaultNameserver: [DNSUpstream] = []
     public var fallback: [DNSUpstream] = []
@@ -44,10 +46,24 @@ public struct DNSConfiguration: Sendable, Equatable, Codable {
         case normal
     }
 
-    /// Whether `fake-ip-filter` lists names that get real answers (blacklist) or the only names that get fake
-    /// ones (whitelist).
+    /// Whether `fake-ip-filter` lists names that get real answers (blacklist), the only names that get fake
+    /// ones (whitelist), or ordered `TYPE,PAYLOAD,real-ip|fake-ip` entries (rule).
     public enum FakeIPFilterMode: String, Sendable, Equatable, Codable {
-        case blacklist, whitelist
+        case blacklist, whitelist, rule
+    }
+
+    /// Whether `name` gets a fake address under the fake-IP filter (not counting names that must be real).
+    public func fakeIPFilterWantsFake(_ name: String) -> Bool {
+        let name = name.lowercased()
+        switch fakeIPFilterMode {
+        case .blacklist:
+            return !fakeIPFilter.contains { $0.matches(name) }
+        case .whitelist:
+            return fakeIPFilter.contains { $0.matches(name) }
+        case .rule:
+            for rule in fakeIPFilterRules where rule.matches(name) { return !rule.realIP }
+            return true
+        }
     }
 }
 
