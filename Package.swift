@@ -263,7 +263,9 @@ let package = Package(
             dependencies: ["SluiceWireGuard", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceTestSupport"],
             swiftSettings: strict
         ),
-        .testTarget(name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], exclude: ["Corpus"],
+            swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -21,7 +21,8 @@ struct ConfigurationDecoder {
         "geox-url", "global-client-fingerprint", "global-ua", "etag-support",
         "find-process-mode", "unified-delay", "tcp-concurrent",
         "interface-name", "experimental", "listeners", "proxy-providers", "sub-rules", "tunnels", "ntp",
-        "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp",
+        "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp", "ss-config",
+        "vmess-config", "tuic-server",
     ]
 
     func decode(_ root: YAMLNode, into configuration: inout SluiceConfiguration) {
