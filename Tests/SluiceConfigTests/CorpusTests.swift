@@ -37,7 +37,9 @@ struct CorpusTests {
         }
         #expect(result.errors.isEmpty, "\(name): \(result.errors.map(\.description))")
         #expect(result.configuration != nil)
-        #expect(rendered == Self.expectations(path), "\(name): got\n\(rendered.map { "# expect: " + $0 }.joined(separator: "\n"))")
+        #expect(
+            rendered == Self.expectations(path),
+            "\(name): got\n\(rendered.map { "# expect: " + $0 }.joined(separator: "\n"))")
     }
 
     /// mihomo from the lab cache (`bash /work/shared/lab/get-mihomo.sh` puts it there), or `$MIHOMO`.
@@ -49,7 +51,8 @@ struct CorpusTests {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    @Test(.enabled(if: mihomo != nil, "needs the mihomo binary (bash /work/shared/lab/get-mihomo.sh)"), arguments: files)
+    @Test(
+        .enabled(if: mihomo != nil, "needs the mihomo binary (bash /work/shared/lab/get-mihomo.sh)"), arguments: files)
     func mihomoAcceptsIt(_ name: String) throws {
         let binary = try #require(Self.mihomo)
         // A scratch home directory with the geodata, so GEOIP/GEOSITE entries validate offline.

@@ -40,9 +40,12 @@ extension ConfigurationDecoder {
         }
         reader.decode("fake-ip-filter-mode", into: &dns.fakeIPFilterMode) { node, path in
             // mihomo reads the mode in any case ("Rule").
-            guard let text = context.scalarText(node, path, expected: "blacklist, whitelist or rule") else { return nil }
+            guard let text = context.scalarText(node, path, expected: "blacklist, whitelist or rule") else {
+                return nil
+            }
             guard let mode = DNSConfiguration.FakeIPFilterMode(rawValue: text.lowercased()) else {
-                context.error(node.mark, path, "expected one of blacklist, whitelist, rule; got \(DecodingContext.got(node))")
+                context.error(
+                    node.mark, path, "expected one of blacklist, whitelist, rule; got \(DecodingContext.got(node))")
                 return nil
             }
             return mode
@@ -117,7 +120,8 @@ extension ConfigurationDecoder {
         if skippedAny, dns.fakeIPFilterMode == .whitelist {
             context.warning(
                 node.mark, path,
-                "in whitelist mode a skipped entry would give its names real addresses; every name gets a fake address instead")
+                "in whitelist mode a skipped entry would give its names real addresses; every name gets a fake address instead"
+            )
             dns.fakeIPFilter = []
             dns.fakeIPFilterMode = .blacklist
         }
@@ -152,7 +156,8 @@ extension ConfigurationDecoder {
         case "fake-ip": realIP = false
         default:
             context.error(
-                node.mark, path, "the action must be real-ip or fake-ip, got \(DecodingContext.quote(fields[actionIndex]))")
+                node.mark, path,
+                "the action must be real-ip or fake-ip, got \(DecodingContext.quote(fields[actionIndex]))")
             return .invalid
         }
         let payload = type == "MATCH" ? "" : fields[1]
@@ -166,7 +171,8 @@ extension ConfigurationDecoder {
         }
         func domain(_ make: (String) -> DomainPattern) -> FakeIPFilterEntry {
             do throws(RuleProblem) {
-                return .rule(FakeIPFilterRule(condition: .pattern(make(try Self.domainPayload(type, payload))), realIP: realIP))
+                return .rule(
+                    FakeIPFilterRule(condition: .pattern(make(try Self.domainPayload(type, payload))), realIP: realIP))
             } catch {
                 if case .invalid(let message) = error { context.error(node.mark, path, message) }
                 return .invalid

@@ -25,7 +25,9 @@ struct LogicalPartOptions {
 
     var ruleIsNoResolve: Bool { noResolveParts > 0 && resolvingParts == 0 }
 
-    static let destinationAddressTypes: Set<String> = ["IP-CIDR", "IP-CIDR6", "IP-SUFFIX", "GEOIP", "IP-ASN", "RULE-SET"]
+    static let destinationAddressTypes: Set<String> = [
+        "IP-CIDR", "IP-CIDR6", "IP-SUFFIX", "GEOIP", "IP-ASN", "RULE-SET",
+    ]
 }
 
 /// Why a rule (or a part of a logical rule) could not be used.
@@ -61,7 +63,8 @@ extension ConfigurationDecoder {
                 for option in partOptions.unknown {
                     context.warning(
                         item.mark, itemPath,
-                        "unknown option \(DecodingContext.quote(option)) in a part of a logical rule; ignored (as mihomo does)")
+                        "unknown option \(DecodingContext.quote(option)) in a part of a logical rule; ignored (as mihomo does)"
+                    )
                 }
             } catch {
                 switch error {
@@ -159,7 +162,8 @@ extension ConfigurationDecoder {
         type: String, payload: String, providers: RuleProviderTable, depth: Int
     ) throws(RuleProblem) -> RuleCondition {
         var partOptions = LogicalPartOptions()
-        return try parseCondition(type: type, payload: payload, providers: providers, depth: depth, partOptions: &partOptions)
+        return try parseCondition(
+            type: type, payload: payload, providers: providers, depth: depth, partOptions: &partOptions)
     }
 
     /// Parses one condition; the options of logical rules' parts are added up in `partOptions`.
@@ -235,7 +239,8 @@ extension ConfigurationDecoder {
                 let fields = try Self.splitTopLevel(Substring(part))
                 guard fields.count >= 2, !fields[0].isEmpty else {
                     throw .invalid(
-                        "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))")
+                        "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))"
+                    )
                 }
                 let subtype = fields[0].uppercased()
                 if subtype == "MATCH" || subtype == "RULE-SET" && depth > Self.maximumRuleNesting {
@@ -259,7 +264,8 @@ extension ConfigurationDecoder {
                     case .ipCIDR(let prefix):
                         condition = .sourceIPCIDR(prefix)
                     case .ipSuffix, .ruleSet:
-                        throw .skipped("\(subtype) with src inside a logical rule is not supported by sluice; rule skipped")
+                        throw .skipped(
+                            "\(subtype) with src inside a logical rule is not supported by sluice; rule skipped")
                     default:
                         break  // mihomo ignores src on parts that test no address
                     }
