@@ -34,9 +34,12 @@ enum ClashShapes {
         var testUrl: String?
         var hidden: Bool?
         var icon: String?
+        /// sluice's own: why a group rejects its traffic (absent while it works).
+        var unavailable: String?
 
         enum CodingKeys: String, CodingKey {
             case name, type, udp, xudp, tfo, mptcp, smux, alive, history, extra, id, interface, now, all, testUrl, hidden, icon
+            case unavailable
             case routingMark = "routing-mark"
             case providerName = "provider-name"
             case dialerProxy = "dialer-proxy"
@@ -68,6 +71,16 @@ enum ClashShapes {
         var result: [String: ProxyInfo] = [:]
         result["DIRECT"] = ProxyInfo(name: "DIRECT", type: "Direct", udp: true, alive: true, history: history("DIRECT"))
         result["REJECT"] = ProxyInfo(name: "REJECT", type: "Reject", udp: true, alive: true, history: [])
+        // mihomo's other built-ins, where a group lists them (COMPATIBLE is direct; PASS is rejected by sluice).
+        let listed = Set(configuration.proxyGroups.flatMap(\.members))
+        if listed.contains(ProxyGroup.compatible) {
+            result[ProxyGroup.compatible] = ProxyInfo(
+                name: ProxyGroup.compatible, type: "Compatible", udp: true, alive: true, history: [])
+        }
+        if listed.contains(ProxyGroup.pass) {
+            result[ProxyGroup.pass] = ProxyInfo(
+                name: ProxyGroup.pass, type: "Pass", udp: true, alive: false, history: [])
+        }
         for proxy in configuration.proxies {
             var info = ProxyInfo(name: proxy.name, type: "Direct", udp: true, alive: alive(proxy.name), history: history(proxy.name))
             switch proxy.kind {
@@ -92,6 +105,9 @@ enum ClashShapes {
             }
             result[proxy.name] = info
         }
+        // Groups that can carry nothing reject their traffic: `now` is REJECT (listed in `all`, so dashboards find it)
+        // and the group is not alive.
+        let unavailable = ProxyGroup.unavailableGroups(configuration.proxyGroups)
         for group in configuration.proxyGroups {
             let reported = groupStates[group.name]
             var info = ProxyInfo(
@@ -102,6 +118,12 @@ enum ClashShapes {
             info.testUrl = group.url
             info.hidden = group.hidden
             info.icon = group.icon ?? ""
+            if let reason = unavailable[group.name] {
+                info.alive = false
+                info.now = "REJECT"
+                if !group.members.contains("REJECT") { info.all = group.members + ["REJECT"] }
+                info.unavailable = reason
+            }
             result[group.name] = info
         }
         if result[global] == nil, let group = configuration.proxyGroupsWithGlobal.last, group.name == global {

@@ -56,10 +56,20 @@ final class RoutingTable: Sendable {
                 RouteFacts(condition: decision.condition)
             )
         }
+        // Fail closed: an unavailable group and PASS (which sluice cannot continue matching from) reject; mihomo's
+        // COMPATIBLE is DIRECT only where a group lists it.
+        var target = rejectNames.contains(leaf) ? "REJECT" : leaf
+        var rule = "\(decision.rule) → \(decision.target)"
+        if let down = path.first(where: { groups.unavailable[$0] != nil }) {
+            rule += " (group \(down) unavailable)"
+        } else if leaf == ProxyGroup.pass {
+            target = "REJECT"
+            rule += " (PASS in a group is not supported)"
+        } else if leaf == ProxyGroup.compatible {
+            target = "DIRECT"
+        }
         return (
-            RuleDecision(
-                target: rejectNames.contains(leaf) ? "REJECT" : leaf, rule: "\(decision.rule) → \(decision.target)",
-                condition: decision.condition),
+            RuleDecision(target: target, rule: rule, condition: decision.condition),
             RouteFacts(condition: decision.condition, chains: path.reversed())
         )
     }

@@ -19,7 +19,11 @@ import Synchronization
 ///   `sticky-sessions` hashes source and destination together.
 ///
 /// A member may be another group; resolution follows groups down to a proxy or a
-/// built-in (DIRECT, REJECT, REJECT-DROP), refusing cycles. Health checks run on one thread
+/// built-in (DIRECT, REJECT, REJECT-DROP, COMPATIBLE, PASS), refusing cycles.
+///
+/// Fail closed: a group that can carry nothing (no members, or only unavailable groups and
+/// `PASS`; ``SluiceConfig/ProxyGroup/unavailableGroups(_:)``) resolves to `REJECT`, never to
+/// `DIRECT` as mihomo's `COMPATIBLE` fallback would; other groups pass over such members. Health checks run on one thread
 /// through a probe the tun worker supplies (a request to `url` through the member).
 public final class ProxyGroups: @unchecked Sendable {
     /// What health checks found for one member.
@@ -54,6 +58,8 @@ public final class ProxyGroups: @unchecked Sendable {
     /// The `proxy-groups` section this state was made from (a reload with the same section
     /// keeps the state, health included).
     public let configuration: [ProxyGroup]
+    /// The groups that resolve to `REJECT` because nothing in them can carry a connection, with why.
+    public let unavailable: [String: String]
     private let storePath: String?
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
@@ -67,9 +73,11 @@ public final class ProxyGroups: @unchecked Sendable {
         configuration = groups
         order = groups.map(\.name)
         let stored = storePath.flatMap { Self.load($0, logger: logger) } ?? [:]
+        let unavailable = ProxyGroup.unavailableGroups(groups)
+        self.unavailable = unavailable
         var state: [String: Group] = [:]
         for group in groups {
-            let first = group.members.first ?? "DIRECT"
+            let first = group.members.first { Self.isUsable($0, unavailable) } ?? "REJECT"
             let choice = stored[group.name].flatMap { group.members.contains($0) ? $0 : nil }
             state[group.name] = Group(config: group, selected: group.kind == .select ? (choice ?? first) : first)
         }
@@ -80,6 +88,19 @@ public final class ProxyGroups: @unchecked Sendable {
 
     public func contains(_ name: String) -> Bool { state.withLock { $0[name] != nil } }
 
+    /// One line per unavailable group, in config order, for the worker's `problems`.
+    public var problems: [String] {
+        order.compactMap { name in
+            unavailable[name].map { "group \(name) is unavailable (\($0)); its traffic is rejected" }
+        }
+    }
+
+    /// Whether `member` can carry a connection: not `PASS` (sluice cannot continue matching from a group) and not
+    /// an unavailable group.
+    private static func isUsable(_ member: String, _ unavailable: [String: String]) -> Bool {
+        member != ProxyGroup.pass && unavailable[member] == nil
+    }
+
     /// The proxy or built-in a connection to `target` uses: `target` itself when it is not
     /// a group. `key` identifies the destination (host or address) for load balancing;
     /// `source` the client for sticky sessions. Nil for a cycle of groups.
@@ -89,6 +110,7 @@ public final class ProxyGroups: @unchecked Sendable {
 
     /// Like ``resolve(_:key:source:)``, with the way there: `target`, each group it led through, and the proxy or
     /// built-in last (`["Final", "Proxy", "ss1"]`; `[target]` when it is not a group). Nil for a cycle of groups.
+    /// An unavailable group leads to `REJECT` (`["Final", "Empty", "REJECT"]`).
     public func resolvePath(_ target: String, key: String, source: String = "") -> [String]? {
         state.withLock { groups in
             var path = [target]
@@ -98,7 +120,11 @@ public final class ProxyGroups: @unchecked Sendable {
                 let name = path[path.count - 1]
                 guard seen.insert(name).inserted else { return nil }
                 groups[name]!.lastUsed = now
-                path.append(Self.current(&groups[name]!, key: key, source: source))
+                if unavailable[name] != nil {
+                    path.append("REJECT")
+                    break
+                }
+                path.append(Self.current(&groups[name]!, key: key, source: source, unavailable: unavailable))
             }
             return path
         }
@@ -107,20 +133,22 @@ public final class ProxyGroups: @unchecked Sendable {
     /// The members of group `name`, in config order; nil when there is no such group.
     public func members(of name: String) -> [String]? { state.withLock { $0[name]?.config.members } }
 
-    private static func current(_ group: inout Group, key: String, source: String) -> String {
-        let members = group.config.members
+    private static func current(
+        _ group: inout Group, key: String, source: String, unavailable: [String: String]
+    ) -> String {
+        let members = group.config.members.filter { isUsable($0, unavailable) }
         func isUp(_ member: String) -> Bool { group.health[member].map { $0.latencyMilliseconds != nil } ?? true }
         switch group.config.kind {
         case .select:
             return group.selected
         case .fallback:
-            return members.first(where: isUp) ?? members.first ?? "DIRECT"
+            return members.first(where: isUp) ?? members.first ?? "REJECT"
         case .urlTest:
             return group.selected
         case .loadBalance:
             let up = members.filter(isUp)
             let candidates = up.isEmpty ? members : up
-            guard !candidates.isEmpty else { return "DIRECT" }
+            guard !candidates.isEmpty else { return "REJECT" }
             switch group.config.strategy {
             case .roundRobin:
                 group.roundRobin = (group.roundRobin + 1) % candidates.count
@@ -173,9 +201,15 @@ public final class ProxyGroups: @unchecked Sendable {
         return state.withLock { groups in
             order.compactMap { name in
                 guard var group = groups[name] else { return nil }
-                let now = group.config.kind == .loadBalance ? "(per destination)" : Self.current(&group, key: "", source: "")
+                let reason = unavailable[name]
+                let now =
+                    reason != nil
+                    ? "REJECT"
+                    : group.config.kind == .loadBalance
+                        ? "(per destination)" : Self.current(&group, key: "", source: "", unavailable: unavailable)
                 return GroupState(
                     name: name, kind: group.config.kind.rawValue, now: now, members: group.config.members,
+                    unavailable: reason,
                     health: group.health.mapValues {
                         GroupState.Health(
                             latencyMilliseconds: $0.latencyMilliseconds,
@@ -251,9 +285,12 @@ public final class ProxyGroups: @unchecked Sendable {
                     change = (current, member)
                 }
             } else if group.config.kind == .fallback {
-                let before = groups[name].map { g -> String in var copy = g; return Self.current(&copy, key: "", source: "") }
+                let before = groups[name].map { g -> String in
+                    var copy = g
+                    return Self.current(&copy, key: "", source: "", unavailable: unavailable)
+                }
                 var after = group
-                let now = Self.current(&after, key: "", source: "")
+                let now = Self.current(&after, key: "", source: "", unavailable: unavailable)
                 if let before, before != now { change = (before, now) }
             }
             groups[name] = group

@@ -64,6 +64,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     public var readyDetail: String { running?.summary ?? "tun disabled" }
 
     public var isHealthy: Bool { running?.isHealthy ?? true }
+    /// One line per proxy group that rejects its traffic because nothing in it can carry a connection.
+    public var problems: [String] { running?.dispatcher.table.withLock { $0.groups?.problems } ?? [] }
 
     public func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
 

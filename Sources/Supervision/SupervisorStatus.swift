@@ -166,7 +166,8 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         return unit == 0 ? "\(bytes) B" : "\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 
-    /// `GROUP  KIND  NOW  MEMBERS`, members with their last check (`ss1 42ms`, `socks down`).
+    /// `GROUP  KIND  NOW  MEMBERS`, members with their last check (`ss1 42ms`, `socks down`); an unavailable group
+    /// shows `REJECT` now and why after its members.
     public static func renderGroups(_ groups: [GroupState]) -> String {
         var rows = [["GROUP", "KIND", "NOW", "MEMBERS"]]
         for g in groups {
@@ -174,7 +175,11 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
                 guard let h = g.health[m] else { return m }
                 return h.latencyMilliseconds.map { "\(m) \($0)ms" } ?? "\(m) down"
             }
-            rows.append([g.name, g.kind, g.now, members.joined(separator: ", ")])
+            var listed = members.joined(separator: ", ")
+            if let reason = g.unavailable {
+                listed = listed.isEmpty ? "unavailable: \(reason)" : "\(listed) (unavailable: \(reason))"
+            }
+            rows.append([g.name, g.kind, g.now, listed])
         }
         return columns(rows).joined(separator: "\n")
     }

@@ -56,9 +56,11 @@ struct ExamplesTests {
         #expect(rendered.contains { $0.contains("rule type GEOIP is not supported by sluice; rule skipped") })
         #expect(rendered.contains { $0.contains("tun.auto-redirect") })
         #expect(configuration.proxies.map(\.name) == ["sg-ss", "us-ss"])
-        // HK only had the vmess proxy: it falls back to DIRECT with a warning.
+        // HK only had the vmess proxy: it is unavailable (its traffic is rejected, never DIRECT), with a warning.
         let hk = try #require(configuration.proxyGroups.first { $0.name == "HK" })
-        #expect(hk.members == ["DIRECT"])
+        #expect(hk.members == [])
+        #expect(ProxyGroup.unavailableGroups(configuration.proxyGroups)["HK"] == "its only member \"hk-vmess\" was left out")
+        #expect(rendered.contains { $0.contains("group \"HK\" is unavailable") }, "\(rendered)")
         #expect(hk.kind == .urlTest)
         let jp = try #require(configuration.proxyGroups.first { $0.name == "JP" })
         #expect(jp.interval == 600)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceRules
 import Testing
 
 @testable import SluiceTun
@@ -78,5 +79,26 @@ struct ProxyGroupsTests {
         let groups = ProxyGroups(
             [Self.group("A", .select, ["B"]), Self.group("B", .select, ["A"])], storePath: nil, logger: Logger(label: "test"))
         #expect(groups.resolve("A", key: "") == nil)
+    }
+
+    @Test("other groups pass over unavailable members and PASS; COMPATIBLE is DIRECT; a chosen PASS rejects")
+    func unusableMembersAreSkipped() throws {
+        let config = [
+            Self.group("Empty", .select, []),
+            Self.group("FB", .fallback, ["Empty", "PASS", "ss1"]),
+            Self.group("LB", .loadBalance, ["Empty", "ss1", "ss2"]),
+            Self.group("Pick", .select, ["Empty", "COMPATIBLE", "PASS"]),
+        ]
+        let groups = ProxyGroups(config, storePath: nil, logger: Logger(label: "test"))
+        #expect(groups.resolve("FB", key: "") == "ss1")
+        #expect(Set((0..<50).map { groups.resolve("LB", key: "h\($0)") }) == ["ss1", "ss2"])
+        #expect(groups.resolvePath("Empty", key: "") == ["Empty", "REJECT"])
+        let table = RoutingTable(rules: RuleEngine(rules: []), outbounds: [:], groups: groups)
+        #expect(groups.resolve("Pick", key: "") == "COMPATIBLE", "the first usable member")
+        #expect(table.settle(RuleDecision(target: "Pick", rule: "MATCH"), key: "", source: "").0.target == "DIRECT")
+        try groups.select("Pick", "PASS")
+        #expect(table.settle(RuleDecision(target: "Pick", rule: "MATCH"), key: "", source: "").0.target == "REJECT")
+        try groups.select("Pick", "Empty")
+        #expect(table.settle(RuleDecision(target: "Pick", rule: "MATCH"), key: "", source: "").0.target == "REJECT")
     }
 }

@@ -294,13 +294,19 @@ public struct GroupState: Sendable, Equatable, Codable {
     /// The member in use (for load-balance: "(per destination)").
     public var now: String
     public var members: [String]
+    /// Why the group can carry nothing and rejects its traffic (then `now` is `REJECT`); nil while it works.
+    public var unavailable: String?
     public var health: [String: Health]
 
-    public init(name: String, kind: String, now: String, members: [String], health: [String: Health]) {
+    public init(
+        name: String, kind: String, now: String, members: [String], unavailable: String? = nil,
+        health: [String: Health]
+    ) {
         self.name = name
         self.kind = kind
         self.now = now
         self.members = members
+        self.unavailable = unavailable
         self.health = health
     }
 }

@@ -1,14 +1,22 @@
+import Foundation
+
 extension ConfigurationDecoder {
     /// Group keys mihomo knows and sluice ignores with a warning.
     static let ignoredGroupKeys: [String] = [
-        "include-all-providers", "expected-status", "max-failed-times", "interface-name", "routing-mark",
-        "dialer-proxy",
+        "expected-status", "max-failed-times", "interface-name", "routing-mark", "dialer-proxy",
     ]
 
     /// Decodes `proxy-groups:` in two passes: names first (groups may refer to groups defined later), then
     /// members, which are checked against proxies, groups and what was left out; finally cycles are rejected.
+    ///
+    /// Like mihomo, a group may end up with no members (its members were left out, it takes them from `use:`
+    /// providers, or `include-all` found none); unlike mihomo, which fills it with `COMPATIBLE` (direct), sluice
+    /// makes it unavailable: its traffic is rejected, and a warning per such group says why.
     func decodeGroups(_ node: YAMLNode, _ path: String, proxies: [Proxy], names: inout NameTable) -> [ProxyGroup] {
         guard let items = context.items(node, path) else { return [] }
+        var warnedProviders: Set<String> = []
+        // Groups already reported as errors need no "unavailable" warning as well.
+        var refused: Set<String> = []
         struct Pending {
             var group: ProxyGroup
             var reader: MappingReader
@@ -49,7 +57,6 @@ extension ConfigurationDecoder {
             let reader = entry.reader
             let groupPath = entry.path
             var group = entry.group
-            var skipped = 0
             var marks: [String: SourceMark] = [:]
             if let membersNode = reader.value("proxies"),
                 let members = context.items(membersNode, groupPath.key("proxies"))
@@ -57,9 +64,10 @@ extension ConfigurationDecoder {
                 for (index, memberNode) in members.enumerated() {
                     let memberPath = groupPath.key("proxies").index(index)
                     guard let member = context.string(memberNode, memberPath) else { continue }
-                    switch names.resolve(member) {
-                    case .builtIn where member == "PASS":
-                        context.error(memberNode.mark, memberPath, "PASS is a rule target, not a group member")
+                    var resolution = names.resolve(member)
+                    // mihomo's built-in direct outbound, unless something of that name is defined.
+                    if member == ProxyGroup.compatible, resolution == .unknown { resolution = .builtIn }
+                    switch resolution {
                     case .builtIn, .proxy, .group:
                         if member == group.name {
                             context.error(memberNode.mark, memberPath, "group \"\(member)\" cannot contain itself")
@@ -70,7 +78,7 @@ extension ConfigurationDecoder {
                             marks[member] = memberNode.mark
                         }
                     case .leftOut:
-                        skipped += 1
+                        group.leftOutMembers.append(member)
                         context.warning(memberNode.mark, memberPath, "\"\(member)\" was left out; member skipped")
                     case .unknown:
                         context.error(
@@ -79,25 +87,46 @@ extension ConfigurationDecoder {
                     }
                 }
             }
+            // include-all means include-all-proxies and include-all-providers (mihomo's config.go).
             var includeAll = false
+            var includeAllProxies = false
+            var includeAllProviders = false
             reader.bool("include-all", into: &includeAll)
-            reader.bool("include-all-proxies", into: &includeAll)
-            if includeAll {
-                var candidates = proxies.map(\.name).filter { !group.members.contains($0) }
-                candidates = applyFilters(candidates, reader, groupPath)
-                group.members += candidates
+            reader.bool("include-all-proxies", into: &includeAllProxies)
+            reader.bool("include-all-providers", into: &includeAllProviders)
+            group.includesAll = includeAll || includeAllProxies || includeAllProviders
+            if includeAll || includeAllProxies {
+                let candidates = proxies.filter { !group.members.contains($0.name) }
+                group.members += applyFilters(candidates, reader, groupPath).map(\.name)
+            } else if reader.value("use") != nil {
+                // They filter the providers' proxies, and sluice loads no provider yet (warned below).
+                for key in ["filter", "exclude-filter", "exclude-type"] { _ = reader.pair(key) }
             } else {
-                // Without include-all sluice has nothing to filter (providers are not supported).
                 reader.ignore(
                     ["filter", "exclude-filter", "exclude-type"],
                     because: "only applies to include-all or proxy providers; ignored")
             }
-            var usesProviders = false
-            if let useNode = reader.pair("use"), !useNode.value.isNull {
-                usesProviders = true
+            if let useNode = reader.value("use"), !useNode.isNull,
+                let uses = context.items(useNode, groupPath.key("use"))
+            {
+                for (index, providerNode) in uses.enumerated() {
+                    guard let provider = context.string(providerNode, groupPath.key("use").index(index)) else {
+                        continue
+                    }
+                    if !group.providers.contains(provider) { group.providers.append(provider) }
+                    if warnedProviders.insert(provider).inserted {
+                        context.warning(
+                            providerNode.mark, groupPath.key("use").index(index),
+                            "proxy provider \"\(provider)\" is not supported yet; groups using it get no members from it"
+                        )
+                    }
+                }
+            }
+            if includeAllProviders, let node = reader.pair("include-all-providers") {
+                // Every provider, and sluice loads none yet: nothing to add.
                 context.warning(
-                    useNode.key.mark, groupPath.key("use"),
-                    "proxy providers are not supported by sluice; ignored")
+                    node.key.mark, groupPath.key("include-all-providers"),
+                    "proxy providers are not supported yet; this adds no members")
             }
             reader.decode("url", into: &group.url) { node, path in
                 guard let url = context.string(node, path) else { return nil }
@@ -129,30 +158,37 @@ extension ConfigurationDecoder {
             reader.ignore(Self.ignoredGroupKeys)
             reader.finish()
 
-            if group.members.isEmpty {
-                if skipped > 0 || usesProviders {
-                    context.warning(
-                        reader.mark, groupPath,
-                        "group \"\(group.name)\" has no supported members left; using DIRECT so the configuration loads"
-                    )
-                    group.members = ["DIRECT"]
-                } else {
-                    context.error(
-                        reader.mark, groupPath,
-                        "group \"\(group.name)\" has no members; list some under proxies or set include-all: true")
-                }
+            if group.members.isEmpty && group.leftOutMembers.isEmpty && group.providers.isEmpty && !group.includesAll {
+                // mihomo refuses this too ("`use` or `proxies` missing").
+                refused.insert(group.name)
+                context.error(
+                    reader.mark, groupPath,
+                    "group \"\(group.name)\" has no members; list some under proxies, use or set include-all: true")
             }
             entry.group = group
             memberMarks[group.name] = marks
             groups.append(group)
         }
         reportCycles(groups, path: path, marks: memberMarks, items: pending.map(\.path))
+        let unavailable = ProxyGroup.unavailableGroups(groups)
+        for (group, entry) in zip(groups, pending) {
+            guard let reason = unavailable[group.name], !refused.contains(group.name) else { continue }
+            context.warning(
+                entry.reader.mark, entry.path,
+                "group \"\(group.name)\" is unavailable (\(reason)); its connections will be rejected, not sent DIRECT")
+        }
         return groups
     }
 
-    /// Applies `filter` and `exclude-filter` (regular expressions over proxy names) to include-all members.
-    private func applyFilters(_ names: [String], _ reader: MappingReader, _ path: String) -> [String] {
-        var result = names
+    /// Applies `filter` and `exclude-filter` (regular expressions over proxy names) and `exclude-type` (proxy types
+    /// separated by `|`, as mihomo names them — `Shadowsocks`, `Socks5`, `Http`, `Direct`, `Reject` — or as the
+    /// configuration's `type:` does, any case) to include-all members.
+    private func applyFilters(_ proxies: [Proxy], _ reader: MappingReader, _ path: String) -> [Proxy] {
+        var result = proxies
+        if let node = reader.value("exclude-type"), let text = context.string(node, path.key("exclude-type")) {
+            let excluded = Set(text.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+            result = result.filter { excluded.isDisjoint(with: Self.typeNames($0.kind)) }
+        }
         for key in ["filter", "exclude-filter"] {
             guard let node = reader.value(key), let pattern = context.string(node, path.key(key)) else { continue }
             // mihomo separates several expressions with backquotes.
@@ -167,12 +203,23 @@ extension ConfigurationDecoder {
                 }
             }
             if regexes.isEmpty { continue }
-            result = result.filter { name in
-                let matched = regexes.contains { (try? $0.firstMatch(in: name)) != nil }
+            result = result.filter { proxy in
+                let matched = regexes.contains { (try? $0.firstMatch(in: proxy.name)) != nil }
                 return key == "filter" ? matched : !matched
             }
         }
         return result
+    }
+
+    /// A proxy's type as mihomo's adapter calls it and as `type:` spells it, lowercased (for `exclude-type`).
+    private static func typeNames(_ kind: Proxy.Kind) -> Set<String> {
+        switch kind {
+        case .direct: ["direct"]
+        case .reject: ["reject"]
+        case .socks5: ["socks5"]
+        case .http: ["http"]
+        case .shadowsocks: ["shadowsocks", "ss"]
+        }
     }
 
     /// Reports each group cycle once, naming the groups in order.

@@ -17,8 +17,16 @@ public struct ProxyGroup: Sendable, Equatable, Codable {
 
     public var name: String
     public var kind: Kind
-    /// Member names in order: proxies, groups, or DIRECT/REJECT/REJECT-DROP. Never empty after loading.
+    /// Member names in order: proxies, groups, DIRECT/REJECT/REJECT-DROP, or mihomo's `COMPATIBLE` (direct) and
+    /// `PASS`. May be empty: such a group is unavailable (see ``unavailableGroups(_:)``) and rejects its traffic.
     public var members: [String] = []
+    /// Members listed under `proxies` that were left out (an unsupported proxy type, a `relay` group), for saying
+    /// why a group is unavailable.
+    public var leftOutMembers: [String] = []
+    /// `use:` proxy providers, which sluice does not load yet: each counts as an empty provider.
+    public var providers: [String] = []
+    /// `include-all`, `include-all-proxies` or `include-all-providers` was set.
+    public var includesAll = false
     /// Health-check URL.
     public var url = "https://www.gstatic.com/generate_204"
     /// Health-check interval in seconds (0: no periodic checks).
@@ -39,6 +47,54 @@ public struct ProxyGroup: Sendable, Equatable, Codable {
     public init(name: String, kind: Kind) {
         self.name = name
         self.kind = kind
+    }
+}
+
+extension ProxyGroup {
+    /// mihomo's built-in `COMPATIBLE`: a direct outbound. mihomo fills an empty group with it; sluice does not
+    /// (an empty group rejects), but a configuration may list it as a member, and then it is `DIRECT`.
+    public static let compatible = "COMPATIBLE"
+    /// The rule target `PASS` (continue with the next rule). sluice cannot continue from a group yet, so a
+    /// connection whose group picks it is rejected.
+    public static let pass = "PASS"
+
+    /// The groups that can carry no connection, each with why: a group with no members, or whose every member is
+    /// `PASS` or such a group. Their traffic is rejected (fail closed), never sent `DIRECT`.
+    public static func unavailableGroups(_ groups: [ProxyGroup]) -> [String: String] {
+        let byName = Dictionary(groups.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var reasons: [String: String] = [:]
+        for group in groups where group.members.isEmpty { reasons[group.name] = group.emptyReason }
+        // Unavailability spreads to groups whose members are all unavailable; repeat until nothing changes.
+        var changed = true
+        while changed {
+            changed = false
+            for group in groups where reasons[group.name] == nil {
+                let unusable = group.members.filter { $0 == pass || (byName[$0] != nil && reasons[$0] != nil) }
+                guard unusable.count == group.members.count else { continue }
+                let groupsDown = unusable.filter { $0 != pass }
+                reasons[group.name] =
+                    groupsDown.isEmpty
+                    ? "its only member is PASS, which sluice does not support in groups yet"
+                    : "every member is unavailable: \(unusable.joined(separator: ", "))"
+                changed = true
+            }
+        }
+        return reasons
+    }
+
+    /// Why a group without members has none.
+    private var emptyReason: String {
+        var parts: [String] = []
+        if leftOutMembers.count == 1 {
+            parts.append("its only member \"\(leftOutMembers[0])\" was left out")
+        } else if !leftOutMembers.isEmpty {
+            parts.append("all \(leftOutMembers.count) members left out: \(leftOutMembers.joined(separator: ", "))")
+        }
+        if !providers.isEmpty {
+            parts.append("proxy providers are not supported yet: \(providers.joined(separator: ", "))")
+        }
+        if includesAll && parts.isEmpty { parts.append("include-all found no supported proxy") }
+        return parts.isEmpty ? "no members" : parts.joined(separator: "; ")
     }
 }
 
