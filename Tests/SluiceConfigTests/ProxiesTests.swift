@@ -59,13 +59,13 @@ struct ProxiesTests {
             TestSupport.messages(base + "2022-blake3-aes-128-gcm}\n") == [
                 "t.yaml:2:74: warning: proxies[0].cipher: 2022-blake3-aes-128-gcm is not supported yet; proxy \"s\" left out"
             ])
-        // Ciphers mihomo has and sluice does not: the proxy is left out, and a rule naming it is skipped.
+        // Ciphers mihomo has and sluice does not: the proxy is left out, and a rule naming it rejects.
         for cipher in ["rc4-md5", "aes-256-cfb", "chacha20-ietf"] {
             #expect(
                 TestSupport.messages(base + "\(cipher)}\nrules: [\"MATCH,s\"]\n") == [
                     "t.yaml:2:74: warning: proxies[0].cipher: cipher \(cipher) is not supported by sluice (it has "
                         + "aes-128-gcm, aes-256-gcm and chacha20-ietf-poly1305); proxy \"s\" left out",
-                    "t.yaml:3:9: warning: rules[0]: target \"s\" was left out; rule skipped",
+                    "t.yaml:3:9: warning: rules[0]: target \"s\" was left out; this rule rejects what it matches (sluice fails closed: never DIRECT in its place)",
                 ])
         }
         // Names mihomo does not know either stay errors.

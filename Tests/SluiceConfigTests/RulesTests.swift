@@ -55,12 +55,16 @@ struct RulesTests {
         #expect(
             result.warnings.map(\.message).suffix(5) == [
                 "rule type GEOIP is not supported by sluice; rule skipped",
-                "target \"V\" was left out; rule skipped",
+                "target \"V\" was left out; this rule rejects what it matches (sluice fails closed: never DIRECT in its place)",
                 "rule provider \"bin\" was left out; rule skipped",
                 "rule type GEOSITE is not supported by sluice; rule skipped",
                 "target PASS is not supported by sluice (it only continues matching); rule skipped",
             ])
-        #expect(try #require(result.configuration).rules == [Rule(condition: .match, target: "DIRECT")])
+        // The rule whose target was left out stays, and rejects: skipping it would let a.com fall to MATCH,DIRECT.
+        #expect(
+            try #require(result.configuration).rules == [
+                Rule(condition: .domain("a.com"), target: "REJECT"), Rule(condition: .match, target: "DIRECT"),
+            ])
     }
 
     @Test func errorsNameTheRule() {

@@ -22,6 +22,8 @@ struct LogicalPartOptions {
     var resolvingParts = 0
     /// Options sluice does not know, which mihomo ignores; each gets a warning.
     var unknown: [String] = []
+    /// The rule's target was left out (an unsupported proxy): the rule is kept and rejects what it matches.
+    var leftOutTarget: String?
 
     var ruleIsNoResolve: Bool { noResolveParts > 0 && resolvingParts == 0 }
 
@@ -60,6 +62,12 @@ extension ConfigurationDecoder {
                 if let rule = try parseRule(text, names: names, providers: providers, partOptions: &partOptions) {
                     rules.append(rule)
                 }
+                if let leftOut = partOptions.leftOutTarget {
+                    context.warning(
+                        item.mark, itemPath,
+                        "target \"\(leftOut)\" was left out; this rule rejects what it matches (sluice fails closed: never DIRECT in its place)"
+                    )
+                }
                 for option in partOptions.unknown {
                     context.warning(
                         item.mark, itemPath,
@@ -92,7 +100,7 @@ extension ConfigurationDecoder {
         }
         let type = typeField.uppercased()
         let condition: RuleCondition
-        let target: String
+        var target: String
         var options: ArraySlice<String> = []
         if type == "MATCH" || type == "FINAL" {
             guard fields.count == 2 else { throw .invalid("expected MATCH,TARGET, got \(DecodingContext.quote(text))") }
@@ -113,7 +121,10 @@ extension ConfigurationDecoder {
         case .builtIn, .proxy, .group:
             break
         case .leftOut:
-            throw .skipped("target \"\(target)\" was left out; rule skipped")
+            // Skipping the rule would let what it matches fall through to later rules, often MATCH,DIRECT: traffic
+            // meant for a proxy would leave in the clear. It rejects instead.
+            partOptions.leftOutTarget = target
+            target = "REJECT"
         case .unknown:
             throw .invalid(
                 "no proxy or group named \"\(target)\"; the target must be a proxy, a group, DIRECT, "
