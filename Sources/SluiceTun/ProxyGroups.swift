@@ -46,6 +46,9 @@ public final class ProxyGroups: @unchecked Sendable {
 
     private struct Group {
         var config: ProxyGroup
+        /// The members that can carry a connection (not PASS, not an unavailable group), worked out once: routing
+        /// a connection must not build this list again.
+        var usable: [String]
         var selected: String
         var health: [String: Health] = [:]
         var lastUsed: UInt64 = 0
@@ -79,7 +82,9 @@ public final class ProxyGroups: @unchecked Sendable {
         for group in groups {
             let first = group.members.first { Self.isUsable($0, unavailable) } ?? "REJECT"
             let choice = stored[group.name].flatMap { group.members.contains($0) ? $0 : nil }
-            state[group.name] = Group(config: group, selected: group.kind == .select ? (choice ?? first) : first)
+            state[group.name] = Group(
+                config: group, usable: group.members.filter { Self.isUsable($0, unavailable) },
+                selected: group.kind == .select ? (choice ?? first) : first)
         }
         self.state = Locked(state)
     }
@@ -124,7 +129,7 @@ public final class ProxyGroups: @unchecked Sendable {
                     path.append("REJECT")
                     break
                 }
-                path.append(Self.current(&groups[name]!, key: key, source: source, unavailable: unavailable))
+                path.append(Self.current(&groups[name]!, key: key, source: source))
             }
             return path
         }
@@ -133,10 +138,8 @@ public final class ProxyGroups: @unchecked Sendable {
     /// The members of group `name`, in config order; nil when there is no such group.
     public func members(of name: String) -> [String]? { state.withLock { $0[name]?.config.members } }
 
-    private static func current(
-        _ group: inout Group, key: String, source: String, unavailable: [String: String]
-    ) -> String {
-        let members = group.config.members.filter { isUsable($0, unavailable) }
+    private static func current(_ group: inout Group, key: String, source: String) -> String {
+        let members = group.usable
         func isUp(_ member: String) -> Bool { group.health[member].map { $0.latencyMilliseconds != nil } ?? true }
         switch group.config.kind {
         case .select:
@@ -206,7 +209,7 @@ public final class ProxyGroups: @unchecked Sendable {
                     reason != nil
                     ? "REJECT"
                     : group.config.kind == .loadBalance
-                        ? "(per destination)" : Self.current(&group, key: "", source: "", unavailable: unavailable)
+                        ? "(per destination)" : Self.current(&group, key: "", source: "")
                 return GroupState(
                     name: name, kind: group.config.kind.rawValue, now: now, members: group.config.members,
                     unavailable: reason,
@@ -287,10 +290,10 @@ public final class ProxyGroups: @unchecked Sendable {
             } else if group.config.kind == .fallback {
                 let before = groups[name].map { g -> String in
                     var copy = g
-                    return Self.current(&copy, key: "", source: "", unavailable: unavailable)
+                    return Self.current(&copy, key: "", source: "")
                 }
                 var after = group
-                let now = Self.current(&after, key: "", source: "", unavailable: unavailable)
+                let now = Self.current(&after, key: "", source: "")
                 if let before, before != now { change = (before, now) }
             }
             groups[name] = group
