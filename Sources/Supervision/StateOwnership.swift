@@ -65,8 +65,10 @@ enum StateOwnership {
             return report
         }
         var visited = 0
-        give(fd, name: nil, relative: ".", uid: uid, gid: gid, report: &report)
+        // Contents first, the directory last: under systemd sluiced is root without CAP_DAC_OVERRIDE or
+        // CAP_DAC_READ_SEARCH, so once a directory (mode 0750) is the service user's it may not look inside.
         walk(fd, relative: "", depth: 0, uid: uid, gid: gid, visited: &visited, report: &report)
+        give(fd, name: nil, relative: ".", uid: uid, gid: gid, report: &report)
         close(fd)
         return report
     }
@@ -99,7 +101,10 @@ enum StateOwnership {
             }
             let path = relative.isEmpty ? name : relative + "/" + name
             var st = stat()
-            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                report.skipped.append("\(path): cannot stat (\(String(cString: strerror(errno))))")
+                continue
+            }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
                 let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -107,8 +112,8 @@ enum StateOwnership {
                     report.skipped.append("\(path): cannot open (\(String(cString: strerror(errno))))")
                     continue
                 }
-                give(child, name: nil, relative: path, uid: uid, gid: gid, report: &report)
                 walk(child, relative: path, depth: depth + 1, uid: uid, gid: gid, visited: &visited, report: &report)
+                give(child, name: nil, relative: path, uid: uid, gid: gid, report: &report)
                 close(child)
             case S_IFREG:
                 guard st.st_nlink == 1 || (st.st_uid == uid && st.st_gid == gid) else {

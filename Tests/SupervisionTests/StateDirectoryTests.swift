@@ -51,7 +51,7 @@ struct StateDirectoryTests {
 
         // What systemd does at the next start of the unit: everything root's, the store 0600.
         let state = harness.stateDirectory
-        #expect(Shell.run("chown -R root:root \(state) && chmod 0600 \(state)/fake-ip.store").0 == 0)
+        #expect(Shell.run("chown -R root:root \(state) && chmod 0750 \(state) && chmod 0600 \(state)/fake-ip.store").0 == 0)
         // And what a hostile worker might have left: a symbolic link and a hard link to files outside.
         let outside = harness.directory + "/outside"
         try "root's".write(toFile: outside, atomically: true, encoding: .utf8)
@@ -60,7 +60,9 @@ struct StateDirectoryTests {
         try FileManager.default.createDirectory(atPath: state + "/cache/deeper", withIntermediateDirectories: true)
         try "x".write(toFile: state + "/cache/deeper/file", atomically: true, encoding: .utf8)
 
-        try harness.start()
+        // As under systemd: root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (not in the unit's bounding set),
+        // so sluiced may not look into a directory once it is the service user's (mode 0750).
+        try harness.start(launcher: ["/usr/bin/setpriv", "--bounding-set=-dac_override,-dac_read_search"])
         #expect(harness.waitUntil(10) { harness.worker("dns")?.state == "ready" }, "\(harness.log)")
         let after = Self.resolve(harness, Self.names.reversed())
         #expect(after == before, "the mapping changed across the restart; log:\n\(harness.log)")
