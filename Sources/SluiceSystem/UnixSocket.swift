@@ -121,6 +121,14 @@ public enum UnixSocket {
 
 /// Small descriptor utilities that are not socket-specific.
 public enum Descriptors {
+    /// `/dev/net/tun` opened O_RDWR|O_CLOEXEC and attached to no device yet (the TUN clone descriptor); whoever
+    /// holds CAP_NET_ADMIN attaches it with TUNSETIFF.
+    /// - Note: the caller owns the returned descriptor.
+    public static func openTunClone() throws(SystemError) -> OwnedDescriptor {
+        let fd = try Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) }
+        return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+    }
+
     /// A close-on-exec pipe: (read end, write end).
     public static func pipe() throws(SystemError) -> (read: OwnedDescriptor, write: OwnedDescriptor) {
         var fds: [CInt] = [-1, -1]

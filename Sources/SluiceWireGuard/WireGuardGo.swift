@@ -113,10 +113,7 @@ public enum WireGuardGo {
     /// Opens `/dev/net/tun` for a TUN descriptor: only when this process may open the device node itself (a worker
     /// run without sluiced); under sluiced the keepalive worker asks sluiced for it (`SupervisorLink.openTunDevice`).
     /// - Note: the caller owns the returned descriptor.
-    public static func openTunDevice() throws(SystemError) -> OwnedDescriptor {
-        let fd = try Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) }
-        return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
-    }
+    public static func openTunDevice() throws(SystemError) -> OwnedDescriptor { try Descriptors.openTunClone() }
 
     /// Attaches `tun`, an open `/dev/net/tun` descriptor not yet attached to a device, to the persistent TUN device
     /// named `link`, creating it (owned by this process's user) when missing, with the framing the wireguard-go that

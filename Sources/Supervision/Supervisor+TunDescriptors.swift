@@ -39,8 +39,7 @@ extension Supervisor {
                 ))
         } else {
             do {
-                let fd = try Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) }
-                descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
+                descriptor = try Descriptors.openTunClone()
                 reply = .tunDescriptor
             } catch {
                 let message =

@@ -60,10 +60,7 @@ extension Supervisor {
                 handOver(configuration.tun.inheritedFileDescriptor, "SLUICE_TUN_FD")
                 // The service user may not open the device node; a fresh clone descriptor
                 // per spawn (each attaches to one device), attached by the worker itself.
-                tunClone = configuration.tun.inheritedFileDescriptor == nil
-                    ? (try? Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) })
-                        .map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
-                    : nil
+                tunClone = configuration.tun.inheritedFileDescriptor == nil ? try? Descriptors.openTunClone() : nil
                 handOver(tunClone?.rawValue, "SLUICE_TUN_CLONE_FD")
             }
             let request = SpawnRequest(
