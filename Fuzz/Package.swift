@@ -24,5 +24,6 @@ let package = Package(
         target("fuzz-config", ["SluiceConfig"]),
         target("fuzz-proxy-replies", ["SluiceProxy", "SluiceNet"]),
         target("fuzz-sniffer", ["SluiceSniffing"]),
+        target("fuzz-local-proxy", ["SluiceProxy", "SluiceNet"]),
     ]
 )

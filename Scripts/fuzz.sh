@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
-targets=(fuzz-ipc-frame fuzz-dns-message fuzz-packet fuzz-config fuzz-proxy-replies fuzz-sniffer)
+targets=(fuzz-ipc-frame fuzz-dns-message fuzz-packet fuzz-config fuzz-proxy-replies fuzz-sniffer fuzz-local-proxy)
 case "${1:-}" in
     --list) printf '%s\n' "${targets[@]}"; exit 0 ;;
     --all) secs=${2:?seconds}; run=("${targets[@]}") ;;
