@@ -74,3 +74,12 @@ extension IPAddress {
         }
     }
 }
+
+extension IPAddress {
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a dual-stack socket shows an IPv4 peer) as the IPv4
+    /// address it carries; any other address as it is.
+    public var unmapped: IPAddress {
+        if case .v6(let v6) = self, let v4 = v6.ipv4Mapped { return .v4(v4) }
+        return self
+    }
+}

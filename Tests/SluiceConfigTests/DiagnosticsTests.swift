@@ -36,8 +36,8 @@ struct DiagnosticsTests {
 
     @Test func unknownAndIgnoredKeys() {
         #expect(
-            TestSupport.messages("mixed-port: 7890\nfoo: 1\ntun:\n  bar: 2\n") == [
-                "t.yaml:1:1: warning: mixed-port: not supported by sluice; ignored",
+            TestSupport.messages("redir-port: 7890\nfoo: 1\ntun:\n  bar: 2\n") == [
+                "t.yaml:1:1: warning: redir-port: not supported by sluice; ignored",
                 "t.yaml:2:1: warning: foo: unknown key; ignored (check the spelling)",
                 "t.yaml:4:3: warning: tun.bar: unknown key; ignored (check the spelling)",
             ])

@@ -43,12 +43,8 @@ struct ExamplesTests {
         let rendered = result.diagnostics.map(\.description).map { $0.replacingOccurrences(of: path, with: "m.yaml") }
         #expect(result.errors.isEmpty, "\(rendered)")
         let configuration = try #require(result.configuration)
-        for expected in [
-            "m.yaml:3:1: warning: mixed-port: not supported by sluice; ignored",
-            "m.yaml:4:1: warning: allow-lan: not supported by sluice; ignored",
-        ] {
-            #expect(rendered.contains(expected), "\(rendered)")
-        }
+        // The local proxy port is served (tun is on), on every address as allow-lan and bind-address "*" ask.
+        #expect(configuration.inbound.listeners.map { "\($0.name) \($0.address) \($0.port)" } == ["DEFAULT-MIXED :: 7890"])
         #expect(
             rendered.contains {
                 $0.contains("proxies[0]: type \"vmess\" is not supported by sluice; proxy \"hk-vmess\" left out")

@@ -13,14 +13,13 @@ struct ConfigurationDecoder {
     /// Top-level mihomo keys sluice recognises but does not implement; each gets a warning, never an error,
     /// so that a mihomo config loads unchanged.
     static let ignoredTopLevelKeys: [String] = [
-        "port", "socks-port", "redir-port", "tproxy-port", "mixed-port", "allow-lan", "bind-address",
-        "authentication", "skip-auth-prefixes", "lan-allowed-ips", "lan-disallowed-ips",
+        "redir-port", "tproxy-port",
         "external-controller-tls", "external-controller-pipe",
         "external-ui-name", "external-ui-url", "external-doh-server",
         "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
         "geox-url", "global-client-fingerprint", "global-ua", "etag-support",
         "find-process-mode", "unified-delay", "tcp-concurrent",
-        "interface-name", "experimental", "listeners", "proxy-providers", "sub-rules", "tunnels", "ntp",
+        "interface-name", "experimental", "proxy-providers", "sub-rules", "tunnels", "ntp",
         "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp", "ss-config",
         "vmess-config", "tuic-server",
     ]
@@ -120,6 +119,7 @@ struct ConfigurationDecoder {
             reader.finish()
         }
         decodeController(top, into: &configuration.controller)
+        configuration.inbound = decodeInbound(top, groupNames: names, tunEnabled: configuration.tun.enable)
         top.ignore(Self.ignoredTopLevelKeys)
         top.finish()
 

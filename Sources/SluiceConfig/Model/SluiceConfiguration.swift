@@ -32,6 +32,8 @@ public struct SluiceConfiguration: Sendable, Equatable, Codable {
     public var limits = LimitsConfiguration()
     /// `external-controller`, `secret`, `external-ui`...: the Clash API.
     public var controller = ControllerConfiguration()
+    /// `mixed-port`, `socks-port`, `port`, `listeners:` (mixed, socks, http) and their access settings.
+    public var inbound = InboundConfiguration()
 
     public init() {}
 
