@@ -636,6 +636,64 @@ def ws_read(host, port, path, seconds):
         s.close()
 
 
+def socks_udp(proxy_host, proxy_port, target_host, target_port, user="", password=""):
+    """A SOCKS5 UDP ASSOCIATE client: one datagram to target through the proxy; prints the address the reply
+    names and the reply ("10.77.200.3 7 <echo text>"), or what went wrong."""
+    def read_exactly(conn, n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise SystemExit("socks-udp: the proxy closed the connection")
+            data += chunk
+        return data
+
+    def read_address(conn):
+        atyp = read_exactly(conn, 1)[0]
+        if atyp == 1:
+            host = socket.inet_ntop(socket.AF_INET, read_exactly(conn, 4))
+        elif atyp == 4:
+            host = socket.inet_ntop(socket.AF_INET6, read_exactly(conn, 16))
+        else:
+            host = read_exactly(conn, read_exactly(conn, 1)[0]).decode()
+        return host, int.from_bytes(read_exactly(conn, 2), "big")
+
+    def encode(host, port):
+        try:
+            return b"\x01" + socket.inet_pton(socket.AF_INET, host) + int(port).to_bytes(2, "big")
+        except OSError:
+            name = host.encode()
+            return b"\x03" + bytes([len(name)]) + name + int(port).to_bytes(2, "big")
+
+    conn = socket.create_connection((proxy_host, int(proxy_port)), timeout=5)
+    conn.sendall(b"\x05\x01" + (b"\x02" if user else b"\x00"))
+    if read_exactly(conn, 2)[1] == 2:
+        conn.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
+        if read_exactly(conn, 2)[1] != 0:
+            raise SystemExit("socks-udp: authentication failed")
+    conn.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+    reply = read_exactly(conn, 3)
+    if reply[1] != 0:
+        raise SystemExit(f"socks-udp: UDP ASSOCIATE refused with code {reply[1]}")
+    bound_host, bound_port = read_address(conn)
+    if bound_host in ("0.0.0.0", "::"):
+        bound_host = proxy_host
+    udp = socket.socket(family_of(bound_host), socket.SOCK_DGRAM)
+    udp.settimeout(5)
+    udp.sendto(b"\x00\x00\x00" + encode(target_host, target_port) + b"hello", (bound_host, bound_port))
+    data, _ = udp.recvfrom(65535)
+    if data[2] != 0 or data[3] not in (1, 3, 4):
+        raise SystemExit("socks-udp: bad reply header")
+    if data[3] == 1:
+        host, rest = socket.inet_ntop(socket.AF_INET, data[4:8]), data[8:]
+    elif data[3] == 4:
+        host, rest = socket.inet_ntop(socket.AF_INET6, data[4:20]), data[20:]
+    else:
+        host, rest = data[5:5 + data[4]].decode(), data[5 + data[4]:]
+    print(host, int.from_bytes(rest[:2], "big"), rest[2:].decode(errors="replace"))
+    conn.close()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {
@@ -660,4 +718,5 @@ if __name__ == "__main__":
         "https": lambda directory, port, cert, key: http_server(directory, port, cert, key),
         "banner": banner,
         "ws-read": ws_read,
+        "socks-udp": socks_udp,
     }[command](*args)

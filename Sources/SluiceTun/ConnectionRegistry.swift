@@ -41,6 +41,19 @@ struct ConnectionFacts: Sendable, Equatable {
     /// when known.
     var remoteDestination: IPAddress?
     var route = RouteFacts()
+    /// The local proxy port it came in on; nil for the TUN's connections.
+    var inbound: LocalInboundFacts?
+}
+
+/// How a connection reached a local proxy port, for the connections list.
+struct LocalInboundFacts: Sendable, Equatable {
+    /// mihomo's type: `Socks5`, `Socks4`, `HTTP`, `HTTPConnect`.
+    var type: String
+    /// `DEFAULT-MIXED`, `DEFAULT-SOCKS`, `DEFAULT-HTTP` or the listener's name.
+    var name: String
+    /// The address and port the client connected to.
+    var local: InetEndpoint
+    var user: String?
 }
 
 /// One connection in the registry: its facts and its byte counters.
@@ -165,11 +178,13 @@ final class ConnectionRegistry: Sendable {
         let f = t.facts
         let processPath = f.route.processPath ?? ""
         let metadata = ConnectionsSnapshot.Metadata(
-            network: f.network.rawValue, type: "Tun", sourceIP: Self.text(f.source.address),
+            network: f.network.rawValue, type: f.inbound?.type ?? "Tun", sourceIP: Self.text(f.source.address),
             destinationIP: Self.text(f.destination.address), sourcePort: String(f.source.port),
             destinationPort: String(f.destination.port), host: f.host ?? "", dnsMode: f.fake ? "fake-ip" : "normal",
             processPath: processPath, process: processPath.split(separator: "/").last.map(String.init) ?? "",
-            sniffHost: f.sniffHost ?? "", remoteDestination: f.remoteDestination.map(Self.text) ?? "")
+            sniffHost: f.sniffHost ?? "", remoteDestination: f.remoteDestination.map(Self.text) ?? "",
+            inboundName: f.inbound?.name ?? "", inboundIP: f.inbound.map { Self.text($0.local.address) } ?? "",
+            inboundPort: f.inbound.map { String($0.local.port) } ?? "", inboundUser: f.inbound?.user ?? "")
         return ConnectionsSnapshot.Connection(
             id: t.id, metadata: metadata, upload: upload, download: download, start: WallClock.rfc3339(t.startedAt),
             chains: f.route.chains, rule: f.route.condition?.clashType ?? "", rulePayload: f.route.condition?.clashPayload ?? "")

@@ -5,6 +5,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceNetlink
 import SluicePacket
+import SluiceProxy
 import SluiceRules
 import SluiceSniffing
 import SluiceSystem
@@ -116,8 +117,11 @@ final class PacketDispatcher: @unchecked Sendable {
         var groupGeneration: UInt64
         var disposition: Disposition
         var outbound: (any Outbound)?
-        /// The name behind a fake destination, whose real address the datagrams go to.
+        /// The name behind a fake destination, or a local proxy client's name destination: the datagrams go to
+        /// its real address (or, through a proxy that takes names, to the name).
         var name: String?
+        /// Replies come back from the destination the client sent to (a fake address), not the name's real one.
+        var seenAsDestination = false
         /// What the connections list shows for a flow this pair starts.
         var facts: ConnectionFacts
     }
@@ -617,7 +621,7 @@ final class PacketDispatcher: @unchecked Sendable {
             }
             route = UDPRoute(
                 table: ObjectIdentifier(current), groupGeneration: current.groupGeneration, disposition: disposition,
-                outbound: outbound, name: fake ? host : nil,
+                outbound: outbound, name: fake ? host : nil, seenAsDestination: fake,
                 facts: ConnectionFacts(
                     network: .udp, source: client, destination: destination, host: host, fake: fake, route: facts))
             udpRoutes[pair] = route
@@ -632,36 +636,182 @@ final class PacketDispatcher: @unchecked Sendable {
         case .drop:
             rejected.add(1, ordering: .relaxed)
         case .forward:
-            guard let outbound = route.outbound else { return }
-            let payload = UnsafeRawBufferPointer(udpHeader.payload)
-            if let name = route.name, outbound.sendsNames {
-                // A fake destination through a proxy: the name goes to the proxy (no
-                // lookup here), and replies appear to come from the fake address.
+            forward(UnsafeRawBufferPointer(udpHeader.payload), from: client, to: destination, route: route, via: nil)
+        }
+    }
+
+    /// Sends one client datagram on its way through its route's outbound (any thread: the TUN reader's, or the UDP
+    /// loop's for local proxy clients; `via` names the local port whose client it is, nil for the TUN's). A name
+    /// goes to a proxy that takes names as it is (replies appear to come from `destination` when the client sent to
+    /// a fake address); otherwise to the name's real address, for which the first datagrams wait (sent from the dns
+    /// peer's thread when it arrives).
+    private func forward(
+        _ payload: UnsafeRawBufferPointer, from client: InetEndpoint, to destination: InetEndpoint, route: UDPRoute,
+        via: Int?
+    ) {
+        guard let outbound = route.outbound else { return }
+        let seenAs = route.seenAsDestination ? destination : nil
+        guard let name = route.name else {
+            udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound, facts: route.facts, via: via)
+            return
+        }
+        if outbound.sendsNames {
+            udp.send(
+                from: client, to: .name(name, destination.port), seenAs: seenAs, payload: payload, outbound: outbound,
+                facts: route.facts, via: via)
+            return
+        }
+        let udp = self.udp
+        let copy = Array(payload)
+        let facts = route.facts
+        let later: @Sendable (IPAddress) -> Void = { real in
+            copy.withUnsafeBytes {
                 udp.send(
-                    from: client, to: .name(name, destination.port), seenAs: destination, payload: payload, outbound: outbound,
-                    facts: route.facts)
-            } else if let name = route.name {
-                // A fake destination: send to the name's real address, and let replies
-                // appear to come from the fake one. The first datagrams wait for the
-                // address (sent from the dns peer's thread when it arrives).
-                let udp = self.udp
-                let copy = Array(payload)
-                let facts = route.facts
-                let later: @Sendable (IPAddress) -> Void = { real in
-                    copy.withUnsafeBytes {
-                        udp.send(
-                            from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: $0,
-                            outbound: outbound, facts: facts)
-                    }
-                }
-                guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
-                udp.send(
-                    from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: destination, payload: payload,
-                    outbound: outbound, facts: route.facts)
-            } else {
-                udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound, facts: route.facts)
+                    from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: seenAs, payload: $0,
+                    outbound: outbound, facts: facts, via: via)
             }
         }
+        guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
+        udp.send(
+            from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: seenAs, payload: payload,
+            outbound: outbound, facts: route.facts, via: via)
+    }
+
+    // MARK: Local proxy ports
+
+    /// A local proxy client's request, from the relay loop (TCP) or the UDP loop (a SOCKS5 UDP ASSOCIATE datagram).
+    struct LocalRequest {
+        var network: ConnectionFacts.Network
+        var client: InetEndpoint
+        /// The address and port the client reached the local port at.
+        var local: InetEndpoint
+        var target: SocketEndpoint
+        var listener: InboundConfiguration.Listener
+        var kind: LocalProxyProtocol
+        var user: String?
+    }
+
+    /// Where a local proxy client's connection or datagrams go.
+    struct LocalRoute {
+        /// nil: rejected.
+        var outbound: (any Outbound)?
+        /// The destination's address; for a name target a placeholder of the client's family that nothing dials.
+        var destination: InetEndpoint
+        /// The name to reach: the target's name, or the name behind a fake address.
+        var name: String?
+        var fake: Bool
+        var label: String
+        var facts: ConnectionFacts
+    }
+
+    /// The rules' decision for a local proxy client, as for the TUN's flows: the same rules, groups and outbounds;
+    /// `proxy:` of a listener sends everything to that proxy. A name target is matched by name, and IP rules
+    /// resolve it (unless `no-resolve`), as mihomo does. Any thread (it may wait for a lookup, so the relay loop
+    /// calls it off its own thread).
+    func decideLocal(_ r: LocalRequest) -> LocalRoute {
+        let current = table.withLock { $0 }
+        var address: IPAddress
+        var host: String?
+        var fake = false
+        var byName = false
+        switch r.target.host {
+        case .address(let a): address = a.unmapped
+        case .name(let n):
+            if let a = IPAddress(n) {
+                address = a.unmapped
+            } else {
+                address = r.client.address.isIPv4 ? .v4(IPv4Address(rawValue: 0)) : .v6(.any)
+                host = n
+                byName = true
+            }
+        }
+        if !byName {
+            fake = dns.isFake(address)
+            host = fake ? dns.name(forFake: address) : dns.name(forReal: address)
+        }
+        let destination = InetEndpoint(address, r.target.port)
+        var label = "\(r.network.rawValue) \(r.client) -> \(byName ? r.target.description : destination.description)"
+        if let host, !byName { label += " (\(host))" }
+        label += " via \(r.listener.name)"
+        var facts = ConnectionFacts(
+            network: r.network, source: r.client, destination: destination, host: host, fake: fake,
+            inbound: LocalInboundFacts(type: r.kind.rawValue, name: r.listener.name, local: r.local, user: r.user))
+        func rejected(_ rule: String) -> LocalRoute {
+            self.rejected.add(1, ordering: .relaxed)
+            logger.info("\(label) [\(rule)] REJECT")
+            return LocalRoute(outbound: nil, destination: destination, name: host, fake: fake, label: label, facts: facts)
+        }
+        if fake && host == nil { return rejected("\(address) is a fake address that stands for no name") }
+        var metadata = ConnectionMetadata(
+            network: r.network == .tcp ? .tcp : .udp, source: r.client.address, sourcePort: r.client.port,
+            destination: address, destinationPort: r.target.port, host: host, destinationIsFake: fake || byName)
+        (metadata.uid, metadata.processPath) = owner(tcp: r.network == .tcp, r.client, r.local, current)
+        let raw =
+            r.listener.proxy.map { RuleDecision(target: $0, rule: "listener \(r.listener.name) proxy: \($0)") }
+            ?? current.rules.decide(metadata, resolve: resolveForRules)
+        var (decision, route) = current.settle(raw, key: host ?? address.description, source: r.client.address.description)
+        route.processPath = metadata.processPath
+        facts.route = route
+        var outbound: (any Outbound)?
+        switch decision.target {
+        case "REJECT", "REJECT-DROP": break
+        default:
+            outbound = current.outbounds[decision.target]
+            if outbound == nil {
+                return rejected("\(decision.rule): target \"\(decision.target)\" names no proxy or group")
+            }
+        }
+        if r.network == .udp, let reason = outbound?.udpUnsupportedReason {
+            return rejected("\(decision.rule) → \(decision.target): UDP refused: \(reason)")
+        }
+        guard outbound != nil else { return rejected(decision.rule) }
+        logger.info("\(label) [\(decision.rule)] \(decision.target)")
+        return LocalRoute(
+            outbound: outbound, destination: destination, name: fake || byName ? host : nil, fake: fake, label: label,
+            facts: facts)
+    }
+
+    /// Routes of local proxy clients' UDP pairs (the UDP loop's thread only), valid like ``udpRoutes``.
+    private var localUDPRoutes: [LocalPair: UDPRoute] = [:]
+
+    private struct LocalPair: Hashable {
+        var listener: Int
+        var client: InetEndpoint
+        var target: SocketEndpoint
+    }
+
+    /// One datagram a SOCKS5 UDP ASSOCIATE client sent to local port `listener` (the UDP loop's thread): decided
+    /// once per (client, target) and routing table, then sent like the TUN's (replies go back to the client through
+    /// the same port, with the SOCKS5 header).
+    func handleLocalDatagram(
+        listener index: Int, _ listener: InboundConfiguration.Listener, local: InetEndpoint, from client: InetEndpoint,
+        to target: SocketEndpoint, payload: UnsafeRawBufferPointer, user: String?
+    ) {
+        let pair = LocalPair(listener: index, client: client, target: target)
+        let current = table.withLock { $0 }
+        let route: UDPRoute
+        if let cached = localUDPRoutes[pair], cached.table == ObjectIdentifier(current),
+            cached.groupGeneration == current.groupGeneration
+        {
+            route = cached
+        } else {
+            let decided = decideLocal(
+                LocalRequest(
+                    network: .udp, client: client, local: local, target: target, listener: listener, kind: .socks5,
+                    user: user))
+            if localUDPRoutes.count > 65536 { localUDPRoutes.removeAll(keepingCapacity: true) }
+            route = UDPRoute(
+                table: ObjectIdentifier(current), groupGeneration: current.groupGeneration,
+                disposition: decided.outbound == nil ? .reject : .forward, outbound: decided.outbound, name: decided.name,
+                seenAsDestination: decided.fake, facts: decided.facts)
+            localUDPRoutes[pair] = route
+        }
+        guard route.disposition == .forward else {
+            udp.dropped.add(1, ordering: .relaxed)
+            return
+        }
+        let destination = route.facts.destination
+        forward(payload, from: client, to: destination, route: route, via: index)
     }
 
     // MARK: ICMP

@@ -65,8 +65,7 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     private final class Connection {
         let id: UInt64
-        let natPort: UInt16
-        let ipv4: Bool
+        let origin: Origin
         let client: Side
         let server: Side
         var phase = Phase.connecting
@@ -78,18 +77,19 @@ final class TCPRelayLoop: @unchecked Sendable {
         let down = Direction()  // server → client
         let label: String
         let outbound: String
+        /// For the server first once the tunnel is open (``Route/upstream``).
+        var upstream: [UInt8] = []
         /// When connect and handshake must be done (monotonic ns).
         let deadline: UInt64
         /// Its entry in the connections list, whose counters ``counted(_:_:from:connection:)`` bumps.
         var tracked: TrackedConnection?
 
         init(
-            id: UInt64, natPort: UInt16, ipv4: Bool, client: Side, server: Side, plan: TCPPlan, label: String,
+            id: UInt64, origin: Origin, client: Side, server: Side, plan: TCPPlan, label: String,
             outbound: String, deadline: UInt64
         ) {
             self.id = id
-            self.natPort = natPort
-            self.ipv4 = ipv4
+            self.origin = origin
             self.client = client
             self.server = server
             self.handshake = plan.handshake
@@ -110,6 +110,15 @@ final class TCPRelayLoop: @unchecked Sendable {
         var name: String?
         /// What the connections list shows for it (the dialled address is added at the dial).
         var facts: ConnectionFacts
+        /// Bytes for the destination before any the client sends from here on (a local proxy client's plain HTTP
+        /// request, rewritten, and what it sent behind its request).
+        var upstream: [UInt8] = []
+    }
+
+    /// Where a connection came from: the TUN (by the NAT port the dispatcher gave it) or a local proxy port.
+    enum Origin {
+        case nat(port: UInt16, ipv4: Bool)
+        case local
     }
 
     /// What to do with an accepted connection.
@@ -150,12 +159,12 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// completion may run on any thread.
     typealias NameLookup = @Sendable (String, Bool, @escaping @Sendable ([IPAddress], String) -> Void) -> Void
 
-    private let poll: EventPoll
+    let poll: EventPoll
     private let wakeup: OwnedDescriptor
-    private let logger: Logger
+    let logger: Logger
     private var listeners: [UInt64: (OwnedDescriptor, Bool)] = [:]
     private var connections: [UInt64: Connection] = [:]
-    private var nextID: UInt64 = 16
+    var nextID: UInt64 = 16
     private let stopping = Atomic<Bool>(false)
     /// A descriptor held in reserve for ``shedOneConnection(_:)``.
     private var spare: OwnedDescriptor?
@@ -172,8 +181,18 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let registry: ConnectionRegistry?
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
     private let posted = Locked<[@Sendable () -> Void]>([])
+    /// Local proxy ports' listeners by cookie (``localCookieBase`` + their index).
+    var proxyListeners: [UInt64: (socket: OwnedDescriptor, index: Int)] = [:]
+    static let localCookieBase: UInt64 = 1 << 62
+    /// Local proxy clients in their handshake, waiting for their route, or holding a SOCKS5 UDP association, by
+    /// cookie (loop thread only).
+    var proxyClients: [UInt64: LocalProxyClient] = [:]
+    /// The local proxy ports' settings and associations.
+    let ports: LocalProxyPorts?
+    /// A local client's route; it may wait for a lookup, so it runs off the loop's thread. Set before ``run()``.
+    var decideLocal: (@Sendable (PacketDispatcher.LocalRequest) -> PacketDispatcher.LocalRoute)?
     /// Reads of userspace relays and handshakes land here (loop thread only).
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
 
     let accepted = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)
@@ -192,8 +211,9 @@ final class TCPRelayLoop: @unchecked Sendable {
     init(
         logger: Logger, admit: @escaping (UInt16, Bool) -> Admission?, decideSniffed: @escaping SniffedDecision,
         finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup, egress: EgressPolicy,
-        registry: ConnectionRegistry? = nil
+        registry: ConnectionRegistry? = nil, ports: LocalProxyPorts? = nil
     ) throws(SystemError) {
+        self.ports = ports
         self.egress = egress
         self.registry = registry
         self.admit = admit
@@ -241,6 +261,8 @@ final class TCPRelayLoop: @unchecked Sendable {
                         for work in posted.withLock({ p in defer { p.removeAll() }; return p }) { work() }
                     } else if let (listener, ipv4) = listeners[cookie] {
                         acceptAll(listener.rawValue, ipv4: ipv4)
+                    } else if cookie >= Self.localCookieBase, let port = proxyListeners[cookie] {
+                        acceptLocal(port.socket.rawValue, index: port.index)
                     } else {
                         handle(cookie: cookie, events: events)
                     }
@@ -253,10 +275,12 @@ final class TCPRelayLoop: @unchecked Sendable {
             if now - lastSweep >= 1_000_000_000 {
                 lastSweep = now
                 expireEstablishing(now: now)
+                if !proxyClients.isEmpty { expireLocal(now: now) }
             }
         }
         for connection in connections.values { close(connection, reset: true) }
         for waiting in sniffing.values { endSniffing(waiting, route: nil) }
+        for (cookie, client) in proxyClients { dropLocal(cookie, client) }
         posted.withLock { $0.removeAll() }
     }
 
@@ -286,7 +310,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             self.accepted.add(1, ordering: .relaxed)
             switch admit(peer.port, ipv4) {
             case .relay(let route):
-                begin(client: client, natPort: peer.port, ipv4: ipv4, route: route)
+                begin(client: client, origin: .nat(port: peer.port, ipv4: ipv4), route: route)
             case .sniff(let kinds):
                 startSniffing(client: client, natPort: peer.port, ipv4: ipv4, kinds: kinds)
             case nil:
@@ -312,7 +336,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         } catch {
             logger.error("sniffing: epoll: \(error)")
             sniffing[id] = nil
-            refuse(client, natPort: natPort, ipv4: ipv4, "sniffing: \(error)")
+            refuse(client, origin: .nat(port: natPort, ipv4: ipv4), "sniffing: \(error)")
             return
         }
         // Bytes may have arrived with the handshake already.
@@ -343,7 +367,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             // The client reset or failed meanwhile.
             sniffing[id] = nil
             poll.remove(waiting.client.rawValue)
-            refuse(waiting.client, natPort: waiting.natPort, ipv4: waiting.ipv4, "sniffing: the client went away")
+            refuse(waiting.client, origin: .nat(port: waiting.natPort, ipv4: waiting.ipv4), "sniffing: the client went away")
             return
         }
         // n == 0: the client closed its side without a word; decide without a name.
@@ -361,7 +385,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             finished(waiting.natPort, waiting.ipv4)
             return
         }
-        begin(client: waiting.client, natPort: waiting.natPort, ipv4: waiting.ipv4, route: route)
+        begin(client: waiting.client, origin: .nat(port: waiting.natPort, ipv4: waiting.ipv4), route: route)
     }
 
     /// Decides the clients whose wait is over with what they sent so far.
@@ -371,18 +395,18 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     /// Asks the outbound for its plan and dials the first hop, after resolving it when it
     /// is a name (off this thread; the client waits, accepted, in the meantime).
-    private func begin(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route) {
+    func begin(client: OwnedDescriptor, origin: Origin, route: Route) {
         let deadline = MonotonicClock.now + Self.establishTimeout
         let plan: TCPPlan
         do {
             plan = try route.outbound.planTCP(to: FlowTarget(endpoint: route.destination, name: route.name))
         } catch {
-            refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): \(route.outbound.name): \(error)")
+            refuse(client, origin: origin, "\(route.label): \(route.outbound.name): \(error)")
             return
         }
         switch plan.hop {
         case .endpoint(let hop):
-            dial(client: client, natPort: natPort, ipv4: ipv4, route: route, plan: plan, hop: hop, deadline: deadline)
+            dial(client: client, origin: origin, route: route, plan: plan, hop: hop, deadline: deadline)
         case .name(let name, let port, let preference):
             let box = UncheckedBox((client, plan))
             lookupName(name, preference.prefersIPv6) { [self] addresses, error in
@@ -390,11 +414,11 @@ final class TCPRelayLoop: @unchecked Sendable {
                     let (client, plan) = box.value
                     guard let address = preference.pick(addresses) else {
                         let why = error.isEmpty ? (addresses.isEmpty ? "no address" : "no address of the allowed family") : error
-                        refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): cannot resolve \(name): \(why)")
+                        refuse(client, origin: origin, "\(route.label): cannot resolve \(name): \(why)")
                         return
                     }
                     dial(
-                        client: client, natPort: natPort, ipv4: ipv4, route: route, plan: plan,
+                        client: client, origin: origin, route: route, plan: plan,
                         hop: InetEndpoint(address, port), deadline: deadline)
                 }
             }
@@ -402,16 +426,21 @@ final class TCPRelayLoop: @unchecked Sendable {
     }
 
     /// Resets a client whose connection cannot be made.
-    private func refuse(_ client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, _ message: String) {
+    private func refuse(_ client: OwnedDescriptor, origin: Origin, _ message: String) {
         logger.info("\(message)")
         InetSocket.setResetOnClose(client.rawValue)
         client.close()
         failed.add(1, ordering: .relaxed)
-        finished(natPort, ipv4)
+        finish(origin)
+    }
+
+    /// Tells the NAT table that a TUN connection's relay ended.
+    private func finish(_ origin: Origin) {
+        if case .nat(let port, let ipv4) = origin { finished(port, ipv4) }
     }
 
     /// Runs `work` on the loop's thread.
-    private func post(_ work: @escaping @Sendable () -> Void) {
+    func post(_ work: @escaping @Sendable () -> Void) {
         posted.withLock { $0.append(work) }
         var one: UInt64 = 1
         _ = write(wakeup.rawValue, &one, 8)
@@ -420,7 +449,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// Out of descriptors: the pending connection would keep the listener readable and
     /// the loop spinning. Free the spare descriptor, accept and reset the connection (the
     /// client sees a refusal at once), and take the spare back.
-    private func shedOneConnection(_ listener: CInt) {
+    func shedOneConnection(_ listener: CInt) {
         descriptorsExhausted.hit { n in
             "out of file descriptors (EMFILE): refusing new connections (\(n) refused since the last line); raise LimitNOFILE or lower the load"
         }
@@ -434,21 +463,22 @@ final class TCPRelayLoop: @unchecked Sendable {
     }
 
     private func dial(
-        client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, route: Route, plan: TCPPlan, hop: InetEndpoint,
+        client: OwnedDescriptor, origin: Origin, route: Route, plan: TCPPlan, hop: InetEndpoint,
         deadline: UInt64
     ) {
         let server: OwnedDescriptor
         do {
             server = try route.outbound.connectTCP(to: hop)
         } catch {
-            refuse(client, natPort: natPort, ipv4: ipv4, "\(route.label): \(route.outbound.name) failed: \(error)")
+            refuse(client, origin: origin, "\(route.label): \(route.outbound.name) failed: \(error)")
             return
         }
         let id = nextID
         nextID += 2
         let connection = Connection(
-            id: id, natPort: natPort, ipv4: ipv4, client: Side(client), server: Side(server), plan: plan,
+            id: id, origin: origin, client: Side(client), server: Side(server), plan: plan,
             label: route.label, outbound: route.outbound.name, deadline: deadline)
+        connection.upstream = route.upstream
         connections[id] = connection
         active.add(1, ordering: .relaxed)
         if let registry {
@@ -481,6 +511,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     private func handle(cookie: UInt64, events: EventPoll.Events) {
         if !sniffing.isEmpty, let waiting = sniffing[cookie] {
             sniff(cookie, waiting, final: false)
+            return
+        }
+        if !proxyClients.isEmpty, let client = proxyClients[cookie] {
+            serveLocal(cookie, client)
             return
         }
         let id = cookie & ~1
@@ -575,6 +609,16 @@ final class TCPRelayLoop: @unchecked Sendable {
             codec.start(toServer: &c.up.buffer, toClient: &c.down.buffer)
             c.up.pending = c.up.buffer.count
             c.down.pending = c.down.buffer.count
+            if !c.upstream.isEmpty {
+                let encoded = c.upstream.withUnsafeBytes { bytes in
+                    Result { () throws(StreamCodecError) in try codec.encode(bytes, into: &c.up.buffer) }
+                }
+                if case .failure(let error) = encoded {
+                    handshakeFailed(c, error.description)
+                    return
+                }
+                c.up.pending = c.up.buffer.count
+            }
             if !leftover.isEmpty {
                 // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
                 let decoded = leftover.withUnsafeBytes { bytes in
@@ -594,16 +638,17 @@ final class TCPRelayLoop: @unchecked Sendable {
                 handshakeFailed(c, "\(error)")
                 return
             }
-            if !leftover.isEmpty {
-                // A fresh pipe takes a handshake's leftover (one read) whole.
-                let n = leftover.withUnsafeBytes { csluice_write(c.down.pipeWrite!.rawValue, $0.baseAddress, $0.count) }
-                guard n == leftover.count else {
-                    handshakeFailed(c, "cannot queue the proxy's first bytes")
+            for (bytes, d) in [(c.upstream, c.up), (leftover, c.down)] where !bytes.isEmpty {
+                // A fresh pipe takes a handshake's leftover (one read) or a local client's request whole.
+                let n = bytes.withUnsafeBytes { csluice_write(d.pipeWrite!.rawValue, $0.baseAddress, $0.count) }
+                guard n == bytes.count else {
+                    handshakeFailed(c, "cannot queue the first \(bytes.count) bytes")
                     return
                 }
-                c.down.pending = n
+                d.pending = n
             }
         }
+        c.upstream = []
         _ = try? InetSocket.setOption(
             c.client.socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
         egress.applyKeepAlive(c.client.socket.rawValue)
@@ -784,7 +829,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         connections[c.id] = nil
         active.add(-1, ordering: .relaxed)
         if let tracked = c.tracked { registry?.remove(tracked) }
-        finished(c.natPort, c.ipv4)
+        finish(c.origin)
     }
 
     /// Closes connection `id` on the loop's thread (the external controller's `DELETE /connections/:id`): both

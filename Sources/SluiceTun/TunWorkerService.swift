@@ -34,6 +34,10 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             if applied.tun != configuration.tun || applied.ipv6 != configuration.ipv6 {
                 return (.restartRequired, "tun section changed")
             }
+            if Self.localSockets(applied.inbound) != Self.localSockets(configuration.inbound) {
+                // sluiced binds the ports at the worker's start and hands them over then.
+                return (.restartRequired, "local proxy ports changed")
+            }
             if applied.tun.autoRoute, applied.wireguardBypassMarks != configuration.wireguardBypassMarks {
                 // auto-route's rules send the links' marks around the TUN; a new mark needs them reinstalled.
                 return (.restartRequired, "WireGuard link fwmarks changed (auto-route bypass rules)")
@@ -43,6 +47,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
                 previous: running.dispatcher.table.withLock { $0 }, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
                 logger: logger)
             running.install(table)
+            running.ports?.settings = configuration.inbound
             running.egress.keepAlive = configuration.keepAlive
             running.applyLimits(configuration.limits)
             self.applied = configuration
@@ -62,6 +67,11 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     }
 
     public var readyDetail: String { running?.summary ?? "tun disabled" }
+
+    /// What sluiced binds for the local proxy ports: a change needs new sockets, so a new worker.
+    static func localSockets(_ inbound: InboundConfiguration) -> [String] {
+        inbound.listeners.map { "\($0.address) \($0.port) \($0.udp)" }
+    }
 
     public var isHealthy: Bool { running?.isHealthy ?? true }
     /// One line per proxy group that rejects its traffic because nothing in it can carry a connection.
@@ -212,6 +222,8 @@ final class RunningDataPlane: @unchecked Sendable {
     let resolver: NameResolver
     /// The live connections and flows, for the external controller.
     let registry: ConnectionRegistry
+    /// The local proxy ports' settings and associations; nil without any.
+    let ports: LocalProxyPorts?
     private var threads: [OSThread] = []
     private let stopping = Atomic<Bool>(false)
     private let logger: Logger
@@ -219,7 +231,7 @@ final class RunningDataPlane: @unchecked Sendable {
     private init(
         device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
         relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
-        registry: ConnectionRegistry, markerPath: String?,
+        registry: ConnectionRegistry, ports: LocalProxyPorts?, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
         self.wantedAddresses = wantedAddresses
@@ -235,6 +247,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.resolver = resolver
         self.nat = nat
         self.registry = registry
+        self.ports = ports
         self.markerPath = markerPath
         self.addedAddresses = addedAddresses
         self.interfaceIndex = interfaceIndex
@@ -303,9 +316,10 @@ final class RunningDataPlane: @unchecked Sendable {
         checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
         let nat = TCPNATTable(maxConnections: limits.maxConnections)
         let registry = ConnectionRegistry()
+        let ports = configuration.inbound.listeners.isEmpty ? nil : LocalProxyPorts(configuration.inbound)
         let udp = try UDPFlowTable(
             tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
-            fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry)
+            fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry, ports: ports)
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
@@ -325,7 +339,7 @@ final class RunningDataPlane: @unchecked Sendable {
             },
             finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
             lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) },
-            egress: egress, registry: registry)
+            egress: egress, registry: registry, ports: ports)
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
@@ -341,13 +355,17 @@ final class RunningDataPlane: @unchecked Sendable {
             tun: device.writer, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
             dns: dnsPeer, resolver: resolver, supervisor: supervisor, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
+        let served = try serveLocalPorts(
+            configuration.inbound, descriptors: environment["SLUICE_INBOUND_FDS"], relay: relay, udp: udp,
+            dispatcher: dispatcher, logger: logger)
 
         var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
         if autoRoute != nil { summary += ", auto-route" }
         if device.segmentationOffload { summary += ", gso" }
+        if !served.isEmpty { summary += ", local ports " + served.joined(separator: " ") }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
             interfaceIndex: link.index, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
@@ -361,6 +379,34 @@ final class RunningDataPlane: @unchecked Sendable {
     }
 
     var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
+
+    /// Takes over the local proxy ports' sockets sluiced bound (`SLUICE_INBOUND_FDS`: per listener in
+    /// configuration order `TCP[:UDP]` descriptor numbers, `-` for one it could not bind) and routes their clients
+    /// through `dispatcher`. Returns what is served, as `NAME ADDRESS:PORT`.
+    static func serveLocalPorts(
+        _ inbound: InboundConfiguration, descriptors: String?, relay: TCPRelayLoop, udp: UDPFlowTable,
+        dispatcher: PacketDispatcher, logger: Logger
+    ) throws -> [String] {
+        guard let descriptors, !inbound.listeners.isEmpty else { return [] }
+        relay.decideLocal = { [dispatcher] request in dispatcher.decideLocal(request) }
+        udp.localDatagram = { [dispatcher] index, listener, local, client, target, payload, user in
+            dispatcher.handleLocalDatagram(
+                listener: index, listener, local: local, from: client, to: target, payload: payload, user: user)
+        }
+        var served: [String] = []
+        for (index, item) in descriptors.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+            guard index < inbound.listeners.count, item != "-" else { continue }
+            let numbers = item.split(separator: ":").compactMap { Int32($0) }
+            guard let tcp = numbers.first else { continue }
+            let listener = inbound.listeners[index]
+            try relay.listenLocal(OwnedDescriptor(takingOwnershipOfDescriptor: tcp), index: index)
+            if numbers.count > 1 {
+                try udp.addLocalPort(OwnedDescriptor(takingOwnershipOfDescriptor: numbers[1]), index: index)
+            }
+            served.append("\(listener.name) \(InetEndpoint(listener.address, listener.port))")
+        }
+        return served
+    }
 
     /// `limits:` of a reload: the TCP and UDP bounds change in place, for new connections and flows.
     func applyLimits(_ limits: LimitsConfiguration) {

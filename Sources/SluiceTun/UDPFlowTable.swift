@@ -2,7 +2,9 @@ import CSluice
 import IPC
 import Logging
 import SluiceNet
+import SluiceConfig
 import SluicePacket
+import SluiceProxy
 import SluiceSystem
 import Synchronization
 import WorkerRuntime
@@ -22,6 +24,16 @@ final class UDPFlowTable: @unchecked Sendable {
     struct FlowKey: Hashable {
         var client: InetEndpoint
         var outbound: String
+        /// The local proxy port whose SOCKS5 client this is (replies go back through its socket); nil: the TUN's.
+        var via: Int?
+    }
+
+    /// A local proxy port's UDP socket (SOCKS5 UDP ASSOCIATE), polled by this loop.
+    private struct LocalPort {
+        let socket: OwnedDescriptor
+        let index: Int
+        /// Its bound address, for the rules and the connections list.
+        let local: InetEndpoint
     }
 
     final class Flow: @unchecked Sendable {
@@ -74,6 +86,15 @@ final class UDPFlowTable: @unchecked Sendable {
     private let registry: ConnectionRegistry?
     /// Flows (by cookie) to close, asked from other threads; the loop closes them (``requestClose(_:)``).
     private let closeRequests = Locked<[UInt64]>([])
+    /// Local proxy ports' UDP sockets by cookie (``localCookieBase`` + their index); set before ``run()``.
+    private var localPorts: [UInt64: LocalPort] = [:]
+    private static let localCookieBase: UInt64 = 1 << 62
+    /// Who may send through the local ports (their associations).
+    private let ports: LocalProxyPorts?
+    /// Routes and sends one datagram a local port's client sent: (port index, its settings, its address, client,
+    /// target, payload, user). Set once the dispatcher exists, before ``run()``.
+    var localDatagram:
+        ((Int, InboundConfiguration.Listener, InetEndpoint, InetEndpoint, SocketEndpoint, UnsafeRawBufferPointer, String?) -> Void)?
 
     let datagramsOut = Atomic<UInt64>(0)
     let datagramsIn = Atomic<UInt64>(0)
@@ -83,8 +104,10 @@ final class UDPFlowTable: @unchecked Sendable {
 
     init(
         tun: TunWriter, idleTimeoutSeconds: Int, maxFlows: Int = 65536, logger: Logger,
-        fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil, registry: ConnectionRegistry? = nil
+        fakeAddressUse: (@Sendable (IPAddress, Bool) -> Void)? = nil, registry: ConnectionRegistry? = nil,
+        ports: LocalProxyPorts? = nil
     ) throws(SystemError) {
+        self.ports = ports
         self.fakeAddressUse = fakeAddressUse
         self.registry = registry
         self.poll = try EventPoll()
@@ -106,9 +129,9 @@ final class UDPFlowTable: @unchecked Sendable {
     /// copied only when a flow is made).
     func send(
         from client: InetEndpoint, to destination: DatagramAddress, seenAs: InetEndpoint? = nil,
-        payload: UnsafeRawBufferPointer, outbound: any Outbound, facts: ConnectionFacts
+        payload: UnsafeRawBufferPointer, outbound: any Outbound, facts: ConnectionFacts, via: Int? = nil
     ) {
-        let key = FlowKey(client: client, outbound: outbound.name)
+        let key = FlowKey(client: client, outbound: outbound.name, via: via)
         let now = MonotonicClock.now
         let flow: Flow
         // Look up and stamp under one lock: the idle sweep decides under the same lock, so
@@ -236,6 +259,10 @@ final class UDPFlowTable: @unchecked Sendable {
                         closeRequested()
                         return
                     }
+                    if cookie >= Self.localCookieBase, let port = localPorts[cookie] {
+                        receiveLocal(port, receive: receive)
+                        return
+                    }
                     guard let flow = flows.withLock({ $0.byCookie[cookie & ~1] }) else { return }
                     if cookie & 1 == 1 {
                         // The control connection spoke or closed: the association is over.
@@ -281,6 +308,10 @@ final class UDPFlowTable: @unchecked Sendable {
                 dropped.add(1, ordering: .relaxed)
                 continue
             }
+            if let via = flow.key.via {
+                replyLocal(via, flow: flow, from: shown, payload: UnsafeRawBufferPointer(rebasing: receive[range]), packet: packet)
+                continue
+            }
             let length = PacketBuilder.udp(
                 into: packet, source: shown.address, sourcePort: shown.port, destination: flow.key.client.address,
                 destinationPort: flow.key.client.port, payload: UnsafeRawBufferPointer(rebasing: receive[range]))
@@ -294,6 +325,69 @@ final class UDPFlowTable: @unchecked Sendable {
             } else {
                 dropped.add(1, ordering: .relaxed)
             }
+        }
+    }
+
+    // MARK: Local proxy ports
+
+    /// Polls local proxy port `index`'s UDP socket (before ``run()``).
+    func addLocalPort(_ socket: OwnedDescriptor, index: Int) throws(SystemError) {
+        try Descriptors.setNonBlocking(socket.rawValue)
+        let cookie = Self.localCookieBase + UInt64(index)
+        localPorts[cookie] = LocalPort(socket: socket, index: index, local: try InetSocket.address(socket.rawValue))
+        try poll.add(socket.rawValue, .readable, cookie: cookie)
+    }
+
+    /// Datagrams on a local port: from a client holding a SOCKS5 association there, unfragmented, with a header that
+    /// names the target; anything else is dropped.
+    private func receiveLocal(_ port: LocalPort, receive: UnsafeMutableRawBufferPointer) {
+        // Bounded per wake-up, so that one busy port cannot starve the flows' replies.
+        for _ in 0..<256 {
+            let received: (Int, InetEndpoint)?
+            do {
+                received = try InetSocket.receive(port.socket.rawValue, into: receive)
+            } catch {
+                continue  // an ICMP error for an earlier reply; reported once
+            }
+            guard let (n, client) = received else { return }
+            let association = ports?.association(port.index, client.address) ?? (user: nil, found: false)
+            guard association.found, let listener = ports?.listener(port.index),
+                let (target, offset) = SOCKS5Datagram.decode(UnsafeRawBufferPointer(rebasing: receive[0..<n]))
+            else {
+                dropped.add(1, ordering: .relaxed)
+                continue
+            }
+            localDatagram?(
+                port.index, listener, port.local, client, target, UnsafeRawBufferPointer(rebasing: receive[offset..<n]),
+                association.user)
+        }
+    }
+
+    /// A reply for a local port's client: the SOCKS5 UDP header naming the remote, then the payload, sent from the
+    /// port's socket.
+    private func replyLocal(
+        _ via: Int, flow: Flow, from shown: InetEndpoint, payload: UnsafeRawBufferPointer, packet: UnsafeMutableRawBufferPointer
+    ) {
+        guard let port = localPorts[Self.localCookieBase + UInt64(via)] else { return }
+        var header: [UInt8] = []
+        SOCKS5Datagram.encodeHeader(SocketEndpoint(address: shown.address.unmapped, port: shown.port), into: &header)
+        guard header.count + payload.count <= packet.count else {
+            dropped.add(1, ordering: .relaxed)
+            return
+        }
+        header.withUnsafeBytes { packet.copyMemory(from: $0) }
+        if payload.count > 0 {
+            UnsafeMutableRawBufferPointer(rebasing: packet[header.count...]).copyMemory(from: payload)
+        }
+        let sent =
+            (try? InetSocket.send(
+                port.socket.rawValue, UnsafeRawBufferPointer(rebasing: packet[0..<(header.count + payload.count)]),
+                to: flow.key.client)) ?? false
+        if sent {
+            datagramsIn.add(1, ordering: .relaxed)
+            flow.tracked?.download.add(UInt64(payload.count), ordering: .relaxed)
+        } else {
+            dropped.add(1, ordering: .relaxed)
         }
     }
 

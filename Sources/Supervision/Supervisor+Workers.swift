@@ -62,6 +62,18 @@ extension Supervisor {
                 // per spawn (each attaches to one device), attached by the worker itself.
                 tunClone = configuration.tun.inheritedFileDescriptor == nil ? try? Descriptors.openTunClone() : nil
                 handOver(tunClone?.rawValue, "SLUICE_TUN_CLONE_FD")
+                // The local proxy ports, one TCP[:UDP] pair of descriptor numbers per listener, in order ("-": unbound).
+                let inbound = localProxySockets().map { sockets -> String in
+                    guard let sockets else { return "-" }
+                    var text = String(descriptors.count)
+                    descriptors.append(sockets.tcp.rawValue)
+                    if let udp = sockets.udp {
+                        text += ":\(descriptors.count)"
+                        descriptors.append(udp.rawValue)
+                    }
+                    return text
+                }
+                if !inbound.isEmpty { environment.append("SLUICE_INBOUND_FDS=" + inbound.joined(separator: ",")) }
             }
             let request = SpawnRequest(
                 executable: path, arguments: ["--control-fd", "3"], environment: environment,

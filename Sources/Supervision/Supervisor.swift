@@ -104,6 +104,10 @@ public final class Supervisor {
         }
     }
 
+    /// The local proxy ports (`mixed-port`, `socks-port`, `port`, `listeners:`), bound by us and handed to each tun
+    /// worker: kept across its restarts (connections wait in the backlog meanwhile) and rebound when they change.
+    var inboundSockets: [InboundSocketKey: (tcp: OwnedDescriptor, udp: OwnedDescriptor?)] = [:]
+
     /// - Throws: ``SupervisorError`` when the service account is missing or the runtime
     ///   directory cannot be prepared.
     public init(options: SupervisorOptions, configuration: SluiceConfiguration) throws {
@@ -524,6 +528,42 @@ public final class Supervisor {
         }
     }
 
+    /// The sockets of `inbound.listeners`, in their order (nil where one cannot be bound: said in the log, and that
+    /// port stays closed). Sockets of listeners no longer configured are closed.
+    func localProxySockets() -> [(tcp: OwnedDescriptor, udp: OwnedDescriptor?)?] {
+        let listeners = configuration.tun.enable ? configuration.inbound.listeners : []
+        var kept: [InboundSocketKey: (tcp: OwnedDescriptor, udp: OwnedDescriptor?)] = [:]
+        var result: [(tcp: OwnedDescriptor, udp: OwnedDescriptor?)?] = []
+        for listener in listeners {
+            let key = InboundSocketKey(address: listener.address, port: listener.port, udp: listener.udp)
+            if let current = kept[key] ?? inboundSockets.removeValue(forKey: key) {
+                kept[key] = current
+                result.append(current)
+                continue
+            }
+            let endpoint = InetEndpoint(listener.address, listener.port)
+            do {
+                let (udp, tcp) = try InetSocket.serverPair(endpoint, backlog: 1024)
+                let sockets = (tcp: tcp, udp: listener.udp ? Optional(udp) : nil)
+                if !listener.udp { udp.close() }
+                kept[key] = sockets
+                result.append(sockets)
+                let bound = (try? InetSocket.address(tcp.rawValue)).map(\.description) ?? endpoint.description
+                logger.info("\(listener.name): bound \(bound) (\(listener.kind.rawValue)\(listener.udp ? ", TCP and UDP" : ", TCP")) for the tun worker")
+            } catch {
+                logger.error(
+                    "\(listener.name): cannot bind \(endpoint): \(error); this local proxy port stays closed. Is another program (another proxy) on that port? Change the port or stop it.")
+                result.append(nil)
+            }
+        }
+        for (_, old) in inboundSockets {
+            old.tcp.close()
+            old.udp?.close()
+        }
+        inboundSockets = kept
+        return result
+    }
+
     /// UDP sockets for the dns worker's upstream queries, one per family, carrying
     /// `tun.routing-mark` (setting it takes CAP_NET_ADMIN, which the dns worker lacks) so
     /// that they leave around the TUN. Empty when the mark cannot be set or is not wanted.
@@ -550,6 +590,13 @@ public final class Supervisor {
         defer { nextRequestID = nextRequestID == UInt32.max ? 1 : nextRequestID + 1 }
         return nextRequestID
     }
+}
+
+/// Which sockets a local proxy port needs: the same key keeps its sockets across worker restarts and reloads.
+struct InboundSocketKey: Hashable {
+    var address: IPAddress
+    var port: UInt16
+    var udp: Bool
 }
 
 /// A supervisor failure that stops `sluiced run`, with what to do about it.

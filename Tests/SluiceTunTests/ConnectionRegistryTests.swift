@@ -60,8 +60,11 @@ struct ConnectionRegistryTests {
         #expect(
             Set(metadata.keys) == [
                 "network", "type", "sourceIP", "destinationIP", "sourcePort", "destinationPort", "host", "dnsMode",
-                "processPath", "process", "sniffHost", "remoteDestination",
+                "processPath", "process", "sniffHost", "remoteDestination", "inboundName", "inboundIP", "inboundPort",
+                "inboundUser",
             ])
+        // A TUN connection came in on no local proxy port.
+        #expect(metadata["inboundName"] as? String == "" && metadata["inboundPort"] as? String == "")
         #expect(metadata["network"] as? String == "tcp")
         #expect(metadata["type"] as? String == "Tun")
         #expect(metadata["sourceIP"] as? String == "10.77.1.2")

@@ -546,7 +546,7 @@ public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
     public struct Metadata: Sendable, Equatable, Codable {
         /// `tcp` or `udp`.
         public var network: String
-        /// How it reached sluice: `Tun`.
+        /// How it reached sluice: `Tun`, or a local proxy port's protocol (`Socks5`, `Socks4`, `HTTP`, `HTTPConnect`).
         public var type: String
         public var sourceIP: String
         public var destinationIP: String
@@ -560,12 +560,23 @@ public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
         public var process: String
         public var sniffHost: String
         public var remoteDestination: String
+        /// The local proxy port it came in on (mihomo's `DEFAULT-MIXED`, or a listener's name), its address and port,
+        /// and the user that authenticated there; empty for TUN connections.
+        public var inboundName: String
+        public var inboundIP: String
+        public var inboundPort: String
+        public var inboundUser: String
 
         public init(
             network: String, type: String = "Tun", sourceIP: String, destinationIP: String, sourcePort: String,
             destinationPort: String, host: String, dnsMode: String, processPath: String = "", process: String = "",
-            sniffHost: String = "", remoteDestination: String = ""
+            sniffHost: String = "", remoteDestination: String = "", inboundName: String = "", inboundIP: String = "",
+            inboundPort: String = "", inboundUser: String = ""
         ) {
+            self.inboundName = inboundName
+            self.inboundIP = inboundIP
+            self.inboundPort = inboundPort
+            self.inboundUser = inboundUser
             self.network = network
             self.type = type
             self.sourceIP = sourceIP
