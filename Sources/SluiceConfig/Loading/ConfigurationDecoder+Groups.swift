@@ -184,16 +184,14 @@ extension ConfigurationDecoder {
                     reader.mark, groupPath,
                     "group \"\(group.name)\" has no members; list some under proxies, use or set include-all: true")
             }
-            if !group.leftOutMembers.isEmpty {
+            // A group left with no members gets the "unavailable" warning below, which names them with the same
+            // reasons; one that keeps some says here what it lost.
+            if !group.leftOutMembers.isEmpty && !group.members.isEmpty {
                 let others = group.members.count
-                let rest =
-                    others == 0
-                    ? "it has no other member"
-                    : "it uses its other \(others == 1 ? "member" : "\(others) members")"
                 context.warning(
                     leftOutMark ?? reader.mark, groupPath,
                     "group \"\(group.name)\": \(group.leftOutMembers.count == 1 ? "member" : "members") left out: "
-                        + "\(group.leftOutSummary); \(rest)")
+                        + "\(group.leftOutSummary); it uses its other \(others == 1 ? "member" : "\(others) members")")
             }
             entry.group = group
             memberMarks[group.name] = marks
