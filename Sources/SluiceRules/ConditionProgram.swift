@@ -42,6 +42,8 @@ final class ConditionProgram: @unchecked Sendable {
         case not
         /// `a`: the nested set's number in the matcher.
         case ruleSet
+        /// SUB-RULE: `a`: the condition's node; `b`: the number of the nested set holding the sub-rules.
+        case subRule
         /// `a`, `b`: start and count in `uids`.
         case uid
         /// `a`: index in `strings`.
@@ -114,11 +116,11 @@ extension ConditionProgram.Builder {
         ConditionProgram(self)
     }
 
-    /// Compiles `c` as seen from a rule with `src` = `matchSource`; RULE-SET becomes `never` inside a provider or
-    /// when `set` does not know it. Returns the root node.
+    /// Compiles `c` as seen from a rule with `src` = `matchSource`; RULE-SET and SUB-RULE become `never` inside a
+    /// provider or when `set` does not number their nested set. Returns the root node.
     mutating func compile(
         _ c: RuleCondition, matchSource: Bool, insideProvider: Bool, program: RuleProgram,
-        set: (String, Bool) -> Int32?
+        set: (NestedSetKey) -> Int32?
     ) -> Int32 {
         func add(_ kind: Kind, _ a: Int32 = 0, _ b: Int32 = 0) -> Int32 {
             nodeList.append(Node(kind: kind, a: a, b: b))
@@ -170,8 +172,15 @@ extension ConditionProgram.Builder {
                 inner, matchSource: matchSource, insideProvider: insideProvider, program: program, set: set)
             return add(.not, child)
         case .ruleSet(let name):
-            guard !insideProvider, let number = set(name, matchSource) else { return add(.never) }
+            guard !insideProvider, let number = set(.ruleSet(name, matchSource: matchSource)) else {
+                return add(.never)
+            }
             return add(.ruleSet, number)
+        case .subRule(let condition, let name, _):
+            guard !insideProvider, let number = set(.subRules(name)) else { return add(.never) }
+            let child = compile(
+                condition, matchSource: matchSource, insideProvider: insideProvider, program: program, set: set)
+            return add(.subRule, child, number)
         case .uid(let ranges):
             let start = Int32(uidList.count)
             uidList.append(contentsOf: ranges)
@@ -248,6 +257,10 @@ extension ConditionProgram {
             return !matches(node.a, facts, sets: sets)
         case .ruleSet:
             return sets[Int(node.a)].lowestMatch(facts, from: 0, sets: []) != .max
+        case .subRule:
+            // The condition, then any rule of the set (which may hold RULE-SETs and SUB-RULEs of its own).
+            return matches(node.a, facts, sets: sets)
+                && sets[Int(node.b)].lowestMatch(facts, from: 0, sets: sets) != .max
         case .processName:
             guard let path = facts.processPath else { return false }
             return RuleProgram.executableName(path) == strings[Int(node.a)]

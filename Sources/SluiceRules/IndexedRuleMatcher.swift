@@ -39,10 +39,10 @@ final class RuleIndex: @unchecked Sendable {
     private let hasNameIndexes: Bool
 
     /// Builds the index of `rules` (ascending rule index, condition, `src`). `set` numbers the nested set that
-    /// answers a RULE-SET inside a logical rule (nil: none, never matches).
+    /// answers a RULE-SET inside a logical rule or a SUB-RULE (nil: none, never matches).
     init(
         _ rules: [(index: Int32, condition: RuleCondition, matchSource: Bool)], program: RuleProgram,
-        set: (String, Bool) -> Int32?
+        set: (NestedSetKey) -> Int32?
     ) {
         var builder = Builder()
         for rule in rules {
@@ -84,7 +84,7 @@ final class RuleIndex: @unchecked Sendable {
 
         /// `top`: a rule's own condition (false: a classical provider's entry, where RULE-SET never matches).
         mutating func add(
-            _ c: RuleCondition, index: Int32, matchSource: Bool, program: RuleProgram, set: (String, Bool) -> Int32?,
+            _ c: RuleCondition, index: Int32, matchSource: Bool, program: RuleProgram, set: (NestedSetKey) -> Int32?,
             top: Bool
         ) {
             switch c {
@@ -136,7 +136,7 @@ final class RuleIndex: @unchecked Sendable {
                             set: set, top: false)
                     }
                 }
-            case .domainRegex, .ipSuffix, .and, .or, .not, .uid, .processName, .processPath:
+            case .domainRegex, .ipSuffix, .and, .or, .not, .uid, .processName, .processPath, .subRule:
                 let node = conditions.compile(
                     c, matchSource: matchSource, insideProvider: !top, program: program, set: set)
                 let testsDestination =
@@ -217,6 +217,14 @@ final class RuleIndex: @unchecked Sendable {
     }
 }
 
+/// What a nested `RuleIndex` answers: a rule provider tested from inside a logical rule (with or without `src`), or
+/// a set of sub-rules. A set's rules are the same wherever its name is used (the loader fills every SUB-RULE from
+/// the one set of that name), so one index serves every SUB-RULE naming it.
+enum NestedSetKey: Hashable {
+    case ruleSet(String, matchSource: Bool)
+    case subRules(String)
+}
+
 /// The indexed strategy: one `RuleIndex` over all rules, and the resolve-once rule for fake
 /// destinations.
 ///
@@ -226,55 +234,81 @@ final class RuleIndex: @unchecked Sendable {
 /// the second lookup, from `r` on, tests the resolved addresses; only the destination trie and
 /// the list entries that test the destination can answer differently, and only those are
 /// checked again.
+///
+/// A SUB-RULE is a list entry whose compiled node tests its condition and then asks its set's own `RuleIndex`
+/// (one of the nested sets); when it is the answer, the same indexes find which rule of the set decides.
 final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
     /// The first rule that resolves a fake destination's name (`RuleProgram.firstResolving`). The program itself is
     /// not kept: its normalised copies are only needed while building.
     private let firstResolving: Int32
     private let index: RuleIndex
-    /// For each provider named by a RULE-SET inside a logical rule (with and without `src`), its entries as a set,
-    /// every entry under index 0.
+    /// The nested sets, by number: each provider named by a RULE-SET inside a logical rule (with and without
+    /// `src`), its entries under index 0; and each set of sub-rules, its rules numbered from 0.
     private let nestedSets: [RuleIndex]
-
-    private struct NestedKey: Hashable {
-        var name: String
-        var matchSource: Bool
-    }
+    /// For the SUB-RULEs among the rules: rule index → the number of its set.
+    private let subRuleSets: [Int32: Int32]
+    /// For each nested set of sub-rules, the same for its own SUB-RULEs (empty for the other nested sets).
+    private let nestedSubRuleSets: [[Int32: Int32]]
 
     init(_ program: RuleProgram) {
         firstResolving = program.firstResolving
-        var numbers: [NestedKey: Int32] = [:]
+        var numbers: [NestedSetKey: Int32] = [:]
+        var subRuleContents: [String: [Rule]] = [:]
         func scan(_ c: RuleCondition, _ matchSource: Bool, nested: Bool) {
             switch c {
             case .and(let cs), .or(let cs): cs.forEach { scan($0, matchSource, nested: true) }
             case .not(let inner): scan(inner, matchSource, nested: true)
             case .ruleSet(let name) where nested && program.providers[name] != nil:
-                let key = NestedKey(name: name, matchSource: matchSource)
+                let key = NestedSetKey.ruleSet(name, matchSource: matchSource)
                 if numbers[key] == nil { numbers[key] = Int32(numbers.count) }
+            case .subRule(let condition, let name, let rules):
+                scan(condition, matchSource, nested: true)
+                guard numbers[.subRules(name)] == nil else { break }
+                numbers[.subRules(name)] = Int32(numbers.count)
+                subRuleContents[name] = rules
+                for rule in rules { scan(rule.condition, rule.matchSource, nested: false) }
             default: break
             }
         }
         for rule in program.rules { scan(rule.condition, rule.matchSource, nested: false) }
+        let nestedNumbers = numbers
+        func numbered(_ rules: [Rule]) -> [(index: Int32, condition: RuleCondition, matchSource: Bool)] {
+            rules.enumerated().map { (Int32($0.offset), $0.element.condition, $0.element.matchSource) }
+        }
+        func subRules(_ rules: [Rule]) -> [Int32: Int32] {
+            var result: [Int32: Int32] = [:]
+            for (i, rule) in rules.enumerated() {
+                if case .subRule(_, let name, _) = rule.condition { result[Int32(i)] = nestedNumbers[.subRules(name)] }
+            }
+            return result
+        }
         var sets = [RuleIndex?](repeating: nil, count: numbers.count)
+        var setSubRules = [[Int32: Int32]](repeating: [:], count: numbers.count)
         for (key, number) in numbers {
-            // A set is one RULE-SET rule at index 0; inside it RULE-SET never matches, so it needs no sets itself.
-            sets[Int(number)] = RuleIndex([(0, .ruleSet(key.name), key.matchSource)], program: program) { _, _ in nil }
+            switch key {
+            case .ruleSet(let name, let matchSource):
+                // One RULE-SET rule at index 0; inside it RULE-SET never matches, so it needs no sets itself.
+                sets[Int(number)] = RuleIndex([(0, .ruleSet(name), matchSource)], program: program) { _ in nil }
+            case .subRules(let name):
+                let rules = subRuleContents[name] ?? []
+                sets[Int(number)] = RuleIndex(numbered(rules), program: program) { nestedNumbers[$0] }
+                setSubRules[Int(number)] = subRules(rules)
+            }
         }
         nestedSets = sets.map { $0! }
-        let nestedNumbers = numbers
-        var rules: [(index: Int32, condition: RuleCondition, matchSource: Bool)] = []
-        rules.reserveCapacity(program.rules.count)
-        for (i, rule) in program.rules.enumerated() { rules.append((Int32(i), rule.condition, rule.matchSource)) }
-        index = RuleIndex(rules, program: program) { nestedNumbers[NestedKey(name: $0, matchSource: $1)] }
+        nestedSubRuleSets = setSubRules
+        subRuleSets = subRules(program.rules)
+        index = RuleIndex(numbered(program.rules), program: program) { nestedNumbers[$0] }
     }
 
-    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> Int? {
+    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> RuleMatch? {
         guard var host = m.host else { return firstMatch(m, host: nil, resolve: resolve) }
         return host.withUTF8 { firstMatch(m, host: UnsafeRawBufferPointer($0), resolve: resolve) }
     }
 
     private func firstMatch(
         _ m: ConnectionMetadata, host: UnsafeRawBufferPointer?, resolve: ((String) -> [IPAddress])?
-    ) -> Int? {
+    ) -> RuleMatch? {
         var facts = MatchFacts(
             host: host, hostString: m.host, network: m.network, source: RuleEngine.unmapped(m.source),
             sourcePort: m.sourcePort, destinationPort: m.destinationPort, uid: m.uid, processPath: m.processPath,
@@ -285,6 +319,16 @@ final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
             facts.destinations = DestinationAddresses(resolve(name))
             best = index.lowestMatch(facts, from: r, settled: best, sets: nestedSets)
         }
-        return best == .max ? nil : Int(best)
+        guard best != .max else { return nil }
+        var found = RuleMatch(index: Int(best))
+        // A SUB-RULE matched: find the rule of its set that decides, with the same facts (and so on down).
+        var set = subRuleSets[best]
+        while let number = set {
+            let position = nestedSets[Int(number)].lowestMatch(facts, from: 0, sets: nestedSets)
+            guard position != .max else { break }
+            found.path.append(Int(position))
+            set = nestedSubRuleSets[Int(number)][position]
+        }
+        return found
     }
 }

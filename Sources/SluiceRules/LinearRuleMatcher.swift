@@ -11,7 +11,7 @@ struct LinearRuleMatcher: RuleMatching, ConditionEvaluating, @unchecked Sendable
         self.program = program
     }
 
-    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> Int? {
+    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> RuleMatch? {
         var input = MatchInput(m)
         var resolver = resolve
         if !m.destinationIsFake || (m.host ?? "").isEmpty { resolver = nil }
@@ -21,7 +21,9 @@ struct LinearRuleMatcher: RuleMatching, ConditionEvaluating, @unchecked Sendable
                 input.destinations = DestinationAddresses(resolve(m.host!))
                 resolver = nil
             }
-            if evaluate(rule.condition, input, matchSource: rule.matchSource) { return index }
+            if evaluate(rule.condition, input, matchSource: rule.matchSource) {
+                return RuleMatch(index: index, path: subRulePath(rule, input))
+            }
         }
         return nil
     }

@@ -140,11 +140,24 @@ public final class RuleEngine: @unchecked Sendable {
         case .direct: return RuleDecision(target: "DIRECT", rule: "mode direct")
         case .global, .rule: break
         }
-        guard let index = matcher.firstMatch(m, resolve: resolver) else {
+        guard let found = matcher.firstMatch(m, resolve: resolver) else {
             return RuleDecision(target: "DIRECT", rule: "no rule matched")
         }
-        let rule = rules[index]
-        return RuleDecision(target: rule.target, rule: Self.describe(rule.condition), condition: rule.condition)
+        let top = rules[found.index]
+        // A SUB-RULE's target is that of the rule in its set that matched (`SUB-RULE,(NETWORK,TCP),web → DOMAIN,a`).
+        var rule = top
+        var description = Self.describe(top.condition)
+        for position in found.path {
+            guard case .subRule(_, _, let inner) = rule.condition, inner.indices.contains(position) else { break }
+            rule = inner[position]
+            description += " → " + Self.describe(rule.condition)
+        }
+        if case .subRule = rule.condition {
+            // Cannot happen (a SUB-RULE matches only through a rule of its set); its target names no proxy, so
+            // reject rather than let the dispatcher guess.
+            return RuleDecision(target: "REJECT", rule: description, condition: top.condition)
+        }
+        return RuleDecision(target: rule.target, rule: description, condition: top.condition)
     }
 
     /// `::ffff:1.2.3.4` compares as `1.2.3.4`, as mihomo does.
@@ -200,13 +213,21 @@ public final class RuleEngine: @unchecked Sendable {
         case .or(let cs): return "OR,(" + cs.map { "(\(describe($0)))" }.joined(separator: ",") + ")"
         case .not(let inner): return "NOT,((\(describe(inner))))"
         case .ruleSet(let n): return "RULE-SET,\(n)"
+        case .subRule(let condition, let name, _): return "SUB-RULE,(\(describe(condition))),\(name)"
         }
     }
 }
 
+/// Which rule matched: the index in the rules, and for a SUB-RULE the position of the deciding rule in its set
+/// (then in that rule's set, for a nested SUB-RULE).
+struct RuleMatch: Equatable {
+    var index: Int
+    var path: [Int] = []
+}
+
 /// A way of finding the first matching rule; the two strategies implement it.
 protocol RuleMatching: Sendable {
-    /// The index of the first rule that matches `m`, resolving the name through `resolve` as
-    /// ``RuleEngine/decide(_:resolve:)`` describes.
-    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> Int?
+    /// The first rule that matches `m` (and for a SUB-RULE the rule of its set that decides), resolving the name
+    /// through `resolve` as ``RuleEngine/decide(_:resolve:)`` describes.
+    func firstMatch(_ m: ConnectionMetadata, resolve: ((String) -> [IPAddress])?) -> RuleMatch?
 }

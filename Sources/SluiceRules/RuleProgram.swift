@@ -68,6 +68,9 @@ struct RuleProgram: @unchecked Sendable {
                 }
             case .processName, .processPath: usesProcess = true
             case .inboundPort: unsupported.insert("IN-PORT")
+            case .subRule(let condition, _, let rules):
+                scan(condition)
+                rules.forEach { scan($0.condition) }
             default: break
             }
         }
@@ -97,21 +100,35 @@ struct RuleProgram: @unchecked Sendable {
             }
         }
         providersTestingDestination = testing
-        let resolves = self.rules.map {
-            !$0.noResolve && !$0.matchSource && Self.testsDestination($0.condition, providers: resolvingProviders)
-        }
+        let resolves = self.rules.map { Self.resolves($0, providers: resolvingProviders) }
         self.resolves = resolves
         self.firstResolving = resolves.firstIndex(of: true).map { Int32($0) } ?? .max
     }
 
+    /// Whether reaching `rule` resolves a fake destination's name: it tests the destination address without
+    /// `no-resolve` or `src`, or it is a SUB-RULE whose condition or set holds such a rule. mihomo decides this
+    /// before matching the rule (`tunnel.go` `match` asks `ShouldResolveIP`, which for a SUB-RULE is that of its
+    /// condition and of every rule of its set, `rules/logic/logic.go`); inside a set nothing resolves again.
+    static func resolves(_ rule: Rule, providers: [String: Bool]) -> Bool {
+        if case .subRule(let condition, _, let rules) = rule.condition {
+            return (!rule.noResolve && testsDestination(condition, providers: providers))
+                || rules.contains { resolves($0, providers: providers) }
+        }
+        return !rule.noResolve && !rule.matchSource && testsDestination(rule.condition, providers: providers)
+    }
+
     /// Whether `c` tests the destination address somewhere (so that reaching it resolves a fake destination's
-    /// name); `providers` says which providers hold such an entry.
+    /// name); `providers` says which providers hold such an entry. A SUB-RULE tests it when its condition or a rule
+    /// of its set (other than a `src` one) does.
     static func testsDestination(_ c: RuleCondition, providers: [String: Bool]) -> Bool {
         switch c {
         case .ipCIDR, .ipSuffix: return true
         case .and(let cs), .or(let cs): return cs.contains { testsDestination($0, providers: providers) }
         case .not(let inner): return testsDestination(inner, providers: providers)
         case .ruleSet(let name): return providers[name] ?? false
+        case .subRule(let condition, _, let rules):
+            return testsDestination(condition, providers: providers)
+                || rules.contains { !$0.matchSource && testsDestination($0.condition, providers: providers) }
         default: return false
         }
     }
@@ -129,6 +146,14 @@ struct RuleProgram: @unchecked Sendable {
         case .and(let cs): return .and(cs.map(normalise))
         case .or(let cs): return .or(cs.map(normalise))
         case .not(let inner): return .not(normalise(inner))
+        case .subRule(let condition, let name, let rules):
+            return .subRule(
+                normalise(condition), name: name,
+                rules: rules.map { rule in
+                    var copy = rule
+                    copy.condition = normalise(rule.condition)
+                    return copy
+                })
         default: return c
         }
     }
@@ -284,7 +309,27 @@ extension ConditionEvaluating {
         case .processPath(let path):
             return input.processPath == path
         case .inboundPort: return false
+        case .subRule(let condition, _, let rules):
+            // mihomo's Logic.Match for SUB-RULE: the condition, then the set's first match (logic.go matchSubRules).
+            return evaluate(condition, input, matchSource: matchSource, insideProvider: insideProvider)
+                && rules.contains {
+                    evaluate($0.condition, input, matchSource: $0.matchSource, insideProvider: insideProvider)
+                }
         }
+    }
+
+    /// For a SUB-RULE that matched, the position of the rule that decides in its set, and in that rule's set when
+    /// it is a SUB-RULE too, and so on; empty for any other rule.
+    func subRulePath(_ rule: Rule, _ input: MatchInput) -> [Int] {
+        var path: [Int] = []
+        var current = rule
+        while case .subRule(_, _, let rules) = current.condition,
+            let position = rules.firstIndex(where: { evaluate($0.condition, input, matchSource: $0.matchSource) })
+        {
+            path.append(position)
+            current = rules[position]
+        }
+        return path
     }
 }
 

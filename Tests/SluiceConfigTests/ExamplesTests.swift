@@ -55,7 +55,7 @@ struct ExamplesTests {
         // HK only had the vmess proxy: it is unavailable (its traffic is rejected, never DIRECT), with a warning.
         let hk = try #require(configuration.proxyGroups.first { $0.name == "HK" })
         #expect(hk.members == [])
-        #expect(ProxyGroup.unavailableGroups(configuration.proxyGroups)["HK"] == "its only member \"hk-vmess\" was left out")
+        #expect(ProxyGroup.unavailableGroups(configuration.proxyGroups)["HK"] == "its only member was left out: \"hk-vmess\" (vmess not supported)")
         #expect(rendered.contains { $0.contains("group \"HK\" is unavailable") }, "\(rendered)")
         #expect(hk.kind == .urlTest)
         let jp = try #require(configuration.proxyGroups.first { $0.name == "JP" })

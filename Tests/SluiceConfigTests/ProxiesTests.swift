@@ -142,13 +142,12 @@ struct ProxiesTests {
         #expect(
             TestSupport.messages(yaml) == [
                 "t.yaml:2:21: warning: proxies[0]: type \"vmess\" is not supported by sluice; proxy \"v\" left out",
-                "t.yaml:4:5: warning: proxy-groups[0]: group \"A\" is unavailable (its only member \"v\" was left out); its connections will be rejected, not sent DIRECT",
-                "t.yaml:4:39: warning: proxy-groups[0].proxies[0]: \"v\" was left out; member skipped",
+                "t.yaml:4:5: warning: proxy-groups[0]: group \"A\" is unavailable (its only member was left out: \"v\" (vmess not supported)); its connections will be rejected, not sent DIRECT",
                 "t.yaml:5:5: proxy-groups[1]: group \"B\" has no members; list some under proxies, use or set include-all: true",
                 "t.yaml:5:39: proxy-groups[1].proxies[0]: no proxy or group named \"nothing\"; define it under proxies or proxy-groups",
                 "t.yaml:6:5: proxy-groups[2]: group \"C\" has no members; list some under proxies, use or set include-all: true",
                 "t.yaml:7:21: warning: proxy-groups[3]: type \"relay\" is not supported by sluice; group \"R\" left out",
-                "t.yaml:8:39: warning: proxy-groups[4].proxies[0]: \"R\" was left out; member skipped",
+                "t.yaml:8:39: warning: proxy-groups[4]: group \"D\": member left out: \"R\" (relay groups not supported); it uses its other member",
             ])
     }
 

@@ -26,14 +26,18 @@ struct ProxyGroupLoadingTests {
     func allMembersLeftOut() throws {
         let (groups, messages) = try Self.load("  - {name: Proxy, type: select, proxies: [v1, v2]}\n")
         #expect(groups[0].members == [])
-        #expect(groups[0].leftOutMembers == ["v1", "v2"])
         #expect(
-            ProxyGroup.unavailableGroups(groups) == ["Proxy": "all 2 members left out: v1, v2"])
+            groups[0].leftOutMembers == [
+                ProxyGroup.LeftOutMember(name: "v1", reason: "vless not supported"),
+                ProxyGroup.LeftOutMember(name: "v2", reason: "vless not supported"),
+            ])
+        #expect(
+            ProxyGroup.unavailableGroups(groups) == [
+                "Proxy": "all 2 members were left out: \"v1\" (vless not supported), \"v2\" (vless not supported)"
+            ])
         #expect(
             messages == [
-                "t.yaml:7:5: warning: proxy-groups[0]: group \"Proxy\" is unavailable (all 2 members left out: v1, v2); its connections will be rejected, not sent DIRECT",
-                "t.yaml:7:43: warning: proxy-groups[0].proxies[0]: \"v1\" was left out; member skipped",
-                "t.yaml:7:47: warning: proxy-groups[0].proxies[1]: \"v2\" was left out; member skipped",
+                "t.yaml:7:5: warning: proxy-groups[0]: group \"Proxy\" is unavailable (all 2 members were left out: \"v1\" (vless not supported), \"v2\" (vless not supported)); its connections will be rejected, not sent DIRECT"
             ])
     }
 
@@ -57,7 +61,9 @@ struct ProxyGroupLoadingTests {
             ])
     }
 
-    @Test("include-all, include-all-proxies: every supported proxy; with filters; none found is unavailable")
+    @Test(
+        "include-all, include-all-proxies: every supported proxy; with filters; the left-out ones they would take are named; none found is unavailable"
+    )
     func includeAll() throws {
         let (groups, messages) = try Self.load(
             """
@@ -66,16 +72,24 @@ struct ProxyGroupLoadingTests {
               - {name: Filtered, type: url-test, include-all-proxies: true, filter: "^zz"}
               - {name: NoSS, type: load-balance, include-all: true, exclude-type: "Shadowsocks|direct"}
               - {name: Providers, type: select, include-all-providers: true}
+              - {name: OnlyV, type: select, include-all: true, filter: "^v"}
+              - {name: NoVless, type: select, include-all: true, exclude-type: "Vless"}
 
             """)
-        #expect(groups.map(\.members) == [["s1", "h1"], ["DIRECT", "s1", "h1"], [], ["h1"], []])
+        #expect(groups.map(\.members) == [["s1", "h1"], ["DIRECT", "s1", "h1"], [], ["h1"], [], [], ["s1", "h1"]])
+        #expect(groups.map(\.leftOutMembers.count) == [2, 2, 0, 2, 0, 2, 0])
+        let vless = "\"v1\" (vless not supported), \"v2\" (vless not supported)"
         #expect(
             ProxyGroup.unavailableGroups(groups) == [
                 "Filtered": "include-all found no supported proxy", "Providers": "include-all found no supported proxy",
+                "OnlyV": "all 2 members were left out: \(vless)",
             ])
         #expect(
             messages.filter { !$0.contains("is unavailable") } == [
-                "t.yaml:11:37: warning: proxy-groups[4].include-all-providers: proxy providers are not supported yet; this adds no members"
+                "t.yaml:7:44: warning: proxy-groups[0]: group \"All\": members left out: \(vless); it uses its other 2 members",
+                "t.yaml:8:61: warning: proxy-groups[1]: group \"AllProxies\": members left out: \(vless); it uses its other 3 members",
+                "t.yaml:10:51: warning: proxy-groups[3]: group \"NoSS\": members left out: \(vless); it uses its other member",
+                "t.yaml:11:37: warning: proxy-groups[4].include-all-providers: proxy providers are not supported yet; this adds no members",
             ])
     }
 
@@ -107,7 +121,7 @@ struct ProxyGroupLoadingTests {
             """)
         #expect(
             ProxyGroup.unavailableGroups(groups) == [
-                "Empty": "its only member \"v1\" was left out", "Outer": "every member is unavailable: Empty, PASS",
+                "Empty": "its only member was left out: \"v1\" (vless not supported)", "Outer": "every member is unavailable: Empty, PASS",
             ])
         #expect(messages.filter { $0.contains("is unavailable") }.count == 2, "\(messages)")
     }

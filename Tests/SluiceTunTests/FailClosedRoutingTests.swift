@@ -37,10 +37,10 @@ struct FailClosedRoutingTests {
         let (decision, _) = table.settle(RuleDecision(target: "Outer", rule: "MATCH"), key: "", source: "")
         #expect(decision.rule == "MATCH → Outer (group Outer unavailable)")
         #expect(groups.status.filter { $0.name != "GLOBAL" }.map(\.now) == ["REJECT", "REJECT", "REJECT"])
-        #expect(groups.status[0].unavailable == "its only member \"v1\" was left out")
+        #expect(groups.status[0].unavailable == "its only member was left out: \"v1\" (vless not supported)")
         #expect(
             groups.problems == [
-                "group Proxy is unavailable (its only member \"v1\" was left out); its traffic is rejected",
+                "group Proxy is unavailable (its only member was left out: \"v1\" (vless not supported)); its traffic is rejected",
                 "group Outer is unavailable (every member is unavailable: Proxy); its traffic is rejected",
                 "group Sub is unavailable (proxy providers are not supported yet: provider1); its traffic is rejected",
             ])

@@ -51,13 +51,13 @@ struct UnavailableGroupLabTests {
         #expect(seconds < 2, "not refused at once (\(seconds) s): \(output)")
         #expect(lab.harness.log.contains("→ Proxy (group Proxy unavailable)"), "\(lab.harness.log.suffix(1500))")
 
-        let line = "group Proxy is unavailable (its only member \"v1\" was left out); its traffic is rejected"
+        let line = "group Proxy is unavailable (its only member was left out: \"v1\" (vless not supported)); its traffic is rejected"
         #expect(
             lab.harness.waitUntil(5) {
                 lab.harness.status()?.workers.first { $0.name == "tun" }?.problems == [line]
             }, "\(String(describing: lab.harness.status()))")
         let group = lab.harness.status()?.groups.first { $0.name == "Proxy" }
-        #expect(group?.now == "REJECT" && group?.unavailable == "its only member \"v1\" was left out")
+        #expect(group?.now == "REJECT" && group?.unavailable == "its only member was left out: \"v1\" (vless not supported)")
         let text = Shell.run(
             "\(SluicedHarness.productsDirectory)/sluiced status --runtime-dir \(lab.harness.runtimeDirectory) 2>&1"
         ).1
@@ -69,7 +69,7 @@ struct UnavailableGroupLabTests {
         let proxy = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
         #expect(proxy?["now"] as? String == "REJECT")
         #expect(proxy?["alive"] as? Bool == false)
-        #expect(proxy?["unavailable"] as? String == "its only member \"v1\" was left out")
+        #expect(proxy?["unavailable"] as? String == "its only member was left out: \"v1\" (vless not supported)")
         #expect(proxy?["all"] as? [String] == ["REJECT"])
     }
 }

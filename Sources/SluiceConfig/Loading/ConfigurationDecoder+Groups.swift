@@ -36,7 +36,7 @@ extension ConfigurationDecoder {
                 context.warning(
                     typeNode.mark, itemPath,
                     "type \"relay\" is not supported by sluice; group \"\(name)\" left out")
-                names.leftOut.insert(name)
+                names.leaveOut(name, because: "relay groups not supported")
                 continue
             }
             guard let kind = ProxyGroup.Kind(rawValue: type) else {
@@ -44,7 +44,7 @@ extension ConfigurationDecoder {
                     typeNode.mark, itemPath.key("type"),
                     "expected one of select, url-test, fallback, load-balance; got \(DecodingContext.got(typeNode))")
                 // Still a name others may refer to; avoid a cascade of "no group named" errors.
-                names.leftOut.insert(name)
+                names.leaveOut(name, because: "invalid group type")
                 continue
             }
             names.groups.insert(name)
@@ -58,6 +58,8 @@ extension ConfigurationDecoder {
             let groupPath = entry.path
             var group = entry.group
             var marks: [String: SourceMark] = [:]
+            // Where the first left-out member is written: the group's one warning about them points there.
+            var leftOutMark: SourceMark?
             if let membersNode = reader.value("proxies"),
                 let members = context.items(membersNode, groupPath.key("proxies"))
             {
@@ -78,8 +80,11 @@ extension ConfigurationDecoder {
                             marks[member] = memberNode.mark
                         }
                     case .leftOut:
-                        group.leftOutMembers.append(member)
-                        context.warning(memberNode.mark, memberPath, "\"\(member)\" was left out; member skipped")
+                        if !group.leftOutMembers.contains(where: { $0.name == member }) {
+                            let reason = names.leftOutReasons[member] ?? "left out"
+                            group.leftOutMembers.append(ProxyGroup.LeftOutMember(name: member, reason: reason))
+                        }
+                        leftOutMark = leftOutMark ?? memberNode.mark
                     case .unknown:
                         context.error(
                             memberNode.mark, memberPath,
@@ -96,8 +101,22 @@ extension ConfigurationDecoder {
             reader.bool("include-all-providers", into: &includeAllProviders)
             group.includesAll = includeAll || includeAllProxies || includeAllProviders
             if includeAll || includeAllProxies {
-                let candidates = proxies.filter { !group.members.contains($0.name) }
-                group.members += applyFilters(candidates, reader, groupPath).map(\.name)
+                // The left-out proxies count too: mihomo's include-all would have taken them, so the group says so.
+                let listed = Set(group.members + group.leftOutMembers.map(\.name))
+                let candidates =
+                    proxies.map { (name: $0.name, types: Self.typeNames($0.kind)) }
+                    + names.leftOutProxies.map { (name: $0.name, types: $0.types) }
+                for candidate in applyFilters(candidates, reader, groupPath) where !listed.contains(candidate.name) {
+                    if names.proxies.contains(candidate.name) {
+                        group.members.append(candidate.name)
+                    } else {
+                        group.leftOutMembers.append(
+                            ProxyGroup.LeftOutMember(
+                                name: candidate.name, reason: names.leftOutReasons[candidate.name] ?? "left out"))
+                        let key = includeAll ? "include-all" : "include-all-proxies"
+                        leftOutMark = leftOutMark ?? reader.pair(key)?.value.mark
+                    }
+                }
             } else if reader.value("use") != nil {
                 // They filter the providers' proxies, and sluice loads no provider yet (warned below).
                 for key in ["filter", "exclude-filter", "exclude-type"] { _ = reader.pair(key) }
@@ -165,6 +184,15 @@ extension ConfigurationDecoder {
                     reader.mark, groupPath,
                     "group \"\(group.name)\" has no members; list some under proxies, use or set include-all: true")
             }
+            // A group left with no members gets the "unavailable" warning below, which names them with the same
+            // reasons; one that keeps some says here what it lost.
+            if !group.leftOutMembers.isEmpty && !group.members.isEmpty {
+                let others = group.members.count
+                context.warning(
+                    leftOutMark ?? reader.mark, groupPath,
+                    "group \"\(group.name)\": \(group.leftOutMembers.count == 1 ? "member" : "members") left out: "
+                        + "\(group.leftOutSummary); it uses its other \(others == 1 ? "member" : "\(others) members")")
+            }
             entry.group = group
             memberMarks[group.name] = marks
             groups.append(group)
@@ -183,11 +211,13 @@ extension ConfigurationDecoder {
     /// Applies `filter` and `exclude-filter` (regular expressions over proxy names) and `exclude-type` (proxy types
     /// separated by `|`, as mihomo names them — `Shadowsocks`, `Socks5`, `Http`, `Direct`, `Reject` — or as the
     /// configuration's `type:` does, any case) to include-all members.
-    private func applyFilters(_ proxies: [Proxy], _ reader: MappingReader, _ path: String) -> [Proxy] {
+    private func applyFilters(
+        _ proxies: [(name: String, types: Set<String>)], _ reader: MappingReader, _ path: String
+    ) -> [(name: String, types: Set<String>)] {
         var result = proxies
         if let node = reader.value("exclude-type"), let text = context.string(node, path.key("exclude-type")) {
             let excluded = Set(text.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
-            result = result.filter { excluded.isDisjoint(with: Self.typeNames($0.kind)) }
+            result = result.filter { excluded.isDisjoint(with: $0.types) }
         }
         for key in ["filter", "exclude-filter"] {
             guard let node = reader.value(key), let pattern = context.string(node, path.key(key)) else { continue }

@@ -8,6 +8,17 @@ struct NameTable {
     var groups: Set<String> = []
     /// Names of proxies and groups that were left out with a warning; references to them are skipped.
     var leftOut: Set<String> = []
+    /// Why each left-out name went, in a few words (`vless not supported`), for the groups that list it.
+    var leftOutReasons: [String: String] = [:]
+    /// The proxies left out, in file order, with their type names (as `exclude-type` spells them), for the groups
+    /// whose `include-all` would have taken them.
+    var leftOutProxies: [(name: String, types: Set<String>)] = []
+
+    /// Records a left-out name and why.
+    mutating func leaveOut(_ name: String, because reason: String) {
+        leftOut.insert(name)
+        leftOutReasons[name] = reason
+    }
 
     /// What a name used as a group member or rule target refers to.
     enum Resolution {
@@ -85,22 +96,42 @@ extension ConfigurationDecoder {
                 continue
             }
             guard let type = context.string(typeNode, itemPath.key("type")), let name else { continue }
-            if let kind = decodeProxyKind(type.lowercased(), typeNode, reader, itemPath, name: name) {
-                if case .some(let kind) = kind {
-                    proxies.append(Proxy(name: name, kind: kind))
-                    names.proxies.insert(name)
-                } else {
-                    names.leftOut.insert(name)
-                }
+            switch decodeProxyKind(type.lowercased(), typeNode, reader, itemPath, name: name) {
+            case .loaded(let kind):
+                proxies.append(Proxy(name: name, kind: kind))
+                names.proxies.insert(name)
+            case .leftOut(let reason):
+                names.leaveOut(name, because: reason)
+                names.leftOutProxies.append((name, Self.typeNames(type.lowercased())))
+            case .failed:
+                break
             }
         }
         return proxies
     }
 
-    /// Decodes one proxy by type. nil: an error was reported; `.some(nil)`: left out with a warning.
+    /// What became of one proxy.
+    private enum ProxyOutcome {
+        case loaded(Proxy.Kind)
+        /// Left out with a warning; the reason in a few words, for the groups that list it.
+        case leftOut(String)
+        /// An error was reported.
+        case failed
+    }
+
+    /// A proxy type as mihomo's adapter names it and as `type:` spells it, lowercased (for `exclude-type`).
+    static func typeNames(_ type: String) -> Set<String> {
+        switch type {
+        case "ss": ["ss", "shadowsocks"]
+        case "ssr": ["ssr", "shadowsocksr"]
+        default: [type]
+        }
+    }
+
+    /// Decodes one proxy by type.
     private func decodeProxyKind(
         _ type: String, _ typeNode: YAMLNode, _ reader: MappingReader, _ path: String, name: String
-    ) -> Proxy.Kind?? {
+    ) -> ProxyOutcome {
         let leftOut = "proxy \"\(name)\" left out"
         var kind: Proxy.Kind?
         switch type {
@@ -155,7 +186,7 @@ extension ConfigurationDecoder {
                 context.warning(
                     plugin.key.mark, path.key("plugin"),
                     "Shadowsocks plugins are not supported by sluice; \(leftOut)")
-                return .some(nil)
+                return .leftOut("Shadowsocks plugin not supported")
             }
             let server = serverEndpoint(reader, path)
             var cipher: ShadowsocksProxy.Cipher?
@@ -167,14 +198,14 @@ extension ConfigurationDecoder {
                         cipher = known
                     } else if lower.hasPrefix("2022-blake3-") {
                         context.warning(cipherNode.mark, cipherPath, "\(lower) is not supported yet; \(leftOut)")
-                        return .some(nil)
+                        return .leftOut("cipher \(lower) not supported yet")
                     } else if Self.unsupportedShadowsocksCiphers.contains(lower) {
                         // Valid for mihomo, so the config must load: leave this proxy out, as an unsupported type.
                         context.warning(
                             cipherNode.mark, cipherPath,
                             "cipher \(lower) is not supported by sluice (it has aes-128-gcm, aes-256-gcm and "
                                 + "chacha20-ietf-poly1305); \(leftOut)")
-                        return .some(nil)
+                        return .leftOut("cipher \(lower) not supported")
                     } else {
                         context.error(
                             cipherNode.mark, cipherPath,
@@ -198,14 +229,14 @@ extension ConfigurationDecoder {
         default:
             if Self.knownUnsupportedProxyTypes.contains(type) {
                 context.warning(typeNode.mark, path, "type \"\(type)\" is not supported by sluice; \(leftOut)")
-            } else {
-                context.warning(typeNode.mark, path, "unknown proxy type \"\(type)\"; \(leftOut)")
+                return .leftOut("\(type) not supported")
             }
-            return .some(nil)
+            context.warning(typeNode.mark, path, "unknown proxy type \"\(type)\"; \(leftOut)")
+            return .leftOut("unknown type \(DecodingContext.quote(type))")
         }
         reader.ignore(Self.ignoredProxyKeys)
         reader.finish()
-        return kind.map { .some($0) }
+        return kind.map { .loaded($0) } ?? .failed
     }
 
     private func decodePassword(_ reader: MappingReader, into target: inout String?) {

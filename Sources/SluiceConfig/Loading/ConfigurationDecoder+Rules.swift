@@ -32,6 +32,20 @@ struct LogicalPartOptions {
     ]
 }
 
+/// Where a rule is being decoded, for SUB-RULE: the names `sub-rules:` defines, and whether the rule is in one of
+/// those sets (there mihomo refuses a SUB-RULE that names no set; in `rules` it accepts one naming a proxy).
+struct SubRuleScope {
+    var names: Set<String> = []
+    var insideSubRules = false
+}
+
+/// A decoded rule and where it was written, for diagnostics that come after decoding (sub-rule cycles).
+struct LocatedRule {
+    var rule: Rule
+    var mark: SourceMark
+    var path: String
+}
+
 /// Why a rule (or a part of a logical rule) could not be used.
 enum RuleProblem: Error {
     /// The rule is wrong: an error.
@@ -45,22 +59,29 @@ extension ConfigurationDecoder {
     static let unsupportedRuleTypes: Set<String> = [
         "GEOIP", "GEOSITE", "IP-ASN", "SRC-GEOIP", "SRC-IP-ASN", "SRC-IP-SUFFIX", "PROCESS-NAME-REGEX",
         "PROCESS-PATH-REGEX", "PROCESS-NAME-WILDCARD", "PROCESS-PATH-WILDCARD", "DOMAIN-WILDCARD", "DSCP",
-        "IN-TYPE", "IN-USER", "IN-NAME", "SUB-RULE", "SCRIPT", "USER-AGENT", "URL-REGEX",
+        "IN-TYPE", "IN-USER", "IN-NAME", "SCRIPT", "USER-AGENT", "URL-REGEX",
     ]
 
     /// How deeply logical rules may nest; deeper text is refused instead of recursing without bound.
     static let maximumRuleNesting = 32
 
-    func decodeRules(_ node: YAMLNode, _ path: String, names: NameTable, providers: RuleProviderTable) -> [Rule] {
+    /// Decodes a list of rules (`rules`, or one set of `sub-rules`). A SUB-RULE comes back with an empty set; the
+    /// caller fills it in (``expandSubRules(_:sets:)``) once every set is decoded.
+    func decodeRules(
+        _ node: YAMLNode, _ path: String, names: NameTable, providers: RuleProviderTable,
+        subRules: SubRuleScope = SubRuleScope()
+    ) -> [LocatedRule] {
         guard let items = context.items(node, path) else { return [] }
-        var rules: [Rule] = []
+        var rules: [LocatedRule] = []
         for (index, item) in items.enumerated() {
             let itemPath = path.index(index)
             guard let text = context.string(item, itemPath) else { continue }
             do throws(RuleProblem) {
                 var partOptions = LogicalPartOptions()
-                if let rule = try parseRule(text, names: names, providers: providers, partOptions: &partOptions) {
-                    rules.append(rule)
+                if let rule = try parseRule(
+                    text, names: names, providers: providers, subRules: subRules, partOptions: &partOptions)
+                {
+                    rules.append(LocatedRule(rule: rule, mark: item.mark, path: itemPath))
                 }
                 if let leftOut = partOptions.leftOutTarget {
                     context.warning(
@@ -84,21 +105,27 @@ extension ConfigurationDecoder {
         return rules
     }
 
-    /// Parses `TYPE,PAYLOAD,TARGET[,OPTION...]` or `MATCH,TARGET`. Returns nil for a rule skipped silently.
+    /// Parses `TYPE,PAYLOAD,TARGET[,OPTION...]`, `MATCH,TARGET` or `SUB-RULE,(CONDITION),NAME`. Returns nil for a
+    /// rule skipped silently.
     func parseRule(
-        _ text: String, names: NameTable, providers: RuleProviderTable, partOptions: inout LogicalPartOptions
+        _ text: String, names: NameTable, providers: RuleProviderTable, subRules: SubRuleScope = SubRuleScope(),
+        partOptions: inout LogicalPartOptions
     ) throws(RuleProblem) -> Rule? {
-        // Only logical rules have structure in their payload; the others split on every comma, as in mihomo,
-        // so that a DOMAIN-REGEX with an unbalanced '(' is judged by the regex compiler, not the splitter.
+        // Only logical rules and SUB-RULE have structure in their payload; the others split on every comma, as in
+        // mihomo, so that a DOMAIN-REGEX with an unbalanced '(' is judged by the regex compiler, not the splitter.
         let leading = text.prefix { $0 != "," }.trimmingSpaces.uppercased()
         let fields =
-            ["AND", "OR", "NOT"].contains(leading)
+            ["AND", "OR", "NOT", "SUB-RULE"].contains(leading)
             ? try Self.splitTopLevel(Substring(text))
             : text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
         guard let typeField = fields.first, !typeField.isEmpty else {
             throw .invalid("expected TYPE,PAYLOAD,TARGET, got \(DecodingContext.quote(text))")
         }
         let type = typeField.uppercased()
+        if type == "SUB-RULE" {
+            return try parseSubRule(
+                text, fields, names: names, providers: providers, subRules: subRules, partOptions: &partOptions)
+        }
         let condition: RuleCondition
         var target: String
         var options: ArraySlice<String> = []
@@ -244,48 +271,9 @@ extension ConfigurationDecoder {
             return .ruleSet(name)
         case "AND", "OR", "NOT":
             guard depth < Self.maximumRuleNesting else { throw .invalid("logical rules nest too deeply") }
-            let parts = try Self.parenthesised(type, payload)
-            var conditions: [RuleCondition] = []
-            for part in parts {
-                let fields = try Self.splitTopLevel(Substring(part))
-                guard fields.count >= 2, !fields[0].isEmpty else {
-                    throw .invalid(
-                        "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))"
-                    )
-                }
-                let subtype = fields[0].uppercased()
-                if subtype == "MATCH" || subtype == "RULE-SET" && depth > Self.maximumRuleNesting {
-                    throw .invalid("\(type): \(subtype) cannot be used inside a logical rule")
-                }
-                // mihomo passes what follows the payload to the part as its options (logic.go payloadToRule).
-                var noResolve = false
-                var source = false
-                for option in fields[2...] {
-                    switch option.lowercased() {
-                    case "no-resolve": noResolve = true
-                    case "src": source = true
-                    default: partOptions.unknown.append(option)
-                    }
-                }
-                var condition = try parseCondition(
-                    type: subtype, payload: fields[1], providers: providers, depth: depth + 1,
-                    partOptions: &partOptions)
-                if source {
-                    switch condition {
-                    case .ipCIDR(let prefix):
-                        condition = .sourceIPCIDR(prefix)
-                    case .ipSuffix, .ruleSet:
-                        throw .skipped(
-                            "\(subtype) with src inside a logical rule is not supported by sluice; rule skipped")
-                    default:
-                        break  // mihomo ignores src on parts that test no address
-                    }
-                }
-                if LogicalPartOptions.destinationAddressTypes.contains(subtype) && !source {
-                    if noResolve { partOptions.noResolveParts += 1 } else { partOptions.resolvingParts += 1 }
-                }
-                conditions.append(condition)
-            }
+            let conditions = try parseParts(
+                type, try Self.parenthesised(type, payload), providers: providers, depth: depth,
+                partOptions: &partOptions)
             switch type {
             case "NOT":
                 guard conditions.count == 1 else {
@@ -301,12 +289,73 @@ extension ConfigurationDecoder {
             }
         case "MATCH", "FINAL":
             throw .invalid("MATCH has no payload and cannot be used inside a logical rule")
+        case "SUB-RULE":
+            // mihomo refuses it in a logical rule ("unsupported rule type [SUB-RULE] on logic rule").
+            if providers.insideProvider {
+                throw .skipped("SUB-RULE only works in rules and sub-rules, not in a rule provider; entry skipped")
+            }
+            throw .invalid("SUB-RULE cannot be used inside a logical rule; write it as a rule of its own")
         default:
             if Self.unsupportedRuleTypes.contains(type) {
                 throw .skipped("rule type \(type) is not supported by sluice; rule skipped")
             }
             throw .invalid("unknown rule type \(DecodingContext.quote(type))")
         }
+    }
+
+    /// Parses the parts of a logical rule or the condition of a SUB-RULE (each `TYPE,PAYLOAD[,OPTION...]`); the
+    /// options of the parts are added up in `partOptions`.
+    func parseParts(
+        _ type: String, _ parts: [String], providers: RuleProviderTable, depth: Int,
+        partOptions: inout LogicalPartOptions
+    ) throws(RuleProblem) -> [RuleCondition] {
+        var conditions: [RuleCondition] = []
+        for part in parts {
+            let fields = try Self.splitTopLevel(Substring(part))
+            guard fields.count >= 2, !fields[0].isEmpty else {
+                throw .invalid(
+                    "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))"
+                )
+            }
+            // `((A,x),(B,y))` where one part belongs: more than one condition.
+            if fields[0].hasPrefix("(") {
+                throw .invalid(
+                    "\(type): each part must be (TYPE,PAYLOAD[,OPTION...]), got \(DecodingContext.quote("(\(part))"))")
+            }
+            let subtype = fields[0].uppercased()
+            if subtype == "MATCH" || subtype == "RULE-SET" && depth > Self.maximumRuleNesting {
+                throw .invalid("\(type): \(subtype) cannot be used inside a logical rule")
+            }
+            // mihomo passes what follows the payload to the part as its options (logic.go payloadToRule).
+            var noResolve = false
+            var source = false
+            for option in fields[2...] {
+                switch option.lowercased() {
+                case "no-resolve": noResolve = true
+                case "src": source = true
+                default: partOptions.unknown.append(option)
+                }
+            }
+            var condition = try parseCondition(
+                type: subtype, payload: fields[1], providers: providers, depth: depth + 1,
+                partOptions: &partOptions)
+            if source {
+                switch condition {
+                case .ipCIDR(let prefix):
+                    condition = .sourceIPCIDR(prefix)
+                case .ipSuffix, .ruleSet:
+                    throw .skipped(
+                        "\(subtype) with src inside a logical rule is not supported by sluice; rule skipped")
+                default:
+                    break  // mihomo ignores src on parts that test no address
+                }
+            }
+            if LogicalPartOptions.destinationAddressTypes.contains(subtype) && !source {
+                if noResolve { partOptions.noResolveParts += 1 } else { partOptions.resolvingParts += 1 }
+            }
+            conditions.append(condition)
+        }
+        return conditions
     }
 
     /// `((A,x),(B,y))` → ["A,x", "B,y"]: the outer parentheses hold a comma-separated list of parenthesised parts.

@@ -19,7 +19,7 @@ struct ConfigurationDecoder {
         "geodata-mode", "geodata-loader", "geosite-matcher", "geo-auto-update", "geo-update-interval",
         "geox-url", "global-client-fingerprint", "global-ua", "etag-support",
         "find-process-mode", "unified-delay", "tcp-concurrent",
-        "interface-name", "experimental", "proxy-providers", "sub-rules", "tunnels", "ntp",
+        "interface-name", "experimental", "proxy-providers", "tunnels", "ntp",
         "clash-for-android", "iptables", "ebpf", "log-file", "tls", "inbound-tfo", "inbound-mptcp", "ss-config",
         "vmess-config", "tuic-server",
     ]
@@ -62,8 +62,13 @@ struct ConfigurationDecoder {
                 node, "proxy-groups", proxies: configuration.proxies,
                 names: &names)
         }
+        // Sets of sub-rules before the rules that name them; every SUB-RULE then carries the set it names.
+        let subRules =
+            top.value("sub-rules").map { decodeSubRules($0, "sub-rules", names: names, providers: providers) }
+            ?? SubRuleTable()
         if let node = top.value("rules") {
-            configuration.rules = decodeRules(node, "rules", names: names, providers: providers)
+            let rules = decodeRules(node, "rules", names: names, providers: providers, subRules: subRules.scope)
+            configuration.rules = expandSubRules(rules, table: subRules)
         }
 
         var tunRoutingMarkSet = false

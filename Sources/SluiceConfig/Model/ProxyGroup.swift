@@ -20,9 +20,9 @@ public struct ProxyGroup: Sendable, Equatable, Codable {
     /// Member names in order: proxies, groups, DIRECT/REJECT/REJECT-DROP, or mihomo's `COMPATIBLE` (direct) and
     /// `PASS`. May be empty: such a group is unavailable (see ``unavailableGroups(_:)``) and rejects its traffic.
     public var members: [String] = []
-    /// Members listed under `proxies` that were left out (an unsupported proxy type, a `relay` group), for saying
-    /// why a group is unavailable.
-    public var leftOutMembers: [String] = []
+    /// Members listed under `proxies`, or that `include-all` would have taken, that were left out (an unsupported
+    /// proxy type or cipher, a `relay` group), with why: for saying what the group lost and why it is unavailable.
+    public var leftOutMembers: [LeftOutMember] = []
     /// `use:` proxy providers, which sluice does not load yet: each counts as an empty provider.
     public var providers: [String] = []
     /// `include-all`, `include-all-proxies` or `include-all-providers` was set.
@@ -51,6 +51,23 @@ public struct ProxyGroup: Sendable, Equatable, Codable {
 }
 
 extension ProxyGroup {
+    /// A member that was left out, and why in a few words (`vless not supported`, `cipher rc4-md5 not supported`).
+    public struct LeftOutMember: Sendable, Equatable, Codable {
+        public var name: String
+        public var reason: String
+
+        public init(name: String, reason: String) {
+            self.name = name
+            self.reason = reason
+        }
+    }
+
+    /// The left-out members with their reasons: `"hk-1" (vless not supported), "jp-2" (cipher aes-256-cfb not
+    /// supported)`.
+    public var leftOutSummary: String {
+        leftOutMembers.map { "\"\($0.name)\" (\($0.reason))" }.joined(separator: ", ")
+    }
+
     /// mihomo's built-in `COMPATIBLE`: a direct outbound. mihomo fills an empty group with it; sluice does not
     /// (an empty group rejects), but a configuration may list it as a member, and then it is `DIRECT`.
     public static let compatible = "COMPATIBLE"
@@ -86,9 +103,9 @@ extension ProxyGroup {
     private var emptyReason: String {
         var parts: [String] = []
         if leftOutMembers.count == 1 {
-            parts.append("its only member \"\(leftOutMembers[0])\" was left out")
+            parts.append("its only member was left out: \(leftOutSummary)")
         } else if !leftOutMembers.isEmpty {
-            parts.append("all \(leftOutMembers.count) members left out: \(leftOutMembers.joined(separator: ", "))")
+            parts.append("all \(leftOutMembers.count) members were left out: \(leftOutSummary)")
         }
         if !providers.isEmpty {
             parts.append("proxy providers are not supported yet: \(providers.joined(separator: ", "))")

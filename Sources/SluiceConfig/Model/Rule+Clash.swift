@@ -22,6 +22,7 @@ extension RuleCondition {
         case .not: "NOT"
         case .ruleSet: "RuleSet"
         case .match: "Match"
+        case .subRule: "SubRules"
         }
     }
 
@@ -45,6 +46,8 @@ extension RuleCondition {
         case .not(let inner): return "(" + nested(inner) + ")"
         case .ruleSet(let n): return n
         case .match: return ""
+        // mihomo keeps a SUB-RULE's payload as written: `(NETWORK,UDP)`.
+        case .subRule(let condition, _, _): return nested(condition)
         }
     }
 
@@ -70,6 +73,7 @@ extension RuleCondition {
         case .not: "NOT"
         case .ruleSet: "RULE-SET"
         case .match: "MATCH"
+        case .subRule: "SUB-RULE"
         }
     }
 }

@@ -1,9 +1,11 @@
 import SluiceNet
 
-/// One routing rule from `rules:`: when `condition` matches a connection, it goes to `target`.
+/// One routing rule from `rules:` (or from a set of `sub-rules:`): when `condition` matches a connection, it goes
+/// to `target`.
 public struct Rule: Sendable, Equatable, Codable {
     public var condition: RuleCondition
-    /// A proxy, a group, DIRECT, REJECT or REJECT-DROP.
+    /// A proxy, a group, DIRECT, REJECT or REJECT-DROP. For a SUB-RULE (``RuleCondition/subRule(_:name:rules:)``),
+    /// the name of its set, as mihomo's rule adapter is: the target then comes from the rule of the set that matched.
     public var target: String
     /// Do not resolve a domain to test an IP condition (`no-resolve`).
     public var noResolve = false
@@ -45,6 +47,12 @@ public indirect enum RuleCondition: Sendable, Equatable, Codable {
     case ruleSet(String)
     /// Always matches.
     case match
+    /// SUB-RULE,(CONDITION),NAME: matches when `condition` matches and one of `rules` (the set `NAME` of
+    /// `sub-rules:`, carried here so that a rule engine needs nothing else) matches; the first of them that
+    /// matches decides the target, and a SUB-RULE among them descends again. When none matches, neither does the
+    /// SUB-RULE, and matching goes on with the rule after it (mihomo's `rules/logic/logic.go`, `matchSubRules`).
+    /// The loader refuses cycles, so the tree is finite.
+    case subRule(RuleCondition, name: String, rules: [Rule])
 
     /// Transport protocols for NETWORK rules.
     public enum Network: String, Sendable, Equatable, Codable {
@@ -254,6 +262,10 @@ extension RuleCondition {
         case "NOT": self = .not(try container.decode(RuleCondition.self))
         case "RS": self = .ruleSet(try container.decode(String.self))
         case "M": self = .match
+        case "SUB":
+            let condition = try container.decode(RuleCondition.self)
+            let name = try container.decode(String.self)
+            self = .subRule(condition, name: name, rules: try container.decode([Rule].self))
         default:
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "unknown rule condition \(tag)")
         }
@@ -282,6 +294,11 @@ extension RuleCondition {
         case .not(let inner): try container.encode("NOT"); try container.encode(inner)
         case .ruleSet(let n): try container.encode("RS"); try container.encode(n)
         case .match: try container.encode("M")
+        case .subRule(let condition, let name, let rules):
+            try container.encode("SUB")
+            try container.encode(condition)
+            try container.encode(name)
+            try container.encode(rules)
         }
     }
 }
