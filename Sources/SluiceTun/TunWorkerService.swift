@@ -53,7 +53,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
             self.applied = configuration
             return (.applied, running.summary)
         }
-        guard configuration.tun.enable else { return (.applied, "tun disabled") }
+        // Without the TUN the data plane still runs for the local proxy ports (mihomo's plain proxy use).
+        guard configuration.tun.enable || !configuration.inbound.listeners.isEmpty else { return (.applied, "tun disabled") }
         do {
             let plane = try RunningDataPlane.start(
                 configuration, environment: environment, supervisor: supervisor, logger: logger)
@@ -203,7 +204,8 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
 
 /// Everything one data plane owns, started together and stopped together.
 final class RunningDataPlane: @unchecked Sendable {
-    let device: TunDevice
+    /// nil when the TUN is off and only the local proxy ports are served.
+    let device: TunDevice?
     let netlink: RouteNetlink
     let autoRoute: AutoRoute?
     let egress: EgressPolicy
@@ -229,7 +231,7 @@ final class RunningDataPlane: @unchecked Sendable {
     private let logger: Logger
 
     private init(
-        device: TunDevice, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
+        device: TunDevice?, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
         relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
         registry: ConnectionRegistry, ports: LocalProxyPorts?, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
@@ -261,36 +263,45 @@ final class RunningDataPlane: @unchecked Sendable {
         let tun = configuration.tun
         let stateDirectory = environment["SLUICE_STATE_DIRECTORY"]
         let markerPath = stateDirectory.map { "\($0)/tun-\(tun.device).created" }
-        let device: TunDevice
-        if let inherited = environment["SLUICE_TUN_FD"].flatMap(Int32.init) {
-            device = try TunDevice.adopt(descriptor: inherited)
-        } else {
-            let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
-            device = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone, offload: tun.gso)
-        }
-        try Descriptors.setNonBlocking(device.descriptor.rawValue)
         let netlink = try RouteNetlink()
-        guard let link = try netlink.link(named: device.name) else {
-            throw SystemError("find interface \(device.name) after opening it", errno: ENODEV)
-        }
-        // IPv6 on a TUN: no duplicate address detection (the address would stay tentative
-        // and drop our own packets for a second), and no reverse-path filter on the device,
-        // whose packets legitimately carry any source address.
-        writeSysctl("/proc/sys/net/ipv6/conf/\(device.name)/accept_dad", "0")
-        writeSysctl("/proc/sys/net/ipv4/conf/\(device.name)/rp_filter", "0")
-        try netlink.setLink(index: link.index, up: true, mtu: UInt32(tun.mtu))
-        let existing = Set(try netlink.addresses(interface: link.index).map(\.description))
+        var device: TunDevice?
+        var interfaceIndex: Int32 = 0
         var added: [IPPrefix] = []
-        let wantedAddresses = tun.inet4Address + (configuration.ipv6 ? tun.inet6Address : [])
-        for prefix in wantedAddresses where !existing.contains(prefix.description) {
-            try netlink.addAddress(prefix, interface: link.index)
-            added.append(prefix)
+        let wantedAddresses = tun.enable ? tun.inet4Address + (configuration.ipv6 ? tun.inet6Address : []) : []
+        if tun.enable {
+            let opened: TunDevice
+            if let inherited = environment["SLUICE_TUN_FD"].flatMap(Int32.init) {
+                opened = try TunDevice.adopt(descriptor: inherited)
+            } else {
+                let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
+                opened = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone, offload: tun.gso)
+            }
+            device = opened
+            try Descriptors.setNonBlocking(opened.descriptor.rawValue)
+            guard let link = try netlink.link(named: opened.name) else {
+                throw SystemError("find interface \(opened.name) after opening it", errno: ENODEV)
+            }
+            interfaceIndex = link.index
+            // IPv6 on a TUN: no duplicate address detection (the address would stay tentative
+            // and drop our own packets for a second), and no reverse-path filter on the device,
+            // whose packets legitimately carry any source address.
+            writeSysctl("/proc/sys/net/ipv6/conf/\(opened.name)/accept_dad", "0")
+            writeSysctl("/proc/sys/net/ipv4/conf/\(opened.name)/rp_filter", "0")
+            try netlink.setLink(index: link.index, up: true, mtu: UInt32(tun.mtu))
+            let existing = Set(try netlink.addresses(interface: link.index).map(\.description))
+            for prefix in wantedAddresses where !existing.contains(prefix.description) {
+                try netlink.addAddress(prefix, interface: link.index)
+                added.append(prefix)
+            }
         }
+        // Without a device nothing is ever written to it (no TUN flows, no hijacked DNS): writes would fail on fd -1.
+        let writer = device?.writer ?? TunWriter(fd: -1, vnetHeader: false)
 
-        let egress = EgressPolicy(routingMark: tun.routingMark)
+        // No TUN, nothing to keep out of it: no mark (setting one takes CAP_NET_ADMIN, which this worker then lacks).
+        let egress = EgressPolicy(routingMark: tun.enable ? tun.routingMark : 0)
         egress.keepAlive = configuration.keepAlive
-        if tun.autoDetectInterface {
-            egress.interface = try detectEgress(netlink, excluding: link.index)
+        if tun.enable, tun.autoDetectInterface {
+            egress.interface = try detectEgress(netlink, excluding: interfaceIndex)
             logger.info("auto-detect-interface: DIRECT traffic leaves through \(egress.interface ?? "the main table's route (none found)")")
         }
         var routingConfig = tun
@@ -298,9 +309,9 @@ final class RunningDataPlane: @unchecked Sendable {
         // Workers running as a dedicated service user: that user's own traffic (the dns
         // worker's upstream queries, which carry no fwmark) goes around the TUN.
         let serviceUID = environment["SLUICE_SERVICE_UID"].flatMap(UInt32.init)
-        let autoRoute = tun.autoRoute
+        let autoRoute = tun.enable && tun.autoRoute
             ? AutoRoute(
-                config: routingConfig, interfaceIndex: link.index, serviceUID: serviceUID,
+                config: routingConfig, interfaceIndex: interfaceIndex, serviceUID: serviceUID,
                 bypassMarks: configuration.wireguardBypassMarks, logger: logger) : nil
         try autoRoute?.install(netlink)
 
@@ -310,7 +321,7 @@ final class RunningDataPlane: @unchecked Sendable {
             return InetEndpoint(ip, upstream.endpoint.port)
         })
         let dnsPeer = DNSPeer(
-            entries: tun.dnsHijack, upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: device.writer,
+            entries: tun.enable ? tun.dnsHijack : [], upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: writer,
             logger: logger)
         let limits = configuration.limits
         checkDescriptorLimit(maxConnections: limits.maxConnections, logger: logger)
@@ -318,12 +329,12 @@ final class RunningDataPlane: @unchecked Sendable {
         let registry = ConnectionRegistry()
         let ports = configuration.inbound.listeners.isEmpty ? nil : LocalProxyPorts(configuration.inbound)
         let udp = try UDPFlowTable(
-            tun: device.writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
+            tun: writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
             fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry, ports: ports)
         let icmp = ICMPForwarder(
             v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
-            routingMark: tun.routingMark, tun: device.writer, logger: logger)
+            routingMark: tun.routingMark, tun: writer, logger: logger)
         let resolver = NameResolver(dns: dnsPeer)
         let table = TunWorkerService.routingTable(
             configuration, egress: egress, resolver: resolver, stateDirectory: stateDirectory, logger: logger)
@@ -349,30 +360,36 @@ final class RunningDataPlane: @unchecked Sendable {
             let listener = try relay.listen(on: InetEndpoint(prefix.address, 0))
             return PacketDispatcher.StackAddresses(listener: listener, fakeClient: fake)
         }
-        let v4 = try stackAddresses(tun.inet4Address)
-        let v6 = configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
+        let v4 = device != nil ? try stackAddresses(tun.inet4Address) : nil
+        let v6 = device != nil && configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
-            tun: device.writer, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
+            tun: writer, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
             dns: dnsPeer, resolver: resolver, supervisor: supervisor, table: table, logger: logger)
         lookup.withLock { $0 = dispatcher }
         let served = try serveLocalPorts(
             configuration.inbound, descriptors: environment["SLUICE_INBOUND_FDS"], relay: relay, udp: udp,
             dispatcher: dispatcher, logger: logger)
 
-        var summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
-        if autoRoute != nil { summary += ", auto-route" }
-        if device.segmentationOffload { summary += ", gso" }
+        var summary = "no TUN (tun.enable: false)"
+        if let device {
+            summary = "\(device.name) up, mtu \(tun.mtu), " + wantedAddresses.map(\.description).joined(separator: " ")
+            if autoRoute != nil { summary += ", auto-route" }
+            if device.segmentationOffload { summary += ", gso" }
+        }
         if !served.isEmpty { summary += ", local ports " + served.joined(separator: " ") }
         let plane = RunningDataPlane(
             device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports, markerPath: markerPath, addedAddresses: device.createdBySluice ? [] : added, wantedAddresses: wantedAddresses,
-            interfaceIndex: link.index, summary: summary, logger: logger)
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports, markerPath: markerPath, addedAddresses: device?.createdBySluice == true ? [] : added,
+            wantedAddresses: wantedAddresses, interfaceIndex: interfaceIndex, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },
             try OSThread.start(name: "tun-udp") { udp.run() },
-            try OSThread.start(name: "tun-read") { dispatcher.run() },
         ]
-        plane.threads.append(try OSThread.start(name: "tun-watch") { plane.watchRouting(followEgress: tun.autoDetectInterface) })
+        if device != nil {
+            plane.threads.append(try OSThread.start(name: "tun-read") { dispatcher.run() })
+            plane.threads.append(
+                try OSThread.start(name: "tun-watch") { plane.watchRouting(followEgress: tun.autoDetectInterface) })
+        }
         plane.startHealthChecks(table.groups)
         logger.info("data plane up: \(summary)")
         return plane
@@ -651,7 +668,7 @@ final class RunningDataPlane: @unchecked Sendable {
         for thread in threads { thread.join() }
         autoRoute?.remove(netlink)
         for prefix in addedAddresses { try? netlink.deleteAddress(prefix, interface: interfaceIndex) }
-        device.release(removeDevice: true, markerPath: markerPath)
+        device?.release(removeDevice: true, markerPath: markerPath)
         logger.info("data plane stopped; routes and rules removed")
     }
 

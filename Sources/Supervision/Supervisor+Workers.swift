@@ -60,7 +60,9 @@ extension Supervisor {
                 handOver(configuration.tun.inheritedFileDescriptor, "SLUICE_TUN_FD")
                 // The service user may not open the device node; a fresh clone descriptor
                 // per spawn (each attaches to one device), attached by the worker itself.
-                tunClone = configuration.tun.inheritedFileDescriptor == nil ? try? Descriptors.openTunClone() : nil
+                tunClone =
+                    configuration.tun.enable && configuration.tun.inheritedFileDescriptor == nil
+                    ? try? Descriptors.openTunClone() : nil
                 handOver(tunClone?.rawValue, "SLUICE_TUN_CLONE_FD")
                 // The local proxy ports, one TCP[:UDP] pair of descriptor numbers per listener, in order ("-": unbound).
                 let inbound = localProxySockets().map { sockets -> String in
@@ -77,7 +79,7 @@ extension Supervisor {
             }
             let request = SpawnRequest(
                 executable: path, arguments: ["--control-fd", "3"], environment: environment,
-                descriptors: descriptors, account: account, capabilities: kind.capabilities & grantable)
+                descriptors: descriptors, account: account, capabilities: capabilities(of: kind) & grantable)
             let pid = try ProcessSpawner.spawn(request)
             theirs.close()
             slot.pid = pid
@@ -85,7 +87,7 @@ extension Supervisor {
             slot.state = .starting
             slot.channel = FrameChannel(takingOwnershipOf: ours)
             logger.info(
-                "started \(kind.identifier) (pid \(pid)) as \(account?.name ?? "uid \(getuid())") with capabilities \(Capability.names(kind.capabilities & grantable))"
+                "started \(kind.identifier) (pid \(pid)) as \(account?.name ?? "uid \(getuid())") with capabilities \(Capability.names(capabilities(of: kind) & grantable))"
             )
             send(
                 .hello(Hello(role: .supervisor, pid: UInt32(getpid()), software: SluiceVersion.banner("sluiced"))),
@@ -98,6 +100,12 @@ extension Supervisor {
             failed(slot, exit: ProcessSpawner.Exit(pid: 0, code: 127, signal: nil), reason: "spawn failed: \(error)")
         }
         publishStatus()
+    }
+
+    /// What `kind` needs: the tun worker without a TUN (only the local proxy ports: no device, no routes, no marks
+    /// to keep its sockets out of a TUN) needs no capability at all.
+    func capabilities(of kind: WorkerKind) -> UInt64 {
+        kind == .tun && !configuration.tun.enable ? 0 : kind.capabilities
     }
 
     /// The worker's stdout/stderr: a journald stream with its own SYSLOG_IDENTIFIER when

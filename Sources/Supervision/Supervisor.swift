@@ -531,7 +531,7 @@ public final class Supervisor {
     /// The sockets of `inbound.listeners`, in their order (nil where one cannot be bound: said in the log, and that
     /// port stays closed). Sockets of listeners no longer configured are closed.
     func localProxySockets() -> [(tcp: OwnedDescriptor, udp: OwnedDescriptor?)?] {
-        let listeners = configuration.tun.enable ? configuration.inbound.listeners : []
+        let listeners = configuration.inbound.listeners
         var kept: [InboundSocketKey: (tcp: OwnedDescriptor, udp: OwnedDescriptor?)] = [:]
         var result: [(tcp: OwnedDescriptor, udp: OwnedDescriptor?)?] = []
         for listener in listeners {

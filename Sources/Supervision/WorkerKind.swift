@@ -40,7 +40,8 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
     /// Whether `configuration` asks for this worker.
     public func isEnabled(in configuration: SluiceConfiguration) -> Bool {
         switch self {
-        case .tun: configuration.tun.enable
+        // Without the TUN it still serves the local proxy ports.
+        case .tun: configuration.tun.enable || !configuration.inbound.listeners.isEmpty
         case .dns: configuration.dns.enable
         case .keepalive: !configuration.wireguard.isEmpty
         }
@@ -57,6 +58,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
                 || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer || old.keepAlive != new.keepAlive
                 || old.wireguardBypassMarks != new.wireguardBypassMarks || old.wireguardEndpointRules != new.wireguardEndpointRules
                 || old.limits.maxConnections != new.limits.maxConnections || old.limits.udpMaxFlows != new.limits.udpMaxFlows
+                || old.inbound != new.inbound
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6
                 || old.wireguardEndpointNames != new.wireguardEndpointNames

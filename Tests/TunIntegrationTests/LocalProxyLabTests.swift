@@ -155,3 +155,42 @@ struct LocalProxyLabTests {
         lab.run("router", "rm -f \(result)")
     }
 }
+
+/// mihomo's plain proxy use: no TUN, only a local port. The tun worker then runs without a device and without any
+/// capability, and the port still follows the rules.
+@Suite("local proxy ports without a TUN (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces"))
+struct LocalProxyWithoutTUNLabTests {
+    static let config = """
+        log-level: info
+        mixed-port: 7890
+        dns:
+          enable: true
+          nameserver: [10.77.200.2]
+        rules:
+          - DOMAIN,blocked.test,REJECT
+          - MATCH,DIRECT
+
+        """
+
+    @Test("the port carries TCP and UDP by the rules; the worker holds no capability and made no device")
+    func portOnly() throws {
+        let lab = try Lab(config: Self.config)
+        defer { lab.stop() }
+        try lab.start()
+        #expect(lab.harness.worker("tun")?.detail.contains("no TUN") == true, "\(String(describing: lab.harness.worker("tun")))")
+        let ok = lab.run("router", "curl -sS -m 5 -x socks5h://127.0.0.1:7890 http://www.test/small")
+        #expect(ok.0 == 0 && ok.1 == "ok\n", "\(ok.1)")
+        let http = lab.run("router", "curl -sS -m 5 -x http://127.0.0.1:7890 http://www.test/small")
+        #expect(http.0 == 0 && http.1 == "ok\n", "\(http.1)")
+        let blocked = lab.run("router", "curl -sS -m 5 -x socks5h://127.0.0.1:7890 http://blocked.test/small")
+        #expect(blocked.0 != 0, "\(blocked.1)")
+        let udp = lab.run("router", "python3 \(lab.servers) socks-udp 127.0.0.1 7890 10.77.200.3 7")
+        #expect(udp.0 == 0 && udp.1.hasPrefix("10.77.200.3 7 10.77.2.1 "), "\(udp.1)")
+
+        let pid = try #require(lab.harness.worker("tun")?.pid)
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let effective = status.split(separator: "\n").first { $0.hasPrefix("CapEff:") }
+        #expect(effective == "CapEff:\t0000000000000000", "\(String(describing: effective))")
+        #expect(lab.run("router", "ip link show sluice0").0 != 0, "a TUN device exists")
+    }
+}

@@ -5,12 +5,7 @@ extension ConfigurationDecoder {
     /// them to 127.0.0.1 unless `allow-lan: true`, then to `bind-address`, `*` meaning every address), the access
     /// settings `authentication`, `skip-auth-prefixes`, `lan-allowed-ips`, `lan-disallowed-ips`, and `listeners:`
     /// of type mixed, socks and http. Other listener types are named once and not served.
-    ///
-    /// The ports are served by the tun worker's data plane, so only while the TUN is enabled; otherwise each is named
-    /// once and stays closed.
-    func decodeInbound(_ top: MappingReader, groupNames names: NameTable, tunEnabled: Bool) -> InboundConfiguration {
-        let closed =
-            "sluice serves the local proxy ports from its TUN data plane, which is off (tun.enable: false); this port stays closed"
+    func decodeInbound(_ top: MappingReader, groupNames names: NameTable) -> InboundConfiguration {
 
         var inbound = InboundConfiguration()
         /// Where each listener was written, for the port conflict error.
@@ -53,15 +48,11 @@ extension ConfigurationDecoder {
             ("port", .http, "DEFAULT-HTTP"),
         ] {
             guard let node = top.value(key), let port = context.int(node, key, 0...65535), port != 0 else { continue }
-            if !tunEnabled { context.warning(node.mark, key, closed) }
             inbound.listeners.append(
                 .init(name: name, kind: kind, address: host, port: UInt16(port), udp: kind != .http))
             places.append((node.mark, key))
         }
         if let node = top.value("listeners") {
-            if !tunEnabled, case .sequence(let items) = node.content, !items.isEmpty {
-                context.warning(node.mark, "listeners", closed)
-            }
             _ = context.list(node, "listeners") { item, path -> Bool? in
                 guard let listener = decodeListener(item, path, names: names) else { return nil }
                 inbound.listeners.append(listener)

@@ -124,7 +124,7 @@ struct ConfigurationDecoder {
             reader.finish()
         }
         decodeController(top, into: &configuration.controller)
-        configuration.inbound = decodeInbound(top, groupNames: names, tunEnabled: configuration.tun.enable)
+        configuration.inbound = decodeInbound(top, groupNames: names)
         top.ignore(Self.ignoredTopLevelKeys)
         top.finish()
 
