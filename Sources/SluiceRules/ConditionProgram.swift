@@ -13,6 +13,7 @@ struct MatchFacts {
     var destinationPort: UInt16
     var uid: UInt32?
     var processPath: String?
+    var inbound: ConnectionMetadata.Inbound
     var destinations: DestinationAddresses
 }
 
@@ -48,6 +49,10 @@ final class ConditionProgram: @unchecked Sendable {
         case uid
         /// `a`: index in `strings`.
         case processName, processPath
+        /// `a`, `b`: start and count in `ports`.
+        case inboundPort
+        /// `a`, `b`: start and count in `strings`: any of them.
+        case inboundType, inboundUser, inboundName
     }
 
     struct Node {
@@ -140,6 +145,12 @@ extension ConditionProgram.Builder {
             portList.append(contentsOf: ranges)
             return add(kind, start, Int32(ranges.count))
         }
+        /// Matches any of `list`.
+        func anyOf(_ kind: Kind, _ list: [String]) -> Int32 {
+            let start = Int32(stringList.count)
+            stringList.append(contentsOf: list)
+            return add(kind, start, Int32(list.count))
+        }
         func logical(_ kind: Kind, _ cs: [RuleCondition]) -> Int32 {
             let compiled = cs.map {
                 compile($0, matchSource: matchSource, insideProvider: insideProvider, program: program, set: set)
@@ -191,7 +202,10 @@ extension ConditionProgram.Builder {
         case .processPath(let p):
             stringList.append(p)
             return add(.processPath, Int32(stringList.count - 1))
-        case .inboundPort: return add(.never)
+        case .inboundPort(let ranges): return portRanges(.inboundPort, ranges)
+        case .inboundType(let list): return anyOf(.inboundType, list)
+        case .inboundUser(let list): return anyOf(.inboundUser, list)
+        case .inboundName(let list): return anyOf(.inboundName, list)
         }
     }
 
@@ -266,11 +280,23 @@ extension ConditionProgram {
             return RuleProgram.executableName(path) == strings[Int(node.a)]
         case .processPath:
             return facts.processPath == strings[Int(node.a)]
+        case .inboundPort:
+            return facts.inbound.port != 0 && inRanges(facts.inbound.port, node)
+        case .inboundType: return anyString(facts.inbound.type, node)
+        case .inboundUser:
+            guard let user = facts.inbound.user else { return false }
+            return anyString(user, node)
+        case .inboundName: return anyString(facts.inbound.name, node)
         case .uid:
             guard let uid = facts.uid else { return false }
             for i in Int(node.a)..<Int(node.a + node.b) where uids[i].lower <= uid && uid <= uids[i].upper { return true }
             return false
         }
+    }
+
+    private func anyString(_ value: String, _ node: Node) -> Bool {
+        for i in Int(node.a)..<Int(node.a + node.b) where strings[i] == value { return true }
+        return false
     }
 
     /// Kept out of `matches`, whose frame would otherwise set up the regex engine's generic types on every call.

@@ -112,8 +112,6 @@ final class RuleIndex: @unchecked Sendable {
                 tcpLowest = min(tcpLowest, index)
             case .network(.udp):
                 udpLowest = min(udpLowest, index)
-            case .inboundPort:
-                break  // never matches (yet): nothing to index
             case .ruleSet(let name):
                 // Inside a provider RULE-SET never matches; a missing provider never matches.
                 guard top, let provider = program.providers[name] else { return }
@@ -136,7 +134,8 @@ final class RuleIndex: @unchecked Sendable {
                             set: set, top: false)
                     }
                 }
-            case .domainRegex, .ipSuffix, .and, .or, .not, .uid, .processName, .processPath, .subRule:
+            case .domainRegex, .ipSuffix, .and, .or, .not, .uid, .processName, .processPath, .subRule, .inboundPort,
+                .inboundType, .inboundUser, .inboundName:
                 let node = conditions.compile(
                     c, matchSource: matchSource, insideProvider: !top, program: program, set: set)
                 let testsDestination =
@@ -312,6 +311,7 @@ final class IndexedRuleMatcher: RuleMatching, @unchecked Sendable {
         var facts = MatchFacts(
             host: host, hostString: m.host, network: m.network, source: RuleEngine.unmapped(m.source),
             sourcePort: m.sourcePort, destinationPort: m.destinationPort, uid: m.uid, processPath: m.processPath,
+            inbound: m.inbound,
             destinations: DestinationAddresses(m.destinationIsFake ? nil : RuleEngine.unmapped(m.destination)))
         var best = index.lowestMatch(facts, from: 0, sets: nestedSets)
         let r = firstResolving

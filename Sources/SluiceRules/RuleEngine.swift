@@ -26,6 +26,29 @@ public struct ConnectionMetadata: Sendable, Equatable {
     /// The executable of the local process that opened the flow (`PROCESS-PATH`; its last
     /// part is what `PROCESS-NAME` tests); nil when unknown or not local.
     public var processPath: String?
+    /// How the connection came in (IN-TYPE, IN-NAME, IN-USER, IN-PORT rules): the TUN unless a local proxy port.
+    public var inbound = Inbound.tun
+
+    /// How a connection came in, with mihomo's names.
+    public struct Inbound: Sendable, Equatable {
+        /// mihomo's type in capitals, as IN-TYPE spells it: `TUN`, `SOCKS4`, `SOCKS5`, `HTTP`, `HTTPS` (CONNECT).
+        public var type: String
+        /// `DEFAULT-TUN`, `DEFAULT-MIXED`, `DEFAULT-SOCKS`, `DEFAULT-HTTP`, or a listener's name.
+        public var name: String
+        /// The user a local proxy port authenticated.
+        public var user: String?
+        /// The local proxy port; 0 for the TUN.
+        public var port: UInt16
+
+        public init(type: String, name: String, user: String? = nil, port: UInt16) {
+            self.type = type
+            self.name = name
+            self.user = user
+            self.port = port
+        }
+
+        public static let tun = Inbound(type: "TUN", name: "DEFAULT-TUN", port: 0)
+    }
 
     public init(
         network: Network, source: IPAddress, sourcePort: UInt16, destination: IPAddress, destinationPort: UInt16,
@@ -204,6 +227,9 @@ public final class RuleEngine: @unchecked Sendable {
         case .sourcePort(let r): return "SRC-PORT,\(ports(r))"
         case .destinationPort(let r): return "DST-PORT,\(ports(r))"
         case .inboundPort(let r): return "IN-PORT,\(ports(r))"
+        case .inboundType(let t): return "IN-TYPE,\(t.joined(separator: "/"))"
+        case .inboundUser(let u): return "IN-USER,\(u.joined(separator: "/"))"
+        case .inboundName(let n): return "IN-NAME,\(n.joined(separator: "/"))"
         case .network(let n): return "NETWORK,\(n.rawValue.uppercased())"
         case .processName(let n): return "PROCESS-NAME,\(n)"
         case .processPath(let n): return "PROCESS-PATH,\(n)"

@@ -67,7 +67,6 @@ struct RuleProgram: @unchecked Sendable {
                     entries.forEach { scan($0.condition) }
                 }
             case .processName, .processPath: usesProcess = true
-            case .inboundPort: unsupported.insert("IN-PORT")
             case .subRule(let condition, _, let rules):
                 scan(condition)
                 rules.forEach { scan($0.condition) }
@@ -237,8 +236,10 @@ struct MatchInput {
     let uid: UInt32?
     let processPath: String?
     var destinations: DestinationAddresses
+    let inbound: ConnectionMetadata.Inbound
 
     init(_ m: ConnectionMetadata) {
+        inbound = m.inbound
         uid = m.uid
         processPath = m.processPath
         network = m.network
@@ -308,7 +309,10 @@ extension ConditionEvaluating {
             return input.processPath.map { RuleProgram.executableName($0) == name } ?? false
         case .processPath(let path):
             return input.processPath == path
-        case .inboundPort: return false
+        case .inboundPort(let ranges): return input.inbound.port != 0 && ranges.contains { $0.contains(input.inbound.port) }
+        case .inboundType(let types): return types.contains(input.inbound.type)
+        case .inboundUser(let users): return input.inbound.user.map(users.contains) ?? false
+        case .inboundName(let names): return names.contains(input.inbound.name)
         case .subRule(let condition, _, let rules):
             // mihomo's Logic.Match for SUB-RULE: the condition, then the set's first match (logic.go matchSubRules).
             return evaluate(condition, input, matchSource: matchSource, insideProvider: insideProvider)

@@ -47,7 +47,7 @@ struct ConnectionFacts: Sendable, Equatable {
 
 /// How a connection reached a local proxy port, for the connections list.
 struct LocalInboundFacts: Sendable, Equatable {
-    /// mihomo's type: `Socks5`, `Socks4`, `HTTP`, `HTTPConnect`.
+    /// mihomo's type: `Socks5`, `Socks4`, `HTTP`, `HTTPS` (an HTTP CONNECT).
     var type: String
     /// `DEFAULT-MIXED`, `DEFAULT-SOCKS`, `DEFAULT-HTTP` or the listener's name.
     var name: String

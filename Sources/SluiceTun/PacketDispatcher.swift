@@ -745,6 +745,8 @@ final class PacketDispatcher: @unchecked Sendable {
         var metadata = ConnectionMetadata(
             network: r.network == .tcp ? .tcp : .udp, source: r.client.address, sourcePort: r.client.port,
             destination: address, destinationPort: r.target.port, host: host, destinationIsFake: fake || byName)
+        metadata.inbound = ConnectionMetadata.Inbound(
+            type: r.kind.rawValue.uppercased(), name: r.listener.name, user: r.user, port: r.local.port)
         (metadata.uid, metadata.processPath) = owner(tcp: r.network == .tcp, r.client, r.local, current)
         let raw =
             r.listener.proxy.map { RuleDecision(target: $0, rule: "listener \(r.listener.name) proxy: \($0)") }

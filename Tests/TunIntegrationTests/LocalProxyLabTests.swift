@@ -43,6 +43,7 @@ struct LocalProxyLabTests {
         rules:
           - DOMAIN,blocked.test,Proxy
           - IP-CIDR,\(rejectedHost)/32,Proxy
+          - IN-PORT,7892,Proxy
           - MATCH,DIRECT
 
         """
@@ -60,7 +61,7 @@ struct LocalProxyLabTests {
         // SOCKS5 with the name resolved by sluice (socks5h), plain HTTP, and CONNECT, each on its port.
         for proxy in [
             "socks5h://\(Self.alice):7890", "http://\(Self.alice):7890", "socks5h://\(Self.alice):7891",
-            "http://\(Self.alice):7892", "socks4a://127.0.0.1:7891",
+            "socks4a://127.0.0.1:7891",
         ] {
             let (status, output) = lab.run("router", "curl -sS -m 5 -x \(proxy) http://www.test/small")
             if proxy.hasPrefix("socks4a") {
@@ -70,6 +71,10 @@ struct LocalProxyLabTests {
                 #expect(status == 0 && output == "ok\n", "\(proxy): \(output)")
             }
         }
+        // IN-PORT,7892 sends everything from that port to the unavailable group: the HTTP proxy answers 403.
+        let byPort = lab.run(
+            "router", "curl -s -o /dev/null -w '%{http_code}' -m 5 -x http://\(Self.alice):7892 http://www.test/small")
+        #expect(byPort.1 == "403", "\(byPort.1)")
         let (tunnelStatus, tunnelOutput) = lab.run(
             "router", "curl -sS -m 5 -p -x http://\(Self.alice):7890 http://10.77.200.2/small")
         #expect(tunnelStatus == 0 && tunnelOutput == "ok\n", "CONNECT: \(tunnelOutput)")

@@ -546,7 +546,7 @@ public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
     public struct Metadata: Sendable, Equatable, Codable {
         /// `tcp` or `udp`.
         public var network: String
-        /// How it reached sluice: `Tun`, or a local proxy port's protocol (`Socks5`, `Socks4`, `HTTP`, `HTTPConnect`).
+        /// How it reached sluice: `Tun`, or a local proxy port's protocol (`Socks5`, `Socks4`, `HTTP`, `HTTPS` for a CONNECT, as mihomo names them).
         public var type: String
         public var sourceIP: String
         public var destinationIP: String

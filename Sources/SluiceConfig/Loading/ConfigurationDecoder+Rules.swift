@@ -55,11 +55,18 @@ enum RuleProblem: Error {
 }
 
 extension ConfigurationDecoder {
+    /// The inbound types mihomo's `C.ParseType` knows (IN-TYPE), of which sluice's connections are `TUN`, `SOCKS4`,
+    /// `SOCKS5`, `HTTP` and `HTTPS` (an HTTP CONNECT).
+    static let inboundTypes: Set<String> = [
+        "HTTP", "HTTPS", "SOCKS4", "SOCKS5", "SHADOWSOCKS", "VMESS", "VLESS", "REDIR", "TPROXY", "TROJAN", "TUNNEL",
+        "TUN", "TUIC", "HYSTERIA2", "ANYTLS", "INNER",
+    ]
+
     /// Rule types that mihomo has and sluice does not; such rules are skipped with a warning.
     static let unsupportedRuleTypes: Set<String> = [
         "GEOIP", "GEOSITE", "IP-ASN", "SRC-GEOIP", "SRC-IP-ASN", "SRC-IP-SUFFIX", "PROCESS-NAME-REGEX",
         "PROCESS-PATH-REGEX", "PROCESS-NAME-WILDCARD", "PROCESS-PATH-WILDCARD", "DOMAIN-WILDCARD", "DSCP",
-        "IN-TYPE", "IN-USER", "IN-NAME", "SCRIPT", "USER-AGENT", "URL-REGEX",
+        "SCRIPT", "USER-AGENT", "URL-REGEX",
     ]
 
     /// How deeply logical rules may nest; deeper text is refused instead of recursing without bound.
@@ -247,6 +254,27 @@ extension ConfigurationDecoder {
             return .destinationPort(try Self.portRanges(type, payload))
         case "IN-PORT":
             return .inboundPort(try Self.portRanges(type, payload))
+        case "IN-TYPE":
+            // mihomo's rules/common/in_type.go: "/"-separated, any case; SOCKS means SOCKS4 and SOCKS5.
+            var types: [String] = []
+            for part in payload.split(separator: "/", omittingEmptySubsequences: false) {
+                let name = part.trimmingCharacters(in: .whitespaces).uppercased()
+                if name == "SOCKS" {
+                    types += ["SOCKS4", "SOCKS5"]
+                } else if Self.inboundTypes.contains(name) {
+                    types.append(name)
+                } else {
+                    throw .invalid(
+                        "IN-TYPE: unknown type \(DecodingContext.quote(String(part))) (mihomo's: \(Self.inboundTypes.sorted().joined(separator: ", ")), SOCKS)")
+                }
+            }
+            return .inboundType(types)
+        case "IN-USER", "IN-NAME":
+            let names = payload.split(separator: "/", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            guard !names.contains(where: \.isEmpty) else { throw .invalid("\(type): an empty name in \(DecodingContext.quote(payload))") }
+            return type == "IN-USER" ? .inboundUser(names) : .inboundName(names)
         case "NETWORK":
             guard let network = RuleCondition.Network(rawValue: payload.lowercased()) else {
                 throw .invalid("NETWORK: expected tcp or udp, got \(DecodingContext.quote(payload))")

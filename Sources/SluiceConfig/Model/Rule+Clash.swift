@@ -13,6 +13,9 @@ extension RuleCondition {
         case .sourcePort: "SrcPort"
         case .destinationPort: "DstPort"
         case .inboundPort: "InPort"
+        case .inboundType: "InType"
+        case .inboundUser: "InUser"
+        case .inboundName: "InName"
         case .network: "Network"
         case .processName: "ProcessName"
         case .processPath: "ProcessPath"
@@ -40,6 +43,7 @@ extension RuleCondition {
         case .sourcePort(let r), .destinationPort(let r), .inboundPort(let r): return ports(r)
         case .network(let n): return n.rawValue.uppercased()
         case .processName(let n), .processPath(let n): return n
+        case .inboundType(let list), .inboundUser(let list), .inboundName(let list): return list.joined(separator: "/")
         case .uid(let ranges): return ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(separator: "/")
         // mihomo keeps a logical rule's payload as written: `((DOMAIN,a),(NETWORK,UDP))`.
         case .and(let cs), .or(let cs): return "(" + cs.map(nested).joined(separator: ",") + ")"
@@ -64,6 +68,9 @@ extension RuleCondition {
         case .sourcePort: "SRC-PORT"
         case .destinationPort: "DST-PORT"
         case .inboundPort: "IN-PORT"
+        case .inboundType: "IN-TYPE"
+        case .inboundUser: "IN-USER"
+        case .inboundName: "IN-NAME"
         case .network: "NETWORK"
         case .processName: "PROCESS-NAME"
         case .processPath: "PROCESS-PATH"

@@ -34,8 +34,15 @@ public indirect enum RuleCondition: Sendable, Equatable, Codable {
     case sourceIPCIDR(IPPrefix)
     case sourcePort([PortRange])
     case destinationPort([PortRange])
-    /// The port on which the connection entered (for sluice: the TUN-side destination port).
+    /// IN-PORT: the local proxy port the connection came in on (TUN connections have none).
     case inboundPort([PortRange])
+    /// IN-TYPE: how it came in, as mihomo names it in capitals (`TUN`, `SOCKS4`, `SOCKS5`, `HTTP`, `HTTPS` for
+    /// CONNECT...); any of these.
+    case inboundType([String])
+    /// IN-USER: the user a local proxy port authenticated; any of these.
+    case inboundUser([String])
+    /// IN-NAME: the inbound's name (`DEFAULT-TUN`, `DEFAULT-MIXED`, a listener's `name`); any of these.
+    case inboundName([String])
     case network(Network)
     case processName(String)
     case processPath(String)
@@ -243,6 +250,9 @@ extension RuleCondition {
         case "SP": self = .sourcePort(try ports())
         case "DP": self = .destinationPort(try ports())
         case "INP": self = .inboundPort(try ports())
+        case "INT": self = .inboundType(try container.decode([String].self))
+        case "INU": self = .inboundUser(try container.decode([String].self))
+        case "INN": self = .inboundName(try container.decode([String].self))
         case "N":
             let name = try container.decode(String.self)
             guard let network = Network(rawValue: name) else {
@@ -285,6 +295,9 @@ extension RuleCondition {
         case .sourcePort(let r): try container.encode("SP"); try ports(r)
         case .destinationPort(let r): try container.encode("DP"); try ports(r)
         case .inboundPort(let r): try container.encode("INP"); try ports(r)
+        case .inboundType(let t): try container.encode("INT"); try container.encode(t)
+        case .inboundUser(let u): try container.encode("INU"); try container.encode(u)
+        case .inboundName(let n): try container.encode("INN"); try container.encode(n)
         case .network(let n): try container.encode("N"); try container.encode(n.rawValue)
         case .processName(let n): try container.encode("PN"); try container.encode(n)
         case .processPath(let n): try container.encode("PP"); try container.encode(n)

@@ -24,12 +24,13 @@ public struct ProxyCredentials: Sendable, Equatable {
     }
 }
 
-/// The protocol a local proxy client spoke; the names are mihomo's connection types (`/connections` `type`).
+/// The protocol a local proxy client spoke; the names are mihomo's connection types (`/connections` `type`; IN-TYPE
+/// spells them in capitals). An HTTP CONNECT is mihomo's `HTTPS`.
 public enum LocalProxyProtocol: String, Sendable, Equatable {
     case socks4 = "Socks4"
     case socks5 = "Socks5"
     case http = "HTTP"
-    case httpConnect = "HTTPConnect"
+    case httpConnect = "HTTPS"
 }
 
 /// A client's request on a local proxy port, once its handshake is complete.
