@@ -108,6 +108,17 @@ def listening(host, port):
     return server
 
 
+def read_exactly(conn, n):
+    """n bytes from conn; ConnectionError when it closes first."""
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
 def read_head(conn):
     """Reads until the end of an HTTP head (CRLF CRLF) or EOF; returns what came, which may run past the head
     (it is complete only when it contains CRLF CRLF)."""
@@ -368,15 +379,6 @@ def tls_proxy(kind, host, port, cert, key):
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((host, int(port)))
     server.listen(64)
-
-    def read_exactly(conn, n):
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
 
     def target(conn):
         if kind == "http":
@@ -639,15 +641,6 @@ def ws_read(host, port, path, seconds):
 def socks_udp(proxy_host, proxy_port, target_host, target_port, user="", password=""):
     """A SOCKS5 UDP ASSOCIATE client: one datagram to target through the proxy; prints the address the reply
     names and the reply ("10.77.200.3 7 <echo text>"), or what went wrong."""
-    def read_exactly(conn, n):
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise SystemExit("socks-udp: the proxy closed the connection")
-            data += chunk
-        return data
-
     def read_address(conn):
         atyp = read_exactly(conn, 1)[0]
         if atyp == 1:

@@ -124,6 +124,11 @@ final class PacketDispatcher: @unchecked Sendable {
         var seenAsDestination = false
         /// What the connections list shows for a flow this pair starts.
         var facts: ConnectionFacts
+
+        /// Whether it still holds for `current` (same table, same group choices).
+        func holds(for current: RoutingTable) -> Bool {
+            table == ObjectIdentifier(current) && groupGeneration == current.groupGeneration
+        }
     }
     private var warnedTargets: Set<String> = []
     private var warnedICMP: Set<Bool> = []
@@ -586,9 +591,7 @@ final class PacketDispatcher: @unchecked Sendable {
         let pair = UDPPair(client: client, destination: destination)
         let current = table.withLock { $0 }
         let route: UDPRoute
-        if let cached = udpRoutes[pair], cached.table == ObjectIdentifier(current),
-            cached.groupGeneration == current.groupGeneration
-        {
+        if let cached = udpRoutes[pair], cached.holds(for: current) {
             route = cached
         } else {
             let fake = dns.isFake(ip.destination)
@@ -792,9 +795,7 @@ final class PacketDispatcher: @unchecked Sendable {
         let pair = LocalPair(listener: index, client: client, target: target)
         let current = table.withLock { $0 }
         let route: UDPRoute
-        if let cached = localUDPRoutes[pair], cached.table == ObjectIdentifier(current),
-            cached.groupGeneration == current.groupGeneration
-        {
+        if let cached = localUDPRoutes[pair], cached.holds(for: current) {
             route = cached
         } else {
             let decided = decideLocal(

@@ -54,20 +54,7 @@ extension TCPRelayLoop {
         guard let ports else { return }
         // Bounded per wake-up, so that a flood on one port does not starve the relays.
         for _ in 0..<256 {
-            let accepted: (OwnedDescriptor, InetEndpoint)?
-            do {
-                accepted = try InetSocket.accept(listener)
-            } catch {
-                if error.errno == ECONNABORTED { continue }
-                if error.errno == EMFILE || error.errno == ENFILE {
-                    shedOneConnection(listener)
-                } else {
-                    logger.warning("local proxy port: accept: \(error)")
-                }
-                return
-            }
-            guard let (socket, raw) = accepted else { return }
-            self.accepted.add(1, ordering: .relaxed)
+            guard let (socket, raw) = acceptNext(listener) else { return }
             let settings = ports.settings
             guard let port = ports.listener(index) else {
                 socket.close()

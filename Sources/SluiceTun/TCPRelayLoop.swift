@@ -292,11 +292,14 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     // MARK: Accept
 
-    private func acceptAll(_ listener: CInt, ipv4: Bool) {
+    /// The next connection waiting on `listener` (counted); nil when none is (or the descriptors ran out: one
+    /// waiting connection was shed, see ``shedOneConnection(_:)``).
+    func acceptNext(_ listener: CInt) -> (OwnedDescriptor, InetEndpoint)? {
         while true {
-            let accepted: (OwnedDescriptor, InetEndpoint)?
             do {
-                accepted = try InetSocket.accept(listener)
+                guard let next = try InetSocket.accept(listener) else { return nil }
+                accepted.add(1, ordering: .relaxed)
+                return next
             } catch {
                 if error.errno == ECONNABORTED { continue }
                 if error.errno == EMFILE || error.errno == ENFILE {
@@ -304,10 +307,13 @@ final class TCPRelayLoop: @unchecked Sendable {
                 } else {
                     logger.warning("accept: \(error)")
                 }
-                return
+                return nil
             }
-            guard let (client, peer) = accepted else { return }
-            self.accepted.add(1, ordering: .relaxed)
+        }
+    }
+
+    private func acceptAll(_ listener: CInt, ipv4: Bool) {
+        while let (client, peer) = acceptNext(listener) {
             switch admit(peer.port, ipv4) {
             case .relay(let route):
                 begin(client: client, origin: .nat(port: peer.port, ipv4: ipv4), route: route)
@@ -449,7 +455,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// Out of descriptors: the pending connection would keep the listener readable and
     /// the loop spinning. Free the spare descriptor, accept and reset the connection (the
     /// client sees a refusal at once), and take the spare back.
-    func shedOneConnection(_ listener: CInt) {
+    private func shedOneConnection(_ listener: CInt) {
         descriptorsExhausted.hit { n in
             "out of file descriptors (EMFILE): refusing new connections (\(n) refused since the last line); raise LimitNOFILE or lower the load"
         }
