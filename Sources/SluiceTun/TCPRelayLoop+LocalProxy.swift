@@ -120,14 +120,15 @@ extension TCPRelayLoop {
                 dropLocal(cookie, c)
                 return
             }
-            // The port's UDP socket shares its number and takes the datagrams of this client's address.
+            // The port's UDP socket shares its number and takes the datagrams of this client's address. The
+            // association exists before the reply leaves: a client sends its first datagram as soon as it reads it.
+            c.associated = true
+            ports?.associate(c.index, c.peer.address, user: user)
             let reply = pending + LocalProxyServer.socks5Reply(0, bound: SocketEndpoint(address: c.local.address, port: c.local.port))
             guard Self.writeAll(c.socket, reply) else {
                 dropLocal(cookie, c)
                 return
             }
-            c.associated = true
-            ports?.associate(c.index, c.peer.address, user: user)
             logger.info("\(c.listener.name): \(c.peer): UDP association opened")
         case .connect(let request):
             // Decided off this thread (the rules may wait for a lookup); the client is not polled meanwhile.
@@ -194,4 +195,17 @@ extension TCPRelayLoop {
         }
         return true
     }
+}
+
+/// Bytes as they are, through the relay's userspace buffers: for a connection whose first bytes for the server do
+/// not surely fit a pipe.
+final class PassThroughCodec: StreamCodec {
+    func start(toServer: inout [UInt8], toClient: inout [UInt8]) {}
+    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+        out.append(contentsOf: bytes)
+    }
+    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+        out.append(contentsOf: bytes)
+    }
+    var decodeIncomplete: Bool { false }
 }

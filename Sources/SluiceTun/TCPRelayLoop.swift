@@ -31,6 +31,8 @@ import Glibc
 final class TCPRelayLoop: @unchecked Sendable {
     /// Bytes a direction may hold; also the splice chunk.
     static let pipeSize = 256 * 1024
+    /// What any pipe takes, even one of a user past `pipe-user-pages-soft` (two pages), whose F_SETPIPE_SZ failed.
+    static let guaranteedPipeBytes = 8192
     /// Name lookup, connect and proxy handshake together, at most.
     static let establishTimeout: UInt64 = 10_000_000_000
     /// One read in userspace relays and handshakes.
@@ -611,6 +613,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// and start moving bytes.
     private func startRelaying(_ c: Connection, leftover: [UInt8]) {
         c.phase = .relaying
+        if c.codec == nil, c.upstream.count > Self.guaranteedPipeBytes {
+            // More first bytes than a pipe surely takes (a large plain HTTP request): relay through buffers.
+            c.codec = PassThroughCodec()
+        }
         if let codec = c.codec {
             codec.start(toServer: &c.up.buffer, toClient: &c.down.buffer)
             c.up.pending = c.up.buffer.count

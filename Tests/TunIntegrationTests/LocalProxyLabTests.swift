@@ -71,6 +71,11 @@ struct LocalProxyLabTests {
                 #expect(status == 0 && output == "ok\n", "\(proxy): \(output)")
             }
         }
+        // A plain request whose head is larger than a pipe surely holds (a 12 KB header) relays through buffers.
+        let large = lab.run(
+            "router",
+            "curl -sS -m 5 -x http://\(Self.alice):7890 -H \"X-Pad: $(head -c 12000 /dev/zero | tr '\\0' a)\" http://www.test/small")
+        #expect(large.0 == 0 && large.1 == "ok\n", "\(large.1)")
         // IN-PORT,7892 sends everything from that port to the unavailable group: the HTTP proxy answers 403.
         let byPort = lab.run(
             "router", "curl -s -o /dev/null -w '%{http_code}' -m 5 -x http://\(Self.alice):7892 http://www.test/small")

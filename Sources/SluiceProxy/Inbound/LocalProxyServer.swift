@@ -91,6 +91,9 @@ public struct LocalProxyServer: Sendable {
     private let credentials: ProxyCredentials
     private var stage = Stage.first
     private var buffer: [UInt8] = []
+    /// Where the search for the end of an HTTP head goes on (a client sending a byte at a time must not make every
+    /// read scan the whole head again).
+    private var headSearchedTo = 0
 
     /// - Parameter credentials: who may connect; clients from `skip-auth-prefixes` get an empty set.
     public init(kind: Kind, credentials: ProxyCredentials) {
@@ -282,7 +285,8 @@ public struct LocalProxyServer: Sendable {
     // MARK: HTTP
 
     private mutating func http() -> LocalProxyStep {
-        guard let end = HTTPConnectHandshake.headerEnd(buffer, from: 0) else {
+        guard let end = HTTPConnectHandshake.headerEnd(buffer, from: headSearchedTo) else {
+            headSearchedTo = max(0, buffer.count - 3)
             if buffer.count > Self.maxRequestHead {
                 stage = .done
                 return .refuse(
