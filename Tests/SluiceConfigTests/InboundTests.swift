@@ -82,6 +82,9 @@ struct InboundTests {
         #expect(clash == ["t.yaml:3:7: port: port 7890 is already DEFAULT-MIXED's; give each local proxy port its own"], "\(clash)")
         let unknownProxy = TestSupport.messages(Self.tun + "listeners: [{name: a, type: mixed, port: 1, proxy: nope}]\n")
         #expect(unknownProxy.contains { $0.contains("\"nope\" names no proxy or group") }, "\(unknownProxy)")
+        // The ports' names are resolved through the dns worker: dns without listen or TUN is not idle then.
+        let resolving = TestSupport.load("mixed-port: 7890\ndns: {enable: true, nameserver: [192.0.2.53]}\n")
+        #expect(resolving.diagnostics.isEmpty, "\(resolving.diagnostics)")
         // Without the TUN the ports are served all the same (mihomo's plain proxy use).
         let off = TestSupport.load("mixed-port: 7890\n")
         #expect(off.diagnostics.isEmpty && off.configuration?.inbound.listeners.count == 1, "\(off.diagnostics)")

@@ -181,7 +181,8 @@ struct ConfigurationDecoder {
     private func crossCheck(_ configuration: SluiceConfiguration, top: MappingReader) {
         let dns = configuration.dns
         let tun = configuration.tun
-        if dns.enable, dns.listen == nil, !(tun.enable && !tun.dnsHijack.isEmpty),
+        // The local proxy ports' names (socks5h, HTTP) are resolved through the dns worker too.
+        if dns.enable, dns.listen == nil, !(tun.enable && !tun.dnsHijack.isEmpty), configuration.inbound.listeners.isEmpty,
             let pair = top.pair("dns")
         {
             context.warning(
