@@ -150,8 +150,11 @@ public final class DNSPeer: @unchecked Sendable {
     /// A real address of `name` usable from a UDP socket of the client's family (v4 on a v4
     /// socket; v6, or v4-mapped, on a v6 one), from a small cache. On a miss the lookup
     /// starts, nil is returned, and `later` runs with the address once it is known (up to
-    /// a few datagrams per name wait like this; more are dropped, as on any lossy path).
-    func udpAddress(for name: String, ipv6: Bool, later: @escaping @Sendable (IPAddress) -> Void) -> IPAddress? {
+    /// a few datagrams per name wait like this; more are dropped, as on any lossy path). Looked up with `resolver`
+    /// (the dns worker while it is connected, else the system resolver).
+    func udpAddress(
+        for name: String, ipv6: Bool, resolver: NameResolver, later: @escaping @Sendable (IPAddress) -> Void
+    ) -> IPAddress? {
         let now = MonotonicClock.now
         let key = ipv6 ? "6 " + name : "4 " + name
         let (cached, start) = resolvedForUDP.withLock { cache -> (IPAddress?, Bool) in
@@ -167,7 +170,7 @@ public final class DNSPeer: @unchecked Sendable {
             return (nil, true)
         }
         if start {
-            resolve(name, ipv6: ipv6) { [self] addresses, _ in
+            resolver.resolve(name, ipv6: ipv6) { [self] addresses, _ in
                 let usable = addresses.first { $0.isIPv4 != ipv6 }
                     ?? (ipv6 ? addresses.first.map { UDPFlowTable.mapped($0, toIPv4: false) } : nil)
                 // Failures are remembered briefly, answers for a minute.

@@ -674,7 +674,9 @@ final class PacketDispatcher: @unchecked Sendable {
                     outbound: outbound, facts: facts, via: via)
             }
         }
-        guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, later: later) else { return }
+        guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, resolver: resolver, later: later) else {
+            return
+        }
         udp.send(
             from: client, to: .endpoint(InetEndpoint(real, destination.port)), seenAs: seenAs, payload: payload,
             outbound: outbound, facts: route.facts, via: via)

@@ -203,4 +203,29 @@ struct LocalProxyWithoutTUNLabTests {
         #expect(effective == "CapEff:\t0000000000000000", "\(String(describing: effective))")
         #expect(lab.run("router", "ip link show sluice0").0 != 0, "a TUN device exists")
     }
+
+    @Test("without a dns worker, names from SOCKS clients resolve with the system resolver, for TCP and for UDP")
+    func namesWithoutDNS() throws {
+        let lab = try Lab(config: "log-level: info\nmixed-port: 7890\nrules: [\"MATCH,DIRECT\"]\n")
+        defer { lab.stop() }
+        try lab.start()
+        #expect(lab.harness.worker("dns") == nil || lab.harness.worker("dns")?.enabled == false)
+        // localhost is in /etc/hosts: the system resolver's answer, 127.0.0.1, where an echo server waits.
+        let pidFile = "/tmp/\(lab.name)-echo.pid"
+        lab.run("router", "python3 \(lab.servers) udp-echo 9007 127.0.0.1 >/dev/null 2>&1 & echo $! >\(pidFile)")
+        defer {
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 {
+                kill(pid, SIGTERM)
+            }
+            unlink(pidFile)
+        }
+        var udp = (Int32(1), "")
+        _ = lab.harness.waitUntil(5) {
+            udp = lab.run("router", "python3 \(lab.servers) socks-udp 127.0.0.1 7890 localhost 9007")
+            return udp.0 == 0
+        }
+        #expect(udp.0 == 0 && udp.1.hasPrefix("127.0.0.1 9007 127.0.0.1 ") && udp.1.hasSuffix("hello\n"), "\(udp.1)")
+        let tcp = lab.run("router", "curl -sS -m 5 -x socks5h://127.0.0.1:7890 http://10.77.200.2/small")
+        #expect(tcp.0 == 0 && tcp.1 == "ok\n", "\(tcp.1)")
+    }
 }
