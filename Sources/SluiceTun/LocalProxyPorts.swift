@@ -26,10 +26,6 @@ final class LocalProxyPorts: Sendable {
         set { state.withLock { $0.settings = newValue } }
     }
 
-    /// Listener `index`'s settings, nil when a reload removed it.
-    func listener(_ index: Int) -> InboundConfiguration.Listener? {
-        state.withLock { $0.settings.listeners.indices.contains(index) ? $0.settings.listeners[index] : nil }
-    }
 
     /// A client at `address` opened a UDP association on port `listener`.
     func associate(_ listener: Int, _ address: IPAddress, user: String?) {
@@ -48,11 +44,14 @@ final class LocalProxyPorts: Sendable {
         }
     }
 
-    /// Whether a client at `address` holds an association on port `listener`, and as which user.
-    func association(_ listener: Int, _ address: IPAddress) -> (user: String?, found: Bool) {
+    /// When a client at `address` holds an association on port `index`: that port's settings and the user it
+    /// authenticated as (one lock per datagram); nil otherwise, or when a reload removed the port.
+    func association(_ index: Int, _ address: IPAddress) -> (listener: InboundConfiguration.Listener, user: String?)? {
         state.withLock { s in
-            guard let found = s.associations[Key(listener: listener, address: address.unmapped)] else { return (nil, false) }
-            return (found.user, true)
+            guard s.settings.listeners.indices.contains(index),
+                let found = s.associations[Key(listener: index, address: address.unmapped)]
+            else { return nil }
+            return (s.settings.listeners[index], found.user)
         }
     }
 }

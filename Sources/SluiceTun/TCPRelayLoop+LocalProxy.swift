@@ -55,11 +55,13 @@ extension TCPRelayLoop {
         // Bounded per wake-up, so that a flood on one port does not starve the relays.
         for _ in 0..<256 {
             guard let (socket, raw) = acceptNext(listener) else { return }
+            // One snapshot per client: the port's settings and the access lists agree.
             let settings = ports.settings
-            guard let port = ports.listener(index) else {
+            guard settings.listeners.indices.contains(index) else {
                 socket.close()
                 continue
             }
+            let port = settings.listeners[index]
             let peer = InetEndpoint(raw.address.unmapped, raw.port)
             guard settings.admits(peer.address, on: port) else {
                 logger.info("\(port.name): refused \(peer): not in lan-allowed-ips, or in lan-disallowed-ips")

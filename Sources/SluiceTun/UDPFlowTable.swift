@@ -350,15 +350,14 @@ final class UDPFlowTable: @unchecked Sendable {
                 continue  // an ICMP error for an earlier reply; reported once
             }
             guard let (n, client) = received else { return }
-            let association = ports?.association(port.index, client.address) ?? (user: nil, found: false)
-            guard association.found, let listener = ports?.listener(port.index),
+            guard let association = ports?.association(port.index, client.address),
                 let (target, offset) = SOCKS5Datagram.decode(UnsafeRawBufferPointer(rebasing: receive[0..<n]))
             else {
                 dropped.add(1, ordering: .relaxed)
                 continue
             }
             localDatagram?(
-                port.index, listener, port.local, client, target, UnsafeRawBufferPointer(rebasing: receive[offset..<n]),
+                port.index, association.listener, port.local, client, target, UnsafeRawBufferPointer(rebasing: receive[offset..<n]),
                 association.user)
         }
     }
