@@ -23,13 +23,15 @@ extension ConfigurationDecoder {
             return address
         }
         if let node = top.value("authentication") {
-            for (text, (item, path)) in stringItems(node, "authentication") {
+            let pairs = context.list(node, "authentication", allowSingle: true) { item, path -> (String, String)? in
+                guard let text = context.string(item, path) else { return nil }
                 guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
                     context.error(item.mark, path, "expected user:password, got \(DecodingContext.got(item))")
-                    continue
+                    return nil
                 }
-                inbound.authentication[String(text[..<colon])] = String(text[text.index(after: colon)...])
+                return (String(text[..<colon]), String(text[text.index(after: colon)...]))
             }
+            for (user, password) in pairs ?? [] { inbound.authentication[user] = password }
         }
         for (key, target) in [
             ("skip-auth-prefixes", \InboundConfiguration.skipAuthPrefixes), ("lan-allowed-ips", \.lanAllowed),
@@ -68,17 +70,6 @@ extension ConfigurationDecoder {
             seen[listener.port] = listener.name
         }
         return inbound
-    }
-
-    /// Scalars of a list (or a single scalar), with where each came from.
-    private func stringItems(_ node: YAMLNode, _ path: String) -> [(String, (YAMLNode, String))] {
-        var out: [(String, (YAMLNode, String))] = []
-        _ = context.list(node, path, allowSingle: true) { item, itemPath -> Bool? in
-            guard let text = context.string(item, itemPath) else { return nil }
-            out.append((text, (item, itemPath)))
-            return true
-        }
-        return out
     }
 
     /// One `listeners:` entry; nil (with a warning naming it) when sluice does not serve its type or options.
