@@ -22,7 +22,7 @@ let package = Package(
         .library(name: "SluiceRules", targets: ["SluiceRules"]),
         // For the fuzz targets under Fuzz/.
         .library(name: "IPC", targets: ["IPC"]),
-        .library(name: "SluiceDNS", targets: ["SluiceDNS"]),
+        .library(name: "SluiceDNSWire", targets: ["SluiceDNSWire"]),
         .library(name: "SluicePacket", targets: ["SluicePacket"]),
         .library(name: "SluiceProxy", targets: ["SluiceProxy"]),
         .library(name: "SluiceSniffing", targets: ["SluiceSniffing"]),
@@ -39,21 +39,25 @@ let package = Package(
         // MARK: C
         .systemLibrary(
             name: "CSystemd",
+            path: "Sources/C/CSystemd",
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
         .systemLibrary(
             name: "CYAML",
+            path: "Sources/C/CYAML",
             pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]
         ),
         .systemLibrary(
             name: "COpenSSL",
+            path: "Sources/C/COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
         .target(
             name: "CSluice",
+            path: "Sources/C/CSluice",
             cSettings: [.define("_GNU_SOURCE")]
         ),
 
@@ -61,6 +65,7 @@ let package = Package(
         .target(
             name: "SluiceSystem",
             dependencies: ["CSluice", "SluiceNet"],
+            path: "Sources/Core/SluiceSystem",
             swiftSettings: strict
         ),
         .target(
@@ -70,53 +75,73 @@ let package = Package(
         ),
         .target(
             name: "SluiceNet",
+            path: "Sources/Core/SluiceNet",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceNetlink",
             dependencies: ["SluiceNet", "SluiceSystem", "CSluice"],
+            path: "Sources/Core/SluiceNetlink",
             swiftSettings: strict
         ),
         .target(
             name: "SluicePacket",
             dependencies: ["SluiceNet"],
+            path: "Sources/Codecs/SluicePacket",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceDNSWire",
+            dependencies: ["SluiceNet"],
+            path: "Sources/Codecs/SluiceDNSWire",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceTLS",
+            dependencies: ["COpenSSL", "SluiceNet"],
+            path: "Sources/Codecs/SluiceTLS",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceConfig",
             dependencies: ["CYAML", "SluiceNet"],
+            path: "Sources/Core/SluiceConfig",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceProxy",
-            dependencies: ["SluiceNet", "COpenSSL", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["SluiceNet", "SluiceTLS", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(
             name: "SluiceSniffing",
+            path: "Sources/Codecs/SluiceSniffing",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceRules",
             dependencies: ["SluiceConfig", "SluiceNet"],
+            path: "Sources/Policy/SluiceRules",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
-                "SluiceProxy", "SluiceSniffing",
+                "SluiceProxy", "SluiceTLS", "SluiceSniffing",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/Workers/SluiceTun",
             swiftSettings: strict
         ),
         .target(
             name: "SluiceDNS",
             dependencies: [
-                "IPC", "SluiceConfig", "SluiceNet", "SluiceSystem", "WorkerRuntime", "CSluice",
+                "IPC", "SluiceConfig", "SluiceDNSWire", "SluiceNet", "SluiceSystem", "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/Workers/SluiceDNS",
             swiftSettings: strict
         ),
         .target(
@@ -125,6 +150,7 @@ let package = Package(
                 "IPC", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceSystem", "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/Workers/SluiceWireGuard",
             swiftSettings: strict
         ),
         .target(
@@ -134,13 +160,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            path: "Sources/Workers/WorkerRuntime",
             swiftSettings: strict
         ),
 
         .target(
             name: "ExternalController",
             dependencies: [
-                "IPC", "SluiceConfig", "SluiceDNS", "SluiceNet", "SluiceSystem",
+                "IPC", "SluiceConfig", "SluiceDNSWire", "SluiceNet", "SluiceSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -149,6 +176,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/Control/ExternalController",
             swiftSettings: strict
         ),
         .target(
@@ -157,6 +185,7 @@ let package = Package(
                 "IPC", "SluiceSystem", "SluiceConfig", "WorkerRuntime", "CSystemd", "ExternalController",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Sources/Control/Supervision",
             swiftSettings: strict
         ),
 
@@ -228,11 +257,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Everything that starts sluiced or builds a lab of namespaces (root; skipped with a reason otherwise).
         .testTarget(
-            name: "TunIntegrationTests",
+            name: "IntegrationTests",
             dependencies: ["SluiceTestSupport", "Supervision", "SluiceSystem", "IPC"],
+            path: "Tests/Integration",
             swiftSettings: strict
         ),
+        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "SluiceTunTests",
             dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "WorkerRuntime", "SluiceTestSupport"],
@@ -240,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceProxyTests",
-            dependencies: ["SluiceProxy", "SluiceNet", "SluiceTestSupport"],
+            dependencies: ["SluiceProxy", "SluiceTLS", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -255,7 +288,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceDNSTests",
-            dependencies: ["SluiceDNS", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport"],
+            dependencies: ["SluiceDNS", "SluiceDNSWire", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

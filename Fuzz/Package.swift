@@ -19,7 +19,7 @@ let package = Package(
     targets: [
         .target(name: "FuzzDriver", swiftSettings: [.swiftLanguageMode(.v5)]),
         target("fuzz-ipc-frame", ["IPC"]),
-        target("fuzz-dns-message", ["SluiceDNS"]),
+        target("fuzz-dns-message", ["SluiceDNSWire"]),
         target("fuzz-packet", ["SluicePacket", "SluiceNet"]),
         target("fuzz-config", ["SluiceConfig"]),
         target("fuzz-proxy-replies", ["SluiceProxy", "SluiceNet"]),

@@ -8,6 +8,7 @@ import SluiceTestSupport
 import Testing
 
 @testable import SluiceDNS
+import SluiceDNSWire
 
 /// A server over `configuration` with its upstream receive loop running.
 final class RunningServer {

@@ -1,3 +1,4 @@
+import SluiceTLS
 import Foundation
 import SluiceNet
 import SluiceTestSupport

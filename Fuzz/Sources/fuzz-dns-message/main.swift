@@ -1,5 +1,5 @@
 import FuzzDriver
-import SluiceDNS
+import SluiceDNSWire
 
 // DNS messages: a client's query (what the dns worker answers or refuses) and an upstream's answer.
 runFuzzer { input in

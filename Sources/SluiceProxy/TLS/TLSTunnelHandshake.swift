@@ -1,3 +1,5 @@
+import SluiceTLS
+
 /// A proxy behind TLS (`tls: true`: an HTTPS proxy, SOCKS5 over TLS): the TLS handshake
 /// first, then `inner` (HTTP CONNECT, SOCKS5) through the session, its bytes sealed and
 /// opened on the way.

@@ -82,7 +82,7 @@ public final class TLSClientSession: @unchecked Sendable {
     public private(set) var isEstablished = false
     /// Plaintext the tunnel handshake received behind the proxy's reply; the relay hands
     /// it to the client first.
-    var early: [UInt8] = []
+    package var early: [UInt8] = []
 
     /// - Parameter serverName: sent as SNI (when it is a name, not an address) and checked
     ///   against the certificate unless the context skips verification.

@@ -1,3 +1,4 @@
+import SluiceTLS
 import SluiceNet
 import SluiceProxy
 import SluiceSystem

@@ -1,3 +1,4 @@
+import SluiceDNSWire
 import IPC
 import Logging
 import SluiceConfig

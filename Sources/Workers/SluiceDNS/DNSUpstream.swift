@@ -1,3 +1,4 @@
+import SluiceDNSWire
 import CSluice
 import Logging
 import SluiceConfig

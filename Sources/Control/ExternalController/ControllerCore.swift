@@ -3,7 +3,7 @@ import IPC
 import NIOCore
 import NIOHTTP1
 import SluiceConfig
-import SluiceDNS
+import SluiceDNSWire
 import SluiceNet
 import SluiceSystem
 
