@@ -24,7 +24,8 @@ let package = Package(
         .library(name: "IPC", targets: ["IPC"]),
         .library(name: "SluiceDNSWire", targets: ["SluiceDNSWire"]),
         .library(name: "SluicePacket", targets: ["SluicePacket"]),
-        .library(name: "SluiceProxy", targets: ["SluiceProxy"]),
+        .library(name: "SluiceOutbounds", targets: ["SluiceOutbounds"]),
+        .library(name: "SluiceInbounds", targets: ["SluiceInbounds"]),
         .library(name: "SluiceSniffing", targets: ["SluiceSniffing"]),
     ],
     dependencies: [
@@ -108,9 +109,20 @@ let package = Package(
             path: "Sources/Core/SluiceConfig",
             swiftSettings: strict
         ),
+        // MARK: Outbounds and inbounds: a folder per protocol (wire codec, sans-I/O, beside its adapter)
         .target(
-            name: "SluiceProxy",
-            dependencies: ["SluiceNet", "SluiceTLS", .product(name: "Crypto", package: "swift-crypto")],
+            name: "SluiceOutbounds",
+            dependencies: [
+                "SluiceNet", "SluiceConfig", "SluiceSystem", "SluiceTLS", "CSluice",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Sources/Outbounds",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceInbounds",
+            dependencies: ["SluiceNet", "SluiceOutbounds"],
+            path: "Sources/Inbounds",
             swiftSettings: strict
         ),
         .target(
@@ -128,7 +140,7 @@ let package = Package(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
-                "SluiceProxy", "SluiceTLS", "SluiceSniffing",
+                "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -272,8 +284,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "SluiceProxyTests",
-            dependencies: ["SluiceProxy", "SluiceTLS", "SluiceNet", "SluiceTestSupport"],
+            name: "SluiceOutboundsTests",
+            dependencies: ["SluiceOutbounds", "SluiceTLS", "SluiceNet", "SluiceTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SluiceInboundsTests",
+            dependencies: ["SluiceInbounds", "SluiceOutbounds", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

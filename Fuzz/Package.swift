@@ -22,8 +22,8 @@ let package = Package(
         target("fuzz-dns-message", ["SluiceDNSWire"]),
         target("fuzz-packet", ["SluicePacket", "SluiceNet"]),
         target("fuzz-config", ["SluiceConfig"]),
-        target("fuzz-proxy-replies", ["SluiceProxy", "SluiceNet"]),
+        target("fuzz-proxy-replies", ["SluiceOutbounds", "SluiceNet"]),
         target("fuzz-sniffer", ["SluiceSniffing"]),
-        target("fuzz-local-proxy", ["SluiceProxy", "SluiceNet"]),
+        target("fuzz-local-proxy", ["SluiceInbounds", "SluiceOutbounds", "SluiceNet"]),
     ]
 )

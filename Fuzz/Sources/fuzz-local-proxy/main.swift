@@ -1,6 +1,7 @@
 import FuzzDriver
 import SluiceNet
-import SluiceProxy
+import SluiceInbounds
+import SluiceOutbounds
 
 // What local proxy clients send to mixed-port, socks-port and port: SOCKS4/4a, SOCKS5 (with and without
 // username/password) and HTTP proxy requests. Hostile bytes must end in a refusal, never a crash or unbounded

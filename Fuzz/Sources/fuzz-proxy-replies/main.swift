@@ -1,6 +1,6 @@
 import FuzzDriver
 import SluiceNet
-import SluiceProxy
+import SluiceOutbounds
 
 // What upstream proxies send back: SOCKS5 method/auth/connect replies, an HTTP CONNECT response, SOCKS5 UDP
 // datagrams, and Shadowsocks AEAD streams and datagrams (a wrong key must fail cleanly, never crash). The

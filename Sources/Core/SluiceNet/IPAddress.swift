@@ -83,3 +83,15 @@ extension IPAddress {
         return self
     }
 }
+
+extension IPAddress {
+    /// This address in the IPv4 family (an IPv4-mapped IPv6 address unwrapped) or in the IPv6 family (an IPv4
+    /// address as IPv4-mapped); unchanged when it has no form there. Dual-stack sockets report IPv4 peers mapped.
+    public func mapped(toIPv4: Bool) -> IPAddress {
+        switch self {
+        case .v6(let v6): if toIPv4, let v4 = v6.ipv4Mapped { return .v4(v4) }
+        case .v4(let v4): if !toIPv4 { return .v6(IPv6Address(high: 0, low: 0xFFFF_0000_0000 | UInt64(v4.rawValue))) }
+        }
+        return self
+    }
+}

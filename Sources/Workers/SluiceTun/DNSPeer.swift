@@ -1,3 +1,4 @@
+import SluiceOutbounds
 import CSluice
 import IPC
 import Logging
@@ -26,7 +27,7 @@ import Glibc
 ///   and DIRECT connections to a fake address get the real one through `resolveRequest`.
 /// - Real addresses that the dns worker answered (fake-ip filter, redir-host) are
 ///   remembered with their name too, so domain rules apply to them.
-public final class DNSPeer: @unchecked Sendable {
+public final class DNSPeer: NameService, @unchecked Sendable {
     /// Real address → name entries remembered at most (then the oldest half goes).
     static let realNameLimit = 65536
     /// How long a new flow may wait for a fake address's name on a mirror miss.
@@ -63,7 +64,7 @@ public final class DNSPeer: @unchecked Sendable {
         self.logger = logger
     }
 
-    var isConnected: Bool { peer.withLock { $0 != nil } }
+    package var isConnected: Bool { peer.withLock { $0 != nil } }
 
     // MARK: Hijacking
 
@@ -137,7 +138,7 @@ public final class DNSPeer: @unchecked Sendable {
 
     /// Resolves `name` to real addresses through the dns worker; `completion` runs once, on
     /// the channel's reader thread (or at once when no dns worker is connected).
-    func resolve(_ name: String, ipv6: Bool, completion: @escaping @Sendable ([IPAddress], String) -> Void) {
+    package func resolve(_ name: String, ipv6: Bool, completion: @escaping @Sendable ([IPAddress], String) -> Void) {
         request(.resolveRequest(ResolveRequest(name: name, ipv6: ipv6))) { reply in
             switch reply {
             case .resolveAnswer(let answer)?: completion(answer.addresses, answer.error)
@@ -172,7 +173,7 @@ public final class DNSPeer: @unchecked Sendable {
         if start {
             resolver.resolve(name, ipv6: ipv6) { [self] addresses, _ in
                 let usable = addresses.first { $0.isIPv4 != ipv6 }
-                    ?? (ipv6 ? addresses.first.map { UDPFlowTable.mapped($0, toIPv4: false) } : nil)
+                    ?? (ipv6 ? addresses.first.map { $0.mapped(toIPv4: false) } : nil)
                 // Failures are remembered briefly, answers for a minute.
                 let life: UInt64 = usable == nil ? 2_000_000_000 : 60_000_000_000
                 let waiting = resolvedForUDP.withLock { cache -> [@Sendable (IPAddress) -> Void] in

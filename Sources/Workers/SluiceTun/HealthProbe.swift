@@ -1,5 +1,5 @@
 import SluiceNet
-import SluiceProxy
+import SluiceOutbounds
 import SluiceSystem
 
 #if canImport(Glibc)

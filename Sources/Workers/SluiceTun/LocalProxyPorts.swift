@@ -1,3 +1,4 @@
+import SluiceOutbounds
 import SluiceConfig
 import SluiceNet
 import SluiceSystem

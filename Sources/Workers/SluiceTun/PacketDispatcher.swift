@@ -1,3 +1,4 @@
+import SluiceInbounds
 import CSluice
 import IPC
 import Logging
@@ -5,7 +6,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceNetlink
 import SluicePacket
-import SluiceProxy
+import SluiceOutbounds
 import SluiceRules
 import SluiceSniffing
 import SluiceSystem

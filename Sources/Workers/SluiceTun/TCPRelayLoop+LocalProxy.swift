@@ -2,7 +2,8 @@ import CSluice
 import Dispatch
 import SluiceConfig
 import SluiceNet
-import SluiceProxy
+import SluiceInbounds
+import SluiceOutbounds
 import SluiceSystem
 
 #if canImport(Glibc)

@@ -2,7 +2,7 @@ import CSluice
 import IPC
 import Logging
 import SluiceNet
-import SluiceProxy
+import SluiceOutbounds
 import SluiceSniffing
 import SluiceSystem
 import Synchronization

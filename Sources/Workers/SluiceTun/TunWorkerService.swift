@@ -1,3 +1,4 @@
+import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC

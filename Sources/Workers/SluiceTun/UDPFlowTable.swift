@@ -4,7 +4,7 @@ import Logging
 import SluiceNet
 import SluiceConfig
 import SluicePacket
-import SluiceProxy
+import SluiceOutbounds
 import SluiceSystem
 import Synchronization
 import WorkerRuntime
@@ -416,15 +416,7 @@ final class UDPFlowTable: @unchecked Sendable {
     /// `remote` in the client's address family (v4-mapped on a v6 flow and back).
     static func normalized(_ remote: InetEndpoint, client: InetEndpoint) -> InetEndpoint {
         remote.address.isIPv4 == client.address.isIPv4
-            ? remote : InetEndpoint(mapped(remote.address, toIPv4: client.address.isIPv4), remote.port)
-    }
-
-    static func mapped(_ address: IPAddress, toIPv4: Bool) -> IPAddress {
-        switch address {
-        case .v6(let v6): if toIPv4, let v4 = v6.ipv4Mapped { return .v4(v4) }
-        case .v4(let v4): if !toIPv4 { return .v6(IPv6Address(high: 0, low: 0xFFFF_0000_0000 | UInt64(v4.rawValue))) }
-        }
-        return address
+            ? remote : InetEndpoint(remote.address.mapped(toIPv4: client.address.isIPv4), remote.port)
     }
 
     /// Takes `flow` out of the table now; its session closes at the next sweep.

@@ -8,16 +8,16 @@ import Glibc
 /// Resolves host names for the data plane (a fake address's name for DIRECT, a proxy
 /// server's name): through the dns worker (hosts, cache, upstreams; never the fake pool)
 /// while it is connected, else with the system resolver on a short-lived thread.
-final class NameResolver: Sendable {
-    typealias Completion = @Sendable (_ addresses: [IPAddress], _ error: String) -> Void
+package final class NameResolver: Sendable {
+    package typealias Completion = @Sendable (_ addresses: [IPAddress], _ error: String) -> Void
 
-    private let dns: DNSPeer?
+    private let dns: (any NameService)?
 
-    init(dns: DNSPeer?) { self.dns = dns }
+    package init(dns: (any NameService)?) { self.dns = dns }
 
     /// `completion` runs once, on some other thread (or at once for a literal address).
     /// - Parameter ipv6: ask for IPv6 addresses first.
-    func resolve(_ name: String, ipv6: Bool, completion: @escaping Completion) {
+    package func resolve(_ name: String, ipv6: Bool, completion: @escaping Completion) {
         if let address = IPAddress(name) {
             completion([address], "")
             return
@@ -38,7 +38,7 @@ final class NameResolver: Sendable {
     }
 
     /// Resolves and waits, at most `timeoutMilliseconds` (a thread that may block).
-    func resolveBlocking(_ name: String, ipv6: Bool, timeoutMilliseconds: Int32) -> ([IPAddress], String) {
+    package func resolveBlocking(_ name: String, ipv6: Bool, timeoutMilliseconds: Int32) -> ([IPAddress], String) {
         let result = Locked<([IPAddress], String)?>(nil)
         guard let event = try? Descriptors.pipe() else { return ([], "cannot make a pipe") }
         let writeEnd = event.write
@@ -52,7 +52,7 @@ final class NameResolver: Sendable {
     }
 
     /// getaddrinfo(3): the system resolver.
-    static func systemResolve(_ name: String) -> ([IPAddress], String) {
+    package static func systemResolve(_ name: String) -> ([IPAddress], String) {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
@@ -82,4 +82,13 @@ final class NameResolver: Sendable {
         }
         return (addresses, addresses.isEmpty ? "no address" : "")
     }
+}
+
+/// The resolver sluice runs itself (the dns worker, reached by the tun worker's `DNSPeer`): hosts, cache and
+/// upstreams, never the fake pool. ``NameResolver`` asks it first and falls back to the system resolver.
+package protocol NameService: AnyObject, Sendable {
+    /// Whether it can answer now.
+    var isConnected: Bool { get }
+    /// `completion` runs once, on some other thread.
+    func resolve(_ name: String, ipv6: Bool, completion: @escaping @Sendable ([IPAddress], String) -> Void)
 }

@@ -2,7 +2,8 @@ import Foundation
 import SluiceNet
 import Testing
 
-@testable import SluiceProxy
+@testable import SluiceInbounds
+@testable import SluiceOutbounds
 
 /// The server side of the local proxy ports: what a SOCKS4/4a, SOCKS5 or HTTP proxy client sends, in any
 /// segmentation, becomes one request (or a refusal with the protocol's own answer).

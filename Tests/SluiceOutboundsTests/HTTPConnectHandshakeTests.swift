@@ -1,7 +1,7 @@
 import SluiceNet
 import Testing
 
-@testable import SluiceProxy
+@testable import SluiceOutbounds
 
 /// HTTP CONNECT requests and the parsing of the proxy's response.
 @Suite("HTTP CONNECT handshake")

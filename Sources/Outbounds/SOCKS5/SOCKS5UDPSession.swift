@@ -1,54 +1,10 @@
 import SluiceConfig
 import SluiceNet
-import SluiceProxy
 import SluiceSystem
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A `socks5` proxy: CONNECT for TCP (then spliced like DIRECT), UDP ASSOCIATE for UDP
-/// when `udp: true`. Names of fake destinations go to the proxy as names. With
-/// `tls: true` the SOCKS5 handshake runs inside TLS to the proxy and TCP relays through
-/// the session; UDP is refused then (the association's control connection would need a
-/// TLS session watched for the rest of its life: not done yet).
-struct SOCKS5Outbound: Outbound {
-    let name: String
-    let config: SOCKS5Proxy
-    let dial: DialSettings
-    let resolver: NameResolver
-    /// Set for `tls: true`.
-    let tls: ProxyTLS?
-
-    init(name: String, config: SOCKS5Proxy, dial: DialSettings, resolver: NameResolver) {
-        self.name = name
-        self.config = config
-        self.dial = dial
-        self.resolver = resolver
-        self.tls = config.tls ? ProxyTLS(server: config.server, sni: nil, skipCertVerify: config.skipCertVerify) : nil
-    }
-
-    var server: ProxyServer { ProxyServer(endpoint: config.server) }
-    var sendsNames: Bool { true }
-
-    func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
-        let connect = SOCKS5Handshake(
-            command: .connect, target: target.proxyTarget, username: config.username, password: config.password)
-        if let tls { return try tls.plan(hop: server.hop, inner: connect) }
-        return TCPPlan(hop: server.hop, handshake: connect)
-    }
-
-    func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
-
-    var udpUnsupportedReason: String? {
-        if !config.udp { return "udp is off for this socks5 proxy (set udp: true)" }
-        return tls == nil ? nil : "UDP through a socks5 proxy with tls: true is not supported yet"
-    }
-
-    func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
-        SOCKS5UDPSession(outbound: self)
-    }
-}
 
 /// One SOCKS5 UDP association (RFC 1928 section 7): a TCP control connection that must
 /// stay open for as long as the association lives, and a UDP socket exchanging
@@ -56,9 +12,9 @@ struct SOCKS5Outbound: Outbound {
 ///
 /// The association is set up on a thread of its own (connect, authentication, UDP
 /// ASSOCIATE: a few round trips); datagrams sent meanwhile wait in a short queue.
-final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
+package final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
     /// Connect and handshake must finish within this.
-    static let setupMilliseconds: Int32 = 10_000
+    package static let setupMilliseconds: Int32 = 10_000
 
     private enum State {
         /// Setting up; `control` once its connect started (closing it aborts the setup).
@@ -70,17 +26,17 @@ final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
     private let outbound: SOCKS5Outbound
     private let state = Locked<State>(.starting(PendingDatagrams(), control: nil))
 
-    init(outbound: SOCKS5Outbound) { self.outbound = outbound }
+    package init(outbound: SOCKS5Outbound) { self.outbound = outbound }
 
-    var descriptor: CInt {
+    package var descriptor: CInt {
         state.withLock { if case .ready(_, let udp, _) = $0 { udp.rawValue } else { -1 } }
     }
 
-    var controlDescriptor: CInt {
+    package var controlDescriptor: CInt {
         state.withLock { if case .ready(_, _, let control) = $0 { control.rawValue } else { -1 } }
     }
 
-    func start(ready: @escaping @Sendable (Bool, String) -> Void) {
+    package func start(ready: @escaping @Sendable (Bool, String) -> Void) {
         do {
             try OSThread.detached(name: "tun-socks-udp") { [self] in
                 if let problem = associate() {
@@ -149,7 +105,7 @@ final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
         return nil
     }
 
-    func send(_ payload: UnsafeRawBufferPointer, to destination: DatagramAddress) -> Bool {
+    package func send(_ payload: UnsafeRawBufferPointer, to destination: DatagramAddress) -> Bool {
         let target = state.withLock { s -> (InetEndpoint, CInt)? in
             switch s {
             case .starting(var pending, let control):
@@ -168,7 +124,7 @@ final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
         return packet.withUnsafeBytes { (try? InetSocket.send(udp, $0, to: relay)) ?? false }
     }
 
-    func receive(into buffer: UnsafeMutableRawBufferPointer) -> UDPReceive {
+    package func receive(into buffer: UnsafeMutableRawBufferPointer) -> UDPReceive {
         guard case .ready(let relay, let udp, _) = state.withLock({ $0 }) else { return .empty }
         let got: (Int, InetEndpoint)?
         do {
@@ -178,14 +134,14 @@ final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
         }
         guard let (n, source) = got else { return .empty }
         // Only the relay speaks for the association (RFC 1928: drop other senders).
-        guard UDPFlowTable.mapped(source.address, toIPv4: relay.address.isIPv4) == relay.address else { return .skipped }
+        guard source.address.mapped(toIPv4: relay.address.isIPv4) == relay.address else { return .skipped }
         guard let (from, offset) = SOCKS5Datagram.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) else {
             return .skipped
         }
         return .datagram(offset..<n, from: DatagramAddress(from))
     }
 
-    func close() {
+    package func close() {
         let old = state.withLock { s -> State in
             defer { s = .closed }
             return s

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceNet
+import SluiceOutbounds
 
 /// Who may use a local proxy port: `authentication` (`user:pass`) or a listener's `users`. Empty: anyone.
 public struct ProxyCredentials: Sendable, Equatable {

@@ -4,7 +4,7 @@ import SluiceNet
 import SluiceTestSupport
 import Testing
 
-@testable import SluiceProxy
+@testable import SluiceOutbounds
 
 #if canImport(Glibc)
 import Glibc

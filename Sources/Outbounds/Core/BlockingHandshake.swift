@@ -1,48 +1,18 @@
 import CSluice
 import SluiceNet
-import SluiceProxy
 import SluiceSystem
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A proxy's server (`server`, `port`): the first hop of its TCP connections, and the
-/// peer of its UDP sessions. A name is resolved when a connection needs it, through the
-/// dns worker's cache.
-struct ProxyServer: Sendable, CustomStringConvertible {
-    let endpoint: SocketEndpoint
-
-    var hop: TCPHop {
-        switch endpoint.host {
-        case .address(let a): .endpoint(InetEndpoint(a, endpoint.port))
-        case .name(let n): .name(n, port: endpoint.port, .any)
-        }
-    }
-
-    /// The server's address, waiting at most `timeoutMilliseconds` for a name (a thread that may block).
-    func resolveBlocking(_ resolver: NameResolver, timeoutMilliseconds: Int32) -> (InetEndpoint?, String) {
-        switch endpoint.host {
-        case .address(let a): return (InetEndpoint(a, endpoint.port), "")
-        case .name(let n):
-            let (addresses, error) = resolver.resolveBlocking(n, ipv6: false, timeoutMilliseconds: timeoutMilliseconds)
-            guard let address = AddressPreference.any.pick(addresses) else {
-                return (nil, "cannot resolve the proxy server \(n): \(error.isEmpty ? "no address" : error)")
-            }
-            return (InetEndpoint(address, endpoint.port), "")
-        }
-    }
-
-    var description: String { endpoint.description }
-}
-
 /// Runs a proxy handshake on a socket with blocking waits (a session's own thread: the
 /// SOCKS5 UDP association). The relay loop drives TCP handshakes without blocking instead.
-enum BlockingHandshake {
+package enum BlockingHandshake {
     /// Waits for the connect started on `fd`, then runs `handshake` until it is
     /// established, fails, or `deadline` (monotonic ns) passes. Returns nil on success,
     /// else what went wrong.
-    static func run(_ handshake: inout some ProxyHandshake, on fd: CInt, deadline: UInt64) -> String? {
+    package static func run(_ handshake: inout some ProxyHandshake, on fd: CInt, deadline: UInt64) -> String? {
         func remaining() -> Int32 {
             Int32(clamping: MonotonicClock.elapsed(from: MonotonicClock.now, to: deadline) / 1_000_000)
         }

@@ -1,6 +1,5 @@
 import SluiceConfig
 import SluiceNet
-import SluiceProxy
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -10,23 +9,23 @@ import Glibc
 /// An `http` proxy: HTTP CONNECT (with basic authentication and the configured extra
 /// headers), then spliced like DIRECT. With `tls: true` (an HTTPS proxy) the CONNECT runs
 /// inside TLS to the proxy and the relay goes through the session. TCP only.
-struct HTTPOutbound: Outbound {
-    let name: String
-    let config: HTTPProxy
-    let dial: DialSettings
+package struct HTTPOutbound: Outbound {
+    package let name: String
+    package let config: HTTPProxy
+    package let dial: DialSettings
     /// Set for `tls: true`.
-    let tls: ProxyTLS?
+    package let tls: ProxyTLS?
 
-    init(name: String, config: HTTPProxy, dial: DialSettings) {
+    package init(name: String, config: HTTPProxy, dial: DialSettings) {
         self.name = name
         self.config = config
         self.dial = dial
         self.tls = config.tls ? ProxyTLS(server: config.server, sni: config.sni, skipCertVerify: config.skipCertVerify) : nil
     }
 
-    var sendsNames: Bool { true }
+    package var sendsNames: Bool { true }
 
-    func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
         let hop = ProxyServer(endpoint: config.server).hop
         let connect = HTTPConnectHandshake(
             target: target.proxyTarget, username: config.username, password: config.password,
@@ -35,11 +34,11 @@ struct HTTPOutbound: Outbound {
         return TCPPlan(hop: hop, handshake: connect)
     }
 
-    func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
+    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
 
-    var udpUnsupportedReason: String? { "HTTP proxies carry TCP only" }
+    package var udpUnsupportedReason: String? { "HTTP proxies carry TCP only" }
 
-    func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
+    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
         throw SystemError("UDP through an HTTP proxy", errno: EOPNOTSUPP)
     }
 }

@@ -1,7 +1,7 @@
 import SluiceNet
 import Testing
 
-@testable import SluiceProxy
+@testable import SluiceOutbounds
 
 /// SOCKS5 client handshakes (RFC 1928, RFC 1929) byte by byte, and the UDP header.
 @Suite("SOCKS5 handshake")

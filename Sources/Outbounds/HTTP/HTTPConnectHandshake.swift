@@ -63,7 +63,7 @@ public struct HTTPConnectHandshake: ProxyHandshake {
     }
 
     /// The index just past the first "\r\n\r\n" at or after `from`.
-    static func headerEnd(_ bytes: [UInt8], from: Int) -> Int? {
+    package static func headerEnd(_ bytes: [UInt8], from: Int) -> Int? {
         guard bytes.count >= 4 else { return nil }
         var i = from
         while i + 3 < bytes.count {

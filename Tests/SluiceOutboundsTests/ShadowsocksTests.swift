@@ -3,7 +3,7 @@ import SluiceNet
 import SluiceTestSupport
 import Testing
 
-@testable import SluiceProxy
+@testable import SluiceOutbounds
 
 /// Shadowsocks AEAD: key derivation against RFC and OpenSSL values, stream and datagram
 /// framing against vectors made with Python's `cryptography` (an independent

@@ -8,25 +8,25 @@ import Glibc
 
 /// Where a datagram goes, or where a reply came from: an address, or (through a proxy)
 /// a name the proxy resolves.
-enum DatagramAddress: Hashable, Sendable, CustomStringConvertible {
+package enum DatagramAddress: Hashable, Sendable, CustomStringConvertible {
     case endpoint(InetEndpoint)
     case name(String, UInt16)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .endpoint(let e): e.description
         case .name(let n, let p): "\(n):\(p)"
         }
     }
 
-    var socketEndpoint: SocketEndpoint {
+    package var socketEndpoint: SocketEndpoint {
         switch self {
         case .endpoint(let e): SocketEndpoint(address: e.address, port: e.port)
         case .name(let n, let p): SocketEndpoint(host: .name(n), port: p)
         }
     }
 
-    init(_ endpoint: SocketEndpoint) {
+    package init(_ endpoint: SocketEndpoint) {
         switch endpoint.host {
         case .address(let a): self = .endpoint(InetEndpoint(a, endpoint.port))
         case .name(let n): self = .name(n, endpoint.port)
@@ -35,7 +35,7 @@ enum DatagramAddress: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What one receive on a session gave.
-enum UDPReceive {
+package enum UDPReceive {
     /// A reply: its payload's range in the buffer, and the remote it came from.
     case datagram(Range<Int>, from: DatagramAddress)
     /// Something that is not a reply for the client (an ICMP error surfacing, a packet
@@ -50,7 +50,7 @@ enum UDPReceive {
 ///
 /// ``send(_:to:)`` may be called from any thread; ``receive(into:)`` only from the flow
 /// table's thread. A session that needs a handshake first queues a few datagrams.
-protocol UDPSession: AnyObject, Sendable {
+package protocol UDPSession: AnyObject, Sendable {
     /// Polled for replies; -1 until ``start(ready:)`` reported success.
     var descriptor: CInt { get }
     /// Polled too: readable means the association ended (SOCKS5's TCP control
@@ -67,63 +67,25 @@ protocol UDPSession: AnyObject, Sendable {
     func close()
 }
 
-/// DIRECT UDP: one plain socket, datagrams sent to their real destination.
-final class DirectUDPSession: UDPSession {
-    private let socket: OwnedDescriptor
-    private let ipVersion: DirectProxy.IPVersion
-
-    init(socket: OwnedDescriptor, ipVersion: DirectProxy.IPVersion = .dual) {
-        self.socket = socket
-        self.ipVersion = ipVersion
-    }
-
-    var descriptor: CInt { socket.rawValue }
-    var controlDescriptor: CInt { -1 }
-
-    func start(ready: @escaping @Sendable (Bool, String) -> Void) { ready(true, "") }
-
-    func send(_ payload: UnsafeRawBufferPointer, to destination: DatagramAddress) -> Bool {
-        // Names never reach DIRECT: the dispatcher resolves fake destinations first.
-        guard case .endpoint(let endpoint) = destination else { return false }
-        if ipVersion != .dual {
-            let family = UDPFlowTable.mapped(endpoint.address, toIPv4: true)
-            if (ipVersion == .ipv4 && !family.isIPv4) || (ipVersion == .ipv6 && family.isIPv4) { return false }
-        }
-        return (try? InetSocket.send(socket.rawValue, payload, to: endpoint)) ?? false
-    }
-
-    func receive(into buffer: UnsafeMutableRawBufferPointer) -> UDPReceive {
-        do {
-            guard let (n, remote) = try InetSocket.receive(socket.rawValue, into: buffer) else { return .empty }
-            return .datagram(0..<n, from: .endpoint(remote))
-        } catch {
-            // ICMP errors for earlier sends surface here (ECONNREFUSED...); the flow lives on.
-            return .skipped
-        }
-    }
-
-    func close() { socket.close() }
-}
-
 /// Datagrams that arrive while a session is still being set up (a SOCKS5 association
 /// takes a few round trips; a client's first burst comes at once), sent in order once it
 /// is ready. Bounded: beyond ``limit`` datagrams or ``byteLimit`` bytes they are dropped,
 /// as on any lossy path.
-struct PendingDatagrams {
-    static let limit = 128
-    static let byteLimit = 256 * 1024
+package struct PendingDatagrams {
+    package static let limit = 128
+    package static let byteLimit = 256 * 1024
     private(set) var items: [([UInt8], DatagramAddress)] = []
     private var bytes = 0
 
     /// False when full.
-    mutating func append(_ payload: UnsafeRawBufferPointer, to destination: DatagramAddress) -> Bool {
+    package mutating func append(_ payload: UnsafeRawBufferPointer, to destination: DatagramAddress) -> Bool {
         guard items.count < Self.limit, bytes + payload.count <= Self.byteLimit else { return false }
         items.append((Array(payload), destination))
         bytes += payload.count
         return true
     }
 
-    mutating func take() -> [([UInt8], DatagramAddress)] {
+    package mutating func take() -> [([UInt8], DatagramAddress)] {
         defer {
             items = []
             bytes = 0

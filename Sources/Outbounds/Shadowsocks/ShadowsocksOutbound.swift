@@ -1,0 +1,82 @@
+import SluiceConfig
+import SluiceNet
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An `ss` proxy (Shadowsocks AEAD): TCP relayed through userspace, every byte sealed;
+/// UDP when `udp: true`, each datagram sealed on its own. Names of fake destinations go
+/// to the server as names.
+package struct ShadowsocksOutbound: Outbound {
+    package let name: String
+    package let config: ShadowsocksProxy
+    /// Derived once from the password (EVP_BytesToKey).
+    package let key: ShadowsocksKey
+    package let dial: DialSettings
+    package let resolver: NameResolver
+
+    package init(name: String, config: ShadowsocksProxy, dial: DialSettings, resolver: NameResolver) {
+        self.name = name
+        self.config = config
+        self.key = ShadowsocksKey(method: Self.method(config.cipher), password: config.password)
+        self.dial = dial
+        self.resolver = resolver
+    }
+
+    package static func method(_ cipher: ShadowsocksProxy.Cipher) -> ShadowsocksMethod {
+        switch cipher {
+        case .aes128GCM: .aes128GCM
+        case .aes256GCM: .aes256GCM
+        case .chacha20IETFPoly1305: .chacha20IETFPoly1305
+        }
+    }
+
+    package var server: ProxyServer { ProxyServer(endpoint: config.server) }
+    package var sendsNames: Bool { true }
+
+    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+        TCPPlan(hop: server.hop, codec: ShadowsocksCodec(key: key, target: target.proxyTarget))
+    }
+
+    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
+
+    package var udpUnsupportedReason: String? { config.udp ? nil : "udp is off for this ss proxy (set udp: true)" }
+
+    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
+        ShadowsocksUDPSession(outbound: self)
+    }
+}
+
+/// One Shadowsocks TCP connection's two directions: the target address leads the
+/// client's stream (sent at once, so servers that speak first are reached).
+package final class ShadowsocksCodec: StreamCodec {
+    private var sealer: ShadowsocksStreamSealer
+    private var opener: ShadowsocksStreamOpener
+    private let target: SocketEndpoint
+
+    package init(key: ShadowsocksKey, target: SocketEndpoint) {
+        sealer = ShadowsocksStreamSealer(key: key)
+        opener = ShadowsocksStreamOpener(key: key)
+        self.target = target
+    }
+
+    package func start(toServer out: inout [UInt8], toClient: inout [UInt8]) {
+        var header: [UInt8] = []
+        SOCKSAddress.encode(target, into: &header)
+        sealer.seal(header, into: &out)
+    }
+
+    package func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) { sealer.seal(bytes, into: &out) }
+
+    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+        do {
+            try opener.open(bytes, into: &out)
+        } catch {
+            throw StreamCodecError(description: "Shadowsocks: \(error)")
+        }
+    }
+
+    package var decodeIncomplete: Bool { opener.hasPartialChunk }
+}

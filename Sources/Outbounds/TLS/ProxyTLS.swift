@@ -1,0 +1,39 @@
+import SluiceTLS
+import SluiceNet
+import SluiceSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The TLS layer of a `tls: true` proxy (an HTTPS proxy, SOCKS5 over TLS): TLS to the
+/// proxy server first, the proxy's own handshake inside it, then every relayed byte
+/// through the session (a codec, so these connections relay in userspace, not spliced).
+package struct ProxyTLS: Sendable {
+    /// Sent as SNI (unless an address) and checked against the certificate: `sni`, else
+    /// the server's name or address.
+    package let serverName: String
+    /// Made once per configuration; an error (no CA store) fails each connection with it.
+    private let context: Result<TLSClientContext, TLSError>
+
+    package init(server: SocketEndpoint, sni: String?, skipCertVerify: Bool) {
+        switch server.host {
+        case .name(let name): serverName = sni ?? name
+        case .address(let address): serverName = sni ?? address.description
+        }
+        context = Result { () throws(TLSError) in
+            try TLSClientContext(verification: skipCertVerify ? .none : .system)
+        }
+    }
+
+    /// A plan that runs `inner` inside a new TLS session and relays through it.
+    package func plan(hop: TCPHop, inner: some ProxyHandshake) throws(SystemError) -> TCPPlan {
+        let session: TLSClientSession
+        do {
+            session = try TLSClientSession(context: context.get(), serverName: serverName)
+        } catch {
+            throw SystemError("TLS: \(error)", errno: EPROTO)
+        }
+        return TCPPlan(hop: hop, handshake: TLSTunnelHandshake(session: session, inner: inner), codec: TLSCodec(session))
+    }
+}
