@@ -2,12 +2,12 @@ import Logging
 import SluiceSystem
 
 /// Log lines captured in memory ("LEVEL: message"), for tests that check what a component logs.
-public final class CapturedLines: Sendable {
-    public let lines = Locked<[String]>([])
+package final class CapturedLines: Sendable {
+    package let lines = Locked<[String]>([])
 
-    public init() {}
+    package init() {}
 
-    public var logger: Logger {
+    package var logger: Logger {
         Logger(label: "test") { _ in CapturingHandler(sink: self) }
     }
 

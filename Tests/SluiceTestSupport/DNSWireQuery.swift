@@ -1,5 +1,5 @@
 /// A query in wire form, written by hand (not by the code under test).
-public func wireQuery(
+package func wireQuery(
     id: UInt16 = 0x1234, name: String, type: UInt16 = 1, flags: UInt16 = 0x0100, edns: (size: UInt16, version: UInt8, dnssecOK: Bool)? = nil
 ) -> [UInt8] {
     var out: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF), 0, 1, 0, 0, 0, 0, 0, edns == nil ? 0 : 1]

@@ -8,13 +8,13 @@ import Glibc
 /// A real dnsmasq (Debian's dnsmasq-base) serving fixed answers on a loopback port: the
 /// upstream DNS server of DNS tests. Started and stopped by PID; `namespace` runs it in a
 /// network namespace (`ip netns exec`).
-public final class Dnsmasq {
-    public let address: String
-    public let port: UInt16
-    public private(set) var pid: pid_t = 0
+package final class Dnsmasq {
+    package let address: String
+    package let port: UInt16
+    package private(set) var pid: pid_t = 0
 
     /// - Parameter options: dnsmasq options such as `--address=/test/10.1.1.1`.
-    public init(address: String = "127.0.0.1", port: UInt16? = nil, namespace: String? = nil, options: [String]) throws {
+    package init(address: String = "127.0.0.1", port: UInt16? = nil, namespace: String? = nil, options: [String]) throws {
         self.address = address
         self.port = port ?? UInt16.random(in: 20000...40000)
         let arguments = [
@@ -43,7 +43,7 @@ public final class Dnsmasq {
         throw SystemError("dnsmasq on \(address):\(self.port) did not come up", errno: ETIMEDOUT)
     }
 
-    public func stop() {
+    package func stop() {
         guard pid > 0 else { return }
         kill(pid, SIGTERM)
         _ = ProcessSpawner.wait(for: pid)

@@ -6,14 +6,14 @@ import Glibc
 #endif
 
 /// Runs shell commands from tests.
-public enum Shell {
+package enum Shell {
     /// Runs `command` with bash and returns its exit status and combined output.
     ///
     /// Spawned with our own fork/exec helper and reaped with waitpid on its pid (Foundation's
     /// Process watches SIGCHLD process-wide and loses track when tests reap other children).
     /// Output goes to a file and we wait for the shell to exit, not for EOF on a pipe: a
     /// server the command leaves running in the background must not keep the test waiting.
-    public static func run(_ command: String) -> (Int32, String) {
+    package static func run(_ command: String) -> (Int32, String) {
         let output = NSTemporaryDirectory() + "sluice-shell-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).out"
         defer { unlink(output) }
         let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -38,7 +38,7 @@ public enum Shell {
     }
 
     /// The package's root directory (the one holding Package.swift), from a test file's path.
-    public static func packageRoot(from file: String = #filePath) -> String {
+    package static func packageRoot(from file: String = #filePath) -> String {
         var url = URL(fileURLWithPath: file)
         while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
             url.deleteLastPathComponent()

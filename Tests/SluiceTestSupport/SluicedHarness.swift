@@ -9,19 +9,19 @@ import Glibc
 #endif
 
 /// Receives sd_notify datagrams on a socket the test owns (NOTIFY_SOCKET stand-in).
-public final class NotifyListener: @unchecked Sendable {
-    public struct Message: Sendable {
-        public var at: UInt64
-        public var text: String
+package final class NotifyListener: @unchecked Sendable {
+    package struct Message: Sendable {
+        package var at: UInt64
+        package var text: String
     }
 
-    public let path: String
+    package let path: String
     private let socket: CInt
     private let received = Locked<[Message]>([])
     private let stopFlag = Atomic<Bool>(false)
     private var thread: OSThread?
 
-    public init(directory: String) throws {
+    package init(directory: String) throws {
         path = directory + "/notify.sock"
         socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard socket >= 0 else { throw SystemError("socket", errno: errno) }
@@ -49,14 +49,14 @@ public final class NotifyListener: @unchecked Sendable {
         self.thread = thread
     }
 
-    public var messages: [Message] { received.withLock { $0 } }
+    package var messages: [Message] { received.withLock { $0 } }
 
     /// Each assignment (`READY=1`, `STATUS=...`) with the time its datagram arrived.
-    public var assignments: [(at: UInt64, line: String)] {
+    package var assignments: [(at: UInt64, line: String)] {
         messages.flatMap { m in m.text.split(separator: "\n").map { (m.at, String($0)) } }
     }
 
-    public func stop() {
+    package func stop() {
         stopFlag.store(true, ordering: .relaxed)
         thread?.join()
         close(socket)
@@ -66,24 +66,24 @@ public final class NotifyListener: @unchecked Sendable {
 
 /// A real `sluiced run` started by a test, with its own runtime/state directories, config
 /// file and log file, ended by PID when the test is done.
-public final class SluicedHarness {
-    public let directory: String
-    public let configPath: String
-    public let logPath: String
-    public let runtimeDirectory: String
+package final class SluicedHarness {
+    package let directory: String
+    package let configPath: String
+    package let logPath: String
+    package let runtimeDirectory: String
     /// The network namespace sluiced runs in: made for this harness when running as root,
     /// so TUN devices, addresses and rules of parallel tests never meet (nor the host's).
-    public let namespace: String?
-    public private(set) var pid: pid_t = 0
-    public private(set) var exitStatus: Int32?
+    package let namespace: String?
+    package private(set) var pid: pid_t = 0
+    package private(set) var exitStatus: Int32?
 
     /// Where the test binary lives: the package's build products are beside it.
-    public static var productsDirectory: String {
+    package static var productsDirectory: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
         return (exe as NSString).deletingLastPathComponent
     }
 
-    public init(config: String, name: String = #function) throws {
+    package init(config: String, name: String = #function) throws {
         let base = "/tmp/sluice-test-\(getpid())-\(name.filter { $0.isLetter || $0.isNumber })-\(UInt32.random(in: 0...UInt32.max))"
         directory = base
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
@@ -106,7 +106,7 @@ public final class SluicedHarness {
 
     /// Runs a command to completion (no shell); returns its exit status.
     @discardableResult
-    public static func run(_ argv: [String]) -> Int32 {
+    package static func run(_ argv: [String]) -> Int32 {
         let request = SpawnRequest(
             executable: argv[0], arguments: Array(argv.dropFirst()), environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
             descriptors: [nil, nil, nil], account: nil, capabilities: 0)
@@ -120,7 +120,7 @@ public final class SluicedHarness {
     /// `namespace` runs it inside that network namespace (`ip netns exec`, which execs, so
     /// the pid is sluiced's).
     /// `launcher` goes in front of sluiced (e.g. `prlimit --nofile=64:64 --`).
-    public func start(
+    package func start(
         environment: [String] = [], arguments: [String] = [], namespace explicit: String? = nil, launcher: [String] = []
     ) throws {
         let namespace = explicit ?? self.namespace
@@ -143,17 +143,17 @@ public final class SluicedHarness {
         exitStatus = nil  // a harness may start sluiced again after it stopped
     }
 
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    package var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Children of sluiced right now (`pgrep -P`).
-    public var children: [pid_t] {
+    package var children: [pid_t] {
         guard pid > 0, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         return tasks.compactMap { pid_t($0) }.filter { ProcessStatus.read(pid: $0)?.parentPID == pid }
     }
 
     /// Connects to the stream socket at `path` without waiting: a full listen backlog (a sluiced that stopped
     /// accepting) gives nil instead of a test that hangs. The socket stays non-blocking.
-    public static func connectNow(_ path: String) -> OwnedDescriptor? {
+    package static func connectNow(_ path: String) -> OwnedDescriptor? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return nil }
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
@@ -168,7 +168,7 @@ public final class SluicedHarness {
 
     /// One request over `<runtime>/control.sock` (hello as a control client first, as `sluiced status` does);
     /// the answer, or nil when sluiced does not answer in time.
-    public func request(_ message: Message, timeoutMilliseconds: Int32 = 2000) -> Message? {
+    package func request(_ message: Message, timeoutMilliseconds: Int32 = 2000) -> Message? {
         guard let socket = Self.connectNow(runtimeDirectory + "/control.sock") else { return nil }
         let channel = FrameChannel(takingOwnershipOf: socket)
         defer { channel.close() }
@@ -184,16 +184,16 @@ public final class SluicedHarness {
     }
 
     /// The status document over the control socket, or nil when sluiced does not answer.
-    public func status() -> SupervisorStatus? {
+    package func status() -> SupervisorStatus? {
         guard case .statusReport(let document)? = request(.statusRequest) else { return nil }
         return try? JSONDecoder().decode(SupervisorStatus.self, from: Data(document))
     }
 
-    public func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }
+    package func worker(_ name: String) -> SupervisorStatus.Worker? { status()?.workers.first { $0.name == name } }
 
     /// Polls `condition` every 20 ms until it holds or `seconds` pass.
     @discardableResult
-    public func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    package func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = MonotonicClock.now + UInt64(seconds * 1e9)
         while MonotonicClock.now < deadline {
             if condition() { return true }
@@ -203,7 +203,7 @@ public final class SluicedHarness {
     }
 
     /// Reaps sluiced if it has exited; returns its exit status.
-    public func pollExit() -> Int32? {
+    package func pollExit() -> Int32? {
         if let exitStatus { return exitStatus }
         guard pid > 0, let exit = ProcessSpawner.wait(for: pid, blocking: false) else { return nil }
         exitStatus = exit.status
@@ -211,26 +211,26 @@ public final class SluicedHarness {
     }
 
     /// Whether `pid` is a live process (not gone, not a zombie waiting for its reaper).
-    public static func isAlive(_ pid: pid_t) -> Bool {
+    package static func isAlive(_ pid: pid_t) -> Bool {
         guard let status = ProcessStatus.read(pid: pid) else { return false }
         return !status.isZombie
     }
 
-    public func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
+    package func signal(_ sig: Int32) { if pid > 0, exitStatus == nil { kill(pid, sig) } }
 
     /// SIGTERM, and waits (10 s at most) for sluiced to exit; the directory stays, for another ``start()``.
     @discardableResult
-    public func terminate() -> Int32? {
+    package func terminate() -> Int32? {
         signal(SIGTERM)
         waitUntil(10) { pollExit() != nil }
         return pollExit()
     }
 
     /// The state directory (`--state-dir`).
-    public var stateDirectory: String { directory + "/state" }
+    package var stateDirectory: String { directory + "/state" }
 
     /// Ends sluiced (SIGTERM, then SIGKILL after 10 s) and removes the directory.
-    public func stop() {
+    package func stop() {
         if pid > 0, pollExit() == nil {
             kill(pid, SIGTERM)
             if !waitUntil(10, { pollExit() != nil }) {
@@ -242,7 +242,7 @@ public final class SluicedHarness {
         if let namespace { Self.run(["/usr/sbin/ip", "netns", "del", namespace]) }
     }
 
-    public static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
+    package static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
         var text = "log-level: debug\n"
         text += "tun:\n  enable: \(tun)\n"
         text += "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"

@@ -1,12 +1,12 @@
 /// A tiny deterministic PRNG (SplitMix64) so randomized tests replay exactly from a seed.
 ///
 /// Tests print the seed in their failure messages; rerun with the same seed to reproduce.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    public mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -15,12 +15,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// `count` random bytes.
-    public mutating func bytes(_ count: Int) -> [UInt8] {
+    package mutating func bytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
     }
 
     /// A random printable-or-not Unicode string of up to `maxLength` scalars.
-    public mutating func string(maxLength: Int) -> String {
+    package mutating func string(maxLength: Int) -> String {
         let length = Int.random(in: 0...maxLength, using: &self)
         var scalars = String.UnicodeScalarView()
         for _ in 0..<length {

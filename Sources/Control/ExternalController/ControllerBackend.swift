@@ -9,7 +9,7 @@ import Glibc
 
 /// What the external controller needs from sluiced. Every method runs on the supervisor's thread (the
 /// controller gets there through ``ControllerMailbox``), so the supervisor needs no locks for it.
-public protocol ControllerBackend: AnyObject {
+package protocol ControllerBackend: AnyObject {
     /// The supervisor's view: configuration, workers, the groups as the tun worker last reported them.
     func controllerState() -> ControllerState
     /// Sends `request` to a worker and calls `reply` once with its answer, or with an `error` message when the
@@ -33,7 +33,7 @@ public protocol ControllerBackend: AnyObject {
 }
 
 /// How a rule provider's update through the API ended.
-public enum ProviderUpdate: Sendable, Equatable {
+package enum ProviderUpdate: Sendable, Equatable {
     case updated
     case notFound
     /// The download or the reload failed: what happened and what to do (the previous list stays in use).
@@ -41,21 +41,21 @@ public enum ProviderUpdate: Sendable, Equatable {
 }
 
 /// The workers the controller asks things of.
-public enum ControllerWorker: String, Sendable {
+package enum ControllerWorker: String, Sendable {
     case tun, dns
 }
 
 /// A snapshot of what sluiced knows, taken on its thread.
-public struct ControllerState: Sendable {
-    public struct Worker: Sendable {
-        public var name: String
-        public var state: String
-        public var pid: Int32?
-        public var restarts: Int
-        public var heartbeatLatencyMilliseconds: Double?
-        public var stats: [String: Int64]
+package struct ControllerState: Sendable {
+    package struct Worker: Sendable {
+        package var name: String
+        package var state: String
+        package var pid: Int32?
+        package var restarts: Int
+        package var heartbeatLatencyMilliseconds: Double?
+        package var stats: [String: Int64]
 
-        public init(
+        package init(
             name: String, state: String, pid: Int32?, restarts: Int, heartbeatLatencyMilliseconds: Double?, stats: [String: Int64]
         ) {
             self.name = name
@@ -67,15 +67,15 @@ public struct ControllerState: Sendable {
         }
     }
 
-    public var configuration: SluiceConfiguration
-    public var configPath: String
-    public var generation: UInt64
-    public var version: String
-    public var workers: [Worker]
+    package var configuration: SluiceConfiguration
+    package var configPath: String
+    package var generation: UInt64
+    package var version: String
+    package var workers: [Worker]
     /// The proxy groups as the tun worker last reported them (selection and health).
-    public var groups: [GroupState]
+    package var groups: [GroupState]
 
-    public init(
+    package init(
         configuration: SluiceConfiguration, configPath: String, generation: UInt64, version: String, workers: [Worker],
         groups: [GroupState]
     ) {
@@ -87,34 +87,34 @@ public struct ControllerState: Sendable {
         self.groups = groups
     }
 
-    public func worker(_ name: String) -> Worker? { workers.first { $0.name == name } }
+    package func worker(_ name: String) -> Worker? { workers.first { $0.name == name } }
 }
 
 /// Jobs from the controller's threads for the supervisor's thread. The supervisor polls ``descriptor`` and
 /// calls ``run(with:)`` when it is readable.
-public final class ControllerMailbox: Sendable {
-    public typealias Job = @Sendable (any ControllerBackend) -> Void
+package final class ControllerMailbox: Sendable {
+    package typealias Job = @Sendable (any ControllerBackend) -> Void
 
     private let jobs = Locked<[Job]>([])
     private let event: OwnedDescriptor
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         let fd = csluice_eventfd()
         guard fd >= 0 else { throw SystemError("eventfd", errno: -fd) }
         event = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
     /// Readable while jobs wait.
-    public var descriptor: CInt { event.rawValue }
+    package var descriptor: CInt { event.rawValue }
 
-    public func submit(_ job: @escaping Job) {
+    package func submit(_ job: @escaping Job) {
         jobs.withLock { $0.append(job) }
         var one: UInt64 = 1
         _ = write(event.rawValue, &one, 8)
     }
 
     /// Runs every waiting job (supervisor thread).
-    public func run(with backend: any ControllerBackend) {
+    package func run(with backend: any ControllerBackend) {
         var count: UInt64 = 0
         _ = read(event.rawValue, &count, 8)
         let pending = jobs.withLock { queue in

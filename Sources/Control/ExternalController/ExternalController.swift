@@ -16,7 +16,7 @@ import Glibc
 /// The Clash-compatible external controller (`external-controller`, `external-controller-unix`): SwiftNIO's
 /// HTTP/1.1 server and WebSocket upgrader on one event-loop thread of sluiced. It never touches sluiced's state
 /// directly: every question goes through the ``ControllerMailbox`` to sluiced's own thread.
-public final class ExternalController: Sendable {
+package final class ExternalController: Sendable {
     private let core: ControllerCore
     private let group: MultiThreadedEventLoopGroup
     private let listeners = Locked<[any Channel]>([])
@@ -26,26 +26,26 @@ public final class ExternalController: Sendable {
     private let open = Locked(0)
     static let maxConnections = 256
 
-    public init(configuration: ControllerConfiguration, mailbox: ControllerMailbox, version: String, logger: Logger) {
+    package init(configuration: ControllerConfiguration, mailbox: ControllerMailbox, version: String, logger: Logger) {
         core = ControllerCore(mailbox: mailbox, settings: configuration, version: version)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.logger = logger
     }
 
     /// The mailbox the supervisor drains.
-    public var mailbox: ControllerMailbox { core.mailbox }
+    package var mailbox: ControllerMailbox { core.mailbox }
 
     /// The level workers are currently asked to send log lines at (``LogSubscribe/off`` when nobody follows).
-    public var followedLogPriority: UInt8 { core.logs.requested }
+    package var followedLogPriority: UInt8 { core.logs.requested }
 
     /// A log line for `/logs` followers (sluiced's own, or a worker's `logRecord`).
-    public func publishLog(source: String, priority: UInt8, text: String) {
+    package func publishLog(source: String, priority: UInt8, text: String) {
         core.logs.publish(source: source, priority: priority, text: text)
     }
 
     /// Binds the configured listeners. Throws, naming the address, when one cannot be bound; the ones bound
     /// before stay up.
-    public func start() throws {
+    package func start() throws {
         let settings = core.configuration
         if let listen = settings.listen, case .address(let ip) = listen.host {
             let channel = try bootstrap(requireSecret: true).bind(host: ip.description, port: Int(listen.port)).wait()
@@ -62,7 +62,7 @@ public final class ExternalController: Sendable {
     }
 
     /// Applies a reloaded configuration: the secret and CORS at once; a new address rebinds.
-    public func update(_ configuration: ControllerConfiguration) throws {
+    package func update(_ configuration: ControllerConfiguration) throws {
         let old = core.configuration
         core.update(configuration)
         if old.listen != configuration.listen || old.unixSocket != configuration.unixSocket {
@@ -72,11 +72,11 @@ public final class ExternalController: Sendable {
     }
 
     /// The bound TCP port (tests ask for port 0... and read it here).
-    public var boundPorts: [Int] {
+    package var boundPorts: [Int] {
         listeners.withLock { $0.compactMap { $0.localAddress?.port } }
     }
 
-    public func stop() {
+    package func stop() {
         closeListeners()
         try? group.syncShutdownGracefully()
     }

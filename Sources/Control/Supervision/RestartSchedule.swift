@@ -9,25 +9,25 @@
 /// condition matters because exponential backoff spreads a crash loop out: with the
 /// defaults (100 ms … 30 s, 10 in 60 s) eleven immediate crashes take about 80 s, so
 /// the window alone would never trip and a broken worker would be retried forever.
-public struct RestartSchedule: Sendable {
-    public var minimumDelay: Duration
-    public var maximumDelay: Duration
-    public var maxRestarts: Int
-    public var window: Duration
-    public var stableAfter: Duration
+package struct RestartSchedule: Sendable {
+    package var minimumDelay: Duration
+    package var maximumDelay: Duration
+    package var maxRestarts: Int
+    package var window: Duration
+    package var stableAfter: Duration
 
     /// Failure times (monotonic ns) inside the window.
     private var recentFailures: [UInt64] = []
     /// Failures since the worker last stayed up for `stableAfter`.
-    public private(set) var consecutiveFailures = 0
+    package private(set) var consecutiveFailures = 0
 
     /// What to do about a failure.
-    public enum Decision: Sendable, Equatable {
+    package enum Decision: Sendable, Equatable {
         case restart(afterNanoseconds: UInt64)
         case giveUp(reason: String)
     }
 
-    public init(
+    package init(
         minimumDelay: Duration = .milliseconds(100), maximumDelay: Duration = .seconds(30), maxRestarts: Int = 10,
         window: Duration = .seconds(60), stableAfter: Duration = .seconds(30)
     ) {
@@ -39,7 +39,7 @@ public struct RestartSchedule: Sendable {
     }
 
     /// Records a failure at `now` of a worker that had been up for `uptime`, and decides.
-    public mutating func recordFailure(
+    package mutating func recordFailure(
         at now: UInt64, uptime: Duration, using rng: inout some RandomNumberGenerator
     ) -> Decision {
         if uptime >= stableAfter { consecutiveFailures = 0 }

@@ -39,7 +39,7 @@ extension Supervisor: ControllerBackend {
         }
     }
 
-    public func controllerState() -> ControllerState {
+    package func controllerState() -> ControllerState {
         let status = statusDocument()
         let workers = status.workers.map { w in
             ControllerState.Worker(
@@ -51,7 +51,7 @@ extension Supervisor: ControllerBackend {
             workers: workers, groups: slots[.tun]?.groups ?? [])
     }
 
-    public func controllerAsk(_ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void) {
+    package func controllerAsk(_ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void) {
         let kind: WorkerKind = worker == .tun ? .tun : .dns
         guard let slot = slots[kind], slot.handshaken, slot.channel != nil else {
             let why = slots[kind]?.enabled == true ? "is not running (restarting?); try again" : "is off in the configuration"
@@ -61,7 +61,7 @@ extension Supervisor: ControllerBackend {
         send(request, to: slot, purpose: .api(reply: reply))
     }
 
-    public func controllerPatch(mode: SluiceConfiguration.Mode?, logLevel: SluiceConfiguration.LogLevel?) {
+    package func controllerPatch(mode: SluiceConfiguration.Mode?, logLevel: SluiceConfiguration.LogLevel?) {
         var new = configuration
         if let mode { new.mode = mode }
         if let logLevel { new.logLevel = logLevel }
@@ -72,7 +72,7 @@ extension Supervisor: ControllerBackend {
         publishStatus()
     }
 
-    public func controllerReload(path: String?, payload: String?) -> String? {
+    package func controllerReload(path: String?, payload: String?) -> String? {
         if let payload {
             logger.info("external controller: reloading from a payload of \(payload.utf8.count) bytes")
             let name = "(PUT /configs payload)"
@@ -140,18 +140,18 @@ extension Supervisor: ControllerBackend {
         return String(cString: resolved)
     }
 
-    public func controllerUpdateRuleProvider(_ name: String, done: @escaping @Sendable (ProviderUpdate) -> Void) {
+    package func controllerUpdateRuleProvider(_ name: String, done: @escaping @Sendable (ProviderUpdate) -> Void) {
         updateRuleProvider(name, done: done)
     }
 
-    public func controllerRestartWorkers() {
+    package func controllerRestartWorkers() {
         let running = WorkerKind.stopOrder.compactMap { slots[$0] }.filter { $0.isRunning && $0.state != .stopping }
         logger.notice(
             "external controller: restarting \(running.isEmpty ? "no worker (none runs)" : running.map { "\($0.kind.identifier) (pid \($0.pid))" }.joined(separator: ", "))")
         for slot in running { restartPlanned(slot, reason: "restart asked through the external controller") }
     }
 
-    public func controllerFollowLogs(priority: UInt8) {
+    package func controllerFollowLogs(priority: UInt8) {
         for slot in slots.values where slot.handshaken && slot.channel != nil {
             send(.logSubscribe(LogSubscribe(priority: priority)), to: slot, purpose: nil)
         }

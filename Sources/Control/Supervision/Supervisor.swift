@@ -13,16 +13,16 @@ import Glibc
 #endif
 
 /// Where the supervisor finds things and puts things.
-public struct SupervisorOptions: Sendable {
-    public var configPath: String
-    public var runtimeDirectory: String
-    public var stateDirectory: String
+package struct SupervisorOptions: Sendable {
+    package var configPath: String
+    package var runtimeDirectory: String
+    package var stateDirectory: String
     /// Directory holding the worker executables (default: beside `sluiced`).
-    public var workerDirectory: String
+    package var workerDirectory: String
     /// Per-worker executable overrides (tests, packagers).
-    public var executableOverrides: [WorkerKind: String]
+    package var executableOverrides: [WorkerKind: String]
 
-    public init(
+    package init(
         configPath: String, runtimeDirectory: String, stateDirectory: String, workerDirectory: String,
         executableOverrides: [WorkerKind: String] = [:]
     ) {
@@ -33,7 +33,7 @@ public struct SupervisorOptions: Sendable {
         self.executableOverrides = executableOverrides
     }
 
-    public var controlSocketPath: String { runtimeDirectory + "/control.sock" }
+    package var controlSocketPath: String { runtimeDirectory + "/control.sock" }
 }
 
 /// `sluiced run`: spawns the enabled workers with least privilege, keeps them alive, and
@@ -44,7 +44,7 @@ public struct SupervisorOptions: Sendable {
 /// for heartbeats, restarts and the watchdog. One thread means no locks, and it means
 /// every worker is spawned by the same long-lived thread, which PR_SET_PDEATHSIG needs
 /// (it fires when the spawning *thread* exits). See docs/architecture.md.
-public final class Supervisor {
+package final class Supervisor {
     enum Phase: Equatable {
         case running
         /// Stopping every worker; exit with `exitCode` once they are gone.
@@ -110,7 +110,7 @@ public final class Supervisor {
 
     /// - Throws: ``SupervisorError`` when the service account is missing or the runtime
     ///   directory cannot be prepared.
-    public init(options: SupervisorOptions, configuration: SluiceConfiguration) throws {
+    package init(options: SupervisorOptions, configuration: SluiceConfiguration) throws {
         self.options = options
         self.configuration = configuration
         self.grantable = (try? Capability.current())?.permitted ?? 0
@@ -157,7 +157,7 @@ public final class Supervisor {
 
     /// Runs until stopped. Returns the process exit code: 0 after SIGTERM/SIGINT, 1 after
     /// giving up on a worker.
-    public func run() -> Int32 {
+    package func run() -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         do {
             signalPipe = try SignalPipe.install([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
@@ -600,7 +600,7 @@ struct InboundSocketKey: Hashable {
 }
 
 /// A supervisor failure that stops `sluiced run`, with what to do about it.
-public struct SupervisorError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct SupervisorError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

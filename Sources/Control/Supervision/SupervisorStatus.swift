@@ -2,22 +2,22 @@ import IPC
 
 /// The document behind `sluiced status --json` (and the `statusReport` IPC message).
 /// Field names are part of the CLI's contract: scripts read them.
-public struct SupervisorStatus: Codable, Sendable, Equatable {
-    public var pid: Int32
-    public var version: String
-    public var uptimeSeconds: Double
-    public var configPath: String
+package struct SupervisorStatus: Codable, Sendable, Equatable {
+    package var pid: Int32
+    package var version: String
+    package var uptimeSeconds: Double
+    package var configPath: String
     /// Increases with every accepted reload.
-    public var generation: UInt64
+    package var generation: UInt64
     /// One line, the same text as systemd's STATUS=.
-    public var summary: String
-    public var workers: [Worker]
+    package var summary: String
+    package var workers: [Worker]
     /// The proxy groups, as the tun worker last reported them (empty without groups).
-    public var groups: [GroupState] = []
+    package var groups: [GroupState] = []
     /// The WireGuard links, as the keepalive worker last reported them (empty without links).
-    public var links: [WireGuardLinkState] = []
+    package var links: [WireGuardLinkState] = []
 
-    public init(
+    package init(
         pid: Int32, version: String, uptimeSeconds: Double, configPath: String, generation: UInt64, summary: String,
         workers: [Worker], groups: [GroupState] = [], links: [WireGuardLinkState] = []
     ) {
@@ -32,7 +32,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         self.links = links
     }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         pid = try c.decode(Int32.self, forKey: .pid)
         version = try c.decode(String.self, forKey: .version)
@@ -45,22 +45,22 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         links = try c.decodeIfPresent([WireGuardLinkState].self, forKey: .links) ?? []
     }
 
-    public struct Worker: Codable, Sendable, Equatable {
-        public var name: String
-        public var enabled: Bool
+    package struct Worker: Codable, Sendable, Equatable {
+        package var name: String
+        package var enabled: Bool
         /// `off`, `starting`, `ready`, `restarting`, `stopping`, `stopped`.
-        public var state: String
-        public var pid: Int32?
-        public var uptimeSeconds: Double?
-        public var restarts: Int
-        public var lastExit: Exit?
-        public var detail: String
-        public var heartbeatLatencyMilliseconds: Double?
-        public var stats: [String: Int64]
+        package var state: String
+        package var pid: Int32?
+        package var uptimeSeconds: Double?
+        package var restarts: Int
+        package var lastExit: Exit?
+        package var detail: String
+        package var heartbeatLatencyMilliseconds: Double?
+        package var stats: [String: Int64]
         /// What the worker reports broken right now (a promise it cannot keep while it lasts); empty when well.
-        public var problems: [String] = []
+        package var problems: [String] = []
 
-        public init(
+        package init(
             name: String, enabled: Bool, state: String, pid: Int32?, uptimeSeconds: Double?, restarts: Int,
             lastExit: Exit?, detail: String, heartbeatLatencyMilliseconds: Double?, stats: [String: Int64],
             problems: [String] = []
@@ -78,7 +78,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
             self.problems = problems
         }
 
-        public init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             name = try c.decode(String.self, forKey: .name)
             enabled = try c.decode(Bool.self, forKey: .enabled)
@@ -95,18 +95,18 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Exit: Codable, Sendable, Equatable {
-        public var code: Int32?
-        public var signal: Int32?
+    package struct Exit: Codable, Sendable, Equatable {
+        package var code: Int32?
+        package var signal: Int32?
         /// `SIGKILL`, `SIGSEGV`, ... when a signal ended it.
-        public var signalName: String?
+        package var signalName: String?
         /// Why it ended as far as the supervisor knows: `crashed`, `heartbeat timeout`, ...
-        public var reason: String
-        public var secondsAgo: Double
+        package var reason: String
+        package var secondsAgo: Double
     }
 
     /// The table people read (`sluiced status`).
-    public func renderTable() -> String {
+    package func renderTable() -> String {
         var lines = ["sluiced pid \(pid), \(version), up \(Self.age(uptimeSeconds)), config \(configPath) (generation \(generation))"]
         lines.append(summary)
         let header = ["WORKER", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DETAIL"]
@@ -134,7 +134,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
 
     /// `LINK  STATE  BACKEND  PID  PEER  ENDPOINT  HANDSHAKE  RX  TX`, a row per peer (the link's columns on its
     /// first), peers named by their configured endpoint or the start of their key.
-    public static func renderLinks(_ links: [WireGuardLinkState]) -> String {
+    package static func renderLinks(_ links: [WireGuardLinkState]) -> String {
         let header = ["LINK", "STATE", "BACKEND", "PID", "PEER", "ENDPOINT", "HANDSHAKE", "RX", "TX"]
         var rows = [header]
         for link in links {
@@ -154,7 +154,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
         return columns(rows).joined(separator: "\n")
     }
 
-    public static func byteCount(_ bytes: UInt64) -> String {
+    package static func byteCount(_ bytes: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = Double(bytes)
         var unit = 0
@@ -168,7 +168,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
 
     /// `GROUP  KIND  NOW  MEMBERS`, members with their last check (`ss1 42ms`, `socks down`); an unavailable group
     /// shows `REJECT` now and why after its members.
-    public static func renderGroups(_ groups: [GroupState]) -> String {
+    package static func renderGroups(_ groups: [GroupState]) -> String {
         var rows = [["GROUP", "KIND", "NOW", "MEMBERS"]]
         for g in groups {
             let members = g.members.map { m -> String in
@@ -185,7 +185,7 @@ public struct SupervisorStatus: Codable, Sendable, Equatable {
     }
 
     /// Rows as aligned columns two spaces apart; the last column is not padded.
-    public static func columns(_ rows: [[String]]) -> [String] {
+    package static func columns(_ rows: [[String]]) -> [String] {
         let count = rows.map(\.count).max() ?? 0
         let widths = (0..<count).map { i in rows.map { i < $0.count ? $0[i].count : 0 }.max() ?? 0 }
         return rows.map { row in
@@ -207,7 +207,7 @@ extension String {
 }
 
 /// Signal names for status output.
-public func signalName(_ signal: Int32) -> String {
+package func signalName(_ signal: Int32) -> String {
     let names: [Int32: String] = [
         1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
         9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",

@@ -8,11 +8,11 @@ import Glibc
 ///
 /// Without NOTIFY_SOCKET (not started by systemd) every call is a no-op, as libsystemd
 /// itself does; tests point NOTIFY_SOCKET at a datagram socket they own.
-public struct SystemdNotifier: Sendable {
+package struct SystemdNotifier: Sendable {
     /// The watchdog period systemd asked for (WATCHDOG_USEC), if any; ping at half of it.
-    public let watchdogInterval: Duration?
+    package let watchdogInterval: Duration?
 
-    public init() {
+    package init() {
         var usec: UInt64 = 0
         // sd_watchdog_enabled checks WATCHDOG_PID against our pid, so a variable inherited
         // by mistake from a parent does not make us ping.
@@ -24,23 +24,23 @@ public struct SystemdNotifier: Sendable {
     }
 
     /// Whether a notification socket is configured at all.
-    public var isActive: Bool { getenv("NOTIFY_SOCKET") != nil }
+    package var isActive: Bool { getenv("NOTIFY_SOCKET") != nil }
 
     /// Sends newline-separated `KEY=value` assignments in one datagram.
     @discardableResult
-    public func notify(_ assignments: [String]) -> Bool {
+    package func notify(_ assignments: [String]) -> Bool {
         let text = assignments.map { $0.replacingNewlinesInValue() }.joined(separator: "\n")
         return sd_notify(0, text) > 0
     }
 
-    public func ready(status: String) { notify(["READY=1", "STATUS=\(status)"]) }
-    public func status(_ status: String) { notify(["STATUS=\(status)"]) }
-    public func watchdog() { notify(["WATCHDOG=1"]) }
-    public func stopping(status: String) { notify(["STOPPING=1", "STATUS=\(status)"]) }
+    package func ready(status: String) { notify(["READY=1", "STATUS=\(status)"]) }
+    package func status(_ status: String) { notify(["STATUS=\(status)"]) }
+    package func watchdog() { notify(["WATCHDOG=1"]) }
+    package func stopping(status: String) { notify(["STOPPING=1", "STATUS=\(status)"]) }
 
     /// RELOADING=1 with MONOTONIC_USEC, as systemd 253+ expects for Type=notify-reload and
     /// older versions ignore.
-    public func reloading() {
+    package func reloading() {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         let usec = UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000

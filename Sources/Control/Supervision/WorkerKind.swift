@@ -3,12 +3,12 @@ import SluiceConfig
 import SluiceSystem
 
 /// The three workers: what each is called, runs, needs and cares about.
-public enum WorkerKind: String, Sendable, CaseIterable, Codable {
+package enum WorkerKind: String, Sendable, CaseIterable, Codable {
     case tun
     case dns
     case keepalive
 
-    public var role: PeerRole {
+    package var role: PeerRole {
         switch self {
         case .tun: .tunWorker
         case .dns: .dnsWorker
@@ -17,10 +17,10 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
     }
 
     /// SYSLOG_IDENTIFIER of the worker's log stream.
-    public var identifier: String { "sluice-\(rawValue)" }
+    package var identifier: String { "sluice-\(rawValue)" }
 
     /// File name of the executable, looked up beside `sluiced` by default.
-    public var executableName: String {
+    package var executableName: String {
         switch self {
         case .tun: "sluice-tun-worker"
         case .dns: "sluice-dns-worker"
@@ -30,7 +30,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
 
     /// Capabilities the worker keeps (DESIGN.md, "Privilege"). The keepalive worker only
     /// runs when WireGuard links are configured, and then it needs CAP_NET_ADMIN.
-    public var capabilities: UInt64 {
+    package var capabilities: UInt64 {
         switch self {
         case .tun, .keepalive: Capability.netAdmin.mask
         case .dns: 0
@@ -38,7 +38,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
     }
 
     /// Whether `configuration` asks for this worker.
-    public func isEnabled(in configuration: SluiceConfiguration) -> Bool {
+    package func isEnabled(in configuration: SluiceConfiguration) -> Bool {
         switch self {
         // Without the TUN it still serves the local proxy ports.
         case .tun: configuration.tun.enable || !configuration.inbound.listeners.isEmpty
@@ -49,7 +49,7 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
 
     /// Whether a reload from `old` to `new` changes anything this worker uses (if not,
     /// the worker is left alone).
-    public func isAffected(from old: SluiceConfiguration, to new: SluiceConfiguration) -> Bool {
+    package func isAffected(from old: SluiceConfiguration, to new: SluiceConfiguration) -> Bool {
         if old.logLevel != new.logLevel { return true }
         switch self {
         case .tun:
@@ -70,5 +70,5 @@ public enum WorkerKind: String, Sendable, CaseIterable, Codable {
 
     /// Stop order: the data plane first (stop capturing traffic), DNS next, the WireGuard
     /// links last so that nothing is left routed into a dead tunnel.
-    public static let stopOrder: [WorkerKind] = [.tun, .dns, .keepalive]
+    package static let stopOrder: [WorkerKind] = [.tun, .dns, .keepalive]
 }

@@ -18,25 +18,25 @@ import SluiceSystem
 ///
 /// - Note: Not thread-safe, like ``RouteNetlink``: one request in flight at a time. The socket belongs to the network
 ///   namespace of the thread that called `init`.
-public final class GenericNetlink {
+package final class GenericNetlink {
     /// One registered family, as the controller describes it.
-    public struct Family: Sendable, Equatable, CustomStringConvertible {
-        public var name: String
+    package struct Family: Sendable, Equatable, CustomStringConvertible {
+        package var name: String
         /// The netlink message type of the family's requests and answers.
-        public var id: UInt16
+        package var id: UInt16
         /// The family's interface version (`CTRL_ATTR_VERSION`), e.g. `WG_GENL_VERSION` 1.
-        public var version: UInt32
+        package var version: UInt32
         /// The highest attribute number the family's policy knows (`CTRL_ATTR_MAXATTR`).
-        public var maxAttribute: UInt32
+        package var maxAttribute: UInt32
 
-        public init(name: String, id: UInt16, version: UInt32, maxAttribute: UInt32) {
+        package init(name: String, id: UInt16, version: UInt32, maxAttribute: UInt32) {
             self.name = name
             self.id = id
             self.version = version
             self.maxAttribute = maxAttribute
         }
 
-        public var description: String { "\(name) (id \(id), version \(version))" }
+        package var description: String { "\(name) (id \(id), version \(version))" }
 
         /// Decodes a controller answer (`CTRL_CMD_NEWFAMILY`); nil without an id or a name.
         init?(attributes: NetlinkAttributes) {
@@ -74,12 +74,12 @@ public final class GenericNetlink {
     private let socket: NetlinkSocket
 
     /// Opens a `NETLINK_GENERIC` socket in the calling thread's network namespace.
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         socket = try NetlinkSocket(netlinkProtocol: NetlinkConstant.protocolGeneric)
     }
 
     /// The socket's descriptor, for diagnostics. Owned by this object.
-    public var descriptor: CInt { socket.descriptor.rawValue }
+    package var descriptor: CInt { socket.descriptor.rawValue }
 
     /// A request header for `command` of the family with id `familyID`, to which the caller adds attributes.
     package static func request(familyID: UInt16, command: UInt8, version: UInt8, flags: UInt16) -> NetlinkRequest {
@@ -93,7 +93,7 @@ public final class GenericNetlink {
     /// The family called `name`.
     /// - Throws: ENOENT, saying that the kernel module is not loaded, when no such family is registered (the kernel
     ///   has already tried to load a module for it).
-    public func family(named name: String) throws(SystemError) -> Family {
+    package func family(named name: String) throws(SystemError) -> Family {
         var request = Self.request(
             familyID: NetlinkConstant.genericControllerID, command: NetlinkConstant.controllerGetFamily,
             version: NetlinkConstant.controllerVersion, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
@@ -117,7 +117,7 @@ public final class GenericNetlink {
     }
 
     /// Every family registered in the kernel and visible in this network namespace (`CTRL_CMD_GETFAMILY` dump).
-    public func families() throws(SystemError) -> [Family] {
+    package func families() throws(SystemError) -> [Family] {
         let request = Self.request(
             familyID: NetlinkConstant.genericControllerID, command: NetlinkConstant.controllerGetFamily,
             version: NetlinkConstant.controllerVersion, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagDump)

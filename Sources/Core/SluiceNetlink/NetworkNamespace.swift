@@ -13,10 +13,10 @@ import SluiceSystem
 /// process is unaffected. Sockets opened by the body stay in the namespace for their whole life, even when used
 /// from other threads later. Work the body hands to other threads (tasks, dispatch queues) does not run in the
 /// namespace. Needs CAP_SYS_ADMIN.
-public enum NetworkNamespace {
+package enum NetworkNamespace {
     /// Runs `body` on a temporary thread inside the namespace `name` and returns its result or rethrows its error.
     /// - Throws: ``SystemError`` when the namespace cannot be opened or entered.
-    public static func run<T: Sendable>(in name: String, _ body: @Sendable () throws -> T) throws -> T {
+    package static func run<T: Sendable>(in name: String, _ body: @Sendable () throws -> T) throws -> T {
         guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
             throw SystemError("setns netns \"\(name)\": not a namespace name", errno: EINVAL)
         }

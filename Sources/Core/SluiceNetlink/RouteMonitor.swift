@@ -16,23 +16,23 @@ import SluiceSystem
 /// this interface may be gone" and re-read them.
 ///
 /// - Note: Not thread-safe. The socket belongs to the network namespace of the thread that created it.
-public final class RouteMonitor {
+package final class RouteMonitor {
     /// Multicast groups to subscribe to. Raw values are the legacy `RTMGRP_*` bits (bit N-1 for group N).
-    public struct Groups: OptionSet, Sendable {
-        public let rawValue: UInt32
-        public init(rawValue: UInt32) { self.rawValue = rawValue }
+    package struct Groups: OptionSet, Sendable {
+        package let rawValue: UInt32
+        package init(rawValue: UInt32) { self.rawValue = rawValue }
 
         /// `RTMGRP_LINK`: interfaces appearing, changing, disappearing.
-        public static let link = Groups(rawValue: 0x1)
+        package static let link = Groups(rawValue: 0x1)
         /// `RTMGRP_IPV4_IFADDR` / `RTMGRP_IPV6_IFADDR`.
-        public static let ipv4Address = Groups(rawValue: 0x10)
-        public static let ipv6Address = Groups(rawValue: 0x100)
+        package static let ipv4Address = Groups(rawValue: 0x10)
+        package static let ipv6Address = Groups(rawValue: 0x100)
         /// `RTMGRP_IPV4_ROUTE` / `RTMGRP_IPV6_ROUTE`: every table, including local and cached routes.
-        public static let ipv4Route = Groups(rawValue: 0x40)
-        public static let ipv6Route = Groups(rawValue: 0x400)
+        package static let ipv4Route = Groups(rawValue: 0x40)
+        package static let ipv6Route = Groups(rawValue: 0x400)
 
         /// Links, addresses and routes of both families.
-        public static let all: Groups = [.link, .ipv4Address, .ipv6Address, .ipv4Route, .ipv6Route]
+        package static let all: Groups = [.link, .ipv4Address, .ipv6Address, .ipv4Route, .ipv6Route]
 
         /// The `RTNLGRP_*` group numbers for `NETLINK_ADD_MEMBERSHIP`.
         var groupNumbers: [UInt32] {
@@ -42,16 +42,16 @@ public final class RouteMonitor {
 
     /// The most datagrams one ``drain()`` reads, so a flood cannot starve the caller's loop; poll() reports the
     /// descriptor readable again when more are queued.
-    public static let maximumDatagramsPerDrain = 256
+    package static let maximumDatagramsPerDrain = 256
 
     private let socket: NetlinkSocket
 
     /// Whether the kernel dropped notifications (ENOBUFS) before or during the last ``drain()``.
-    public private(set) var missedEvents = false
+    package private(set) var missedEvents = false
 
     /// Opens the socket and joins `groups`. Its receive buffer is raised to 1 MiB (past `rmem_max` with
     /// CAP_NET_ADMIN) so a burst such as a full routing-table flush is less likely to overflow.
-    public init(groups: Groups = .all) throws(SystemError) {
+    package init(groups: Groups = .all) throws(SystemError) {
         socket = try NetlinkSocket(groups: groups.groupNumbers, nonBlocking: true)
         let size: CInt = 1 << 20
         if socket.setOption(SOL_SOCKET, SO_RCVBUFFORCE, size) < 0 {
@@ -60,11 +60,11 @@ public final class RouteMonitor {
     }
 
     /// The socket's descriptor, for poll()/epoll (readable = events queued). Owned by this object.
-    public var descriptor: CInt { socket.descriptor.rawValue }
+    package var descriptor: CInt { socket.descriptor.rawValue }
 
     /// The events received since the last call, in kernel order, without blocking. Notifications that do not
     /// decode are skipped. Sets ``missedEvents`` when the kernel reported lost notifications.
-    public func drain() -> [RouteEvent] {
+    package func drain() -> [RouteEvent] {
         missedEvents = false
         var events: [RouteEvent] = []
         for _ in 0..<Self.maximumDatagramsPerDrain {

@@ -16,20 +16,20 @@ import SluiceSystem
 /// - Note: Not thread-safe: one request is in flight at a time and replies are matched by sequence number on a
 ///   shared buffer. Use one instance per thread, or guard it. The socket belongs to the network namespace of the
 ///   thread that called `init` (see ``NetworkNamespace``).
-public final class RouteNetlink {
+package final class RouteNetlink {
     private let socket: NetlinkSocket
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         socket = try NetlinkSocket()
     }
 
     /// The socket's descriptor, for diagnostics. Owned by this object.
-    public var descriptor: CInt { socket.descriptor.rawValue }
+    package var descriptor: CInt { socket.descriptor.rawValue }
 
     // MARK: Links
 
     /// All interfaces (`RTM_GETLINK` dump).
-    public func links() throws(SystemError) -> [LinkInfo] {
+    package func links() throws(SystemError) -> [LinkInfo] {
         var request = NetlinkRequest(
             type: NetlinkConstant.getLink, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagDump)
         request.appendInterfaceInfo(family: NetlinkConstant.familyUnspecified, index: 0, flags: 0, change: 0)
@@ -39,7 +39,7 @@ public final class RouteNetlink {
     }
 
     /// The interface called `name`, or nil when there is none (or the name cannot be an interface name).
-    public func link(named name: String) throws(SystemError) -> LinkInfo? {
+    package func link(named name: String) throws(SystemError) -> LinkInfo? {
         // IFNAMSIZ is 16 including the NUL; a longer name cannot exist and the kernel would say EINVAL.
         guard !name.isEmpty, name.utf8.count < 16, !name.utf8.contains(0) else { return nil }
         var request = NetlinkRequest(
@@ -55,7 +55,7 @@ public final class RouteNetlink {
     }
 
     /// The interface with index `index`, or nil when there is none.
-    public func link(index: Int32) throws(SystemError) -> LinkInfo? {
+    package func link(index: Int32) throws(SystemError) -> LinkInfo? {
         var request = NetlinkRequest(
             type: NetlinkConstant.getLink, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         request.appendInterfaceInfo(family: NetlinkConstant.familyUnspecified, index: index, flags: 0, change: 0)
@@ -68,7 +68,7 @@ public final class RouteNetlink {
     }
 
     /// Brings the interface up or down and/or sets its MTU, in one `RTM_NEWLINK`; nil leaves a setting alone.
-    public func setLink(index: Int32, up: Bool? = nil, mtu: UInt32? = nil) throws(SystemError) {
+    package func setLink(index: Int32, up: Bool? = nil, mtu: UInt32? = nil) throws(SystemError) {
         guard up != nil || mtu != nil else { return }
         var request = NetlinkRequest(
             type: NetlinkConstant.newLink, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
@@ -93,7 +93,7 @@ public final class RouteNetlink {
     ///   adopted by accident); EOPNOTSUPP, with the kernel's "Unknown device type", when this kernel has no such link
     ///   type (the kernel has already tried to load the module, `rtnl-link-KIND`); EINVAL for a name that cannot be an
     ///   interface name.
-    public func addLink(name: String, kind: String) throws(SystemError) {
+    package func addLink(name: String, kind: String) throws(SystemError) {
         let what = "RTM_NEWLINK \(name) type \(kind)"
         // IFNAMSIZ is 16 including the NUL.
         guard !name.isEmpty, name.utf8.count < 16, !name.utf8.contains(0), !kind.isEmpty, !kind.utf8.contains(0) else {
@@ -113,7 +113,7 @@ public final class RouteNetlink {
 
     /// Deletes the interface (a TUN, veth or other virtual device). An interface that is already gone counts as
     /// deleted.
-    public func deleteLink(index: Int32) throws(SystemError) {
+    package func deleteLink(index: Int32) throws(SystemError) {
         var request = NetlinkRequest(
             type: NetlinkConstant.deleteLink, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         request.appendInterfaceInfo(family: NetlinkConstant.familyUnspecified, index: index, flags: 0, change: 0)
@@ -127,7 +127,7 @@ public final class RouteNetlink {
     // MARK: Addresses
 
     /// The addresses on interface `index`, IPv4 and IPv6 (including IPv6 link-local ones), with prefix lengths.
-    public func addresses(interface index: Int32) throws(SystemError) -> [IPPrefix] {
+    package func addresses(interface index: Int32) throws(SystemError) -> [IPPrefix] {
         var request = NetlinkRequest(
             type: NetlinkConstant.getAddress, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagDump)
         request.appendInterfaceAddress(
@@ -143,7 +143,7 @@ public final class RouteNetlink {
 
     /// Adds `prefix` (e.g. `172.19.0.1/30`) to interface `index`. Already present with the same prefix length
     /// counts as success; present with another length throws EEXIST.
-    public func addAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
+    package func addAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
         let what = "RTM_NEWADDR \(prefix) dev \(index)"
         let request = addressRequest(
             prefix, interface: index, type: NetlinkConstant.newAddress,
@@ -159,7 +159,7 @@ public final class RouteNetlink {
     }
 
     /// Removes `prefix` from interface `index`. An address (or interface) that is not there counts as removed.
-    public func deleteAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
+    package func deleteAddress(_ prefix: IPPrefix, interface index: Int32) throws(SystemError) {
         let request = addressRequest(prefix, interface: index, type: NetlinkConstant.deleteAddress, flags: 0)
         do throws(SystemError) {
             _ = try socket.exchange(request, operation: "RTM_DELADDR \(prefix) dev \(index)")
@@ -186,7 +186,7 @@ public final class RouteNetlink {
     /// The routes of `family`, from all tables or only `table` (`RTM_GETROUTE` dump). The kernel dumps every
     /// table regardless of the request, so the filter is applied here on `RTA_TABLE`. Cached clones and route
     /// types outside ``Route/Kind`` are left out.
-    public func routes(family: IPFamily, table: UInt32? = nil) throws(SystemError) -> [Route] {
+    package func routes(family: IPFamily, table: UInt32? = nil) throws(SystemError) -> [Route] {
         var request = NetlinkRequest(
             type: NetlinkConstant.getRoute, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagDump)
         request.appendRouteHeader(
@@ -203,7 +203,7 @@ public final class RouteNetlink {
 
     /// Installs `route` (`NLM_F_CREATE | NLM_F_EXCL`): an existing route with the same key throws EEXIST. With
     /// `replace` it overwrites one instead (`NLM_F_REPLACE`, like `ip route replace`).
-    public func addRoute(_ route: Route, replace: Bool = false) throws(SystemError) {
+    package func addRoute(_ route: Route, replace: Bool = false) throws(SystemError) {
         let flags =
             NetlinkConstant.flagRequest | NetlinkConstant.flagAck | NetlinkConstant.flagCreate
             | (replace ? NetlinkConstant.flagReplace : NetlinkConstant.flagExclusive)
@@ -213,7 +213,7 @@ public final class RouteNetlink {
 
     /// Removes `route`, matched on destination, table, type and protocol, plus gateway, interface and metric when
     /// they are set. A route that is not there (ESRCH) counts as removed.
-    public func deleteRoute(_ route: Route) throws(SystemError) {
+    package func deleteRoute(_ route: Route) throws(SystemError) {
         let request = route.request(
             type: NetlinkConstant.deleteRoute, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         do throws(SystemError) {
@@ -225,7 +225,7 @@ public final class RouteNetlink {
 
     /// The main table's unicast default route with the lowest metric (what the host's own traffic would use):
     /// its interface index, gateway and metric. Nil when there is no default route.
-    public func defaultRoute(family: IPFamily) throws(SystemError) -> Route? {
+    package func defaultRoute(family: IPFamily) throws(SystemError) -> Route? {
         try routes(family: family, table: Route.mainTable)
             .filter { $0.destination.length == 0 && $0.kind == .unicast }
             .min { ($0.metric ?? 0) < ($1.metric ?? 0) }
@@ -235,7 +235,7 @@ public final class RouteNetlink {
 
     /// The policy rules of `family` in priority order (`RTM_GETRULE` dump), including the kernel's defaults
     /// (`local`, `main`, `default`).
-    public func rules(family: IPFamily) throws(SystemError) -> [RoutingRule] {
+    package func rules(family: IPFamily) throws(SystemError) -> [RoutingRule] {
         var request = NetlinkRequest(
             type: NetlinkConstant.getRule, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagDump)
         request.appendRouteHeader(
@@ -252,7 +252,7 @@ public final class RouteNetlink {
     /// Installs `rule`. An identical rule already present counts as success: the request carries
     /// `NLM_F_CREATE | NLM_F_EXCL`, with which the kernel refuses exact duplicates with EEXIST (without EXCL it
     /// would silently add a second copy).
-    public func addRule(_ rule: RoutingRule) throws(SystemError) {
+    package func addRule(_ rule: RoutingRule) throws(SystemError) {
         let request = rule.request(
             type: NetlinkConstant.newRule,
             flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck | NetlinkConstant.flagCreate
@@ -265,7 +265,7 @@ public final class RouteNetlink {
     }
 
     /// Removes `rule`, matched on every selector it sets. A rule that is not there (ENOENT) counts as removed.
-    public func deleteRule(_ rule: RoutingRule) throws(SystemError) {
+    package func deleteRule(_ rule: RoutingRule) throws(SystemError) {
         let request = rule.request(
             type: NetlinkConstant.deleteRule, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         do throws(SystemError) {

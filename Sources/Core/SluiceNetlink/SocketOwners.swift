@@ -11,23 +11,23 @@ import Glibc
 ///
 /// A flow from another machine (gateway mode) has no local socket: the lookup says so
 /// (ENOENT) and the flow has no owner.
-public final class SocketOwners: Sendable {
+package final class SocketOwners: Sendable {
     /// The socket that owns a flow.
-    public struct Owner: Sendable, Equatable {
-        public var uid: UInt32
-        public var inode: UInt32
+    package struct Owner: Sendable, Equatable {
+        package var uid: UInt32
+        package var inode: UInt32
     }
 
     static let sockDiagByFamily: UInt16 = 20
     static let protocolSockDiag: CInt = 4
     private let socket: Locked<NetlinkSocket>
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         socket = Locked(try NetlinkSocket(netlinkProtocol: Self.protocolSockDiag))
     }
 
     /// The owner of the local socket `local` → `remote` (TCP or UDP); nil when there is none.
-    public func owner(tcp: Bool, local: InetEndpoint, remote: InetEndpoint) -> Owner? {
+    package func owner(tcp: Bool, local: InetEndpoint, remote: InetEndpoint) -> Owner? {
         guard local.address.isIPv4 == remote.address.isIPv4 else { return nil }
         var request = NetlinkRequest(type: Self.sockDiagByFamily, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         // struct inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid.

@@ -1,16 +1,16 @@
 /// Durations as the monotonic-clock arithmetic of the supervisor and the workers uses them (whole nanoseconds).
 extension Duration {
     /// Whole nanoseconds, saturating at zero for negative durations.
-    public var nanoseconds: UInt64 {
+    package var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         guard seconds >= 0 else { return 0 }
         return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
     }
 
-    public init(nanoseconds: UInt64) { self = .nanoseconds(Int64(clamping: nanoseconds)) }
+    package init(nanoseconds: UInt64) { self = .nanoseconds(Int64(clamping: nanoseconds)) }
 
     /// `250ms`, `5s`, `1.5s`, `2m`.
-    public var humanReadable: String {
+    package var humanReadable: String {
         let ms = nanoseconds / 1_000_000
         if ms < 1000 { return "\(ms)ms" }
         if ms % 60_000 == 0 { return "\(ms / 60_000)m" }

@@ -6,16 +6,16 @@ import Glibc
 #endif
 
 /// An IP address and port, as sockets see them.
-public struct InetEndpoint: Hashable, Sendable, CustomStringConvertible {
-    public var address: IPAddress
-    public var port: UInt16
+package struct InetEndpoint: Hashable, Sendable, CustomStringConvertible {
+    package var address: IPAddress
+    package var port: UInt16
 
-    public init(_ address: IPAddress, _ port: UInt16) {
+    package init(_ address: IPAddress, _ port: UInt16) {
         self.address = address
         self.port = port
     }
 
-    public var description: String {
+    package var description: String {
         switch address {
         case .v4(let a): "\(a):\(port)"
         case .v6(let a): "[\(a)]:\(port)"
@@ -25,11 +25,11 @@ public struct InetEndpoint: Hashable, Sendable, CustomStringConvertible {
 
 extension IPAddress {
     /// AF_INET or AF_INET6.
-    public var socketFamily: CInt { isIPv4 ? AF_INET : AF_INET6 }
+    package var socketFamily: CInt { isIPv4 ? AF_INET : AF_INET6 }
 
     /// Network-order bytes (4 or 16) for the C helpers.
     @inlinable
-    public func withNetworkBytes<T>(_ body: (UnsafePointer<UInt8>) -> T) -> T {
+    package func withNetworkBytes<T>(_ body: (UnsafePointer<UInt8>) -> T) -> T {
         switch self {
         case .v4(let a):
             var be = a.rawValue.bigEndian
@@ -41,7 +41,7 @@ extension IPAddress {
     }
 
     /// Reads an address the C helpers returned (family + 16-byte buffer).
-    public init?(family: CInt, networkBytes b: UnsafeRawBufferPointer) {
+    package init?(family: CInt, networkBytes b: UnsafeRawBufferPointer) {
         if family == AF_INET {
             self = .v4(IPv4Address(b[0], b[1], b[2], b[3]))
         } else if family == AF_INET6 {
@@ -58,23 +58,23 @@ extension IPAddress {
 
 /// IP socket operations through CSluice, throwing ``SystemError``s that name the call and
 /// the endpoint.
-public enum InetSocket {
-    public static func make(family: CInt, type: CInt, protocol proto: CInt = 0, nonBlocking: Bool = true) throws(SystemError)
+package enum InetSocket {
+    package static func make(family: CInt, type: CInt, protocol proto: CInt = 0, nonBlocking: Bool = true) throws(SystemError)
         -> OwnedDescriptor
     {
         let fd = try Posix.check("socket", csluice_socket(family, type, proto, nonBlocking ? 1 : 0))
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
-    public static func tcp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
+    package static func tcp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
         try make(family: family, type: CInt(SOCK_STREAM.rawValue))
     }
 
-    public static func udp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
+    package static func udp(_ family: CInt) throws(SystemError) -> OwnedDescriptor {
         try make(family: family, type: CInt(SOCK_DGRAM.rawValue))
     }
 
-    public static func bind(_ fd: CInt, _ endpoint: InetEndpoint, freeBind: Bool = false, reuseAddress: Bool = false) throws(SystemError) {
+    package static func bind(_ fd: CInt, _ endpoint: InetEndpoint, freeBind: Bool = false, reuseAddress: Bool = false) throws(SystemError) {
         let rc = endpoint.address.withNetworkBytes {
             csluice_bind_inet(fd, endpoint.address.socketFamily, $0, endpoint.port, freeBind ? 1 : 0, reuseAddress ? 1 : 0)
         }
@@ -84,7 +84,7 @@ public enum InetSocket {
     /// Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE where the caller holds
     /// CAP_NET_ADMIN (past net.core.rmem_max), else SO_RCVBUF (capped by it). Bursts of
     /// datagrams (a DNS server under load) otherwise overflow the 208 KiB default.
-    public static func enlargeReceiveBuffer(_ fd: CInt, bytes: CInt = 4 << 20) {
+    package static func enlargeReceiveBuffer(_ fd: CInt, bytes: CInt = 4 << 20) {
         var size = bytes
         var current: CInt = 0
         var length = socklen_t(MemoryLayout<CInt>.size)
@@ -99,7 +99,7 @@ public enum InetSocket {
 
     /// TCP keep-alive: probes after `idle` seconds of silence, every `interval` seconds, and
     /// a reset after `count` unanswered ones.
-    public static func setKeepAlive(_ fd: CInt, idle: Int, interval: Int, count: Int = 9) {
+    package static func setKeepAlive(_ fd: CInt, idle: Int, interval: Int, count: Int = 9) {
         var on: CInt = 1
         var values = (CInt(idle), CInt(interval), CInt(count))
         let length = socklen_t(MemoryLayout<CInt>.size)
@@ -114,7 +114,7 @@ public enum InetSocket {
     /// `[::]` is every address of both families, as Go's `net.Listen(":53")` (mihomo's `dns.listen: ":53"`):
     /// IPV6_V6ONLY is cleared whatever `net.ipv6.bindv6only` says, and on a host without IPv6 the pair is
     /// bound to 0.0.0.0 instead.
-    public static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
+    package static func serverPair(_ endpoint: InetEndpoint, backlog: CInt = 512) throws(SystemError)
         -> (udp: OwnedDescriptor, tcp: OwnedDescriptor)
     {
         let dualStack = endpoint.address == .v6(.any)
@@ -143,7 +143,7 @@ public enum InetSocket {
     }
 
     /// Starts a connect; returns false when it is in progress (non-blocking socket).
-    public static func connect(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) -> Bool {
+    package static func connect(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) -> Bool {
         let rc = endpoint.address.withNetworkBytes { csluice_connect_inet(fd, endpoint.address.socketFamily, $0, endpoint.port) }
         if rc == -EINPROGRESS { return false }
         try Posix.check("connect \(endpoint)", rc)
@@ -152,7 +152,7 @@ public enum InetSocket {
 
     /// Sends one datagram; false when the socket buffer is full (EAGAIN).
     @discardableResult
-    public static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, to endpoint: InetEndpoint) throws(SystemError) -> Bool {
+    package static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, to endpoint: InetEndpoint) throws(SystemError) -> Bool {
         let n = endpoint.address.withNetworkBytes {
             csluice_sendto_inet(fd, bytes.baseAddress, bytes.count, endpoint.address.socketFamily, $0, endpoint.port)
         }
@@ -162,7 +162,7 @@ public enum InetSocket {
     }
 
     /// Receives one datagram into `buffer`; nil when nothing is waiting.
-    public static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (Int, InetEndpoint)? {
+    package static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (Int, InetEndpoint)? {
         let (n, endpoint) = withAddressOutput { family, address, port in
             csluice_recvfrom_inet(fd, buffer.baseAddress, buffer.count, family, address, port)
         }
@@ -173,7 +173,7 @@ public enum InetSocket {
     }
 
     /// The socket's own address (getsockname) or its peer's (getpeername).
-    public static func address(_ fd: CInt, peer: Bool = false) throws(SystemError) -> InetEndpoint {
+    package static func address(_ fd: CInt, peer: Bool = false) throws(SystemError) -> InetEndpoint {
         let (rc, endpoint) = withAddressOutput { family, address, port in
             csluice_socket_address(fd, peer ? 1 : 0, family, address, port)
         }
@@ -183,7 +183,7 @@ public enum InetSocket {
     }
 
     /// accept4 (non-blocking, close-on-exec); nil when no connection is waiting.
-    public static func accept(_ fd: CInt) throws(SystemError) -> (OwnedDescriptor, InetEndpoint)? {
+    package static func accept(_ fd: CInt) throws(SystemError) -> (OwnedDescriptor, InetEndpoint)? {
         let (c, endpoint) = withAddressOutput { family, address, port in csluice_accept_inet(fd, family, address, port) }
         if c == -EAGAIN { return nil }
         try Posix.check("accept4", c)
@@ -210,61 +210,61 @@ public enum InetSocket {
         }
     }
 
-    public static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String) throws(SystemError) {
+    package static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String) throws(SystemError) {
         try Posix.check("setsockopt \(what())", csluice_setsockopt_int(fd, level, name, value))
     }
 
     /// SO_MARK: the fwmark policy routing sees (needs CAP_NET_ADMIN).
-    public static func setMark(_ fd: CInt, _ mark: UInt32) throws(SystemError) {
+    package static func setMark(_ fd: CInt, _ mark: UInt32) throws(SystemError) {
         try setOption(fd, level: SOL_SOCKET, name: SO_MARK, value: CInt(bitPattern: mark), "SO_MARK \(mark)")
     }
 
-    public static func bindToDevice(_ fd: CInt, _ name: String) throws(SystemError) {
+    package static func bindToDevice(_ fd: CInt, _ name: String) throws(SystemError) {
         try Posix.check("SO_BINDTODEVICE \(name)", csluice_bind_to_device(fd, name))
     }
 
     /// The pending socket error (SO_ERROR); 0 when none.
-    public static func pendingError(_ fd: CInt) -> Int32 { csluice_socket_error(fd) }
+    package static func pendingError(_ fd: CInt) -> Int32 { csluice_socket_error(fd) }
 
     /// Makes the next close() send RST.
-    public static func setResetOnClose(_ fd: CInt) { _ = csluice_set_linger_reset(fd) }
+    package static func setResetOnClose(_ fd: CInt) { _ = csluice_set_linger_reset(fd) }
 
-    public static func shutdownWrite(_ fd: CInt) { _ = csluice_shutdown_write(fd) }
+    package static func shutdownWrite(_ fd: CInt) { _ = csluice_shutdown_write(fd) }
 }
 
 /// epoll through CSluice: the readiness loop of the data plane.
-public final class EventPoll: @unchecked Sendable {
-    public struct Events: OptionSet, Sendable {
-        public let rawValue: UInt32
-        public init(rawValue: UInt32) { self.rawValue = rawValue }
-        public static let readable = Events(rawValue: 0x001)  // EPOLLIN
-        public static let writable = Events(rawValue: 0x004)  // EPOLLOUT
-        public static let error = Events(rawValue: 0x008)  // EPOLLERR
-        public static let hangup = Events(rawValue: 0x010)  // EPOLLHUP
-        public static let readHangup = Events(rawValue: 0x2000)  // EPOLLRDHUP
-        public static let edgeTriggered = Events(rawValue: 1 << 31)  // EPOLLET
+package final class EventPoll: @unchecked Sendable {
+    package struct Events: OptionSet, Sendable {
+        package let rawValue: UInt32
+        package init(rawValue: UInt32) { self.rawValue = rawValue }
+        package static let readable = Events(rawValue: 0x001)  // EPOLLIN
+        package static let writable = Events(rawValue: 0x004)  // EPOLLOUT
+        package static let error = Events(rawValue: 0x008)  // EPOLLERR
+        package static let hangup = Events(rawValue: 0x010)  // EPOLLHUP
+        package static let readHangup = Events(rawValue: 0x2000)  // EPOLLRDHUP
+        package static let edgeTriggered = Events(rawValue: 1 << 31)  // EPOLLET
     }
 
-    public let descriptor: OwnedDescriptor
+    package let descriptor: OwnedDescriptor
     private var cookies = [UInt64](repeating: 0, count: 256)
     private var masks = [UInt32](repeating: 0, count: 256)
 
-    public init() throws(SystemError) {
+    package init() throws(SystemError) {
         descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("epoll_create1", csluice_epoll_create()))
     }
 
-    public func add(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
+    package func add(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
         try Posix.check("epoll_ctl ADD \(fd)", csluice_epoll_ctl(descriptor.rawValue, 1, fd, events.rawValue, cookie))
     }
 
-    public func modify(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
+    package func modify(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
         try Posix.check("epoll_ctl MOD \(fd)", csluice_epoll_ctl(descriptor.rawValue, 3, fd, events.rawValue, cookie))
     }
 
-    public func remove(_ fd: CInt) { _ = csluice_epoll_ctl(descriptor.rawValue, 2, fd, 0, 0) }
+    package func remove(_ fd: CInt) { _ = csluice_epoll_ctl(descriptor.rawValue, 2, fd, 0, 0) }
 
     /// Waits and calls `body(cookie, events)` for each ready descriptor.
-    public func wait(timeoutMilliseconds: Int32, _ body: (UInt64, Events) -> Void) throws(SystemError) {
+    package func wait(timeoutMilliseconds: Int32, _ body: (UInt64, Events) -> Void) throws(SystemError) {
         let n = try Posix.check("epoll_wait", csluice_epoll_wait(descriptor.rawValue, &cookies, &masks, 256, timeoutMilliseconds))
         for i in 0..<Int(n) { body(cookies[i], Events(rawValue: masks[i])) }
     }

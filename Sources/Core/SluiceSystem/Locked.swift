@@ -9,13 +9,13 @@ import Glibc
 /// (a two-thread counter under `Mutex` shows it). pthread_mutex_lock is intercepted by the sanitizers,
 /// costs the same uncontended (one compare-and-swap in glibc), and keeps `Scripts/sanitize.sh thread`
 /// about real races. Same call shape as `Mutex`: `withLock { value in ... }`.
-public final class Locked<Value: ~Copyable>: @unchecked Sendable {
+package final class Locked<Value: ~Copyable>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Outside the object: a stored `var` would get Swift's dynamic exclusivity checks, whose access
     /// markers ThreadSanitizer reports apart from the mutex that orders them.
     private let storage: UnsafeMutablePointer<Value>
 
-    public init(_ initial: consuming Value) {
+    package init(_ initial: consuming Value) {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -32,7 +32,7 @@ public final class Locked<Value: ~Copyable>: @unchecked Sendable {
 
     /// Runs `body` with the value, the lock held; never call `withLock` of the same lock inside it.
     @inline(__always)
-    public func withLock<Result: ~Copyable, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
+    package func withLock<Result: ~Copyable, E: Error>(_ body: (inout Value) throws(E) -> Result) throws(E) -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&storage.pointee)

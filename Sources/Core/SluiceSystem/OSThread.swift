@@ -7,7 +7,7 @@ import Glibc
 
 /// A named, joinable OS thread: for loops that own a descriptor (a TUN reader, an epoll
 /// relay) and for work that must stay on one thread (setns, which moves only the caller).
-public final class OSThread: @unchecked Sendable {
+package final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
     private let body: () -> Void
     private let name: String
@@ -20,7 +20,7 @@ public final class OSThread: @unchecked Sendable {
 
     /// Starts `body` on a new thread named `name` (the first 15 bytes show in ps/top).
     /// - Throws: ``SystemError`` when pthread_create fails.
-    public static func start(name: String, _ body: @escaping () -> Void) throws(SystemError) -> OSThread {
+    package static func start(name: String, _ body: @escaping () -> Void) throws(SystemError) -> OSThread {
         let thread = OSThread(name: name, body: body)
         let context = Unmanaged.passRetained(thread).toOpaque()
         let status = pthread_create(
@@ -42,21 +42,21 @@ public final class OSThread: @unchecked Sendable {
 
     /// Starts `body` on a detached thread that nobody joins (a short-lived session: one
     /// TCP DNS exchange, one client connection); its resources go when it returns.
-    public static func detached(name: String, _ body: @escaping () -> Void) throws(SystemError) {
+    package static func detached(name: String, _ body: @escaping () -> Void) throws(SystemError) {
         let thread = try start(name: name, body)
         pthread_detach(thread.handle)
     }
 
     /// Whether the body has returned.
-    public var hasExited: Bool { exited.load(ordering: .acquiring) }
+    package var hasExited: Bool { exited.load(ordering: .acquiring) }
 
     /// Waits for the body to return.
-    public func join() { pthread_join(handle, nil) }
+    package func join() { pthread_join(handle, nil) }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: timeouts, heartbeat round trips, idle timers.
-public enum MonotonicClock {
-    public static var now: UInt64 {
+package enum MonotonicClock {
+    package static var now: UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
@@ -65,5 +65,5 @@ public enum MonotonicClock {
     /// Nanoseconds from `start` to `end`, 0 when `end` is earlier. Timestamps taken at
     /// different moments of one loop pass can be out of order; unsigned subtraction would trap.
     @inline(__always)
-    public static func elapsed(from start: UInt64, to end: UInt64) -> UInt64 { end > start ? end - start : 0 }
+    package static func elapsed(from start: UInt64, to end: UInt64) -> UInt64 { end > start ? end - start : 0 }
 }

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Linux capability numbers sluice cares about (linux/capability.h).
-public enum Capability: Int, Sendable, CaseIterable {
+package enum Capability: Int, Sendable, CaseIterable {
     case chown = 0
     case kill = 5
     case setgid = 6
@@ -17,9 +17,9 @@ public enum Capability: Int, Sendable, CaseIterable {
     case sysPtrace = 19
     case sysAdmin = 21
 
-    public var mask: UInt64 { 1 << UInt64(rawValue) }
+    package var mask: UInt64 { 1 << UInt64(rawValue) }
 
-    public var name: String {
+    package var name: String {
         switch self {
         case .chown: "CAP_CHOWN"
         case .kill: "CAP_KILL"
@@ -35,7 +35,7 @@ public enum Capability: Int, Sendable, CaseIterable {
     }
 
     /// The calling process's (effective, permitted, inheritable) sets.
-    public static func current() throws(SystemError) -> (effective: UInt64, permitted: UInt64, inheritable: UInt64) {
+    package static func current() throws(SystemError) -> (effective: UInt64, permitted: UInt64, inheritable: UInt64) {
         var e: UInt64 = 0
         var p: UInt64 = 0
         var i: UInt64 = 0
@@ -44,7 +44,7 @@ public enum Capability: Int, Sendable, CaseIterable {
     }
 
     /// `CAP_NET_ADMIN,CAP_KILL` for a mask, `none` for 0.
-    public static func names(_ mask: UInt64) -> String {
+    package static func names(_ mask: UInt64) -> String {
         if mask == 0 { return "none" }
         let known = allCases.filter { mask & $0.mask != 0 }.map(\.name)
         let unknown = (0..<64).filter { bit in mask & (1 << UInt64(bit)) != 0 && !allCases.contains { $0.rawValue == bit } }
@@ -53,15 +53,15 @@ public enum Capability: Int, Sendable, CaseIterable {
 }
 
 /// A Unix account the workers run as.
-public struct ServiceAccount: Sendable, Equatable {
-    public var name: String
-    public var uid: uid_t
-    public var gid: gid_t
+package struct ServiceAccount: Sendable, Equatable {
+    package var name: String
+    package var uid: uid_t
+    package var gid: gid_t
     /// Supplementary groups (getgrouplist), including `gid`.
-    public var groups: [gid_t]
+    package var groups: [gid_t]
 
     /// Looks up `name` in the passwd database; nil when there is no such user.
-    public static func lookup(_ name: String) -> ServiceAccount? {
+    package static func lookup(_ name: String) -> ServiceAccount? {
         var pwd = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16384)
@@ -76,7 +76,7 @@ public struct ServiceAccount: Sendable, Equatable {
     }
 
     /// The gid of group `name`, if it exists.
-    public static func groupID(_ name: String) -> gid_t? {
+    package static func groupID(_ name: String) -> gid_t? {
         var grp = group()
         var result: UnsafeMutablePointer<group>?
         var buffer = [CChar](repeating: 0, count: 16384)
@@ -86,24 +86,24 @@ public struct ServiceAccount: Sendable, Equatable {
 }
 
 /// What a child process gets between fork and exec (see `csluice_spawn`).
-public struct SpawnRequest: Sendable {
-    public var executable: String
-    public var arguments: [String]
-    public var environment: [String]
+package struct SpawnRequest: Sendable {
+    package var executable: String
+    package var arguments: [String]
+    package var environment: [String]
     /// Installed as fds 0, 1, 2, 3, ...; nil means /dev/null. Not consumed: the caller still
     /// owns (and should close) its copies after spawning.
-    public var descriptors: [CInt?]
+    package var descriptors: [CInt?]
     /// Switch to this account (needs CAP_SETUID/CAP_SETGID); nil keeps the caller's.
-    public var account: ServiceAccount?
+    package var account: ServiceAccount?
     /// Capabilities kept as effective, permitted, inheritable and ambient; everything else
     /// is dropped, including from the bounding set when possible.
-    public var capabilities: UInt64
+    package var capabilities: UInt64
     /// false: leave the capability sets alone (the child inherits ours as exec allows).
-    public var limitCapabilities = true
-    public var parentDeathSignal: CInt = SIGKILL
-    public var newSession = true
+    package var limitCapabilities = true
+    package var parentDeathSignal: CInt = SIGKILL
+    package var newSession = true
 
-    public init(
+    package init(
         executable: String, arguments: [String], environment: [String], descriptors: [CInt?],
         account: ServiceAccount?, capabilities: UInt64
     ) {
@@ -118,7 +118,7 @@ public struct SpawnRequest: Sendable {
     /// The sanitizer runtimes' settings of this process (`ASAN_OPTIONS` ...), as `NAME=value` entries to pass on
     /// to children that otherwise get a clean environment: a build with `-sanitize=address|thread` under test
     /// (`Scripts/sanitize.sh`) must carry `detect_leaks=0` and the report path to every process. Empty otherwise.
-    public static let sanitizerEnvironment: [String] = ["ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"]
+    package static let sanitizerEnvironment: [String] = ["ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"]
         .compactMap { name in
             guard let value = getenv(name) else { return nil }
             return name + "=" + String(cString: value)
@@ -126,10 +126,10 @@ public struct SpawnRequest: Sendable {
 }
 
 /// Starts processes with `csluice_spawn`: fork and exec happen in C, never in Swift.
-public enum ProcessSpawner {
+package enum ProcessSpawner {
     /// Spawns the child and returns its pid.
     /// - Throws: ``SystemError`` naming the failed step (`execve`, `setresuid`, ...).
-    public static func spawn(_ request: SpawnRequest) throws(SystemError) -> pid_t {
+    package static func spawn(_ request: SpawnRequest) throws(SystemError) -> pid_t {
         let argv = ([request.executable] + request.arguments.dropFirst(0)).map { strdup($0) }
         let envp = request.environment.map { strdup($0) }
         defer {
@@ -175,29 +175,29 @@ public enum ProcessSpawner {
     }
 
     /// One reaped child: pid and how it ended.
-    public struct Exit: Sendable, Equatable {
-        public var pid: pid_t
+    package struct Exit: Sendable, Equatable {
+        package var pid: pid_t
         /// Exit status when it exited, nil when a signal killed it.
-        public var code: Int32?
+        package var code: Int32?
         /// The signal that killed it, nil when it exited.
-        public var signal: Int32?
+        package var signal: Int32?
 
-        public init(pid: pid_t, code: Int32?, signal: Int32?) {
+        package init(pid: pid_t, code: Int32?, signal: Int32?) {
             self.pid = pid
             self.code = code
             self.signal = signal
         }
 
         /// The status a shell reports: the exit code, or 128 + the signal.
-        public var status: Int32 { code ?? 128 + (signal ?? 0) }
+        package var status: Int32 { code ?? 128 + (signal ?? 0) }
     }
 
     /// Reaps one child that has ended, without blocking; nil when none has.
-    public static func reapOne() -> Exit? { wait(for: -1, blocking: false) }
+    package static func reapOne() -> Exit? { wait(for: -1, blocking: false) }
 
     /// Waits for child `pid` (-1: any child) to end; with `blocking: false`, nil when it
     /// has not ended yet (or there is no such child).
-    public static func wait(for pid: pid_t, blocking: Bool = true) -> Exit? {
+    package static func wait(for pid: pid_t, blocking: Bool = true) -> Exit? {
         var code: CInt = -1
         var signal: CInt = 0
         let got = csluice_wait_child(pid, blocking ? 0 : 1, &code, &signal)
@@ -206,22 +206,22 @@ public enum ProcessSpawner {
     }
 
     /// kill(2); ESRCH (already gone) is not an error.
-    public static func signal(_ pid: pid_t, _ sig: CInt) {
+    package static func signal(_ pid: pid_t, _ sig: CInt) {
         guard pid > 0 else { return }
         _ = csluice_kill(pid, sig)
     }
 }
 
 /// Signals as poll()-able bytes on a pipe (see `csluice_signal_pipe`).
-public enum SignalPipe {
+package enum SignalPipe {
     /// Installs the handlers and returns the read end. Call once per process.
-    public static func install(_ signals: [CInt]) throws(SystemError) -> OwnedDescriptor {
+    package static func install(_ signals: [CInt]) throws(SystemError) -> OwnedDescriptor {
         let fd = try Posix.check("signal pipe", signals.withUnsafeBufferPointer { csluice_signal_pipe($0.baseAddress, CInt($0.count)) })
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
     /// The signal numbers that arrived since the last call.
-    public static func drain(_ fd: CInt) -> [CInt] {
+    package static func drain(_ fd: CInt) -> [CInt] {
         var out: [CInt] = []
         var buffer = [UInt8](repeating: 0, count: 64)
         while true {
@@ -234,26 +234,26 @@ public enum SignalPipe {
 }
 
 /// The lines of `/proc/PID/status` that prove a process's privileges (and its resident memory).
-public struct ProcessStatus: Sendable, Equatable {
-    public var name: String
-    public var uid: uid_t
-    public var capEffective: UInt64
-    public var capPermitted: UInt64
-    public var capInheritable: UInt64
-    public var capBounding: UInt64
-    public var capAmbient: UInt64
-    public var noNewPrivs: Bool
-    public var parentPID: pid_t
+package struct ProcessStatus: Sendable, Equatable {
+    package var name: String
+    package var uid: uid_t
+    package var capEffective: UInt64
+    package var capPermitted: UInt64
+    package var capInheritable: UInt64
+    package var capBounding: UInt64
+    package var capAmbient: UInt64
+    package var noNewPrivs: Bool
+    package var parentPID: pid_t
     /// `R`, `S`, `T`, `Z`, ... (the first letter of the State line).
-    public var state: Character
+    package var state: Character
     /// Resident memory (`VmRSS`), in bytes; nil for a process without one (a zombie, a kernel thread).
-    public var residentBytes: UInt64?
+    package var residentBytes: UInt64?
 
     /// A zombie has exited and only waits to be reaped.
-    public var isZombie: Bool { state == "Z" || state == "X" }
+    package var isZombie: Bool { state == "Z" || state == "X" }
 
     /// Reads `/proc/<pid>/status`; nil when the process is gone or the file is unreadable.
-    public static func read(pid: pid_t) -> ProcessStatus? {
+    package static func read(pid: pid_t) -> ProcessStatus? {
         guard let file = fopen("/proc/\(pid)/status", "r") else { return nil }
         defer { fclose(file) }
         var fields: [String: String] = [:]

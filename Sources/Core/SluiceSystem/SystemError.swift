@@ -6,29 +6,29 @@ import Glibc
 ///
 /// Every syscall wrapper in sluice throws this (see ``Posix``), so a log line always names
 /// the call that failed instead of a bare `-1`.
-public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The call that failed, e.g. `sendmsg` or `open /dev/net/tun`.
-    public var call: String
+    package var call: String
     /// The errno value.
-    public var errno: Int32
+    package var errno: Int32
 
-    public init(_ call: String, errno: Int32) {
+    package init(_ call: String, errno: Int32) {
         self.call = call
         self.errno = errno
     }
 
     /// `strerror` text for ``errno``.
-    public var reason: String { String(cString: strerror(errno)) }
+    package var reason: String { String(cString: strerror(errno)) }
 
-    public var description: String { "\(call): \(reason) (errno \(errno))" }
+    package var description: String { "\(call): \(reason) (errno \(errno))" }
 }
 
 /// Turns the C conventions of `CSluice` and libc into thrown ``SystemError``s.
-public enum Posix {
+package enum Posix {
     /// For CSluice calls that return `-errno` on failure.
     @discardableResult
     @inline(__always)
-    public static func check<T: SignedInteger>(_ call: @autoclosure () -> String, _ result: T) throws(SystemError) -> T {
+    package static func check<T: SignedInteger>(_ call: @autoclosure () -> String, _ result: T) throws(SystemError) -> T {
         if result < 0 { throw SystemError(call(), errno: Int32(truncatingIfNeeded: 0 - result)) }
         return result
     }
@@ -36,7 +36,7 @@ public enum Posix {
     /// For libc calls that return -1 and set errno. Retries on EINTR.
     @discardableResult
     @inline(__always)
-    public static func call<T: BinaryInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
+    package static func call<T: BinaryInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
         while true {
             let result = body()
             if result >= 0 { return result }

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The kind of AF_UNIX socket to create.
-public enum UnixSocketKind: Sendable {
+package enum UnixSocketKind: Sendable {
     case stream, seqpacket, datagram
 
     var shimValue: CInt {
@@ -17,37 +17,37 @@ public enum UnixSocketKind: Sendable {
 }
 
 /// What one `recvmsg` returned: bytes, and the descriptors that rode along.
-public struct ReceivedChunk: Sendable {
+package struct ReceivedChunk: Sendable {
     /// Bytes read; empty means orderly end of stream.
-    public var bytes: [UInt8]
+    package var bytes: [UInt8]
     /// Descriptors received (close-on-exec), now owned by the receiver.
-    public var descriptors: [OwnedDescriptor]
+    package var descriptors: [OwnedDescriptor]
     /// The kernel dropped ancillary data or bytes (MSG_CTRUNC / MSG_TRUNC).
-    public var truncated: Bool
+    package var truncated: Bool
 }
 
 /// Credentials of the process at the other end of a Unix socket (SO_PEERCRED).
-public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
-    public var pid: pid_t
-    public var uid: uid_t
-    public var gid: gid_t
+package struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
+    package var pid: pid_t
+    package var uid: uid_t
+    package var gid: gid_t
 
-    public init(pid: pid_t, uid: uid_t, gid: gid_t) {
+    package init(pid: pid_t, uid: uid_t, gid: gid_t) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
     }
 
-    public var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
+    package var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
 }
 
 /// AF_UNIX socket operations, including descriptor passing (SCM_RIGHTS).
-public enum UnixSocket {
+package enum UnixSocket {
     /// The most descriptors one message may carry.
-    public static let maxDescriptorsPerMessage = Int(CSLUICE_MAX_FDS)
+    package static let maxDescriptorsPerMessage = Int(CSLUICE_MAX_FDS)
 
     /// A connected pair of sockets (close-on-exec).
-    public static func pair(_ kind: UnixSocketKind = .stream) throws(SystemError) -> (OwnedDescriptor, OwnedDescriptor) {
+    package static func pair(_ kind: UnixSocketKind = .stream) throws(SystemError) -> (OwnedDescriptor, OwnedDescriptor) {
         var fds: [CInt] = [-1, -1]
         try Posix.check("socketpair", csluice_socketpair(kind.shimValue, &fds))
         return (OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1]))
@@ -57,7 +57,7 @@ public enum UnixSocket {
     /// by the caller (the kernel duplicates them into the message).
     /// - Returns: the number of bytes written, which may be short on a stream socket;
     ///   the descriptors went with the first byte if any byte was written.
-    public static func send(
+    package static func send(
         _ socket: CInt, _ bytes: UnsafeRawBufferPointer, descriptors: [CInt] = [], nonBlocking: Bool = false
     ) throws(SystemError) -> Int {
         guard descriptors.count <= maxDescriptorsPerMessage else {
@@ -71,7 +71,7 @@ public enum UnixSocket {
 
     /// Receives up to `maxBytes` and any descriptors that come with them.
     /// Throws `EAGAIN` on a non-blocking socket with nothing to read.
-    public static func receive(_ socket: CInt, maxBytes: Int = 65536, nonBlocking: Bool = false) throws(SystemError)
+    package static func receive(_ socket: CInt, maxBytes: Int = 65536, nonBlocking: Bool = false) throws(SystemError)
         -> ReceivedChunk
     {
         var buffer = [UInt8](repeating: 0, count: maxBytes)
@@ -88,7 +88,7 @@ public enum UnixSocket {
     }
 
     /// SO_PEERCRED of a connected socket.
-    public static func peerCredentials(_ socket: CInt) throws(SystemError) -> PeerCredentials {
+    package static func peerCredentials(_ socket: CInt) throws(SystemError) -> PeerCredentials {
         var pid: pid_t = 0
         var uid: uid_t = 0
         var gid: gid_t = 0
@@ -97,7 +97,7 @@ public enum UnixSocket {
     }
 
     /// A listening stream socket at `path` with file mode `mode` (a stale socket file is replaced).
-    public static func listen(path: String, mode: mode_t = 0o660, backlog: CInt = 64, nonBlocking: Bool = false)
+    package static func listen(path: String, mode: mode_t = 0o660, backlog: CInt = 64, nonBlocking: Bool = false)
         throws(SystemError) -> OwnedDescriptor
     {
         let fd = try Posix.check("listen on \(path)", csluice_listen_unix(path, UInt32(mode), backlog))
@@ -107,52 +107,52 @@ public enum UnixSocket {
     }
 
     /// Connects to the stream socket at `path`.
-    public static func connect(path: String) throws(SystemError) -> OwnedDescriptor {
+    package static func connect(path: String) throws(SystemError) -> OwnedDescriptor {
         let fd = try Posix.check("connect to \(path)", csluice_connect_unix(path))
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
     /// Accepts one connection (close-on-exec).
-    public static func accept(_ socket: CInt, nonBlocking: Bool = false) throws(SystemError) -> OwnedDescriptor {
+    package static func accept(_ socket: CInt, nonBlocking: Bool = false) throws(SystemError) -> OwnedDescriptor {
         let fd = try Posix.check("accept4", csluice_accept(socket, nonBlocking ? 1 : 0))
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 }
 
 /// Small descriptor utilities that are not socket-specific.
-public enum Descriptors {
+package enum Descriptors {
     /// `/dev/net/tun` opened O_RDWR|O_CLOEXEC and attached to no device yet (the TUN clone descriptor); whoever
     /// holds CAP_NET_ADMIN attaches it with TUNSETIFF.
     /// - Note: the caller owns the returned descriptor.
-    public static func openTunClone() throws(SystemError) -> OwnedDescriptor {
+    package static func openTunClone() throws(SystemError) -> OwnedDescriptor {
         let fd = try Posix.call("open /dev/net/tun") { open("/dev/net/tun", O_RDWR | O_CLOEXEC) }
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
     /// A close-on-exec pipe: (read end, write end).
-    public static func pipe() throws(SystemError) -> (read: OwnedDescriptor, write: OwnedDescriptor) {
+    package static func pipe() throws(SystemError) -> (read: OwnedDescriptor, write: OwnedDescriptor) {
         var fds: [CInt] = [-1, -1]
         try Posix.check("pipe2", csluice_pipe(&fds))
         return (OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1]))
     }
 
     /// Sets or clears O_NONBLOCK.
-    public static func setNonBlocking(_ fd: CInt, _ on: Bool = true) throws(SystemError) {
+    package static func setNonBlocking(_ fd: CInt, _ on: Bool = true) throws(SystemError) {
         try Posix.check("fcntl O_NONBLOCK", csluice_set_nonblocking(fd, on ? 1 : 0))
     }
 
     /// Waits until `fd` is readable or hung up. Returns false on timeout.
-    public static func waitReadable(_ fd: CInt, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    package static func waitReadable(_ fd: CInt, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
         try Posix.check("poll", csluice_poll_readable(fd, timeoutMilliseconds)) == 1
     }
 
     /// Waits until `fd` is writable. Returns false on timeout.
-    public static func waitWritable(_ fd: CInt, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
+    package static func waitWritable(_ fd: CInt, timeoutMilliseconds: Int32) throws(SystemError) -> Bool {
         try Posix.check("poll", csluice_poll_writable(fd, timeoutMilliseconds)) == 1
     }
 
     /// Writes all of `bytes`, retrying short writes and EINTR.
-    public static func writeAll(_ fd: CInt, _ bytes: [UInt8]) throws(SystemError) {
+    package static func writeAll(_ fd: CInt, _ bytes: [UInt8]) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
             let start = offset
@@ -164,7 +164,7 @@ public enum Descriptors {
     }
 
     /// One `read` of up to `maxBytes`; empty on EOF.
-    public static func read(_ fd: CInt, maxBytes: Int = 65536) throws(SystemError) -> [UInt8] {
+    package static func read(_ fd: CInt, maxBytes: Int = 65536) throws(SystemError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: maxBytes)
         let n = try Posix.call("read") {
             buffer.withUnsafeMutableBytes { raw in Glibc.read(fd, raw.baseAddress, raw.count) }

@@ -3,16 +3,16 @@ import Glibc
 #endif
 
 /// Real (calendar) time, for what people and clients read: log lines, connection start times.
-public enum WallClock {
+package enum WallClock {
     /// Nanoseconds since the Unix epoch (CLOCK_REALTIME).
-    public static func now() -> UInt64 {
+    package static func now() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(max(0, ts.tv_sec)) * 1_000_000_000 + UInt64(max(0, ts.tv_nsec))
     }
 
     /// RFC 3339 in UTC with milliseconds: `2026-11-22T10:00:00.123Z`.
-    public static func rfc3339(_ nanoseconds: UInt64) -> String {
+    package static func rfc3339(_ nanoseconds: UInt64) -> String {
         var seconds = time_t(nanoseconds / 1_000_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)

@@ -6,12 +6,12 @@ import Glibc
 #endif
 
 /// A frame received with the descriptors that belong to it.
-public struct ReceivedFrame: Sendable {
-    public var frame: Frame
+package struct ReceivedFrame: Sendable {
+    package var frame: Frame
     /// Descriptors announced in the header, now owned by the receiver.
-    public var descriptors: [OwnedDescriptor]
+    package var descriptors: [OwnedDescriptor]
 
-    public var header: FrameHeader { frame.header }
+    package var header: FrameHeader { frame.header }
 }
 
 /// Frames over a connected AF_UNIX stream socket, with descriptor passing.
@@ -24,7 +24,7 @@ public struct ReceivedFrame: Sendable {
 /// Descriptors ride on the first byte of their frame (one `sendmsg`). The kernel delivers
 /// them no later than that byte, so the receiver queues descriptors in arrival order and
 /// hands each frame the number its header announces.
-public final class FrameChannel: Sendable {
+package final class FrameChannel: Sendable {
     private struct ReceiveState {
         var decoder: FrameDecoder
         var descriptors: [OwnedDescriptor] = []
@@ -36,10 +36,10 @@ public final class FrameChannel: Sendable {
     private let closedLocally = Atomic<Bool>(false)
     private let receiveState: Locked<ReceiveState>
     /// How long a send may wait for buffer space before the peer is declared stuck.
-    public let sendTimeoutMilliseconds: Int32
+    package let sendTimeoutMilliseconds: Int32
 
     /// - Note: takes ownership of `socket`; ``close()`` or deinit closes it.
-    public init(
+    package init(
         takingOwnershipOf socket: OwnedDescriptor, maxPayload: Int = FrameHeader.defaultMaxPayload,
         sendTimeoutMilliseconds: Int32 = 5000
     ) {
@@ -50,7 +50,7 @@ public final class FrameChannel: Sendable {
 
     /// The socket's descriptor number (for poll loops); still owned by the channel; -1
     /// once ``close()`` was called.
-    public var rawDescriptor: CInt { closedLocally.load(ordering: .acquiring) ? -1 : socket.rawValue }
+    package var rawDescriptor: CInt { closedLocally.load(ordering: .acquiring) ? -1 : socket.rawValue }
 
     /// Shuts the socket down: the peer sees the end of the stream, a receive blocked on
     /// another thread wakes with `.peerClosed`, and later sends and receives fail with it.
@@ -58,17 +58,17 @@ public final class FrameChannel: Sendable {
     /// The descriptor itself is closed when the channel is released, not here: a thread
     /// still inside a receive or send on it must never find its number reused by some
     /// other socket opened in between.
-    public func close() {
+    package func close() {
         guard !closedLocally.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let fd = socket.rawValue
         if fd >= 0 { shutdown(fd, CInt(SHUT_RDWR)) }
     }
 
     /// Whether the peer is in the middle of a frame: some of it has arrived, not all.
-    public var isInsideFrame: Bool { receiveState.withLock { $0.decoder.isInsideFrame } }
+    package var isInsideFrame: Bool { receiveState.withLock { $0.decoder.isInsideFrame } }
 
     /// Credentials of the process at the other end.
-    public func peerCredentials() throws(IPCError) -> PeerCredentials {
+    package func peerCredentials() throws(IPCError) -> PeerCredentials {
         do throws(SystemError) {
             return try UnixSocket.peerCredentials(socket.rawValue)
         } catch {
@@ -79,7 +79,7 @@ public final class FrameChannel: Sendable {
     // MARK: Sending
 
     /// Sends one message. `descriptors` stay owned by the caller (the kernel duplicates them).
-    public func send(
+    package func send(
         _ message: Message, requestID: UInt32 = 0, isReply: Bool = false, descriptors: [CInt] = []
     ) throws(IPCError) {
         guard descriptors.count <= FrameHeader.maxDescriptors else {
@@ -90,7 +90,7 @@ public final class FrameChannel: Sendable {
     }
 
     /// Sends an already built frame (tests use this to send hostile headers).
-    public func send(frame: Frame, descriptors: [CInt] = []) throws(IPCError) {
+    package func send(frame: Frame, descriptors: [CInt] = []) throws(IPCError) {
         let bytes = frame.encoded()
         try sendLock.withLock { _ throws(IPCError) in
             var offset = 0
@@ -139,7 +139,7 @@ public final class FrameChannel: Sendable {
     /// - Throws: `.peerClosed` at end of stream, `.truncated` if it ended mid-frame, or a
     ///   fatal decoding error. Non-fatal payload problems are not detected here: call
     ///   `frame.message()` to interpret the payload.
-    public func receive(timeoutMilliseconds: Int32 = -1) throws(IPCError) -> ReceivedFrame? {
+    package func receive(timeoutMilliseconds: Int32 = -1) throws(IPCError) -> ReceivedFrame? {
         let deadline = timeoutMilliseconds < 0 ? nil : MonotonicClock.now + UInt64(timeoutMilliseconds) * 1_000_000
         return try receiveState.withLock { state throws(IPCError) -> ReceivedFrame? in
             while true {
@@ -196,7 +196,7 @@ public final class FrameChannel: Sendable {
 
     /// Receives the next frame and decodes its message; a non-fatal decoding error is
     /// answered to the peer with an ``ErrorReport`` and returned as `.failure`.
-    public func receiveMessage(timeoutMilliseconds: Int32 = -1) throws(IPCError)
+    package func receiveMessage(timeoutMilliseconds: Int32 = -1) throws(IPCError)
         -> (received: ReceivedFrame, message: Result<Message, IPCError>)?
     {
         guard let received = try receive(timeoutMilliseconds: timeoutMilliseconds) else { return nil }

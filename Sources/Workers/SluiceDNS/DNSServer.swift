@@ -23,13 +23,13 @@ import Glibc
 /// `default-nameserver`), with identical queries in flight sharing one upstream exchange.
 /// Real answers in fake-ip and redir-host mode also tell the tun worker which name an
 /// address belongs to, so that domain rules apply to connections made to real addresses.
-public final class DNSServer: @unchecked Sendable {
+package final class DNSServer: @unchecked Sendable {
     /// The TTL of fake answers: clients ask again soon, so a recycled address is not kept.
-    public static let fakeTTL: UInt32 = 1
+    package static let fakeTTL: UInt32 = 1
     /// The TTL of answers from `hosts`.
-    public static let hostsTTL: UInt32 = 10
+    package static let hostsTTL: UInt32 = 10
     /// Cached answers at most; beyond it expired entries go, then arbitrary ones.
-    public static let cacheLimit = 100_000
+    package static let cacheLimit = 100_000
 
     struct CacheKey: Hashable {
         var question: DNSQuestion
@@ -51,13 +51,13 @@ public final class DNSServer: @unchecked Sendable {
         var store: FakeIPStore?
     }
 
-    public let configuration: DNSConfiguration
+    package let configuration: DNSConfiguration
     /// Names always answered with real addresses in fake-IP mode: the WireGuard links' peer endpoints.
     let realNames: Set<String>
     private let hosts: HostsTable
     private let useHosts: Bool
     private let policies: [(DomainPattern, DNSUpstreamGroup)]
-    public let main: DNSUpstreamGroup
+    package let main: DNSUpstreamGroup
     private let state: Locked<State>
     private let sink = Locked<(@Sendable (MappingEvent) -> Void)?>(nil)
     private let malformedLog: LogBudget
@@ -78,7 +78,7 @@ public final class DNSServer: @unchecked Sendable {
     /// - Parameters:
     ///   - storePath: where the fake-IP mapping persists (nil: not persisted).
     ///   - systemHosts: entries of /etc/hosts, used with `use-system-hosts`.
-    public init(
+    package init(
         _ configuration: SluiceConfiguration, sockets: UDPUpstreamSockets, factory: UpstreamSocketFactory = .init(),
         storePath: String?, systemHosts: [HostEntry] = [], logger: Logger
     ) {
@@ -117,7 +117,7 @@ public final class DNSServer: @unchecked Sendable {
     }
 
     /// Where mapping events go (the tun worker's channel); nil while it is not connected.
-    public func setEventSink(_ sink: (@Sendable (MappingEvent) -> Void)?) {
+    package func setEventSink(_ sink: (@Sendable (MappingEvent) -> Void)?) {
         self.sink.withLock { $0 = sink }
     }
 
@@ -127,7 +127,7 @@ public final class DNSServer: @unchecked Sendable {
     /// that is dropped (too short, or a response). `udp` selects truncation to the client's
     /// size.
     /// `source` names the sender in the log (a client endpoint, "the tun worker").
-    public func handle(
+    package func handle(
         _ message: UnsafeRawBufferPointer, udp: Bool, from source: @autoclosure () -> String = "a client",
         reply: @escaping @Sendable ([UInt8]) -> Void
     ) {
@@ -214,7 +214,7 @@ public final class DNSServer: @unchecked Sendable {
 
     /// The pool's address for `name`, recording a new mapping in the store before the
     /// answer can leave, and telling the tun worker (a recycled address first).
-    public func fakeAddress(for name: String, ipv6: Bool) -> IPAddress? {
+    package func fakeAddress(for name: String, ipv6: Bool) -> IPAddress? {
         state.withLock { s -> IPAddress? in
             guard let result = s.pool?.address(for: name, ipv6: ipv6) else { return nil }
             if result.isNew {
@@ -318,7 +318,7 @@ public final class DNSServer: @unchecked Sendable {
 
     /// Real addresses of `name` (hosts, cache, upstream; never fake ones), for DIRECT
     /// connections to a fake address. IPv4 first; IPv6 when asked or when there is no A.
-    public func resolveAddresses(
+    package func resolveAddresses(
         _ name: String, ipv6: Bool = false, depth: Int = 0, completion: @escaping @Sendable ([IPAddress], String?) -> Void
     ) {
         let lowered = name.lowercased()
@@ -362,16 +362,16 @@ public final class DNSServer: @unchecked Sendable {
     }
 
     /// The name a fake address stands for (nil: not mapped or not fake).
-    public func name(forFake address: IPAddress) -> String? {
+    package func name(forFake address: IPAddress) -> String? {
         state.withLock { $0.pool?.name(for: address) }
     }
 
-    public func pin(_ address: IPAddress, _ pinned: Bool) {
+    package func pin(_ address: IPAddress, _ pinned: Bool) {
         state.withLock { $0.pool?.pin(address, pinned) }
     }
 
     /// A new tun worker connected: the old one's pins are void, and it gets every mapping.
-    public func tunConnected() -> [MappingEvent] {
+    package func tunConnected() -> [MappingEvent] {
         state.withLock { s in
             s.pool?.clearPins()
             return (s.pool?.mappings ?? []).map { MappingEvent(kind: .assigned, address: $0.address, name: $0.name) }
@@ -386,7 +386,7 @@ public final class DNSServer: @unchecked Sendable {
     /// so its mirror forgets them: a connection to an old address is refused and the client asks again.
     /// - Returns: how many mappings were removed, and what went wrong with the store (the pool is empty anyway,
     ///   but the store's mappings would come back after a restart).
-    public func flushFakeIPs() -> (removed: Int, problem: String?) {
+    package func flushFakeIPs() -> (removed: Int, problem: String?) {
         let (removed, problem) = state.withLock { s -> ([(address: IPAddress, name: String)], String?) in
             guard s.pool != nil else { return ([], nil) }
             let problem = s.store?.removeAll()
@@ -404,7 +404,7 @@ public final class DNSServer: @unchecked Sendable {
 
     /// `POST /cache/dns/flush`: forgets every cached upstream answer (questions in flight still complete and are
     /// cached). Returns how many answers were removed.
-    public func flushAnswers() -> Int {
+    package func flushAnswers() -> Int {
         let removed = state.withLock { s -> Int in
             defer { s.cache.removeAll() }
             return s.cache.count
@@ -413,13 +413,13 @@ public final class DNSServer: @unchecked Sendable {
         return removed
     }
 
-    public var fakeIPCount: Int { state.withLock { $0.pool?.count ?? 0 } }
-    public var cacheCount: Int { state.withLock { $0.cache.count } }
+    package var fakeIPCount: Int { state.withLock { $0.pool?.count ?? 0 } }
+    package var cacheCount: Int { state.withLock { $0.cache.count } }
     /// What breaks a promise right now: the fake-IP store cannot be read or written.
-    public var problems: [String] { state.withLock { $0.store?.problem.map { [$0] } ?? [] } }
+    package var problems: [String] { state.withLock { $0.store?.problem.map { [$0] } ?? [] } }
 
     /// Periodic upkeep (about once a second): flush the store, compact it when it has grown.
-    public func maintain() {
+    package func maintain() {
         state.withLock { s in
             guard let store = s.store, let pool = s.pool else { return }
             if store.wantsCompaction(liveMappings: pool.count) { store.compact(pool) } else { store.sync() }

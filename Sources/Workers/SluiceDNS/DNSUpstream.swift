@@ -11,14 +11,14 @@ import Glibc
 #endif
 
 /// Why an exchange with an upstream produced no answer.
-public struct DNSExchangeError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+package struct DNSExchangeError: Error, Sendable, CustomStringConvertible {
+    package var description: String
     init(_ description: String) { self.description = description }
 }
 
 /// One way to reach one upstream server: the seam DoT and DoH join later as further
 /// conformances (they differ only in how bytes reach the server).
-public protocol DNSTransport: Sendable, CustomStringConvertible {
+package protocol DNSTransport: Sendable, CustomStringConvertible {
     /// Sends `query` (a complete message) and calls `completion` exactly once, with the
     /// server's answer or an error, by `deadline` (MonotonicClock ns) at the latest.
     func exchange(_ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void)
@@ -26,11 +26,11 @@ public protocol DNSTransport: Sendable, CustomStringConvertible {
 
 /// Where the dns worker gets sockets for upstreams: the ones sluiced opened for it (with
 /// the routing mark, which takes CAP_NET_ADMIN it does not have), or plain ones.
-public struct UpstreamSocketFactory: Sendable {
+package struct UpstreamSocketFactory: Sendable {
     /// The routing mark sluiced put on the handed-over UDP sockets (0: none).
-    public var markedUDP: [CInt: Int32]
+    package var markedUDP: [CInt: Int32]
 
-    public init(markedUDP: [CInt: Int32] = [:]) { self.markedUDP = markedUDP }
+    package init(markedUDP: [CInt: Int32] = [:]) { self.markedUDP = markedUDP }
 
     /// A TCP socket: plain; the `uidrange` rule of auto-route keeps the service user's
     /// traffic off the TUN, and the tun worker never hijacks queries to nameservers.
@@ -43,7 +43,7 @@ public struct UpstreamSocketFactory: Sendable {
 /// Each exchange gets an ID of ours, so concurrent clients cannot collide upstream; an
 /// answer is taken only from the server the query went to and only with that ID (a
 /// spoofed or late answer is dropped). Exchanges past their deadline fail with a timeout.
-public final class UDPUpstreamSockets: @unchecked Sendable {
+package final class UDPUpstreamSockets: @unchecked Sendable {
     private struct Pending {
         var server: InetEndpoint
         var deadline: UInt64
@@ -68,7 +68,7 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
     let timedOut = Atomic<UInt64>(0)
 
     /// - Parameter handed: sockets sluiced opened (by family); missing families are opened here.
-    public init(handed: [CInt: OwnedDescriptor]) throws(SystemError) {
+    package init(handed: [CInt: OwnedDescriptor]) throws(SystemError) {
         var sockets = handed
         for family in [AF_INET, AF_INET6] where sockets[family] == nil {
             sockets[family] = try InetSocket.udp(family)
@@ -122,7 +122,7 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
     }
 
     /// Receives answers and expires exchanges until ``stop()``.
-    public func run() {
+    package func run() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
         defer { buffer.deallocate() }
         var fds = sockets.values.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
@@ -174,7 +174,7 @@ public final class UDPUpstreamSockets: @unchecked Sendable {
         for p in left { p.completion(.failure(DNSExchangeError("shutting down"))) }
     }
 
-    public func stop() { stopping.store(true, ordering: .relaxed) }
+    package func stop() { stopping.store(true, ordering: .relaxed) }
 }
 
 /// `udp://IP[:port]` or a bare IP.
@@ -253,10 +253,10 @@ struct TCPTransport: DNSTransport {
 /// The servers one name is resolved with (`nameserver`, a `nameserver-policy` entry, or
 /// `default-nameserver`): asked all at once, the first usable answer wins (as mihomo does).
 /// A truncated UDP answer is retried over TCP to the same server.
-public final class DNSUpstreamGroup: Sendable {
-    public let transports: [any DNSTransport]
+package final class DNSUpstreamGroup: Sendable {
+    package let transports: [any DNSTransport]
     private let factory: UpstreamSocketFactory
-    public static let timeout: UInt64 = 4_000_000_000
+    package static let timeout: UInt64 = 4_000_000_000
 
     init(_ upstreams: [DNSUpstream], sockets: UDPUpstreamSockets, factory: UpstreamSocketFactory) {
         self.factory = factory
@@ -270,7 +270,7 @@ public final class DNSUpstreamGroup: Sendable {
         }
     }
 
-    public var description: String { transports.map(\.description).joined(separator: ", ") }
+    package var description: String { transports.map(\.description).joined(separator: ", ") }
 
     /// Resolves `query` (sent with a fresh ID per transport). `completion` runs once.
     func resolve(_ query: DNSQuery, completion: @escaping @Sendable (Result<DNSResponse.Upstream, DNSExchangeError>) -> Void) {

@@ -15,7 +15,7 @@ import Glibc
 /// (sockets bound by sluiced and handed over, so port 53 needs no capability here) and
 /// the tun worker's peer channel, which carries hijacked queries, fake-address lookups,
 /// pins, name resolution for DIRECT connections, and mapping events back.
-public final class DNSWorkerService: WorkerService, @unchecked Sendable {
+package final class DNSWorkerService: WorkerService, @unchecked Sendable {
     /// TCP clients served at once; more wait in the listen backlog.
     static let maxTCPClients = 128
     /// An idle TCP client is closed after this long (RFC 7766 6.2.3 suggests seconds).
@@ -37,11 +37,11 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
     private var summary = "dns disabled"
     private let tcpClients = Atomic<Int>(0)
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.environment = environment
     }
 
-    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+    package func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
         if let applied {
             if applied.dns != configuration.dns || applied.hosts != configuration.hosts
                 || applied.profile.storeFakeIP != configuration.profile.storeFakeIP
@@ -138,13 +138,13 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         }
     }
 
-    public var readyDetail: String { summary }
+    package var readyDetail: String { summary }
 
-    public var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
+    package var isHealthy: Bool { threads.allSatisfy { !$0.hasExited } }
 
-    public var problems: [String] { server?.problems ?? [] }
+    package var problems: [String] { server?.problems ?? [] }
 
-    public func stats() -> [StatsReport.Entry] {
+    package func stats() -> [StatsReport.Entry] {
         guard let server else { return [] }
         return [
             .init("dns.queries", Int64(server.queries.load(ordering: .relaxed))),
@@ -238,7 +238,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
 
     /// The tun worker's channel: hijacked queries, lookups, pins and resolutions arrive on
     /// it; answers and mapping events go back.
-    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
+    package func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
         guard peer.peer == .tunWorker else { return }
         let old = self.peer.withLock { current in
             defer { current = channel }
@@ -335,7 +335,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
 
     /// The external controller's `POST /cache/fakeip/flush` and `POST /cache/dns/flush`. With dns off (no pool,
     /// no cache) there is nothing to empty: zero entries, as mihomo answers without a resolver.
-    public func answer(_ request: Message) -> Message? {
+    package func answer(_ request: Message) -> Message? {
         guard case .cacheFlush(let flush) = request else { return nil }
         guard let server else { return .cacheFlushed(entries: 0) }
         switch flush.target {
@@ -355,7 +355,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
 
     /// `/dns/query` of the external controller: sluiced sends a DNS message on the control channel and gets
     /// the answer the tun worker's clients would get (cache, hosts, fake-IP and upstreams alike).
-    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
+    package func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
         guard case .dnsPacket(let query) = request else { return false }
         guard let server else {
             respond(.error(ErrorReport(code: .rejected, message: "dns is disabled (dns.enable: false)")))
@@ -371,7 +371,7 @@ public final class DNSWorkerService: WorkerService, @unchecked Sendable {
         return true
     }
 
-    public func shutdown(graceMilliseconds: UInt32) {
+    package func shutdown(graceMilliseconds: UInt32) {
         stopping.store(true, ordering: .relaxed)
         sockets?.stop()
         server?.setEventSink(nil)

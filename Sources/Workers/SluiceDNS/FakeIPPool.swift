@@ -7,22 +7,22 @@ import SluiceNet
 /// The usable addresses are the range's host addresses (network and broadcast excluded for
 /// IPv4), capped at ``maximumMappings`` per family so that a /8 or an IPv6 /64 does not
 /// cost memory for addresses never used. Not thread-safe: the DNS server holds its lock.
-public struct FakeIPPool: Sendable {
+package struct FakeIPPool: Sendable {
     /// At most this many live mappings per family.
-    public static let maximumMappings = 1 << 18
+    package static let maximumMappings = 1 << 18
 
     /// A mapping that gave way to a new one.
-    public struct Recycled: Sendable, Equatable {
-        public var address: IPAddress
-        public var name: String
+    package struct Recycled: Sendable, Equatable {
+        package var address: IPAddress
+        package var name: String
     }
 
-    public let range4: IPPrefix
-    public let range6: IPPrefix?
+    package let range4: IPPrefix
+    package let range6: IPPrefix?
     private var v4: Family
     private var v6: Family?
 
-    public init(range4: IPPrefix, range6: IPPrefix?) {
+    package init(range4: IPPrefix, range6: IPPrefix?) {
         self.range4 = range4
         self.range6 = range6
         v4 = Family(range: range4)
@@ -30,18 +30,18 @@ public struct FakeIPPool: Sendable {
     }
 
     /// How many addresses each family can hand out.
-    public var capacity: (v4: Int, v6: Int) { (v4.capacity, v6?.capacity ?? 0) }
-    public var count: Int { v4.byName.count + (v6?.byName.count ?? 0) }
+    package var capacity: (v4: Int, v6: Int) { (v4.capacity, v6?.capacity ?? 0) }
+    package var count: Int { v4.byName.count + (v6?.byName.count ?? 0) }
 
     /// Whether `address` lies in one of the ranges (mapped or not).
-    public func contains(_ address: IPAddress) -> Bool {
+    package func contains(_ address: IPAddress) -> Bool {
         (address.isIPv4 ? v4 : v6)?.offset(of: address) != nil
     }
 
     /// The address for `name` in the family of `ipv6`, creating the mapping (and recycling
     /// the least recently used one) if needed. Nil when that family has no range or every
     /// address is pinned.
-    public mutating func address(for name: String, ipv6: Bool) -> (address: IPAddress, isNew: Bool, recycled: Recycled?)? {
+    package mutating func address(for name: String, ipv6: Bool) -> (address: IPAddress, isNew: Bool, recycled: Recycled?)? {
         if ipv6 {
             guard v6 != nil else { return nil }
             return v6!.address(for: name)
@@ -50,23 +50,23 @@ public struct FakeIPPool: Sendable {
     }
 
     /// The name `address` stands for, if mapped; a lookup counts as use.
-    public mutating func name(for address: IPAddress) -> String? {
+    package mutating func name(for address: IPAddress) -> String? {
         if address.isIPv4 { return v4.name(for: address) }
         return v6?.name(for: address)
     }
 
     /// A connection started (or stopped) using `address`; pinned mappings are not recycled.
-    public mutating func pin(_ address: IPAddress, _ pinned: Bool) {
+    package mutating func pin(_ address: IPAddress, _ pinned: Bool) {
         if address.isIPv4 { v4.pin(address, pinned) } else { v6?.pin(address, pinned) }
     }
 
     /// Forgets every pin (the tun worker that held them is gone).
-    public mutating func clearPins() {
+    package mutating func clearPins() {
         v4.pins.removeAll()
         v6?.pins.removeAll()
     }
 
-    public func isPinned(_ address: IPAddress) -> Bool {
+    package func isPinned(_ address: IPAddress) -> Bool {
         guard let family = address.isIPv4 ? v4 : v6, let offset = family.offset(of: address) else { return false }
         return family.pins[offset] != nil
     }
@@ -74,7 +74,7 @@ public struct FakeIPPool: Sendable {
     /// Puts back a mapping read from the store; it becomes the most recently used. Returns
     /// false when the address is outside the ranges (the range changed since).
     @discardableResult
-    public mutating func restore(_ address: IPAddress, name: String) -> Bool {
+    package mutating func restore(_ address: IPAddress, name: String) -> Bool {
         if address.isIPv4 { return v4.restore(address, name: name) }
         guard v6 != nil else { return false }
         return v6!.restore(address, name: name)
@@ -84,7 +84,7 @@ public struct FakeIPPool: Sendable {
     /// connections holding them live on), and the freed addresses are handed out again only after the rest of the
     /// range: new names get addresses not used before, so a client that still holds an old answer reaches no
     /// name at all (the tun worker refuses it and the client asks again) rather than another name.
-    public mutating func removeAll() -> [(address: IPAddress, name: String)] {
+    package mutating func removeAll() -> [(address: IPAddress, name: String)] {
         let removed = mappings
         v4.removeAll()
         v6?.removeAll()
@@ -92,7 +92,7 @@ public struct FakeIPPool: Sendable {
     }
 
     /// Every mapping, least recently used first (the order the store writes them in).
-    public var mappings: [(address: IPAddress, name: String)] { v4.mappings + (v6?.mappings ?? []) }
+    package var mappings: [(address: IPAddress, name: String)] { v4.mappings + (v6?.mappings ?? []) }
 
     /// One family's addresses: an intrusive LRU list over offsets into the range.
     private struct Family: Sendable {

@@ -19,36 +19,36 @@ import Glibc
 ///
 /// Record layout: `u8 tag (1 = assigned), u8 address length (4 or 16), address,
 /// u8 name length, name (UTF-8), u32 FNV-1a of all the preceding bytes of the record`.
-public final class FakeIPStore {
-    public static let magic: [UInt8] = Array("SLCFAKEIP".utf8)
-    public static let version: UInt16 = 1
+package final class FakeIPStore {
+    package static let magic: [UInt8] = Array("SLCFAKEIP".utf8)
+    package static let version: UInt16 = 1
     static let headerSize = 16
 
-    public let path: String
+    package let path: String
     private var descriptor: OwnedDescriptor?
     private var records = 0
     private var dirty = false
     private let logger: Logger
     /// Why the store cannot keep its promise right now (the file cannot be read, opened or written): mappings
     /// handed out meanwhile will not survive a restart. Reported as the dns worker's problem; nil when well.
-    public private(set) var problem: String?
+    package private(set) var problem: String?
 
-    public init(path: String, logger: Logger) {
+    package init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
     }
 
     /// What loading found.
-    public struct LoadReport: Sendable, Equatable {
-        public var records = 0
-        public var restored = 0
-        public var outOfRange = 0
+    package struct LoadReport: Sendable, Equatable {
+        package var records = 0
+        package var restored = 0
+        package var outOfRange = 0
         /// A problem worth telling the user (corrupt tail, unreadable file).
-        public var problem: String?
+        package var problem: String?
     }
 
     /// Reads the log into `pool` and opens it for appending.
-    public func load(into pool: inout FakeIPPool) -> LoadReport {
+    package func load(into pool: inout FakeIPPool) -> LoadReport {
         var report = LoadReport()
         let bytes: [UInt8]?
         do {
@@ -117,7 +117,7 @@ public final class FakeIPStore {
     }
 
     /// Records one assignment. Call before the answer carrying it is sent.
-    public func append(_ address: IPAddress, name: String) {
+    package func append(_ address: IPAddress, name: String) {
         guard let fd = descriptor?.rawValue else { return }
         let record = Self.encode(address, name)
         do {
@@ -131,18 +131,18 @@ public final class FakeIPStore {
     }
 
     /// Whether the log has grown well past the live mappings and should be rewritten.
-    public func wantsCompaction(liveMappings: Int) -> Bool {
+    package func wantsCompaction(liveMappings: Int) -> Bool {
         records > max(4096, liveMappings * 4)
     }
 
     /// Rewrites the log with exactly the pool's mappings, oldest first.
-    public func compact(_ pool: FakeIPPool) {
+    package func compact(_ pool: FakeIPPool) {
         if let problem = rewrite(pool.mappings) { logger.warning("\(problem); it keeps growing") }
     }
 
     /// Empties the log (`POST /cache/fakeip/flush`): afterwards it holds the header alone, on the disk, so that a
     /// restart finds no mapping. Returns what went wrong, or nil; on failure the old log stays in use.
-    public func removeAll() -> String? {
+    package func removeAll() -> String? {
         rewrite([])
     }
 
@@ -176,7 +176,7 @@ public final class FakeIPStore {
     }
 
     /// Flushes appended records to the disk if any are pending (called on an interval).
-    public func sync() {
+    package func sync() {
         guard dirty, let fd = descriptor?.rawValue else { return }
         dirty = false
         _ = fdatasync(fd)

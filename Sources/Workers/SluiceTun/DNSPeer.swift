@@ -27,7 +27,7 @@ import Glibc
 ///   and DIRECT connections to a fake address get the real one through `resolveRequest`.
 /// - Real addresses that the dns worker answered (fake-ip filter, redir-host) are
 ///   remembered with their name too, so domain rules apply to them.
-public final class DNSPeer: NameService, @unchecked Sendable {
+package final class DNSPeer: NameService, @unchecked Sendable {
     /// Real address → name entries remembered at most (then the oldest half goes).
     static let realNameLimit = 65536
     /// How long a new flow may wait for a fake address's name on a mirror miss.
@@ -36,7 +36,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
     private let entries: [DNSHijack]
     private let upstreams: Set<InetEndpoint>
     /// The fake-IP ranges; empty when the dns worker hands out no fake addresses.
-    public let fakeRanges: [IPPrefix]
+    package let fakeRanges: [IPPrefix]
     private let tun: TunWriter
     private let logger: Logger
     private let peer = Locked<FrameChannel?>(nil)
@@ -54,7 +54,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
     let answers = Atomic<UInt64>(0)
     let lookups = Atomic<UInt64>(0)
 
-    public init(
+    package init(
         entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], fakeRanges: [IPPrefix] = [], tun: TunWriter, logger: Logger
     ) {
         self.entries = entries
@@ -69,7 +69,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
     // MARK: Hijacking
 
     /// Whether DNS to `destination` over `udp` (or TCP) is hijacked right now.
-    public func catches(udp: Bool, _ destination: InetEndpoint) -> Bool {
+    package func catches(udp: Bool, _ destination: InetEndpoint) -> Bool {
         guard !entries.isEmpty, !upstreams.contains(destination), isConnected else { return false }
         return entries.contains { entry in
             (entry.transport == .both || (entry.transport == .udp) == udp)
@@ -111,7 +111,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
     // MARK: Fake IP
 
     /// Whether `address` lies in a fake-IP range.
-    public func isFake(_ address: IPAddress) -> Bool {
+    package func isFake(_ address: IPAddress) -> Bool {
         !fakeRanges.isEmpty && fakeRanges.contains { $0.contains(address) }
     }
 
@@ -210,7 +210,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
 
     /// A (new) channel to the dns worker; it is read on a thread of its own. The mirror
     /// starts over: the dns worker sends its whole mapping on connect.
-    public func attach(_ channel: FrameChannel) {
+    package func attach(_ channel: FrameChannel) {
         let old = peer.withLock { current in
             defer { current = channel }
             return current
@@ -225,7 +225,7 @@ public final class DNSPeer: NameService, @unchecked Sendable {
         }
     }
 
-    public func detach() { peer.withLock { $0?.close(); $0 = nil } }
+    package func detach() { peer.withLock { $0?.close(); $0 = nil } }
 
     @discardableResult
     private func send(_ message: Message, requestID: UInt32 = 0, on given: FrameChannel? = nil) -> Bool {

@@ -25,23 +25,23 @@ import Synchronization
 /// `PASS`; ``SluiceConfig/ProxyGroup/unavailableGroups(_:)``) resolves to `REJECT`, never to
 /// `DIRECT` as mihomo's `COMPATIBLE` fallback would; other groups pass over such members. Health checks run on one thread
 /// through a probe the tun worker supplies (a request to `url` through the member).
-public final class ProxyGroups: @unchecked Sendable {
+package final class ProxyGroups: @unchecked Sendable {
     /// What health checks found for one member.
-    public struct Health: Sendable, Equatable {
+    package struct Health: Sendable, Equatable {
         /// Round-trip time of the last check in milliseconds; nil when it failed.
-        public var latencyMilliseconds: UInt32?
+        package var latencyMilliseconds: UInt32?
         /// MonotonicClock time of the check.
-        public var checkedAt: UInt64
+        package var checkedAt: UInt64
 
-        public init(latencyMilliseconds: UInt32?, checkedAt: UInt64 = MonotonicClock.now) {
+        package init(latencyMilliseconds: UInt32?, checkedAt: UInt64 = MonotonicClock.now) {
             self.latencyMilliseconds = latencyMilliseconds
             self.checkedAt = checkedAt
         }
     }
 
     /// Why a selection was refused.
-    public struct SelectionError: Error, CustomStringConvertible {
-        public var description: String
+    package struct SelectionError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     private struct Group {
@@ -60,17 +60,17 @@ public final class ProxyGroups: @unchecked Sendable {
     private let order: [String]
     /// The `proxy-groups` section this state was made from (a reload with the same section
     /// keeps the state, health included).
-    public let configuration: [ProxyGroup]
+    package let configuration: [ProxyGroup]
     /// The groups that resolve to `REJECT` because nothing in them can carry a connection, with why.
-    public let unavailable: [String: String]
+    package let unavailable: [String: String]
     private let storePath: String?
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
     /// Bumped whenever any group's choice may have changed; cached routes compare it.
-    public let generation = Atomic<UInt64>(0)
+    package let generation = Atomic<UInt64>(0)
 
     /// - Parameter storePath: where `select` choices persist (nil: not persisted).
-    public init(_ groups: [ProxyGroup], storePath: String?, logger: Logger) {
+    package init(_ groups: [ProxyGroup], storePath: String?, logger: Logger) {
         self.storePath = storePath
         self.logger = logger
         configuration = groups
@@ -89,12 +89,12 @@ public final class ProxyGroups: @unchecked Sendable {
         self.state = Locked(state)
     }
 
-    public var isEmpty: Bool { order.isEmpty }
+    package var isEmpty: Bool { order.isEmpty }
 
-    public func contains(_ name: String) -> Bool { state.withLock { $0[name] != nil } }
+    package func contains(_ name: String) -> Bool { state.withLock { $0[name] != nil } }
 
     /// One line per unavailable group, in config order, for the worker's `problems`.
-    public var problems: [String] {
+    package var problems: [String] {
         order.compactMap { name in
             unavailable[name].map { "group \(name) is unavailable (\($0)); its traffic is rejected" }
         }
@@ -109,14 +109,14 @@ public final class ProxyGroups: @unchecked Sendable {
     /// The proxy or built-in a connection to `target` uses: `target` itself when it is not
     /// a group. `key` identifies the destination (host or address) for load balancing;
     /// `source` the client for sticky sessions. Nil for a cycle of groups.
-    public func resolve(_ target: String, key: String, source: String = "") -> String? {
+    package func resolve(_ target: String, key: String, source: String = "") -> String? {
         resolvePath(target, key: key, source: source)?.last
     }
 
     /// Like ``resolve(_:key:source:)``, with the way there: `target`, each group it led through, and the proxy or
     /// built-in last (`["Final", "Proxy", "ss1"]`; `[target]` when it is not a group). Nil for a cycle of groups.
     /// An unavailable group leads to `REJECT` (`["Final", "Empty", "REJECT"]`).
-    public func resolvePath(_ target: String, key: String, source: String = "") -> [String]? {
+    package func resolvePath(_ target: String, key: String, source: String = "") -> [String]? {
         state.withLock { groups in
             var path = [target]
             var seen: Set<String> = []
@@ -136,7 +136,7 @@ public final class ProxyGroups: @unchecked Sendable {
     }
 
     /// The members of group `name`, in config order; nil when there is no such group.
-    public func members(of name: String) -> [String]? { state.withLock { $0[name]?.config.members } }
+    package func members(of name: String) -> [String]? { state.withLock { $0[name]?.config.members } }
 
     private static func current(_ group: inout Group, key: String, source: String) -> String {
         let members = group.usable
@@ -177,7 +177,7 @@ public final class ProxyGroups: @unchecked Sendable {
     }
 
     /// `sluiced select GROUP MEMBER`: only `select` groups take a choice.
-    public func select(_ groupName: String, _ member: String) throws(SelectionError) {
+    package func select(_ groupName: String, _ member: String) throws(SelectionError) {
         let choices: [String: String] = try state.withLock { groups throws(SelectionError) in
             guard let group = groups[groupName] else {
                 throw SelectionError(description: "no proxy group named \"\(groupName)\"; groups: \(order.joined(separator: ", "))")
@@ -199,7 +199,7 @@ public final class ProxyGroups: @unchecked Sendable {
     }
 
     /// Every group, in config order (the `groupStatus` document).
-    public var status: [GroupState] {
+    package var status: [GroupState] {
         let clock = MonotonicClock.now
         return state.withLock { groups in
             order.compactMap { name in
@@ -225,7 +225,7 @@ public final class ProxyGroups: @unchecked Sendable {
     // MARK: Health checks
 
     /// Whether any group checks health (fallback, url-test and load-balance with an interval).
-    public var needsHealthChecks: Bool {
+    package var needsHealthChecks: Bool {
         state.withLock { $0.values.contains { $0.config.kind != .select && $0.config.interval > 0 } }
     }
 
@@ -233,7 +233,7 @@ public final class ProxyGroups: @unchecked Sendable {
     /// only after use since their last check, but always once at start). `probe` measures
     /// one member against the group's `url` within its timeout, returning milliseconds, or
     /// nil when the member does not work.
-    public func runHealthChecks(probe: @escaping (String, String, Int) -> UInt32?) {
+    package func runHealthChecks(probe: @escaping (String, String, Int) -> UInt32?) {
         while !stopping.load(ordering: .relaxed) {
             let now = MonotonicClock.now
             let due: [(String, ProxyGroup)] = state.withLock { groups in
@@ -261,7 +261,7 @@ public final class ProxyGroups: @unchecked Sendable {
     /// A delay measured outside the health checks (the external controller's delay test): every group that lists
     /// `member` records it, as a check of that member would (url-test and fallback groups may switch), without
     /// moving their next check.
-    public func record(_ member: String, latencyMilliseconds: UInt32?, at now: UInt64 = MonotonicClock.now) {
+    package func record(_ member: String, latencyMilliseconds: UInt32?, at now: UInt64 = MonotonicClock.now) {
         let listing = state.withLock { groups in groups.values.filter { $0.config.members.contains(member) }.map(\.config.name) }
         for name in listing {
             apply([member: Health(latencyMilliseconds: latencyMilliseconds, checkedAt: now)], to: name, at: now, isCheck: false)
@@ -303,7 +303,7 @@ public final class ProxyGroups: @unchecked Sendable {
         if let (from, to) = change { logger.notice("proxy group \(name): \(from) -> \(to) (health check)") }
     }
 
-    public func stop() { stopping.store(true, ordering: .relaxed) }
+    package func stop() { stopping.store(true, ordering: .relaxed) }
 
     // MARK: Persistence
 

@@ -13,15 +13,15 @@ import Glibc
 /// place and the restarted worker attaches to them again. A graceful stop removes what
 /// sluice created (``release(removeDevice:)``); a device the administrator pre-created
 /// (`ip tuntap add mode tun user sluice name X`) is left alone.
-public final class TunDevice: @unchecked Sendable {
-    public let descriptor: OwnedDescriptor
-    public let name: String
+package final class TunDevice: @unchecked Sendable {
+    package let descriptor: OwnedDescriptor
+    package let name: String
     /// Whether this process (or an earlier tun worker) created the device.
-    public let createdBySluice: Bool
+    package let createdBySluice: Bool
     /// Opened with IFF_VNET_HDR: every packet read or written has a ``VirtioNetHeader`` in front.
-    public let vnetHeader: Bool
+    package let vnetHeader: Bool
     /// TCP segmentation and checksum offload is on (`tun.gso`): reads may return 64 KiB super-packets.
-    public let segmentationOffload: Bool
+    package let segmentationOffload: Bool
 
     private init(
         descriptor: OwnedDescriptor, name: String, createdBySluice: Bool, vnetHeader: Bool = false,
@@ -35,7 +35,7 @@ public final class TunDevice: @unchecked Sendable {
     }
 
     /// How the data plane writes to this device.
-    public var writer: TunWriter { TunWriter(fd: descriptor.rawValue, vnetHeader: vnetHeader) }
+    package var writer: TunWriter { TunWriter(fd: descriptor.rawValue, vnetHeader: vnetHeader) }
 
     /// Opens (attaching or creating) the TUN device `name` with IFF_TUN | IFF_NO_PI.
     ///
@@ -46,7 +46,7 @@ public final class TunDevice: @unchecked Sendable {
     ///   nil opens `/dev/net/tun` here.
     /// - Parameter offload: open with IFF_VNET_HDR and turn on TCP segmentation and checksum offload
     ///   (TUNSETOFFLOAD); a kernel that refuses the offload keeps the header, without super-packets.
-    public static func open(
+    package static func open(
         name: String, markerPath: String?, clone: OwnedDescriptor? = nil, offload: Bool = false
     ) throws(SystemError) -> TunDevice {
         let existed = interfaceExists(name)
@@ -104,7 +104,7 @@ public final class TunDevice: @unchecked Sendable {
     }
 
     /// Uses an inherited TUN descriptor (`device-url: fd://N`).
-    public static func adopt(descriptor fd: CInt) throws(SystemError) -> TunDevice {
+    package static func adopt(descriptor fd: CInt) throws(SystemError) -> TunDevice {
         var name = [CChar](repeating: 0, count: 16)
         try Posix.check("TUNGETIFF on fd \(fd) (fd://\(fd) must be an open TUN device)", csluice_tun_get_name(fd, &name))
         let actual = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -113,7 +113,7 @@ public final class TunDevice: @unchecked Sendable {
 
     /// Closes the descriptor; with `removeDevice` (graceful stop of a device we created)
     /// clears persistence first, so the kernel deletes the interface with its routes.
-    public func release(removeDevice: Bool, markerPath: String?) {
+    package func release(removeDevice: Bool, markerPath: String?) {
         let fd = descriptor.rawValue
         if removeDevice && createdBySluice && fd >= 0 {
             _ = csluice_tun_set_persist(fd, 0)
@@ -128,9 +128,9 @@ public final class TunDevice: @unchecked Sendable {
 }
 
 /// Writes packets to the TUN device, with a ``VirtioNetHeader`` in front when the device has one.
-public struct TunWriter: Sendable {
-    public let fd: CInt
-    public let vnetHeader: Bool
+package struct TunWriter: Sendable {
+    package let fd: CInt
+    package let vnetHeader: Bool
 
     /// Ten zero bytes: a plain packet, checksums complete.
     /// Never written after it is made, so sharing it across threads is safe.
@@ -140,14 +140,14 @@ public struct TunWriter: Sendable {
         return UnsafeRawPointer(bytes)
     }()
 
-    public init(fd: CInt, vnetHeader: Bool) {
+    package init(fd: CInt, vnetHeader: Bool) {
         self.fd = fd
         self.vnetHeader = vnetHeader
     }
 
     /// Writes a packet sluice built (complete checksums); returns bytes written or -errno.
     @discardableResult
-    public func write(_ packet: UnsafeRawPointer?, _ length: Int) -> Int {
+    package func write(_ packet: UnsafeRawPointer?, _ length: Int) -> Int {
         guard vnetHeader else { return csluice_write(fd, packet, length) }
         return csluice_tun_write_vnet(fd, Self.plainHeader, VirtioNetHeader.size, packet, length)
     }
@@ -155,7 +155,7 @@ public struct TunWriter: Sendable {
     /// Writes bytes that already start with their header (a packet read from the device and rewritten in place,
     /// with its header in front) or, without a header on this device, the packet alone.
     @discardableResult
-    public func writeFramed(_ bytes: UnsafeRawPointer?, _ length: Int) -> Int {
+    package func writeFramed(_ bytes: UnsafeRawPointer?, _ length: Int) -> Int {
         csluice_write(fd, bytes, length)
     }
 }

@@ -17,18 +17,18 @@ import Glibc
 
 /// The tun worker's job: bring the TUN device up, run the data plane, install auto-route,
 /// and take it all down again on a graceful stop.
-public final class TunWorkerService: WorkerService, @unchecked Sendable {
+package final class TunWorkerService: WorkerService, @unchecked Sendable {
     private let logger = Logger(label: "sluice-tun")
     private var running: RunningDataPlane?
     private var applied: SluiceConfiguration?
     private let environment: [String: String]
     private var supervisor: SupervisorLink?
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.environment = environment
     }
 
-    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+    package func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
         if let running, let applied {
             // Rules, proxies and mode swap in place; anything about the device or routing
             // needs a fresh data plane.
@@ -68,29 +68,29 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         }
     }
 
-    public var readyDetail: String { running?.summary ?? "tun disabled" }
+    package var readyDetail: String { running?.summary ?? "tun disabled" }
 
     /// What sluiced binds for the local proxy ports: a change needs new sockets, so a new worker.
     static func localSockets(_ inbound: InboundConfiguration) -> [String] {
         inbound.listeners.map { "\($0.address) \($0.port) \($0.udp)" }
     }
 
-    public var isHealthy: Bool { running?.isHealthy ?? true }
+    package var isHealthy: Bool { running?.isHealthy ?? true }
     /// One line per proxy group that rejects its traffic because nothing in it can carry a connection.
-    public var problems: [String] { running?.dispatcher.table.withLock { $0.groups?.problems } ?? [] }
+    package var problems: [String] { running?.dispatcher.table.withLock { $0.groups?.problems } ?? [] }
 
-    public func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
+    package func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
 
-    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
+    package func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
         guard peer.peer == .dnsWorker else { return }
         running?.dns.attach(channel)
     }
 
-    public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
+    package func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
     /// `sluiced select` and the group state for `sluiced status`; the external controller's connections list and
     /// closes.
-    public func answer(_ request: Message) -> Message? {
+    package func answer(_ request: Message) -> Message? {
         let groups = running?.dispatcher.table.withLock { $0.groups }
         switch request {
         case .connectionsRequest:
@@ -120,7 +120,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
     }
 
     /// The external controller's delay tests, measured on a thread of their own (up to the request's timeout).
-    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
+    package func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool {
         guard case .delayTest(let test) = request else { return false }
         guard let running else {
             respond(.delayResult(DelayResult(delays: [], error: "the TUN is off: no proxies to test")))
@@ -137,7 +137,7 @@ public final class TunWorkerService: WorkerService, @unchecked Sendable {
         return .groupStatus(document: Array(document))
     }
 
-    public func shutdown(graceMilliseconds: UInt32) {
+    package func shutdown(graceMilliseconds: UInt32) {
         running?.stop()
         running = nil
     }

@@ -15,7 +15,7 @@ import WorkerRuntime
 /// peer each `keepalive.interval`, restarts a dead wireguard-go (at once, then with backoff when it keeps dying)
 /// and re-applies the configuration, and takes links down on shutdown. A worker killed outright leaves its links
 /// up; the next one adopts them by their UAPI sockets.
-public final class KeepaliveService: WorkerService, @unchecked Sendable {
+package final class KeepaliveService: WorkerService, @unchecked Sendable {
     /// What `apply` hands the keeper: the links with their private keys read, and a version to notice changes.
     private struct Wanted {
         var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
@@ -38,11 +38,11 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     /// first configuration starts the keeper; nil when the service runs without sluiced (it opens the node itself).
     private var supervisor: SupervisorLink?
 
-    public init() {}
+    package init() {}
 
     // MARK: WorkerService
 
-    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+    package func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
         var links: [(link: WireGuardLink, privateKey: [UInt8])] = []
         for (position, configured) in configuration.wireguard.enumerated() {
             // The link's UDP carries a mark auto-route sends around the TUN (tun.routing-mark by default).
@@ -99,18 +99,18 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         return (.applied, summary(links.map(\.link.name)))
     }
 
-    public var readyDetail: String { published.withLock { $0.summary } }
+    package var readyDetail: String { published.withLock { $0.summary } }
 
-    public var isHealthy: Bool { !(keeper?.hasExited ?? false) || stopped.load(ordering: .relaxed) }
+    package var isHealthy: Bool { !(keeper?.hasExited ?? false) || stopped.load(ordering: .relaxed) }
 
-    public func stats() -> [StatsReport.Entry] { published.withLock { $0.entries } }
+    package func stats() -> [StatsReport.Entry] { published.withLock { $0.entries } }
 
-    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) { channel.close() }
+    package func peerConnected(_ peer: PeerChannel, channel: FrameChannel) { channel.close() }
 
-    public func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
+    package func connected(to supervisor: SupervisorLink) { self.supervisor = supervisor }
 
     /// The links' state for `sluiced status`.
-    public func answer(_ request: Message) -> Message? {
+    package func answer(_ request: Message) -> Message? {
         guard case .linkStatusRequest = request else { return nil }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -118,7 +118,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
         return .linkStatus(document: Array(document))
     }
 
-    public func shutdown(graceMilliseconds: UInt32) {
+    package func shutdown(graceMilliseconds: UInt32) {
         wanted.withLock { $0.stopping = true }
         keeper?.join()
         keeper = nil
@@ -616,7 +616,7 @@ public final class KeepaliveService: WorkerService, @unchecked Sendable {
     // MARK: Status
 
     /// A peer is `ok` when its last handshake is at most this old (WireGuard rekeys every 120 s).
-    public static let staleAfterSeconds: Int64 = 135
+    package static let staleAfterSeconds: Int64 = 135
 
     private func publish(interval: Duration) {
         var entries: [StatsReport.Entry] = [.init("wg.links", Int64(links.count))]

@@ -17,12 +17,12 @@ import SluiceSystem
 ///   has not run against a kernel there: it is covered by ``WireGuardNetlink``'s byte-level tests (golden bytes,
 ///   round trips through a model of the kernel's side, splitting, malformed answers) and by the generic netlink
 ///   tests of the socket it uses.
-public struct KernelControl: WireGuardControl {
-    public init() {}
+package struct KernelControl: WireGuardControl {
+    package init() {}
 
-    public var backendName: String { "kernel" }
+    package var backendName: String { "kernel" }
 
-    public func status(link: String) throws -> WireGuardUAPI.DeviceStatus {
+    package func status(link: String) throws -> WireGuardUAPI.DeviceStatus {
         let netlink = try GenericNetlink()
         let family = try netlink.family(named: WireGuardNetlink.familyName)
         let request = try WireGuardNetlink.getDeviceRequest(familyID: family.id, link: link)
@@ -38,7 +38,7 @@ public struct KernelControl: WireGuardControl {
     /// Sends the messages of ``WireGuardNetlink/setDeviceRequests(familyID:link:settings:replacePeers:removePeers:messageLimit:)``
     /// one after the other, each acknowledged before the next. As with `wg`, a failure part-way leaves the earlier
     /// messages applied; the keeper sets the whole configuration again on its next attempt.
-    public func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]])
+    package func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]])
         throws
     {
         let netlink = try GenericNetlink()
@@ -55,7 +55,7 @@ public struct KernelControl: WireGuardControl {
         }
     }
 
-    public func setEndpoint(link: String, publicKey: [UInt8], endpoint: SocketEndpoint) throws {
+    package func setEndpoint(link: String, publicKey: [UInt8], endpoint: SocketEndpoint) throws {
         let netlink = try GenericNetlink()
         let family = try netlink.family(named: WireGuardNetlink.familyName)
         let request = try WireGuardNetlink.setEndpointRequest(
@@ -83,16 +83,16 @@ public struct KernelControl: WireGuardControl {
 /// - Note: On the development machine the wireguard module is absent, so ``isAvailable(netlink:)`` is false there and
 ///   ``createLink(name:netlink:)`` fails with EOPNOTSUPP; the generic netlink and `RTM_NEWLINK` paths beneath are
 ///   tested against the real kernel with other families and link kinds.
-public enum KernelWireGuard {
+package enum KernelWireGuard {
     /// Whether the `wireguard` generic netlink family is registered. Asking makes the kernel load the module if it is
     /// installed but not loaded (it declares the family as a module alias), so true means `ip link add NAME type
     /// wireguard` will work too.
-    public static func isAvailable(netlink: GenericNetlink) -> Bool {
+    package static func isAvailable(netlink: GenericNetlink) -> Bool {
         (try? netlink.family(named: WireGuardNetlink.familyName)) != nil
     }
 
     /// ``isAvailable(netlink:)`` with a socket of its own, in the calling thread's network namespace.
-    public static func isAvailable() -> Bool {
+    package static func isAvailable() -> Bool {
         guard let netlink = try? GenericNetlink() else { return false }
         return isAvailable(netlink: netlink)
     }
@@ -100,7 +100,7 @@ public enum KernelWireGuard {
     /// Creates the kernel WireGuard interface `name`, down and unconfigured: `ip link add NAME type wireguard`.
     /// - Throws: EEXIST when an interface called `name` exists (the caller decides whether to adopt it: its
     ///   ``LinkInfo/kind`` is `wireguard` for a kernel one); EOPNOTSUPP saying that the module is missing.
-    public static func createLink(name: String, netlink: RouteNetlink) throws(SystemError) {
+    package static func createLink(name: String, netlink: RouteNetlink) throws(SystemError) {
         do {
             try netlink.addLink(name: name, kind: WireGuardNetlink.familyName)
         } catch {

@@ -9,10 +9,10 @@ import SluiceSystem
 
 /// Addresses, MTU, up and routes of one WireGuard link over rtnetlink, the way wg-quick sets them, idempotent:
 /// applying twice changes nothing and leaves no duplicate routes.
-public enum LinkRouting {
+package enum LinkRouting {
     /// The MTU wg-quick would choose when `mtu` is not set: the MTU of the default route's interface minus 80
     /// (IPv6 + UDP + WireGuard overhead), 1420 when there is no default route.
-    public static func defaultMTU(netlink: RouteNetlink) -> UInt32 {
+    package static func defaultMTU(netlink: RouteNetlink) -> UInt32 {
         var best: UInt32 = 0
         for family in [IPFamily.v4, .v6] {
             guard let route = try? netlink.defaultRoute(family: family), let index = route.outputInterface,
@@ -31,7 +31,7 @@ public enum LinkRouting {
     /// - `table: off`: none, except with `route-metric` a default route per address family of the link's
     ///   addresses at that metric, in the main table (the side-router guide's low-priority route) and in the
     ///   link's own table ``sourceTable(for:)``, which the source rules of ``rules(for:)`` point at.
-    public static func routes(for link: WireGuardLink, interface index: Int32) -> [Route] {
+    package static func routes(for link: WireGuardLink, interface index: Int32) -> [Route] {
         var out: [Route] = []
         func add(_ prefix: IPPrefix, table: UInt32) {
             let metric = link.routeMetric.map { UInt32(clamping: $0) }
@@ -56,20 +56,20 @@ public enum LinkRouting {
     }
 
     /// Priority of the source rules (before `main` at 32766 and before the TUN worker's auto-route rules).
-    public static let sourceRulePriority: UInt32 = 5180
+    package static let sourceRulePriority: UInt32 = 5180
     /// Priorities of wg-quick's default-route rules for `table: auto` with a `/0` allowed-ip: first
     /// `lookup main suppress_prefixlength 0` (the main table's specific routes still win), then
     /// `not fwmark MARK lookup TABLE` (everything but the link's own encrypted UDP goes into the link).
-    public static let suppressRulePriority: UInt32 = 5190
-    public static let defaultRulePriority: UInt32 = 5191
+    package static let suppressRulePriority: UInt32 = 5190
+    package static let defaultRulePriority: UInt32 = 5191
 
     /// The link's own routing table: a number derived from the link name (FNV-1a), so that it is the same across
     /// restarts and adoption, in 200000…299999 (clear of wg-quick's 51820 and of small hand-made tables). It holds a
     /// `table: off` link's metric default routes (for the source rules) or a `table: auto` link's default route.
-    public static func linkTable(for name: String) -> UInt32 { sourceTable(for: name) }
+    package static func linkTable(for name: String) -> UInt32 { sourceTable(for: name) }
 
     /// The routing table of a `table: off` link's source rules (``linkTable(for:)``).
-    public static func sourceTable(for name: String) -> UInt32 {
+    package static func sourceTable(for name: String) -> UInt32 {
         var hash: UInt32 = 2_166_136_261
         for byte in name.utf8 {
             hash ^= UInt32(byte)
@@ -85,7 +85,7 @@ public enum LinkRouting {
     /// With `table: auto` and a `/0` allowed-ip, per family with a default route, wg-quick's pair: `lookup main
     /// suppress_prefixlength 0` and `not fwmark MARK lookup TABLE`, MARK being the link's fwmark (which its
     /// encrypted UDP carries, so the tunnel never routes into itself; ``defaultRouteMark(for:)``).
-    public static func rules(for link: WireGuardLink) -> [RoutingRule] {
+    package static func rules(for link: WireGuardLink) -> [RoutingRule] {
         if case .auto = link.table {
             let families = defaultRouteFamilies(of: link)
             guard !families.isEmpty, let mark = link.fwmark else { return [] }
@@ -111,7 +111,7 @@ public enum LinkRouting {
     }
 
     /// The address families in which `link` (with `table: auto`) takes the default route.
-    public static func defaultRouteFamilies(of link: WireGuardLink) -> [IPFamily] {
+    package static func defaultRouteFamilies(of link: WireGuardLink) -> [IPFamily] {
         guard case .auto = link.table else { return [] }
         let defaults = link.peers.flatMap(\.allowedIPs).filter { $0.length == 0 }
         return [IPFamily.v4, .v6].filter { family in defaults.contains { ($0.address.isIPv4 ? IPFamily.v4 : .v6) == family } }
@@ -119,7 +119,7 @@ public enum LinkRouting {
 
     /// The fwmark a link must put on its UDP: its own (`fwmark`, or `tun.routing-mark` as the keeper fills in),
     /// else, when it takes the default route with `table: auto`, the number of its table, as wg-quick does.
-    public static func defaultRouteMark(for link: WireGuardLink) -> UInt32? {
+    package static func defaultRouteMark(for link: WireGuardLink) -> UInt32? {
         if let mark = link.fwmark { return mark }
         return defaultRouteFamilies(of: link).isEmpty ? nil : linkTable(for: link.name)
     }
@@ -127,7 +127,7 @@ public enum LinkRouting {
     /// Removes sluice's rules of the link: those pointing at its table, and the `suppress_prefixlength 0` rule at
     /// ``suppressRulePriority`` (one link at most takes the default route per family; the config loader checks);
     /// all of them when `keeping` is empty.
-    public static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink) throws(SystemError) {
+    package static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink) throws(SystemError) {
         let table = sourceTable(for: name)
         for family in [IPFamily.v4, .v6] {
             for rule in try netlink.rules(family: family)
@@ -143,7 +143,7 @@ public enum LinkRouting {
     /// Sets MTU, addresses (removing others, but not IPv6 link-local ones), up, and the routes of `link` on its
     /// interface (removing sluice's routes there that are no longer wanted). Returns the interface index.
     @discardableResult
-    public static func apply(_ link: WireGuardLink, netlink: RouteNetlink) throws(SystemError) -> Int32 {
+    package static func apply(_ link: WireGuardLink, netlink: RouteNetlink) throws(SystemError) -> Int32 {
         guard let info = try netlink.link(named: link.name) else {
             throw SystemError("link \(link.name) not found", errno: ENODEV)
         }
@@ -176,7 +176,7 @@ public enum LinkRouting {
     /// reverse-path filter then looks the source up with the packet's mark, so that the link's own UDP coming back
     /// on the physical interface is not taken for spoofed (the unmarked lookup says: via the link). CAP_NET_ADMIN
     /// suffices for the network namespace's sysctls.
-    public static func enableSourceValidMark() throws(SystemError) {
+    package static func enableSourceValidMark() throws(SystemError) {
         let path = "/proc/sys/net/ipv4/conf/all/src_valid_mark"
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }

@@ -6,29 +6,29 @@
 /// - the tx counter grew while the rx counter stayed flat for `rxTimeout` (15 s by default): we send, nothing comes
 ///   back.
 /// After a decision it stays quiet for `rxTimeout`, so a dead peer is re-resolved at that pace, not every interval.
-public struct PeerLiveness: Sendable, Equatable {
-    public struct Thresholds: Sendable, Equatable {
+package struct PeerLiveness: Sendable, Equatable {
+    package struct Thresholds: Sendable, Equatable {
         /// Nanoseconds.
-        public var handshakeTimeout: UInt64
+        package var handshakeTimeout: UInt64
         /// Nanoseconds.
-        public var rxTimeout: UInt64
+        package var rxTimeout: UInt64
 
-        public init(handshakeTimeout: UInt64 = 135_000_000_000, rxTimeout: UInt64 = 15_000_000_000) {
+        package init(handshakeTimeout: UInt64 = 135_000_000_000, rxTimeout: UInt64 = 15_000_000_000) {
             self.handshakeTimeout = handshakeTimeout
             self.rxTimeout = rxTimeout
         }
     }
 
     /// One reading of the peer.
-    public struct Sample: Sendable, Equatable {
+    package struct Sample: Sendable, Equatable {
         /// Monotonic nanoseconds.
-        public var now: UInt64
+        package var now: UInt64
         /// Age of the last handshake in seconds; nil when there has been none.
-        public var handshakeAge: Int64?
-        public var rxBytes: UInt64
-        public var txBytes: UInt64
+        package var handshakeAge: Int64?
+        package var rxBytes: UInt64
+        package var txBytes: UInt64
 
-        public init(now: UInt64, handshakeAge: Int64?, rxBytes: UInt64, txBytes: UInt64) {
+        package init(now: UInt64, handshakeAge: Int64?, rxBytes: UInt64, txBytes: UInt64) {
             self.now = now
             self.handshakeAge = handshakeAge
             self.rxBytes = rxBytes
@@ -36,12 +36,12 @@ public struct PeerLiveness: Sendable, Equatable {
         }
     }
 
-    public enum Reason: Sendable, Equatable, CustomStringConvertible {
+    package enum Reason: Sendable, Equatable, CustomStringConvertible {
         case staleHandshake(ageSeconds: Int64)
         case noHandshake(upSeconds: Int64)
         case rxFlat(seconds: Int64, txGrowth: UInt64)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .staleHandshake(let age): "last handshake \(age) s ago"
             case .noHandshake(let up): "no handshake in \(up) s"
@@ -50,22 +50,22 @@ public struct PeerLiveness: Sendable, Equatable {
         }
     }
 
-    public var thresholds: Thresholds
+    package var thresholds: Thresholds
     /// When the link was (re)configured: the start of the "never had a handshake" clock.
-    public private(set) var upSince: UInt64
+    package private(set) var upSince: UInt64
     private var lastRx: UInt64?
     private var rxChangedAt: UInt64
     private var txAtRxChange: UInt64 = 0
     private var quietUntil: UInt64 = 0
 
-    public init(upSince: UInt64, thresholds: Thresholds = .init()) {
+    package init(upSince: UInt64, thresholds: Thresholds = .init()) {
         self.upSince = upSince
         self.thresholds = thresholds
         rxChangedAt = upSince
     }
 
     /// Takes one sample; returns why the endpoint should be re-resolved now, or nil.
-    public mutating func observe(_ sample: Sample) -> Reason? {
+    package mutating func observe(_ sample: Sample) -> Reason? {
         let now = sample.now
         if lastRx != sample.rxBytes {
             // rx moved (or this is the first sample, or the counters restarted with a new device): the flat-rx

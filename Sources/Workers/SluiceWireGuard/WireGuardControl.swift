@@ -6,7 +6,7 @@ import SluiceNet
 /// Both speak in ``WireGuardUAPI``'s model: ``WireGuardUAPI/DeviceSettings`` in, ``WireGuardUAPI/DeviceStatus`` out,
 /// with endpoints reported as ``WireGuardUAPI/endpointText(_:)`` writes them, so that the keeper compares a
 /// re-resolved address with the device's endpoint the same way for both.
-public protocol WireGuardControl: Sendable {
+package protocol WireGuardControl: Sendable {
     /// `wireguard-go` or `kernel`, as status shows it.
     var backendName: String { get }
 
@@ -22,22 +22,22 @@ public protocol WireGuardControl: Sendable {
 }
 
 /// wireguard-go's UAPI socket, `/var/run/wireguard/NAME.sock`.
-public struct UAPIControl: WireGuardControl {
-    public init() {}
+package struct UAPIControl: WireGuardControl {
+    package init() {}
 
-    public var backendName: String { "wireguard-go" }
+    package var backendName: String { "wireguard-go" }
 
-    public func status(link: String) throws -> WireGuardUAPI.DeviceStatus {
+    package func status(link: String) throws -> WireGuardUAPI.DeviceStatus {
         try UAPIClient.status(path: WireGuardGo.socketPath(link: link))
     }
 
-    public func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]]) throws {
+    package func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]]) throws {
         try UAPIClient.set(
             path: WireGuardGo.socketPath(link: link),
             request: WireGuardUAPI.setRequest(settings, replacePeers: replacePeers, removePeers: removePeers))
     }
 
-    public func setEndpoint(link: String, publicKey: [UInt8], endpoint: SocketEndpoint) throws {
+    package func setEndpoint(link: String, publicKey: [UInt8], endpoint: SocketEndpoint) throws {
         try UAPIClient.set(
             path: WireGuardGo.socketPath(link: link),
             request: WireGuardUAPI.setEndpointRequest(publicKey: publicKey, endpoint: endpoint))

@@ -14,14 +14,14 @@ import SluiceSystem
 /// the link up; the next worker finds the device by its UAPI socket and adopts it (``findProcess(link:)``).
 ///
 /// - Important: never run `wireguard-go --help`: it takes any argument as an interface name and creates `--help`.
-public enum WireGuardGo {
+package enum WireGuardGo {
     /// Where wireguard-go puts its UAPI sockets. Not per network namespace: link names must be unique on the host.
-    public static let socketDirectory = "/var/run/wireguard"
+    package static let socketDirectory = "/var/run/wireguard"
 
-    public static func socketPath(link: String) -> String { "\(socketDirectory)/\(link).sock" }
+    package static func socketPath(link: String) -> String { "\(socketDirectory)/\(link).sock" }
 
     /// The executable: `$SLUICE_WIREGUARD_GO` if set, else the first of the usual places that exists.
-    public static func executable(environment: [String: String]) -> String? {
+    package static func executable(environment: [String: String]) -> String? {
         if let path = environment["SLUICE_WIREGUARD_GO"], !path.isEmpty { return path }
         return ["/usr/bin/wireguard-go", "/usr/sbin/wireguard-go", "/usr/local/bin/wireguard-go"].first {
             access($0, X_OK) == 0
@@ -36,7 +36,7 @@ public enum WireGuardGo {
     /// and CAP_NET_ADMIN does not bypass file permissions.
     /// - Note: `tun` stays owned by the caller, who should close it once the child runs (the device must not stay
     ///   attached to the caller when wireguard-go dies).
-    public static func spawn(
+    package static func spawn(
         link: String, executable: String, tun: CInt, capabilities: UInt64, logLevel: String = "error"
     ) throws(SystemError) -> pid_t {
         // An interface name never starts with '-', so it can never be taken for an option (see the note above).
@@ -55,7 +55,7 @@ public enum WireGuardGo {
     /// How a TUN descriptor given to wireguard-go (`WG_TUN_FD`) must be attached. Its `CreateTUNFromFile` does not
     /// attach the descriptor, it takes it as it is and assumes the framing its own `CreateTUN` would have chosen;
     /// that changed between releases.
-    public enum TunFraming: Sendable, Equatable, CustomStringConvertible {
+    package enum TunFraming: Sendable, Equatable, CustomStringConvertible {
         /// IFF_TUN: a 4-byte packet-information header on every packet. wireguard-go up to 0.0.20230223 (Debian
         /// bookworm ships 0.0.20220316) hard-codes it for a given descriptor (`nopi: false`).
         case packetInformation
@@ -64,18 +64,18 @@ public enum WireGuardGo {
         case virtioHeader
 
         /// The last release that wants ``packetInformation`` (the date in `0.0.YYYYMMDD`).
-        public static let lastPacketInformationRelease = 20_230_223
+        package static let lastPacketInformationRelease = 20_230_223
 
         /// The framing for `wireguard-go --version` output (`wireguard-go v0.0.20220316 ...`); nil when it names no
         /// version.
-        public init?(versionOutput: String) {
+        package init?(versionOutput: String) {
             guard let range = versionOutput.range(of: "wireguard-go v0.0.") else { return nil }
             let digits = versionOutput[range.upperBound...].prefix { $0.isASCII && $0.isNumber }
             guard digits.count == 8, let date = Int(digits) else { return nil }
             self = date <= Self.lastPacketInformationRelease ? .packetInformation : .virtioHeader
         }
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .packetInformation: "IFF_TUN (packet-information header)"
             case .virtioHeader: "IFF_TUN|IFF_NO_PI|IFF_VNET_HDR"
@@ -85,7 +85,7 @@ public enum WireGuardGo {
 
     /// The first line `EXECUTABLE --version` prints (`wireguard-go v0.0.20220316`). `--version` alone is the one
     /// argument wireguard-go does not take for an interface name. Waits at most 2 s.
-    public static func version(executable: String) throws(SystemError) -> String {
+    package static func version(executable: String) throws(SystemError) -> String {
         let pipe = try Descriptors.pipe()
         let request = SpawnRequest(
             executable: executable, arguments: ["--version"], environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
@@ -113,7 +113,7 @@ public enum WireGuardGo {
     /// Opens `/dev/net/tun` for a TUN descriptor: only when this process may open the device node itself (a worker
     /// run without sluiced); under sluiced the keepalive worker asks sluiced for it (`SupervisorLink.openTunDevice`).
     /// - Note: the caller owns the returned descriptor.
-    public static func openTunDevice() throws(SystemError) -> OwnedDescriptor { try Descriptors.openTunClone() }
+    package static func openTunDevice() throws(SystemError) -> OwnedDescriptor { try Descriptors.openTunClone() }
 
     /// Attaches `tun`, an open `/dev/net/tun` descriptor not yet attached to a device, to the persistent TUN device
     /// named `link`, creating it (owned by this process's user) when missing, with the framing the wireguard-go that
@@ -123,7 +123,7 @@ public enum WireGuardGo {
     /// CAP_NET_ADMIN. Returns whether the device had to be created.
     /// - Note: `tun` stays owned by the caller.
     @discardableResult
-    public static func attachPersistentTun(
+    package static func attachPersistentTun(
         _ tun: OwnedDescriptor, link: String, framing: TunFraming, netlink: RouteNetlink
     ) throws(SystemError) -> Bool {
         let existing = try netlink.link(named: link)
@@ -145,7 +145,7 @@ public enum WireGuardGo {
     }
 
     /// The pid of the wireguard-go process serving `link` (`wireguard-go LINK` in /proc/PID/cmdline), if any.
-    public static func findProcess(link: String) -> pid_t? {
+    package static func findProcess(link: String) -> pid_t? {
         guard let dir = opendir("/proc") else { return nil }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
@@ -173,16 +173,16 @@ public enum WireGuardGo {
     }
 
     /// Whether `pid` is alive and not a zombie.
-    public static func isAlive(_ pid: pid_t) -> Bool {
+    package static func isAlive(_ pid: pid_t) -> Bool {
         guard pid > 0, let status = ProcessStatus.read(pid: pid) else { return false }
         return !status.isZombie
     }
 }
 
 /// One request/answer exchange on a UAPI socket (a fresh connection each time, as `wg` does).
-public enum UAPIClient {
+package enum UAPIClient {
     /// Sends `request` and returns the answer up to and including the empty line.
-    public static func exchange(path: String, request: String, timeoutMilliseconds: Int32 = 2000) throws(SystemError)
+    package static func exchange(path: String, request: String, timeoutMilliseconds: Int32 = 2000) throws(SystemError)
         -> String
     {
         let socket = try UnixSocket.connect(path: path)
@@ -202,12 +202,12 @@ public enum UAPIClient {
     }
 
     /// `get=1`.
-    public static func status(path: String) throws -> WireGuardUAPI.DeviceStatus {
+    package static func status(path: String) throws -> WireGuardUAPI.DeviceStatus {
         try WireGuardUAPI.parseGetResponse(exchange(path: path, request: WireGuardUAPI.getRequest))
     }
 
     /// `set=1` with `request`; throws when the device answers a nonzero errno.
-    public static func set(path: String, request: String) throws {
+    package static func set(path: String, request: String) throws {
         try WireGuardUAPI.parseSetResponse(exchange(path: path, request: request))
     }
 }

@@ -13,10 +13,10 @@ import SluiceNetlink
 /// `sockaddr` of an endpoint in network byte order.
 ///
 /// Pure: builds and parses bytes only, so it is tested without a kernel module; ``KernelControl`` does the socket.
-public enum WireGuardNetlink {
+package enum WireGuardNetlink {
     /// `WG_GENL_NAME` and `WG_GENL_VERSION`.
-    public static let familyName = "wireguard"
-    public static let familyVersion: UInt8 = 1
+    package static let familyName = "wireguard"
+    package static let familyVersion: UInt8 = 1
 
     /// The largest message built, headers included. `wg` builds each message in a buffer of the page size capped at
     /// 8 KiB (`mnl_ideal_socket_buffer_size`), 4 KiB on x86-64 and most arm64, and continues in another message what
@@ -82,9 +82,9 @@ public enum WireGuardNetlink {
 
     /// A configuration that cannot be put into a message, or a kernel answer that does not parse. The text says
     /// what and where (peer, attribute, message).
-    public struct CodecError: Error, Sendable, Equatable, CustomStringConvertible {
-        public var description: String
-        public init(_ description: String) { self.description = description }
+    package struct CodecError: Error, Sendable, Equatable, CustomStringConvertible {
+        package var description: String
+        package init(_ description: String) { self.description = description }
     }
 
     // MARK: Requests

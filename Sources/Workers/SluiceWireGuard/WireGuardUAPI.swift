@@ -5,17 +5,17 @@ import SluiceNet
 /// an empty line, answered with `errno=N`. Keys are lowercase hex on this protocol (base64 in configs).
 ///
 /// Pure: builds and parses text only; ``UAPIClient`` does the socket.
-public enum WireGuardUAPI {
+package enum WireGuardUAPI {
     /// What a `set=1` request configures for one peer.
-    public struct PeerSettings: Sendable, Equatable {
-        public var publicKey: [UInt8]
-        public var presharedKey: [UInt8]?
+    package struct PeerSettings: Sendable, Equatable {
+        package var publicKey: [UInt8]
+        package var presharedKey: [UInt8]?
         /// A resolved endpoint (`IP:PORT`, `[IPv6]:PORT`); nil leaves the peer's roaming endpoint alone.
-        public var endpoint: SocketEndpoint?
-        public var persistentKeepalive: Int
-        public var allowedIPs: [IPPrefix]
+        package var endpoint: SocketEndpoint?
+        package var persistentKeepalive: Int
+        package var allowedIPs: [IPPrefix]
 
-        public init(
+        package init(
             publicKey: [UInt8], presharedKey: [UInt8]? = nil, endpoint: SocketEndpoint? = nil,
             persistentKeepalive: Int = 0, allowedIPs: [IPPrefix] = []
         ) {
@@ -28,15 +28,15 @@ public enum WireGuardUAPI {
     }
 
     /// What a `set=1` request configures for the device: everything, replacing all peers (like `wg setconf`).
-    public struct DeviceSettings: Sendable, Equatable {
-        public var privateKey: [UInt8]
+    package struct DeviceSettings: Sendable, Equatable {
+        package var privateKey: [UInt8]
         /// nil: leave the port as it is (random on a new device).
-        public var listenPort: UInt16?
+        package var listenPort: UInt16?
         /// nil: no mark (sent as 0, which clears an earlier one).
-        public var fwmark: UInt32?
-        public var peers: [PeerSettings]
+        package var fwmark: UInt32?
+        package var peers: [PeerSettings]
 
-        public init(privateKey: [UInt8], listenPort: UInt16? = nil, fwmark: UInt32? = nil, peers: [PeerSettings] = []) {
+        package init(privateKey: [UInt8], listenPort: UInt16? = nil, fwmark: UInt32? = nil, peers: [PeerSettings] = []) {
             self.privateKey = privateKey
             self.listenPort = listenPort
             self.fwmark = fwmark
@@ -45,37 +45,37 @@ public enum WireGuardUAPI {
     }
 
     /// One peer as `get=1` reports it.
-    public struct PeerStatus: Sendable, Equatable {
-        public var publicKey: [UInt8]
-        public var endpoint: String?
+    package struct PeerStatus: Sendable, Equatable {
+        package var publicKey: [UInt8]
+        package var endpoint: String?
         /// Seconds since the epoch of the last handshake; 0 when there has been none.
-        public var lastHandshakeSeconds: Int64 = 0
-        public var rxBytes: UInt64 = 0
-        public var txBytes: UInt64 = 0
-        public var persistentKeepalive: Int = 0
-        public var allowedIPs: [String] = []
+        package var lastHandshakeSeconds: Int64 = 0
+        package var rxBytes: UInt64 = 0
+        package var txBytes: UInt64 = 0
+        package var persistentKeepalive: Int = 0
+        package var allowedIPs: [String] = []
 
-        public init(publicKey: [UInt8]) { self.publicKey = publicKey }
+        package init(publicKey: [UInt8]) { self.publicKey = publicKey }
 
         /// Seconds since the last handshake at `now` (epoch seconds); nil when there has been none.
-        public func handshakeAge(now: Int64) -> Int64? {
+        package func handshakeAge(now: Int64) -> Int64? {
             lastHandshakeSeconds == 0 ? nil : max(0, now - lastHandshakeSeconds)
         }
     }
 
     /// The device as `get=1` reports it.
-    public struct DeviceStatus: Sendable, Equatable {
-        public var listenPort: UInt16?
-        public var fwmark: UInt32?
-        public var peers: [PeerStatus] = []
+    package struct DeviceStatus: Sendable, Equatable {
+        package var listenPort: UInt16?
+        package var fwmark: UInt32?
+        package var peers: [PeerStatus] = []
 
-        public init() {}
+        package init() {}
     }
 
     /// A protocol-level failure: a bad line, or a nonzero `errno=` answer.
-    public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
-        public var description: String
-        public init(_ description: String) { self.description = description }
+    package struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
+        package var description: String
+        package init(_ description: String) { self.description = description }
     }
 
     /// The request text for `settings`, ending with the empty line.
@@ -83,7 +83,7 @@ public enum WireGuardUAPI {
     /// With `replacePeers` (a new device) all peers are replaced, like `wg setconf`. Without it (a running or adopted
     /// device) the listed peers are updated in place and `removePeers` removed, like `wg syncconf`, so that the
     /// sessions of unchanged peers survive a reload.
-    public static func setRequest(_ settings: DeviceSettings, replacePeers: Bool = true, removePeers: [[UInt8]] = [])
+    package static func setRequest(_ settings: DeviceSettings, replacePeers: Bool = true, removePeers: [[UInt8]] = [])
         -> String
     {
         var lines = ["set=1", "private_key=\(hex(settings.privateKey))"]
@@ -106,14 +106,14 @@ public enum WireGuardUAPI {
     }
 
     /// A request that changes only one peer's endpoint (after re-resolving its name).
-    public static func setEndpointRequest(publicKey: [UInt8], endpoint: SocketEndpoint) -> String {
+    package static func setEndpointRequest(publicKey: [UInt8], endpoint: SocketEndpoint) -> String {
         "set=1\npublic_key=\(hex(publicKey))\nupdate_only=true\nendpoint=\(endpointText(endpoint))\n\n"
     }
 
-    public static let getRequest = "get=1\n\n"
+    package static let getRequest = "get=1\n\n"
 
     /// `1.2.3.4:51820` or `[fd00::1]:51820`; a name is written as is (the device would refuse it).
-    public static func endpointText(_ endpoint: SocketEndpoint) -> String {
+    package static func endpointText(_ endpoint: SocketEndpoint) -> String {
         switch endpoint.host {
         case .address(.v6(let v6)): "[\(v6)]:\(endpoint.port)"
         case .address(let address): "\(address):\(endpoint.port)"
@@ -122,7 +122,7 @@ public enum WireGuardUAPI {
     }
 
     /// The `errno=` value of an answer to `set=1`; throws when it is missing or the text is not an answer.
-    public static func parseSetResponse(_ text: String) throws(ProtocolError) {
+    package static func parseSetResponse(_ text: String) throws(ProtocolError) {
         let fields = try pairs(text)
         guard let last = fields.last, last.key == "errno", let code = Int32(last.value) else {
             throw ProtocolError("answer without errno=: \(text.prefix(80).debugDescription)")
@@ -131,7 +131,7 @@ public enum WireGuardUAPI {
     }
 
     /// Parses the answer to `get=1`. Unknown keys are skipped (newer devices add some).
-    public static func parseGetResponse(_ text: String) throws(ProtocolError) -> DeviceStatus {
+    package static func parseGetResponse(_ text: String) throws(ProtocolError) -> DeviceStatus {
         var status = DeviceStatus()
         var sawErrno = false
         for (key, value) in try pairs(text) {
@@ -179,7 +179,7 @@ public enum WireGuardUAPI {
     }
 
     /// Lowercase hex.
-    public static func hex(_ bytes: [UInt8]) -> String {
+    package static func hex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
@@ -191,7 +191,7 @@ public enum WireGuardUAPI {
     }
 
     /// Hex of either case; nil for odd length or a non-hex character.
-    public static func unhex(_ text: some StringProtocol) -> [UInt8]? {
+    package static func unhex(_ text: some StringProtocol) -> [UInt8]? {
         let chars = Array(text.utf8)
         guard chars.count % 2 == 0 else { return nil }
         func nibble(_ c: UInt8) -> UInt8? {

@@ -9,33 +9,33 @@ import SluiceSystem
 /// Each worker starts from this and grows its job on top (issues 4, 5 and 7); until then it
 /// is exactly what it says: the lifecycle (config, ready, heartbeats, peers, shutdown)
 /// working for real, with a ready line that says which section it holds.
-public final class ConfigurationKeeper: WorkerService, @unchecked Sendable {
+package final class ConfigurationKeeper: WorkerService, @unchecked Sendable {
     private let summarize: @Sendable (SluiceConfiguration) -> String
     private let state = Locked<(configuration: SluiceConfiguration?, peers: [PeerRole: FrameChannel])>((nil, [:]))
     private let logger: Logger
 
     /// - Parameter summarize: the ready line for a configuration, e.g. the device name.
-    public init(label: String, summarize: @escaping @Sendable (SluiceConfiguration) -> String) {
+    package init(label: String, summarize: @escaping @Sendable (SluiceConfiguration) -> String) {
         self.summarize = summarize
         self.logger = Logger(label: label)
     }
 
-    public func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
+    package func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String) {
         state.withLock { $0.configuration = configuration }
         return (.applied, summarize(configuration))
     }
 
-    public var readyDetail: String {
+    package var readyDetail: String {
         state.withLock { $0.configuration.map(summarize) ?? "no configuration" }
     }
 
-    public var isHealthy: Bool { true }
+    package var isHealthy: Bool { true }
 
-    public func stats() -> [StatsReport.Entry] {
+    package func stats() -> [StatsReport.Entry] {
         [.init("peers.connected", Int64(state.withLock { $0.peers.count }))]
     }
 
-    public func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
+    package func peerConnected(_ peer: PeerChannel, channel: FrameChannel) {
         let old = state.withLock { s in
             defer { s.peers[peer.peer] = channel }
             return s.peers[peer.peer]
@@ -43,7 +43,7 @@ public final class ConfigurationKeeper: WorkerService, @unchecked Sendable {
         old?.close()
     }
 
-    public func shutdown(graceMilliseconds: UInt32) {
+    package func shutdown(graceMilliseconds: UInt32) {
         let peers = state.withLock { s in
             defer { s.peers = [:] }
             return s.peers

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// How a process's log lines are written to its stderr.
-public enum LogLineFormat: Sendable {
+package enum LogLineFormat: Sendable {
     /// `<6>message key=value`: for a journald stream (sd_journal_stream_fd with
     /// level_prefix, or systemd's own stdout stream), which turns `<N>` into PRIORITY=N.
     case journalPrefix
@@ -21,7 +21,7 @@ public enum LogLineFormat: Sendable {
     /// Picks the format for this process from its environment: `SLUICE_LOG_FORMAT`
     /// (set by sluiced for workers), else journald when stderr is systemd's journal stream
     /// (`JOURNAL_STREAM` matches stderr's device and inode), else human.
-    public static func detect() -> LogLineFormat {
+    package static func detect() -> LogLineFormat {
         if let forced = getenv("SLUICE_LOG_FORMAT").map({ String(cString: $0) }) {
             switch forced {
             case "journal": return .journalPrefix
@@ -41,40 +41,40 @@ public enum LogLineFormat: Sendable {
 ///
 /// Every line carries the process identity (in the human format) or goes to a stream that
 /// already carries it (journald's SYSLOG_IDENTIFIER, the supervisor's pipe prefix).
-public struct LineLogHandler: LogHandler {
+package struct LineLogHandler: LogHandler {
     /// The process-wide level: a config reload changes it for every logger at once.
     private static let sharedLevel = Atomic<UInt8>(2)
     private static let levels: [Logger.Level] = Logger.Level.allCases
 
-    public var metadata: Logger.Metadata = [:]
-    public let identifier: String
-    public let format: LogLineFormat
+    package var metadata: Logger.Metadata = [:]
+    package let identifier: String
+    package let format: LogLineFormat
 
     /// The level is process-wide and set by ``SluiceLogging``; making a logger does not
     /// change it (it used to, which reset a configured `log-level: warning` to info as soon
     /// as any component made its own logger).
-    public init(identifier: String, format: LogLineFormat) {
+    package init(identifier: String, format: LogLineFormat) {
         self.identifier = identifier
         self.format = format
     }
 
     /// Reads and writes the process-wide level.
-    public var logLevel: Logger.Level {
+    package var logLevel: Logger.Level {
         get { Self.levels[Int(Self.sharedLevel.load(ordering: .relaxed))] }
         set { Self.setProcessLevel(newValue) }
     }
 
-    public static func setProcessLevel(_ level: Logger.Level) {
+    package static func setProcessLevel(_ level: Logger.Level) {
         sharedLevel.store(UInt8(levels.firstIndex(of: level) ?? 2), ordering: .relaxed)
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
     /// syslog priority for a swift-log level.
-    public static func priority(_ level: Logger.Level) -> Int {
+    package static func priority(_ level: Logger.Level) -> Int {
         switch level {
         case .trace, .debug: 7
         case .info: 6
@@ -85,7 +85,7 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         var text = "\(event.message)"
@@ -107,7 +107,7 @@ public struct LineLogHandler: LogHandler {
     }
 
     /// UTC ISO 8601 with milliseconds, for human-format lines.
-    public static func timestamp() -> String { WallClock.rfc3339(WallClock.now()) }
+    package static func timestamp() -> String { WallClock.rfc3339(WallClock.now()) }
 }
 
 extension String {
@@ -120,7 +120,7 @@ extension String {
 /// Where log lines go besides stderr while someone follows them (the external controller's `/logs`):
 /// a worker sends them to sluiced as `logRecord`s, sluiced hands its own to its subscribers. The sink
 /// must not log (it would call itself).
-public enum LogTap {
+package enum LogTap {
     private struct State: Sendable {
         var priority: UInt8 = LogSubscribe.off
         var sink: (@Sendable (UInt8, String) -> Void)?
@@ -131,7 +131,7 @@ public enum LogTap {
     private static let threshold = Atomic<UInt8>(LogSubscribe.off)
 
     /// Lines at `priority` or more urgent (smaller syslog number) go to `sink`; ``LogSubscribe/off`` stops.
-    public static func set(priority: UInt8, sink: @escaping @Sendable (UInt8, String) -> Void) {
+    package static func set(priority: UInt8, sink: @escaping @Sendable (UInt8, String) -> Void) {
         state.withLock { $0 = State(priority: priority, sink: priority == LogSubscribe.off ? nil : sink) }
         threshold.store(priority, ordering: .relaxed)
     }
@@ -145,15 +145,15 @@ public enum LogTap {
 }
 
 /// Process-wide logging set-up: once, before the first logger is made.
-public enum SluiceLogging {
+package enum SluiceLogging {
     private static let bootstrapped = Locked(false)
 
     /// Changes the level of every logger in this process (config reload).
-    public static func setLevel(_ level: Logger.Level) { LineLogHandler.setProcessLevel(level) }
+    package static func setLevel(_ level: Logger.Level) { LineLogHandler.setProcessLevel(level) }
 
     /// Installs ``LineLogHandler`` for this process. `level` can be changed later per
     /// logger (a reload sets it on the loggers the process keeps).
-    public static func bootstrap(identifier: String, level: Logger.Level = .info) {
+    package static func bootstrap(identifier: String, level: Logger.Level = .info) {
         let already = bootstrapped.withLock { done in
             defer { done = true }
             return done
@@ -165,7 +165,7 @@ public enum SluiceLogging {
     }
 
     /// Maps the config's `log-level` (mihomo spelling) to a swift-log level.
-    public static func level(named name: String) -> Logger.Level {
+    package static func level(named name: String) -> Logger.Level {
         switch name.lowercased() {
         case "debug": .debug
         case "info": .info

@@ -2,14 +2,14 @@ import IPC
 import SluiceSystem
 
 /// Why a worker got no `/dev/net/tun` descriptor from sluiced.
-public struct TunDescriptorError: Error, Sendable, CustomStringConvertible {
+package struct TunDescriptorError: Error, Sendable, CustomStringConvertible {
     private enum Code: Sendable {
         case refused, unsupported, noAnswer, missingDescriptor, unexpectedReply
     }
 
     private let code: Code
     /// The whole sentence, with what to do next.
-    public let description: String
+    package let description: String
 
     private init(_ code: Code, _ description: String) {
         self.code = code
@@ -17,28 +17,28 @@ public struct TunDescriptorError: Error, Sendable, CustomStringConvertible {
     }
 
     /// sluiced answered with an error; its message says why (it names /dev/net/tun and the fix).
-    public static func refused(_ report: ErrorReport) -> Self {
+    package static func refused(_ report: ErrorReport) -> Self {
         .init(.refused, report.message)
     }
 
     /// sluiced does not know `tunDescriptorRequest` (it is older than this worker).
-    public static let unsupported = Self(
+    package static let unsupported = Self(
         .unsupported,
         "sluiced does not hand out /dev/net/tun descriptors (tunDescriptorRequest): it is older than this worker; install matching sluice binaries"
     )
 
-    public static func noAnswer(timeoutMilliseconds: Int32) -> Self {
+    package static func noAnswer(timeoutMilliseconds: Int32) -> Self {
         .init(
             .noAnswer,
             "sluiced did not answer tunDescriptorRequest within \(timeoutMilliseconds) ms; it may be overloaded or stopping (see its log: journalctl -t sluiced)"
         )
     }
 
-    public static let missingDescriptor = Self(
+    package static let missingDescriptor = Self(
         .missingDescriptor,
         "sluiced's tunDescriptor reply came without its descriptor; install matching sluice binaries")
 
-    public static func unexpectedReply(_ type: MessageType) -> Self {
+    package static func unexpectedReply(_ type: MessageType) -> Self {
         .init(.unexpectedReply, "sluiced answered tunDescriptorRequest with \(type); install matching sluice binaries")
     }
 }
@@ -50,7 +50,7 @@ extension SupervisorLink {
     /// persistent device, which it holds). Waits at most `timeoutMilliseconds`; the lifecycle loop answers
     /// heartbeats meanwhile.
     /// - Note: the caller owns the returned descriptor.
-    public func openTunDevice(timeoutMilliseconds: Int32 = 2000) throws(TunDescriptorError) -> OwnedDescriptor {
+    package func openTunDevice(timeoutMilliseconds: Int32 = 2000) throws(TunDescriptorError) -> OwnedDescriptor {
         guard let reply = exchange(.tunDescriptorRequest, timeoutMilliseconds: timeoutMilliseconds) else {
             throw .noAnswer(timeoutMilliseconds: timeoutMilliseconds)
         }

@@ -11,12 +11,12 @@ import Glibc
 /// such as which process owns a socket, and descriptors only sluiced may open). The lifecycle
 /// loop reads the channel and hands replies here; callers on any thread wait for theirs,
 /// bounded, so the loop keeps answering heartbeats meanwhile.
-public final class SupervisorLink: Sendable {
+package final class SupervisorLink: Sendable {
     /// A reply and the descriptors its frame carried.
     /// - Note: the receiver owns `descriptors`; any it does not take are closed when the reply is dropped.
-    public struct Reply: Sendable {
-        public var message: Message
-        public var descriptors: [OwnedDescriptor]
+    package struct Reply: Sendable {
+        package var message: Message
+        package var descriptors: [OwnedDescriptor]
     }
 
     private let channel: FrameChannel
@@ -29,14 +29,14 @@ public final class SupervisorLink: Sendable {
 
     /// Sends `message` and waits at most `timeoutMilliseconds` for the reply (nil: none in
     /// time, or the channel failed). Descriptors that came with the reply are closed.
-    public func request(_ message: Message, timeoutMilliseconds: Int32) -> Message? {
+    package func request(_ message: Message, timeoutMilliseconds: Int32) -> Message? {
         exchange(message, timeoutMilliseconds: timeoutMilliseconds)?.message
     }
 
     /// Sends `message` and waits at most `timeoutMilliseconds` for the reply and the descriptors its frame carried
     /// (nil: none in time, or the channel failed). A reply that arrives after the wait gave up is dropped, and its
     /// descriptors with it.
-    public func exchange(_ message: Message, timeoutMilliseconds: Int32) -> Reply? {
+    package func exchange(_ message: Message, timeoutMilliseconds: Int32) -> Reply? {
         let fd = csluice_eventfd()
         guard fd >= 0 else { return nil }
         let event = OwnedDescriptor(takingOwnershipOfDescriptor: fd)

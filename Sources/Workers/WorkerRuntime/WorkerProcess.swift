@@ -7,13 +7,13 @@ import SluiceSystem
 
 /// Options every worker executable takes. Workers are started by `sluiced`, which passes
 /// the control channel as a descriptor; they are not meant to be run by hand.
-public struct WorkerOptions: ParsableArguments {
+package struct WorkerOptions: ParsableArguments {
     @Option(help: "Descriptor of the control channel to the supervisor (default: $SLUICE_CONTROL_FD or 3).")
-    public var controlFD: Int32?
+    package var controlFD: Int32?
 
-    public init() {}
+    package init() {}
 
-    public var resolvedControlFD: Int32 {
+    package var resolvedControlFD: Int32 {
         if let controlFD { return controlFD }
         if let env = ProcessInfo.processInfo.environment["SLUICE_CONTROL_FD"], let fd = Int32(env) { return fd }
         return 3
@@ -22,16 +22,16 @@ public struct WorkerOptions: ParsableArguments {
 
 /// The worker side of the supervisor protocol: handshake, config, ready, heartbeats,
 /// stats, peer wiring and shutdown, on the main thread, until the supervisor goes away.
-public final class WorkerProcess {
-    public let role: PeerRole
+package final class WorkerProcess {
+    package let role: PeerRole
     /// SYSLOG_IDENTIFIER-style name: `sluice-tun`, `sluice-dns`, `sluice-keepalive`.
-    public let identifier: String
+    package let identifier: String
     private let logger: Logger
     private var generation: UInt64 = 0
     private let startedAt = MonotonicClock.now
     private var heartbeatsAnswered: Int64 = 0
 
-    public init(role: PeerRole, identifier: String) {
+    package init(role: PeerRole, identifier: String) {
         // Writes to a peer that has gone (splice into a reset socket, a closed channel)
         // must fail with EPIPE, not kill the worker: sluiced spawns workers with default
         // signal dispositions, so each worker sets this itself.
@@ -44,7 +44,7 @@ public final class WorkerProcess {
 
     /// The whole life of a worker executable: logging, the lifecycle loop on the control
     /// descriptor, and the exit status (0 when the supervisor let go, non-zero otherwise).
-    public static func main(
+    package static func main(
         role: PeerRole, identifier: String, options: WorkerOptions, service makeService: () -> some WorkerService
     ) throws {
         let process = WorkerProcess(role: role, identifier: identifier)
@@ -53,7 +53,7 @@ public final class WorkerProcess {
     }
 
     /// Runs the lifecycle loop on the control descriptor. Returns the process exit code.
-    public func run(controlFD: Int32, service: some WorkerService) -> Int32 {
+    package func run(controlFD: Int32, service: some WorkerService) -> Int32 {
         var st = stat()
         guard fstat(controlFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else {
             logger.error(

@@ -5,7 +5,7 @@ import SluiceConfig
 ///
 /// The loop owns the control channel: it answers hello, heartbeats and stats requests and
 /// calls these hooks. A worker's real job runs on its own threads and reports through them.
-public protocol WorkerService: AnyObject {
+package protocol WorkerService: AnyObject {
     /// Validates and applies a configuration. Called for the first push and for every
     /// reload. Must not block for long: the supervisor waits for the answer.
     func apply(_ configuration: SluiceConfiguration, generation: UInt64) -> (ConfigResult.Outcome, String)
@@ -47,8 +47,8 @@ public protocol WorkerService: AnyObject {
 }
 
 extension WorkerService {
-    public var problems: [String] { [] }
-    public func answer(_ request: Message) -> Message? { nil }
-    public func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool { false }
-    public func connected(to supervisor: SupervisorLink) {}
+    package var problems: [String] { [] }
+    package func answer(_ request: Message) -> Message? { nil }
+    package func answerLater(_ request: Message, respond: @escaping @Sendable (Message) -> Void) -> Bool { false }
+    package func connected(to supervisor: SupervisorLink) {}
 }

@@ -1,18 +1,18 @@
 /// A network interface as rtnetlink reports it (`RTM_NEWLINK`): the fields the TUN worker acts on.
-public struct LinkInfo: Sendable, Equatable, CustomStringConvertible {
+package struct LinkInfo: Sendable, Equatable, CustomStringConvertible {
     /// The interface index (`ifi_index`), stable for the interface's lifetime.
-    public var index: Int32
+    package var index: Int32
     /// The interface name (`IFLA_IFNAME`).
-    public var name: String
+    package var name: String
     /// The MTU (`IFLA_MTU`); 0 when the kernel did not report one.
-    public var mtu: UInt32
+    package var mtu: UInt32
     /// Administratively up (`IFF_UP`); says nothing about carrier.
-    public var isUp: Bool
+    package var isUp: Bool
     /// The driver kind from `IFLA_LINKINFO`/`IFLA_INFO_KIND` (`tun`, `veth`, `wireguard`, ...); nil for devices
     /// without rtnl_link_ops such as `lo` or most physical NICs.
-    public var kind: String?
+    package var kind: String?
 
-    public init(index: Int32, name: String, mtu: UInt32, isUp: Bool, kind: String? = nil) {
+    package init(index: Int32, name: String, mtu: UInt32, isUp: Bool, kind: String? = nil) {
         self.index = index
         self.name = name
         self.mtu = mtu
@@ -20,7 +20,7 @@ public struct LinkInfo: Sendable, Equatable, CustomStringConvertible {
         self.kind = kind
     }
 
-    public var description: String {
+    package var description: String {
         "\(index): \(name) mtu \(mtu) \(isUp ? "up" : "down")" + (kind.map { " \($0)" } ?? "")
     }
 }

@@ -4,44 +4,44 @@ import SluiceNet
 ///
 /// Only single-path routes are modelled. For a multipath route (`RTA_MULTIPATH`) the first next hop's gateway and
 /// interface are reported, and installing one is not supported.
-public struct Route: Sendable, Equatable, CustomStringConvertible {
+package struct Route: Sendable, Equatable, CustomStringConvertible {
     /// The route type (`rtm_type`, `RTN_*`). Routes of types not listed here (`RTN_NAT`, `RTN_XRESOLVE`, ...)
     /// are left out of dumps.
-    public enum Kind: UInt8, Sendable {
+    package enum Kind: UInt8, Sendable {
         case unicast = 1, local = 2, broadcast = 3, anycast = 4, multicast = 5
         case blackhole = 6, unreachable = 7, prohibit = 8, throwRoute = 9
     }
 
     /// `proto 0x73` ('s'): the protocol number sluice installs its routes and rules with, so cleanup can tell
     /// them apart from everyone else's (iproute2 shows it as `proto 115` unless named in rt_protos).
-    public static let sluiceProtocol: UInt8 = 0x73
+    package static let sluiceProtocol: UInt8 = 0x73
     /// `RT_TABLE_MAIN`.
-    public static let mainTable: UInt32 = 254
+    package static let mainTable: UInt32 = 254
     /// `RT_SCOPE_UNIVERSE`, `RT_SCOPE_LINK`, `RT_SCOPE_HOST`.
-    public static let scopeUniverse: UInt8 = 0
-    public static let scopeLink: UInt8 = 253
-    public static let scopeHost: UInt8 = 254
+    package static let scopeUniverse: UInt8 = 0
+    package static let scopeLink: UInt8 = 253
+    package static let scopeHost: UInt8 = 254
 
     /// `0.0.0.0/0` or `::/0` for a default route.
-    public var destination: IPPrefix
-    public var gateway: IPAddress?
+    package var destination: IPPrefix
+    package var gateway: IPAddress?
     /// The output interface index (`RTA_OIF`).
-    public var outputInterface: Int32?
+    package var outputInterface: Int32?
     /// The table id (`RTA_TABLE`, which carries ids above 255); 254 is main.
-    public var table: UInt32
+    package var table: UInt32
     /// `RTA_PRIORITY`. Unset IPv6 routes get 1024 from the kernel, IPv4 routes 0.
-    public var metric: UInt32?
+    package var metric: UInt32?
     /// `RTA_PREFSRC`: the source address for locally generated traffic using this route.
-    public var preferredSource: IPAddress?
-    public var kind: Kind
+    package var preferredSource: IPAddress?
+    package var kind: Kind
     /// `rtm_scope`. The kernel keeps scopes for IPv4 only; IPv6 routes always read back as universe (0).
-    public var scope: UInt8
+    package var scope: UInt8
     /// `rtm_protocol`: who installed the route (`RTPROT_BOOT` 3, `RTPROT_STATIC` 4, ``sluiceProtocol``).
-    public var proto: UInt8
+    package var proto: UInt8
 
     /// A route; `scope` defaults as iproute2 chooses it: host for local routes, link for unicast routes without
     /// a gateway, universe otherwise.
-    public init(
+    package init(
         destination: IPPrefix, gateway: IPAddress? = nil, outputInterface: Int32? = nil,
         table: UInt32 = Route.mainTable, metric: UInt32? = nil, preferredSource: IPAddress? = nil,
         kind: Kind = .unicast, scope: UInt8? = nil, proto: UInt8 = Route.sluiceProtocol
@@ -66,12 +66,12 @@ public struct Route: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The family of ``destination``.
-    public var family: IPFamily { IPFamily(of: destination.address) }
+    package var family: IPFamily { IPFamily(of: destination.address) }
 
     /// iproute2-like text, e.g. `10.9.0.0/16 via 10.1.2.1 dev 7 table 2022 metric 100`; used in error messages,
     /// which name interfaces by index because that is what the request carried. `proto` is shown only when it is
     /// not ``sluiceProtocol``.
-    public var description: String {
+    package var description: String {
         var text = kind == .unicast ? "" : "\(kind) "
         text += destination.description
         if let gateway { text += " via \(gateway)" }
@@ -95,7 +95,7 @@ public struct Route: Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Route.Kind: CustomStringConvertible {
-    public var description: String {
+    package var description: String {
         switch self {
         case .unicast: "unicast"
         case .local: "local"

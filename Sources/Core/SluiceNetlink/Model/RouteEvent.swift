@@ -1,7 +1,7 @@
 import SluiceNet
 
 /// A change the kernel announced on an rtnetlink multicast group, as ``RouteMonitor/drain()`` returns it.
-public enum RouteEvent: Sendable, Equatable {
+package enum RouteEvent: Sendable, Equatable {
     /// `RTM_NEWLINK` (created or changed; the kernel also repeats it for unrelated attribute changes) or
     /// `RTM_DELLINK`.
     case link(LinkInfo, removed: Bool)

@@ -4,9 +4,9 @@ import SluiceNet
 ///
 /// Optional selectors are nil when unset. Values the kernel fills in on its own are folded back into nil when
 /// decoding (see ``normalized``), so a rule read back from the kernel equals the normalized rule that was added.
-public struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
+package struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
     /// What a matching packet does (`FR_ACT_*`).
-    public enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         /// `lookup TABLE` (`FR_ACT_TO_TBL`).
         case toTable
         /// `goto PRIORITY` (`FR_ACT_GOTO`).
@@ -33,40 +33,40 @@ public struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The protocol sluice installs rules with (`FRA_PROTOCOL`), the same as ``Route/sluiceProtocol``.
-    public static let sluiceProtocol: UInt8 = Route.sluiceProtocol
+    package static let sluiceProtocol: UInt8 = Route.sluiceProtocol
 
-    public var family: IPFamily
+    package var family: IPFamily
     /// `pref`: lower runs first. Priority 0 is the kernel's `local` rule.
-    public var priority: UInt32
+    package var priority: UInt32
     /// The table for ``Action/toTable``; nil otherwise.
-    public var table: UInt32?
-    public var action: Action
+    package var table: UInt32?
+    package var action: Action
     /// `fwmark`. With ``fwmask`` nil the kernel compares all 32 bits.
-    public var fwmark: UInt32?
+    package var fwmark: UInt32?
     /// The mask for ``fwmark``; nil means `0xffffffff`.
-    public var fwmask: UInt32?
+    package var fwmask: UInt32?
     /// `not`: the selectors are negated (`FIB_RULE_INVERT`).
-    public var invert: Bool
+    package var invert: Bool
     /// `from PREFIX` / `to PREFIX`; only the network part counts.
-    public var source: IPPrefix?
-    public var destination: IPPrefix?
+    package var source: IPPrefix?
+    package var destination: IPPrefix?
     /// `suppress_prefixlength N`: ignore lookup results with a prefix of N or shorter (0 = ignore default
     /// routes). The kernel stores -1 for unset; that reads back as nil.
-    public var suppressPrefixLength: Int32?
+    package var suppressPrefixLength: Int32?
     /// `iif NAME` / `oif NAME`.
-    public var inputInterface: String?
-    public var outputInterface: String?
+    package var inputInterface: String?
+    package var outputInterface: String?
     /// `ipproto N` (`FRA_IP_PROTO`): 6 TCP, 17 UDP, 58 ICMPv6.
-    public var ipProtocol: UInt8?
+    package var ipProtocol: UInt8?
     /// `sport A-B` / `dport A-B`.
-    public var sourcePortRange: ClosedRange<UInt16>?
-    public var destinationPortRange: ClosedRange<UInt16>?
+    package var sourcePortRange: ClosedRange<UInt16>?
+    package var destinationPortRange: ClosedRange<UInt16>?
     /// `uidrange A-B`: the socket owner's uid.
-    public var uidRange: ClosedRange<UInt32>?
+    package var uidRange: ClosedRange<UInt32>?
     /// `protocol N` (`FRA_PROTOCOL`): who installed the rule.
-    public var proto: UInt8
+    package var proto: UInt8
 
-    public init(
+    package init(
         family: IPFamily, priority: UInt32, table: UInt32? = nil, action: Action = .toTable,
         fwmark: UInt32? = nil, fwmask: UInt32? = nil, invert: Bool = false,
         source: IPPrefix? = nil, destination: IPPrefix? = nil, suppressPrefixLength: Int32? = nil,
@@ -95,7 +95,7 @@ public struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
 
     /// The rule in the form the kernel reports it: prefixes reduced to their networks, an all-ones ``fwmask``
     /// and a -1 ``suppressPrefixLength`` turned into nil, and a ``table`` of 0 (no table) turned into nil.
-    public var normalized: RoutingRule {
+    package var normalized: RoutingRule {
         var copy = self
         copy.source = source?.network
         copy.destination = destination?.network
@@ -107,7 +107,7 @@ public struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
 
     /// iproute2-like text, e.g. `inet pref 9004 not fwmark 0x2d0 ipproto 17 dport 53 lookup 2022`; `proto` is shown
     /// only when it is not ``sluiceProtocol``.
-    public var description: String {
+    package var description: String {
         var text = "\(family) pref \(priority)"
         if invert { text += " not" }
         if let source { text += " from \(source)" }
