@@ -21,11 +21,14 @@ public struct SupervisorOptions: Sendable {
     public var workerDirectory: String
     /// Per-worker executable overrides (tests, packagers).
     public var executableOverrides: [WorkerKind: String]
+    /// The proxy protocols reloads decode with (sluiced passes the outbound registry).
+    public var proxyCatalog: any ProxyCatalog
 
     public init(
         configPath: String, runtimeDirectory: String, stateDirectory: String, workerDirectory: String,
-        executableOverrides: [WorkerKind: String] = [:]
+        executableOverrides: [WorkerKind: String] = [:], proxyCatalog: any ProxyCatalog
     ) {
+        self.proxyCatalog = proxyCatalog
         self.configPath = configPath
         self.runtimeDirectory = runtimeDirectory
         self.stateDirectory = stateDirectory
