@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "SluiceNet", "SluiceConfig", "SluiceSystem", "SluiceTLS", "CSluice",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Outbounds",
             swiftSettings: strict
@@ -205,7 +206,7 @@ let package = Package(
         .executableTarget(
             name: "supervisor",
             dependencies: [
-                "Supervision", "WorkerRuntime", "SluiceConfig", "IPC", "SluiceSystem",
+                "Supervision", "WorkerRuntime", "SluiceConfig", "SluiceOutbounds", "IPC", "SluiceSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -280,12 +281,15 @@ let package = Package(
         .testTarget(name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "SluiceTunTests",
-            dependencies: ["SluiceTun", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "WorkerRuntime", "SluiceTestSupport"],
+            dependencies: [
+                "SluiceTun", "SluiceConfig", "SluiceOutbounds", "SluiceNet", "SluiceSystem", "IPC", "WorkerRuntime",
+                "SluiceTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SluiceOutboundsTests",
-            dependencies: ["SluiceOutbounds", "SluiceTLS", "SluiceNet", "SluiceTestSupport"],
+            dependencies: ["SluiceOutbounds", "SluiceConfig", "SluiceTLS", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -300,7 +304,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceRulesTests",
-            dependencies: ["SluiceRules", "SluiceConfig", "SluiceNet", "SluiceTestSupport"],
+            dependencies: ["SluiceRules", "SluiceConfig", "SluiceOutbounds", "SluiceNet", "SluiceTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -310,11 +314,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceWireGuardTests",
-            dependencies: ["SluiceWireGuard", "SluiceConfig", "SluiceNet", "SluiceNetlink", "SluiceTestSupport"],
+            dependencies: [
+                "SluiceWireGuard", "SluiceConfig", "SluiceOutbounds", "SluiceNet", "SluiceNetlink", "SluiceTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
-            name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceTestSupport"], exclude: ["Corpus"],
+            name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceOutbounds", "SluiceTestSupport"], exclude: ["Corpus"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -21,7 +21,7 @@ let package = Package(
         target("fuzz-ipc-frame", ["IPC"]),
         target("fuzz-dns-message", ["SluiceDNSWire"]),
         target("fuzz-packet", ["SluicePacket", "SluiceNet"]),
-        target("fuzz-config", ["SluiceConfig"]),
+        target("fuzz-config", ["SluiceConfig", "SluiceOutbounds"]),
         target("fuzz-proxy-replies", ["SluiceOutbounds", "SluiceNet"]),
         target("fuzz-sniffer", ["SluiceSniffing"]),
         target("fuzz-local-proxy", ["SluiceInbounds", "SluiceOutbounds", "SluiceNet"]),

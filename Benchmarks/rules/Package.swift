@@ -15,6 +15,7 @@ let package = Package(
             dependencies: [
                 .product(name: "SluiceNet", package: "sluice"),
                 .product(name: "SluiceConfig", package: "sluice"),
+                .product(name: "SluiceOutbounds", package: "sluice"),
                 .product(name: "SluiceRules", package: "sluice"),
             ]
         )

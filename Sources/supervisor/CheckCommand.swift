@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceConfig
+import SluiceOutbounds
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,7 @@ struct CheckCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let result = ConfigLoader.load(contentsOfFile: config)
+        let result = ConfigLoader.load(contentsOfFile: config, catalog: OutboundRegistry.catalog)
         for diagnostic in result.diagnostics {
             writeStandardError(diagnostic.description + "\n")
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceOutbounds
 import Supervision
 import WorkerRuntime
 
@@ -37,7 +38,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         SluiceLogging.bootstrap(identifier: "sluiced")
         let logger = Logger(label: "sluiced")
-        let result = ConfigLoader.load(contentsOfFile: config)
+        let result = ConfigLoader.load(contentsOfFile: config, catalog: OutboundRegistry.catalog)
         for diagnostic in result.diagnostics {
             if diagnostic.severity == .error { logger.error("\(diagnostic)") } else { logger.warning("\(diagnostic)") }
         }
@@ -60,7 +61,8 @@ struct RunCommand: ParsableCommand {
         let state = stateDir ?? environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "/var/lib/sluice"
         let options = SupervisorOptions(
             configPath: config, runtimeDirectory: runtime, stateDirectory: state,
-            workerDirectory: workerDir ?? Self.ownDirectory(), executableOverrides: overrides)
+            workerDirectory: workerDir ?? Self.ownDirectory(), executableOverrides: overrides,
+            proxyCatalog: OutboundRegistry.catalog)
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(options: options, configuration: configuration)

@@ -1,6 +1,7 @@
 import Foundation
 import SluiceConfig
 import Testing
+import SluiceOutbounds
 
 /// Real-world mihomo configs (Corpus/*.yaml): sluice loads each with exactly the warnings the file lists, and
 /// mihomo v1.19.32 (`mihomo -t`) accepts each too, so these prove sluice accepts what mihomo accepts.
@@ -30,7 +31,7 @@ struct CorpusTests {
 
     @Test(arguments: files) func sluiceLoadsIt(_ name: String) throws {
         let path = Self.directory + "/" + name
-        let result = ConfigLoader.load(contentsOfFile: path)
+        let result = ConfigLoader.load(contentsOfFile: path, catalog: OutboundRegistry.catalog)
         // Without the file name, and with the corpus directory spelled CORPUS, so expectations hold anywhere.
         let rendered = result.diagnostics.map {
             String($0.description.dropFirst(path.count + 1)).replacingOccurrences(of: Self.directory, with: "CORPUS")
@@ -106,7 +107,7 @@ struct CorpusTests {
     @Test(arguments: refused.map(\.name))
     func sluiceRefusesWhatMihomoRefuses(_ name: String) throws {
         let entry = try #require(Self.refused.first { $0.name == name })
-        let result = ConfigLoader.load(yaml: entry.yaml, fileName: "refused.yaml")
+        let result = ConfigLoader.load(yaml: entry.yaml, fileName: "refused.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.configuration == nil)
         #expect(result.errors.map(\.description) == [entry.error])
         if Self.mihomo != nil {

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceOutbounds
 import Testing
 
 /// Rendering of diagnostics and scalar decoding rules (Go yaml.v3 / mihomo compatible).
@@ -82,10 +83,8 @@ struct DiagnosticsTests {
         let yaml =
             "proxies:\n  - {name: s, type: socks5, server: 1.2.3.4, port: 1080, password: 12345}\nrules: [\"MATCH,s\"]\n"
         let configuration = try #require(TestSupport.load(yaml).configuration)
-        guard case .socks5(let socks) = configuration.proxies.first?.kind else {
-            Issue.record("not socks5")
-            return
-        }
+        let proxy = try #require(configuration.proxies.first)
+        let socks = try #require(TestSupport.settings(proxy, as: SOCKS5Settings.self))
         #expect(socks.password == "12345")
     }
 

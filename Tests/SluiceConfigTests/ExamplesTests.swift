@@ -1,12 +1,13 @@
 import Foundation
 import SluiceConfig
 import Testing
+import SluiceOutbounds
 
 /// The shipped examples load as documented and survive a JSON round trip.
 @Suite("Examples")
 struct ExamplesTests {
     @Test func fullExampleHasNoDiagnostics() throws {
-        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"))
+        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog)
         #expect(result.diagnostics.map(\.description) == [])
         let configuration = try #require(result.configuration)
         #expect(configuration.proxies.count == 10)
@@ -18,7 +19,7 @@ struct ExamplesTests {
     }
 
     @Test func minimalExample() throws {
-        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("minimal.yaml"))
+        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("minimal.yaml"), catalog: OutboundRegistry.catalog)
         #expect(result.diagnostics.map(\.description) == [])
         let configuration = try #require(result.configuration)
         #expect(configuration.tun.enable)
@@ -29,7 +30,7 @@ struct ExamplesTests {
 
     @Test func jsonRoundTrip() throws {
         let configuration = try #require(
-            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml")).configuration)
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog).configuration)
         let data = try JSONEncoder().encode(configuration)
         let decoded = try JSONDecoder().decode(SluiceConfiguration.self, from: data)
         #expect(decoded == configuration)
@@ -39,7 +40,7 @@ struct ExamplesTests {
 
     @Test func mihomoStyleLoadsWithWarningsOnly() throws {
         let path = TestSupport.example("mihomo-style.yaml")
-        let result = ConfigLoader.load(contentsOfFile: path)
+        let result = ConfigLoader.load(contentsOfFile: path, catalog: OutboundRegistry.catalog)
         let rendered = result.diagnostics.map(\.description).map { $0.replacingOccurrences(of: path, with: "m.yaml") }
         #expect(result.errors.isEmpty, "\(rendered)")
         let configuration = try #require(result.configuration)
@@ -73,12 +74,12 @@ struct ExamplesTests {
 struct KeepAliveKeysTests {
     @Test("keep-alive-idle, keep-alive-interval and disable-keep-alive are read; out of range is an error")
     func keys() throws {
-        let ok = ConfigLoader.load(yaml: "keep-alive-idle: 30\nkeep-alive-interval: 5\ndisable-keep-alive: true\n", fileName: "k.yaml")
+        let ok = ConfigLoader.load(yaml: "keep-alive-idle: 30\nkeep-alive-interval: 5\ndisable-keep-alive: true\n", fileName: "k.yaml", catalog: OutboundRegistry.catalog)
         let configuration = try #require(ok.configuration)
         #expect(configuration.keepAlive.idle == 30 && configuration.keepAlive.interval == 5 && configuration.keepAlive.disabled)
         #expect(ok.diagnostics.isEmpty, "\(ok.diagnostics)")
-        let defaults = try #require(ConfigLoader.load(yaml: "mode: rule\n", fileName: "d.yaml").configuration)
+        let defaults = try #require(ConfigLoader.load(yaml: "mode: rule\n", fileName: "d.yaml", catalog: OutboundRegistry.catalog).configuration)
         #expect(defaults.keepAlive == TCPKeepAlive())
-        #expect(ConfigLoader.load(yaml: "keep-alive-idle: 0\n", fileName: "b.yaml").hasErrors)
+        #expect(ConfigLoader.load(yaml: "keep-alive-idle: 0\n", fileName: "b.yaml", catalog: OutboundRegistry.catalog).hasErrors)
     }
 }

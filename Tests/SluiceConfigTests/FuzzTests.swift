@@ -1,6 +1,7 @@
 import SluiceConfig
 import SluiceTestSupport
 import Testing
+import SluiceOutbounds
 
 /// Randomly mutated versions of the full example never trap the loader and always yield well-formed diagnostics.
 @Suite("Mutation fuzzing")
@@ -26,7 +27,7 @@ struct FuzzTests {
                     bytes.insert(contentsOf: chunk, at: Int(random.next() % UInt64(bytes.count)))
                 }
             }
-            let result = ConfigLoader.load(bytes: bytes, fileName: "fuzz.yaml")
+            let result = ConfigLoader.load(bytes: bytes, fileName: "fuzz.yaml", catalog: OutboundRegistry.catalog)
             #expect(result.hasErrors == (result.configuration == nil), "iteration \(iteration)")
             for diagnostic in result.diagnostics {
                 #expect(diagnostic.line >= 1 && diagnostic.column >= 1, "iteration \(iteration): \(diagnostic)")

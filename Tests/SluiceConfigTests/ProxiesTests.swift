@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceOutbounds
 import Testing
 
 /// `proxies:` and `proxy-groups:`.
@@ -15,10 +16,9 @@ struct ProxiesTests {
             """
         let proxies = try #require(TestSupport.load(yaml).configuration).proxies
         #expect(proxies.map(\.name) == ["d", "r", "s5", "h", "ss"])
-        guard case .socks5(let socks) = proxies[2].kind, case .http(let http) = proxies[3].kind else {
-            Issue.record("wrong kinds")
-            return
-        }
+        #expect(proxies.map(\.typeName) == ["Direct", "Reject", "Socks5", "Http", "Shadowsocks"])
+        let socks = try #require(TestSupport.settings(proxies[2], as: SOCKS5Settings.self))
+        let http = try #require(TestSupport.settings(proxies[3], as: HTTPSettings.self))
         #expect(socks.server.description == "[2001:db8::1]:1080")
         #expect(http.headers == [.init(name: "X-A", value: "1")])
     }
@@ -31,10 +31,8 @@ struct ProxiesTests {
             """
         #expect(TestSupport.messages(yaml) == [])
         let proxies = try #require(TestSupport.load(yaml).configuration).proxies
-        guard case .http(let http) = proxies[0].kind, case .socks5(let socks) = proxies[1].kind else {
-            Issue.record("wrong kinds")
-            return
-        }
+        let http = try #require(TestSupport.settings(proxies[0], as: HTTPSettings.self))
+        let socks = try #require(TestSupport.settings(proxies[1], as: SOCKS5Settings.self))
         #expect(http.tls && http.sni == "front.example" && http.skipCertVerify)
         #expect(socks.tls && !socks.skipCertVerify)
         // UDP through SOCKS5 over TLS is not there yet: said when the configuration loads.

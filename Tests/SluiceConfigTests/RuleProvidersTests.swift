@@ -2,6 +2,7 @@ import Foundation
 import SluiceConfig
 import SluiceNet
 import Testing
+import SluiceOutbounds
 
 /// `rule-providers:` contents: files (text and YAML, relative to the config), inline payloads,
 /// http cache files, and what is reported when a provider cannot be used.
@@ -25,7 +26,7 @@ struct RuleProvidersTests {
         var configPath: String { path + "/config.yaml" }
 
         func load() -> ConfigLoadResult {
-            ConfigLoader.load(contentsOfFile: configPath)
+            ConfigLoader.load(contentsOfFile: configPath, catalog: OutboundRegistry.catalog)
         }
 
         /// Diagnostics with the directory replaced by `D`.
@@ -240,7 +241,7 @@ struct RuleProvidersTests {
 
     @Test func contentsSurviveTheConfigPush() throws {
         let configuration = try #require(
-            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml")).configuration)
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog).configuration)
         #expect(configuration.ruleProviders.map(\.contents.count) == [4, 3, 4, 3])
         let decoded = try JSONDecoder().decode(
             SluiceConfiguration.self, from: JSONEncoder().encode(configuration))

@@ -1,4 +1,5 @@
 import SluiceConfig
+import SluiceOutbounds
 
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +28,13 @@ enum TestSupport {
 
     /// Loads `yaml` as file `t.yaml`.
     static func load(_ yaml: String) -> ConfigLoadResult {
-        ConfigLoader.load(yaml: yaml, fileName: "t.yaml")
+        ConfigLoader.load(yaml: yaml, fileName: "t.yaml", catalog: OutboundRegistry.catalog)
+    }
+
+    /// A loaded proxy's settings as its protocol decodes them (in the tun worker); nil when they are not `S`'s.
+    static func settings<S: ProxySettings>(_ proxy: Proxy, as _: S.Type) -> S? {
+        guard let decoder = ProxyDecoder(proxy), case .loaded(let settings) = S.decode(decoder) else { return nil }
+        return settings
     }
 
     /// The rendered diagnostics of `yaml`.

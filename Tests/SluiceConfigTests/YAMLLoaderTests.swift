@@ -1,5 +1,6 @@
 import SluiceConfig
 import Testing
+import SluiceOutbounds
 
 /// The libyaml event loader: marks, styles, anchors, merge keys, duplicates and limits.
 @Suite("YAML loader")
@@ -127,7 +128,7 @@ struct YAMLLoaderTests {
     }
 
     @Test func unreadableFileIsADiagnostic() {
-        let result = ConfigLoader.load(contentsOfFile: "/nonexistent/sluice.yaml")
+        let result = ConfigLoader.load(contentsOfFile: "/nonexistent/sluice.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.configuration == nil)
         #expect(
             result.diagnostics.map(\.description) == [
@@ -137,7 +138,7 @@ struct YAMLLoaderTests {
     }
 
     @Test func invalidUTF8IsAnError() {
-        let result = ConfigLoader.load(bytes: Array("mode: ".utf8) + [0xFF, 0xFE, 0x0A], fileName: "t.yaml")
+        let result = ConfigLoader.load(bytes: Array("mode: ".utf8) + [0xFF, 0xFE, 0x0A], fileName: "t.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.hasErrors)
         #expect(result.diagnostics.first?.line == 1)
     }

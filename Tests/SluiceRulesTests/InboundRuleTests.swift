@@ -2,6 +2,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceRules
 import Testing
+import SluiceOutbounds
 
 /// IN-TYPE, IN-NAME, IN-USER and IN-PORT: what mihomo tests about how a connection came in (the TUN, or a local proxy
 /// port), in both matchers, alone and inside logical rules.
@@ -41,7 +42,7 @@ struct InboundRuleTests {
 
     @Test(arguments: [RuleEngine.Strategy.indexed, .linear])
     func decides(strategy: RuleEngine.Strategy) throws {
-        let result = ConfigLoader.load(yaml: Self.yaml, fileName: "in.yaml")
+        let result = ConfigLoader.load(yaml: Self.yaml, fileName: "in.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
         let engine = RuleEngine(configuration: try #require(result.configuration), strategy: strategy)
         #expect(engine.unsupportedKinds.isEmpty)
@@ -51,7 +52,7 @@ struct InboundRuleTests {
     }
 
     @Test func unknownTypesAreRefusedAsMihomoRefusesThem() {
-        let result = ConfigLoader.load(yaml: "rules:\n  - IN-TYPE,SOCKS6,DIRECT\n", fileName: "in.yaml")
+        let result = ConfigLoader.load(yaml: "rules:\n  - IN-TYPE,SOCKS6,DIRECT\n", fileName: "in.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.errors.first?.description.contains("IN-TYPE: unknown type \"SOCKS6\"") == true, "\(result.diagnostics)")
     }
 }

@@ -2,6 +2,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceRules
 import Testing
+import SluiceOutbounds
 
 /// IP rules on connections to fake addresses: the resolver is asked lazily, at most once, only
 /// when an IP rule without `no-resolve` is reached, and later IP rules see its answer (mihomo).
@@ -21,7 +22,7 @@ struct ResolutionTests {
               - MATCH,F
 
             """
-        let result = ConfigLoader.load(yaml: yaml, fileName: "r.yaml")
+        let result = ConfigLoader.load(yaml: yaml, fileName: "r.yaml", catalog: OutboundRegistry.catalog)
         return RuleEngine(configuration: try #require(result.configuration, "\(result.errors)"), strategy: strategy)
     }
 

@@ -2,6 +2,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceRules
 import Testing
+import SluiceOutbounds
 
 /// First-match semantics over the rule kinds the data plane decides from packet facts.
 @Suite("RuleEngine")
@@ -18,7 +19,7 @@ struct RuleEngineTests {
               - NOT,((SRC-IP-CIDR,192.168.0.0/16)),REJECT
               - MATCH,DIRECT
             """
-        let config = ConfigLoader.load(yaml: yaml, fileName: "rules.yaml").configuration!
+        let config = ConfigLoader.load(yaml: yaml, fileName: "rules.yaml", catalog: OutboundRegistry.catalog).configuration!
         return RuleEngine(configuration: config)
     }()
 
@@ -87,7 +88,7 @@ struct WireGuardEndpointRuleTests {
                   - {public-key: "\(key)", endpoint: "198.51.100.7:51820", allowed-ips: [10.0.0.2/32]}
                   - {public-key: "\(key)", endpoint: "VPN.example.test:51821", allowed-ips: [10.0.0.3/32]}
             """
-        let result = ConfigLoader.load(yaml: yaml, fileName: "wg.yaml")
+        let result = ConfigLoader.load(yaml: yaml, fileName: "wg.yaml", catalog: OutboundRegistry.catalog)
         var config = try #require(result.configuration, "\(result.diagnostics)")
         #expect(config.wireguardEndpointRules.count == 2)
         config.rules = config.wireguardEndpointRules + config.rules

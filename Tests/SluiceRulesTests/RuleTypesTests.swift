@@ -2,6 +2,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceRules
 import Testing
+import SluiceOutbounds
 
 /// Every rule type with its edge cases, from the config text to the decision, for both strategies:
 /// each row is one rule line (target REJECT, followed by `MATCH,DIRECT`), a connection and whether
@@ -200,7 +201,7 @@ struct RuleTypesTests {
     func rule(line: String, connection: Conn, matches: Bool) throws {
         let rule = line == "MATCH" ? "MATCH,REJECT" : line.withTarget("REJECT")
         let yaml = Self.providers + "rules:\n  - '\(rule.replacing("'", with: "''"))'\n  - MATCH,DIRECT\n"
-        let result = ConfigLoader.load(yaml: yaml, fileName: "rules.yaml")
+        let result = ConfigLoader.load(yaml: yaml, fileName: "rules.yaml", catalog: OutboundRegistry.catalog)
         let configuration = try #require(result.configuration, "\(result.errors)")
         #expect(configuration.rules.count == 2, "\(line)")
         for strategy in [RuleEngine.Strategy.indexed, .linear] {
@@ -223,7 +224,7 @@ struct RuleTypesTests {
                   - AND,((NETWORK,udp),(NOT,((DOMAIN,Example.com)))),REJECT
 
                 """
-        let rules = try #require(ConfigLoader.load(yaml: yaml, fileName: "r.yaml").configuration).rules
+        let rules = try #require(ConfigLoader.load(yaml: yaml, fileName: "r.yaml", catalog: OutboundRegistry.catalog).configuration).rules
         #expect(
             rules.map { RuleEngine.describe($0.condition) } == [
                 "IP-CIDR6,2001:db8::/32", "RULE-SET,nets", "DST-PORT,80/1000-2000",
@@ -236,7 +237,7 @@ struct RuleTypesTests {
         let configuration = try #require(
             ConfigLoader.load(
                 yaml: Self.providers + "rules:\n  - RULE-SET,cls,REJECT\n  - UID,1000,REJECT\n", fileName: "u.yaml"
-            ).configuration)
+            , catalog: OutboundRegistry.catalog).configuration)
         #expect(RuleEngine(configuration: configuration).unsupportedKinds == [])
         let withoutProviders = RuleEngine(rules: configuration.rules)
         #expect(withoutProviders.unsupportedKinds == ["RULE-SET"])

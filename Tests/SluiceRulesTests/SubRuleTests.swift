@@ -2,6 +2,7 @@ import SluiceConfig
 import SluiceNet
 import SluiceRules
 import Testing
+import SluiceOutbounds
 
 /// SUB-RULE as mihomo matches it (`rules/logic/logic.go`, `matchSubRules`): when the condition matches, the set's
 /// first matching rule decides; when none does, matching goes on with the next rule; sets nest.
@@ -33,7 +34,7 @@ struct SubRuleTests {
         """
 
     static func engine(_ yaml: String = yaml, strategy: RuleEngine.Strategy) throws -> RuleEngine {
-        let result = ConfigLoader.load(yaml: yaml, fileName: "s.yaml")
+        let result = ConfigLoader.load(yaml: yaml, fileName: "s.yaml", catalog: OutboundRegistry.catalog)
         return RuleEngine(configuration: try #require(result.configuration, "\(result.errors)"), strategy: strategy)
     }
 

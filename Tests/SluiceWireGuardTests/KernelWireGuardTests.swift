@@ -6,6 +6,7 @@ import SluiceTestSupport
 import Testing
 
 @testable import SluiceWireGuard
+import SluiceOutbounds
 
 #if canImport(Glibc)
     import Glibc
@@ -90,7 +91,7 @@ struct KernelWireGuardTests {
             wireguard:
               - {name: wgk0, private-key: "\(key)", peers: [{public-key: "\(key)", allowed-ips: [10.0.0.2/32]}]}
             """
-        var configuration = try #require(ConfigLoader.load(yaml: yaml, fileName: "k.yaml").configuration)
+        var configuration = try #require(ConfigLoader.load(yaml: yaml, fileName: "k.yaml", catalog: OutboundRegistry.catalog).configuration)
         let service = KeepaliveService()
         let (outcome, detail) = service.apply(configuration, generation: 1)
         #expect(outcome == .rejected)

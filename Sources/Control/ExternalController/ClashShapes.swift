@@ -82,27 +82,13 @@ enum ClashShapes {
                 name: ProxyGroup.pass, type: "Pass", udp: true, alive: false, history: [])
         }
         for proxy in configuration.proxies {
-            var info = ProxyInfo(name: proxy.name, type: "Direct", udp: true, alive: alive(proxy.name), history: history(proxy.name))
-            switch proxy.kind {
-            case .direct(let direct):
-                info.udp = direct.udp
-                info.interface = direct.dial.interfaceName ?? ""
-                info.routingMark = Int(direct.dial.routingMark ?? 0)
-            case .reject:
-                info.type = "Reject"
-            case .socks5(let socks):
-                info.type = "Socks5"
-                info.udp = socks.udp
-                info.interface = socks.dial.interfaceName ?? ""
-            case .http(let http):
-                info.type = "Http"
-                info.udp = false
-                info.interface = http.dial.interfaceName ?? ""
-            case .shadowsocks(let ss):
-                info.type = "Shadowsocks"
-                info.udp = ss.udp
-                info.interface = ss.dial.interfaceName ?? ""
-            }
+            // The type name, udp and what the API shows of the dial options come from the outbound registry, which
+            // filled them in when the configuration loaded.
+            var info = ProxyInfo(
+                name: proxy.name, type: proxy.typeName, udp: proxy.udp, alive: alive(proxy.name),
+                history: history(proxy.name))
+            info.interface = proxy.shown.interfaceName ?? ""
+            info.routingMark = Int(proxy.shown.routingMark ?? 0)
             result[proxy.name] = info
         }
         // Groups that can carry nothing reject their traffic: `now` is REJECT (listed in `all`, so dashboards find it)

@@ -186,7 +186,7 @@ extension Supervisor {
                     reply(client, .error(ErrorReport(code: .rejected, message: "sluiced is stopping")), id: id)
                     continue
                 }
-                if let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath) {
+                if let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath) {
                     reply(client, .configResult(ConfigResult(generation: generation, outcome: .rejected, detail: refusal)), id: id)
                 } else {
                     reply(client, .configResult(ConfigResult(generation: generation, outcome: .applied, detail: statusLine())), id: id)

@@ -76,7 +76,7 @@ extension Supervisor: ControllerBackend {
         if let payload {
             logger.info("external controller: reloading from a payload of \(payload.utf8.count) bytes")
             let name = "(PUT /configs payload)"
-            let result = ConfigLoader.load(yaml: payload, fileName: name)
+            let result = ConfigLoader.load(yaml: payload, fileName: name, catalog: options.proxyCatalog)
             if let refusal = unsafePayload(result, name: name) {
                 logger.warning("external controller: payload refused: \(refusal)")
                 return refusal
@@ -95,7 +95,7 @@ extension Supervisor: ControllerBackend {
         let file = path ?? options.configPath
         guard access(file, R_OK) == 0 else { return "cannot read \(file): \(String(cString: strerror(errno)))" }
         logger.info("external controller: reloading from \(file)")
-        let refusal = apply(ConfigLoader.load(contentsOfFile: file), from: file)
+        let refusal = apply(ConfigLoader.load(contentsOfFile: file, catalog: options.proxyCatalog), from: file)
         if refusal == nil, file != options.configPath {
             logger.notice("the configuration file is now \(file) (SIGHUP reloads it)")
             options.configPath = file

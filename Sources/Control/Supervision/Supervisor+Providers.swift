@@ -86,7 +86,7 @@ extension Supervisor {
             done(.updated)
         case .file(let path):
             logger.info("rule provider \(name): reading \(path) again (external controller)")
-            let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath)
+            let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
             done(refusal.map { .failed("rule provider \(name): \($0)") } ?? .updated)
         case .http(let url, let path, _):
             guard let path else {
@@ -128,7 +128,7 @@ extension Supervisor {
             providerUpdateEnded(download.name, .failed(reason))
             return true
         }
-        let result = ConfigLoader.load(contentsOfFile: options.configPath)
+        let result = ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog)
         if result.hasErrors {
             let problems = result.diagnostics.filter { $0.severity == .error }
             for diagnostic in problems {
@@ -150,7 +150,7 @@ extension Supervisor {
             return true
         }
         logger.notice("rule provider \(download.name): fetched \(download.url); reloading")
-        let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath)
+        let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
         providerUpdateEnded(download.name, refusal.map { .failed("rule provider \(download.name): \($0)") } ?? .updated)
         return true
     }

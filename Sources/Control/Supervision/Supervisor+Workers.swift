@@ -456,7 +456,7 @@ extension Supervisor {
     func reload() {
         guard phase == .running else { return }
         logger.info("reloading \(options.configPath)")
-        _ = apply(ConfigLoader.load(contentsOfFile: options.configPath), from: options.configPath)
+        _ = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
     }
 
     /// Puts a loaded configuration in place, or keeps the running one when it has errors. Returns the

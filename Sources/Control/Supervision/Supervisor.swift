@@ -21,11 +21,14 @@ package struct SupervisorOptions: Sendable {
     package var workerDirectory: String
     /// Per-worker executable overrides (tests, packagers).
     package var executableOverrides: [WorkerKind: String]
+    /// The proxy protocols reloads decode with (sluiced passes the outbound registry).
+    package var proxyCatalog: any ProxyCatalog
 
     package init(
         configPath: String, runtimeDirectory: String, stateDirectory: String, workerDirectory: String,
-        executableOverrides: [WorkerKind: String] = [:]
+        executableOverrides: [WorkerKind: String] = [:], proxyCatalog: any ProxyCatalog
     ) {
+        self.proxyCatalog = proxyCatalog
         self.configPath = configPath
         self.runtimeDirectory = runtimeDirectory
         self.stateDirectory = stateDirectory

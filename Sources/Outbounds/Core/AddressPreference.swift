@@ -6,6 +6,13 @@ import SluiceSystem
 import Glibc
 #endif
 
+/// Which address families a dial may use (`ip-version` of a `direct` proxy).
+package enum IPVersion: String, Sendable, Equatable, Codable {
+    case ipv4, ipv6, dual
+    case ipv4Prefer = "ipv4-prefer"
+    case ipv6Prefer = "ipv6-prefer"
+}
+
 /// Which address families a name may resolve to (`ip-version` of a `direct` proxy).
 package struct AddressPreference: Sendable, Equatable {
     package var allowsIPv4 = true
@@ -13,7 +20,7 @@ package struct AddressPreference: Sendable, Equatable {
     package var prefersIPv6 = false
 
     /// `ip-version`; `dual` keeps the client's family first, as before ip-version existed.
-    package init(_ version: DirectProxy.IPVersion, clientIsIPv4: Bool) {
+    package init(_ version: IPVersion, clientIsIPv4: Bool) {
         switch version {
         case .ipv4: (allowsIPv4, allowsIPv6, prefersIPv6) = (true, false, false)
         case .ipv6: (allowsIPv4, allowsIPv6, prefersIPv6) = (false, true, true)

@@ -22,8 +22,8 @@ package protocol Outbound: Sendable {
     /// real address, resolved here first (DIRECT).
     var sendsNames: Bool { get }
     /// How a TCP connection to `target` is made. Throws when this outbound cannot reach it
-    /// (a `direct` proxy whose `ip-version` excludes the destination's family).
-    func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan
+    /// (a `direct` proxy whose `ip-version` excludes the destination's family, a TLS session that cannot be made).
+    func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan
     /// Starts a TCP connection to the plan's first hop, once its address is known; the
     /// socket is non-blocking and the connect may still be in progress (the relay waits
     /// for writability).
@@ -31,8 +31,9 @@ package protocol Outbound: Sendable {
     /// Why this outbound carries no UDP; nil when it does.
     var udpUnsupportedReason: String? { get }
     /// A UDP session for one client endpoint (full cone: one session per client endpoint
-    /// and outbound, whatever the destinations).
-    func openUDP(family: CInt) throws(SystemError) -> any UDPSession
+    /// and outbound, whatever the destinations). Throws `SystemError` when its socket cannot be made, and
+    /// ``OutboundError`` where the outbound carries no UDP (callers check ``udpUnsupportedReason`` first).
+    func openUDP(family: CInt) throws -> any UDPSession
 }
 
 /// A flow's destination as outbounds see it.
@@ -86,14 +87,10 @@ package protocol StreamCodec: AnyObject {
     /// (TLS: plaintext that came behind the proxy's reply).
     func start(toServer: inout [UInt8], toClient: inout [UInt8])
     /// Client bytes on their way to the server.
-    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError)
+    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError)
     /// Server bytes on their way to the client.
-    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError)
+    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError)
     /// Whether the server's stream ended in the middle of a unit (a truncated stream).
     var decodeIncomplete: Bool { get }
 }
 
-/// A stream cannot be encoded or decoded; the connection is reset.
-package struct StreamCodecError: Error, CustomStringConvertible {
-    package var description: String
-}

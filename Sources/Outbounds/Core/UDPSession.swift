@@ -48,6 +48,10 @@ package enum UDPReceive {
 /// One client endpoint's UDP through an outbound: a plain socket (DIRECT), or a proxy's
 /// association (SOCKS5 UDP ASSOCIATE, Shadowsocks UDP) that wraps each datagram.
 ///
+/// This is the contract's datagram-session shape: whatever carries the datagrams (a socket of its own today, a
+/// multiplexed or QUIC session later), the flow table polls ``descriptor`` and moves datagrams with
+/// ``send(_:to:)`` and ``receive(into:)``; a new protocol implements this protocol and leaves the flow table alone.
+///
 /// ``send(_:to:)`` may be called from any thread; ``receive(into:)`` only from the flow
 /// table's thread. A session that needs a handshake first queues a few datagrams.
 package protocol UDPSession: AnyObject, Sendable {

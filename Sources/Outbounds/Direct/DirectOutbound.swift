@@ -13,11 +13,11 @@ package struct DirectOutbound: Outbound {
     package let name: String
     package let dial: DialSettings
     /// A `direct` proxy's `ip-version`.
-    package var ipVersion: DirectProxy.IPVersion = .dual
+    package var ipVersion: IPVersion = .dual
     /// A `direct` proxy's `udp`.
     package var udp = true
 
-    package init(name: String, dial: DialSettings, ipVersion: DirectProxy.IPVersion = .dual, udp: Bool = true) {
+    package init(name: String, dial: DialSettings, ipVersion: IPVersion = .dual, udp: Bool = true) {
         self.name = name
         self.dial = dial
         self.ipVersion = ipVersion
@@ -26,13 +26,13 @@ package struct DirectOutbound: Outbound {
 
     package var sendsNames: Bool { false }
 
-    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+    package func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan {
         let preference = AddressPreference(ipVersion, clientIsIPv4: target.endpoint.address.isIPv4)
         if let name = target.name {
             return TCPPlan(hop: .name(name, port: target.endpoint.port, preference))
         }
         guard preference.allows(target.endpoint.address) else {
-            throw SystemError("ip-version \(ipVersion.rawValue) excludes \(target.endpoint.address)", errno: EAFNOSUPPORT)
+            throw .addressFamilyExcluded(ipVersion: ipVersion, destination: target.endpoint.address)
         }
         return TCPPlan(hop: .endpoint(target.endpoint))
     }
@@ -43,7 +43,7 @@ package struct DirectOutbound: Outbound {
 
     package var udpUnsupportedReason: String? { udp ? nil : "udp: false on this direct proxy" }
 
-    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
+    package func openUDP(family: CInt) throws -> any UDPSession {
         DirectUDPSession(socket: try dial.udpSocket(family: family), ipVersion: ipVersion)
     }
 }

@@ -9,9 +9,9 @@ import Glibc
 /// DIRECT UDP: one plain socket, datagrams sent to their real destination.
 package final class DirectUDPSession: UDPSession {
     private let socket: OwnedDescriptor
-    private let ipVersion: DirectProxy.IPVersion
+    private let ipVersion: IPVersion
 
-    package init(socket: OwnedDescriptor, ipVersion: DirectProxy.IPVersion = .dual) {
+    package init(socket: OwnedDescriptor, ipVersion: IPVersion = .dual) {
         self.socket = socket
         self.ipVersion = ipVersion
     }

@@ -11,12 +11,12 @@ import Glibc
 /// inside TLS to the proxy and the relay goes through the session. TCP only.
 package struct HTTPOutbound: Outbound {
     package let name: String
-    package let config: HTTPProxy
+    package let config: HTTPSettings
     package let dial: DialSettings
     /// Set for `tls: true`.
     package let tls: ProxyTLS?
 
-    package init(name: String, config: HTTPProxy, dial: DialSettings) {
+    package init(name: String, config: HTTPSettings, dial: DialSettings) {
         self.name = name
         self.config = config
         self.dial = dial
@@ -25,7 +25,7 @@ package struct HTTPOutbound: Outbound {
 
     package var sendsNames: Bool { true }
 
-    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+    package func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan {
         let hop = ProxyServer(endpoint: config.server).hop
         let connect = HTTPConnectHandshake(
             target: target.proxyTarget, username: config.username, password: config.password,
@@ -38,7 +38,7 @@ package struct HTTPOutbound: Outbound {
 
     package var udpUnsupportedReason: String? { "HTTP proxies carry TCP only" }
 
-    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
-        throw SystemError("UDP through an HTTP proxy", errno: EOPNOTSUPP)
+    package func openUDP(family: CInt) throws -> any UDPSession {
+        throw OutboundError.udpUnsupported("proxy \"\(name)\": HTTP proxies carry TCP only")
     }
 }

@@ -13,13 +13,13 @@ import Glibc
 /// TLS session watched for the rest of its life: not done yet).
 package struct SOCKS5Outbound: Outbound {
     package let name: String
-    package let config: SOCKS5Proxy
+    package let config: SOCKS5Settings
     package let dial: DialSettings
     package let resolver: NameResolver
     /// Set for `tls: true`.
     package let tls: ProxyTLS?
 
-    package init(name: String, config: SOCKS5Proxy, dial: DialSettings, resolver: NameResolver) {
+    package init(name: String, config: SOCKS5Settings, dial: DialSettings, resolver: NameResolver) {
         self.name = name
         self.config = config
         self.dial = dial
@@ -30,7 +30,7 @@ package struct SOCKS5Outbound: Outbound {
     package var server: ProxyServer { ProxyServer(endpoint: config.server) }
     package var sendsNames: Bool { true }
 
-    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+    package func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan {
         let connect = SOCKS5Handshake(
             command: .connect, target: target.proxyTarget, username: config.username, password: config.password)
         if let tls { return try tls.plan(hop: server.hop, inner: connect) }
@@ -44,7 +44,7 @@ package struct SOCKS5Outbound: Outbound {
         return tls == nil ? nil : "UDP through a socks5 proxy with tls: true is not supported yet"
     }
 
-    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
+    package func openUDP(family: CInt) throws -> any UDPSession {
         SOCKS5UDPSession(outbound: self)
     }
 }

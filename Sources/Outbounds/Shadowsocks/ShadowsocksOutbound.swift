@@ -11,13 +11,13 @@ import Glibc
 /// to the server as names.
 package struct ShadowsocksOutbound: Outbound {
     package let name: String
-    package let config: ShadowsocksProxy
+    package let config: ShadowsocksSettings
     /// Derived once from the password (EVP_BytesToKey).
     package let key: ShadowsocksKey
     package let dial: DialSettings
     package let resolver: NameResolver
 
-    package init(name: String, config: ShadowsocksProxy, dial: DialSettings, resolver: NameResolver) {
+    package init(name: String, config: ShadowsocksSettings, dial: DialSettings, resolver: NameResolver) {
         self.name = name
         self.config = config
         self.key = ShadowsocksKey(method: Self.method(config.cipher), password: config.password)
@@ -25,7 +25,7 @@ package struct ShadowsocksOutbound: Outbound {
         self.resolver = resolver
     }
 
-    package static func method(_ cipher: ShadowsocksProxy.Cipher) -> ShadowsocksMethod {
+    package static func method(_ cipher: ShadowsocksSettings.Cipher) -> ShadowsocksMethod {
         switch cipher {
         case .aes128GCM: .aes128GCM
         case .aes256GCM: .aes256GCM
@@ -36,7 +36,7 @@ package struct ShadowsocksOutbound: Outbound {
     package var server: ProxyServer { ProxyServer(endpoint: config.server) }
     package var sendsNames: Bool { true }
 
-    package func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan {
+    package func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan {
         TCPPlan(hop: server.hop, codec: ShadowsocksCodec(key: key, target: target.proxyTarget))
     }
 
@@ -44,7 +44,7 @@ package struct ShadowsocksOutbound: Outbound {
 
     package var udpUnsupportedReason: String? { config.udp ? nil : "udp is off for this ss proxy (set udp: true)" }
 
-    package func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
+    package func openUDP(family: CInt) throws -> any UDPSession {
         ShadowsocksUDPSession(outbound: self)
     }
 }
@@ -70,11 +70,11 @@ package final class ShadowsocksCodec: StreamCodec {
 
     package func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) { sealer.seal(bytes, into: &out) }
 
-    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
         do {
             try opener.open(bytes, into: &out)
         } catch {
-            throw StreamCodecError(description: "Shadowsocks: \(error)")
+            throw .streamUndecodable("Shadowsocks", "\(error)")
         }
     }
 

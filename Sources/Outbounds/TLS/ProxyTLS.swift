@@ -27,12 +27,12 @@ package struct ProxyTLS: Sendable {
     }
 
     /// A plan that runs `inner` inside a new TLS session and relays through it.
-    package func plan(hop: TCPHop, inner: some ProxyHandshake) throws(SystemError) -> TCPPlan {
+    package func plan(hop: TCPHop, inner: some ProxyHandshake) throws(OutboundError) -> TCPPlan {
         let session: TLSClientSession
         do {
             session = try TLSClientSession(context: context.get(), serverName: serverName)
         } catch {
-            throw SystemError("TLS: \(error)", errno: EPROTO)
+            throw .tlsSetup(server: serverName, "\(error)")
         }
         return TCPPlan(hop: hop, handshake: TLSTunnelHandshake(session: session, inner: inner), codec: TLSCodec(session))
     }

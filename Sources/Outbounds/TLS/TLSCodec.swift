@@ -18,21 +18,21 @@ package final class TLSCodec: StreamCodec {
         toClient += session.takeEarly()
     }
 
-    package func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+    package func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
         do {
             try session.encrypt(bytes)
         } catch {
-            throw StreamCodecError(description: "TLS: \(error)")
+            throw .streamUndecodable("TLS", "\(error)")
         }
         // Also what reading queued for the server (a TLS 1.3 KeyUpdate answer).
         session.drainOutgoing(into: &out)
     }
 
-    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
         do {
             try session.decrypt(bytes, into: &out)
         } catch {
-            throw StreamCodecError(description: "TLS: \(error)")
+            throw .streamUndecodable("TLS", "\(error)")
         }
     }
 

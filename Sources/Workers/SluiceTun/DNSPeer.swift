@@ -340,7 +340,7 @@ struct DNSOutbound: Outbound {
 
     var sendsNames: Bool { false }
 
-    func planTCP(to target: FlowTarget) throws(SystemError) -> TCPPlan { TCPPlan(hop: .endpoint(target.endpoint)) }
+    func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan { TCPPlan(hop: .endpoint(target.endpoint)) }
 
     /// The "connection" is one end of a socket pair (connected at once); a thread serves the other.
     func connectTCP(to destination: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
@@ -365,8 +365,8 @@ struct DNSOutbound: Outbound {
 
     var udpUnsupportedReason: String? { "hijacked UDP DNS never reaches an outbound" }
 
-    func openUDP(family: CInt) throws(SystemError) -> any UDPSession {
-        throw SystemError("DNS outbound carries TCP only", errno: EOPNOTSUPP)
+    func openUDP(family: CInt) throws -> any UDPSession {
+        throw OutboundError.udpUnsupported("the DNS outbound carries TCP only")
     }
 
     private static func readExactly(_ fd: CInt, _ count: Int) -> [UInt8]? {

@@ -112,7 +112,7 @@ enum HealthProbe {
                 "GET \(target.path) HTTP/1.1\r\nHost: \(target.host)\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n".utf8)
             if let codec = plan.codec {
                 try request.withUnsafeBytes { raw in
-                    do throws(StreamCodecError) { try codec.encode(raw, into: &out) } catch { throw error }
+                    do throws(OutboundError) { try codec.encode(raw, into: &out) } catch { throw error }
                 }
             } else {
                 out += request
@@ -122,7 +122,7 @@ enum HealthProbe {
             func take(_ bytes: [UInt8]) throws {
                 if let codec = plan.codec {
                     try bytes.withUnsafeBytes { raw in
-                        do throws(StreamCodecError) { try codec.decode(raw, into: &response) } catch { throw error }
+                        do throws(OutboundError) { try codec.decode(raw, into: &response) } catch { throw error }
                     }
                 } else {
                     response += bytes

@@ -204,10 +204,10 @@ extension TCPRelayLoop {
 /// not surely fit a pipe.
 final class PassThroughCodec: StreamCodec {
     func start(toServer: inout [UInt8], toClient: inout [UInt8]) {}
-    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
         out.append(contentsOf: bytes)
     }
-    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(StreamCodecError) {
+    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
         out.append(contentsOf: bytes)
     }
     var decodeIncomplete: Bool { false }

@@ -623,7 +623,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             c.down.pending = c.down.buffer.count
             if !c.upstream.isEmpty {
                 let encoded = c.upstream.withUnsafeBytes { bytes in
-                    Result { () throws(StreamCodecError) in try codec.encode(bytes, into: &c.up.buffer) }
+                    Result { () throws(OutboundError) in try codec.encode(bytes, into: &c.up.buffer) }
                 }
                 if case .failure(let error) = encoded {
                     handshakeFailed(c, error.description)
@@ -634,7 +634,7 @@ final class TCPRelayLoop: @unchecked Sendable {
             if !leftover.isEmpty {
                 // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
                 let decoded = leftover.withUnsafeBytes { bytes in
-                    Result { () throws(StreamCodecError) in try codec.decode(bytes, into: &c.down.buffer) }
+                    Result { () throws(OutboundError) in try codec.decode(bytes, into: &c.down.buffer) }
                 }
                 if case .failure(let error) = decoded {
                     handshakeFailed(c, error.description)
@@ -687,10 +687,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// Moves what can move in both directions, then sets interest from the new state.
     private func relay(_ c: Connection) {
         if let codec = c.codec {
-            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { (bytes, out) throws(StreamCodecError) in
+            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { (bytes, out) throws(OutboundError) in
                 try codec.encode(bytes, into: &out)
             }) else { return }
-            guard copy(c.down, from: c.server, to: c.client, connection: c, transform: { (bytes, out) throws(StreamCodecError) in
+            guard copy(c.down, from: c.server, to: c.client, connection: c, transform: { (bytes, out) throws(OutboundError) in
                 try codec.decode(bytes, into: &out)
             }) else { return }
         } else {
@@ -758,7 +758,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// the connection was torn down.
     private func copy(
         _ d: Direction, from: Side, to: Side, connection c: Connection,
-        transform: (UnsafeRawBufferPointer, inout [UInt8]) throws(StreamCodecError) -> Void
+        transform: (UnsafeRawBufferPointer, inout [UInt8]) throws(OutboundError) -> Void
     ) -> Bool {
         while true {
             var progressed = false

@@ -142,40 +142,18 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
         running = nil
     }
 
-    /// Outbounds by name: DIRECT, the config's `direct` proxies (with their own interface,
-    /// mark and ip-version), and its `socks5`, `http` and `ss` proxies. `reject` proxies
-    /// resolve to REJECT in the dispatcher.
+    /// Outbounds by name (DIRECT and every proxy of a registered protocol: ``OutboundRegistry``); `reject`
+    /// proxies resolve to REJECT in the dispatcher.
     static func routingTable(
         _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, previous: RoutingTable? = nil,
         stateDirectory: String? = nil, logger: Logger
     ) -> RoutingTable {
-        var outbounds: [String: any Outbound] = [
-            "DIRECT": DirectOutbound(name: "DIRECT", dial: DialSettings(egress: egress))
-        ]
+        let outbounds = OutboundRegistry.outbounds(
+            for: configuration, context: OutboundContext(egress: egress, resolver: resolver), logger: logger)
         // A link's peer endpoint goes DIRECT before any user rule (issue 7: the tunnel never loops into a proxy).
         var rules = configuration.wireguardEndpointRules + configuration.rules
-        for proxy in configuration.proxies {
-            switch proxy.kind {
-            case .direct(let direct):
-                outbounds[proxy.name] = DirectOutbound(
-                    name: proxy.name, dial: DialSettings(egress: egress, direct.dial), ipVersion: direct.ipVersion,
-                    udp: direct.udp)
-            case .reject:
-                for i in rules.indices where rules[i].target == proxy.name { rules[i].target = "REJECT" }
-            case .socks5(let socks):
-                outbounds[proxy.name] = SOCKS5Outbound(
-                    name: proxy.name, config: socks, dial: DialSettings(egress: egress, socks.dial), resolver: resolver)
-            case .http(let http):
-                outbounds[proxy.name] = HTTPOutbound(name: proxy.name, config: http, dial: DialSettings(egress: egress, http.dial))
-            case .shadowsocks(let ss):
-                outbounds[proxy.name] = ShadowsocksOutbound(
-                    name: proxy.name, config: ss, dial: DialSettings(egress: egress, ss.dial), resolver: resolver)
-            }
-        }
-        let rejectNames = Set(configuration.proxies.compactMap { proxy -> String? in
-            if case .reject = proxy.kind { return proxy.name }
-            return nil
-        })
+        let rejectNames = Set(configuration.proxies.filter(\.isReject).map(\.name))
+        for i in rules.indices where rejectNames.contains(rules[i].target) { rules[i].target = "REJECT" }
         // Groups keep their state (choices, health) across a reload that leaves them alone.
         // Every configuration has mihomo's GLOBAL group: `mode: global` routes through it, and the API selects in it.
         let groupConfigurations = configuration.proxyGroupsWithGlobal

@@ -16,6 +16,7 @@ import Foundation
 import SluiceConfig
 import SluiceNet
 import SluiceRules
+import SluiceOutbounds
 
 // MARK: The tun worker's share
 
@@ -197,7 +198,7 @@ print(
 
 let rssStart = residentBytes()
 var result: ConfigLoadResult!
-let loadTime = seconds { result = ConfigLoader.load(contentsOfFile: configPath) }
+let loadTime = seconds { result = ConfigLoader.load(contentsOfFile: configPath, catalog: OutboundRegistry.catalog) }
 guard let configuration = result.configuration else {
     print("config failed to load: \(result.errors.prefix(5))")
     exit(1)
@@ -384,7 +385,7 @@ try configText(
         """
 ).write(toFile: providerConfig, atomically: true, encoding: .utf8)
 var providerResult: ConfigLoadResult!
-let providerLoad = seconds { providerResult = ConfigLoader.load(contentsOfFile: providerConfig) }
+let providerLoad = seconds { providerResult = ConfigLoader.load(contentsOfFile: providerConfig, catalog: OutboundRegistry.catalog) }
 guard let providerConfiguration = providerResult.configuration else {
     print("provider config failed: \(providerResult.errors.prefix(5))")
     exit(1)

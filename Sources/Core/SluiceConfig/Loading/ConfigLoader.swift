@@ -11,11 +11,12 @@
 /// Loading never throws and never traps on input: every problem becomes a `ConfigDiagnostic`, all of them are
 /// collected in one pass, and `configuration` is nil exactly when at least one is an error.
 public enum ConfigLoader {
-    /// Reads and loads the file at `path`; an unreadable file is reported as an error diagnostic.
-    public static func load(contentsOfFile path: String) -> ConfigLoadResult {
+    /// Reads and loads the file at `path`; an unreadable file is reported as an error diagnostic. `catalog`
+    /// decodes the proxies (sluiced passes the outbound registry).
+    public static func load(contentsOfFile path: String, catalog: any ProxyCatalog) -> ConfigLoadResult {
         switch readFile(path, describing: "the configuration file") {
         case .success(let bytes):
-            return load(bytes: bytes, fileName: path)
+            return load(bytes: bytes, fileName: path, catalog: catalog)
         case .failure(let failure):
             let diagnostic = ConfigDiagnostic(
                 severity: .error, file: path, line: 1, column: 1, keyPath: "",
@@ -25,18 +26,18 @@ public enum ConfigLoader {
     }
 
     /// Loads configuration text; `fileName` is used in diagnostics exactly as given.
-    public static func load(yaml: String, fileName: String) -> ConfigLoadResult {
-        load(bytes: Array(yaml.utf8), fileName: fileName)
+    public static func load(yaml: String, fileName: String, catalog: any ProxyCatalog) -> ConfigLoadResult {
+        load(bytes: Array(yaml.utf8), fileName: fileName, catalog: catalog)
     }
 
     /// Loads configuration bytes; `fileName` is used in diagnostics exactly as given, and relative rule provider
     /// paths are resolved from its directory.
-    public static func load(bytes: [UInt8], fileName: String) -> ConfigLoadResult {
+    public static func load(bytes: [UInt8], fileName: String, catalog: any ProxyCatalog) -> ConfigLoadResult {
         let context = DecodingContext()
         var configuration = SluiceConfiguration()
         do throws(YAMLErrors) {
             if let root = try YAMLParser.parse(bytes: bytes, fileName: fileName) {
-                ConfigurationDecoder(context: context, baseDirectory: directory(of: fileName))
+                ConfigurationDecoder(context: context, catalog: catalog, baseDirectory: directory(of: fileName))
                     .decode(root, into: &configuration)
             }
         } catch {

@@ -104,7 +104,7 @@ extension ConfigurationDecoder {
                 // The left-out proxies count too: mihomo's include-all would have taken them, so the group says so.
                 let listed = Set(group.members + group.leftOutMembers.map(\.name))
                 let candidates =
-                    proxies.map { (name: $0.name, types: Self.typeNames($0.kind)) }
+                    proxies.map { (name: $0.name, types: $0.typeNames) }
                     + names.leftOutProxies.map { (name: $0.name, types: $0.types) }
                 for candidate in applyFilters(candidates, reader, groupPath) where !listed.contains(candidate.name) {
                     if names.proxies.contains(candidate.name) {
@@ -239,17 +239,6 @@ extension ConfigurationDecoder {
             }
         }
         return result
-    }
-
-    /// A proxy's type as mihomo's adapter calls it and as `type:` spells it, lowercased (for `exclude-type`).
-    private static func typeNames(_ kind: Proxy.Kind) -> Set<String> {
-        switch kind {
-        case .direct: ["direct"]
-        case .reject: ["reject"]
-        case .socks5: ["socks5"]
-        case .http: ["http"]
-        case .shadowsocks: ["shadowsocks", "ss"]
-        }
     }
 
     /// Reports each group cycle once, naming the groups in order.

@@ -7,6 +7,8 @@ import SluiceNet
 /// DNS), so that references can be checked against what actually loaded.
 struct ConfigurationDecoder {
     let context: DecodingContext
+    /// The proxy protocols: the outbound registry in sluiced.
+    let catalog: any ProxyCatalog
     /// The configuration file's directory: relative rule provider paths start here.
     var baseDirectory = "."
 

@@ -3,27 +3,30 @@ import SluiceNet
 /// Collects diagnostics while one configuration file is decoded and holds the scalar decoders.
 ///
 /// Decoders never stop at the first problem: each one reports what it found and returns nil, and the caller
-/// keeps the default, so a single pass reports every error and warning in the file.
-final class DecodingContext {
-    var diagnostics: [ConfigDiagnostic] = []
+/// keeps the default, so a single pass reports every error and warning in the file. Public because proxy
+/// protocols decode their own settings with it (``ProxyCatalog``), in the loader and again in the tun worker.
+public final class DecodingContext {
+    public internal(set) var diagnostics: [ConfigDiagnostic] = []
 
-    func error(_ mark: SourceMark, _ path: String, _ message: String) {
+    public init() {}
+
+    public func error(_ mark: SourceMark, _ path: String, _ message: String) {
         diagnostics.append(ConfigDiagnostic(.error, at: mark, keyPath: path, message))
     }
 
-    func warning(_ mark: SourceMark, _ path: String, _ message: String) {
+    public func warning(_ mark: SourceMark, _ path: String, _ message: String) {
         diagnostics.append(ConfigDiagnostic(.warning, at: mark, keyPath: path, message))
     }
 
     /// A short, quoted rendering of what the user wrote, for "got ..." in messages.
-    static func got(_ node: YAMLNode) -> String {
+    public static func got(_ node: YAMLNode) -> String {
         guard let scalar = node.scalar else { return node.kindName }
         if scalar.isNull { return "null" }
         return quote(scalar.value)
     }
 
     /// Quotes text for a message, escaping control characters and shortening long values.
-    static func quote(_ text: String) -> String {
+    public static func quote(_ text: String) -> String {
         var out = "\""
         var count = 0
         for scalar in text.unicodeScalars {
@@ -51,7 +54,7 @@ final class DecodingContext {
     // MARK: Scalars
 
     /// The scalar text of `node`, or an error naming `expected` when it is a list or mapping.
-    func scalarText(_ node: YAMLNode, _ path: String, expected: String) -> String? {
+    public func scalarText(_ node: YAMLNode, _ path: String, expected: String) -> String? {
         guard let scalar = node.scalar, !scalar.isNull else {
             error(node.mark, path, "expected \(expected), got \(Self.got(node))")
             return nil
@@ -60,7 +63,7 @@ final class DecodingContext {
     }
 
     /// Any scalar as text, as Go's yaml.v3 does for string fields (`password: 12345` is "12345").
-    func string(_ node: YAMLNode, _ path: String, allowEmpty: Bool = false) -> String? {
+    public func string(_ node: YAMLNode, _ path: String, allowEmpty: Bool = false) -> String? {
         guard let text = scalarText(node, path, expected: "a string") else { return nil }
         if !allowEmpty && text.isEmpty {
             error(node.mark, path, "expected a non-empty string")
@@ -70,7 +73,7 @@ final class DecodingContext {
     }
 
     /// true/false in any case, and YAML 1.1's yes/no/on/off, which mihomo configs still use.
-    func bool(_ node: YAMLNode, _ path: String) -> Bool? {
+    public func bool(_ node: YAMLNode, _ path: String) -> Bool? {
         let expected = "a boolean (true or false)"
         guard let text = scalarText(node, path, expected: expected) else { return nil }
         switch text.lowercased() {
@@ -83,7 +86,7 @@ final class DecodingContext {
     }
 
     /// Parses an integer: decimal, `0x`, `0o` or `0b`, with an optional sign (yaml.v3's int forms).
-    static func parseInteger(_ text: String) -> Int? {
+    public static func parseInteger(_ text: String) -> Int? {
         var body = Substring(text)
         var negative = false
         if body.hasPrefix("+") || body.hasPrefix("-") {
@@ -106,7 +109,7 @@ final class DecodingContext {
         return negative ? -magnitude : magnitude
     }
 
-    func int(_ node: YAMLNode, _ path: String, _ range: ClosedRange<Int>) -> Int? {
+    public func int(_ node: YAMLNode, _ path: String, _ range: ClosedRange<Int>) -> Int? {
         let expected = "an integer \(range.lowerBound)...\(range.upperBound)"
         guard let text = scalarText(node, path, expected: expected) else { return nil }
         guard let value = Self.parseInteger(text), range.contains(value) else {
@@ -116,16 +119,16 @@ final class DecodingContext {
         return value
     }
 
-    func uint32(_ node: YAMLNode, _ path: String) -> UInt32? {
+    public func uint32(_ node: YAMLNode, _ path: String) -> UInt32? {
         int(node, path, 0...Int(UInt32.max)).map { UInt32($0) }
     }
 
-    func port(_ node: YAMLNode, _ path: String) -> UInt16? {
+    public func port(_ node: YAMLNode, _ path: String) -> UInt16? {
         int(node, path, 1...65535).map { UInt16($0) }
     }
 
     /// One of a fixed set of spellings (case-sensitive, as mihomo's are).
-    func choice<T: RawRepresentable<String>>(_ node: YAMLNode, _ path: String, _ options: [T]) -> T? {
+    public func choice<T: RawRepresentable<String>>(_ node: YAMLNode, _ path: String, _ options: [T]) -> T? {
         let list = options.map(\.rawValue).joined(separator: ", ")
         guard let text = scalarText(node, path, expected: "one of \(list)") else { return nil }
         guard let value = options.first(where: { $0.rawValue == text }) else {
@@ -137,7 +140,7 @@ final class DecodingContext {
 
     /// A sluice duration: `100ms`, `1s`, `1.5s`, `2m`, `1h`, combinations such as `1m30s`, or a bare integer
     /// meaning seconds.
-    static func parseDuration(_ text: String) -> Duration? {
+    public static func parseDuration(_ text: String) -> Duration? {
         if let seconds = parseInteger(text), !text.hasPrefix("0x"), !text.hasPrefix("0o"), !text.hasPrefix("0b") {
             guard seconds >= 0, seconds <= 10_000_000 else { return nil }
             return .seconds(seconds)
@@ -165,7 +168,7 @@ final class DecodingContext {
         return .nanoseconds(Int64((total * 1e9).rounded()))
     }
 
-    func duration(_ node: YAMLNode, _ path: String, minimum: Duration = .zero) -> Duration? {
+    public func duration(_ node: YAMLNode, _ path: String, minimum: Duration = .zero) -> Duration? {
         let expected = "a duration such as 100ms, 1.5s, 2m or a number of seconds"
         guard let text = scalarText(node, path, expected: expected) else { return nil }
         guard let value = Self.parseDuration(text) else {
@@ -180,7 +183,7 @@ final class DecodingContext {
     }
 
     /// Renders a duration the way a user would write it (`100ms`, `1.5s`).
-    static func render(_ duration: Duration) -> String {
+    public static func render(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
@@ -188,7 +191,7 @@ final class DecodingContext {
         return "\(Double(milliseconds) / 1000)s"
     }
 
-    func prefix(_ node: YAMLNode, _ path: String) -> IPPrefix? {
+    public func prefix(_ node: YAMLNode, _ path: String) -> IPPrefix? {
         let expected = "an IP prefix such as 10.0.0.0/8 or fd00::/8"
         guard let text = scalarText(node, path, expected: expected) else { return nil }
         guard let value = IPPrefix(text) else {
@@ -198,7 +201,7 @@ final class DecodingContext {
         return value
     }
 
-    func address(_ node: YAMLNode, _ path: String) -> IPAddress? {
+    public func address(_ node: YAMLNode, _ path: String) -> IPAddress? {
         let expected = "an IP address"
         guard let text = scalarText(node, path, expected: expected) else { return nil }
         guard let value = IPAddress(text) else {
@@ -209,7 +212,7 @@ final class DecodingContext {
     }
 
     /// A `HOST:PORT` endpoint; host names only where `allowingHostNames`.
-    func endpoint(_ node: YAMLNode, _ path: String, allowingHostNames: Bool) -> SocketEndpoint? {
+    public func endpoint(_ node: YAMLNode, _ path: String, allowingHostNames: Bool) -> SocketEndpoint? {
         let expected =
             allowingHostNames
             ? "HOST:PORT (e.g. 1.2.3.4:53, [::1]:53, vpn.example:51820)"
@@ -223,7 +226,7 @@ final class DecodingContext {
     }
 
     /// A Linux interface name: 1...15 bytes (IFNAMSIZ - 1), no '/', no whitespace, not "." or "..".
-    func interfaceName(_ node: YAMLNode, _ path: String) -> String? {
+    public func interfaceName(_ node: YAMLNode, _ path: String) -> String? {
         guard let text = scalarText(node, path, expected: "an interface name") else { return nil }
         if Self.isValidInterfaceName(text) { return text }
         error(
@@ -233,7 +236,7 @@ final class DecodingContext {
         return nil
     }
 
-    static func isValidInterfaceName(_ text: String) -> Bool {
+    public static func isValidInterfaceName(_ text: String) -> Bool {
         let bytes = text.utf8
         return !bytes.isEmpty && bytes.count <= 15 && text != "." && text != ".."
             && !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7F }
@@ -244,7 +247,7 @@ final class DecodingContext {
 
     /// The items of a list; a single scalar counts as a one-item list when `allowSingle` (mihomo accepts both
     /// forms for many address keys).
-    func items(_ node: YAMLNode, _ path: String, allowSingle: Bool = false) -> [YAMLNode]? {
+    public func items(_ node: YAMLNode, _ path: String, allowSingle: Bool = false) -> [YAMLNode]? {
         switch node.content {
         case .sequence(let items):
             return items
@@ -257,7 +260,7 @@ final class DecodingContext {
     }
 
     /// Decodes every item of a list, reporting each bad item; returns the good ones.
-    func list<T>(
+    public func list<T>(
         _ node: YAMLNode, _ path: String, allowSingle: Bool = false,
         _ decode: (YAMLNode, String) -> T?
     ) -> [T]? {
@@ -271,7 +274,7 @@ final class DecodingContext {
         return result
     }
 
-    func mapping(_ node: YAMLNode, _ path: String) -> MappingReader? {
+    public func mapping(_ node: YAMLNode, _ path: String) -> MappingReader? {
         guard case .mapping(let pairs) = node.content else {
             error(node.mark, path, "expected a mapping of keys to values, got \(Self.got(node))")
             return nil
@@ -282,7 +285,7 @@ final class DecodingContext {
 
 extension String {
     /// Appends a key to a diagnostic key path (`tun` + `mtu` is `tun.mtu`).
-    func key(_ name: String) -> String {
+    public func key(_ name: String) -> String {
         isEmpty ? name : "\(self).\(name)"
     }
 
@@ -293,89 +296,89 @@ extension String {
 }
 
 /// Reads a YAML mapping key by key, remembering which keys were used so that the rest can be reported.
-final class MappingReader {
-    let context: DecodingContext
-    let node: YAMLNode
+public final class MappingReader {
+    public let context: DecodingContext
+    public let node: YAMLNode
     /// The key path of this mapping; callers may refine it once they know a name (`wireguard[0](wg0)`).
-    var path: String
-    let pairs: [YAMLNode.Pair]
+    public var path: String
+    public let pairs: [YAMLNode.Pair]
     private var used: Set<String> = []
 
-    init(context: DecodingContext, node: YAMLNode, path: String, pairs: [YAMLNode.Pair]) {
+    public init(context: DecodingContext, node: YAMLNode, path: String, pairs: [YAMLNode.Pair]) {
         self.context = context
         self.node = node
         self.path = path
         self.pairs = pairs
     }
 
-    var mark: SourceMark {
+    public var mark: SourceMark {
         node.mark
     }
 
-    func has(_ key: String) -> Bool {
+    public func has(_ key: String) -> Bool {
         pairs.contains { $0.key.scalar?.value == key }
     }
 
     /// The pair for `key` (marking it used), including null values.
-    func pair(_ key: String) -> YAMLNode.Pair? {
+    public func pair(_ key: String) -> YAMLNode.Pair? {
         guard let pair = pairs.first(where: { $0.key.scalar?.value == key }) else { return nil }
         used.insert(key)
         return pair
     }
 
     /// The value for `key`, or nil when absent or null (null means "use the default").
-    func value(_ key: String) -> YAMLNode? {
+    public func value(_ key: String) -> YAMLNode? {
         guard let pair = pair(key), !pair.value.isNull else { return nil }
         return pair.value
     }
 
     /// Decodes `key` with `decode` and returns the result; nil when absent, null or invalid.
-    func decode<T>(_ key: String, _ decode: (YAMLNode, String) -> T?) -> T? {
+    public func decode<T>(_ key: String, _ decode: (YAMLNode, String) -> T?) -> T? {
         guard let node = value(key) else { return nil }
         return decode(node, path.key(key))
     }
 
     /// Decodes `key` into `target` when present and valid; otherwise leaves the default.
-    func decode<T>(_ key: String, into target: inout T, _ decode: (YAMLNode, String) -> T?) {
+    public func decode<T>(_ key: String, into target: inout T, _ decode: (YAMLNode, String) -> T?) {
         if let value = self.decode(key, decode) { target = value }
     }
 
     /// Decodes `key` into an optional `target`.
-    func decode<T>(_ key: String, intoOptional target: inout T?, _ decode: (YAMLNode, String) -> T?) {
+    public func decode<T>(_ key: String, intoOptional target: inout T?, _ decode: (YAMLNode, String) -> T?) {
         if let value = self.decode(key, decode) { target = value }
     }
 
-    func bool(_ key: String, into target: inout Bool) {
+    public func bool(_ key: String, into target: inout Bool) {
         decode(key, into: &target, context.bool)
     }
 
-    func string(_ key: String, into target: inout String) {
+    public func string(_ key: String, into target: inout String) {
         decode(key, into: &target) { self.context.string($0, $1) }
     }
 
-    func string(_ key: String, into target: inout String?) {
+    public func string(_ key: String, into target: inout String?) {
         decode(key, intoOptional: &target) { self.context.string($0, $1) }
     }
 
-    func int(_ key: String, _ range: ClosedRange<Int>, into target: inout Int) {
+    public func int(_ key: String, _ range: ClosedRange<Int>, into target: inout Int) {
         decode(key, into: &target) { self.context.int($0, $1, range) }
     }
 
-    func int(_ key: String, _ range: ClosedRange<Int>, into target: inout Int?) {
+    public func int(_ key: String, _ range: ClosedRange<Int>, into target: inout Int?) {
         decode(key, intoOptional: &target) { self.context.int($0, $1, range) }
     }
 
-    func duration(_ key: String, minimum: Duration = .zero, into target: inout Duration) {
+    public func duration(_ key: String, minimum: Duration = .zero, into target: inout Duration) {
         decode(key, into: &target) { self.context.duration($0, $1, minimum: minimum) }
     }
 
     /// Marks keys as known without decoding them (accepted silently).
-    func accept(_ keys: String...) {
+    public func accept(_ keys: String...) {
         for key in keys where has(key) { used.insert(key) }
     }
 
     /// Warns about `keys` that are present: sluice knows them but ignores them.
-    func ignore(_ keys: [String], because reason: String = "not supported by sluice; ignored") {
+    public func ignore(_ keys: [String], because reason: String = "not supported by sluice; ignored") {
         for key in keys {
             guard let pair = pairs.first(where: { $0.key.scalar?.value == key }), !used.contains(key) else { continue }
             used.insert(key)
@@ -384,7 +387,7 @@ final class MappingReader {
     }
 
     /// Warns about every key that nothing asked for.
-    func finish() {
+    public func finish() {
         for pair in pairs {
             let name = pair.key.scalar?.value ?? ""
             if used.contains(name) { continue }

@@ -1,7 +1,7 @@
 /// Where a YAML node starts in its source: the file path as the caller gave it and a 1-based line and column.
 ///
 /// Every node carries one so that any later check, however far from the parser, can point at the exact text.
-public struct SourceMark: Hashable, Sendable, CustomStringConvertible {
+public struct SourceMark: Hashable, Sendable, Codable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public var column: Int
@@ -22,9 +22,9 @@ public struct SourceMark: Hashable, Sendable, CustomStringConvertible {
 ///
 /// The style matters for decoding: `yes` unquoted may be a boolean, `"yes"` never is, and an empty plain scalar is
 /// null while `""` is an empty string.
-public struct YAMLScalar: Hashable, Sendable {
+public struct YAMLScalar: Hashable, Sendable, Codable {
     /// How the scalar was written in the source.
-    public enum Style: Hashable, Sendable {
+    public enum Style: Hashable, Sendable, Codable {
         case plain
         case quoted
         case literal
@@ -55,9 +55,9 @@ public struct YAMLScalar: Hashable, Sendable {
 /// A node of a loaded YAML document with aliases already resolved and merge keys (`<<`) already applied.
 ///
 /// Mappings keep their key order, which the config needs for ordered sections (rules, hosts, rule providers).
-public struct YAMLNode: Hashable, Sendable {
+public struct YAMLNode: Hashable, Sendable, Codable {
     /// A key/value pair of a mapping, in source order.
-    public struct Pair: Hashable, Sendable {
+    public struct Pair: Hashable, Sendable, Codable {
         public var key: YAMLNode
         public var value: YAMLNode
 
@@ -68,7 +68,7 @@ public struct YAMLNode: Hashable, Sendable {
     }
 
     /// What the node holds.
-    public indirect enum Content: Hashable, Sendable {
+    public indirect enum Content: Hashable, Sendable, Codable {
         case scalar(YAMLScalar)
         case sequence([YAMLNode])
         case mapping([Pair])
