@@ -80,9 +80,6 @@ public final class TLSClientSession: @unchecked Sendable {
     private let outgoing: OpaquePointer
     /// The handshake finished: application data flows.
     public private(set) var isEstablished = false
-    /// Plaintext the tunnel handshake received behind the proxy's reply; the relay hands
-    /// it to the client first.
-    package var early: [UInt8] = []
 
     /// - Parameter serverName: sent as SNI (when it is a name, not an address) and checked
     ///   against the certificate unless the context skips verification.
@@ -181,12 +178,6 @@ public final class TLSClientSession: @unchecked Sendable {
         out.append(contentsOf: repeatElement(0, count: pending))
         let n = out.withUnsafeMutableBytes { BIO_read(outgoing, $0.baseAddress! + start, Int32(pending)) }
         out.removeLast(pending - Int(max(n, 0)))
-    }
-
-    /// Takes the plaintext that arrived behind the proxy's reply (see ``TLSTunnelHandshake``).
-    public func takeEarly() -> [UInt8] {
-        defer { early = [] }
-        return early
     }
 
     private func feed(_ bytes: UnsafeRawBufferPointer) throws(TLSError) {

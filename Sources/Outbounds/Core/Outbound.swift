@@ -11,10 +11,12 @@ import Glibc
 ///
 /// TCP goes in three steps the relay loop drives on its one epoll thread, never blocking:
 /// ``planTCP(to:)`` says where the first hop is (an address, or a name the relay resolves
-/// off-thread) and what to say there; ``connectTCP(to:)`` starts the connect; then the
-/// relay runs the plan's handshake, if any, and relays: kernel to kernel with splice when
-/// the plan has no codec (DIRECT, and SOCKS5/HTTP once their handshake is done), through
-/// userspace buffers when it has one (Shadowsocks and TLS encrypt every byte).
+/// off-thread) and the plan's shape (``TCPPlan/Shape``); ``connectTCP(to:)`` starts the connect; then the
+/// relay sets the connection up and relays. A socket plan runs its handshake, if any, on the socket and is
+/// spliced kernel to kernel (DIRECT, and SOCKS5/HTTP once their handshake is done); a stream plan stacks its
+/// layers over the socket (``LayeredStream``) and is relayed through userspace buffers (Shadowsocks and TLS
+/// encrypt every byte). The relay knows streams only as ``OutboundStream``: a multiplexed or QUIC protocol
+/// brings its own implementation and needs no change to the relay.
 package protocol Outbound: Sendable {
     var name: String { get }
     /// Whether a flow to a fake address reaches this outbound with its name (a proxy
@@ -64,33 +66,23 @@ package enum TCPHop: Sendable {
     case name(String, port: UInt16, AddressPreference)
 }
 
-/// How the relay makes one TCP connection through an outbound.
+/// How the relay makes one TCP connection through an outbound: the first hop and the shape of what runs on it.
 package struct TCPPlan {
     package var hop: TCPHop
-    /// What to say on the connection before relaying (a proxy's setup); nil: nothing.
-    package var handshake: (any ProxyHandshake)?
-    /// Transforms the relayed bytes (encryption); nil: they pass unchanged and are spliced.
-    package var codec: (any StreamCodec)?
+    package var shape: Shape
 
-    package init(hop: TCPHop, handshake: (any ProxyHandshake)? = nil, codec: (any StreamCodec)? = nil) {
+    /// The two shapes of a TCP connection, each with its own relay.
+    package enum Shape {
+        /// A kernel socket: `handshake` (a proxy's setup; nil: nothing to say) runs on it, then the relay splices
+        /// kernel to kernel (DIRECT, plain SOCKS5 and HTTP CONNECT: the fast path).
+        case socket(handshake: (any ProxyHandshake)?)
+        /// A user-space byte stream: `layers` (bottom first: TLS under a proxy handshake) stacked over the socket in
+        /// a ``LayeredStream``; the relay copies through user-space buffers (Shadowsocks AEAD, `tls: true` proxies).
+        case stream([any StreamLayer])
+    }
+
+    package init(hop: TCPHop, _ shape: Shape = .socket(handshake: nil)) {
         self.hop = hop
-        self.handshake = handshake
-        self.codec = codec
+        self.shape = shape
     }
 }
-
-/// Transforms a relayed TCP stream in both directions. Used on the relay thread only.
-package protocol StreamCodec: AnyObject {
-    /// Bytes for the server before any of the client's (Shadowsocks: the salt and the
-    /// sealed target address, so servers that speak first are reached too; TLS: records
-    /// the handshake left queued), and bytes for the client before any of the server's
-    /// (TLS: plaintext that came behind the proxy's reply).
-    func start(toServer: inout [UInt8], toClient: inout [UInt8])
-    /// Client bytes on their way to the server.
-    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError)
-    /// Server bytes on their way to the client.
-    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError)
-    /// Whether the server's stream ended in the middle of a unit (a truncated stream).
-    var decodeIncomplete: Bool { get }
-}
-

@@ -2,7 +2,7 @@ import SluiceNet
 
 /// Why an outbound cannot carry a flow, when the cause is not a failed system call (those stay `SystemError`,
 /// which names the call): an `ip-version` that excludes the destination, a TLS session that cannot be set up, UDP
-/// through a proxy that carries TCP only, a proxy that refused or spoke nonsense, a stream that does not decode.
+/// through a proxy that carries TCP only, a proxy that refused or spoke nonsense, a stream that does not decode or was cut short.
 ///
 /// A struct with a private code (STYLE.md rule 5), so that kinds can be added without breaking callers; the
 /// message says what happened, where (proxy, server) and, where there is one, what to do.
@@ -13,6 +13,7 @@ package struct OutboundError: Error, CustomStringConvertible, Equatable {
         case udpUnsupported
         case handshakeFailed
         case streamUndecodable
+        case streamTruncated
     }
 
     private let code: Code
@@ -45,6 +46,9 @@ package struct OutboundError: Error, CustomStringConvertible, Equatable {
     package static func streamUndecodable(_ layer: String, _ detail: String) -> Self {
         Self(.streamUndecodable, "\(layer): \(detail)")
     }
+
+    /// The server's stream ended inside a sealed unit (a Shadowsocks chunk): not a clean end, the connection is reset.
+    package static let streamTruncated = Self(.streamTruncated, "the server's stream was cut inside a chunk")
 
     /// Whether two errors are of the same kind (whatever their messages).
     package func isSameKind(as other: OutboundError) -> Bool { code == other.code }

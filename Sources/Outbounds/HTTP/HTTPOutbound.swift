@@ -31,7 +31,7 @@ package struct HTTPOutbound: Outbound {
             target: target.proxyTarget, username: config.username, password: config.password,
             headers: config.headers.map { ($0.name, $0.value) })
         if let tls { return try tls.plan(hop: hop, inner: connect) }
-        return TCPPlan(hop: hop, handshake: connect)
+        return TCPPlan(hop: hop, .socket(handshake: connect))
     }
 
     package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }

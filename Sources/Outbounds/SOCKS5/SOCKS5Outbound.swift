@@ -34,7 +34,7 @@ package struct SOCKS5Outbound: Outbound {
         let connect = SOCKS5Handshake(
             command: .connect, target: target.proxyTarget, username: config.username, password: config.password)
         if let tls { return try tls.plan(hop: server.hop, inner: connect) }
-        return TCPPlan(hop: server.hop, handshake: connect)
+        return TCPPlan(hop: server.hop, .socket(handshake: connect))
     }
 
     package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }

@@ -37,7 +37,7 @@ package struct ShadowsocksOutbound: Outbound {
     package var sendsNames: Bool { true }
 
     package func planTCP(to target: FlowTarget) throws(OutboundError) -> TCPPlan {
-        TCPPlan(hop: server.hop, codec: ShadowsocksCodec(key: key, target: target.proxyTarget))
+        TCPPlan(hop: server.hop, .stream([ShadowsocksLayer(key: key, target: target.proxyTarget)]))
     }
 
     package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
@@ -47,36 +47,4 @@ package struct ShadowsocksOutbound: Outbound {
     package func openUDP(family: CInt) throws -> any UDPSession {
         ShadowsocksUDPSession(outbound: self)
     }
-}
-
-/// One Shadowsocks TCP connection's two directions: the target address leads the
-/// client's stream (sent at once, so servers that speak first are reached).
-package final class ShadowsocksCodec: StreamCodec {
-    private var sealer: ShadowsocksStreamSealer
-    private var opener: ShadowsocksStreamOpener
-    private let target: SocketEndpoint
-
-    package init(key: ShadowsocksKey, target: SocketEndpoint) {
-        sealer = ShadowsocksStreamSealer(key: key)
-        opener = ShadowsocksStreamOpener(key: key)
-        self.target = target
-    }
-
-    package func start(toServer out: inout [UInt8], toClient: inout [UInt8]) {
-        var header: [UInt8] = []
-        SOCKSAddress.encode(target, into: &header)
-        sealer.seal(header, into: &out)
-    }
-
-    package func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) { sealer.seal(bytes, into: &out) }
-
-    package func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
-        do {
-            try opener.open(bytes, into: &out)
-        } catch {
-            throw .streamUndecodable("Shadowsocks", "\(error)")
-        }
-    }
-
-    package var decodeIncomplete: Bool { opener.hasPartialChunk }
 }

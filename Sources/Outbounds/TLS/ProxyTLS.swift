@@ -8,7 +8,7 @@ import Glibc
 
 /// The TLS layer of a `tls: true` proxy (an HTTPS proxy, SOCKS5 over TLS): TLS to the
 /// proxy server first, the proxy's own handshake inside it, then every relayed byte
-/// through the session (a codec, so these connections relay in userspace, not spliced).
+/// through the session (a stream of layers, so these connections relay in userspace, not spliced).
 package struct ProxyTLS: Sendable {
     /// Sent as SNI (unless an address) and checked against the certificate: `sni`, else
     /// the server's name or address.
@@ -26,7 +26,8 @@ package struct ProxyTLS: Sendable {
         }
     }
 
-    /// A plan that runs `inner` inside a new TLS session and relays through it.
+    /// A plan that runs `inner` inside a new TLS session and relays through it: a TLS layer with the handshake
+    /// layer on top (dropped once established).
     package func plan(hop: TCPHop, inner: some ProxyHandshake) throws(OutboundError) -> TCPPlan {
         let session: TLSClientSession
         do {
@@ -34,6 +35,6 @@ package struct ProxyTLS: Sendable {
         } catch {
             throw .tlsSetup(server: serverName, "\(error)")
         }
-        return TCPPlan(hop: hop, handshake: TLSTunnelHandshake(session: session, inner: inner), codec: TLSCodec(session))
+        return TCPPlan(hop: hop, .stream([TLSLayer(session), ProxyHandshakeLayer(inner)]))
     }
 }

@@ -1,6 +1,7 @@
 import SluiceTLS
 import Foundation
 import SluiceNet
+import SluiceSystem
 import SluiceTestSupport
 import Testing
 
@@ -10,11 +11,11 @@ import Testing
 import Glibc
 #endif
 
-/// The TLS client and the tunnel handshake against a real TLS server on loopback: the lab's
-/// Python HTTPS proxy (and SOCKS5 over TLS), with a self-signed certificate made here, in
-/// front of a server that speaks first.
-@Suite("TLS tunnel handshake", .serialized)
-struct TLSTunnelHandshakeTests {
+/// The TLS client and the TLS layer with a proxy handshake layer on top, in a layered stream, against a real TLS
+/// server on loopback: the lab's Python HTTPS proxy (and SOCKS5 over TLS), with a self-signed certificate made here,
+/// in front of a server that speaks first (its banner arrives behind the proxy's reply).
+@Suite("TLS layer", .serialized)
+struct TLSLayerTests {
     /// Two servers on 127.0.0.1 (the proxy, TLS; a banner server behind it), ended on deinit.
     final class Servers {
         let directory: String
@@ -69,14 +70,13 @@ struct TLSTunnelHandshakeTests {
         }
     }
 
-    /// A blocking TCP connection to 127.0.0.1 (reads time out after 5 s).
-    struct Connection: ~Copyable {
-        let fd: CInt
+    /// A layered stream over a TCP connection to 127.0.0.1, driven with blocking waits (5 s at most per step).
+    final class Client {
+        let stream: LayeredStream
+        private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
-        init(port: UInt16) throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        init(port: UInt16, layers: [any StreamLayer]) throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = port.bigEndian
@@ -88,73 +88,47 @@ struct TLSTunnelHandshakeTests {
                 close(fd)
                 throw TLSError("connect: errno \(errno)")
             }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            stream = LayeredStream(
+                takingOwnershipOf: OwnedDescriptor(takingOwnershipOfDescriptor: fd), layers: layers, readBuffer: readBuffer)
         }
 
-        deinit { close(fd) }
+        deinit {
+            stream.close(reset: false)
+            readBuffer.deallocate()
+        }
 
-        func send(_ bytes: [UInt8]) {
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                guard n > 0 else { return }
-                offset += n
+        var deadline: UInt64 { MonotonicClock.now + 5_000_000_000 }
+
+        /// Runs the layers' setup: nil when established, else why not.
+        func establish() -> String? { BlockingStream.establish(stream, deadline: deadline) }
+
+        /// After setup: what the relay does, with blocking waits. Sends `text` through the layers and returns what
+        /// came back until it ends with `until` (or 5 s pass).
+        func exchange(send text: String, until: String) -> String {
+            #expect(BlockingStream.write(Array(text.utf8), to: stream, deadline: deadline) == nil)
+            var received: [UInt8] = []
+            while !String(decoding: received, as: UTF8.self).hasSuffix(until) {
+                guard let chunk = BlockingStream.read(from: stream, deadline: deadline), !chunk.isEmpty else { break }
+                received += chunk
             }
-        }
-
-        /// Up to 16 KiB; empty at EOF, on error or after the timeout.
-        func receive() -> [UInt8] {
-            var buffer = [UInt8](repeating: 0, count: 16384)
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            return n > 0 ? Array(buffer[0..<n]) : []
-        }
-
-        /// Drives `handshake` to its end: the last step (established or failed).
-        func run(_ handshake: inout some ProxyHandshake) -> HandshakeStep {
-            var step = handshake.start()
-            while case .send(let bytes) = step {
-                send(bytes)
-                let chunk = receive()
-                if chunk.isEmpty { return .failed("the server closed the connection or did not answer") }
-                step = handshake.receive(chunk)
-            }
-            return step
-        }
-
-        /// After the tunnel handshake: what the relay does, by hand. Sends `text` sealed and
-        /// returns the plaintext that came back until it ends with `until` (or 5 s pass).
-        func exchange(_ session: TLSClientSession, send text: String, until: String) throws -> String {
-            var out: [UInt8] = []
-            session.drainOutgoing(into: &out)
-            try session.encrypt(Array(text.utf8))
-            session.drainOutgoing(into: &out)
-            send(out)
-            var plaintext = session.takeEarly()
-            while !String(decoding: plaintext, as: UTF8.self).hasSuffix(until) {
-                let chunk = receive()
-                guard !chunk.isEmpty else { break }
-                try chunk.withUnsafeBytes { raw in
-                    do throws(TLSError) { try session.decrypt(raw, into: &plaintext) } catch { throw error }
-                }
-            }
-            return String(decoding: plaintext, as: UTF8.self)
+            return String(decoding: received, as: UTF8.self)
         }
     }
 
-    static func connect(_ servers: Servers) -> HTTPConnectHandshake {
-        HTTPConnectHandshake(target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort))
+    static func connect(_ servers: Servers) -> ProxyHandshakeLayer {
+        ProxyHandshakeLayer(HTTPConnectHandshake(target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
     }
 
     @Test("skip-cert-verify: CONNECT inside TLS, the banner behind the reply, an echo through the session")
     func skipVerification() throws {
         let servers = try Servers(kind: "http")
         let session = try TLSClientSession(context: TLSClientContext(verification: .none), serverName: "proxy.test")
-        var handshake = TLSTunnelHandshake(session: session, inner: Self.connect(servers))
-        let connection = try Connection(port: servers.proxyPort)
-        let step = connection.run(&handshake)
-        #expect(step == .established(leftover: []), "\(step)")
+        let client = try Client(port: servers.proxyPort, layers: [TLSLayer(session), Self.connect(servers)])
+        let failure = client.establish()
+        #expect(failure == nil, "\(failure ?? "")")
         #expect(session.isEstablished)
-        let text = try connection.exchange(session, send: "ping\n", until: "ping\n")
-        #expect(text == "220 banner\r\nping\n")
+        #expect(client.exchange(send: "ping\n", until: "ping\n") == "220 banner\r\nping\n")
         #expect(servers.log.contains("CONNECT 127.0.0.1:\(servers.bannerPort)"), "\(servers.log)")
     }
 
@@ -162,11 +136,9 @@ struct TLSTunnelHandshakeTests {
     func systemStoreRejectsSelfSigned() throws {
         let servers = try Servers(kind: "http")
         let session = try TLSClientSession(context: TLSClientContext(verification: .system), serverName: "proxy.test")
-        var handshake = TLSTunnelHandshake(session: session, inner: Self.connect(servers))
-        let connection = try Connection(port: servers.proxyPort)
-        let step = connection.run(&handshake)
-        guard case .failed(let reason) = step else {
-            Issue.record("expected a failure, got \(step)")
+        let client = try Client(port: servers.proxyPort, layers: [TLSLayer(session), Self.connect(servers)])
+        guard let reason = client.establish() else {
+            Issue.record("expected a failure")
             return
         }
         #expect(reason.hasPrefix("TLS: certificate verify failed: self-signed certificate"), "\(reason)")
@@ -179,15 +151,14 @@ struct TLSTunnelHandshakeTests {
         let context = try TLSClientContext(verification: .caFile(servers.certificate))
         for (name, passes) in [("proxy.test", true), ("127.0.0.1", true), ("other.test", false)] {
             let session = try TLSClientSession(context: context, serverName: name)
-            var handshake = TLSTunnelHandshake(session: session, inner: Self.connect(servers))
-            let connection = try Connection(port: servers.proxyPort)
-            let step = connection.run(&handshake)
+            let client = try Client(port: servers.proxyPort, layers: [TLSLayer(session), Self.connect(servers)])
+            let failure = client.establish()
             if passes {
-                #expect(step == .established(leftover: []), "\(name): \(step)")
-                #expect(try connection.exchange(session, send: "x\n", until: "x\n") == "220 banner\r\nx\n")
+                #expect(failure == nil, "\(name): \(failure ?? "")")
+                #expect(client.exchange(send: "x\n", until: "x\n") == "220 banner\r\nx\n")
             } else {
-                guard case .failed(let reason) = step else {
-                    Issue.record("\(name): expected a failure, got \(step)")
+                guard let reason = failure else {
+                    Issue.record("\(name): expected a failure")
                     continue
                 }
                 #expect(reason.contains("hostname mismatch"), "\(reason)")
@@ -200,23 +171,38 @@ struct TLSTunnelHandshakeTests {
         let servers = try Servers(kind: "socks5")
         let context = try TLSClientContext(verification: .caFile(servers.certificate))
         let session = try TLSClientSession(context: context, serverName: "proxy.test")
-        var handshake = TLSTunnelHandshake(
-            session: session,
-            inner: SOCKS5Handshake(command: .connect, target: SocketEndpoint(host: .name("localhost"), port: servers.bannerPort)))
-        let connection = try Connection(port: servers.proxyPort)
-        #expect(connection.run(&handshake) == .established(leftover: []))
-        #expect(try connection.exchange(session, send: "hi\n", until: "hi\n") == "220 banner\r\nhi\n")
+        let socks5 = ProxyHandshakeLayer(
+            SOCKS5Handshake(command: .connect, target: SocketEndpoint(host: .name("localhost"), port: servers.bannerPort)))
+        let client = try Client(port: servers.proxyPort, layers: [TLSLayer(session), socks5])
+        #expect(client.establish() == nil)
+        #expect(client.exchange(send: "hi\n", until: "hi\n") == "220 banner\r\nhi\n")
         #expect(servers.log.contains("CONNECT localhost:\(servers.bannerPort)"), "\(servers.log)")
+    }
+
+    @Test("a tls: true proxy's plan: a TLS layer under the handshake layer, relayed as a stream")
+    func plan() throws {
+        let servers = try Servers(kind: "socks5")
+        let tls = ProxyTLS(server: SocketEndpoint(host: .name("proxy.test"), port: servers.proxyPort), sni: nil, skipCertVerify: true)
+        let plan = try tls.plan(
+            hop: .endpoint(InetEndpoint(IPAddress("127.0.0.1")!, servers.proxyPort)),
+            inner: SOCKS5Handshake(command: .connect, target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
+        guard case .stream(let layers) = plan.shape else {
+            Issue.record("expected the stream shape, got \(plan.shape)")
+            return
+        }
+        #expect(layers.count == 2 && layers[0] is TLSLayer && layers[1] is ProxyHandshakeLayer)
+        let client = try Client(port: servers.proxyPort, layers: layers)
+        #expect(client.establish() == nil)
+        #expect(client.exchange(send: "plan\n", until: "plan\n") == "220 banner\r\nplan\n")
     }
 
     @Test("plaintext is not TLS: a server that answers in the clear fails the handshake")
     func notTLS() throws {
         let servers = try Servers(kind: "http")
         let session = try TLSClientSession(context: TLSClientContext(verification: .none), serverName: "proxy.test")
-        var handshake = TLSTunnelHandshake(session: session, inner: Self.connect(servers))
         // The banner server says "220 banner" in the clear.
-        let connection = try Connection(port: servers.bannerPort)
-        guard case .failed(let reason) = connection.run(&handshake) else {
+        let client = try Client(port: servers.bannerPort, layers: [TLSLayer(session), Self.connect(servers)])
+        guard let reason = client.establish() else {
             Issue.record("expected a failure")
             return
         }
