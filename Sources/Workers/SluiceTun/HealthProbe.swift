@@ -10,9 +10,10 @@ import Glibc
 /// that member's outbound, on the health-check thread (blocking, bounded by the timeout).
 ///
 /// The connection is made the way the data plane makes it (the member's plan: the name
-/// travels to proxies, DIRECT resolves it), then the proxy's handshake runs. For `http://`
-/// URLs a GET follows and the check passes when an HTTP status line comes back (through a
-/// codec such as Shadowsocks' too); the latency is connect to status line. `https://` URLs
+/// travels to proxies, DIRECT resolves it), then the proxy's handshake runs (the plan's layers for a stream, with
+/// blocking waits: ``BlockingStream``). For `http://`
+/// URLs a GET follows and the check passes when an HTTP status line comes back (through the
+/// stream's layers such as Shadowsocks' too); the latency is connect to status line. `https://` URLs
 /// would need TLS, which sluice does not speak: they pass when the tunnel to the URL's host
 /// and port is established, and the latency is the time to establish it.
 enum HealthProbe {
@@ -84,54 +85,31 @@ enum HealthProbe {
             guard try Descriptors.waitWritable(fd, timeoutMilliseconds: remaining()), InetSocket.pendingError(fd) == 0 else {
                 return nil
             }
-            var pending: [UInt8] = []
-            if var handshake = plan.handshake {
-                var step = handshake.start()
-                handshaking: while true {
-                    switch step {
-                    case .send(let bytes):
-                        if !bytes.isEmpty { try send(fd, bytes, remaining) }
-                        guard let chunk = try receive(fd, remaining), !chunk.isEmpty else { return nil }
-                        step = handshake.receive(chunk)
-                    case .established(let leftover):
-                        pending = leftover
-                        break handshaking
-                    case .failed:
-                        return nil
-                    }
-                }
+            // A socket plan's handshake runs as the one layer of a stream, so both shapes take the same path.
+            let layers: [any StreamLayer]
+            switch plan.shape {
+            case .socket(let handshake): layers = handshake.map { [ProxyHandshakeLayer($0)] } ?? []
+            case .stream(let stack): layers = stack
             }
-            var out: [UInt8] = []
-            var early: [UInt8] = []
-            plan.codec?.start(toServer: &out, toClient: &early)
+            let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 16)
+            defer { readBuffer.deallocate() }
+            let stream = LayeredStream(takingOwnershipOf: socket, layers: layers, readBuffer: readBuffer)
+            defer { stream.close(reset: false) }
+            guard BlockingStream.establish(stream, deadline: deadline) == nil else { return nil }
             if target.https {
-                if !out.isEmpty { try send(fd, out, remaining) }
+                // What the stream holds for the server (a Shadowsocks header) goes out; the tunnel is the check.
+                guard BlockingStream.write([], to: stream, deadline: deadline) == nil else { return nil }
                 return elapsed(since: started)
             }
             let request = Array(
                 "GET \(target.path) HTTP/1.1\r\nHost: \(target.host)\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n".utf8)
-            if let codec = plan.codec {
-                try request.withUnsafeBytes { raw in
-                    do throws(OutboundError) { try codec.encode(raw, into: &out) } catch { throw error }
-                }
-            } else {
-                out += request
-            }
-            try send(fd, out, remaining)
-            var response = early
-            func take(_ bytes: [UInt8]) throws {
-                if let codec = plan.codec {
-                    try bytes.withUnsafeBytes { raw in
-                        do throws(OutboundError) { try codec.decode(raw, into: &response) } catch { throw error }
-                    }
-                } else {
-                    response += bytes
-                }
-            }
-            if !pending.isEmpty { try take(pending) }
+            guard BlockingStream.write(request, to: stream, deadline: deadline) == nil else { return nil }
+            var response: [UInt8] = []
             while !response.starts(with: Array("HTTP/".utf8)) || !response.contains(UInt8(ascii: "\n")) {
-                guard response.count < 4096, let chunk = try receive(fd, remaining), !chunk.isEmpty else { return nil }
-                try take(chunk)
+                guard response.count < 4096, let chunk = BlockingStream.read(from: stream, deadline: deadline), !chunk.isEmpty else {
+                    return nil
+                }
+                response += chunk
             }
             return elapsed(since: started)
         } catch {
@@ -141,25 +119,5 @@ enum HealthProbe {
 
     private static func elapsed(since start: UInt64) -> UInt32 {
         UInt32(min(UInt64(UInt32.max), max(1, MonotonicClock.elapsed(from: start, to: MonotonicClock.now) / 1_000_000)))
-    }
-
-    private static func send(_ fd: CInt, _ bytes: [UInt8], _ remaining: () -> Int32) throws {
-        var offset = 0
-        while offset < bytes.count {
-            guard try Descriptors.waitWritable(fd, timeoutMilliseconds: remaining()) else {
-                throw SystemError("health check send", errno: ETIMEDOUT)
-            }
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { continue }
-                throw SystemError("health check send", errno: errno)
-            }
-            offset += n
-        }
-    }
-
-    private static func receive(_ fd: CInt, _ remaining: () -> Int32) throws -> [UInt8]? {
-        guard try Descriptors.waitReadable(fd, timeoutMilliseconds: remaining()) else { return nil }
-        return try Descriptors.read(fd, maxBytes: 16384)
     }
 }

@@ -199,16 +199,3 @@ extension TCPRelayLoop {
         return true
     }
 }
-
-/// Bytes as they are, through the relay's userspace buffers: for a connection whose first bytes for the server do
-/// not surely fit a pipe.
-final class PassThroughCodec: StreamCodec {
-    func start(toServer: inout [UInt8], toClient: inout [UInt8]) {}
-    func encode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
-        out.append(contentsOf: bytes)
-    }
-    func decode(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(OutboundError) {
-        out.append(contentsOf: bytes)
-    }
-    var decodeIncomplete: Bool { false }
-}

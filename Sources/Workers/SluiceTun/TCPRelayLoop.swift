@@ -20,10 +20,11 @@ import Glibc
 /// (bytes in, bytes out, driven by non-blocking reads and writes), and then it relays.
 /// Connect and handshake must finish within ``establishTimeout``.
 ///
-/// Relaying is kernel to kernel with splice(2) when the outbound leaves the bytes alone
-/// (DIRECT, SOCKS5, HTTP CONNECT): per direction a pipe holds what was read and not yet
-/// written. An outbound that transforms the bytes (Shadowsocks, TLS) relays through userspace
-/// buffers instead, with the same bound per direction. Either way interest masks follow
+/// There is one relay per shape of the outbound's plan (``TCPPlan/Shape``). A socket is relayed kernel to kernel
+/// with splice(2) (DIRECT, SOCKS5, HTTP CONNECT; `TCPRelayLoop+Splice.swift`): per direction a pipe holds what was
+/// read and not yet written. A stream (``OutboundStream``: Shadowsocks, TLS, and later multiplexed and QUIC
+/// streams) is relayed through userspace buffers (`TCPRelayLoop+Stream.swift`), with the same bound per
+/// direction. Either way interest masks follow
 /// the buffers (read while there is room, write while there are bytes), so a slow side
 /// applies backpressure instead of growing memory. EOF on one side becomes
 /// shutdown(SHUT_WR) on the other once its buffer is drained (half-close); a reset or
@@ -38,7 +39,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     /// One read in userspace relays and handshakes.
     static let readChunk = 64 * 1024
 
-    private final class Side {
+    final class Side {
         let socket: OwnedDescriptor
         /// Read end closed (EOF seen).
         var readClosed = false
@@ -48,8 +49,8 @@ final class TCPRelayLoop: @unchecked Sendable {
     }
 
     /// One direction: bytes read from one side, waiting for the other. In a pipe for
-    /// splice, or (with a codec) in a buffer that holds them transformed.
-    private final class Direction {
+    /// splice; for a stream, the server's opened bytes in a buffer (the client's wait in the stream).
+    final class Direction {
         var pipeRead: OwnedDescriptor?
         var pipeWrite: OwnedDescriptor?
         var buffer: [UInt8] = []
@@ -59,22 +60,26 @@ final class TCPRelayLoop: @unchecked Sendable {
         var bytes: UInt64 = 0
     }
 
-    private enum Phase {
+    enum Phase {
         case connecting
         case handshaking
         case relaying
     }
 
-    private final class Connection {
+    final class Connection {
         let id: UInt64
         let origin: Origin
         let client: Side
         let server: Side
         var phase = Phase.connecting
+        /// A socket plan's handshake, until it is established.
         var handshake: (any ProxyHandshake)?
         /// Handshake bytes not yet written to the server.
         var handshakeOut: [UInt8] = []
-        var codec: (any StreamCodec)?
+        /// A stream plan's layers, until the connect is done and they become ``stream``.
+        var layers: [any StreamLayer]?
+        /// The stream shape's connection to the server (owning the server socket); nil for a spliced one.
+        var stream: (any OutboundStream)?
         let up = Direction()  // client → server
         let down = Direction()  // server → client
         let label: String
@@ -87,15 +92,24 @@ final class TCPRelayLoop: @unchecked Sendable {
         var tracked: TrackedConnection?
 
         init(
-            id: UInt64, origin: Origin, client: Side, server: Side, plan: TCPPlan, label: String,
+            id: UInt64, origin: Origin, client: Side, server: Side, plan: TCPPlan, upstream: [UInt8], label: String,
             outbound: String, deadline: UInt64
         ) {
             self.id = id
             self.origin = origin
             self.client = client
             self.server = server
-            self.handshake = plan.handshake
-            self.codec = plan.codec
+            self.upstream = upstream
+            switch plan.shape {
+            case .socket(let handshake) where upstream.count > TCPRelayLoop.guaranteedPipeBytes:
+                // More first bytes than a pipe surely takes (a large plain HTTP request): the stream shape, the
+                // handshake (if any) as its one layer, dropped once established, so the bytes pass as they are.
+                layers = handshake.map { [ProxyHandshakeLayer($0)] } ?? []
+            case .socket(let handshake):
+                self.handshake = handshake
+            case .stream(let layers):
+                self.layers = layers
+            }
             self.label = label
             self.outbound = outbound
             self.deadline = deadline
@@ -165,7 +179,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     private let wakeup: OwnedDescriptor
     let logger: Logger
     private var listeners: [UInt64: (OwnedDescriptor, Bool)] = [:]
-    private var connections: [UInt64: Connection] = [:]
+    var connections: [UInt64: Connection] = [:]
     var nextID: UInt64 = 16
     private let stopping = Atomic<Bool>(false)
     /// A descriptor held in reserve for ``shedOneConnection(_:)``.
@@ -484,9 +498,8 @@ final class TCPRelayLoop: @unchecked Sendable {
         let id = nextID
         nextID += 2
         let connection = Connection(
-            id: id, origin: origin, client: Side(client), server: Side(server), plan: plan,
+            id: id, origin: origin, client: Side(client), server: Side(server), plan: plan, upstream: route.upstream,
             label: route.label, outbound: route.outbound.name, deadline: deadline)
-        connection.upstream = route.upstream
         connections[id] = connection
         active.add(1, ordering: .relaxed)
         if let registry {
@@ -547,7 +560,14 @@ final class TCPRelayLoop: @unchecked Sendable {
                 close(c, reset: true)
                 return
             }
-            if c.handshake != nil {
+            if let layers = c.layers {
+                c.layers = nil
+                c.phase = .handshaking
+                // The stream owns the server socket from here on.
+                let socket = OwnedDescriptor(takingOwnershipOfDescriptor: c.server.socket.takeDescriptorOwnership())
+                c.stream = LayeredStream(takingOwnershipOf: socket, layers: layers, readBuffer: scratch)
+                continueSetup(c)
+            } else if c.handshake != nil {
                 c.phase = .handshaking
                 guard let step = c.handshake?.start() else { return }
                 apply(step, to: c)
@@ -555,7 +575,7 @@ final class TCPRelayLoop: @unchecked Sendable {
                 startRelaying(c, leftover: [])
             }
         case .handshaking:
-            continueHandshake(c)
+            if c.stream != nil { continueSetup(c) } else { continueHandshake(c) }
         case .relaying:
             relay(c)
         }
@@ -603,7 +623,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         return true
     }
 
-    private func handshakeFailed(_ c: Connection, _ reason: String) {
+    func handshakeFailed(_ c: Connection, _ reason: String) {
         logger.info("\(c.label): \(c.outbound): \(reason)")
         failed.add(1, ordering: .relaxed)
         close(c, reset: true)
@@ -611,54 +631,12 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     /// The tunnel is open: set up the directions, hand over what the proxy sent early,
     /// and start moving bytes.
-    private func startRelaying(_ c: Connection, leftover: [UInt8]) {
+    func startRelaying(_ c: Connection, leftover: [UInt8]) {
         c.phase = .relaying
-        if c.codec == nil, c.upstream.count > Self.guaranteedPipeBytes {
-            // More first bytes than a pipe surely takes (a large plain HTTP request): relay through buffers.
-            c.codec = PassThroughCodec()
-        }
-        if let codec = c.codec {
-            codec.start(toServer: &c.up.buffer, toClient: &c.down.buffer)
-            c.up.pending = c.up.buffer.count
-            c.down.pending = c.down.buffer.count
-            if !c.upstream.isEmpty {
-                let encoded = c.upstream.withUnsafeBytes { bytes in
-                    Result { () throws(OutboundError) in try codec.encode(bytes, into: &c.up.buffer) }
-                }
-                if case .failure(let error) = encoded {
-                    handshakeFailed(c, error.description)
-                    return
-                }
-                c.up.pending = c.up.buffer.count
-            }
-            if !leftover.isEmpty {
-                // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
-                let decoded = leftover.withUnsafeBytes { bytes in
-                    Result { () throws(OutboundError) in try codec.decode(bytes, into: &c.down.buffer) }
-                }
-                if case .failure(let error) = decoded {
-                    handshakeFailed(c, error.description)
-                    return
-                }
-                c.down.pending = c.down.buffer.count
-            }
+        if let stream = c.stream {
+            guard startStreaming(c, stream) else { return }
         } else {
-            do {
-                try Self.makePipe(c.up)
-                try Self.makePipe(c.down)
-            } catch {
-                handshakeFailed(c, "\(error)")
-                return
-            }
-            for (bytes, d) in [(c.upstream, c.up), (leftover, c.down)] where !bytes.isEmpty {
-                // A fresh pipe takes a handshake's leftover (one read) or a local client's request whole.
-                let n = bytes.withUnsafeBytes { csluice_write(d.pipeWrite!.rawValue, $0.baseAddress, $0.count) }
-                guard n == bytes.count else {
-                    handshakeFailed(c, "cannot queue the first \(bytes.count) bytes")
-                    return
-                }
-                d.pending = n
-            }
+            guard startSplicing(c, leftover: leftover) else { return }
         }
         c.upstream = []
         _ = try? InetSocket.setOption(
@@ -669,44 +647,23 @@ final class TCPRelayLoop: @unchecked Sendable {
 
     /// The reading side ended and everything it sent is out: end the other side's writing
     /// (half-close).
-    private func propagateEOF(from: Side, to: Side, _ d: Direction) {
+    func propagateEOF(from: Side, to: Side, _ d: Direction) {
         guard from.readClosed && d.pending == 0 && !to.writeShut else { return }
         InetSocket.shutdownWrite(to.socket.rawValue)
         to.writeShut = true
     }
 
-    private static func makePipe(_ d: Direction) throws(SystemError) {
-        var fds: [CInt] = [-1, -1]
-        try Posix.check("pipe2", csluice_splice_pipe(&fds, CInt(pipeSize)))
-        d.pipeRead = OwnedDescriptor(takingOwnershipOfDescriptor: fds[0])
-        d.pipeWrite = OwnedDescriptor(takingOwnershipOfDescriptor: fds[1])
-    }
-
     // MARK: Relay
 
-    /// Moves what can move in both directions, then sets interest from the new state.
-    private func relay(_ c: Connection) {
-        if let codec = c.codec {
-            guard copy(c.up, from: c.client, to: c.server, connection: c, transform: { (bytes, out) throws(OutboundError) in
-                try codec.encode(bytes, into: &out)
-            }) else { return }
-            guard copy(c.down, from: c.server, to: c.client, connection: c, transform: { (bytes, out) throws(OutboundError) in
-                try codec.decode(bytes, into: &out)
-            }) else { return }
-        } else {
-            guard splice(c.up, from: c.client, to: c.server, connection: c) else { return }
-            guard splice(c.down, from: c.server, to: c.client, connection: c) else { return }
-        }
-        if c.client.readClosed && c.up.pending == 0 && c.server.readClosed && c.down.pending == 0 {
-            close(c, reset: false)
-            return
-        }
-        updateInterest(c)
+    /// Moves what can move in both directions, then sets interest from the new state: the relay of the
+    /// connection's shape.
+    func relay(_ c: Connection) {
+        if let stream = c.stream { relayStream(c, stream) } else { relaySpliced(c) }
     }
 
     /// One relaxed atomic add per splice or write batch (up to 256 KiB) for the worker's counter and one for the
     /// connection's own: no lock on the data path.
-    private func counted(_ n: Int, _ d: Direction, from: Side, connection c: Connection) {
+    func counted(_ n: Int, _ d: Direction, from: Side, connection c: Connection) {
         d.bytes += UInt64(n)
         if from === c.client {
             bytesUp.add(UInt64(n), ordering: .relaxed)
@@ -717,123 +674,18 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
     }
 
-    /// Reads from `from` into the pipe and splices the pipe to `to`. Returns false when
-    /// the connection was torn down.
-    private func splice(_ d: Direction, from: Side, to: Side, connection c: Connection) -> Bool {
-        guard let pipeWrite = d.pipeWrite?.rawValue, let pipeRead = d.pipeRead?.rawValue else { return false }
-        while true {
-            var progressed = false
-            if !from.readClosed && d.pending < Self.pipeSize {
-                let n = csluice_splice(from.socket.rawValue, pipeWrite, Self.pipeSize - d.pending, 0)
-                if n > 0 {
-                    d.pending += n
-                    progressed = true
-                } else if n == 0 {
-                    from.readClosed = true
-                    progressed = true
-                } else if n != -EAGAIN {
-                    // ECONNRESET and friends: pass the reset on.
-                    close(c, reset: true)
-                    return false
-                }
-            }
-            if d.pending > 0 {
-                let n = csluice_splice(pipeRead, to.socket.rawValue, d.pending, 0)
-                if n > 0 {
-                    d.pending -= n
-                    counted(n, d, from: from, connection: c)
-                    progressed = true
-                } else if n != -EAGAIN {
-                    close(c, reset: true)
-                    return false
-                }
-            }
-            propagateEOF(from: from, to: to, d)
-            if !progressed { return true }
-        }
-    }
-
-    /// Reads from `from`, transforms into the direction's buffer and writes the buffer to
-    /// `to`. Reading stops while the buffer holds ``pipeSize`` bytes. Returns false when
-    /// the connection was torn down.
-    private func copy(
-        _ d: Direction, from: Side, to: Side, connection c: Connection,
-        transform: (UnsafeRawBufferPointer, inout [UInt8]) throws(OutboundError) -> Void
-    ) -> Bool {
-        while true {
-            var progressed = false
-            if !from.readClosed && d.pending < Self.pipeSize {
-                let n = csluice_read(from.socket.rawValue, scratch.baseAddress, scratch.count)
-                if n > 0 {
-                    do {
-                        try transform(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), &d.buffer)
-                    } catch {
-                        logger.info("\(c.label): \(c.outbound): \(error)")
-                        close(c, reset: true)
-                        return false
-                    }
-                    d.pending = d.buffer.count - d.start
-                    progressed = true
-                } else if n == 0 {
-                    from.readClosed = true
-                    progressed = true
-                    if from === c.server, c.codec?.decodeIncomplete == true {
-                        // The server's stream stopped inside a sealed chunk: not a clean end.
-                        logger.info("\(c.label): \(c.outbound): the server's stream was cut inside a chunk")
-                        close(c, reset: true)
-                        return false
-                    }
-                } else if n != -EAGAIN {
-                    close(c, reset: true)
-                    return false
-                }
-            }
-            if d.pending > 0 {
-                let n = d.buffer.withUnsafeBytes { csluice_write(to.socket.rawValue, $0.baseAddress! + d.start, d.pending) }
-                if n > 0 {
-                    d.start += n
-                    d.pending -= n
-                    if d.pending == 0 {
-                        d.buffer.removeAll(keepingCapacity: true)
-                        d.start = 0
-                    } else if d.start >= Self.pipeSize {
-                        d.buffer.removeFirst(d.start)
-                        d.start = 0
-                    }
-                    counted(n, d, from: from, connection: c)
-                    progressed = true
-                } else if n != -EAGAIN {
-                    close(c, reset: true)
-                    return false
-                }
-            }
-            propagateEOF(from: from, to: to, d)
-            if !progressed { return true }
-        }
-    }
-
-    private func updateInterest(_ c: Connection) {
-        func mask(reading side: Side, outgoing: Direction, incoming: Direction) -> EventPoll.Events {
-            var m: EventPoll.Events = []
-            if !side.readClosed && outgoing.pending < Self.pipeSize { m.insert(.readable) }
-            if incoming.pending > 0 { m.insert(.writable) }
-            return m
-        }
-        let clientMask = mask(reading: c.client, outgoing: c.up, incoming: c.down)
-        let serverMask = mask(reading: c.server, outgoing: c.down, incoming: c.up)
-        try? poll.modify(c.client.socket.rawValue, clientMask, cookie: c.id)
-        try? poll.modify(c.server.socket.rawValue, serverMask, cookie: c.id + 1)
-    }
-
-    private func close(_ c: Connection, reset: Bool) {
+    func close(_ c: Connection, reset: Bool) {
         poll.remove(c.client.socket.rawValue)
-        poll.remove(c.server.socket.rawValue)
-        if reset {
-            InetSocket.setResetOnClose(c.client.socket.rawValue)
-            InetSocket.setResetOnClose(c.server.socket.rawValue)
-        }
+        if reset { InetSocket.setResetOnClose(c.client.socket.rawValue) }
         c.client.socket.close()
-        c.server.socket.close()
+        if let stream = c.stream {
+            poll.remove(stream.descriptor)
+            stream.close(reset: reset)
+        } else {
+            poll.remove(c.server.socket.rawValue)
+            if reset { InetSocket.setResetOnClose(c.server.socket.rawValue) }
+            c.server.socket.close()
+        }
         for d in [c.up, c.down] {
             d.pipeRead?.close()
             d.pipeWrite?.close()
