@@ -160,11 +160,11 @@ public final class RuleEngine: @unchecked Sendable {
 
     private func decide(_ m: ConnectionMetadata, resolver: ((String) -> [IPAddress])?) -> RuleDecision {
         switch mode {
-        case .direct: return RuleDecision(target: "DIRECT", rule: "mode direct")
+        case .direct: return RuleDecision(target: BuiltinTarget.direct.rawValue, rule: "mode direct")
         case .global, .rule: break
         }
         guard let found = matcher.firstMatch(m, resolve: resolver) else {
-            return RuleDecision(target: "DIRECT", rule: "no rule matched")
+            return RuleDecision(target: BuiltinTarget.direct.rawValue, rule: "no rule matched")
         }
         let top = rules[found.index]
         // A SUB-RULE's target is that of the rule in its set that matched (`SUB-RULE,(NETWORK,TCP),web → DOMAIN,a`).
@@ -178,7 +178,7 @@ public final class RuleEngine: @unchecked Sendable {
         if case .subRule = rule.condition {
             // Cannot happen (a SUB-RULE matches only through a rule of its set); its target names no proxy, so
             // reject rather than let the dispatcher guess.
-            return RuleDecision(target: "REJECT", rule: description, condition: top.condition)
+            return RuleDecision(target: BuiltinTarget.reject.rawValue, rule: description, condition: top.condition)
         }
         return RuleDecision(target: rule.target, rule: description, condition: top.condition)
     }

@@ -20,7 +20,7 @@ public struct Proxy: Sendable, Equatable, Codable {
     }
 
     /// Names that refer to built-in outbounds and may not be used for proxies or groups.
-    public static let reservedNames: Set<String> = ["DIRECT", "REJECT", "REJECT-DROP", "PASS"]
+    public static let reservedNames: Set<String> = Set([BuiltinTarget.direct, .reject, .rejectDrop, .pass].map(\.rawValue))
 }
 
 /// Socket options every dialing proxy shares: which interface and fwmark its connections use.
