@@ -153,7 +153,11 @@ struct FlowRouterTests {
     @Test("PROCESS-NAME: the SYN is admitted undecided; the process lookup runs off the caller's thread")
     func processDeferred() async throws {
         let owners = FlowOwners(sockets: Owners(), processes: Owners())
-        let (router, _) = try Self.router("PROCESS-NAME,curl,Proxy\nMATCH,REJECT", owners: owners)
+        let (router, _) = try Self.router(
+            "IP-CIDR,192.0.2.66/32,REJECT\nPROCESS-NAME,curl,Proxy\nMATCH,REJECT", owners: owners)
+        guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.66", 80)) else {
+            Issue.record("a refusal no process rule can change is not answered on the SYN"); return
+        }
         let destination = Self.to("192.0.2.80", 80)
         guard case .admit(let verdict, _, _) = router.judgeSYN(source: Self.client, destination: destination),
             case .decide(let flow) = router.admit(verdict, source: Self.client, destination: destination)

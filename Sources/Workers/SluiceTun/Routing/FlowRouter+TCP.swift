@@ -35,14 +35,31 @@ extension FlowRouter {
             network: .tcp, source: source.address, sourcePort: source.port, destination: destination.address,
             destinationPort: destination.port, host: host, destinationIsFake: fake)
         if rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: true, local: source, remote: destination) {
+            metadata.uid = owner.uid
             if rules.usesProcess && owners.findsProcesses {
-                // The process is asked of sluiced, which may take up to 100 ms: not on this thread. Decided after
-                // accept, like a sniffed connection.
+                // The process is asked of sluiced, which may take up to 100 ms: not on this thread. A refusal that
+                // no process rule can change still answers the SYN (a reset, or nothing); anything else is decided
+                // after accept, like a sniffed connection, so that its process is listed with it.
+                if !hijacked, let early = rules.decideBeforeProcess(metadata, resolve: resolveForRules),
+                    current.groups?.contains(early.target) != true
+                {
+                    switch disposition(of: current.rejectNames.contains(early.target) ? BuiltinTarget.reject.rawValue : early.target, in: current).0 {
+                    case .reject:
+                        logger.info("\(label) [\(early.rule)] \(BuiltinTarget.reject.rawValue)")
+                        rejected.add(1, ordering: .relaxed)
+                        return .reset
+                    case .drop:
+                        logger.info("\(label) [\(early.rule)] \(BuiltinTarget.rejectDrop.rawValue)")
+                        rejected.add(1, ordering: .relaxed)
+                        return .drop
+                    case .forward:
+                        break
+                    }
+                }
                 return .admit(
                     .deferred(DeferredFlow(host: host, fake: fake, hijacked: hijacked, owner: owner)), label: label,
                     pinsFake: fake)
             }
-            metadata.uid = owner.uid
         }
         let (decision, facts) =
             hijacked
