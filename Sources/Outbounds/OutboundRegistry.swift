@@ -22,7 +22,8 @@ public enum OutboundRegistry {
         for configuration: SluiceConfiguration, context: OutboundContext, logger: Logger
     ) -> [String: any Outbound] {
         var outbounds: [String: any Outbound] = [
-            "DIRECT": DirectOutbound(name: "DIRECT", dial: DialSettings(egress: context.egress))
+            BuiltinTarget.direct.rawValue: DirectOutbound(
+                name: BuiltinTarget.direct.rawValue, dial: DialSettings(egress: context.egress))
         ]
         for proxy in configuration.proxies where !proxy.isReject {
             guard let registered = protocols.first(where: { $0.typeNames.contains(proxy.type) }),

@@ -21,16 +21,17 @@ struct TCPNATTableTests {
             destination: IPAddress("198.51.100.7")!, destinationPort: 443)
     }
 
-    static let decision = RuleDecision(target: "DIRECT", rule: "MATCH")
+    static let verdict = FlowVerdict.routed(
+        SettledFlow(decision: RuleDecision(target: "DIRECT", rule: "MATCH"), host: nil, fake: false, facts: RouteFacts()))
     static let second: UInt64 = 1_000_000_000
 
     @Test("closed entries linger 15 s, never-accepted ones go after 60 s, open ones stay; same key, same port")
     func expiry() throws {
         let table = TCPNATTable()
-        let closed = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
-        let open = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
-        let stale = try #require(table.create(Self.key(3), decision: Self.decision, host: nil, now: 0).port)
-        #expect(table.create(Self.key(1), decision: Self.decision, host: nil, now: 1).port == closed, "same key, same port")
+        let closed = try #require(table.create(Self.key(1), verdict: Self.verdict, now: 0).port)
+        let open = try #require(table.create(Self.key(2), verdict: Self.verdict, now: 0).port)
+        let stale = try #require(table.create(Self.key(3), verdict: Self.verdict, now: 0).port)
+        #expect(table.create(Self.key(1), verdict: Self.verdict, now: 1).port == closed, "same key, same port")
         #expect(Set([closed, open, stale]).count == 3)
         table.markAccepted(port: closed, ipv4: true)
         table.markAccepted(port: open, ipv4: true)
@@ -47,7 +48,7 @@ struct TCPNATTableTests {
     @Test("a SYN reusing a finished connection's key is a new connection: new port, live again, not collected under it")
     func reusedKeyAfterClose() throws {
         let table = TCPNATTable()
-        let first = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
+        let first = try #require(table.create(Self.key(1), verdict: Self.verdict, now: 0).port)
         #expect(table.releaseFinished(Self.key(1)) == nil, "an open connection's retransmitted SYN keeps its entry")
         table.markAccepted(port: first, ipv4: true)
         #expect(table.releaseFinished(Self.key(1)) == nil, "nor does an accepted one")
@@ -56,7 +57,7 @@ struct TCPNATTableTests {
         // The client's next connection from the same port, 2 s later.
         #expect(table.releaseFinished(Self.key(1)) == TCPNATTable.Released(key: Self.key(1), port: first, resetSequence: nil), "no FIN seen: nothing to reset")
         #expect(table.entry(port: first, ipv4: true) == nil)
-        guard case .created(let second, evicted: nil) = table.create(Self.key(1), decision: Self.decision, host: nil, now: 2 * Self.second)
+        guard case .created(let second, evicted: nil) = table.create(Self.key(1), verdict: Self.verdict, now: 2 * Self.second)
         else {
             Issue.record("the reused key did not get a new entry")
             return
@@ -72,24 +73,24 @@ struct TCPNATTableTests {
     @Test("a finished entry whose client sent a FIN leaves with the sequence after it, to end the listener's TIME_WAIT")
     func timeWaitReset() throws {
         let table = TCPNATTable()
-        let port = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, clientSequence: 500, now: 0).port)
+        let port = try #require(table.create(Self.key(1), verdict: Self.verdict, clientSequence: 500, now: 0).port)
         table.markAccepted(port: port, ipv4: true)
         table.clientFinished(port: port, ipv4: true, end: 9_001)
         table.markClosed(port: port, ipv4: true, now: 1 * Self.second)
         #expect(table.collect(now: 17 * Self.second) == [TCPNATTable.Released(key: Self.key(1), port: port, resetSequence: 9_001)])
         // Released early for a reused key: the same.
-        let again = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 20 * Self.second).port)
+        let again = try #require(table.create(Self.key(2), verdict: Self.verdict, now: 20 * Self.second).port)
         table.markAccepted(port: again, ipv4: true)
         table.clientFinished(port: again, ipv4: true, end: 77)
         table.markClosed(port: again, ipv4: true, now: 21 * Self.second)
         #expect(table.releaseFinished(Self.key(2))?.resetSequence == 77)
         // An accepted connection that the relay has not finished is not reset by a collection (it is not collected).
-        let open = try #require(table.create(Self.key(3), decision: Self.decision, host: nil, now: 22 * Self.second).port)
+        let open = try #require(table.create(Self.key(3), verdict: Self.verdict, now: 22 * Self.second).port)
         table.markAccepted(port: open, ipv4: true)
         table.clientFinished(port: open, ipv4: true, end: 5)
         #expect(table.collect(now: 200 * Self.second).isEmpty)
         // A half-open entry that expires: the listener's SYN_RECV is reset with the SYN's sequence + 1.
-        _ = table.create(Self.key(4), decision: Self.decision, host: nil, clientSequence: UInt32.max, now: 200 * Self.second)
+        _ = table.create(Self.key(4), verdict: Self.verdict, clientSequence: UInt32.max, now: 200 * Self.second)
         #expect(table.collect(now: 261 * Self.second).map(\.resetSequence) == [0], "wraps")
     }
 
@@ -101,7 +102,7 @@ struct TCPNATTableTests {
         for second in 0..<40 {
             for n in 0..<1_000 {
                 now = UInt64(second) * Self.second + UInt64(n) * 1_000_000
-                let port = try #require(table.create(Self.key(second * 1_000 + n), decision: Self.decision, host: nil, now: now).port)
+                let port = try #require(table.create(Self.key(second * 1_000 + n), verdict: Self.verdict, now: now).port)
                 table.markAccepted(port: port, ipv4: true)
                 table.markClosed(port: port, ipv4: true, now: now)
             }
@@ -110,7 +111,7 @@ struct TCPNATTableTests {
         // What stays queued: the last 15 s of closes (they linger); none of the 40,000 creations.
         #expect(table.queued <= 16_000, "\(table.queued) queue items")
         // One connection that never completes holds the queue from its own item on, no further back.
-        _ = table.create(Self.key(99_999), decision: Self.decision, host: nil, now: now + 1)
+        _ = table.create(Self.key(99_999), verdict: Self.verdict, now: now + 1)
         _ = table.collect(now: now + 2)
         #expect(table.collect(now: now + 61 * Self.second).map(\.key).contains(Self.key(99_999)))
         #expect(table.queued == 0, "everything went: \(table.queued)")
@@ -122,14 +123,14 @@ struct TCPNATTableTests {
         // Fill and empty a stretch of ports so that the allocator wraps onto the same ones later.
         var ports: [UInt16] = []
         for n in 0..<64_512 {
-            ports.append(try #require(table.create(Self.key(n), decision: Self.decision, host: nil, now: 0).port))
+            ports.append(try #require(table.create(Self.key(n), verdict: Self.verdict, now: 0).port))
             table.markAccepted(port: ports.last!, ipv4: true)
             table.markClosed(port: ports.last!, ipv4: true, now: 0)
         }
-        #expect(table.create(Self.key(70_000), decision: Self.decision, host: nil, now: 0) == .noPort(evicted: nil), "every port in use")
+        #expect(table.create(Self.key(70_000), verdict: Self.verdict, now: 0) == .noPort(evicted: nil), "every port in use")
         #expect(table.collect(now: 16 * Self.second).count == 64_512)
         // The first port comes round again, opened late: the old queue items for it must not take it.
-        let again = try #require(table.create(Self.key(70_001), decision: Self.decision, host: nil, now: 17 * Self.second).port)
+        let again = try #require(table.create(Self.key(70_001), verdict: Self.verdict, now: 17 * Self.second).port)
         table.markAccepted(port: again, ipv4: true)
         #expect(table.collect(now: 100 * Self.second).isEmpty)
         #expect(table.entry(port: again, ipv4: true)?.key == Self.key(70_001))
@@ -144,15 +145,15 @@ struct TCPNATTableTests {
         for n in 1...4 {
             ports.append(
                 try #require(
-                    table.create(Self.key(n), decision: Self.decision, host: nil, clientSequence: UInt32(1000 * n), now: UInt64(n))
+                    table.create(Self.key(n), verdict: Self.verdict, clientSequence: UInt32(1000 * n), now: UInt64(n))
                         .port))
         }
         table.markAccepted(port: ports[1], ipv4: true)  // key 2 is relayed
-        let fifth = table.create(Self.key(5), decision: Self.decision, host: nil, now: 5)
+        let fifth = table.create(Self.key(5), verdict: Self.verdict, now: 5)
         #expect(fifth.evicted == TCPNATTable.Released(key: Self.key(1), port: ports[0], resetSequence: 1001), "the oldest half-open; the listener expects 1001")
         #expect(fifth.port != nil)
         #expect(table.port(for: Self.key(1)) == nil && table.entry(port: ports[0], ipv4: true) == nil)
-        let sixth = table.create(Self.key(6), decision: Self.decision, host: nil, now: 6)
+        let sixth = table.create(Self.key(6), verdict: Self.verdict, now: 6)
         #expect(sixth.evicted?.key == Self.key(3), "key 2 is accepted: skipped, key 3 goes")
         #expect(table.port(for: Self.key(2)) == ports[1])
         for key in [Self.key(4), Self.key(5), Self.key(6)] {
@@ -160,13 +161,13 @@ struct TCPNATTableTests {
         }
         #expect(table.liveCount == 4)
         #expect(!table.admitsNew)
-        #expect(table.create(Self.key(7), decision: Self.decision, host: nil, now: 7) == .atLimit)
-        #expect(table.create(Self.key(2), decision: Self.decision, host: nil, now: 7) == .existing(ports[1]), "a retransmitted SYN")
+        #expect(table.create(Self.key(7), verdict: Self.verdict, now: 7) == .atLimit)
+        #expect(table.create(Self.key(2), verdict: Self.verdict, now: 7) == .existing(ports[1]), "a retransmitted SYN")
         // A relay finishes: its entry lingers (still translates) but no longer counts.
         table.markClosed(port: ports[1], ipv4: true, now: 8)
         #expect(table.liveCount == 3 && table.entry(port: ports[1], ipv4: true) != nil)
         #expect(table.admitsNew)
-        guard case .created(let seventh, evicted: nil) = table.create(Self.key(7), decision: Self.decision, host: nil, now: 9)
+        guard case .created(let seventh, evicted: nil) = table.create(Self.key(7), verdict: Self.verdict, now: 9)
         else {
             Issue.record("room after a close: created without pushing anything out")
             return
@@ -175,26 +176,26 @@ struct TCPNATTableTests {
         // A lower limit on reload closes nothing, it only refuses the next SYN.
         table.maxConnections = 2
         #expect(table.liveCount == 4)
-        #expect(table.create(Self.key(8), decision: Self.decision, host: nil, now: 10) == .atLimit)
+        #expect(table.create(Self.key(8), verdict: Self.verdict, now: 10) == .atLimit)
     }
 
     @Test("the oldest half-open entry is chosen across both families")
     func evictionAcrossFamilies() throws {
         let table = TCPNATTable(maxConnections: 2)
-        _ = table.create(Self.key6(1), decision: Self.decision, host: nil, now: 1)
-        _ = table.create(Self.key(1), decision: Self.decision, host: nil, now: 2)
-        let third = table.create(Self.key(2), decision: Self.decision, host: nil, now: 3)
+        _ = table.create(Self.key6(1), verdict: Self.verdict, now: 1)
+        _ = table.create(Self.key(1), verdict: Self.verdict, now: 2)
+        let third = table.create(Self.key(2), verdict: Self.verdict, now: 3)
         #expect(third.evicted?.key == Self.key6(1))
         #expect(third.evicted?.ipv4 == false)
-        let fourth = table.create(Self.key6(2), decision: Self.decision, host: nil, now: 4)
+        let fourth = table.create(Self.key6(2), verdict: Self.verdict, now: 4)
         #expect(fourth.evicted?.key == Self.key(1))
     }
 
     @Test("a client's reset releases a half-open entry at once; an accepted one stays for the relay to close")
     func resetReleasesHalfOpen() throws {
         let table = TCPNATTable(maxConnections: 10)
-        let half = try #require(table.create(Self.key(1), decision: Self.decision, host: nil, now: 0).port)
-        let relayed = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
+        let half = try #require(table.create(Self.key(1), verdict: Self.verdict, now: 0).port)
+        let relayed = try #require(table.create(Self.key(2), verdict: Self.verdict, now: 0).port)
         table.markAccepted(port: relayed, ipv4: true)
         #expect(table.releaseHalfOpen(port: half, ipv4: true) == Self.key(1))
         #expect(table.releaseHalfOpen(port: relayed, ipv4: true) == nil)
@@ -207,8 +208,8 @@ struct TCPNATTableTests {
         let relaxed = TCPNATTable(maxConnections: 100)
         let pressed = TCPNATTable(maxConnections: 4)
         for table in [relaxed, pressed] {
-            _ = table.create(Self.key(1), decision: Self.decision, host: nil, now: 0)
-            let kept = try #require(table.create(Self.key(2), decision: Self.decision, host: nil, now: 0).port)
+            _ = table.create(Self.key(1), verdict: Self.verdict, now: 0)
+            let kept = try #require(table.create(Self.key(2), verdict: Self.verdict, now: 0).port)
             table.markAccepted(port: kept, ipv4: true)
         }
         #expect(relaxed.collect(now: 6 * Self.second).isEmpty)
@@ -221,13 +222,13 @@ struct TCPNATTableTests {
     func pressureTail() throws {
         let table = TCPNATTable(maxConnections: 4)
         let half = Self.second / 2
-        for n in 1...3 { _ = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n - 1) * half) }
+        for n in 1...3 { _ = table.create(Self.key(n), verdict: Self.verdict, now: UInt64(n - 1) * half) }
         // 5.7 s: the two SYNs from 0 and 0.5 s are 5 s old; the one from 1 s is not yet.
         #expect(table.collect(now: 5 * Self.second + 7 * Self.second / 10).map(\.key) == [Self.key(1), Self.key(2)])
         #expect(table.liveCount == 1, "below half now")
         #expect(table.collect(now: 6 * Self.second + 7 * Self.second / 10).map(\.key) == [Self.key(3)], "not 60 s later")
         // A SYN after the flood, with the table below half, gets the full minute to complete.
-        _ = table.create(Self.key(4), decision: Self.decision, host: nil, now: 7 * Self.second)
+        _ = table.create(Self.key(4), verdict: Self.verdict, now: 7 * Self.second)
         #expect(table.collect(now: 13 * Self.second).isEmpty)
         #expect(table.collect(now: 68 * Self.second).map(\.key) == [Self.key(4)])
     }
@@ -237,7 +238,7 @@ struct TCPNATTableTests {
         let table = TCPNATTable(maxConnections: 1_000)
         var established: [UInt16] = []
         for n in 0..<100 {
-            let port = try #require(table.create(Self.key(n), decision: Self.decision, host: nil, now: 0).port)
+            let port = try #require(table.create(Self.key(n), verdict: Self.verdict, now: 0).port)
             table.markAccepted(port: port, ipv4: true)
             established.append(port)
         }
@@ -245,7 +246,7 @@ struct TCPNATTableTests {
         var evicted = 0
         var refused = 0
         for n in 100..<50_100 {
-            let creation = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n))
+            let creation = table.create(Self.key(n), verdict: Self.verdict, now: UInt64(n))
             if creation.port == nil { refused += 1 }
             if creation.evicted != nil { evicted += 1 }
         }
@@ -255,9 +256,9 @@ struct TCPNATTableTests {
         #expect(table.liveCount == 1_000)
         for (n, port) in established.enumerated() { #expect(table.entry(port: port, ipv4: true)?.key == Self.key(n)) }
         // A real client amid the flood: its SYN gets an entry; accepted promptly, it survives the rest of the flood.
-        let real = try #require(table.create(Self.key(60_000), decision: Self.decision, host: nil, now: 60_000).port)
+        let real = try #require(table.create(Self.key(60_000), verdict: Self.verdict, now: 60_000).port)
         table.markAccepted(port: real, ipv4: true)
-        for n in 60_001..<62_000 { _ = table.create(Self.key(n), decision: Self.decision, host: nil, now: UInt64(n)) }
+        for n in 60_001..<62_000 { _ = table.create(Self.key(n), verdict: Self.verdict, now: UInt64(n)) }
         #expect(table.entry(port: real, ipv4: true)?.key == Self.key(60_000))
         #expect(elapsed < 5, "50,000 SYNs took \(elapsed) s")
     }

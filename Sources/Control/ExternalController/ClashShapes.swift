@@ -69,8 +69,10 @@ enum ClashShapes {
         func alive(_ name: String) -> Bool { health[name].map { $0.latencyMilliseconds != nil } ?? true }
 
         var result: [String: ProxyInfo] = [:]
-        result["DIRECT"] = ProxyInfo(name: "DIRECT", type: "Direct", udp: true, alive: true, history: history("DIRECT"))
-        result["REJECT"] = ProxyInfo(name: "REJECT", type: "Reject", udp: true, alive: true, history: [])
+        let direct = BuiltinTarget.direct.rawValue
+        let reject = BuiltinTarget.reject.rawValue
+        result[direct] = ProxyInfo(name: direct, type: "Direct", udp: true, alive: true, history: history(direct))
+        result[reject] = ProxyInfo(name: reject, type: "Reject", udp: true, alive: true, history: [])
         // mihomo's other built-ins, where a group lists them (COMPATIBLE is direct; PASS is rejected by sluice).
         let listed = Set(configuration.proxyGroups.flatMap(\.members))
         if listed.contains(ProxyGroup.compatible) {
@@ -106,8 +108,8 @@ enum ClashShapes {
             info.icon = group.icon ?? ""
             if let reason = unavailable[group.name] {
                 info.alive = false
-                info.now = "REJECT"
-                if !group.members.contains("REJECT") { info.all = group.members + ["REJECT"] }
+                info.now = reject
+                if !group.members.contains(reject) { info.all = group.members + [reject] }
                 info.unavailable = reason
             }
             result[group.name] = info
@@ -115,7 +117,7 @@ enum ClashShapes {
         if result[global] == nil, let group = configuration.proxyGroupsWithGlobal.last, group.name == global {
             var info = ProxyInfo(name: global, type: "Selector", udp: true, alive: true, history: [])
             info.all = group.members
-            info.now = groupStates[global]?.now ?? "DIRECT"
+            info.now = groupStates[global]?.now ?? direct
             info.testUrl = group.url
             info.hidden = false
             info.icon = ""

@@ -39,7 +39,7 @@ final class ControllerMetrics: Sendable {
             counter("sluice_traffic_bytes_total", [("direction", "down")], value: Int64(connections.downloadTotal))
             var byOutbound: [String: Int] = [:]
             for connection in connections.connections {
-                byOutbound[connection.chains.first ?? "DIRECT", default: 0] += 1
+                byOutbound[connection.chains.first ?? BuiltinTarget.direct.rawValue, default: 0] += 1
             }
             let names = outbounds.withLock { seen in
                 seen.formUnion(byOutbound.keys)

@@ -117,6 +117,8 @@ public final class RuleEngine: @unchecked Sendable {
     public let usesUID: Bool
     /// Whether any rule tests the process: only then is it looked up.
     public let usesProcess: Bool
+    /// The first rule that tests the process; nil when none does.
+    private let firstProcessRule: Int?
 
     /// - Parameter providers: the loaded rule providers that RULE-SET rules name; a RULE-SET whose
     ///   provider is missing never matches (and is listed in ``unsupportedKinds``).
@@ -134,6 +136,7 @@ public final class RuleEngine: @unchecked Sendable {
         unsupportedKinds = program.unsupportedKinds
         usesUID = program.usesUID
         usesProcess = program.usesProcess
+        firstProcessRule = program.firstProcessRule
     }
 
     public convenience init(configuration: SluiceConfiguration, strategy: Strategy = .indexed) {
@@ -158,14 +161,31 @@ public final class RuleEngine: @unchecked Sendable {
         withoutActuallyEscaping(resolve) { decide(m, resolver: $0) }
     }
 
+    /// The decision when the process cannot change it: the first rule that matches `m` (whose process is not known)
+    /// comes before every rule that tests the process. nil: a rule that tests the process could decide, so the
+    /// process must be looked up first. Lets a caller that must not wait for that lookup decide what it can at once.
+    public func decideBeforeProcess(_ m: ConnectionMetadata, resolve: (String) -> [IPAddress]) -> RuleDecision? {
+        withoutActuallyEscaping(resolve) { resolver in
+            if mode == .direct { return decide(m, resolver: resolver) }
+            guard let first = firstProcessRule else { return decide(m, resolver: resolver) }
+            guard let found = matcher.firstMatch(m, resolve: resolver), found.index < first else { return nil }
+            return decision(found)
+        }
+    }
+
     private func decide(_ m: ConnectionMetadata, resolver: ((String) -> [IPAddress])?) -> RuleDecision {
         switch mode {
-        case .direct: return RuleDecision(target: "DIRECT", rule: "mode direct")
+        case .direct: return RuleDecision(target: BuiltinTarget.direct.rawValue, rule: "mode direct")
         case .global, .rule: break
         }
         guard let found = matcher.firstMatch(m, resolve: resolver) else {
-            return RuleDecision(target: "DIRECT", rule: "no rule matched")
+            return RuleDecision(target: BuiltinTarget.direct.rawValue, rule: "no rule matched")
         }
+        return decision(found)
+    }
+
+    /// The decision of the rule `found` (the target of the rule of a SUB-RULE's set that matched).
+    private func decision(_ found: RuleMatch) -> RuleDecision {
         let top = rules[found.index]
         // A SUB-RULE's target is that of the rule in its set that matched (`SUB-RULE,(NETWORK,TCP),web → DOMAIN,a`).
         var rule = top
@@ -178,7 +198,7 @@ public final class RuleEngine: @unchecked Sendable {
         if case .subRule = rule.condition {
             // Cannot happen (a SUB-RULE matches only through a rule of its set); its target names no proxy, so
             // reject rather than let the dispatcher guess.
-            return RuleDecision(target: "REJECT", rule: description, condition: top.condition)
+            return RuleDecision(target: BuiltinTarget.reject.rawValue, rule: description, condition: top.condition)
         }
         return RuleDecision(target: rule.target, rule: description, condition: top.condition)
     }

@@ -27,6 +27,8 @@ struct RuleProgram: @unchecked Sendable {
     let usesUID: Bool
     /// Some rule tests PROCESS-NAME or PROCESS-PATH.
     let usesProcess: Bool
+    /// The first rule that tests the process (in itself, a logical rule, a SUB-RULE or a rule set); nil: none does.
+    let firstProcessRule: Int?
 
     init(rules: [Rule], providers: [RuleProvider]) {
         var byName: [String: RuleProvider] = [:]
@@ -73,7 +75,12 @@ struct RuleProgram: @unchecked Sendable {
             default: break
             }
         }
-        self.rules.forEach { scan($0.condition) }
+        var firstProcessRule: Int?
+        for (index, rule) in self.rules.enumerated() {
+            scan(rule.condition)
+            if usesProcess && firstProcessRule == nil { firstProcessRule = index }
+        }
+        self.firstProcessRule = firstProcessRule
         self.regexes = regexes
         self.unsupportedKinds = unsupported
         self.usesUID = usesUID

@@ -335,7 +335,7 @@ package final class DNSPeer: NameService, @unchecked Sendable {
 /// pair; a thread on the other end reads each length-prefixed query (RFC 1035 4.2.2),
 /// asks the dns worker and writes the answer back.
 struct DNSOutbound: Outbound {
-    let name = "DNS"
+    let name = BuiltinTarget.dns.rawValue
     let peer: DNSPeer
 
     var sendsNames: Bool { false }
@@ -378,3 +378,6 @@ struct DNSOutbound: Outbound {
         return out
     }
 }
+
+/// The router asks the peer which flows are hijacked DNS and which names stand behind their destinations.
+extension DNSPeer: FlowNames {}

@@ -1,6 +1,5 @@
 import SluiceConfig
 import SluiceNet
-import SluiceRules
 import SluiceSystem
 
 /// The "system" stack's TCP translation table.
@@ -29,17 +28,11 @@ final class TCPNATTable: Sendable {
 
     struct Entry: Sendable {
         var key: Key
-        var decision: RuleDecision
-        var host: String?
-        /// The destination is a fake address standing for `host`.
-        var fake = false
-        /// The rules wait for the client's first bytes (sniffing); `decision` is not made yet.
-        var sniff = false
+        /// What the router said on the SYN (routed, or decided after accept); handed back to it on accept.
+        var verdict: FlowVerdict
         /// The sequence number of the client's SYN: a reset that makes the listener forget the
         /// connection (when it is pushed out) must carry the next one.
         var clientSequence: UInt32 = 0
-        /// The rule as written and the chain of outbounds, for the connections list.
-        var route = RouteFacts()
         var createdAt: UInt64
         /// The sequence number after the client's FIN, once one passed: what the listener's socket expects next
         /// if it ends up in TIME_WAIT (it sent its FIN first, i.e. the server closed first).
@@ -82,7 +75,7 @@ final class TCPNATTable: Sendable {
         }
     }
 
-    /// What ``create(_:decision:host:fake:sniff:clientSequence:route:now:)`` did.
+    /// What ``create(_:verdict:clientSequence:now:)`` did.
     enum Creation: Equatable {
         /// A new entry at this port, after pushing out `evicted` when the table was at its limit.
         case created(UInt16, evicted: Released?)
@@ -231,12 +224,9 @@ final class TCPNATTable: Sendable {
     /// A new translation (on SYN); at the limit the oldest half-open entry (either family)
     /// makes room. `clientSequence` is the SYN's sequence number.
     func create(
-        _ key: Key, decision: RuleDecision, host: String?, fake: Bool = false, sniff: Bool = false,
-        clientSequence: UInt32 = 0, route: RouteFacts = RouteFacts(), now: UInt64
+        _ key: Key, verdict: FlowVerdict, clientSequence: UInt32 = 0, now: UInt64
     ) -> Creation {
-        let entry = Entry(
-            key: key, decision: decision, host: host, fake: fake, sniff: sniff, clientSequence: clientSequence,
-            route: route, createdAt: now)
+        let entry = Entry(key: key, verdict: verdict, clientSequence: clientSequence, createdAt: now)
         return state.withLock { s in
             let ipv4 = key.source.isIPv4
             if let existing = ipv4 ? s.v4.byKey[key] : s.v6.byKey[key] { return .existing(existing) }

@@ -1,5 +1,4 @@
 import CSluice
-import Dispatch
 import SluiceConfig
 import SluiceNet
 import SluiceInbounds
@@ -134,24 +133,22 @@ extension TCPRelayLoop {
             }
             logger.info("\(c.listener.name): \(c.peer): UDP association opened")
         case .connect(let request):
-            // Decided off this thread (the rules may wait for a lookup); the client is not polled meanwhile.
+            // Decided on a lookup lane (the rules may wait for a name or a process); the client is not polled meanwhile.
             poll.remove(c.socket.rawValue)
             proxyClients[cookie] = nil
-            let asked = PacketDispatcher.LocalRequest(
+            let asked = LocalRequest(
                 network: .tcp, client: c.peer, local: c.local, target: request.target, listener: c.listener,
                 kind: request.kind, user: request.user)
-            let decide = decideLocal
             let box = UncheckedBox((c, request))
-            DispatchQueue.global().async { [self] in
-                let route = decide?(asked)
+            router.decideLocal(asked) { [self] route in
                 post { [self] in proceed(box.value.0, box.value.1, route) }
             }
         }
     }
 
     /// Goes on with a client whose route is decided: relays it, or tells it no and closes.
-    private func proceed(_ c: LocalProxyClient, _ request: LocalProxyRequest, _ decided: PacketDispatcher.LocalRoute?) {
-        guard let decided, let outbound = decided.outbound else {
+    private func proceed(_ c: LocalProxyClient, _ request: LocalProxyRequest, _ decided: LocalRoute) {
+        guard let outbound = decided.outbound else {
             _ = Self.writeAll(c.socket, request.refused)
             failed.add(1, ordering: .relaxed)
             c.socket.close()

@@ -116,57 +116,14 @@ final class TCPRelayLoop: @unchecked Sendable {
         }
     }
 
-    /// Lookup for an accepted connection: its original endpoints and outbound.
-    struct Route {
-        var destination: InetEndpoint
-        var outbound: any Outbound
-        var label: String
-        /// Set when `destination` is a fake address: the name it stands for. DIRECT
-        /// connects to the name's real address (looked up first); proxies are sent the name.
-        var name: String?
-        /// What the connections list shows for it (the dialled address is added at the dial).
-        var facts: ConnectionFacts
-        /// Bytes for the destination before any the client sends from here on (a local proxy client's plain HTTP
-        /// request, rewritten, and what it sent behind its request).
-        var upstream: [UInt8] = []
-    }
+    /// Where an accepted connection goes (the router's answer).
+    typealias Route = TCPRoute
 
     /// Where a connection came from: the TUN (by the NAT port the dispatcher gave it) or a local proxy port.
     enum Origin {
         case nat(port: UInt16, ipv4: Bool)
         case local
     }
-
-    /// What to do with an accepted connection.
-    enum Admission {
-        /// Its rules were decided on the SYN: relay it.
-        case relay(Route)
-        /// Its rules wait for its first bytes: sniff them with `kinds` (at most
-        /// ``sniffWait``), then ask for the route with the name found.
-        case sniff(kinds: [Sniffing.Kind])
-    }
-
-    /// A client whose first bytes are awaited (sniffing), polled edge-triggered for
-    /// readability: it reads nothing (MSG_PEEK), so a level-triggered poll would report the
-    /// same bytes again and again while a ClientHello is still incomplete.
-    private final class SniffingClient {
-        let client: OwnedDescriptor
-        let natPort: UInt16
-        let ipv4: Bool
-        let kinds: [Sniffing.Kind]
-        let deadline: UInt64
-        init(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, kinds: [Sniffing.Kind], deadline: UInt64) {
-            self.client = client
-            self.natPort = natPort
-            self.ipv4 = ipv4
-            self.kinds = kinds
-            self.deadline = deadline
-        }
-    }
-
-    /// The route of a sniffed connection, given the name found (nil: none, `timedOut`: the
-    /// client sent too little in time); nil: reset the client.
-    typealias SniffedDecision = (UInt16, Bool, (name: String, kind: Sniffing.Kind)?, Bool) -> Route?
 
     /// How long a client may take to send the bytes that name its destination.
     static let sniffWait = UInt64(SniffPolicy.waitMilliseconds) * 1_000_000
@@ -178,19 +135,21 @@ final class TCPRelayLoop: @unchecked Sendable {
     let poll: EventPoll
     private let wakeup: OwnedDescriptor
     let logger: Logger
-    private var listeners: [UInt64: (OwnedDescriptor, Bool)] = [:]
+    var listeners: [UInt64: (OwnedDescriptor, Bool)] = [:]
     var connections: [UInt64: Connection] = [:]
     var nextID: UInt64 = 16
     private let stopping = Atomic<Bool>(false)
     /// A descriptor held in reserve for ``shedOneConnection(_:)``.
-    private var spare: OwnedDescriptor?
+    var spare: OwnedDescriptor?
     /// Out of descriptors: one line per few seconds, with the count.
-    private let descriptorsExhausted: LimitWarning
-    private let admit: (UInt16, Bool) -> Admission?
-    private let decideSniffed: SniffedDecision
+    let descriptorsExhausted: LimitWarning
+    /// Where accepted connections go; it never calls back into the loop (its answers to deferred decisions come in
+    /// completions this loop posts to itself).
+    let router: FlowRouter
+    /// The TUN's NAT: an accepted connection's peer port finds its entry (endpoints and the router's verdict).
+    let nat: TCPNATTable
     /// Clients being sniffed, by cookie (loop thread only).
-    private var sniffing: [UInt64: SniffingClient] = [:]
-    private let finished: (UInt16, Bool) -> Void
+    var sniffing: [UInt64: DeferredClient] = [:]
     private let lookupName: NameLookup
     private let egress: EgressPolicy
     /// The connections list (external controller); nil in tests that need none.
@@ -205,8 +164,6 @@ final class TCPRelayLoop: @unchecked Sendable {
     var proxyClients: [UInt64: LocalProxyClient] = [:]
     /// The local proxy ports' settings and associations.
     let ports: LocalProxyPorts?
-    /// A local client's route; it may wait for a lookup, so it runs off the loop's thread. Set before ``run()``.
-    var decideLocal: (@Sendable (PacketDispatcher.LocalRequest) -> PacketDispatcher.LocalRoute)?
     /// Reads of userspace relays and handshakes land here (loop thread only).
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunk, alignment: 16)
 
@@ -217,29 +174,25 @@ final class TCPRelayLoop: @unchecked Sendable {
     let bytesDown = Atomic<UInt64>(0)
 
     /// - Parameters:
-    ///   - admit: NAT port + family → where the connection goes, or what to sniff first
-    ///     (nil: unknown, reset it).
-    ///   - decideSniffed: the route of a sniffed connection once its name is known.
-    ///   - finished: the relay for that NAT port ended.
+    ///   - router: where accepted connections go (and local proxy clients' requests).
+    ///   - nat: the TUN's NAT table: the verdicts of accepted connections; told when their relay ends.
     ///   - lookupName: real addresses of a name (a fake destination's, a proxy server's).
     ///   - egress: keep-alive settings for the client side (outbounds set their own side).
     ///   - registry: where each dialled connection is listed until it closes.
     init(
-        logger: Logger, admit: @escaping (UInt16, Bool) -> Admission?, decideSniffed: @escaping SniffedDecision,
-        finished: @escaping (UInt16, Bool) -> Void, lookupName: @escaping NameLookup, egress: EgressPolicy,
+        logger: Logger, router: FlowRouter, nat: TCPNATTable, lookupName: @escaping NameLookup, egress: EgressPolicy,
         registry: ConnectionRegistry? = nil, ports: LocalProxyPorts? = nil
     ) throws(SystemError) {
         self.ports = ports
         self.egress = egress
         self.registry = registry
-        self.admit = admit
-        self.decideSniffed = decideSniffed
+        self.router = router
+        self.nat = nat
         self.lookupName = lookupName
         self.poll = try EventPoll()
         self.wakeup = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("eventfd", csluice_eventfd()))
         self.logger = logger
         descriptorsExhausted = LimitWarning(logger: logger, level: .error)
-        self.finished = finished
         try poll.add(wakeup.rawValue, .readable, cookie: 1)
         spare = try? InetSocket.udp(AF_INET)
     }
@@ -306,115 +259,6 @@ final class TCPRelayLoop: @unchecked Sendable {
         _ = write(wakeup.rawValue, &one, 8)
     }
 
-    // MARK: Accept
-
-    /// The next connection waiting on `listener` (counted); nil when none is (or the descriptors ran out: one
-    /// waiting connection was shed, see ``shedOneConnection(_:)``).
-    func acceptNext(_ listener: CInt) -> (OwnedDescriptor, InetEndpoint)? {
-        while true {
-            do {
-                guard let next = try InetSocket.accept(listener) else { return nil }
-                accepted.add(1, ordering: .relaxed)
-                return next
-            } catch {
-                if error.errno == ECONNABORTED { continue }
-                if error.errno == EMFILE || error.errno == ENFILE {
-                    shedOneConnection(listener)
-                } else {
-                    logger.warning("accept: \(error)")
-                }
-                return nil
-            }
-        }
-    }
-
-    private func acceptAll(_ listener: CInt, ipv4: Bool) {
-        while let (client, peer) = acceptNext(listener) {
-            switch admit(peer.port, ipv4) {
-            case .relay(let route):
-                begin(client: client, origin: .nat(port: peer.port, ipv4: ipv4), route: route)
-            case .sniff(let kinds):
-                startSniffing(client: client, natPort: peer.port, ipv4: ipv4, kinds: kinds)
-            case nil:
-                // A connection the NAT does not know (a stale SYN after a restart): refuse.
-                InetSocket.setResetOnClose(client.rawValue)
-                failed.add(1, ordering: .relaxed)
-            }
-        }
-    }
-
-    // MARK: Sniffing
-
-    /// Waits for the client's first bytes, without reading them (they stay in the socket
-    /// for the server), at most ``sniffWait``.
-    private func startSniffing(client: OwnedDescriptor, natPort: UInt16, ipv4: Bool, kinds: [Sniffing.Kind]) {
-        let id = nextID
-        nextID += 2
-        let waiting = SniffingClient(
-            client: client, natPort: natPort, ipv4: ipv4, kinds: kinds, deadline: MonotonicClock.now + Self.sniffWait)
-        sniffing[id] = waiting
-        do {
-            try poll.add(client.rawValue, [.readable, .readHangup, .edgeTriggered], cookie: id)
-        } catch {
-            logger.error("sniffing: epoll: \(error)")
-            sniffing[id] = nil
-            refuse(client, origin: .nat(port: natPort, ipv4: ipv4), "sniffing: \(error)")
-            return
-        }
-        // Bytes may have arrived with the handshake already.
-        sniff(id, waiting, final: false)
-    }
-
-    /// Peeks at what the client sent and sniffs it. Decides when a name is found, when the
-    /// bytes cannot give one, when the client is done sending, or when `final` (the wait
-    /// is over); otherwise keeps waiting.
-    private func sniff(_ id: UInt64, _ waiting: SniffingClient, final: Bool) {
-        let limit = min(Sniffing.maximumBytes, scratch.count)
-        let n = csluice_recv(waiting.client.rawValue, scratch.baseAddress, limit, CInt(MSG_PEEK | MSG_DONTWAIT))
-        var sniffed: (name: String, kind: Sniffing.Kind)?
-        var timedOut = false
-        if n > 0 {
-            let (result, kind) = Sniffing.sniff(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), kinds: waiting.kinds)
-            switch result {
-            case .name(let name): sniffed = kind.map { (name, $0) }
-            case .needMoreBytes:
-                if !final && n < limit { return }
-                timedOut = final
-            case .noName, .notThisProtocol: break
-            }
-        } else if n == -EAGAIN || n == -EINTR {
-            if !final { return }
-            timedOut = true
-        } else if n < 0 {
-            // The client reset or failed meanwhile.
-            sniffing[id] = nil
-            poll.remove(waiting.client.rawValue)
-            refuse(waiting.client, origin: .nat(port: waiting.natPort, ipv4: waiting.ipv4), "sniffing: the client went away")
-            return
-        }
-        // n == 0: the client closed its side without a word; decide without a name.
-        sniffing[id] = nil
-        poll.remove(waiting.client.rawValue)
-        endSniffing(waiting, route: decideSniffed(waiting.natPort, waiting.ipv4, sniffed, timedOut))
-    }
-
-    /// Goes on with a sniffed connection: relays it, or resets it when `route` is nil.
-    private func endSniffing(_ waiting: SniffingClient, route: Route?) {
-        guard let route else {
-            InetSocket.setResetOnClose(waiting.client.rawValue)
-            waiting.client.close()
-            failed.add(1, ordering: .relaxed)
-            finished(waiting.natPort, waiting.ipv4)
-            return
-        }
-        begin(client: waiting.client, origin: .nat(port: waiting.natPort, ipv4: waiting.ipv4), route: route)
-    }
-
-    /// Decides the clients whose wait is over with what they sent so far.
-    private func expireSniffing(now: UInt64) {
-        for (id, waiting) in sniffing where now >= waiting.deadline { sniff(id, waiting, final: true) }
-    }
-
     /// Asks the outbound for its plan and dials the first hop, after resolving it when it
     /// is a name (off this thread; the client waits, accepted, in the meantime).
     func begin(client: OwnedDescriptor, origin: Origin, route: Route) {
@@ -448,7 +292,7 @@ final class TCPRelayLoop: @unchecked Sendable {
     }
 
     /// Resets a client whose connection cannot be made.
-    private func refuse(_ client: OwnedDescriptor, origin: Origin, _ message: String) {
+    func refuse(_ client: OwnedDescriptor, origin: Origin, _ message: String) {
         logger.info("\(message)")
         InetSocket.setResetOnClose(client.rawValue)
         client.close()
@@ -457,8 +301,8 @@ final class TCPRelayLoop: @unchecked Sendable {
     }
 
     /// Tells the NAT table that a TUN connection's relay ended.
-    private func finish(_ origin: Origin) {
-        if case .nat(let port, let ipv4) = origin { finished(port, ipv4) }
+    func finish(_ origin: Origin) {
+        if case .nat(let port, let ipv4) = origin { nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) }
     }
 
     /// Runs `work` on the loop's thread.
@@ -466,22 +310,6 @@ final class TCPRelayLoop: @unchecked Sendable {
         posted.withLock { $0.append(work) }
         var one: UInt64 = 1
         _ = write(wakeup.rawValue, &one, 8)
-    }
-
-    /// Out of descriptors: the pending connection would keep the listener readable and
-    /// the loop spinning. Free the spare descriptor, accept and reset the connection (the
-    /// client sees a refusal at once), and take the spare back.
-    private func shedOneConnection(_ listener: CInt) {
-        descriptorsExhausted.hit { n in
-            "out of file descriptors (EMFILE): refusing new connections (\(n) refused since the last line); raise LimitNOFILE or lower the load"
-        }
-        spare?.close()
-        if let (client, _) = try? InetSocket.accept(listener) {
-            InetSocket.setResetOnClose(client.rawValue)
-            client.close()
-        }
-        spare = try? InetSocket.udp(AF_INET)
-        failed.add(1, ordering: .relaxed)
     }
 
     private func dial(

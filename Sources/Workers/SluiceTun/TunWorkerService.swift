@@ -45,7 +45,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
             }
             let table = Self.routingTable(
                 configuration, egress: running.egress, resolver: running.resolver,
-                previous: running.dispatcher.table.withLock { $0 }, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
+                previous: running.router.current, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
                 logger: logger)
             running.install(table)
             running.ports?.settings = configuration.inbound
@@ -77,7 +77,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
 
     package var isHealthy: Bool { running?.isHealthy ?? true }
     /// One line per proxy group that rejects its traffic because nothing in it can carry a connection.
-    package var problems: [String] { running?.dispatcher.table.withLock { $0.groups?.problems } ?? [] }
+    package var problems: [String] { running?.router.current.groups?.problems ?? [] }
 
     package func stats() -> [StatsReport.Entry] { running?.stats() ?? [] }
 
@@ -91,7 +91,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
     /// `sluiced select` and the group state for `sluiced status`; the external controller's connections list and
     /// closes.
     package func answer(_ request: Message) -> Message? {
-        let groups = running?.dispatcher.table.withLock { $0.groups }
+        let groups = running?.router.current.groups
         switch request {
         case .connectionsRequest:
             let snapshot = running?.registry.snapshot() ?? ConnectionsSnapshot(uploadTotal: 0, downloadTotal: 0, connections: [])
@@ -143,7 +143,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
     }
 
     /// Outbounds by name (DIRECT and every proxy of a registered protocol: ``OutboundRegistry``); `reject`
-    /// proxies resolve to REJECT in the dispatcher.
+    /// proxies resolve to REJECT in the router.
     static func routingTable(
         _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, previous: RoutingTable? = nil,
         stateDirectory: String? = nil, logger: Logger
@@ -153,7 +153,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
         // A link's peer endpoint goes DIRECT before any user rule (issue 7: the tunnel never loops into a proxy).
         var rules = configuration.wireguardEndpointRules + configuration.rules
         let rejectNames = Set(configuration.proxies.filter(\.isReject).map(\.name))
-        for i in rules.indices where rejectNames.contains(rules[i].target) { rules[i].target = "REJECT" }
+        for i in rules.indices where rejectNames.contains(rules[i].target) { rules[i].target = BuiltinTarget.reject.rawValue }
         // Groups keep their state (choices, health) across a reload that leaves them alone.
         // Every configuration has mihomo's GLOBAL group: `mode: global` routes through it, and the API selects in it.
         let groupConfigurations = configuration.proxyGroupsWithGlobal
@@ -189,6 +189,8 @@ final class RunningDataPlane: @unchecked Sendable {
     let autoRoute: AutoRoute?
     let egress: EgressPolicy
     let dispatcher: PacketDispatcher
+    /// Judges every new flow; holds the routing table.
+    let router: FlowRouter
     let relay: TCPRelayLoop
     let udp: UDPFlowTable
     let icmp: ICMPForwarder
@@ -211,7 +213,7 @@ final class RunningDataPlane: @unchecked Sendable {
 
     private init(
         device: TunDevice?, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
-        relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
+        router: FlowRouter, relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
         registry: ConnectionRegistry, ports: LocalProxyPorts?, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
@@ -221,6 +223,7 @@ final class RunningDataPlane: @unchecked Sendable {
         self.autoRoute = autoRoute
         self.egress = egress
         self.dispatcher = dispatcher
+        self.router = router
         self.relay = relay
         self.udp = udp
         self.icmp = icmp
@@ -318,16 +321,14 @@ final class RunningDataPlane: @unchecked Sendable {
         let table = TunWorkerService.routingTable(
             configuration, egress: egress, resolver: resolver, stateDirectory: stateDirectory, logger: logger)
 
-        // The dispatcher needs the listeners' ports and the relay needs the dispatcher's
-        // routing: build the relay with a late-bound lookup.
-        let lookup = Locked<PacketDispatcher?>(nil)
+        // Data flows one way: the dispatcher and the relay ask the router; it answers with values.
+        let router = FlowRouter(
+            table: table, names: dnsPeer,
+            owners: FlowOwners(sockets: try? SocketOwners(), processes: supervisor), hijack: DNSOutbound(peer: dnsPeer),
+            resolveForRules: { [resolver] name in resolver.resolveBlocking(name, ipv6: false, timeoutMilliseconds: 150).0 },
+            logger: logger)
         let relay = try TCPRelayLoop(
-            logger: logger,
-            admit: { port, ipv4 in lookup.withLock { $0 }?.admit(natPort: port, ipv4: ipv4) },
-            decideSniffed: { port, ipv4, sniffed, timedOut in
-                lookup.withLock { $0 }?.decideSniffed(natPort: port, ipv4: ipv4, sniffed: sniffed, timedOut: timedOut)
-            },
-            finished: { port, ipv4 in nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) },
+            logger: logger, router: router, nat: nat,
             lookupName: { name, ipv6, completion in resolver.resolve(name, ipv6: ipv6, completion: completion) },
             egress: egress, registry: registry, ports: ports)
         func stackAddresses(_ prefixes: [IPPrefix]) throws -> PacketDispatcher.StackAddresses? {
@@ -343,8 +344,7 @@ final class RunningDataPlane: @unchecked Sendable {
         let v6 = device != nil && configuration.ipv6 ? try stackAddresses(tun.inet6Address) : nil
         let dispatcher = PacketDispatcher(
             tun: writer, mtu: tun.mtu, v4: v4, v6: v6, nat: nat, udp: udp, icmp: icmp,
-            dns: dnsPeer, resolver: resolver, supervisor: supervisor, table: table, logger: logger)
-        lookup.withLock { $0 = dispatcher }
+            dns: dnsPeer, resolver: resolver, router: router, logger: logger)
         let served = try serveLocalPorts(
             configuration.inbound, descriptors: environment["SLUICE_INBOUND_FDS"], relay: relay, udp: udp,
             dispatcher: dispatcher, logger: logger)
@@ -357,7 +357,8 @@ final class RunningDataPlane: @unchecked Sendable {
         }
         if !served.isEmpty { summary += ", local ports " + served.joined(separator: " ") }
         let plane = RunningDataPlane(
-            device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, relay: relay,
+            device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, router: router,
+            relay: relay,
             udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports, markerPath: markerPath, addedAddresses: device?.createdBySluice == true ? [] : added,
             wantedAddresses: wantedAddresses, interfaceIndex: interfaceIndex, summary: summary, logger: logger)
         plane.threads = [
@@ -384,7 +385,6 @@ final class RunningDataPlane: @unchecked Sendable {
         dispatcher: PacketDispatcher, logger: Logger
     ) throws -> [String] {
         guard let descriptors, !inbound.listeners.isEmpty else { return [] }
-        relay.decideLocal = { [dispatcher] request in dispatcher.decideLocal(request) }
         udp.localDatagram = { [dispatcher] index, listener, local, client, target, payload, user in
             dispatcher.handleLocalDatagram(
                 listener: index, listener, local: local, from: client, to: target, payload: payload, user: user)
@@ -487,7 +487,10 @@ final class RunningDataPlane: @unchecked Sendable {
             .init("tun.packets", Int64(dispatcher.packets.load(ordering: .relaxed))),
             .init("tun.fragments.dropped", Int64(dispatcher.fragmentsDropped.load(ordering: .relaxed))),
             .init("tun.malformed.dropped", Int64(dispatcher.malformedDropped.load(ordering: .relaxed))),
-            .init("tun.rejected", Int64(dispatcher.rejected.load(ordering: .relaxed))),
+            // Refused by the packet path (limits, ICMP, datagrams of refused pairs) and by the router's decisions.
+            .init(
+                "tun.rejected",
+                Int64(dispatcher.rejected.load(ordering: .relaxed) &+ router.rejected.load(ordering: .relaxed))),
             .init("tcp.flows", Int64(dispatcher.tcpFlows.load(ordering: .relaxed))),
             .init("tun.super.packets", Int64(dispatcher.superPackets.load(ordering: .relaxed))),
             .init("tcp.accepted", Int64(relay.accepted.load(ordering: .relaxed))),
@@ -515,10 +518,7 @@ final class RunningDataPlane: @unchecked Sendable {
     /// Puts a new routing table in place (reload); a new set of proxy groups gets its own
     /// health checks and the old one's stop.
     func install(_ table: RoutingTable) {
-        let old = dispatcher.table.withLock { current in
-            defer { current = table }
-            return current
-        }
+        let old = router.install(table)
         if old.groups !== table.groups {
             old.groups?.stop()
             startHealthChecks(table.groups)
@@ -529,12 +529,12 @@ final class RunningDataPlane: @unchecked Sendable {
     /// may take up to its timeout; stopping the groups ends the loop after it).
     func startHealthChecks(_ groups: ProxyGroups?) {
         guard let groups, groups.needsHealthChecks else { return }
-        let dispatcher = self.dispatcher
+        let router = self.router
         let resolver = self.resolver
         do {
             try OSThread.detached(name: "tun-health") {
                 groups.runHealthChecks { member, url, timeout in
-                    let table = dispatcher.table.withLock { $0 }
+                    let table = router.current
                     let leaf = groups.contains(member) ? groups.resolve(member, key: "health-check") : member
                     guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return nil }
                     return HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver)
@@ -555,10 +555,10 @@ final class RunningDataPlane: @unchecked Sendable {
     /// member of the group `name` at once. Answers through `respond` from a detached thread; every measurement is
     /// bounded by the request's timeout. Results feed the groups' health as a check would.
     func delayTest(_ test: DelayTest, respond: @escaping @Sendable (Message) -> Void) {
-        let table = dispatcher.table.withLock { $0 }
+        let table = router.current
         let groups = table.groups
         let isGroup = groups?.contains(test.name) ?? false
-        let builtIns: Set<String> = ["DIRECT", "REJECT", "REJECT-DROP"]
+        let builtIns = Set([BuiltinTarget.direct, .reject, .rejectDrop].map(\.rawValue))
         guard isGroup || table.outbounds[test.name] != nil || table.rejectNames.contains(test.name)
             || builtIns.contains(test.name)
         else {
@@ -638,7 +638,7 @@ final class RunningDataPlane: @unchecked Sendable {
 
     /// Graceful stop: threads, auto-route, addresses we added, and the device if we made it.
     func stop() {
-        dispatcher.table.withLock { $0.groups?.stop() }
+        router.current.groups?.stop()
         stopping.store(true, ordering: .relaxed)
         dispatcher.stop()
         dns.detach()

@@ -128,7 +128,7 @@ extension ConfigurationDecoder {
                 context.warning(
                     node.mark, path.key("proxy"),
                     "\(DecodingContext.quote(target)) was left out; this listener's connections are rejected (sluice fails closed)")
-                proxy = "REJECT"
+                proxy = BuiltinTarget.reject.rawValue
             case .unknown:
                 context.error(node.mark, path.key("proxy"), "\(DecodingContext.quote(target)) names no proxy or group")
                 return nil

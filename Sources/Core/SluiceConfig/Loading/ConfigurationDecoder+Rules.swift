@@ -150,7 +150,7 @@ extension ConfigurationDecoder {
             options = fields[3...]
         }
         switch names.resolve(target) {
-        case .builtIn where target == "PASS":
+        case .builtIn where target == BuiltinTarget.pass.rawValue:
             throw .skipped("target PASS is not supported by sluice (it only continues matching); rule skipped")
         case .builtIn, .proxy, .group:
             break
@@ -158,7 +158,7 @@ extension ConfigurationDecoder {
             // Skipping the rule would let what it matches fall through to later rules, often MATCH,DIRECT: traffic
             // meant for a proxy would leave in the clear. It rejects instead.
             partOptions.leftOutTarget = target
-            target = "REJECT"
+            target = BuiltinTarget.reject.rawValue
         case .unknown:
             throw .invalid(
                 "no proxy or group named \"\(target)\"; the target must be a proxy, a group, DIRECT, "

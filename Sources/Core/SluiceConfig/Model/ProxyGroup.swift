@@ -70,10 +70,10 @@ extension ProxyGroup {
 
     /// mihomo's built-in `COMPATIBLE`: a direct outbound. mihomo fills an empty group with it; sluice does not
     /// (an empty group rejects), but a configuration may list it as a member, and then it is `DIRECT`.
-    public static let compatible = "COMPATIBLE"
+    public static let compatible = BuiltinTarget.compatible.rawValue
     /// The rule target `PASS` (continue with the next rule). sluice cannot continue from a group yet, so a
     /// connection whose group picks it is rejected.
-    public static let pass = "PASS"
+    public static let pass = BuiltinTarget.pass.rawValue
 
     /// The groups that can carry no connection, each with why: a group with no members, or whose every member is
     /// `PASS` or such a group. Their traffic is rejected (fail closed), never sent `DIRECT`.
@@ -117,14 +117,14 @@ extension ProxyGroup {
 
 extension SluiceConfiguration {
     /// The name of mihomo's built-in group that `mode: global` sends everything to.
-    public static let globalGroupName = "GLOBAL"
+    public static let globalGroupName = BuiltinTarget.global.rawValue
 
     /// The configured groups plus mihomo's built-in `GLOBAL` select group (DIRECT, REJECT, every group, every
     /// proxy; its first member DIRECT), unless the configuration defines a group of that name itself.
     public var proxyGroupsWithGlobal: [ProxyGroup] {
         guard !proxyGroups.contains(where: { $0.name == Self.globalGroupName }) else { return proxyGroups }
         var global = ProxyGroup(name: Self.globalGroupName, kind: .select)
-        global.members = ["DIRECT", "REJECT"] + proxyGroups.map(\.name) + proxies.map(\.name)
+        global.members = [BuiltinTarget.direct.rawValue, BuiltinTarget.reject.rawValue] + proxyGroups.map(\.name) + proxies.map(\.name)
         return proxyGroups + [global]
     }
 }

@@ -52,7 +52,7 @@ extension SluiceConfiguration {
                     }
                 let rule = Rule(
                     condition: .and([destination, .network(.udp), .destinationPort([PortRange(endpoint.port, endpoint.port)])]),
-                    target: "DIRECT", noResolve: true)
+                    target: BuiltinTarget.direct.rawValue, noResolve: true)
                 if !rules.contains(rule) { rules.append(rule) }
             }
         }

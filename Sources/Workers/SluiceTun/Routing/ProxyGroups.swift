@@ -80,7 +80,7 @@ package final class ProxyGroups: @unchecked Sendable {
         self.unavailable = unavailable
         var state: [String: Group] = [:]
         for group in groups {
-            let first = group.members.first { Self.isUsable($0, unavailable) } ?? "REJECT"
+            let first = group.members.first { Self.isUsable($0, unavailable) } ?? BuiltinTarget.reject.rawValue
             let choice = stored[group.name].flatMap { group.members.contains($0) ? $0 : nil }
             state[group.name] = Group(
                 config: group, usable: group.members.filter { Self.isUsable($0, unavailable) },
@@ -126,7 +126,7 @@ package final class ProxyGroups: @unchecked Sendable {
                 guard seen.insert(name).inserted else { return nil }
                 groups[name]!.lastUsed = now
                 if unavailable[name] != nil {
-                    path.append("REJECT")
+                    path.append(BuiltinTarget.reject.rawValue)
                     break
                 }
                 path.append(Self.current(&groups[name]!, key: key, source: source))
@@ -145,13 +145,13 @@ package final class ProxyGroups: @unchecked Sendable {
         case .select:
             return group.selected
         case .fallback:
-            return members.first(where: isUp) ?? members.first ?? "REJECT"
+            return members.first(where: isUp) ?? members.first ?? BuiltinTarget.reject.rawValue
         case .urlTest:
             return group.selected
         case .loadBalance:
             let up = members.filter(isUp)
             let candidates = up.isEmpty ? members : up
-            guard !candidates.isEmpty else { return "REJECT" }
+            guard !candidates.isEmpty else { return BuiltinTarget.reject.rawValue }
             switch group.config.strategy {
             case .roundRobin:
                 group.roundRobin = (group.roundRobin + 1) % candidates.count
@@ -207,7 +207,7 @@ package final class ProxyGroups: @unchecked Sendable {
                 let reason = unavailable[name]
                 let now =
                     reason != nil
-                    ? "REJECT"
+                    ? BuiltinTarget.reject.rawValue
                     : group.config.kind == .loadBalance
                         ? "(per destination)" : Self.current(&group, key: "", source: "")
                 return GroupState(

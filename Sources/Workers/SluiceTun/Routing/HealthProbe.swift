@@ -17,57 +17,19 @@ import Glibc
 /// would need TLS, which sluice does not speak: they pass when the tunnel to the URL's host
 /// and port is established, and the latency is the time to establish it.
 enum HealthProbe {
-    struct Target: Equatable {
-        var https: Bool
-        var host: String
-        var port: UInt16
-        var path: String
-    }
-
-    static func parse(_ url: String) -> Target? {
-        let https: Bool
-        var rest: Substring
-        if url.hasPrefix("http://") {
-            https = false
-            rest = url.dropFirst(7)
-        } else if url.hasPrefix("https://") {
-            https = true
-            rest = url.dropFirst(8)
-        } else {
-            return nil
-        }
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        rest = rest[..<slash]
-        var host = String(rest)
-        var port: UInt16 = https ? 443 : 80
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
-            host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            if after.hasPrefix(":") {
-                guard let p = UInt16(after.dropFirst()) else { return nil }
-                port = p
-            }
-        } else if let colon = rest.lastIndex(of: ":") {
-            host = String(rest[..<colon])
-            guard let p = UInt16(rest[rest.index(after: colon)...]) else { return nil }
-            port = p
-        }
-        guard !host.isEmpty else { return nil }
-        return Target(https: https, host: host, port: port, path: path)
-    }
-
     /// Milliseconds, or nil when the member does not work.
     static func measure(_ outbound: any Outbound, url: String, timeoutMilliseconds: Int, resolver: NameResolver) -> UInt32? {
-        guard let target = parse(url) else { return nil }
+        guard let target = HTTPURL(url) else { return nil }
         let deadline = MonotonicClock.now + UInt64(max(100, timeoutMilliseconds)) * 1_000_000
         func remaining() -> Int32 {
             let now = MonotonicClock.now
             return now >= deadline ? 0 : Int32(min(UInt64(Int32.max), (deadline - now) / 1_000_000))
         }
-        let literal = IPAddress(target.host)
-        let flow = FlowTarget(
-            endpoint: InetEndpoint(literal ?? .v4(IPv4Address(rawValue: 0)), target.port), name: literal == nil ? target.host : nil)
+        let flow: FlowTarget
+        switch target.endpoint.host {
+        case .address(let address): flow = FlowTarget(endpoint: InetEndpoint(address, target.port), name: nil)
+        case .name(let name): flow = FlowTarget(endpoint: InetEndpoint(.v4(IPv4Address(rawValue: 0)), target.port), name: name)
+        }
         do {
             let plan = try outbound.planTCP(to: flow)
             let hop: InetEndpoint
@@ -96,7 +58,7 @@ enum HealthProbe {
             let stream = LayeredStream(takingOwnershipOf: socket, layers: layers, readBuffer: readBuffer)
             defer { stream.close(reset: false) }
             guard BlockingStream.establish(stream, deadline: deadline) == nil else { return nil }
-            if target.https {
+            if target.secure {
                 // What the stream holds for the server (a Shadowsocks header) goes out; the tunnel is the check.
                 guard BlockingStream.write([], to: stream, deadline: deadline) == nil else { return nil }
                 return elapsed(since: started)
