@@ -109,6 +109,16 @@ let package = Package(
             path: "Sources/Core/SluiceConfig",
             swiftSettings: strict
         ),
+        // MARK: Policy: the flow router (rules, groups, health checks, sniff policy) above the outbounds
+        .target(
+            name: "SluiceRouting",
+            dependencies: [
+                "SluiceConfig", "SluiceNet", "SluiceRules", "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing",
+                "SluiceSystem", "IPC", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Policy/SluiceRouting",
+            swiftSettings: strict
+        ),
         // MARK: Outbounds and inbounds: a folder per protocol (wire codec, sans-I/O, beside its adapter)
         .target(
             name: "SluiceOutbounds",
@@ -141,7 +151,7 @@ let package = Package(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
-                "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing",
+                "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing", "SluiceRouting",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -279,6 +289,14 @@ let package = Package(
         ),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "SluiceRoutingTests",
+            dependencies: [
+                "SluiceRouting", "SluiceConfig", "SluiceOutbounds", "SluiceRules", "SluiceNet", "SluiceSystem", "SluiceSniffing",
+                "SluiceTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SluiceTunTests",
             dependencies: [

@@ -1,3 +1,4 @@
+import SluiceRouting
 import SluiceOutbounds
 import CSluice
 import Foundation
@@ -43,7 +44,7 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
                 // auto-route's rules send the links' marks around the TUN; a new mark needs them reinstalled.
                 return (.restartRequired, "WireGuard link fwmarks changed (auto-route bypass rules)")
             }
-            let table = Self.routingTable(
+            let table = RoutingTable.make(
                 configuration, egress: running.egress, resolver: running.resolver,
                 previous: running.router.current, stateDirectory: environment["SLUICE_STATE_DIRECTORY"],
                 logger: logger)
@@ -140,44 +141,6 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
     package func shutdown(graceMilliseconds: UInt32) {
         running?.stop()
         running = nil
-    }
-
-    /// Outbounds by name (DIRECT and every proxy of a registered protocol: ``OutboundRegistry``); `reject`
-    /// proxies resolve to REJECT in the router.
-    static func routingTable(
-        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, previous: RoutingTable? = nil,
-        stateDirectory: String? = nil, logger: Logger
-    ) -> RoutingTable {
-        let outbounds = OutboundRegistry.outbounds(
-            for: configuration, context: OutboundContext(egress: egress, resolver: resolver), logger: logger)
-        // A link's peer endpoint goes DIRECT before any user rule (issue 7: the tunnel never loops into a proxy).
-        var rules = configuration.wireguardEndpointRules + configuration.rules
-        let rejectNames = Set(configuration.proxies.filter(\.isReject).map(\.name))
-        for i in rules.indices where rejectNames.contains(rules[i].target) { rules[i].target = BuiltinTarget.reject.rawValue }
-        // Groups keep their state (choices, health) across a reload that leaves them alone.
-        // Every configuration has mihomo's GLOBAL group: `mode: global` routes through it, and the API selects in it.
-        let groupConfigurations = configuration.proxyGroupsWithGlobal
-        let groups: ProxyGroups
-        if let old = previous?.groups, old.configuration == groupConfigurations {
-            groups = old
-        } else {
-            let store = configuration.profile.storeSelected ? stateDirectory.map { "\($0)/selected.json" } : nil
-            groups = ProxyGroups(groupConfigurations, storePath: store, logger: logger)
-        }
-        var mode = configuration.mode
-        if mode == .global {
-            // Everything to GLOBAL, except what must never loop into a proxy (WireGuard peers' endpoints).
-            rules = configuration.wireguardEndpointRules + [Rule(condition: .match, target: SluiceConfiguration.globalGroupName)]
-            mode = .rule
-        }
-        let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: mode)
-        if !engine.unsupportedKinds.isEmpty {
-            logger.warning(
-                "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
-        }
-        return RoutingTable(
-            rules: engine, outbounds: outbounds, groups: groups, rejectNames: rejectNames,
-            sniffer: SniffPolicy(configuration.sniffer))
     }
 }
 
@@ -318,7 +281,7 @@ final class RunningDataPlane: @unchecked Sendable {
             v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
             routingMark: tun.routingMark, tun: writer, logger: logger)
         let resolver = NameResolver(dns: dnsPeer)
-        let table = TunWorkerService.routingTable(
+        let table = RoutingTable.make(
             configuration, egress: egress, resolver: resolver, stateDirectory: stateDirectory, logger: logger)
 
         // Data flows one way: the dispatcher and the relay ask the router; it answers with values.
