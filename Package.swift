@@ -20,9 +20,10 @@ let package = Package(
         .library(name: "SluiceNet", targets: ["SluiceNet"]),
         .library(name: "SluiceConfig", targets: ["SluiceConfig"]),
         .library(name: "SluiceRules", targets: ["SluiceRules"]),
-        // For the fuzz targets under Fuzz/.
+        // For the fuzz targets under Fuzz/. Only products have `public` declarations; targets share with `package`.
         .library(name: "IPC", targets: ["IPC"]),
         .library(name: "SluiceDNSWire", targets: ["SluiceDNSWire"]),
+        .library(name: "SluiceTLS", targets: ["SluiceTLS"]),  // in SluiceOutbounds' API (the TLS layer)
         .library(name: "SluicePacket", targets: ["SluicePacket"]),
         .library(name: "SluiceOutbounds", targets: ["SluiceOutbounds"]),
         .library(name: "SluiceInbounds", targets: ["SluiceInbounds"]),
