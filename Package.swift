@@ -20,9 +20,10 @@ let package = Package(
         .library(name: "SluiceNet", targets: ["SluiceNet"]),
         .library(name: "SluiceConfig", targets: ["SluiceConfig"]),
         .library(name: "SluiceRules", targets: ["SluiceRules"]),
-        // For the fuzz targets under Fuzz/.
+        // For the fuzz targets under Fuzz/. Only products have `public` declarations; targets share with `package`.
         .library(name: "IPC", targets: ["IPC"]),
         .library(name: "SluiceDNSWire", targets: ["SluiceDNSWire"]),
+        .library(name: "SluiceTLS", targets: ["SluiceTLS"]),  // in SluiceOutbounds' API (the TLS layer)
         .library(name: "SluicePacket", targets: ["SluicePacket"]),
         .library(name: "SluiceOutbounds", targets: ["SluiceOutbounds"]),
         .library(name: "SluiceInbounds", targets: ["SluiceInbounds"]),
@@ -109,6 +110,16 @@ let package = Package(
             path: "Sources/Core/SluiceConfig",
             swiftSettings: strict
         ),
+        // MARK: Policy: the flow router (rules, groups, health checks, sniff policy) above the outbounds
+        .target(
+            name: "SluiceRouting",
+            dependencies: [
+                "SluiceConfig", "SluiceNet", "SluiceRules", "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing",
+                "SluiceSystem", "IPC", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Policy/SluiceRouting",
+            swiftSettings: strict
+        ),
         // MARK: Outbounds and inbounds: a folder per protocol (wire codec, sans-I/O, beside its adapter)
         .target(
             name: "SluiceOutbounds",
@@ -141,7 +152,7 @@ let package = Package(
             name: "SluiceTun",
             dependencies: [
                 "SluicePacket", "SluiceNetlink", "SluiceRules", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC",
-                "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing",
+                "SluiceOutbounds", "SluiceInbounds", "SluiceSniffing", "SluiceRouting",
                 "WorkerRuntime", "CSluice",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -279,6 +290,14 @@ let package = Package(
         ),
         .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "SluiceRoutingTests",
+            dependencies: [
+                "SluiceRouting", "SluiceConfig", "SluiceOutbounds", "SluiceRules", "SluiceNet", "SluiceSystem", "SluiceSniffing",
+                "SluiceTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SluiceTunTests",
             dependencies: [

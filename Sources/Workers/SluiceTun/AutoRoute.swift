@@ -1,3 +1,4 @@
+import SluiceRouting
 import Logging
 import SluiceConfig
 import SluiceNet

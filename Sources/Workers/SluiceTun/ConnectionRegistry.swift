@@ -1,3 +1,4 @@
+import SluiceRouting
 import IPC
 import SluiceConfig
 import SluiceNet

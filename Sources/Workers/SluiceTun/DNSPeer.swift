@@ -1,3 +1,4 @@
+import SluiceRouting
 import SluiceOutbounds
 import CSluice
 import IPC
@@ -117,7 +118,7 @@ package final class DNSPeer: NameService, @unchecked Sendable {
 
     /// The name behind a fake address: the mirror, else a bounded wait for the dns worker.
     /// Nil when it is not mapped, or the dns worker does not answer in time.
-    func name(forFake address: IPAddress) -> String? {
+    package func name(forFake address: IPAddress) -> String? {
         if let name = fakeNames.withLock({ $0[address] }) { return name }
         lookups.add(1, ordering: .relaxed)
         guard case .fakeIPAnswer(let answer)? = request(.fakeIPLookup(FakeIPLookup(address: address)), timeoutMilliseconds: Self.lookupTimeoutMilliseconds)
@@ -127,7 +128,7 @@ package final class DNSPeer: NameService, @unchecked Sendable {
     }
 
     /// The name the dns worker last answered with `address` (a real address).
-    func name(forReal address: IPAddress) -> String? {
+    package func name(forReal address: IPAddress) -> String? {
         realNames.withLock { $0.names[address] }
     }
 

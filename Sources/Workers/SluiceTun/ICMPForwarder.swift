@@ -1,3 +1,4 @@
+import SluiceRouting
 import CSluice
 import IPC
 import Logging

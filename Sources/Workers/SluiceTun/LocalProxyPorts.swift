@@ -1,3 +1,4 @@
+import SluiceRouting
 import SluiceOutbounds
 import SluiceConfig
 import SluiceNet

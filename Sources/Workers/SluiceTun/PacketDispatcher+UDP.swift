@@ -1,3 +1,4 @@
+import SluiceRouting
 import SluiceNet
 import SluiceSystem
 import SluiceOutbounds

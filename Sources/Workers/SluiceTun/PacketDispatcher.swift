@@ -1,3 +1,4 @@
+import SluiceRouting
 import CSluice
 import Logging
 import SluiceNet

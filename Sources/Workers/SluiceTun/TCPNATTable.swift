@@ -1,3 +1,4 @@
+import SluiceRouting
 import SluiceConfig
 import SluiceNet
 import SluiceSystem

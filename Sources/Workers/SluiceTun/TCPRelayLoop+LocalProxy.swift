@@ -1,3 +1,4 @@
+import SluiceRouting
 import CSluice
 import SluiceConfig
 import SluiceNet

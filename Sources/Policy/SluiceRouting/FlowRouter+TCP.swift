@@ -11,7 +11,7 @@ extension FlowRouter {
     /// A new TCP flow `source` → `destination` on its SYN (TUN reader thread). It never waits for a process
     /// lookup: when a rule needs one, or the first bytes are to be sniffed, the flow is admitted and decided after
     /// accept. A REJECT-DROP or REJECT decided here answers the SYN itself (nothing, or a reset).
-    func judgeSYN(source: InetEndpoint, destination: InetEndpoint) -> SYNJudgement {
+    package func judgeSYN(source: InetEndpoint, destination: InetEndpoint) -> SYNJudgement {
         let hijacked = names.catches(udp: false, destination)
         let fake = !hijacked && names.isFake(destination.address)
         let host = fake ? names.name(forFake: destination.address) : names.name(forReal: destination.address)
@@ -86,7 +86,7 @@ extension FlowRouter {
     }
 
     /// A connection accepted on the listener (relay loop thread), by the verdict its SYN got.
-    func admit(_ verdict: FlowVerdict, source: InetEndpoint, destination: InetEndpoint) -> Admission {
+    package func admit(_ verdict: FlowVerdict, source: InetEndpoint, destination: InetEndpoint) -> Admission {
         switch verdict {
         case .routed(let flow):
             let target = flow.decision.target
@@ -115,7 +115,7 @@ extension FlowRouter {
     ///
     /// When the rules need the owning process, the lookup runs on a lane and `later` gets the route there (the relay
     /// posts it to its own thread); otherwise the route comes back at once and `later` is not called.
-    func decide(
+    package func decide(
         _ flow: DeferredFlow, source: InetEndpoint, destination: InetEndpoint,
         sniffed: (name: String, kind: Sniffing.Kind)?, timedOut: Bool,
         later: @escaping @Sendable (TCPRoute?) -> Void
@@ -154,12 +154,12 @@ extension FlowRouter {
 
     /// What a deferred decision carries from the relay's thread to where it finishes.
     private struct Decided: Sendable {
-        var flow: DeferredFlow
-        var source: InetEndpoint
-        var destination: InetEndpoint
-        var label: String
-        var host: String?
-        var accepted: (name: String, overrides: Bool)?
+        package var flow: DeferredFlow
+        package var source: InetEndpoint
+        package var destination: InetEndpoint
+        package var label: String
+        package var host: String?
+        package var accepted: (name: String, overrides: Bool)?
     }
 
     private func route(_ d: Decided, _ metadata: ConnectionMetadata, in current: RoutingTable) -> TCPRoute? {

@@ -6,18 +6,18 @@ import SluiceSystem
 /// The `sniffer:` section as the data plane uses it: which new TCP connections wait for
 /// their first bytes so that the rules see the name in them, and what a sniffed name may do.
 /// Part of the ``RoutingTable`` (a reload replaces it).
-final class SniffPolicy: Sendable {
-    let configuration: SnifferConfiguration
+package final class SniffPolicy: Sendable {
+    package let configuration: SnifferConfiguration
     /// The sniffers tried on a connection's first bytes, TLS first.
-    let kinds: [Sniffing.Kind]
+    package let kinds: [Sniffing.Kind]
     /// Destinations whose sniffing timed out: after ``failureLimit`` timeouts within
     /// ``failureWindow`` their connections are decided at once, without waiting (mihomo keeps
     /// the same kind of list, so a server that speaks first costs the wait only a few times).
-    let failures = SniffFailures()
+    package let failures = SniffFailures()
     /// How long the relay waits for a client's first bytes.
-    static let waitMilliseconds = 300
+    package static let waitMilliseconds = 300
 
-    init?(_ configuration: SnifferConfiguration) {
+    package init?(_ configuration: SnifferConfiguration) {
         guard configuration.isActive else { return nil }
         self.configuration = configuration
         kinds = configuration.protocols.map { $0.kind == .tls ? .tls : .http }
@@ -25,7 +25,7 @@ final class SniffPolicy: Sendable {
 
     /// Whether a new TCP connection to a real address waits for its first bytes. `host` is
     /// the name a DNS answer gave the destination, if any.
-    func sniffs(source: IPAddress, destination: InetEndpoint, host: String?, now: UInt64) -> Bool {
+    package func sniffs(source: IPAddress, destination: InetEndpoint, host: String?, now: UInt64) -> Bool {
         guard configuration.protocolFor(port: destination.port) != nil else { return false }
         if let host {
             guard configuration.forceDNSMapping || configuration.forceDomain.contains(where: { $0.matches(host) }) else {
@@ -42,7 +42,7 @@ final class SniffPolicy: Sendable {
     /// What the rules see of a sniff: the name, unless it is an IP literal or `skip-domain`
     /// matches; and whether it replaces the destination (`override-destination` of the
     /// protocol that found it).
-    func accept(_ name: String, kind: Sniffing.Kind) -> (name: String, overrides: Bool)? {
+    package func accept(_ name: String, kind: Sniffing.Kind) -> (name: String, overrides: Bool)? {
         guard IPAddress(name) == nil, !configuration.skipDomain.contains(where: { $0.matches(name) }) else { return nil }
         let wanted: SniffedProtocol.Kind = kind == .tls ? .tls : .http
         let overrides = configuration.protocols.first { $0.kind == wanted }?.overrideDestination ?? false
@@ -52,13 +52,13 @@ final class SniffPolicy: Sendable {
 
 /// Destinations whose clients did not speak within the wait (SMTP, SSH, ... servers speak
 /// first): counted per destination, forgotten after ``window``. Bounded.
-final class SniffFailures: Sendable {
-    static let limit = 5
-    static let window: UInt64 = 600_000_000_000
+package final class SniffFailures: Sendable {
+    package static let limit = 5
+    package static let window: UInt64 = 600_000_000_000
     private static let capacity = 4096
     private let state = Locked<[InetEndpoint: (count: Int, since: UInt64)]>([:])
 
-    func isSkipped(_ destination: InetEndpoint, now: UInt64) -> Bool {
+    package func isSkipped(_ destination: InetEndpoint, now: UInt64) -> Bool {
         state.withLock { table in
             guard let entry = table[destination] else { return false }
             if now > entry.since && now - entry.since > Self.window {
@@ -69,7 +69,7 @@ final class SniffFailures: Sendable {
         }
     }
 
-    func recordTimeout(_ destination: InetEndpoint, now: UInt64) {
+    package func recordTimeout(_ destination: InetEndpoint, now: UInt64) {
         state.withLock { table in
             if table.count >= Self.capacity && table[destination] == nil { table.removeAll(keepingCapacity: true) }
             let old = table[destination]
@@ -78,7 +78,7 @@ final class SniffFailures: Sendable {
         }
     }
 
-    func recordSuccess(_ destination: InetEndpoint) {
+    package func recordSuccess(_ destination: InetEndpoint) {
         state.withLock { table in
             if table[destination] != nil { table[destination] = nil }
         }

@@ -45,15 +45,15 @@ package final class ProxyGroups: @unchecked Sendable {
     }
 
     private struct Group {
-        var config: ProxyGroup
+        package var config: ProxyGroup
         /// The members that can carry a connection (not PASS, not an unavailable group), worked out once: routing
         /// a connection must not build this list again.
-        var usable: [String]
-        var selected: String
-        var health: [String: Health] = [:]
-        var lastUsed: UInt64 = 0
-        var lastChecked: UInt64 = 0
-        var roundRobin = 0
+        package var usable: [String]
+        package var selected: String
+        package var health: [String: Health] = [:]
+        package var lastUsed: UInt64 = 0
+        package var lastChecked: UInt64 = 0
+        package var roundRobin = 0
     }
 
     private let state: Locked<[String: Group]>
@@ -164,7 +164,7 @@ package final class ProxyGroups: @unchecked Sendable {
         }
     }
 
-    static func fnv(_ text: String) -> UInt64 {
+    package static func fnv(_ text: String) -> UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in text.utf8 {
             hash ^= UInt64(byte)
@@ -270,7 +270,7 @@ package final class ProxyGroups: @unchecked Sendable {
 
     /// Records check results and lets url-test groups switch. `isCheck`: the group's own health check (its next one
     /// is due an interval from `now`); false for results measured on request.
-    func apply(_ results: [String: Health], to name: String, at now: UInt64, isCheck: Bool = true) {
+    package func apply(_ results: [String: Health], to name: String, at now: UInt64, isCheck: Bool = true) {
         let change: (String, String)? = state.withLock { groups in
             guard var group = groups[name] else { return nil }
             group.health.merge(results) { $1 }
@@ -307,7 +307,7 @@ package final class ProxyGroups: @unchecked Sendable {
 
     // MARK: Persistence
 
-    static func load(_ path: String, logger: Logger) -> [String: String]? {
+    package static func load(_ path: String, logger: Logger) -> [String: String]? {
         guard let data = FileManager.default.contents(atPath: path) else {
             if access(path, F_OK) == 0 {
                 logger.error(
@@ -318,7 +318,7 @@ package final class ProxyGroups: @unchecked Sendable {
         return try? JSONDecoder().decode([String: String].self, from: data)
     }
 
-    static func store(_ choices: [String: String], at path: String, logger: Logger) {
+    package static func store(_ choices: [String: String], at path: String, logger: Logger) {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

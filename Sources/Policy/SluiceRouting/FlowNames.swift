@@ -6,7 +6,7 @@ import SluiceSystem
 ///
 /// The tun worker's DNS peer answers; tests give a table. A protocol, so that the router (to be its own target) does
 /// not depend on the packet path that owns the peer.
-protocol FlowNames: Sendable {
+package protocol FlowNames: Sendable {
     /// Whether DNS to `destination` over UDP (or TCP) is hijacked right now.
     func catches(udp: Bool, _ destination: InetEndpoint) -> Bool
     /// Whether `address` lies in a fake-IP range.

@@ -5,17 +5,17 @@ import SluiceRules
 /// What the router consults for each new flow: the rules, the outbounds by name, the groups and the sniff policy.
 /// Immutable (the groups' choices live in ``ProxyGroups``); a reload swaps in a new one atomically
 /// (``FlowRouter/install(_:)``).
-final class RoutingTable: Sendable {
-    let rules: RuleEngine
-    let outbounds: [String: any Outbound]
+package final class RoutingTable: Sendable {
+    package let rules: RuleEngine
+    package let outbounds: [String: any Outbound]
     /// `proxy-groups`; nil without any.
-    let groups: ProxyGroups?
+    package let groups: ProxyGroups?
     /// Names of `reject` proxies (a group member may name one).
-    let rejectNames: Set<String>
+    package let rejectNames: Set<String>
     /// `sniffer:`; nil when nothing is sniffed.
-    let sniffer: SniffPolicy?
+    package let sniffer: SniffPolicy?
 
-    init(
+    package init(
         rules: RuleEngine, outbounds: [String: any Outbound], groups: ProxyGroups? = nil, rejectNames: Set<String> = [],
         sniffer: SniffPolicy? = nil
     ) {
@@ -32,7 +32,7 @@ final class RoutingTable: Sendable {
     ///
     /// The route facts keep the rule as written and the chain of outbounds (mihomo's order: `["ss1", "Proxy"]`) for the
     /// connections list.
-    func settle(_ decision: RuleDecision, key: String, source: String) -> (RuleDecision, RouteFacts) {
+    package func settle(_ decision: RuleDecision, key: String, source: String) -> (RuleDecision, RouteFacts) {
         let reject = BuiltinTarget.reject.rawValue
         guard let groups, groups.contains(decision.target) else {
             let settled =
@@ -65,7 +65,7 @@ final class RoutingTable: Sendable {
     }
 
     /// What a settled target means: a built-in's meaning, or the outbound of that name (nil: it names none).
-    func meaning(of target: String) -> TargetMeaning {
+    package func meaning(of target: String) -> TargetMeaning {
         switch BuiltinTarget(rawValue: target) {
         case .reject?: return .reject
         case .rejectDrop?: return .drop
@@ -75,11 +75,11 @@ final class RoutingTable: Sendable {
     }
 
     /// Cached UDP routes are valid while this is unchanged (and the table is the same).
-    var groupGeneration: UInt64 { groups?.generation.load(ordering: .relaxed) ?? 0 }
+    package var groupGeneration: UInt64 { groups?.generation.load(ordering: .relaxed) ?? 0 }
 }
 
 /// What a rule's target stands for once groups are followed.
-enum TargetMeaning {
+package enum TargetMeaning {
     case reject
     case drop
     /// Hijacked DNS: the router's DNS outbound (never in the outbounds by name).

@@ -17,24 +17,24 @@ import Synchronization
 /// ``FlowOwners``' lanes with the route handed to a completion.
 ///
 /// Log lines for decisions (`tcp A -> B (host) [rule] TARGET`) and the count of rejected flows are its own.
-final class FlowRouter: Sendable {
+package final class FlowRouter: Sendable {
     private let table: Locked<RoutingTable>
-    let names: any FlowNames
-    let owners: FlowOwners
+    package let names: any FlowNames
+    package let owners: FlowOwners
     /// Where hijacked TCP DNS goes: a session served by the dns worker.
-    let hijack: any Outbound
+    package let hijack: any Outbound
     /// IP rules on a fake-IP flow test the name's real addresses (unless `no-resolve`), as mihomo does: the engine
     /// asks at most once per decision, only when such a rule is reached. The caller waits for the dns worker (its
     /// cache answers repeats at once; a first lookup costs an upstream round trip) at most 150 ms; without an answer
     /// the IP rules do not match. `no-resolve` avoids it.
-    let resolveForRules: @Sendable (String) -> [IPAddress]
-    let logger: Logger
+    package let resolveForRules: @Sendable (String) -> [IPAddress]
+    package let logger: Logger
     /// Targets already warned about (unknown names, UDP refused): one line each. Touched only on those paths.
     private let warned = Locked<Set<String>>([])
     /// Flows refused by a decision (REJECT, REJECT-DROP, unknown target, unmapped fake address).
-    let rejected = Atomic<UInt64>(0)
+    package let rejected = Atomic<UInt64>(0)
 
-    init(
+    package init(
         table: RoutingTable, names: any FlowNames, owners: FlowOwners = .none, hijack: any Outbound,
         resolveForRules: @escaping @Sendable (String) -> [IPAddress] = { _ in [] }, logger: Logger
     ) {
@@ -47,11 +47,11 @@ final class FlowRouter: Sendable {
     }
 
     /// The table new flows are decided with now.
-    var current: RoutingTable { table.withLock { $0 } }
+    package var current: RoutingTable { table.withLock { $0 } }
 
     /// Puts a new routing table in place (reload); returns the one it replaced.
     @discardableResult
-    func install(_ new: RoutingTable) -> RoutingTable {
+    package func install(_ new: RoutingTable) -> RoutingTable {
         table.withLock { current in
             defer { current = new }
             return current
@@ -60,7 +60,7 @@ final class FlowRouter: Sendable {
 
     /// What `target` (settled: groups followed) means in `table`, with a warning the first time a target names
     /// nothing. An unknown target rejects (fail closed).
-    func disposition(of target: String, in table: RoutingTable) -> (FlowDisposition, (any Outbound)?) {
+    package func disposition(of target: String, in table: RoutingTable) -> (FlowDisposition, (any Outbound)?) {
         switch table.meaning(of: target) {
         case .reject: return (.reject, nil)
         case .drop: return (.drop, nil)
@@ -73,7 +73,7 @@ final class FlowRouter: Sendable {
     }
 
     /// Logs `message` once per `key` for the router's life.
-    func warnOnce(_ key: String, _ message: () -> String) {
+    package func warnOnce(_ key: String, _ message: () -> String) {
         guard warned.withLock({ $0.insert(key).inserted }) else { return }
         logger.warning("\(message())")
     }
@@ -82,7 +82,7 @@ final class FlowRouter: Sendable {
     /// (`PROCESS-NAME`, `PROCESS-PATH`), looked up only when some rule tests them; flows from other machines have
     /// none. Blocks for the process lookup: only for threads that may wait (lanes, the UDP loop, the TUN reader for
     /// a UDP pair's first datagram).
-    func ownerFacts(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, rules: RuleEngine) -> (UInt32?, String?) {
+    package func ownerFacts(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, rules: RuleEngine) -> (UInt32?, String?) {
         guard rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: tcp, local: local, remote: remote) else {
             return (nil, nil)
         }
@@ -92,7 +92,7 @@ final class FlowRouter: Sendable {
 
     /// An ICMP echo request (TUN reader): only DIRECT-like outbounds carry it; echo cannot travel through a proxy,
     /// and answering it here would pretend a path.
-    func judgeEcho(source: IPAddress, destination: IPAddress) -> FlowDisposition {
+    package func judgeEcho(source: IPAddress, destination: IPAddress) -> FlowDisposition {
         let metadata = ConnectionMetadata(network: .icmp, source: source, sourcePort: 0, destination: destination, destinationPort: 0)
         let current = self.current
         let (decision, _) = current.settle(

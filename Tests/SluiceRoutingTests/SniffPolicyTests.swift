@@ -4,7 +4,7 @@ import SluiceSniffing
 import SluiceSystem
 import Testing
 
-@testable import SluiceTun
+@testable import SluiceRouting
 
 /// Which connections wait for sniffing, and what a sniffed name may do.
 @Suite("Sniffing policy")

@@ -16,9 +16,9 @@ import Glibc
 /// stream's layers such as Shadowsocks' too); the latency is connect to status line. `https://` URLs
 /// would need TLS, which sluice does not speak: they pass when the tunnel to the URL's host
 /// and port is established, and the latency is the time to establish it.
-enum HealthProbe {
+package enum HealthProbe {
     /// Milliseconds, or nil when the member does not work.
-    static func measure(_ outbound: any Outbound, url: String, timeoutMilliseconds: Int, resolver: NameResolver) -> UInt32? {
+    package static func measure(_ outbound: any Outbound, url: String, timeoutMilliseconds: Int, resolver: NameResolver) -> UInt32? {
         guard let target = HTTPURL(url) else { return nil }
         let deadline = MonotonicClock.now + UInt64(max(100, timeoutMilliseconds)) * 1_000_000
         func remaining() -> Int32 {

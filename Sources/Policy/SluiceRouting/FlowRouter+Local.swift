@@ -10,7 +10,7 @@ extension FlowRouter {
     /// The route of a local proxy client's request. A name target is matched by name, and IP rules resolve it
     /// (unless `no-resolve`), as mihomo does. It may wait for a name or a process lookup: call it from a thread that
     /// may wait (the UDP loop), or use ``decideLocal(_:completion:)``.
-    func decideLocal(_ r: LocalRequest) -> LocalRoute {
+    package func decideLocal(_ r: LocalRequest) -> LocalRoute {
         let current = self.current
         var address: IPAddress
         var host: String?
@@ -75,7 +75,7 @@ extension FlowRouter {
 
     /// ``decideLocal(_:)`` on a lookup lane (it may wait for a name or a process): for the relay loop, which posts
     /// the completion back to its own thread.
-    func decideLocal(_ request: LocalRequest, completion: @escaping @Sendable (LocalRoute) -> Void) {
+    package func decideLocal(_ request: LocalRequest, completion: @escaping @Sendable (LocalRoute) -> Void) {
         owners.offload { [self] in completion(decideLocal(request)) }
     }
 }

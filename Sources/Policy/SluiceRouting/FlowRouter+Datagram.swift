@@ -10,7 +10,7 @@ extension FlowRouter {
     ///
     /// - Note: a rule that tests the process makes this wait for the lookup (up to 100 ms), as before: a datagram
     ///   flow has no accept to defer the decision to.
-    func judgeDatagram(client: InetEndpoint, destination: InetEndpoint, in current: RoutingTable) -> DatagramRoute {
+    package func judgeDatagram(client: InetEndpoint, destination: InetEndpoint, in current: RoutingTable) -> DatagramRoute {
         let fake = names.isFake(destination.address)
         let host = fake ? names.name(forFake: destination.address) : names.name(forReal: destination.address)
         var label = "udp \(client) -> \(destination)"

@@ -7,7 +7,7 @@ import SluiceSystem
 import Synchronization
 import Testing
 
-@testable import SluiceTun
+@testable import SluiceRouting
 
 /// The flow router on its own, without root or a TUN: a router built from a real configuration (the loader on YAML
 /// text, the tun worker's routing table) and flows judged and routed as the packet paths would ask.
@@ -49,7 +49,7 @@ struct FlowRouterTests {
         let result = ConfigLoader.load(yaml: yaml, fileName: "t.yaml", catalog: OutboundRegistry.catalog)
         let configuration = try #require(result.configuration, "\(result.diagnostics.map(\.description))")
         let logger = Logger(label: "test")
-        let table = TunWorkerService.routingTable(
+        let table = RoutingTable.make(
             configuration, egress: EgressPolicy(routingMark: 0), resolver: NameResolver(dns: nil), logger: logger)
         let hijack = DirectOutbound(name: BuiltinTarget.dns.rawValue, dial: DialSettings(egress: EgressPolicy(routingMark: 0)))
         return (FlowRouter(table: table, names: names, owners: owners, hijack: hijack, logger: logger), configuration)

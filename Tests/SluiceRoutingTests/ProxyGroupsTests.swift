@@ -4,7 +4,7 @@ import SluiceConfig
 import SluiceRules
 import Testing
 
-@testable import SluiceTun
+@testable import SluiceRouting
 
 @Suite("Proxy groups")
 struct ProxyGroupsTests {

@@ -4,7 +4,7 @@ import SluiceNet
 import SluiceRules
 import Testing
 
-@testable import SluiceTun
+@testable import SluiceRouting
 import SluiceOutbounds
 
 /// Fail closed, from the configuration to the route: groups that can carry nothing reject, never DIRECT.
