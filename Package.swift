@@ -5,7 +5,7 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -255,8 +255,11 @@ let package = Package(
             path: "Tests/SluiceTestSupport",
             swiftSettings: strict
         ),
-        .testTarget(name: "IPCTests", dependencies: ["IPC", "SluiceSystem", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
-        .testTarget(name: "SluiceSystemTests", dependencies: ["SluiceSystem", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "IPCTests", dependencies: ["IPC", "SluiceSystem", "SluiceNet", "SluiceTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SluiceSystemTests", dependencies: ["SluiceSystem", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "SupervisionTests",
@@ -276,7 +279,8 @@ let package = Package(
         .testTarget(
             name: "ExternalControllerTests",
             dependencies: [
-                "ExternalController", "IPC", "SluiceConfig", "SluiceSystem", .product(name: "NIOCore", package: "swift-nio"),
+                "ExternalController", "IPC", "SluiceConfig", "SluiceSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
@@ -288,12 +292,16 @@ let package = Package(
             path: "Tests/Integration",
             swiftSettings: strict
         ),
-        .testTarget(name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "SluiceTestSupport"], swiftSettings: strict),
-        .testTarget(name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "WorkerRuntimeTests", dependencies: ["WorkerRuntime", "SluiceTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "SluiceDNSWireTests", dependencies: ["SluiceDNSWire", "SluiceNet", "SluiceTestSupport"],
+            swiftSettings: strict),
         .testTarget(
             name: "SluiceRoutingTests",
             dependencies: [
-                "SluiceRouting", "SluiceConfig", "SluiceOutbounds", "SluiceRules", "SluiceNet", "SluiceSystem", "SluiceSniffing",
+                "SluiceRouting", "SluiceConfig", "SluiceOutbounds", "SluiceRules", "SluiceNet", "SluiceSystem",
+                "SluiceSniffing",
                 "SluiceTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -328,7 +336,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SluiceDNSTests",
-            dependencies: ["SluiceDNS", "SluiceDNSWire", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport"],
+            dependencies: [
+                "SluiceDNS", "SluiceDNSWire", "SluiceConfig", "SluiceNet", "SluiceSystem", "IPC", "SluiceTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -339,7 +349,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceOutbounds", "SluiceTestSupport"], exclude: ["Corpus"],
+            name: "SluiceConfigTests", dependencies: ["SluiceConfig", "SluiceOutbounds", "SluiceTestSupport"],
+            exclude: ["Corpus"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

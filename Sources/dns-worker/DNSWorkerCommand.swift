@@ -10,7 +10,8 @@ struct DNSWorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-dns-worker",
         abstract: "sluice's DNS worker: fake-IP and real-IP DNS with a persistent mapping. Started by sluiced.",
-        discussion: "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
+        discussion:
+            "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
         version: SluiceVersion.banner("sluice-dns-worker")
     )
 

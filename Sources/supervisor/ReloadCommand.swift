@@ -16,7 +16,9 @@ struct ReloadCommand: ParsableCommand {
         let runtime = runtimeDir ?? ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"] ?? "/run/sluice"
         let result: ConfigResult
         do {
-            result = try ControlConnection.request(.reload(Reload(reason: "sluiced reload")), socketPath: runtime + "/control.sock") {
+            result = try ControlConnection.request(
+                .reload(Reload(reason: "sluiced reload")), socketPath: runtime + "/control.sock"
+            ) {
                 if case .configResult(let result) = $0 { return result }
                 return nil
             }
@@ -25,7 +27,8 @@ struct ReloadCommand: ParsableCommand {
             throw ExitCode(1)
         }
         guard result.outcome == .applied else {
-            writeStandardError("sluiced reload: refused, still running generation \(result.generation): \(result.detail)\n")
+            writeStandardError(
+                "sluiced reload: refused, still running generation \(result.generation): \(result.detail)\n")
             throw ExitCode(1)
         }
         print("reloaded: generation \(result.generation) (\(result.detail))")

@@ -32,7 +32,9 @@ struct RunCommand: ParsableCommand {
 
     @Option(
         name: .customLong("worker-executable"),
-        help: ArgumentHelp("Use another executable for one worker: KIND=PATH, KIND one of tun, dns, keepalive.", valueName: "KIND=PATH"))
+        help: ArgumentHelp(
+            "Use another executable for one worker: KIND=PATH, KIND one of tun, dns, keepalive.", valueName: "KIND=PATH"
+        ))
     var workerExecutables: [String] = []
 
     func run() throws {
@@ -51,14 +53,19 @@ struct RunCommand: ParsableCommand {
         for spec in workerExecutables {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let kind = WorkerKind(rawValue: parts[0]) else {
-                throw ValidationError("--worker-executable \(spec): expected KIND=PATH with KIND one of tun, dns, keepalive")
+                throw ValidationError(
+                    "--worker-executable \(spec): expected KIND=PATH with KIND one of tun, dns, keepalive")
             }
             overrides[kind] = parts[1]
         }
         let environment = ProcessInfo.processInfo.environment
         // systemd's RuntimeDirectory=/StateDirectory= export these (possibly several, ':'-separated).
-        let runtime = runtimeDir ?? environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "/run/sluice"
-        let state = stateDir ?? environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init) ?? "/var/lib/sluice"
+        let runtime =
+            runtimeDir ?? environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first.map(String.init)
+            ?? "/run/sluice"
+        let state =
+            stateDir ?? environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init)
+            ?? "/var/lib/sluice"
         let options = SupervisorOptions(
             configPath: config, runtimeDirectory: runtime, stateDirectory: state,
             workerDirectory: workerDir ?? Self.ownDirectory(), executableOverrides: overrides,
@@ -76,7 +83,8 @@ struct RunCommand: ParsableCommand {
 
     /// The directory of the running executable (/proc/self/exe).
     static func ownDirectory() -> String {
-        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let path =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return (path as NSString).deletingLastPathComponent
     }
 }

@@ -8,7 +8,8 @@ import Supervision
 struct SelectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "select",
-        abstract: "Choose the member of a select proxy group (kept across restarts); without arguments, list the groups.")
+        abstract:
+            "Choose the member of a select proxy group (kept across restarts); without arguments, list the groups.")
 
     @Argument(help: "The proxy group (a `select` group of proxy-groups).")
     var group: String?
@@ -20,7 +21,9 @@ struct SelectCommand: ParsableCommand {
     var runtimeDir: String?
 
     func validate() throws {
-        if group != nil && member == nil { throw ValidationError("name the member to use: sluiced select GROUP MEMBER") }
+        if group != nil && member == nil {
+            throw ValidationError("name the member to use: sluiced select GROUP MEMBER")
+        }
     }
 
     func run() throws {

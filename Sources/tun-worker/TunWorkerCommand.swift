@@ -10,7 +10,8 @@ struct TunWorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice-tun-worker",
         abstract: "sluice's TUN worker: captures layer-3 traffic and forwards it. Started by sluiced.",
-        discussion: "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
+        discussion:
+            "It speaks the IPC protocol (docs/ipc.md) on its control descriptor; run `sluiced run -c CONFIG` instead.",
         version: SluiceVersion.banner("sluice-tun-worker")
     )
 

@@ -54,7 +54,9 @@ struct FrameChannelTests {
     func largePayload() throws {
         let (left, right) = try pair()
         let document = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let sender = try OSThread.start(name: "sender") { try? left.send(.configPush(ConfigPush(generation: 9, document: document))) }
+        let sender = try OSThread.start(name: "sender") {
+            try? left.send(.configPush(ConfigPush(generation: 9, document: document)))
+        }
         let received = try #require(try right.receive(timeoutMilliseconds: 10_000))
         #expect(try received.frame.message() == .configPush(ConfigPush(generation: 9, document: document)))
         sender.join()
@@ -101,7 +103,10 @@ struct FrameChannelTests {
     @Test("an unknown type gets an error reply and the channel keeps working")
     func unknownTypeReply() throws {
         let (left, right) = try pair()
-        try left.send(frame: Frame(header: FrameHeader(type: MessageType(rawValue: 0x7777), requestID: 42, payloadLength: 2), payload: [1, 2]))
+        try left.send(
+            frame: Frame(
+                header: FrameHeader(type: MessageType(rawValue: 0x7777), requestID: 42, payloadLength: 2),
+                payload: [1, 2]))
         try left.send(.statsRequest, requestID: 43)
         let first = try #require(try right.receiveMessage(timeoutMilliseconds: 2000))
         guard case .failure(let error) = first.message else {

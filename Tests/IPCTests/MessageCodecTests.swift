@@ -20,16 +20,20 @@ struct MessageCodecTests {
             return .hello(
                 Hello(
                     role: role, minimumVersion: UInt8.random(in: 0...255, using: &rng),
-                    maximumVersion: UInt8.random(in: 0...255, using: &rng), pid: UInt32.random(in: 0...UInt32.max, using: &rng),
+                    maximumVersion: UInt8.random(in: 0...255, using: &rng),
+                    pid: UInt32.random(in: 0...UInt32.max, using: &rng),
                     software: String(text.prefix(60))))
         case 1:
             return .helloAccept(HelloAccept(version: 1, role: role, pid: 1, software: String(text.prefix(60))))
         case 2: return .error(ErrorReport(code: .rejected, message: text))
         case 3:
-            return .configPush(ConfigPush(generation: rng.next(), document: rng.bytes(Int.random(in: 0..<300, using: &rng))))
+            return .configPush(
+                ConfigPush(generation: rng.next(), document: rng.bytes(Int.random(in: 0..<300, using: &rng))))
         case 4:
             return .configResult(
-                ConfigResult(generation: rng.next(), outcome: [.applied, .restartRequired, .rejected].randomElement(using: &rng)!, detail: text))
+                ConfigResult(
+                    generation: rng.next(),
+                    outcome: [.applied, .restartRequired, .rejected].randomElement(using: &rng)!, detail: text))
         case 5: return .ready(Ready(generation: rng.next(), detail: text))
         case 6: return .heartbeat(Heartbeat(sequence: rng.next(), timestamp: rng.next()))
         case 7: return .heartbeatAck(Heartbeat(sequence: rng.next(), timestamp: rng.next()))
@@ -41,14 +45,19 @@ struct MessageCodecTests {
             let problems = (0..<Int.random(in: 0..<3, using: &rng)).map { _ in rng.string(maxLength: 40) }
             return .statsReport(StatsReport(entries: entries, problems: problems))
         case 10: return .reload(Reload(reason: text))
-        case 11: return .shutdown(Shutdown(graceMilliseconds: UInt32.random(in: 0...UInt32.max, using: &rng), reason: text))
+        case 11:
+            return .shutdown(Shutdown(graceMilliseconds: UInt32.random(in: 0...UInt32.max, using: &rng), reason: text))
         case 12: return .peerChannel(PeerChannel(peer: role, peerPID: UInt32.random(in: 0...UInt32.max, using: &rng)))
         case 13: return .fakeIPLookup(FakeIPLookup(address: randomAddress(&rng)))
         case 14:
-            return .fakeIPAnswer(FakeIPAnswer(address: randomAddress(&rng), name: Bool.random(using: &rng) ? String(text.prefix(50)) : nil))
+            return .fakeIPAnswer(
+                FakeIPAnswer(
+                    address: randomAddress(&rng), name: Bool.random(using: &rng) ? String(text.prefix(50)) : nil))
         case 15:
             return .mappingEvent(
-                MappingEvent(kind: Bool.random(using: &rng) ? .assigned : .released, address: randomAddress(&rng), name: String(text.prefix(50))))
+                MappingEvent(
+                    kind: Bool.random(using: &rng) ? .assigned : .released, address: randomAddress(&rng),
+                    name: String(text.prefix(50))))
         case 18: return .statusRequest
         case 19: return .statusReport(document: rng.bytes(Int.random(in: 0..<200, using: &rng)))
         case 16: return .fakeIPPin(FakeIPPin(address: randomAddress(&rng), pinned: Bool.random(using: &rng)))
@@ -63,7 +72,8 @@ struct MessageCodecTests {
         case 20: return .resolveRequest(ResolveRequest(name: String(text.prefix(50)), ipv6: Bool.random(using: &rng)))
         case 21:
             return .resolveAnswer(
-                ResolveAnswer(addresses: (0..<Int.random(in: 0..<4, using: &rng)).map { _ in randomAddress(&rng) }, error: text))
+                ResolveAnswer(
+                    addresses: (0..<Int.random(in: 0..<4, using: &rng)).map { _ in randomAddress(&rng) }, error: text))
         default:
             return .dnsPacket(
                 DNSPacket(
@@ -95,7 +105,9 @@ struct MessageCodecTests {
         return Message.statsReport(report).encodedPayload().count - 4  // without the (empty) problems count
     }
 
-    @Test("every proper prefix of every sample payload is a non-fatal malformedPayload (or an older version's whole message)")
+    @Test(
+        "every proper prefix of every sample payload is a non-fatal malformedPayload (or an older version's whole message)"
+    )
     func truncatedPayloads() {
         for (name, message, _, _) in SampleMessages.all {
             let payload = message.encodedPayload()

@@ -9,11 +9,18 @@ enum SampleMessages {
 
     /// (name, message, request id, reply flag)
     static let all: [(String, Message, UInt32, Bool)] = [
-        ("hello", .hello(Hello(role: .tunWorker, minimumVersion: 1, maximumVersion: 1, pid: 4242, software: "sluiced 0.1.0")), 1, false),
+        (
+            "hello",
+            .hello(Hello(role: .tunWorker, minimumVersion: 1, maximumVersion: 1, pid: 4242, software: "sluiced 0.1.0")),
+            1, false
+        ),
         ("helloAccept", .helloAccept(HelloAccept(version: 1, role: .dnsWorker, pid: 77, software: "dns")), 1, true),
         ("error", .error(ErrorReport(code: .unknownMessageType, message: "type 0x0fff")), 9, true),
         ("configPush", .configPush(ConfigPush(generation: 3, document: Array("{}".utf8))), 2, false),
-        ("configResult", .configResult(ConfigResult(generation: 3, outcome: .restartRequired, detail: "tun.device")), 2, true),
+        (
+            "configResult", .configResult(ConfigResult(generation: 3, outcome: .restartRequired, detail: "tun.device")),
+            2, true
+        ),
         ("ready", .ready(Ready(generation: 3, detail: "up")), 0, false),
         ("heartbeat", .heartbeat(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, false),
         ("heartbeatAck", .heartbeatAck(Heartbeat(sequence: 5, timestamp: 0x0102_0304_0506_0708)), 5, true),
@@ -44,12 +51,21 @@ enum SampleMessages {
         ("connections", .connections(document: Array("{}".utf8)), 17, true),
         ("closeConnections", .closeConnections(CloseConnections(id: "7")), 18, false),
         ("connectionsClosed", .connectionsClosed(count: 1), 18, true),
-        ("delayTest", .delayTest(DelayTest(name: "p", url: "u", timeoutMilliseconds: 5000, wholeGroup: true)), 19, false),
+        (
+            "delayTest", .delayTest(DelayTest(name: "p", url: "u", timeoutMilliseconds: 5000, wholeGroup: true)), 19,
+            false
+        ),
         ("delayResult", .delayResult(DelayResult(delays: [.init(name: "p", milliseconds: 42)], error: "")), 19, true),
         ("logSubscribe", .logSubscribe(LogSubscribe(priority: 6)), 0, false),
         ("logRecord", .logRecord(LogRecord(priority: 3, text: "x")), 0, false),
         ("cacheFlush", .cacheFlush(CacheFlush(target: .fakeIP)), 20, false),
         ("cacheFlushed", .cacheFlushed(entries: 3), 20, true),
-        ("dnsPacket", .dnsPacket(DNSPacket(transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])), 10, false),
+        (
+            "dnsPacket",
+            .dnsPacket(
+                DNSPacket(
+                    transport: .udp, client: v4, clientPort: 5353, server: v6, serverPort: 53, message: [0xab, 0xcd])),
+            10, false
+        ),
     ]
 }

@@ -11,7 +11,9 @@ import Glibc
 /// The tun worker's side of the external controller, driven through sluiced's control socket as the HTTP API will
 /// drive it: the connections list while a download runs, closing it by id (the client's download ends at once),
 /// UDP flows, and delay tests of DIRECT, a dead proxy and a whole group.
-@Suite("connections and delay tests over the control socket (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
+@Suite(
+    "connections and delay tests over the control socket (lab)", .serialized,
+    .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
 struct ConnectionsLabTests {
     static let config = """
         log-level: info
@@ -43,7 +45,9 @@ struct ConnectionsLabTests {
     }
 
     static func close(_ lab: Lab, _ id: String) -> UInt32? {
-        guard case .connectionsClosed(let count)? = request(lab, .closeConnections(CloseConnections(id: id))) else { return nil }
+        guard case .connectionsClosed(let count)? = request(lab, .closeConnections(CloseConnections(id: id))) else {
+            return nil
+        }
         return count
     }
 
@@ -51,11 +55,15 @@ struct ConnectionsLabTests {
         -> DelayResult?
     {
         let test = DelayTest(name: name, url: url, timeoutMilliseconds: 2000, wholeGroup: wholeGroup)
-        guard case .delayResult(let result)? = request(lab, .delayTest(test), timeoutMilliseconds: 10_000) else { return nil }
+        guard case .delayResult(let result)? = request(lab, .delayTest(test), timeoutMilliseconds: 10_000) else {
+            return nil
+        }
         return result
     }
 
-    @Test("a running download is listed with its rule, chain and growing bytes; closing it by id ends the client's download at once")
+    @Test(
+        "a running download is listed with its rule, chain and growing bytes; closing it by id ends the client's download at once"
+    )
     func listAndClose() throws {
         let lab = try Lab(config: Self.config)
         defer { lab.stop() }
@@ -64,7 +72,8 @@ struct ConnectionsLabTests {
 
         // 100 MiB at 5 MB/s: about 20 s if nothing stops it. A paced reader rather than curl --limit-rate, which
         // does not look at its socket while it waits out the rate (for a second or more), so it would time curl.
-        lab.run("client", "python3 \(lab.servers) slow-get 10.77.200.2 80 /100m.bin 5000000 >\(result) 2>&1 </dev/null &")
+        lab.run(
+            "client", "python3 \(lab.servers) slow-get 10.77.200.2 80 /100m.bin 5000000 >\(result) 2>&1 </dev/null &")
         var listed: ConnectionsSnapshot.Connection?
         _ = lab.harness.waitUntil(10) {
             listed = Self.connections(lab)?.connections.first {
@@ -83,7 +92,8 @@ struct ConnectionsLabTests {
         #expect(connection.upload > 0, "the request went up")
         usleep(500_000)
         let later = try #require(Self.connections(lab)?.connections.first { $0.id == connection.id })
-        #expect(later.download > connection.download, "download bytes grow: \(connection.download) then \(later.download)")
+        #expect(
+            later.download > connection.download, "download bytes grow: \(connection.download) then \(later.download)")
         #expect(later.start == connection.start)
 
         #expect(Self.close(lab, "00000000-0000-4000-8000-000000000000") == 0, "an unknown id closes nothing")
@@ -101,14 +111,16 @@ struct ConnectionsLabTests {
         #expect(received > 0 && received < Self.fullSize, "the client got \(output) (of \(Self.fullSize))")
         #expect(fields.count == 2 && fields[1] == "reset", "the client saw a reset: \(output)")
         print(
-            "closed after \(later.download) bytes listed; the client ended \(String(format: "%.3f", seconds)) s after the close: \(output)")
+            "closed after \(later.download) bytes listed; the client ended \(String(format: "%.3f", seconds)) s after the close: \(output)"
+        )
 
         // The closed connection leaves the list, and its bytes stay in the totals.
         var after: ConnectionsSnapshot?
-        #expect(lab.harness.waitUntil(2) {
-            after = Self.connections(lab)
-            return after.map { !$0.connections.contains { $0.id == connection.id } } ?? false
-        })
+        #expect(
+            lab.harness.waitUntil(2) {
+                after = Self.connections(lab)
+                return after.map { !$0.connections.contains { $0.id == connection.id } } ?? false
+            })
         #expect((after?.downloadTotal ?? 0) >= later.download)
         #expect(lab.harness.log.contains("closed on request"))
     }
@@ -121,11 +133,16 @@ struct ConnectionsLabTests {
         let (status, output) = lab.run("client", "python3 \(lab.servers) udp-client 10.77.200.2 7 20")
         #expect(status == 0 && output.contains("received 20"), "\(output)")
         let flow = try #require(
-            Self.connections(lab)?.connections.first { $0.metadata.network == "udp" && $0.metadata.destinationPort == "7" })
+            Self.connections(lab)?.connections.first {
+                $0.metadata.network == "udp" && $0.metadata.destinationPort == "7"
+            })
         #expect(flow.rule == "Match" && flow.chains == ["DIRECT"])
         #expect(flow.upload > 0 && flow.download > 0, "\(flow.upload) up, \(flow.download) down")
         #expect(Self.close(lab, flow.id) == 1)
-        #expect(lab.harness.waitUntil(2) { Self.connections(lab).map { !$0.connections.contains { $0.id == flow.id } } ?? false })
+        #expect(
+            lab.harness.waitUntil(2) {
+                Self.connections(lab).map { !$0.connections.contains { $0.id == flow.id } } ?? false
+            })
         let totals = Self.connections(lab)
         #expect((totals?.uploadTotal ?? 0) >= flow.upload && (totals?.downloadTotal ?? 0) >= flow.download)
         // A new datagram makes a new flow: the client is not cut off.
@@ -136,7 +153,9 @@ struct ConnectionsLabTests {
         #expect(Self.close(lab, "") == UInt32(count))
     }
 
-    @Test("delay tests: DIRECT answers in some milliseconds, a dead proxy 0; a whole group one entry per member; unknown names and non-groups say so")
+    @Test(
+        "delay tests: DIRECT answers in some milliseconds, a dead proxy 0; a whole group one entry per member; unknown names and non-groups say so"
+    )
     func delays() throws {
         let lab = try Lab(config: Self.config)
         defer { lab.stop() }
@@ -155,10 +174,11 @@ struct ConnectionsLabTests {
         #expect(whole.delays.first { $0.name == "dead" }?.milliseconds == 0)
         // The measurements show in the group's health (sluiced refreshes it about once a second).
         var health: [String: GroupState.Health] = [:]
-        #expect(lab.harness.waitUntil(3) {
-            health = lab.harness.status()?.groups.first { $0.name == "Proxy" }?.health ?? [:]
-            return health["DIRECT"]?.latencyMilliseconds != nil && health["dead"] != nil
-        }, "\(health)")
+        #expect(
+            lab.harness.waitUntil(3) {
+                health = lab.harness.status()?.groups.first { $0.name == "Proxy" }?.health ?? [:]
+                return health["DIRECT"]?.latencyMilliseconds != nil && health["dead"] != nil
+            }, "\(health)")
         #expect(health["dead"]?.latencyMilliseconds == nil)
         // A server that is not there within the timeout: 0 as well.
         let refused = try #require(Self.delay(lab, "DIRECT", url: "http://10.77.200.2:9/"))

@@ -16,7 +16,8 @@ struct ControllerClient {
     func api(_ method: String, _ path: String, body: String? = nil) -> (Int, String) {
         let data = body.map { "-H 'Content-Type: application/json' --data-raw '\($0)'" } ?? ""
         let (_, out) = curl(
-            "-X \(method) -H 'Authorization: Bearer \(secret)' \(data) -w '\\n%{http_code}' 'http://127.0.0.1:9090\(path)'")
+            "-X \(method) -H 'Authorization: Bearer \(secret)' \(data) -w '\\n%{http_code}' 'http://127.0.0.1:9090\(path)'"
+        )
         let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
         return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
     }

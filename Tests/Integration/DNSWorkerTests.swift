@@ -52,7 +52,9 @@ struct DNSWorkerTests {
         Shell.run("ip netns exec \(harness.namespace!) kdig @127.0.0.1 +timeout=2 +retry=0 \(arguments)").1
     }
 
-    @Test("kdig over UDP and TCP: pool addresses, repeatable; filtered names, hosts and aliases real; AAAA empty; NXDOMAIN")
+    @Test(
+        "kdig over UDP and TCP: pool addresses, repeatable; filtered names, hosts and aliases real; AAAA empty; NXDOMAIN"
+    )
     func answers() throws {
         let (harness, upstream) = try Self.start()
         defer {
@@ -155,7 +157,9 @@ struct DNSWorkerTests {
             _ = Shell.run("ip netns exec \(harness.namespace!) python3 \(servers) dns-load 127.0.0.1 p 3000 \(answers)")
         }
         // Let the loop get going, then kill the worker mid-load.
-        _ = harness.waitUntil(20) { ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 500 }
+        _ = harness.waitUntil(20) {
+            ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 500
+        }
         kill(pid, SIGKILL)
         loader.join()
         #expect(harness.waitUntil(5) { harness.worker("dns").map { $0.pid != pid && $0.state == "ready" } ?? false })

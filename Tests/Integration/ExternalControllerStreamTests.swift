@@ -76,7 +76,9 @@ struct ExternalControllerStreamTests {
 
         func stop() { harness.stop() }
 
-        var client: ControllerClient { ControllerClient(harness: harness, secret: ExternalControllerStreamTests.secret) }
+        var client: ControllerClient {
+            ControllerClient(harness: harness, secret: ExternalControllerStreamTests.secret)
+        }
 
         @discardableResult
         func curl(_ arguments: String) -> (Int32, String) { client.curl(arguments) }

@@ -47,14 +47,16 @@ struct ExternalControllerTests {
         init() throws {
             let ui = "/tmp/sluice-ui-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             try FileManager.default.createDirectory(atPath: ui + "/assets", withIntermediateDirectories: true)
-            try "<html><body>dashboard</body></html>".write(toFile: ui + "/index.html", atomically: true, encoding: .utf8)
+            try "<html><body>dashboard</body></html>".write(
+                toFile: ui + "/index.html", atomically: true, encoding: .utf8)
             try "console.log(1)".write(toFile: ui + "/assets/app.js", atomically: true, encoding: .utf8)
             try "not for you".write(toFile: ui + "/../sluice-ui-secret-\(getpid())", atomically: true, encoding: .utf8)
             self.ui = ui
             harness = try SluicedHarness(config: ExternalControllerTests.config(ui: ui))
             try harness.start()
             guard harness.waitUntil(15, { harness.worker("dns")?.state == "ready" }),
-                harness.waitUntil(5, { self.curl("-o /dev/null -w %{http_code} http://127.0.0.1:9090/version").1 == "401" })
+                harness.waitUntil(
+                    5, { self.curl("-o /dev/null -w %{http_code} http://127.0.0.1:9090/version").1 == "401" })
             else {
                 throw LabError("sluiced with the API did not come up; log:\n\(harness.log)")
             }
@@ -81,7 +83,8 @@ struct ExternalControllerTests {
         func webSocket(_ path: String, seconds: Double) -> [String] {
             let servers = Shell.packageRoot() + "/Scripts/lab-servers.py"
             let (_, out) = Shell.run(
-                "ip netns exec \(harness.namespace!) timeout 30 python3 \(servers) ws-read 127.0.0.1 9090 '\(path)' \(seconds)")
+                "ip netns exec \(harness.namespace!) timeout 30 python3 \(servers) ws-read 127.0.0.1 9090 '\(path)' \(seconds)"
+            )
             return out.split(separator: "\n").map(String.init)
         }
     }
@@ -92,18 +95,22 @@ struct ExternalControllerTests {
         defer { sluice.stop() }
         let (_, unauthorized) = sluice.curl("-w ' %{http_code}' http://127.0.0.1:9090/proxies")
         #expect(unauthorized == "{\"message\":\"Unauthorized\"} 401")
-        let (_, wrong) = sluice.curl("-H 'Authorization: Bearer nope' -o /dev/null -w %{http_code} http://127.0.0.1:9090/configs")
+        let (_, wrong) = sluice.curl(
+            "-H 'Authorization: Bearer nope' -o /dev/null -w %{http_code} http://127.0.0.1:9090/configs")
         #expect(wrong == "401")
         #expect(sluice.api("GET", "/version").0 == 200)
         let (_, preflight) = sluice.curl(
-            "-X OPTIONS -H 'Origin: http://dashboard.test' -H 'Access-Control-Request-Method: PUT' -D - -o /dev/null http://127.0.0.1:9090/proxies/Proxy")
+            "-X OPTIONS -H 'Origin: http://dashboard.test' -H 'Access-Control-Request-Method: PUT' -D - -o /dev/null http://127.0.0.1:9090/proxies/Proxy"
+        )
         #expect(preflight.contains("204") && preflight.contains("Access-Control-Allow-Origin: *"), "\(preflight)")
         #expect(preflight.contains("Access-Control-Allow-Headers: Content-Type, Authorization"))
         // WebSockets: a token in the query works; without it the upgrade is refused with 401.
         #expect(sluice.webSocket("/memory", seconds: 1.5) == ["refused 401"])
         let memory = sluice.webSocket("/memory?token=\(Self.secret)", seconds: 2.5)
         let inuse = memory.compactMap { line -> Int? in
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                return nil
+            }
             return object["inuse"] as? Int
         }
         #expect(inuse.count >= 2 && inuse.allSatisfy { $0 > 1_000_000 }, "\(memory)")
@@ -118,7 +125,9 @@ struct ExternalControllerTests {
         let proxies = try #require(sluice.json("/proxies")?["proxies"] as? [String: [String: Any]])
         #expect(Set(proxies.keys) == ["DIRECT", "REJECT", "GLOBAL", "a", "b", "Proxy"])
         #expect(proxies["a"]?["type"] as? String == "Socks5" && proxies["b"]?["type"] as? String == "Http")
-        #expect(proxies["Proxy"]?["type"] as? String == "Selector" && proxies["Proxy"]?["all"] as? [String] == ["a", "b", "DIRECT"])
+        #expect(
+            proxies["Proxy"]?["type"] as? String == "Selector"
+                && proxies["Proxy"]?["all"] as? [String] == ["a", "b", "DIRECT"])
         #expect(proxies["Proxy"]?["now"] as? String == "a")
         #expect(proxies["GLOBAL"]?["type"] as? String == "Selector")
         let one = try #require(sluice.json("/proxies/Proxy"))
@@ -134,7 +143,10 @@ struct ExternalControllerTests {
 
         let rules = try #require(sluice.json("/rules")?["rules"] as? [[String: Any]])
         #expect(rules.map { $0["type"] as? String ?? "" } == ["DomainSuffix", "IPCIDR", "AND", "Match"])
-        #expect(rules.map { $0["payload"] as? String ?? "" } == ["example.com", "10.0.0.0/8", "((NETWORK,UDP),(DST-PORT,443))", ""])
+        #expect(
+            rules.map { $0["payload"] as? String ?? "" } == [
+                "example.com", "10.0.0.0/8", "((NETWORK,UDP),(DST-PORT,443))", "",
+            ])
         #expect(rules.map { $0["proxy"] as? String ?? "" } == ["Proxy", "DIRECT", "REJECT", "DIRECT"])
 
         let configs = try #require(sluice.json("/configs"))
@@ -157,12 +169,15 @@ struct ExternalControllerTests {
         let moved = Self.config(ui: "/").replacingOccurrences(of: "\n", with: "\\n")
         let (uiStatus, uiWhy) = sluice.api("PUT", "/configs", body: "{\"payload\":\"\(moved)\"}")
         #expect(uiStatus == 400 && uiWhy.contains("cannot change external-controller"), "\(uiWhy)")
-        let provider = "rule-providers:\\n  p: {type: file, behavior: classical, path: /etc/passwd}\\nrules:\\n  - RULE-SET,p,DIRECT\\n"
+        let provider =
+            "rule-providers:\\n  p: {type: file, behavior: classical, path: /etc/passwd}\\nrules:\\n  - RULE-SET,p,DIRECT\\n"
         let (providerStatus, providerWhy) = sluice.api("PUT", "/configs", body: "{\"payload\":\"\(provider)\"}")
         #expect(providerStatus == 400 && !providerWhy.contains("root:"), "\(providerWhy)")
         // Only files beside the configuration (mihomo's SAFE_PATHS): not any file root can read.
         let (outside, outsideWhy) = sluice.api("PUT", "/configs", body: "{\"path\":\"/etc/passwd\"}")
-        #expect(outside == 400 && outsideWhy.contains("not inside the configuration's directory") && !outsideWhy.contains("root:"), "\(outsideWhy)")
+        #expect(
+            outside == 400 && outsideWhy.contains("not inside the configuration's directory")
+                && !outsideWhy.contains("root:"), "\(outsideWhy)")
     }
 
     @Test("dns/query asks the dns worker (hosts, fake-ip); logs stream; metrics; external-ui files and nothing outside")
@@ -183,17 +198,21 @@ struct ExternalControllerTests {
         let ns = sluice.harness.namespace!
         let out = sluice.harness.directory + "/logs.out"
         Shell.run(
-            "(ip netns exec \(ns) timeout 4 curl -sS -N -H 'Authorization: Bearer \(Self.secret)' 'http://127.0.0.1:9090/logs?level=debug' > \(out) 2>&1 &) ; sleep 1")
+            "(ip netns exec \(ns) timeout 4 curl -sS -N -H 'Authorization: Bearer \(Self.secret)' 'http://127.0.0.1:9090/logs?level=debug' > \(out) 2>&1 &) ; sleep 1"
+        )
         let second = sluice.harness.directory + "/second.yaml"
         try Self.config(ui: sluice.ui).replacingOccurrences(of: "10.1.2.3", with: "10.4.5.6").write(
             toFile: second, atomically: true, encoding: .utf8)
         #expect(sluice.api("PUT", "/configs", body: "{\"path\":\"\(second)\"}").0 == 204)
         let reloaded = sluice.harness.waitUntil(8) {
-            ((sluice.json("/dns/query?name=fixed.test")?["Answer"] as? [[String: Any]])?.first?["data"] as? String) == "10.4.5.6"
+            ((sluice.json("/dns/query?name=fixed.test")?["Answer"] as? [[String: Any]])?.first?["data"] as? String)
+                == "10.4.5.6"
         }
         #expect(reloaded, "the dns worker answers from the new file's hosts")
         #expect(sluice.harness.status()?.configPath == second)
-        _ = sluice.harness.waitUntil(6) { (try? String(contentsOfFile: out, encoding: .utf8))?.contains("[dns]") == true }
+        _ = sluice.harness.waitUntil(6) {
+            (try? String(contentsOfFile: out, encoding: .utf8))?.contains("[dns]") == true
+        }
         let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n")
         #expect(lines.contains { $0.contains("\"type\":\"info\"") && $0.contains("[sluiced]") }, "\(lines)")
         #expect(lines.contains { $0.contains("[dns]") }, "the dns worker's lines reach /logs: \(lines)")
@@ -214,8 +233,16 @@ struct ExternalControllerTests {
         #expect(sluice.curl("http://127.0.0.1:9090/ui/").1.contains("dashboard"))
         #expect(sluice.curl("http://127.0.0.1:9090/ui/assets/app.js").1 == "console.log(1)")
         #expect(sluice.curl("-o /dev/null -w %{http_code} http://127.0.0.1:9090/ui").1 == "301")
-        #expect(sluice.curl("-o /dev/null -w %{http_code} --path-as-is http://127.0.0.1:9090/ui/../sluice-ui-secret-\(getpid())").1 == "404")
-        #expect(sluice.curl("-o /dev/null -w %{http_code} --path-as-is 'http://127.0.0.1:9090/ui/%2e%2e/sluice-ui-secret-\(getpid())'").1 == "404")
-        #expect(sluice.curl("http://127.0.0.1:9090/ui/proxies").1.contains("dashboard"), "a dashboard's own routes get its index")
+        #expect(
+            sluice.curl(
+                "-o /dev/null -w %{http_code} --path-as-is http://127.0.0.1:9090/ui/../sluice-ui-secret-\(getpid())"
+            ).1 == "404")
+        #expect(
+            sluice.curl(
+                "-o /dev/null -w %{http_code} --path-as-is 'http://127.0.0.1:9090/ui/%2e%2e/sluice-ui-secret-\(getpid())'"
+            ).1 == "404")
+        #expect(
+            sluice.curl("http://127.0.0.1:9090/ui/proxies").1.contains("dashboard"),
+            "a dashboard's own routes get its index")
     }
 }

@@ -13,18 +13,20 @@ import Glibc
 struct FakeIPLabTests {
     static func config(range: String, rules: [String] = []) -> String {
         Lab.config
-            .replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]")
+            .replacingOccurrences(
+                of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]"
+            )
             .replacingOccurrences(of: "rules:\n", with: "rules:\n" + rules.map { "  - \($0)\n" }.joined())
-            + """
+                + """
 
-            dns:
-              enable: true
-              enhanced-mode: fake-ip
-              fake-ip-range: \(range)
-              fake-ip-filter: [real.test]
-              nameserver: [10.77.200.2]
+                dns:
+                  enable: true
+                  enhanced-mode: fake-ip
+                  fake-ip-range: \(range)
+                  fake-ip-filter: [real.test]
+                  nameserver: [10.77.200.2]
 
-            """
+                """
     }
 
     static func start(_ config: String, name: String = #function) throws -> Lab {
@@ -39,7 +41,8 @@ struct FakeIPLabTests {
 
     /// Asks the hijacked DNS (any address, port 53) from `role`.
     static func resolve(_ lab: Lab, _ name: String, from role: String = "client") -> String {
-        lab.run(role, "python3 \(lab.servers) dns-query 10.77.200.9 \(name)").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        lab.run(role, "python3 \(lab.servers) dns-query 10.77.200.9 \(name)").1.trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     @Test("curl by name: DOMAIN-SUFFIX decides on the fake address's name; DIRECT reaches the real host; UDP too")
@@ -60,9 +63,13 @@ struct FakeIPLabTests {
             #expect(status == 0 && body.hasPrefix("ok"), "\(role): \(status) \(body)")
         }
         let blocked = Self.resolve(lab, "www.blocked.test")
-        let (status, _) = lab.run("client", "curl -sS -m 5 --resolve www.blocked.test:80:\(blocked) http://www.blocked.test/small")
+        let (status, _) = lab.run(
+            "client", "curl -sS -m 5 --resolve www.blocked.test:80:\(blocked) http://www.blocked.test/small")
         #expect(status == 7, "REJECT by name: connection refused at once")
-        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT") })
+        #expect(
+            lab.harness.waitUntil(5) {
+                lab.harness.log.contains("(www.blocked.test) [DOMAIN-SUFFIX,blocked.test] REJECT")
+            })
         #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("(a.test) [DOMAIN,a.test] DIRECT") })
         // An IP rule without no-resolve on a fake-IP connection tests the name's real address
         // (10.77.200.2 for every *.test name), as mihomo does.
@@ -91,7 +98,10 @@ struct FakeIPLabTests {
         #expect(lab.run("client", "python3 \(lab.servers) udp-twice \(udpPinned) 7 0.1").1 == "echo echo\n")
         // Hold a connection to pinned.test open for the rest of the test.
         let holder = try OSThread.start(name: "holder") {
-            _ = lab.run("client", "python3 -c 'import socket,time; s=socket.create_connection((\"\(pinned)\", 80)); time.sleep(12)'", timeout: 30)
+            _ = lab.run(
+                "client",
+                "python3 -c 'import socket,time; s=socket.create_connection((\"\(pinned)\", 80)); time.sleep(12)'",
+                timeout: 30)
         }
         defer { holder.join() }
         #expect(lab.harness.waitUntil(5) { (lab.harness.worker("tun")?.stats["tcp.active"] ?? 0) >= 1 })
@@ -118,11 +128,16 @@ struct FakeIPLabTests {
         let loader = try OSThread.start(name: "dns-load") {
             _ = lab.run("client", "python3 \(lab.servers) dns-load 10.77.200.9 k 2000 \(answers)", timeout: 90)
         }
-        _ = lab.harness.waitUntil(30) { ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 300 }
+        _ = lab.harness.waitUntil(30) {
+            ((try? String(contentsOfFile: answers, encoding: .utf8)) ?? "").split(separator: "\n").count > 300
+        }
         kill(pid, SIGKILL)
         loader.join()
-        #expect(lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != pid && $0.state == "ready" } ?? false })
-        let pairs = try String(contentsOfFile: answers, encoding: .utf8).split(separator: "\n").compactMap { line -> (String, String)? in
+        #expect(
+            lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != pid && $0.state == "ready" } ?? false }
+        )
+        let pairs = try String(contentsOfFile: answers, encoding: .utf8).split(separator: "\n").compactMap {
+            line -> (String, String)? in
             let parts = line.split(separator: " ")
             return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
         }
@@ -139,7 +154,8 @@ struct FakeIPLabTests {
         _ = lab.harness.waitUntil(5) { lab.harness.log.contains("-> \(sample.last!.1):80 (") }
         let log = lab.harness.log
         let missing = sample.filter { !log.contains("-> \($0.1):80 (\($0.0))") }
-        #expect(missing.isEmpty, "\(missing.count) of \(sample.count) addresses lost their name, e.g. \(missing.prefix(3))")
+        #expect(
+            missing.isEmpty, "\(missing.count) of \(sample.count) addresses lost their name, e.g. \(missing.prefix(3))")
     }
 }
 
@@ -149,7 +165,8 @@ struct FakeIPLabTests {
 struct RuleProviderLabTests {
     /// A one-pattern domain list on the lab's web server (whose folder every lab shares).
     struct ServedList {
-        let path = (ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www")
+        let path =
+            (ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www")
             + "/provider-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
         var url: String { "http://10.77.200.2/" + (path as NSString).lastPathComponent }
 
@@ -171,15 +188,18 @@ struct RuleProviderLabTests {
     /// every `interval` seconds), once sluiced has fetched it. `more` is YAML after the `remote` entry.
     static func start(_ list: ServedList, interval: Int, more: String = "", name: String = #function) throws -> Lab {
         try list.serve("+.listed.test")
-        let config = FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
-            + """
-            rule-providers:
-              remote: {type: http, behavior: domain, url: "\(list.url)", interval: \(interval)}
-            \(more)
+        let config =
+            FakeIPLabTests.config(range: "198.18.0.1/16", rules: ["RULE-SET,remote,REJECT"])
+                + """
+                rule-providers:
+                  remote: {type: http, behavior: domain, url: "\(list.url)", interval: \(interval)}
+                \(more)
 
-            """
+                """
         let lab = try FakeIPLabTests.start(config, name: name)
-        #expect(lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") }, "\(lab.harness.log.suffix(2000))")
+        #expect(
+            lab.harness.waitUntil(15) { lab.harness.log.contains("rule provider remote: fetched") },
+            "\(lab.harness.log.suffix(2000))")
         return lab
     }
 
@@ -198,23 +218,31 @@ struct RuleProviderLabTests {
         #expect(lab.harness.waitUntil(15) { reachable("b.listed.test") && !reachable("b.other.test") })
     }
 
-    @Test("PUT /providers/rules/:name fetches the list now and answers when it applies; a failed fetch keeps the old list and says why")
+    @Test(
+        "PUT /providers/rules/:name fetches the list now and answers when it applies; a failed fetch keeps the old list and says why"
+    )
     func updateThroughTheAPI() throws {
         let list = ServedList()
         defer { list.remove() }
         // interval 0: fetched once, then only when asked.
         let lab = try Self.start(
-            list, interval: 0, more: "  local: {type: inline, behavior: domain, payload: [inline.test]}\nexternal-controller: 127.0.0.1:9090")
+            list, interval: 0,
+            more:
+                "  local: {type: inline, behavior: domain, payload: [inline.test]}\nexternal-controller: 127.0.0.1:9090"
+        )
         defer { lab.stop() }
         func api(_ method: String, _ path: String) -> (Int, String) {
-            let (_, out) = lab.run("router", "curl -sS -m 70 -X \(method) -w '\\n%{http_code}' http://127.0.0.1:9090\(path) 2>&1")
+            let (_, out) = lab.run(
+                "router", "curl -sS -m 70 -X \(method) -w '\\n%{http_code}' http://127.0.0.1:9090\(path) 2>&1")
             let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
             return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
         }
         let reachable = { Self.reachable(lab, $0) }
         #expect(lab.harness.waitUntil(5) { !reachable("a.listed.test") }, "listed by the downloaded provider: REJECT")
         let (infoStatus, info) = api("GET", "/providers/rules/remote")
-        #expect(infoStatus == 200 && info.contains("\"vehicleType\":\"HTTP\"") && info.contains("\"ruleCount\":1"), "\(info)")
+        #expect(
+            infoStatus == 200 && info.contains("\"vehicleType\":\"HTTP\"") && info.contains("\"ruleCount\":1"),
+            "\(info)")
 
         // The list changes upstream; with no interval only the API's update brings it, and the answer comes once it applies.
         try list.serve("+.other.test")
@@ -228,7 +256,8 @@ struct RuleProviderLabTests {
         // Gone upstream: 503 with the reason, and the list in use stays.
         list.remove()
         let (failed, reason) = api("PUT", "/providers/rules/remote")
-        #expect(failed == 503 && reason.contains("curl exit 22") && reason.contains("keeping what is there"), "\(reason)")
+        #expect(
+            failed == 503 && reason.contains("curl exit 22") && reason.contains("keeping what is there"), "\(reason)")
         #expect(!reachable("c.other.test"), "the previous list still applies")
         #expect(api("PUT", "/providers/rules/local").0 == 204, "inline: nothing to fetch")
         let (unknown, message) = api("PUT", "/providers/rules/nosuch")

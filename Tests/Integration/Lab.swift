@@ -59,7 +59,9 @@ final class Lab {
     func stop() {
         harness.stop()
         _ = Lab.shell("LAB=\(name) bash \(Lab.packageRoot)/Scripts/lab.sh down")
-        if turn >= 0 { print("lab \(test) held the lab for \(String(format: "%.1f", Double(MonotonicClock.now - since) / 1e9)) s") }
+        if turn >= 0 {
+            print("lab \(test) held the lab for \(String(format: "%.1f", Double(MonotonicClock.now - since) / 1e9)) s")
+        }
         Self.release(turn)
         turn = -1  // stop() may run twice (a helper's cleanup, then the test's defer)
     }
@@ -67,7 +69,9 @@ final class Lab {
     /// Runs a shell command inside the lab namespace `role` (client, router, wan).
     @discardableResult
     func run(_ role: String, _ command: String, timeout: Int = 120) -> (Int32, String) {
-        Lab.shell("timeout \(timeout) ip netns exec \(name)-\(role) bash -c '\(command.replacingOccurrences(of: "'", with: "'\\''"))'")
+        Lab.shell(
+            "timeout \(timeout) ip netns exec \(name)-\(role) bash -c '\(command.replacingOccurrences(of: "'", with: "'\\''"))'"
+        )
     }
 
     var servers: String { "\(Lab.packageRoot)/Scripts/lab-servers.py" }
@@ -81,7 +85,8 @@ final class Lab {
             "router",
             "ip -4 rule show; ip -6 rule show; ip -4 route show table main; ip -6 route show table main; "
                 + "ip -4 route show table 2022 2>/dev/null; ip -6 route show table 2022 2>/dev/null")
-        return text.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("fe80::") }.sorted().joined(separator: "\n")
+        return text.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("fe80::") }.sorted().joined(
+            separator: "\n")
     }
 
     static let config = """

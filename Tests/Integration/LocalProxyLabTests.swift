@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The local proxy ports (issue 19): `mixed-port`, `socks-port`, `port` and `listeners:` carry TCP and UDP through
@@ -74,7 +74,8 @@ struct LocalProxyLabTests {
         // A plain request whose head is larger than a pipe surely holds (a 12 KB header) relays through buffers.
         let large = lab.run(
             "router",
-            "curl -sS -m 5 -x http://\(Self.alice):7890 -H \"X-Pad: $(head -c 12000 /dev/zero | tr '\\0' a)\" http://www.test/small")
+            "curl -sS -m 5 -x http://\(Self.alice):7890 -H \"X-Pad: $(head -c 12000 /dev/zero | tr '\\0' a)\" http://www.test/small"
+        )
         #expect(large.0 == 0 && large.1 == "ok\n", "\(large.1)")
         // IN-PORT,7892 sends everything from that port to the unavailable group: the HTTP proxy answers 403.
         let byPort = lab.run(
@@ -88,7 +89,8 @@ struct LocalProxyLabTests {
         let wrongSocks = lab.run("router", "curl -sS -m 5 -x socks5h://alice:nope@127.0.0.1:7890 http://www.test/small")
         #expect(wrongSocks.0 != 0 && !wrongSocks.1.contains("ok"), "\(wrongSocks.1)")
         let wrongHTTP = lab.run(
-            "router", "curl -s -o /dev/null -w '%{http_code}' -m 5 -x http://alice:nope@127.0.0.1:7890 http://www.test/small")
+            "router",
+            "curl -s -o /dev/null -w '%{http_code}' -m 5 -x http://alice:nope@127.0.0.1:7890 http://www.test/small")
         #expect(wrongHTTP.1 == "407", "\(wrongHTTP.1)")
         let none = lab.run("router", "curl -sS -m 5 -x socks5h://127.0.0.1:7890 http://www.test/small")
         #expect(none.0 != 0, "\(none.1)")
@@ -104,18 +106,24 @@ struct LocalProxyLabTests {
         #expect(lab.harness.log.contains("→ Proxy (group Proxy unavailable)"), "\(lab.harness.log.suffix(1500))")
 
         // allow-lan: false binds the default ports to 127.0.0.1: a LAN client cannot reach them.
-        let lan = lab.run("client", "curl -sS -m 5 -x socks5h://\(Self.alice.replacingOccurrences(of: "127.0.0.1", with: "10.77.1.1")):7890 http://www.test/small")
+        let lan = lab.run(
+            "client",
+            "curl -sS -m 5 -x socks5h://\(Self.alice.replacingOccurrences(of: "127.0.0.1", with: "10.77.1.1")):7890 http://www.test/small"
+        )
         #expect(lan.0 != 0 && lan.1.contains("Failed to connect"), "\(lan.1)")
         // A listener with its own users serves the LAN; one on the default credentials obeys lan-disallowed-ips.
         let bob = lab.run("client", "curl -sS -m 5 -x socks5h://bob:builder@10.77.1.1:7893 http://www.test/small")
         #expect(bob.0 == 0 && bob.1 == "ok\n", "\(bob.1)")
-        let disallowed = lab.run("client", "curl -sS -m 5 -x socks5h://alice:wonderland@10.77.1.1:7894 http://www.test/small")
+        let disallowed = lab.run(
+            "client", "curl -sS -m 5 -x socks5h://alice:wonderland@10.77.1.1:7894 http://www.test/small")
         #expect(disallowed.0 != 0, "\(disallowed.1)")
-        let local = lab.run("router", "curl -sS -m 5 -x socks5h://alice:wonderland@127.0.0.1:7894 http://www.test/small")
+        let local = lab.run(
+            "router", "curl -sS -m 5 -x socks5h://alice:wonderland@127.0.0.1:7894 http://www.test/small")
         #expect(local.0 == 0 && local.1 == "ok\n", "\(local.1)")
     }
 
-    @Test("UDP ASSOCIATE carries datagrams through the rules; /connections shows the inbound; the ports outlive a crash")
+    @Test(
+        "UDP ASSOCIATE carries datagrams through the rules; /connections shows the inbound; the ports outlive a crash")
     func udpConnectionsAndCrash() throws {
         let lab = try Lab(config: Self.config)
         defer { lab.stop() }
@@ -129,14 +137,16 @@ struct LocalProxyLabTests {
         // Without an association (no TCP handshake), a datagram goes nowhere.
         let stray = lab.run(
             "router",
-            "python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(bytes([0,0,0,1,10,77,200,3,0,7])+b\"x\", (\"127.0.0.1\", 7890)); print(s.recvfrom(100))'")
+            "python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(bytes([0,0,0,1,10,77,200,3,0,7])+b\"x\", (\"127.0.0.1\", 7890)); print(s.recvfrom(100))'"
+        )
         #expect(stray.0 != 0 && stray.1.contains("timed out"), "\(stray.1)")
 
         // A long download through SOCKS is listed with its inbound.
         let result = "/tmp/\(lab.name)-slow"
         lab.run(
             "router",
-            "curl -s -o /dev/null --limit-rate 2M -m 30 -x socks5h://\(Self.alice):7890 http://www.test/100m.bin >\(result) 2>&1 </dev/null &")
+            "curl -s -o /dev/null --limit-rate 2M -m 30 -x socks5h://\(Self.alice):7890 http://www.test/100m.bin >\(result) 2>&1 </dev/null &"
+        )
         var listed: [String: Any]?
         _ = lab.harness.waitUntil(10) {
             let (_, body) = lab.run(
@@ -187,7 +197,9 @@ struct LocalProxyWithoutTUNLabTests {
         let lab = try Lab(config: Self.config)
         defer { lab.stop() }
         try lab.start()
-        #expect(lab.harness.worker("tun")?.detail.contains("no TUN") == true, "\(String(describing: lab.harness.worker("tun")))")
+        #expect(
+            lab.harness.worker("tun")?.detail.contains("no TUN") == true,
+            "\(String(describing: lab.harness.worker("tun")))")
         let ok = lab.run("router", "curl -sS -m 5 -x socks5h://127.0.0.1:7890 http://www.test/small")
         #expect(ok.0 == 0 && ok.1 == "ok\n", "\(ok.1)")
         let http = lab.run("router", "curl -sS -m 5 -x http://127.0.0.1:7890 http://www.test/small")
@@ -214,7 +226,9 @@ struct LocalProxyWithoutTUNLabTests {
         let pidFile = "/tmp/\(lab.name)-echo.pid"
         lab.run("router", "python3 \(lab.servers) udp-echo 9007 127.0.0.1 >/dev/null 2>&1 & echo $! >\(pidFile)")
         defer {
-            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 {
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+            {
                 kill(pid, SIGTERM)
             }
             unlink(pidFile)

@@ -9,7 +9,9 @@ import Glibc
 
 /// Proxy groups with real proxies: two microsocks servers in the lab's wan namespace,
 /// each with its own log, so the log that shows a connection tells which member took it.
-@Suite("proxy groups through the TUN (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
+@Suite(
+    "proxy groups through the TUN (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN")
+)
 struct ProxyGroupLabTests {
     static let fallbackHost = "10.77.200.11"
     static let selectHost = "10.77.200.12"
@@ -37,11 +39,15 @@ struct ProxyGroupLabTests {
     /// Starts microsocks on `port` in the wan namespace; returns its PID.
     static func socks(_ lab: Lab, port: Int, log: String) throws -> pid_t {
         let (status, output) = Lab.shell(
-            "LAB=\(lab.name) bash \(Lab.packageRoot)/Scripts/lab.sh spawn wan \(log) microsocks -i 10.77.200.2 -p \(port)")
+            "LAB=\(lab.name) bash \(Lab.packageRoot)/Scripts/lab.sh spawn wan \(log) microsocks -i 10.77.200.2 -p \(port)"
+        )
         guard status == 0, let pid = pid_t(output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw LabError("microsocks on \(port): \(output)")
         }
-        let (ready, _) = lab.run("wan", "for i in $(seq 1 50); do (exec 3<>/dev/tcp/10.77.200.2/\(port)) 2>/dev/null && exit 0; sleep 0.1; done; exit 1")
+        let (ready, _) = lab.run(
+            "wan",
+            "for i in $(seq 1 50); do (exec 3<>/dev/tcp/10.77.200.2/\(port)) 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+        )
         guard ready == 0 else { throw LabError("microsocks on \(port) did not listen") }
         return pid
     }
@@ -49,10 +55,14 @@ struct ProxyGroupLabTests {
     static func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
     func sluiced(_ lab: Lab, _ arguments: String) -> (Int32, String) {
-        Shell.run("\(SluicedHarness.productsDirectory)/sluiced \(arguments) --runtime-dir \(lab.harness.runtimeDirectory) 2>&1")
+        Shell.run(
+            "\(SluicedHarness.productsDirectory)/sluiced \(arguments) --runtime-dir \(lab.harness.runtimeDirectory) 2>&1"
+        )
     }
 
-    @Test("select follows sluiced select (and shows in status); fallback leaves a dead proxy within its interval and comes back")
+    @Test(
+        "select follows sluiced select (and shows in status); fallback leaves a dead proxy within its interval and comes back"
+    )
     func groups() throws {
         let lab = try Lab(config: Self.config)
         defer { lab.stop() }

@@ -147,11 +147,20 @@ struct ProxyLabTests {
                 (upstreams.ss256, "\(ss) -p 8389 -m aes-256-gcm -k pw-256"),
                 (upstreams.chacha, "\(ss) -p 8390 -m chacha20-ietf-poly1305 -k pw-chacha"),
                 // A SOCKS5 server with UDP ASSOCIATE: ss-local, chained to the aes-128-gcm ss-server.
-                (upstreams.socksUDP, "ss-local -s 10.77.200.2 -p 8388 -b 10.77.200.2 -l 1081 -m aes-128-gcm -k pw-128 -u -v"),
+                (
+                    upstreams.socksUDP,
+                    "ss-local -s 10.77.200.2 -p 8388 -b 10.77.200.2 -l 1081 -m aes-128-gcm -k pw-128 -u -v"
+                ),
                 (upstreams.web, "tinyproxy -d -c \(tinyproxyConf)"),
                 (upstreams.https, "\(tlsProxy) http 10.77.200.2 8443 \(directory)/proxy.crt \(directory)/proxy.key"),
-                (upstreams.socksTLS, "\(tlsProxy) socks5 10.77.200.2 1443 \(directory)/proxy.crt \(directory)/proxy.key"),
-                (lab.harness.directory + "/udp-echo.log", "python3 \(lab.servers) udp-echo 7 \(extraHosts.joined(separator: " "))"),
+                (
+                    upstreams.socksTLS,
+                    "\(tlsProxy) socks5 10.77.200.2 1443 \(directory)/proxy.crt \(directory)/proxy.key"
+                ),
+                (
+                    lab.harness.directory + "/udp-echo.log",
+                    "python3 \(lab.servers) udp-echo 7 \(extraHosts.joined(separator: " "))"
+                ),
                 (lab.harness.directory + "/silent.log", "python3 \(lab.servers) silent 10.77.200.2 1098"),
                 (lab.harness.directory + "/banner.log", "python3 \(lab.servers) banner-proxy socks5 10.77.200.2 1097"),
                 (lab.harness.directory + "/banner.log", "python3 \(lab.servers) banner-proxy http 10.77.200.2 1096"),
@@ -207,11 +216,14 @@ struct ProxyLabTests {
                 #expect(seen == (path == route.log), "\(route.host) in \(path): \(seen)")
             }
             if let log = route.log {
-                #expect(upstreams.text(log).contains(route.marker(route.host)), "\(log):\n\(upstreams.text(log).suffix(800))")
+                #expect(
+                    upstreams.text(log).contains(route.marker(route.host)),
+                    "\(log):\n\(upstreams.text(log).suffix(800))")
             }
         }
         let log = lab.harness.log
-        #expect(log.contains("-> \(Self.socksHost):80 [IP-CIDR,\(Self.socksHost)/32] socks"), "the rule text in the log")
+        #expect(
+            log.contains("-> \(Self.socksHost):80 [IP-CIDR,\(Self.socksHost)/32] socks"), "the rule text in the log")
         #expect(log.contains("-> 10.77.200.2:80 [MATCH] DIRECT"))
 
         // REJECT by a `reject` proxy: refused at once.
@@ -224,7 +236,10 @@ struct ProxyLabTests {
             #expect(status != 0 && status != 28, "\(host): \(status)")
             #expect(Date().timeIntervalSince(started) < 3)
         }
-        #expect(lab.harness.waitUntil(3) { lab.harness.log.contains("socks-bad: SOCKS5: the proxy rejected the username or password") })
+        #expect(
+            lab.harness.waitUntil(3) {
+                lab.harness.log.contains("socks-bad: SOCKS5: the proxy rejected the username or password")
+            })
         #expect(lab.harness.log.contains("dead: connect failed"))
         // An HTTPS proxy whose self-signed certificate is verified (no skip-cert-verify):
         // the TLS handshake fails, the client is reset at once, nothing reaches the proxy's CONNECT.
@@ -241,19 +256,23 @@ struct ProxyLabTests {
         let digest = TunDataPlaneTests.expectedDigest(lab)
         for host in [Self.socksHost, Self.chachaHost, Self.ss128Host, Self.httpHost, Self.httpsHost] {
             let started = Date()
-            let (status, output) = lab.run("client", "curl -s --max-time 90 http://\(host)/100m.bin | sha256sum", timeout: 120)
+            let (status, output) = lab.run(
+                "client", "curl -s --max-time 90 http://\(host)/100m.bin | sha256sum", timeout: 120)
             let seconds = Date().timeIntervalSince(started)
             #expect(status == 0 && output.hasPrefix(digest), "\(host): \(output)")
             print("100 MiB through \(host): \(String(format: "%.1f", seconds)) s")
         }
         let (_, many) = lab.run("client", "python3 \(lab.servers) tcp-many \(Self.ss256Host) 80 200 50", timeout: 300)
         #expect(many.contains("sequential 200/200 concurrent 50/50"), "\(many)")
-        let (_, manySocks) = lab.run("client", "python3 \(lab.servers) tcp-many \(Self.socksHost) 80 200 50", timeout: 300)
+        let (_, manySocks) = lab.run(
+            "client", "python3 \(lab.servers) tcp-many \(Self.socksHost) 80 200 50", timeout: 300)
         #expect(manySocks.contains("sequential 200/200 concurrent 50/50"), "\(manySocks)")
         #expect(lab.harness.worker("tun")?.restarts == 0)
     }
 
-    @Test("bounded buffers under a slow reader, half-close, bytes right behind a proxy's reply, a hanging handshake times out")
+    @Test(
+        "bounded buffers under a slow reader, half-close, bytes right behind a proxy's reply, a hanging handshake times out"
+    )
     func robustness() throws {
         let (lab, _) = try Self.start(fakeIP: false)
         defer { lab.stop() }
@@ -269,12 +288,15 @@ struct ProxyLabTests {
         // 4 s), the server is held back instead. A first, unmeasured run fills the allocator's
         // pools: under AddressSanitizer (Scripts/sanitize.sh) freed chunks sit in its quarantine before
         // reuse, so the first seconds of any allocation-heavy load grow RSS by the quarantine's size.
-        _ = lab.run("client", "curl -s --limit-rate 10M --max-time 2 -o /dev/null http://\(Self.chachaHost)/100m.bin", timeout: 60)
+        _ = lab.run(
+            "client", "curl -s --limit-rate 10M --max-time 2 -o /dev/null http://\(Self.chachaHost)/100m.bin",
+            timeout: 60)
         for host in [Self.chachaHost, Self.socksHost] {
             let before = rssKiB()
             var peak = before
             let reader = try OSThread.start(name: "slow-reader") {
-                _ = lab.run("client", "curl -s --limit-rate 10M --max-time 4 -o /dev/null http://\(host)/100m.bin", timeout: 60)
+                _ = lab.run(
+                    "client", "curl -s --limit-rate 10M --max-time 4 -o /dev/null http://\(host)/100m.bin", timeout: 60)
             }
             for _ in 0..<38 {
                 usleep(100_000)
@@ -327,7 +349,8 @@ struct ProxyLabTests {
         let words = cone.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
         #expect(words.count == 4 && words[1] != "-" && words[1] == words[3], "\(cone)")
         // The association went through ss-local (the SOCKS5 server) to the aes-128-gcm ss-server.
-        #expect(upstreams.text(upstreams.socksUDP).contains("[udp]"), "\(upstreams.text(upstreams.socksUDP).suffix(600))")
+        #expect(
+            upstreams.text(upstreams.socksUDP).contains("[udp]"), "\(upstreams.text(upstreams.socksUDP).suffix(600))")
         #expect(lab.harness.log.contains("[IP-CIDR,\(Self.socksUDPHost)/32] socks-udp"))
         // TCP-only proxy: UDP matched to it is refused with a warning.
         let (_, web) = lab.run("client", "python3 \(lab.servers) udp-twice \(Self.httpHost) 7 0.1")
@@ -340,7 +363,8 @@ struct ProxyLabTests {
         let (lab, upstreams) = try Self.start(fakeIP: true)
         defer { lab.stop() }
         func resolve(_ name: String) -> String {
-            lab.run("client", "python3 \(lab.servers) dns-query 10.77.200.9 \(name)").1.trimmingCharacters(in: .whitespacesAndNewlines)
+            lab.run("client", "python3 \(lab.servers) dns-query 10.77.200.9 \(name)").1.trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
         let names = ["a.viasocks.test", "b.viass.test", "c.viaweb.test"]
         let fakes = names.map(resolve)
@@ -361,18 +385,27 @@ struct ProxyLabTests {
         #expect(lab.run("client", "python3 \(lab.servers) udp-twice \(udpSocks) 7 0.2").1 == "echo echo\n")
         _ = lab.harness.waitUntil(8) { false }
         let upstreamAfter = lab.harness.worker("dns")?.stats["dns.upstream.queries"] ?? -2
-        #expect(upstreamAfter == upstreamBefore, "the tun worker looked names up: \(upstreamBefore) -> \(upstreamAfter)")
+        #expect(
+            upstreamAfter == upstreamBefore, "the tun worker looked names up: \(upstreamBefore) -> \(upstreamAfter)")
 
         #expect(upstreams.text(upstreams.socks).contains("connected to a.viasocks.test:80"))
         #expect(upstreams.text(upstreams.chacha).contains("connect to b.viass.test:80"))
         #expect(upstreams.text(upstreams.web).contains("CONNECT c.viaweb.test:80"))
-        #expect(upstreams.text(upstreams.ss128).contains("u.udpss.test"), "\(upstreams.text(upstreams.ss128).suffix(800))")
-        #expect(upstreams.text(upstreams.socksUDP).contains("u.udpsocks.test"), "\(upstreams.text(upstreams.socksUDP).suffix(800))")
-        for path in upstreams.all { #expect(!upstreams.text(path).contains("198.18."), "a fake address reached \(path)") }
+        #expect(
+            upstreams.text(upstreams.ss128).contains("u.udpss.test"), "\(upstreams.text(upstreams.ss128).suffix(800))")
+        #expect(
+            upstreams.text(upstreams.socksUDP).contains("u.udpsocks.test"),
+            "\(upstreams.text(upstreams.socksUDP).suffix(800))")
+        for path in upstreams.all {
+            #expect(!upstreams.text(path).contains("198.18."), "a fake address reached \(path)")
+        }
 
         // Control: DIRECT to a fake name does look it up (so the counter above would have moved).
         let direct = resolve("direct.test")
         #expect(lab.run("client", "curl -sS -m 10 http://\(direct)/small").1 == "ok\n")
-        #expect(lab.harness.waitUntil(10) { (lab.harness.worker("dns")?.stats["dns.upstream.queries"] ?? 0) > upstreamAfter })
+        #expect(
+            lab.harness.waitUntil(10) {
+                (lab.harness.worker("dns")?.stats["dns.upstream.queries"] ?? 0) > upstreamAfter
+            })
     }
 }

@@ -35,17 +35,21 @@ struct ReadmeCommandsTests {
     @Test("the main job and the tests are the README's first two commands, and neither needs sudo")
     func firstCommands() throws {
         let commands = try Self.commands()
-        #expect(commands.prefix(2) == ["bash Scripts/demo.sh", "bash Scripts/install-deps.sh && bash Scripts/test.sh"], "\(commands)")
+        #expect(
+            commands.prefix(2) == ["bash Scripts/demo.sh", "bash Scripts/install-deps.sh && bash Scripts/test.sh"],
+            "\(commands)")
         for command in commands { #expect(!command.contains("sudo "), "\(command)") }
     }
 
-    @Test("run by another user, each root script stops at once and says how to become root",
-          .enabled(if: geteuid() == 0, "needs root to become another user"),
-          arguments: ["Scripts/demo.sh", "Scripts/chaos.sh", "Scripts/api-clients.sh"])
+    @Test(
+        "run by another user, each root script stops at once and says how to become root",
+        .enabled(if: geteuid() == 0, "needs root to become another user"),
+        arguments: ["Scripts/demo.sh", "Scripts/chaos.sh", "Scripts/api-clients.sh"])
     func nonRoot(script: String) {
         // nobody, with no sudo on PATH: what a fresh machine's ordinary user meets.
         let (code, output) = Shell.run(
-            "cd \(Self.root) && env -i PATH=/usr/bin:/bin setpriv --reuid=65534 --regid=65534 --clear-groups bash \(script) 2>&1")
+            "cd \(Self.root) && env -i PATH=/usr/bin:/bin setpriv --reuid=65534 --regid=65534 --clear-groups bash \(script) 2>&1"
+        )
         #expect(code == 1, "\(script): exit \(code): \(output)")
         #expect(output.contains("run as root"), "\(output)")
         #expect(output.contains("as root:          bash \(script)"), "\(output)")

@@ -12,25 +12,26 @@ import Glibc
 /// the TLS ClientHello's SNI.
 @Suite("sniffing through the TUN (lab)", .serialized, .enabled(if: geteuid() == 0, "needs root for namespaces and TUN"))
 struct SniffingLabTests {
-    static let config = Lab.config.replacingOccurrences(
-        of: "rules:\n", with: "rules:\n  - DOMAIN-SUFFIX,blocked.test,REJECT\n")
-        + """
+    static let config =
+        Lab.config.replacingOccurrences(
+            of: "rules:\n", with: "rules:\n  - DOMAIN-SUFFIX,blocked.test,REJECT\n")
+            + """
 
-        sniffer:
-          enable: true
-          override-destination: false
-          sniff:
-            HTTP:
-              ports: [80, 8080-8880]
-              override-destination: true
-            TLS:
-              ports: ["443", 2525]
-        dns:
-          enable: true
-          enhanced-mode: normal
-          nameserver: [10.77.200.2]
+            sniffer:
+              enable: true
+              override-destination: false
+              sniff:
+                HTTP:
+                  ports: [80, 8080-8880]
+                  override-destination: true
+                TLS:
+                  ports: ["443", 2525]
+            dns:
+              enable: true
+              enhanced-mode: normal
+              nameserver: [10.77.200.2]
 
-        """
+            """
 
     /// The lab with an HTTPS server (self-signed for x.test, made here) on :443 and a server
     /// that speaks first on :2525, both on 10.77.200.2.
@@ -47,7 +48,8 @@ struct SniffingLabTests {
                 "python3 \(lab.servers) banner 10.77.200.2 2525",
             ] {
                 let (status, output) = Lab.shell(
-                    "LAB=\(lab.name) bash \(Lab.packageRoot)/Scripts/lab.sh spawn wan \(directory)/servers.log \(command)")
+                    "LAB=\(lab.name) bash \(Lab.packageRoot)/Scripts/lab.sh spawn wan \(directory)/servers.log \(command)"
+                )
                 guard status == 0 else { throw LabError("starting \(command): \(output)") }
             }
             let (ready, listening) = lab.run(
@@ -66,12 +68,14 @@ struct SniffingLabTests {
         return lab
     }
 
-    @Test("HTTP Host and TLS SNI to a real address: REJECT by name, DIRECT works; a server that speaks first still works")
+    @Test(
+        "HTTP Host and TLS SNI to a real address: REJECT by name, DIRECT works; a server that speaks first still works")
     func routedBySniffedName() throws {
         let lab = try Self.start()
         defer { lab.stop() }
         // HTTP: the Host header names the connection.
-        let (status, body) = lab.run("client", "curl -sS -m 5 --resolve allowed.test:80:10.77.200.2 http://allowed.test/small")
+        let (status, body) = lab.run(
+            "client", "curl -sS -m 5 --resolve allowed.test:80:10.77.200.2 http://allowed.test/small")
         #expect(status == 0 && body.hasPrefix("ok"), "\(status) \(body)")
         let (rejected, rejectedOutput) = lab.run(
             "client", "curl -sS -m 5 --resolve blocked.test:80:10.77.200.2 http://blocked.test/small")
@@ -87,10 +91,12 @@ struct SniffingLabTests {
         // TLS: the ClientHello's SNI names it (override-destination off: to the address the client used).
         let (tls, tlsBody) = lab.run("client", "curl -sSk -m 5 --resolve x.test:443:10.77.200.2 https://x.test/small")
         #expect(tls == 0 && tlsBody.hasPrefix("ok"), "\(tls) \(tlsBody)")
-        let (tlsRejected, _) = lab.run("client", "curl -sSk -m 5 --resolve www.blocked.test:443:10.77.200.2 https://www.blocked.test/small")
+        let (tlsRejected, _) = lab.run(
+            "client", "curl -sSk -m 5 --resolve www.blocked.test:443:10.77.200.2 https://www.blocked.test/small")
         #expect(tlsRejected != 0 && tlsRejected != 28)
         // From the router itself too.
-        let (local, localBody) = lab.run("router", "curl -sSk -m 5 --resolve x.test:443:10.77.200.2 https://x.test/small")
+        let (local, localBody) = lab.run(
+            "router", "curl -sSk -m 5 --resolve x.test:443:10.77.200.2 https://x.test/small")
         #expect(local == 0 && localBody.hasPrefix("ok"), "\(local) \(localBody)")
         // A server that speaks first on a sniffed port: the client sends nothing, the wait
         // runs out, and the connection is decided without a name and works.

@@ -26,7 +26,9 @@ struct StateDirectoryTests {
     static func resolve(_ harness: SluicedHarness, _ order: [String]) -> [String: String] {
         var answers: [String: String] = [:]
         for name in order {
-            answers[name] = Shell.run("ip netns exec \(harness.namespace!) kdig @127.0.0.1 -p 1053 +timeout=2 +retry=0 +short \(name) A").1
+            answers[name] = Shell.run(
+                "ip netns exec \(harness.namespace!) kdig @127.0.0.1 -p 1053 +timeout=2 +retry=0 +short \(name) A"
+            ).1
                 .trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return answers
@@ -37,7 +39,9 @@ struct StateDirectoryTests {
         return lstat(path, &st) == 0 ? st.st_uid : nil
     }
 
-    @Test("files root took back are given to the service user at start: the fake-IP mapping survives; links and hard links are left alone")
+    @Test(
+        "files root took back are given to the service user at start: the fake-IP mapping survives; links and hard links are left alone"
+    )
     func ownershipRepaired() throws {
         let account = try #require(ServiceAccount.lookup("sluice"))
         let harness = try SluicedHarness(config: Self.config())
@@ -51,7 +55,8 @@ struct StateDirectoryTests {
 
         // What systemd does at the next start of the unit: everything root's, the store 0600.
         let state = harness.stateDirectory
-        #expect(Shell.run("chown -R root:root \(state) && chmod 0750 \(state) && chmod 0600 \(state)/fake-ip.store").0 == 0)
+        #expect(
+            Shell.run("chown -R root:root \(state) && chmod 0750 \(state) && chmod 0600 \(state)/fake-ip.store").0 == 0)
         // And what a hostile worker might have left: a symbolic link and a hard link to files outside.
         let outside = harness.directory + "/outside"
         try "root's".write(toFile: outside, atomically: true, encoding: .utf8)
@@ -90,13 +95,17 @@ struct StateDirectoryTests {
         try harness.start(environment: ["NOTIFY_SOCKET=\(notify.path)"])
         #expect(harness.waitUntil(10) { harness.worker("dns")?.state == "ready" }, "\(harness.log)")
         #expect(
-            harness.waitUntil(5) { harness.worker("dns")?.problems.contains { $0.contains("cannot read the fake-ip store") } ?? false },
+            harness.waitUntil(5) {
+                harness.worker("dns")?.problems.contains { $0.contains("cannot read the fake-ip store") } ?? false
+            },
             "no problem reported; status: \(String(describing: harness.worker("dns")))\n\(harness.log)")
         let status = try #require(harness.status())
         #expect(status.summary.contains("PROBLEM dns: cannot read the fake-ip store"), "\(status.summary)")
         #expect(status.renderTable().contains("PROBLEM dns: cannot read the fake-ip store"))
         #expect(
-            harness.waitUntil(3) { notify.assignments.contains { $0.line.hasPrefix("STATUS=") && $0.line.contains("PROBLEM dns") } },
+            harness.waitUntil(3) {
+                notify.assignments.contains { $0.line.hasPrefix("STATUS=") && $0.line.contains("PROBLEM dns") }
+            },
             "\(notify.assignments.map(\.line))")
         // Names still resolve: the pool works, only its persistence is gone.
         #expect(Self.resolve(harness, ["still.example"])["still.example"]?.hasPrefix("198.18.") == true)

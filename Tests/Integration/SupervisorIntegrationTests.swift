@@ -24,7 +24,9 @@ struct SupervisorIntegrationTests {
         }
         // WATCHDOG_USEC=1s: sluiced pings every 500 ms while all heartbeats are healthy.
         try harness.start(environment: ["NOTIFY_SOCKET=\(notify.path)", "WATCHDOG_USEC=1000000"])
-        #expect(harness.waitUntil(10) { notify.assignments.contains { $0.line == "READY=1" } }, "no READY=1; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(10) { notify.assignments.contains { $0.line == "READY=1" } },
+            "no READY=1; log:\n\(harness.log)")
         let readyAt = try #require(notify.assignments.first { $0.line == "READY=1" }).at
         let statuses = notify.assignments.filter { $0.line.hasPrefix("STATUS=") && $0.at == readyAt }.map(\.line)
         #expect(statuses.contains("STATUS=tun ready, dns ready, keepalive ready"), "\(statuses)")
@@ -32,13 +34,17 @@ struct SupervisorIntegrationTests {
         let workers = try #require(harness.status()).workers
         #expect(workers.allSatisfy { $0.state == "ready" }, "\(workers)")
 
-        #expect(harness.waitUntil(3) { notify.assignments.filter { $0.line == "WATCHDOG=1" }.count >= 3 }, "no periodic WATCHDOG=1")
+        #expect(
+            harness.waitUntil(3) { notify.assignments.filter { $0.line == "WATCHDOG=1" }.count >= 3 },
+            "no periodic WATCHDOG=1")
 
         let dns = try #require(harness.worker("dns")?.pid)
         let stoppedAt = MonotonicClock.now
         kill(dns, SIGSTOP)
         defer { kill(dns, SIGCONT) }
-        #expect(harness.waitUntil(8) { (harness.worker("dns")?.pid).map { $0 != dns } ?? false }, "dns was not restarted; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(8) { (harness.worker("dns")?.pid).map { $0 != dns } ?? false },
+            "dns was not restarted; log:\n\(harness.log)")
         // When the hung worker was killed, from its recorded exit (measured from before the
         // request, so this can only be early, never late).
         let askedAt = MonotonicClock.now
@@ -53,9 +59,12 @@ struct SupervisorIntegrationTests {
         let during = pings.filter { $0 > silentFrom && $0 < restartedAt }
         #expect(
             during.isEmpty,
-            "WATCHDOG=1 at \(during.map { Double($0 - stoppedAt) / 1e9 }) s after SIGSTOP; killed at \(Double(restartedAt - stoppedAt) / 1e9) s")
+            "WATCHDOG=1 at \(during.map { Double($0 - stoppedAt) / 1e9 }) s after SIGSTOP; killed at \(Double(restartedAt - stoppedAt) / 1e9) s"
+        )
         #expect(restartedAt - stoppedAt >= 3_000_000_000, "restarted before the heartbeat timeout")
-        #expect(restartedAt > silentFrom + 1_500_000_000, "the silent gap before the restart is too short to prove anything")
+        #expect(
+            restartedAt > silentFrom + 1_500_000_000, "the silent gap before the restart is too short to prove anything"
+        )
         // And pings resume once the new worker answers.
         #expect(harness.waitUntil(3) { notify.assignments.contains { $0.line == "WATCHDOG=1" && $0.at > restartedAt } })
         let dnsAfter = try #require(harness.worker("dns"))
@@ -64,13 +73,16 @@ struct SupervisorIntegrationTests {
         #expect(dnsAfter.lastExit?.signal == SIGKILL)
     }
 
-    @Test("kill -9 of each worker: a new pid answers within 1 s and status shows the restart and the signal",
-          arguments: ["tun", "dns", "keepalive"])
+    @Test(
+        "kill -9 of each worker: a new pid answers within 1 s and status shows the restart and the signal",
+        arguments: ["tun", "dns", "keepalive"])
     func killNine(worker: String) throws {
         let harness = try SluicedHarness(config: SluicedHarness.config(keepalive: true))
         defer { harness.stop() }
         try harness.start()
-        #expect(harness.waitUntil(10) { harness.status()?.workers.allSatisfy { $0.state == "ready" } ?? false }, "\(harness.log)")
+        #expect(
+            harness.waitUntil(10) { harness.status()?.workers.allSatisfy { $0.state == "ready" } ?? false },
+            "\(harness.log)")
         let old = try #require(harness.worker(worker)?.pid)
         let killedAt = MonotonicClock.now
         kill(old, SIGKILL)
@@ -90,7 +102,9 @@ struct SupervisorIntegrationTests {
         }
     }
 
-    @Test("a worker channel held by another process than the one sluiced started is refused: its hello names the wrong pid")
+    @Test(
+        "a worker channel held by another process than the one sluiced started is refused: its hello names the wrong pid"
+    )
     func channelOfAnotherProcess() throws {
         let harness = try SluicedHarness(config: SluicedHarness.config(tun: false))
         defer { harness.stop() }
@@ -114,7 +128,8 @@ struct SupervisorIntegrationTests {
     func intensityLimit() throws {
         let harness = try SluicedHarness(
             config: SluicedHarness.config(
-                supervisor: "  restart:\n    min-delay: 10ms\n    max-delay: 50ms\n    max-restarts: 3\n    window: 30s\n"))
+                supervisor:
+                    "  restart:\n    min-delay: 10ms\n    max-delay: 50ms\n    max-restarts: 3\n    window: 30s\n"))
         defer { harness.stop() }
         try harness.start(arguments: ["--worker-executable", "dns=/bin/false"])
         #expect(harness.waitUntil(10) { harness.pollExit() != nil }, "sluiced did not give up; log:\n\(harness.log)")
@@ -126,8 +141,10 @@ struct SupervisorIntegrationTests {
         #expect(log.contains("sluice-tun exited with status 0 during shutdown"), "\(log)")
     }
 
-    @Test("as root: the tun worker holds CAP_NET_ADMIN only, the dns worker nothing, both as the service user",
-          .enabled(if: geteuid() == 0, "needs root"), .enabled(if: ServiceAccount.lookup("sluice") != nil, "needs the sluice user (Scripts/install-deps.sh)"))
+    @Test(
+        "as root: the tun worker holds CAP_NET_ADMIN only, the dns worker nothing, both as the service user",
+        .enabled(if: geteuid() == 0, "needs root"),
+        .enabled(if: ServiceAccount.lookup("sluice") != nil, "needs the sluice user (Scripts/install-deps.sh)"))
     func leastPrivilege() throws {
         let harness = try SluicedHarness(config: SluicedHarness.config(keepalive: true))
         defer { harness.stop() }
@@ -153,8 +170,9 @@ struct SupervisorIntegrationTests {
         #expect(st.st_gid == account.gid)
     }
 
-    @Test("as root with a missing service user, sluiced refuses to start and says how to create it",
-          .enabled(if: geteuid() == 0, "needs root"))
+    @Test(
+        "as root with a missing service user, sluiced refuses to start and says how to create it",
+        .enabled(if: geteuid() == 0, "needs root"))
     func missingUser() throws {
         let harness = try SluicedHarness(config: SluicedHarness.config(supervisor: "  user: sluice-no-such-user\n"))
         defer { harness.stop() }
@@ -165,12 +183,16 @@ struct SupervisorIntegrationTests {
         #expect(harness.children.isEmpty)
     }
 
-    @Test("SIGHUP with a broken config keeps the workers and logs file:line:column; SIGTERM ends everything within 10 s")
+    @Test(
+        "SIGHUP with a broken config keeps the workers and logs file:line:column; SIGTERM ends everything within 10 s")
     func reloadAndStop() throws {
         let harness = try SluicedHarness(config: SluicedHarness.config())
         defer { harness.stop() }
         try harness.start()
-        #expect(harness.waitUntil(10) { harness.status()?.workers.filter(\.enabled).allSatisfy { $0.state == "ready" } ?? false })
+        #expect(
+            harness.waitUntil(10) {
+                harness.status()?.workers.filter(\.enabled).allSatisfy { $0.state == "ready" } ?? false
+            })
         let before = try #require(harness.status()).workers.compactMap(\.pid)
         #expect(before.count == 2)
         // Without journald, worker lines come out on sluiced's stderr with the worker's name.
@@ -180,7 +202,9 @@ struct SupervisorIntegrationTests {
         try (good + "mode: sideways\n").write(toFile: harness.configPath, atomically: true, encoding: .utf8)
         let line = good.split(separator: "\n", omittingEmptySubsequences: false).count
         harness.signal(SIGHUP)
-        #expect(harness.waitUntil(5) { harness.log.contains("reload refused: \(harness.configPath):\(line):7: mode:") }, "\(harness.log)")
+        #expect(
+            harness.waitUntil(5) { harness.log.contains("reload refused: \(harness.configPath):\(line):7: mode:") },
+            "\(harness.log)")
         #expect(try #require(harness.status()).workers.compactMap(\.pid) == before)
         #expect(harness.status()?.generation == 1)
 
@@ -189,7 +213,10 @@ struct SupervisorIntegrationTests {
             toFile: harness.configPath, atomically: true, encoding: .utf8)
         harness.signal(SIGHUP)
         #expect(harness.waitUntil(5) { harness.status()?.generation == 2 })
-        #expect(harness.waitUntil(5) { harness.status()?.workers.filter(\.enabled).allSatisfy { $0.stats["config.generation"] == 2 } ?? false })
+        #expect(
+            harness.waitUntil(5) {
+                harness.status()?.workers.filter(\.enabled).allSatisfy { $0.stats["config.generation"] == 2 } ?? false
+            })
         #expect(try #require(harness.status()).workers.compactMap(\.pid) == before)
 
         let stopAt = MonotonicClock.now
@@ -205,10 +232,15 @@ struct SupervisorIntegrationTests {
         let harness = try SluicedHarness(config: SluicedHarness.config())
         defer { harness.stop() }
         try harness.start()
-        #expect(harness.waitUntil(10) { harness.status()?.workers.filter(\.enabled).allSatisfy { $0.state == "ready" } ?? false })
+        #expect(
+            harness.waitUntil(10) {
+                harness.status()?.workers.filter(\.enabled).allSatisfy { $0.state == "ready" } ?? false
+            })
         let workers = try #require(harness.status()).workers.compactMap(\.pid)
         harness.signal(SIGKILL)
         #expect(harness.waitUntil(5) { harness.pollExit() != nil })
-        #expect(harness.waitUntil(3) { workers.allSatisfy { !SluicedHarness.isAlive($0) } }, "workers survived their supervisor")
+        #expect(
+            harness.waitUntil(3) { workers.allSatisfy { !SluicedHarness.isAlive($0) } },
+            "workers survived their supervisor")
     }
 }

@@ -14,10 +14,12 @@ struct TunDataPlaneTests {
     /// Expected sha256 of the lab's 100 MiB file.
     static func expectedDigest(_ lab: Lab) -> String {
         let www = ProcessInfo.processInfo.environment["LAB_WWW"] ?? "/tmp/sluice-lab-www"
-        return ((try? String(contentsOfFile: www + "/100m.sha256", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        return ((try? String(contentsOfFile: www + "/100m.sha256", encoding: .utf8)) ?? "").trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
-    @Test("100 MiB download with the right sha256, and 1,000 sequential + 200 concurrent connections, local and gateway")
+    @Test(
+        "100 MiB download with the right sha256, and 1,000 sequential + 200 concurrent connections, local and gateway")
     func tcpThroughTun() throws {
         let lab = try Lab(config: Lab.config)
         defer { lab.stop() }
@@ -34,8 +36,9 @@ struct TunDataPlaneTests {
         }
         // It really went through sluice: the tun worker counted the flows (stats are polled
         // every few heartbeats, so wait for the next poll).
-        #expect(lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["tcp.flows"] ?? 0) >= 2402 },
-                "\(lab.harness.worker("tun")?.stats ?? [:])")
+        #expect(
+            lab.harness.waitUntil(10) { (lab.harness.worker("tun")?.stats["tcp.flows"] ?? 0) >= 2402 },
+            "\(lab.harness.worker("tun")?.stats ?? [:])")
         #expect(lab.harness.log.contains("tcp 10.77.1.2:"), "gateway connections are logged with their rule")
         lab.harness.signal(SIGTERM)
         #expect(lab.harness.waitUntil(10) { lab.harness.pollExit() != nil })
@@ -50,7 +53,8 @@ struct TunDataPlaneTests {
         for role in ["client", "router"] {
             let (status, json) = lab.run(role, "iperf3 -c 10.77.200.2 -t 2 -J", timeout: 30)
             #expect(status == 0, "\(role): \(json.suffix(300))")
-            let received = (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            let received =
+                (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
                 .flatMap { ($0["end"] as? [String: Any])?["sum_received"] as? [String: Any] }?["bytes"] as? Int ?? 0
             #expect(received > 10_000_000, "\(role): the server received \(received) bytes")
         }
@@ -58,7 +62,9 @@ struct TunDataPlaneTests {
         // the relay writes into a reset socket (EPIPE), which must not kill the worker.
         lab.run("client", "curl -s -m 20 -o /dev/null -F f=@/tmp/sluice-lab-www/100m.bin http://10.77.200.2/small")
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
-        #expect(lab.harness.worker("tun")?.restarts == 0, "the tun worker restarted: \(lab.harness.worker("tun")?.lastExit.map { "\($0)" } ?? "")")
+        #expect(
+            lab.harness.worker("tun")?.restarts == 0,
+            "the tun worker restarted: \(lab.harness.worker("tun")?.lastExit.map { "\($0)" } ?? "")")
     }
 
     @Test("UDP: 10,000 datagrams echoed without loss, one source port for two servers (full cone), v4 and v6")
@@ -73,7 +79,9 @@ struct TunDataPlaneTests {
         for role in ["client", "router"] {
             let (_, cone) = lab.run(role, "python3 \(lab.servers) fullcone 10.77.200.2 10.77.200.3 7")
             let words = cone.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
-            #expect(words.count == 4 && words[1] != "-" && words[1] == words[3], "\(role): both servers must see one source port: \(cone)")
+            #expect(
+                words.count == 4 && words[1] != "-" && words[1] == words[3],
+                "\(role): both servers must see one source port: \(cone)")
         }
     }
 
@@ -114,8 +122,9 @@ struct TunDataPlaneTests {
         // python3 is /usr/bin/python3.11 (or pyenv's python3.11): refused by its name, as root too.
         let python = lab.run("router", "python3 \(lab.servers) tcp-many 10.77.200.2 80 1 0").1
         #expect(python.contains("sequential 0/1"), "\(python)")
-        #expect(lab.run("client", "python3 \(lab.servers) tcp-many 10.77.200.2 80 1 0").1.contains("sequential 1/1"),
-                "forwarded traffic has no local owner")
+        #expect(
+            lab.run("client", "python3 \(lab.servers) tcp-many 10.77.200.2 80 1 0").1.contains("sequential 1/1"),
+            "forwarded traffic has no local owner")
         let log = lab.harness.log
         #expect(log.contains("[UID,65534] REJECT"))
         #expect(log.contains("[PROCESS-NAME,python3.11] REJECT"))
@@ -127,7 +136,9 @@ struct TunDataPlaneTests {
         defer { lab.stop() }
         try lab.start()
         let holder = try OSThread.start(name: "holder") {
-            _ = lab.run("client", "python3 -c 'import socket,time; s=socket.create_connection((\"10.77.200.2\", 80)); time.sleep(4)'")
+            _ = lab.run(
+                "client",
+                "python3 -c 'import socket,time; s=socket.create_connection((\"10.77.200.2\", 80)); time.sleep(4)'")
         }
         defer { holder.join() }
         #expect(lab.harness.waitUntil(3) { (lab.harness.worker("tun")?.stats["tcp.active"] ?? 0) >= 1 })
@@ -136,12 +147,13 @@ struct TunDataPlaneTests {
         let kept = sockets.split(separator: "\n").filter { $0.contains("timer:(keepalive,") }
         #expect(kept.count >= 2, "\(sockets)")
         #expect(kept.contains { $0.contains("10.77.200.2:80") }, "the server side: \(sockets)")
-        #expect(kept.allSatisfy { line in
-            // ss prints the time left before the first probe: at most the configured 40 s.
-            guard let range = line.range(of: "keepalive,") else { return false }
-            let rest = line[range.upperBound...]
-            return rest.hasPrefix("3") || rest.hasPrefix("40") || rest.hasPrefix("2")
-        }, "\(kept)")
+        #expect(
+            kept.allSatisfy { line in
+                // ss prints the time left before the first probe: at most the configured 40 s.
+                guard let range = line.range(of: "keepalive,") else { return false }
+                let rest = line[range.upperBound...]
+                return rest.hasPrefix("3") || rest.hasPrefix("40") || rest.hasPrefix("2")
+            }, "\(kept)")
     }
 
     @Test("REJECT gives the client a fast refusal (RST, ICMP unreachable), not a timeout")
@@ -169,7 +181,9 @@ struct TunDataPlaneTests {
         defer { lab.stop() }
         try lab.start()
         let (status, out) = lab.run(
-            "client", "for i in $(seq 40); do curl -sS -m 5 -H 'Connection: close' http://10.77.200.2/small || exit 1; done | grep -c ok")
+            "client",
+            "for i in $(seq 40); do curl -sS -m 5 -H 'Connection: close' http://10.77.200.2/small || exit 1; done | grep -c ok"
+        )
         #expect(status == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "40", "\(out)")
         // The listener's sockets (the relay's own sockets to the server, peer port 80, are not the NAT's business).
         let listenerSide = "ss -Htan state time-wait | awk '$4 !~ /:80$/'"
@@ -179,11 +193,14 @@ struct TunDataPlaneTests {
         let before = timeWait()
         #expect(before >= 20, "most of the listener's sockets closed first: \(before) of 40 in TIME_WAIT")
         #expect(lab.harness.waitUntil(25) { (lab.harness.worker("tun")?.stats["tcp.nat.entries"] ?? 1) == 0 })
-        #expect(lab.harness.waitUntil(3) { timeWait() == 0 }, "still in TIME_WAIT: \(lab.run("router", "\(listenerSide) | head -5").1)")
+        #expect(
+            lab.harness.waitUntil(3) { timeWait() == 0 },
+            "still in TIME_WAIT: \(lab.run("router", "\(listenerSide) | head -5").1)")
         #expect(lab.run("client", "curl -sS -m 5 -H 'Connection: close' http://10.77.200.2/small").1 == "ok\n")
     }
 
-    @Test("kill -9 of the tun worker during traffic: new connections work within 1 s of the restart, no duplicate rules")
+    @Test(
+        "kill -9 of the tun worker during traffic: new connections work within 1 s of the restart, no duplicate rules")
     func tunWorkerCrash() throws {
         let lab = try Lab(config: Lab.config)
         defer { lab.stop() }
@@ -193,7 +210,9 @@ struct TunDataPlaneTests {
         // A download in flight while the worker dies.
         lab.run("client", "(curl -s --max-time 20 -o /dev/null http://10.77.200.2/100m.bin &) ; sleep 0.3")
         kill(old, SIGKILL)
-        #expect(lab.harness.waitUntil(5) { lab.harness.worker("tun").map { $0.pid != old && $0.state == "ready" } ?? false })
+        #expect(
+            lab.harness.waitUntil(5) { lab.harness.worker("tun").map { $0.pid != old && $0.state == "ready" } ?? false }
+        )
         let readyAt = Date()
         var firstSuccess: TimeInterval?
         while Date().timeIntervalSince(readyAt) < 5 {
@@ -235,19 +254,24 @@ struct TunDataPlaneTests {
         let twice = lab.harness.directory + "/udp-twice.out"
         lab.run("client", "(python3 \(lab.servers) udp-twice 10.77.200.2 7 3 >\(twice) 2>&1 &); sleep 1")
         // Reject .2 now: same worker, new decision for the next connection.
-        let rejecting = Lab.config.replacingOccurrences(of: "  - MATCH,DIRECT", with: "  - IP-CIDR,10.77.200.2/32,REJECT\n  - MATCH,DIRECT")
+        let rejecting = Lab.config.replacingOccurrences(
+            of: "  - MATCH,DIRECT", with: "  - IP-CIDR,10.77.200.2/32,REJECT\n  - MATCH,DIRECT")
         try rejecting.write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
         lab.harness.signal(SIGHUP)
         #expect(lab.harness.waitUntil(5) { lab.harness.status()?.generation == 2 })
         #expect(lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").0 == 7 })
-        #expect(lab.harness.waitUntil(8) { (try? String(contentsOfFile: twice, encoding: .utf8)) == "echo refused\n" },
-                "same UDP socket before/after the reload: \((try? String(contentsOfFile: twice, encoding: .utf8)) ?? "-")")
+        #expect(
+            lab.harness.waitUntil(8) { (try? String(contentsOfFile: twice, encoding: .utf8)) == "echo refused\n" },
+            "same UDP socket before/after the reload: \((try? String(contentsOfFile: twice, encoding: .utf8)) ?? "-")")
         #expect(lab.harness.worker("tun")?.pid == pid, "a rules change must not restart the worker")
         // A new MTU needs a fresh data plane: the worker restarts, and it is not a failure.
         try rejecting.replacingOccurrences(of: "  device: sluice0", with: "  device: sluice0\n  mtu: 1500")
             .write(toFile: lab.harness.configPath, atomically: true, encoding: .utf8)
         lab.harness.signal(SIGHUP)
-        #expect(lab.harness.waitUntil(10) { lab.harness.worker("tun").map { $0.pid != pid && $0.state == "ready" } ?? false })
+        #expect(
+            lab.harness.waitUntil(10) {
+                lab.harness.worker("tun").map { $0.pid != pid && $0.state == "ready" } ?? false
+            })
         #expect(lab.harness.worker("tun")?.restarts == 0)
         #expect(lab.run("router", "ip link show sluice0").1.contains("mtu 1500"))
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.3/small").1 == "ok\n")
@@ -260,8 +284,13 @@ struct TunDataPlaneTests {
         try lab.start()
         #expect(lab.harness.log.contains("DIRECT traffic leaves through wan0"))
         // A second uplink becomes the default route.
-        lab.run("router", "ip link add up2 type veth peer name up2p && ip link set up2 up && ip link set up2p up && ip addr add 10.99.0.1/24 dev up2 && ip route replace default via 10.99.0.2 dev up2")
-        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("egress changed from wan0 to up2") }, "\(lab.harness.log)")
+        lab.run(
+            "router",
+            "ip link add up2 type veth peer name up2p && ip link set up2 up && ip link set up2p up && ip addr add 10.99.0.1/24 dev up2 && ip route replace default via 10.99.0.2 dev up2"
+        )
+        #expect(
+            lab.harness.waitUntil(5) { lab.harness.log.contains("egress changed from wan0 to up2") },
+            "\(lab.harness.log)")
         lab.run("router", "ip route replace default via 10.77.2.2 dev wan0")
         #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("egress changed from up2 to wan0") })
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.2/small").1 == "ok\n")
@@ -285,8 +314,9 @@ struct TunDataPlaneTests {
             print(len(s))'
             """
         lab.run("client", hold, timeout: 60)
-        #expect(lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").1 == "ok\n" },
-                "no service after the flood; log:\n\(lab.harness.log.suffix(2000))")
+        #expect(
+            lab.harness.waitUntil(5) { lab.run("client", "curl -s --max-time 2 http://10.77.200.2/small").1 == "ok\n" },
+            "no service after the flood; log:\n\(lab.harness.log.suffix(2000))")
         #expect(lab.harness.worker("tun")?.pid == pid)
         // Whichever call ran out first (accept, or the relay's pipes) says so in the log.
         #expect(lab.harness.log.contains("out of file descriptors") || lab.harness.log.contains("Too many open files"))
@@ -294,7 +324,9 @@ struct TunDataPlaneTests {
 
     @Test("dns-hijack: UDP and TCP DNS to any address is answered by the dns worker, also across its restart")
     func dnsHijack() throws {
-        let config = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]")
+        let config =
+            Lab.config.replacingOccurrences(
+                of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  dns-hijack: [any:53]")
             + "\ndns:\n  enable: true\n  nameserver: [10.77.200.2]\n"
         let lab = try Lab(config: config)
         defer { lab.stop() }
@@ -312,15 +344,21 @@ struct TunDataPlaneTests {
         #expect(lab.run("router", "ip rule show").1.contains("uidrange"))
         let old = try #require(lab.harness.worker("dns")?.pid)
         kill(old, SIGKILL)
-        #expect(lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != old && $0.state == "ready" } ?? false })
-        #expect(lab.harness.waitUntil(5) { lab.run("client", "python3 \(lab.servers) dns-query 10.77.200.9 b.test").1 == "10.77.200.2\n" },
-                "hijack did not resume after the dns worker restarted")
+        #expect(
+            lab.harness.waitUntil(5) { lab.harness.worker("dns").map { $0.pid != old && $0.state == "ready" } ?? false }
+        )
+        #expect(
+            lab.harness.waitUntil(5) {
+                lab.run("client", "python3 \(lab.servers) dns-query 10.77.200.9 b.test").1 == "10.77.200.2\n"
+            },
+            "hijack did not resume after the dns worker restarted")
     }
 
     /// Starts a lab whose tun section has `key`, fetches from .2 and .3, and checks that
     /// both answer but only .3 went through sluice.
     private func labCapturingOnlyDotThree(_ key: String) throws -> Lab {
-        let config = Lab.config.replacingOccurrences(of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  \(key)")
+        let config = Lab.config.replacingOccurrences(
+            of: "  auto-detect-interface: true", with: "  auto-detect-interface: true\n  \(key)")
         let lab = try Lab(config: config)
         do {
             try lab.start()
@@ -351,11 +389,15 @@ struct TunDataPlaneTests {
         lab.run("router", "ip link set sluice0 down")
         #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("sluice0 went down") })
         lab.run("router", "ip link set sluice0 up")
-        #expect(lab.harness.waitUntil(5) { lab.harness.log.contains("sluice0 is up again; addresses and routes restored") })
+        #expect(
+            lab.harness.waitUntil(5) { lab.harness.log.contains("sluice0 is up again; addresses and routes restored") })
         // The kernel dropped table 2022's route with the link; capture works again.
         #expect(lab.run("client", "curl -s --max-time 5 http://10.77.200.3/small").1 == "ok\n")
-        #expect(lab.harness.waitUntil(3) { lab.harness.log.components(separatedBy: "-> 10.77.200.3:80 [MATCH] DIRECT").count == 3 },
-                "the connection after the device came back did not go through sluice")
+        #expect(
+            lab.harness.waitUntil(3) {
+                lab.harness.log.components(separatedBy: "-> 10.77.200.3:80 [MATCH] DIRECT").count == 3
+            },
+            "the connection after the device came back did not go through sluice")
     }
 
     @Test("IPv6: 100 MiB download and connections through the TUN")

@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Fail closed: a group whose only member is an unsupported proxy rejects its connections at once instead of
@@ -51,13 +51,16 @@ struct UnavailableGroupLabTests {
         #expect(seconds < 2, "not refused at once (\(seconds) s): \(output)")
         #expect(lab.harness.log.contains("→ Proxy (group Proxy unavailable)"), "\(lab.harness.log.suffix(1500))")
 
-        let line = "group Proxy is unavailable (its only member was left out: \"v1\" (vless not supported)); its traffic is rejected"
+        let line =
+            "group Proxy is unavailable (its only member was left out: \"v1\" (vless not supported)); its traffic is rejected"
         #expect(
             lab.harness.waitUntil(5) {
                 lab.harness.status()?.workers.first { $0.name == "tun" }?.problems == [line]
             }, "\(String(describing: lab.harness.status()))")
         let group = lab.harness.status()?.groups.first { $0.name == "Proxy" }
-        #expect(group?.now == "REJECT" && group?.unavailable == "its only member was left out: \"v1\" (vless not supported)")
+        #expect(
+            group?.now == "REJECT" && group?.unavailable == "its only member was left out: \"v1\" (vless not supported)"
+        )
         let text = Shell.run(
             "\(SluicedHarness.productsDirectory)/sluiced status --runtime-dir \(lab.harness.runtimeDirectory) 2>&1"
         ).1

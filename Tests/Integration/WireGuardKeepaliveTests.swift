@@ -41,7 +41,10 @@ struct WireGuardKeepaliveTests {
         let ours: String
         let far: FarPeer
 
-        init(name: String = #function, config: (_ link: String, _ ourKey: String, _ farPublic: String, _ tag: String) -> String) throws {
+        init(
+            name: String = #function,
+            config: (_ link: String, _ ourKey: String, _ farPublic: String, _ tag: String) -> String
+        ) throws {
             tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
             link = "wgo\(tag)"
             let (ourKey, ourPublic) = WireGuardKeepaliveTests.keyPair()
@@ -146,11 +149,17 @@ struct WireGuardKeepaliveTests {
         Shell.run("ip netns exec \(namespace) ping -c 1 -W 1 \(address)").0 == 0
     }
 
-    @Test("handshake and ping; kill -9 of wireguard-go: ping back within 5 s, no duplicate routes; kill -9 of the worker: link kept and adopted")
+    @Test(
+        "handshake and ping; kill -9 of wireguard-go: ping back within 5 s, no duplicate routes; kill -9 of the worker: link kept and adopted"
+    )
     func link() throws {
-        let setup = try Setup { link, key, farPublic, _ in Self.config(link: link, privateKey: key, farPublicKey: farPublic) }
+        let setup = try Setup { link, key, farPublic, _ in
+            Self.config(link: link, privateKey: key, farPublicKey: farPublic)
+        }
         defer { setup.stop() }
-        let (harness, ours, far, ourLink, farPublic) = (setup.harness, setup.ours, setup.far, setup.link, setup.farPublic)
+        let (harness, ours, far, ourLink, farPublic) = (
+            setup.harness, setup.ours, setup.far, setup.link, setup.farPublic
+        )
         far.configure(ourPublicKey: setup.ourPublic)
         try harness.start()
         func stat(_ key: String) -> Int64? { harness.worker("keepalive")?.stats["wg.\(ourLink).\(key)"] }
@@ -158,7 +167,9 @@ struct WireGuardKeepaliveTests {
         #expect(harness.waitUntil(15) { stat("up") == 1 }, "link up\n\(harness.log)")
         #expect(harness.waitUntil(15) { Self.ping(ours, "10.203.0.2") }, "ping through the link\n\(harness.log)")
         #expect(Self.ping(ours, "10.204.0.9"), "a route for a peer-side subnet")
-        #expect(harness.waitUntil(10) { stat("peers.ok") == 1 }, "handshake seen in status: \(harness.worker("keepalive")?.stats ?? [:])")
+        #expect(
+            harness.waitUntil(10) { stat("peers.ok") == 1 },
+            "handshake seen in status: \(harness.worker("keepalive")?.stats ?? [:])")
         #expect(Self.sh("ip -n \(ours) -o link show \(ourLink)").contains("mtu 1420"))
         let routesBefore = Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115")
         #expect(routesBefore.split(separator: "\n").count == 2, "\(routesBefore)")
@@ -170,13 +181,17 @@ struct WireGuardKeepaliveTests {
         #expect(
             harness.waitUntil(10) {
                 guard let link = harness.status()?.links.first, let peer = link.peers.first else { return false }
-                return link.name == ourLink && link.up && link.backend == "wireguard-go" && link.pid == stat("pid").map(Int32.init)
+                return link.name == ourLink && link.up && link.backend == "wireguard-go"
+                    && link.pid == stat("pid").map(Int32.init)
                     && link.listenPort == 51901 && peer.publicKey == farPublic && peer.endpoint == "10.201.0.2:51902"
                     && peer.configuredEndpoint == "10.201.0.2:51902" && peer.state == "ok"
                     && (peer.handshakeAgeSeconds ?? 999) < 30 && peer.rxBytes > 0 && peer.txBytes > 0
             }, "per-peer status: \(String(describing: harness.status()?.links))")
-        let table = Self.sh("\(SluicedHarness.productsDirectory)/sluiced status --runtime-dir \(harness.runtimeDirectory)")
-        #expect(table.contains("LINK") && table.contains(ourLink) && table.contains("10.201.0.2:51902") && table.contains("(ok)"), "\(table)")
+        let table = Self.sh(
+            "\(SluicedHarness.productsDirectory)/sluiced status --runtime-dir \(harness.runtimeDirectory)")
+        #expect(
+            table.contains("LINK") && table.contains(ourLink) && table.contains("10.201.0.2:51902")
+                && table.contains("(ok)"), "\(table)")
 
         // kill -9 of our wireguard-go.
         let wgPID = pid_t(try #require(stat("pid")))
@@ -204,7 +219,9 @@ struct WireGuardKeepaliveTests {
         #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
         #expect(harness.log.contains("the link was deleted (not by sluice)"))
         _ = Self.sh("ip -n \(ours) link set \(ourLink) down")
-        #expect(harness.waitUntil(5) { Self.ping(ours, "10.203.0.2") }, "ping back after `ip link set down`\n\(harness.log)")
+        #expect(
+            harness.waitUntil(5) { Self.ping(ours, "10.203.0.2") }, "ping back after `ip link set down`\n\(harness.log)"
+        )
         #expect(Self.sh("ip -n \(ours) route show dev \(ourLink) proto 115") == routesBefore)
 
         // kill -9 of the keepalive worker: the link stays, the new worker adopts it.
@@ -233,7 +250,9 @@ struct WireGuardKeepaliveTests {
 }
 
 extension WireGuardKeepaliveTests {
-    @Test("roaming: the far peer moves, new inbound flows are dropped here, its name now resolves to the new address: ping back within 20 s")
+    @Test(
+        "roaming: the far peer moves, new inbound flows are dropped here, its name now resolves to the new address: ping back within 20 s"
+    )
     func roaming() throws {
         // A short flat-rx window so that the test does not wait the default 15 s.
         let setup = try Setup { link, key, farPublic, tag in
@@ -279,23 +298,29 @@ extension WireGuardKeepaliveTests {
         let back = harness.waitUntil(20) { Self.ping(ours, "10.203.0.2") }
         let seconds = Double(MonotonicClock.now - movedAt) / 1e9
         #expect(back, "ping back within 20 s of the move (took \(seconds) s)\n\(harness.log)")
-        #expect(harness.log.contains("endpoint 10.201.0.2:51902 -> 10.202.0.2:51902"), "the change is logged\n\(harness.log)")
+        #expect(
+            harness.log.contains("endpoint 10.201.0.2:51902 -> 10.202.0.2:51902"),
+            "the change is logged\n\(harness.log)")
         let endpoint = Self.sh("ip netns exec \(ours) wg show \(ourLink) endpoints")
         #expect(endpoint.hasSuffix("10.202.0.2:51902"), "\(endpoint)")
         #expect(
             harness.waitUntil(5) {
                 guard let peer = harness.status()?.links.first?.peers.first else { return false }
-                return peer.configuredEndpoint == "\(host):51902" && peer.endpoint == "10.202.0.2:51902" && peer.endpointChanges == 1
+                return peer.configuredEndpoint == "\(host):51902" && peer.endpoint == "10.202.0.2:51902"
+                    && peer.endpointChanges == 1
             }, "status shows the name, the new address and one change: \(String(describing: harness.status()?.links))")
         let drops = Self.sh("ip netns exec \(ours) nft list chain inet slroam in")
         #expect(drops.contains("ct state new drop"), "\(drops)")
     }
 
-    @Test("table off + route-metric: a TCP service here answers a far-side address outside the link's subnet (source rule); without the rule it times out")
+    @Test(
+        "table off + route-metric: a TCP service here answers a far-side address outside the link's subnet (source rule); without the rule it times out"
+    )
     func inboundSourceRule() throws {
         let setup = try Setup { link, key, farPublic, _ in
             Self.config(
-                link: link, privateKey: key, farPublicKey: farPublic, linkExtra: "    table: \"off\"\n    route-metric: 10000\n")
+                link: link, privateKey: key, farPublicKey: farPublic,
+                linkExtra: "    table: \"off\"\n    route-metric: 10000\n")
         }
         defer { setup.stop() }
         let (harness, ours, far, ourLink) = (setup.harness, setup.ours, setup.far, setup.link)
@@ -324,8 +349,11 @@ extension WireGuardKeepaliveTests {
             kill(server, SIGKILL)
             _ = ProcessSpawner.wait(for: server)
         }
-        let curl = "ip netns exec \(far.namespace) curl -s -o /dev/null -w '%{http_code}' --max-time 3 --interface 10.204.0.9 http://10.203.0.1:18089/"
-        #expect(harness.waitUntil(10) { Shell.run(curl).1.contains("200") }, "reachable from 10.204.0.9 through the link\n\(harness.log)")
+        let curl =
+            "ip netns exec \(far.namespace) curl -s -o /dev/null -w '%{http_code}' --max-time 3 --interface 10.204.0.9 http://10.203.0.1:18089/"
+        #expect(
+            harness.waitUntil(10) { Shell.run(curl).1.contains("200") },
+            "reachable from 10.204.0.9 through the link\n\(harness.log)")
 
         // Without the rule: the reply leaves by the dummy default route and the connection times out.
         _ = Self.sh("ip -n \(ours) rule del from 10.203.0.1")
@@ -351,7 +379,9 @@ enum WireGuardAlive {
 }
 
 extension WireGuardKeepaliveTests {
-    @Test("table auto with 0.0.0.0/0: wg-quick's rules take the default route into the link; the link's own UDP stays outside")
+    @Test(
+        "table auto with 0.0.0.0/0: wg-quick's rules take the default route into the link; the link's own UDP stays outside"
+    )
     func defaultRoute() throws {
         let setup = try Setup { link, key, farPublic, _ in
             Self.config(
@@ -362,14 +392,15 @@ extension WireGuardKeepaliveTests {
         // A system bus of our own (Debian's dbus-daemon) without logind on it: sluiced says so and goes on.
         let bus = harness.directory + "/system_bus_socket"
         try """
-            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
-              "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-            <busconfig><type>system</type><listen>unix:path=\(bus)</listen><auth>EXTERNAL</auth>
-              <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
-            </busconfig>
-            """.write(toFile: harness.directory + "/bus.conf", atomically: true, encoding: .utf8)
+        <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+          "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+        <busconfig><type>system</type><listen>unix:path=\(bus)</listen><auth>EXTERNAL</auth>
+          <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
+        </busconfig>
+        """.write(toFile: harness.directory + "/bus.conf", atomically: true, encoding: .utf8)
         var busRequest = SpawnRequest(
-            executable: "/usr/bin/dbus-daemon", arguments: ["--config-file=\(harness.directory)/bus.conf", "--nofork", "--nopidfile"],
+            executable: "/usr/bin/dbus-daemon",
+            arguments: ["--config-file=\(harness.directory)/bus.conf", "--nofork", "--nopidfile"],
             environment: [], descriptors: [nil, nil, nil], account: nil, capabilities: 0)
         busRequest.limitCapabilities = false
         busRequest.parentDeathSignal = SIGKILL
@@ -385,10 +416,15 @@ extension WireGuardKeepaliveTests {
         #expect(harness.waitUntil(5) { access(bus, F_OK) == 0 }, "dbus-daemon listens")
         try harness.start(environment: ["DBUS_SYSTEM_BUS_ADDRESS=unix:path=\(bus)"])
         #expect(harness.waitUntil(15) { harness.status()?.links.first?.up == true }, "link up\n\(harness.log)")
-        #expect(harness.waitUntil(15) { Self.ping(ours, "10.204.0.9") }, "ping a far-side address through the default route\n\(harness.log)")
+        #expect(
+            harness.waitUntil(15) { Self.ping(ours, "10.204.0.9") },
+            "ping a far-side address through the default route\n\(harness.log)")
         #expect(Self.sh("ip -n \(ours) route get 10.204.0.9").contains("dev \(ourLink)"))
-        #expect(Self.sh("ip -n \(ours) route get 10.204.0.9 mark 0x2d0").contains("dev vo\(tag)"), "the link's own UDP (marked) leaves by the veth")
-        #expect(Self.sh("ip -n \(ours) route get 10.201.0.2").contains("dev vo\(tag)"), "main's specific routes still win")
+        #expect(
+            Self.sh("ip -n \(ours) route get 10.204.0.9 mark 0x2d0").contains("dev vo\(tag)"),
+            "the link's own UDP (marked) leaves by the veth")
+        #expect(
+            Self.sh("ip -n \(ours) route get 10.201.0.2").contains("dev vo\(tag)"), "main's specific routes still win")
         let rules = Self.sh("ip -n \(ours) rule show")
         #expect(rules.contains("5190:\tfrom all lookup main suppress_prefixlength 0"), "\(rules)")
         #expect(rules.contains("5191:\tnot from all fwmark 0x2d0 lookup"), "\(rules)")

@@ -52,7 +52,9 @@ struct WireGuardLabTests {
         return Int(line.split(whereSeparator: { $0 == "\t" || $0 == " " || $0 == "\n" }).dropFirst().first ?? "") ?? -1
     }
 
-    @Test("a DOMAIN-SUFFIX rule to a direct proxy bound to the link goes through the tunnel; the tunnel's UDP stays out of the TUN")
+    @Test(
+        "a DOMAIN-SUFFIX rule to a direct proxy bound to the link goes through the tunnel; the tunnel's UDP stays out of the TUN"
+    )
     func coexistence() throws {
         let tag = String(UInt32.random(in: 0...0xff_ffff), radix: 16)
         let ours = "wgr\(tag)"
@@ -102,16 +104,21 @@ struct WireGuardLabTests {
         #expect(lab.harness.waitUntil(10) { lab.harness.worker("dns")?.state == "ready" })
 
         // The mark: ours carries tun.routing-mark, which auto-route's first rule sends to the main table.
-        #expect(lab.run("router", "wg show \(ours) fwmark").1.trimmingCharacters(in: .whitespacesAndNewlines) == "0x2d0")
+        #expect(
+            lab.run("router", "wg show \(ours) fwmark").1.trimmingCharacters(in: .whitespacesAndNewlines) == "0x2d0")
         #expect(lab.run("router", "ip -4 rule show pref 9000").1.contains("fwmark 0x2d0 lookup main"))
         #expect(lab.run("router", "ip -4 route get 10.77.200.5 mark 0x2d0").1.contains("dev wan0"))
-        #expect(lab.run("router", "ip -4 route get 10.77.200.5").1.contains("dev sluice0"), "unmarked, it would enter the TUN")
+        #expect(
+            lab.run("router", "ip -4 route get 10.77.200.5").1.contains("dev sluice0"),
+            "unmarked, it would enter the TUN")
 
         // Handshake; the far side sees our real address and listen-port (through the TUN it would see the
         // tun worker's DIRECT socket, another port).
         #expect(
-            lab.harness.waitUntil(15) { keepalive("peers.ok") == 1 }, "handshake\n\(lab.harness.worker("keepalive")?.stats ?? [:])")
-        #expect(lab.run("wan", "wg show \(far) endpoints").1.contains("10.77.2.1:51901"), "the far side saw another source")
+            lab.harness.waitUntil(15) { keepalive("peers.ok") == 1 },
+            "handshake\n\(lab.harness.worker("keepalive")?.stats ?? [:])")
+        #expect(
+            lab.run("wan", "wg show \(far) endpoints").1.contains("10.77.2.1:51901"), "the far side saw another source")
         usleep(2_000_000)  // stats travel with heartbeats
         #expect((tun("udp.datagrams.out"), tun("udp.flows")) == udpAtStart, "the handshake went through the TUN")
 
@@ -119,29 +126,46 @@ struct WireGuardLabTests {
         // and the far side still sees our listen-port.
         usleep(1_500_000)
         let udpBefore = (tun("udp.datagrams.out"), tun("udp.flows"))
-        #expect(udpBefore.0 >= 0 && udpBefore.1 >= 0, "tun worker udp stats: \(lab.harness.worker("tun")?.stats ?? [:])")
+        #expect(
+            udpBefore.0 >= 0 && udpBefore.1 >= 0, "tun worker udp stats: \(lab.harness.worker("tun")?.stats ?? [:])")
         let (pinged, pings) = lab.run("router", "ping -c 20 -i 0.05 -W 1 -I \(ours) 10.206.0.10")
         #expect(pinged == 0, "ping through the link: \(pings)")
         usleep(2_500_000)  // a heartbeat or two: stats travel with them
-        #expect((tun("udp.datagrams.out"), tun("udp.flows")) == udpBefore, "the link's UDP was counted by the tun worker")
-        #expect(lab.run("wan", "wg show \(far) endpoints").1.contains("10.77.2.1:51901"), "the far side saw another source")
+        #expect(
+            (tun("udp.datagrams.out"), tun("udp.flows")) == udpBefore, "the link's UDP was counted by the tun worker")
+        #expect(
+            lab.run("wan", "wg show \(far) endpoints").1.contains("10.77.2.1:51901"), "the far side saw another source")
 
         // Only reachable through the tunnel: straight from the client (MATCH,DIRECT via wan0) it is not.
-        #expect(lab.run("client", "curl -sS -m 3 http://10.206.0.10/small").0 != 0, "10.206.0.10 must not be reachable outside the tunnel")
+        #expect(
+            lab.run("client", "curl -sS -m 3 http://10.206.0.10/small").0 != 0,
+            "10.206.0.10 must not be reachable outside the tunnel")
 
         // By name: fake-IP DNS, the DOMAIN-SUFFIX rule, the direct proxy bound to the link.
         let address = FakeIPLabTests.resolve(lab, "x.corp.test")
         #expect(address.hasPrefix("198.18."), "x.corp.test: \(address)")
         let rxBefore = Self.farRx(lab, far)
-        let (status, body) = lab.run("client", "curl -sS -m 10 --resolve x.corp.test:80:\(address) http://x.corp.test/small")
+        let (status, body) = lab.run(
+            "client", "curl -sS -m 10 --resolve x.corp.test:80:\(address) http://x.corp.test/small")
         #expect(status == 0 && body.hasPrefix("ok"), "curl through the tunnel: \(status) \(body)\n\(lab.harness.log)")
         #expect(lab.harness.log.contains("(x.corp.test) [DOMAIN-SUFFIX,corp.test] wg-direct"), "\(lab.harness.log)")
         let rxAfter = Self.farRx(lab, far)
-        #expect(rxAfter > rxBefore + 300, "the far side received the request through the tunnel: rx \(rxBefore) → \(rxAfter)")
+        #expect(
+            rxAfter > rxBefore + 300,
+            "the far side received the request through the tunnel: rx \(rxBefore) → \(rxAfter)")
         // A bigger transfer, to see the bytes on the far side's counters.
-        let (big, sum) = lab.run("client", "curl -sS -m 30 --resolve x.corp.test:80:\(address) http://x.corp.test/100m.bin | sha256sum")
-        #expect(big == 0 && sum.hasPrefix(lab.run("wan", "cat /tmp/sluice-lab-www/100m.sha256").1.trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(lab.run("wan", "wg show \(far) transfer").1.split(separator: "\t").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0 > 100_000_000,
+        let (big, sum) = lab.run(
+            "client", "curl -sS -m 30 --resolve x.corp.test:80:\(address) http://x.corp.test/100m.bin | sha256sum")
+        #expect(
+            big == 0
+                && sum.hasPrefix(
+                    lab.run("wan", "cat /tmp/sluice-lab-www/100m.sha256").1.trimmingCharacters(
+                        in: .whitespacesAndNewlines))
+        )
+        #expect(
+            lab.run("wan", "wg show \(far) transfer").1.split(separator: "\t").last.flatMap {
+                Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            } ?? 0 > 100_000_000,
             "the 100 MiB left the far side through the tunnel")
     }
 }

@@ -5,7 +5,7 @@ import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `/dev/net/tun` at mode 0600 root, as in containers and on hardened hosts: the service user cannot open it and

@@ -4,7 +4,7 @@ import SluiceTestSupport
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// What a worker cannot do, tried for real: sluiced starts a probe in the worker's place
@@ -24,36 +24,36 @@ struct WorkerConfinementTests {
         let report = results + "/report.txt"
         let script = harness.directory + "/probe.py"
         try """
-            #!/usr/bin/python3
-            import ctypes, os, socket
-            out = []
-            def attempt(what, action):
-                try:
-                    action()
-                    out.append(f"{what}: allowed")
-                except OSError as e:
-                    out.append(f"{what}: denied ({e.strerror})")
-            def bind53():
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind(("127.0.0.1", 53))
-            attempt("bind port 53", bind53)
-            attempt("read /etc/shadow", lambda: open("/etc/shadow").read())
-            libc = ctypes.CDLL(None, use_errno=True)
-            def ptrace_parent():
-                # PTRACE_ATTACH to sluiced (root): needs CAP_SYS_PTRACE over another uid.
-                if libc.ptrace(16, os.getppid(), 0, 0) != 0:
-                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-            attempt("ptrace sluiced", ptrace_parent)
-            attempt("write /etc/sluice-probe", lambda: open("/etc/sluice-probe", "w").write("x"))
-            def setuid_root():
-                os.setuid(0)
-            attempt("setuid(0)", setuid_root)
-            status = open("/proc/self/status").read().splitlines()
-            out += [l for l in status if l.startswith(("Uid:", "CapEff:", "CapBnd:", "NoNewPrivs:"))]
-            with open("\(report).tmp", "w") as f:
-                f.write("\\n".join(out) + "\\n")
-            os.rename("\(report).tmp", "\(report)")
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        #!/usr/bin/python3
+        import ctypes, os, socket
+        out = []
+        def attempt(what, action):
+            try:
+                action()
+                out.append(f"{what}: allowed")
+            except OSError as e:
+                out.append(f"{what}: denied ({e.strerror})")
+        def bind53():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 53))
+        attempt("bind port 53", bind53)
+        attempt("read /etc/shadow", lambda: open("/etc/shadow").read())
+        libc = ctypes.CDLL(None, use_errno=True)
+        def ptrace_parent():
+            # PTRACE_ATTACH to sluiced (root): needs CAP_SYS_PTRACE over another uid.
+            if libc.ptrace(16, os.getppid(), 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        attempt("ptrace sluiced", ptrace_parent)
+        attempt("write /etc/sluice-probe", lambda: open("/etc/sluice-probe", "w").write("x"))
+        def setuid_root():
+            os.setuid(0)
+        attempt("setuid(0)", setuid_root)
+        status = open("/proc/self/status").read().splitlines()
+        out += [l for l in status if l.startswith(("Uid:", "CapEff:", "CapBnd:", "NoNewPrivs:"))]
+        with open("\(report).tmp", "w") as f:
+            f.write("\\n".join(out) + "\\n")
+        os.rename("\(report).tmp", "\(report)")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         chmod(harness.directory, 0o755)
         try harness.start(arguments: ["--worker-executable", "\(kind)=\(script)"])

@@ -24,7 +24,8 @@ struct ControllerConfigTests {
         #expect(TestSupport.messages(yaml).isEmpty)
         let empty = try #require(TestSupport.load("external-controller: 127.0.0.1:9090\nsecret: \"\"\n").configuration)
         #expect(empty.controller.secret.isEmpty && empty.controller.listen?.port == 9090)
-        #expect(try #require(TestSupport.load("external-controller: \"\"\n").configuration).controller.isEnabled == false)
+        #expect(
+            try #require(TestSupport.load("external-controller: \"\"\n").configuration).controller.isEnabled == false)
     }
 
     @Test("a bad address is an error at its place; an open listener without a secret and a missing ui folder warn")

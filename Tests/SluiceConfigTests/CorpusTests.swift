@@ -1,7 +1,7 @@
 import Foundation
 import SluiceConfig
-import Testing
 import SluiceOutbounds
+import Testing
 
 /// Real-world mihomo configs (Corpus/*.yaml): sluice loads each with exactly the warnings the file lists, and
 /// mihomo v1.19.32 (`mihomo -t`) accepts each too, so these prove sluice accepts what mihomo accepts.

@@ -1,13 +1,14 @@
 import Foundation
 import SluiceConfig
-import Testing
 import SluiceOutbounds
+import Testing
 
 /// The shipped examples load as documented and survive a JSON round trip.
 @Suite("Examples")
 struct ExamplesTests {
     @Test func fullExampleHasNoDiagnostics() throws {
-        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog)
+        let result = ConfigLoader.load(
+            contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog)
         #expect(result.diagnostics.map(\.description) == [])
         let configuration = try #require(result.configuration)
         #expect(configuration.proxies.count == 10)
@@ -19,7 +20,8 @@ struct ExamplesTests {
     }
 
     @Test func minimalExample() throws {
-        let result = ConfigLoader.load(contentsOfFile: TestSupport.example("minimal.yaml"), catalog: OutboundRegistry.catalog)
+        let result = ConfigLoader.load(
+            contentsOfFile: TestSupport.example("minimal.yaml"), catalog: OutboundRegistry.catalog)
         #expect(result.diagnostics.map(\.description) == [])
         let configuration = try #require(result.configuration)
         #expect(configuration.tun.enable)
@@ -30,7 +32,8 @@ struct ExamplesTests {
 
     @Test func jsonRoundTrip() throws {
         let configuration = try #require(
-            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog).configuration)
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog)
+                .configuration)
         let data = try JSONEncoder().encode(configuration)
         let decoded = try JSONDecoder().decode(SluiceConfiguration.self, from: data)
         #expect(decoded == configuration)
@@ -45,7 +48,8 @@ struct ExamplesTests {
         #expect(result.errors.isEmpty, "\(rendered)")
         let configuration = try #require(result.configuration)
         // The local proxy port is served (tun is on), on every address as allow-lan and bind-address "*" ask.
-        #expect(configuration.inbound.listeners.map { "\($0.name) \($0.address) \($0.port)" } == ["DEFAULT-MIXED :: 7890"])
+        #expect(
+            configuration.inbound.listeners.map { "\($0.name) \($0.address) \($0.port)" } == ["DEFAULT-MIXED :: 7890"])
         #expect(
             rendered.contains {
                 $0.contains("proxies[0]: type \"vmess\" is not supported by sluice; proxy \"hk-vmess\" left out")
@@ -56,7 +60,9 @@ struct ExamplesTests {
         // HK only had the vmess proxy: it is unavailable (its traffic is rejected, never DIRECT), with a warning.
         let hk = try #require(configuration.proxyGroups.first { $0.name == "HK" })
         #expect(hk.members == [])
-        #expect(ProxyGroup.unavailableGroups(configuration.proxyGroups)["HK"] == "its only member was left out: \"hk-vmess\" (vmess not supported)")
+        #expect(
+            ProxyGroup.unavailableGroups(configuration.proxyGroups)["HK"]
+                == "its only member was left out: \"hk-vmess\" (vmess not supported)")
         #expect(rendered.contains { $0.contains("group \"HK\" is unavailable") }, "\(rendered)")
         #expect(hk.kind == .urlTest)
         let jp = try #require(configuration.proxyGroups.first { $0.name == "JP" })
@@ -74,12 +80,20 @@ struct ExamplesTests {
 struct KeepAliveKeysTests {
     @Test("keep-alive-idle, keep-alive-interval and disable-keep-alive are read; out of range is an error")
     func keys() throws {
-        let ok = ConfigLoader.load(yaml: "keep-alive-idle: 30\nkeep-alive-interval: 5\ndisable-keep-alive: true\n", fileName: "k.yaml", catalog: OutboundRegistry.catalog)
+        let ok = ConfigLoader.load(
+            yaml: "keep-alive-idle: 30\nkeep-alive-interval: 5\ndisable-keep-alive: true\n", fileName: "k.yaml",
+            catalog: OutboundRegistry.catalog)
         let configuration = try #require(ok.configuration)
-        #expect(configuration.keepAlive.idle == 30 && configuration.keepAlive.interval == 5 && configuration.keepAlive.disabled)
+        #expect(
+            configuration.keepAlive.idle == 30 && configuration.keepAlive.interval == 5
+                && configuration.keepAlive.disabled)
         #expect(ok.diagnostics.isEmpty, "\(ok.diagnostics)")
-        let defaults = try #require(ConfigLoader.load(yaml: "mode: rule\n", fileName: "d.yaml", catalog: OutboundRegistry.catalog).configuration)
+        let defaults = try #require(
+            ConfigLoader.load(yaml: "mode: rule\n", fileName: "d.yaml", catalog: OutboundRegistry.catalog).configuration
+        )
         #expect(defaults.keepAlive == TCPKeepAlive())
-        #expect(ConfigLoader.load(yaml: "keep-alive-idle: 0\n", fileName: "b.yaml", catalog: OutboundRegistry.catalog).hasErrors)
+        #expect(
+            ConfigLoader.load(yaml: "keep-alive-idle: 0\n", fileName: "b.yaml", catalog: OutboundRegistry.catalog)
+                .hasErrors)
     }
 }

@@ -1,7 +1,7 @@
 import SluiceConfig
+import SluiceOutbounds
 import SluiceTestSupport
 import Testing
-import SluiceOutbounds
 
 /// Randomly mutated versions of the full example never trap the loader and always yield well-formed diagnostics.
 @Suite("Mutation fuzzing")
@@ -51,5 +51,5 @@ struct FuzzTests {
 }
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif

@@ -24,7 +24,8 @@ struct LimitsTests {
         #expect(limits.maxConnections == 3)
         #expect(limits.udpMaxFlows == 256)
         #expect(limits.dnsMaxInFlight == 8)
-        let flow = try #require(TestSupport.load("limits: {max-connections: 64512, dns-max-in-flight: 65536}\n").configuration)
+        let flow = try #require(
+            TestSupport.load("limits: {max-connections: 64512, dns-max-in-flight: 65536}\n").configuration)
         #expect(flow.limits.maxConnections == 64_512 && flow.limits.dnsMaxInFlight == 65_536)
         #expect(TestSupport.messages("limits: {max-connections: 64512, dns-max-in-flight: 65536}\n").isEmpty)
     }
@@ -51,7 +52,12 @@ struct LimitsTests {
             TestSupport.messages("limits:\n  max-conections: 5\n") == [
                 "t.yaml:2:3: warning: limits.max-conections: unknown key; ignored (check the spelling)"
             ])
-        #expect(TestSupport.load("limits:\n  max-connections: 0\n").configuration == nil, "an out-of-range limit is an error")
-        #expect(TestSupport.messages("limits: 5\n") == ["t.yaml:1:9: limits: expected a mapping of keys to values, got \"5\""])
+        #expect(
+            TestSupport.load("limits:\n  max-connections: 0\n").configuration == nil,
+            "an out-of-range limit is an error")
+        #expect(
+            TestSupport.messages("limits: 5\n") == [
+                "t.yaml:1:9: limits: expected a mapping of keys to values, got \"5\""
+            ])
     }
 }

@@ -37,9 +37,10 @@ struct ProxiesTests {
         #expect(socks.tls && !socks.skipCertVerify)
         // UDP through SOCKS5 over TLS is not there yet: said when the configuration loads.
         #expect(
-            TestSupport.messages("proxies:\n  - {name: s, type: socks5, server: p.example, port: 1080, tls: true, udp: true}\n") == [
-                "t.yaml:2:76: warning: proxies[0].udp: UDP through a socks5 proxy with tls: true is not supported yet; UDP matched to proxy \"s\" is refused"
-            ])
+            TestSupport.messages(
+                "proxies:\n  - {name: s, type: socks5, server: p.example, port: 1080, tls: true, udp: true}\n") == [
+                    "t.yaml:2:76: warning: proxies[0].udp: UDP through a socks5 proxy with tls: true is not supported yet; UDP matched to proxy \"s\" is refused"
+                ])
     }
 
     @Test func unsupportedTypesAreLeftOut() {

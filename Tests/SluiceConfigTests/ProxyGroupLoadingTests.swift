@@ -121,7 +121,8 @@ struct ProxyGroupLoadingTests {
             """)
         #expect(
             ProxyGroup.unavailableGroups(groups) == [
-                "Empty": "its only member was left out: \"v1\" (vless not supported)", "Outer": "every member is unavailable: Empty, PASS",
+                "Empty": "its only member was left out: \"v1\" (vless not supported)",
+                "Outer": "every member is unavailable: Empty, PASS",
             ])
         #expect(messages.filter { $0.contains("is unavailable") }.count == 2, "\(messages)")
     }

@@ -1,8 +1,8 @@
 import Foundation
 import SluiceConfig
 import SluiceNet
-import Testing
 import SluiceOutbounds
+import Testing
 
 /// `rule-providers:` contents: files (text and YAML, relative to the config), inline payloads,
 /// http cache files, and what is reported when a provider cannot be used.
@@ -241,7 +241,8 @@ struct RuleProvidersTests {
 
     @Test func contentsSurviveTheConfigPush() throws {
         let configuration = try #require(
-            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog).configuration)
+            ConfigLoader.load(contentsOfFile: TestSupport.example("full.yaml"), catalog: OutboundRegistry.catalog)
+                .configuration)
         #expect(configuration.ruleProviders.map(\.contents.count) == [4, 3, 4, 3])
         let decoded = try JSONDecoder().decode(
             SluiceConfiguration.self, from: JSONEncoder().encode(configuration))

@@ -54,16 +54,18 @@ struct SnifferTests {
     @Test func defaults() throws {
         let s = try Self.sniffer("sniffer:\n  enable: true\n  sniff:\n    TLS:\n    http: {}\n")
         #expect(s.overrideDestination && s.forceDNSMapping && s.parsePureIP)
-        #expect(s.protocols == [
-            SniffedProtocol(kind: .tls, ports: [PortRange(443, 443)], overrideDestination: true),
-            SniffedProtocol(kind: .http, ports: [PortRange(80, 80)], overrideDestination: true),
-        ])
+        #expect(
+            s.protocols == [
+                SniffedProtocol(kind: .tls, ports: [PortRange(443, 443)], overrideDestination: true),
+                SniffedProtocol(kind: .http, ports: [PortRange(80, 80)], overrideDestination: true),
+            ])
         #expect(SluiceConfiguration().sniffer.isActive == false)
         #expect(try Self.sniffer("sniffer:\n  enable: false\n  sniff: {TLS: {}}\n").isActive == false)
     }
 
     @Test func olderSniffingForm() throws {
-        let s = try Self.sniffer("sniffer:\n  enable: true\n  sniffing: [tls, HTTP]\n  port-whitelist: [443, 80, 8000-9000]\n")
+        let s = try Self.sniffer(
+            "sniffer:\n  enable: true\n  sniffing: [tls, HTTP]\n  port-whitelist: [443, 80, 8000-9000]\n")
         #expect(s.protocols.map(\.kind) == [.tls, .http])
         #expect(s.protocols[1].ports == [PortRange(443, 443), PortRange(80, 80), PortRange(8000, 9000)])
         let d = try Self.sniffer("sniffer:\n  enable: true\n  sniffing: [http]\n")

@@ -69,7 +69,9 @@ struct WireGuardTests {
             ])
         let ok = TestSupport.load("keepalive: {backend: wireguard-go}\n")
         #expect(ok.configuration?.keepalive.backend == .wireguardGo)
-        #expect(TestSupport.messages("keepalive: {backend: userspace}\n").first?.contains("auto, kernel, wireguard-go") == true, "\(TestSupport.messages("keepalive: {backend: userspace}\n"))")
+        #expect(
+            TestSupport.messages("keepalive: {backend: userspace}\n").first?.contains("auto, kernel, wireguard-go")
+                == true, "\(TestSupport.messages("keepalive: {backend: userspace}\n"))")
     }
 
     @Test func privateKeySources() {

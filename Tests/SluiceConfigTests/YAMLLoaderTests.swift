@@ -1,6 +1,6 @@
 import SluiceConfig
-import Testing
 import SluiceOutbounds
+import Testing
 
 /// The libyaml event loader: marks, styles, anchors, merge keys, duplicates and limits.
 @Suite("YAML loader")
@@ -138,7 +138,8 @@ struct YAMLLoaderTests {
     }
 
     @Test func invalidUTF8IsAnError() {
-        let result = ConfigLoader.load(bytes: Array("mode: ".utf8) + [0xFF, 0xFE, 0x0A], fileName: "t.yaml", catalog: OutboundRegistry.catalog)
+        let result = ConfigLoader.load(
+            bytes: Array("mode: ".utf8) + [0xFF, 0xFE, 0x0A], fileName: "t.yaml", catalog: OutboundRegistry.catalog)
         #expect(result.hasErrors)
         #expect(result.diagnostics.first?.line == 1)
     }

@@ -10,7 +10,9 @@ import Testing
 
 @Suite("DNS server under hostile queries")
 struct DNSServerFuzzTests {
-    @Test("10,000 random and mutated messages: every answer is a well-formed reply with the query's ID, never a crash (seed 0xD45)")
+    @Test(
+        "10,000 random and mutated messages: every answer is a well-formed reply with the query's ID, never a crash (seed 0xD45)"
+    )
     func fuzz() throws {
         var configuration = SluiceConfiguration()
         configuration.dns.enable = true
@@ -32,12 +34,16 @@ struct DNSServerFuzzTests {
                 message = seeds[i % seeds.count]
                 for _ in 0..<Int.random(in: 1...6, using: &rng) {
                     switch Int.random(in: 0..<4, using: &rng) {
-                    case 0 where !message.isEmpty: message[Int.random(in: 0..<message.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
-                    case 1 where !message.isEmpty: message.removeLast(Int.random(in: 1...min(8, message.count), using: &rng))
+                    case 0 where !message.isEmpty:
+                        message[Int.random(in: 0..<message.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                    case 1 where !message.isEmpty:
+                        message.removeLast(Int.random(in: 1...min(8, message.count), using: &rng))
                     case 2: message += rng.bytes(Int.random(in: 1...8, using: &rng))
                     default:
                         // Counts: claim more records than there are.
-                        if message.count >= 12 { message[Int.random(in: 4...11, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+                        if message.count >= 12 {
+                            message[Int.random(in: 4...11, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                        }
                     }
                 }
             }

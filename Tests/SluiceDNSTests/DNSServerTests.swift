@@ -2,13 +2,13 @@ import Foundation
 import IPC
 import Logging
 import SluiceConfig
+import SluiceDNSWire
 import SluiceNet
 import SluiceSystem
 import SluiceTestSupport
 import Testing
 
 @testable import SluiceDNS
-import SluiceDNSWire
 
 /// A server over `configuration` with its upstream receive loop running.
 final class RunningServer {
@@ -41,7 +41,8 @@ final class RunningServer {
     }
 
     func addresses(_ name: String, type: UInt16 = 1) -> [String]? {
-        guard let reply = ask(wireQuery(name: name, type: type)), let parsed = try? DNSResponse.parseUpstream(reply).get()
+        guard let reply = ask(wireQuery(name: name, type: type)),
+            let parsed = try? DNSResponse.parseUpstream(reply).get()
         else { return nil }
         return parsed.addresses.map(\.description)
     }
@@ -51,7 +52,6 @@ final class RunningServer {
         thread.join()
     }
 }
-
 
 /// Mapping events the server sent (the tun worker's side, played by the test).
 final class EventRecorder: Sendable {
@@ -76,7 +76,9 @@ struct DNSServerTests {
         return c
     }
 
-    @Test("fake-ip: names get repeatable pool addresses with TTL 1; filtered names and hosts get real answers; AAAA is empty")
+    @Test(
+        "fake-ip: names get repeatable pool addresses with TTL 1; filtered names and hosts get real answers; AAAA is empty"
+    )
     func fakeIP() throws {
         let upstream = try Dnsmasq(options: ["--address=/test/10.77.200.2", "--address=/lan/10.1.1.1"])
         defer { upstream.stop() }
@@ -84,7 +86,8 @@ struct DNSServerTests {
         c.dns.fakeIPFilter = [.wildcard("*.lan"), .suffix("real.test")]
         c.hosts = [HostEntry(name: "fixed.test", value: .addresses([IPAddress("10.9.9.9")!]))]
         // A WireGuard peer's endpoint name: the keepalive worker must get its real address.
-        var link = WireGuardLink(name: "wg0", privateKey: .key(WireGuardKey(base64: String(repeating: "A", count: 43) + "=")!))
+        var link = WireGuardLink(
+            name: "wg0", privateKey: .key(WireGuardKey(base64: String(repeating: "A", count: 43) + "=")!))
         var peer = WireGuardPeer(publicKey: WireGuardKey(base64: String(repeating: "B", count: 43) + "=")!)
         peer.endpoint = SocketEndpoint(host: .name("VPN.Endpoint.test"), port: 51820)
         link.peers = [peer]
@@ -98,14 +101,19 @@ struct DNSServerTests {
         let reply = try #require(s.ask(wireQuery(name: "a.test")))
         #expect(try DNSResponse.parseUpstream(reply).get().minimumAnswerTTL == 1)
         #expect(s.addresses("printer.lan") == ["10.1.1.1"], "*.lan: one label")
-        #expect(IPPrefix("198.18.0.0/16")!.contains(IPAddress(s.addresses("a.b.lan")!.first!)!), "*.lan does not match two labels")
+        #expect(
+            IPPrefix("198.18.0.0/16")!.contains(IPAddress(s.addresses("a.b.lan")!.first!)!),
+            "*.lan does not match two labels")
         #expect(s.addresses("real.test") == ["10.77.200.2"])
         #expect(s.addresses("deep.down.real.test") == ["10.77.200.2"], "+. matches any depth")
         #expect(s.addresses("fixed.test") == ["10.9.9.9"], "hosts")
         let aaaa = try #require(s.ask(wireQuery(name: "a.test", type: 28)))
         #expect(aaaa[3] & 0xF == 0 && aaaa[7] == 0, "AAAA without ipv6: NOERROR, no answers")
         // The tun worker heard of each new mapping before the answer went out.
-        #expect(s.recorder.events.withLock { $0 }.contains { $0.kind == .assigned && $0.name == "a.test" && $0.address.description == a })
+        #expect(
+            s.recorder.events.withLock { $0 }.contains {
+                $0.kind == .assigned && $0.name == "a.test" && $0.address.description == a
+            })
         #expect(s.server.name(forFake: IPAddress(a)!) == "a.test")
     }
 
@@ -140,7 +148,8 @@ struct DNSServerTests {
         #expect(s.server.upstreamQueries.load(ordering: .relaxed) == 2, "asked upstream again after the flush")
     }
 
-    @Test("flushing the fake-IP pool empties the store, releases every mapping to the tun worker, gives fresh addresses")
+    @Test(
+        "flushing the fake-IP pool empties the store, releases every mapping to the tun worker, gives fresh addresses")
     func flushFakeIPs() throws {
         let directory = "/tmp/sluice-flush-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -153,7 +162,9 @@ struct DNSServerTests {
         #expect(flushed.removed == 3 && flushed.problem == nil)
         #expect((try FakeIPStore.readFile(store))?.count == FakeIPStore.headerSize, "the store holds its header alone")
         let released = s.recorder.events.withLock { $0 }.filter { $0.kind == .released }
-        #expect(Set(released.map { "\($0.name) \($0.address)" }) == Set(zip(["a.test", "b.test", "c.test"], before).map { "\($0) \($1)" }))
+        #expect(
+            Set(released.map { "\($0.name) \($0.address)" })
+                == Set(zip(["a.test", "b.test", "c.test"], before).map { "\($0) \($1)" }))
         #expect(s.server.name(forFake: IPAddress(before[0])!) == nil)
         let after = ["c.test", "b.test", "a.test"].map { s.addresses($0)?.first ?? "" }
         #expect(Set(after).isDisjoint(with: before), "fresh addresses: \(before) then \(after)")
@@ -188,7 +199,9 @@ struct DNSServerTests {
         defer { buffer.deallocate() }
         var received: [([UInt8], InetEndpoint)] = []
         usleep(100_000)
-        while let (n, from) = try InetSocket.receive(socket.rawValue, into: buffer) { received.append((Array(buffer[0..<n]), from)) }
+        while let (n, from) = try InetSocket.receive(socket.rawValue, into: buffer) {
+            received.append((Array(buffer[0..<n]), from))
+        }
         #expect(received.count == 1, "20 identical queries, \(received.count) upstream queries")
         let (upstreamQuery, from) = try #require(received.first)
         let parsed = try DNSQuery.parse(upstreamQuery).get()
@@ -222,7 +235,9 @@ struct DNSServerTests {
         #expect(box.withLock { $0 }.map { $0[3] & 0xF } == 2)
     }
 
-    @Test("dns-max-in-flight: past it a new question gets SERVFAIL at once and one log line; joining, cached and fake answers still work")
+    @Test(
+        "dns-max-in-flight: past it a new question gets SERVFAIL at once and one log line; joining, cached and fake answers still work"
+    )
     func inFlightLimit() throws {
         // An upstream that reads and never answers: every question stays in flight (4 s).
         let socket = try InetSocket.udp(AF_INET)
@@ -281,7 +296,10 @@ struct DNSServerTests {
         c.dns.nameserverPolicy = [
             NameserverPolicy(
                 pattern: .suffix("corp.test"),
-                upstreams: [DNSUpstream(transport: .tcp, endpoint: SocketEndpoint.parse("127.0.0.1:\(second.port)", defaultPort: 53)!)])
+                upstreams: [
+                    DNSUpstream(
+                        transport: .tcp, endpoint: SocketEndpoint.parse("127.0.0.1:\(second.port)", defaultPort: 53)!)
+                ])
         ]
         let s = try RunningServer(c)
         #expect(s.addresses("www.test") == ["10.1.1.1"])
@@ -302,7 +320,10 @@ struct DNSServerTests {
         defer { upstream.stop() }
         let s = try RunningServer(Self.configuration(mode: .redirHost, nameserver: ["127.0.0.1:\(upstream.port)"]))
         #expect(s.addresses("r.test") == ["10.77.200.2"])
-        #expect(s.recorder.events.withLock { $0 } == [MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "r.test")])
+        #expect(
+            s.recorder.events.withLock { $0 } == [
+                MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "r.test")
+            ])
         let resolved = Locked<[IPAddress]>([])
         let done = DispatchSemaphore(value: 0)
         s.server.resolveAddresses("other.test") { addresses, _ in

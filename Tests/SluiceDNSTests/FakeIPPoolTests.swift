@@ -21,7 +21,8 @@ struct FakeIPPoolTests {
             assigned["n\(i).test"] = result.address
         }
         #expect(Set(assigned.values).count == 14)
-        #expect(!assigned.values.contains(IPAddress("198.18.0.0")!) && !assigned.values.contains(IPAddress("198.18.0.15")!))
+        #expect(
+            !assigned.values.contains(IPAddress("198.18.0.0")!) && !assigned.values.contains(IPAddress("198.18.0.15")!))
         // The same name gets the same address, and that counts as use.
         #expect(pool.address(for: "n1.test", ipv6: false)?.address == assigned["n1.test"])
         #expect(pool.address(for: "n1.test", ipv6: false)?.isNew == false)
@@ -78,7 +79,9 @@ struct FakeIPPoolTests {
         #expect([c, d] == [IPAddress("10.99.0.5")!, IPAddress("10.99.0.6")!])
         #expect(pool.address(for: "e", ipv6: false)?.address == b, "b's old address, free and unpinned")
         #expect(pool.isPinned(a), "the live connection's pin outlives the flush")
-        #expect(pool.address(for: "f", ipv6: false)?.recycled?.name == "b", "then the oldest live mapping, not the pinned address")
+        #expect(
+            pool.address(for: "f", ipv6: false)?.recycled?.name == "b",
+            "then the oldest live mapping, not the pinned address")
     }
 
     @Test("IPv6 range: addresses in the prefix, capped in number, names round-trip")
@@ -156,7 +159,9 @@ struct FakeIPPoolTests {
         store.append(IPAddress("198.18.0.9")!, name: "after.test")
         var emptied = FakeIPPool(range4: range, range6: nil)
         let emptiedReport = FakeIPStore(path: path, logger: Self.logger).load(into: &emptied)
-        #expect(emptiedReport.records == 1 && emptiedReport.problem == nil && emptied.mappings.map(\.name) == ["after.test"])
+        #expect(
+            emptiedReport.records == 1 && emptiedReport.problem == nil && emptied.mappings.map(\.name) == ["after.test"]
+        )
     }
 
     @Test("compaction rewrites the log to exactly the live mappings")

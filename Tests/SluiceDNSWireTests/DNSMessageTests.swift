@@ -7,7 +7,6 @@ import Testing
 
 @testable import SluiceDNSWire
 
-
 @Suite("DNS messages")
 struct DNSMessageTests {
     @Test("a query parses: ID, question with the client's casing, EDNS size and DO bit")
@@ -34,8 +33,11 @@ struct DNSMessageTests {
     func malformed() throws {
         func code(_ bytes: [UInt8]) -> (drop: Bool, rcode: UInt16, reply: [UInt8]?) {
             switch DNSQuery.parse(bytes) {
-            case .success: Issue.record("parsed: \(bytes)"); return (false, 0, nil)
-            case .failure(let e): return (e.drop, e.responseCode, bytes.withUnsafeBytes { DNSResponse.error(answering: $0, e) })
+            case .success:
+                Issue.record("parsed: \(bytes)")
+                return (false, 0, nil)
+            case .failure(let e):
+                return (e.drop, e.responseCode, bytes.withUnsafeBytes { DNSResponse.error(answering: $0, e) })
             }
         }
         #expect(code(Array(repeating: 0, count: 11)).drop)
@@ -64,7 +66,8 @@ struct DNSMessageTests {
         let badvers = code(wireQuery(name: "a.test", edns: (1232, 1, false)))
         #expect(badvers.rcode == 16)
         let reply = try #require(badvers.reply)
-        #expect(reply[0] == 0x12 && reply[1] == 0x34 && reply[3] & 0xF == 0 && reply[11] == 1, "BADVERS lives in the OPT")
+        #expect(
+            reply[0] == 0x12 && reply[1] == 0x34 && reply[3] & 0xF == 0 && reply[11] == 1, "BADVERS lives in the OPT")
         #expect(reply[reply.count - 6] == 1, "extended rcode 1 << 4 = 16")
         let formerr = try #require(code(two).reply)
         #expect(formerr[0] == 0x12 && formerr[1] == 0x34 && formerr[2] & 0x80 != 0 && formerr[3] & 0xF == 1)
@@ -92,10 +95,13 @@ struct DNSMessageTests {
         #expect((try? DNSQuery.parse(long).get()) == nil)
     }
 
-    @Test("upstream answers are adapted: client ID and casing, aged TTLs, OPT dropped for non-EDNS clients, TC past 512")
+    @Test(
+        "upstream answers are adapted: client ID and casing, aged TTLs, OPT dropped for non-EDNS clients, TC past 512")
     func adapt() throws {
         let upstreamQuery = try DNSQuery.parse(wireQuery(id: 7, name: "a.test", edns: (1232, 0, false))).get()
-        let many = (0..<40).map { DNSResponse.Record(address: .v4(IPv4Address(rawValue: 0x0A00_0000 + UInt32($0))), ttl: 300) }
+        let many = (0..<40).map {
+            DNSResponse.Record(address: .v4(IPv4Address(rawValue: 0x0A00_0000 + UInt32($0))), ttl: 300)
+        }
         let raw = DNSResponse.build(for: upstreamQuery, answers: many)
         let upstream = try DNSResponse.parseUpstream(raw).get()
         #expect(upstream.minimumAnswerTTL == 300)

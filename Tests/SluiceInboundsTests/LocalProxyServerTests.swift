@@ -91,8 +91,13 @@ struct LocalProxyServerTests {
         #expect(
             Self.run(.socks, Self.open, [5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0], cut: 1000).last
                 == .udpAssociate(user: nil, pending: [5, 0]))
-        #expect(Self.run(.socks, Self.open, [5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0], cut: 3).last == .udpAssociate(user: nil, pending: []))
-        guard case .refuse(_, let reply) = Self.run(.socks, Self.open, [5, 1, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], cut: 1000).last
+        #expect(
+            Self.run(.socks, Self.open, [5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0], cut: 3).last
+                == .udpAssociate(user: nil, pending: []))
+        guard
+            case .refuse(_, let reply) = Self.run(
+                .socks, Self.open, [5, 1, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], cut: 1000
+            ).last
         else {
             Issue.record("BIND accepted")
             return
@@ -111,7 +116,8 @@ struct LocalProxyServerTests {
         }
         #expect(a.target == SocketEndpoint(host: .name("www.test"), port: 80))
         #expect(a.accepted == [0, 0x5A, 0, 0, 0, 0, 0, 0])
-        guard case .connect(let four) = Self.run(.socks, Self.open, [4, 1, 1, 187, 10, 0, 0, 1, 0], cut: 1000).last else {
+        guard case .connect(let four) = Self.run(.socks, Self.open, [4, 1, 1, 187, 10, 0, 0, 1, 0], cut: 1000).last
+        else {
             Issue.record("SOCKS4")
             return
         }
@@ -149,7 +155,8 @@ struct LocalProxyServerTests {
         #expect(r.target == SocketEndpoint(host: .name("www.test"), port: 8080))
         #expect(
             String(decoding: r.upstream, as: UTF8.self)
-                == "POST /upload?x=1 HTTP/1.1\r\nHost: www.test:8080\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
+                == "POST /upload?x=1 HTTP/1.1\r\nHost: www.test:8080\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+        )
     }
 
     @Test func httpWithoutOrWithWrongCredentialsGets407() {
@@ -165,7 +172,10 @@ struct LocalProxyServerTests {
     }
 
     @Test func malformedAndOversizedRequestsAreRefused() {
-        for bad in ["GET / HTTP/1.1\r\n\r\n", "CONNECT nohost HTTP/1.1\r\n\r\n", "GARBAGE\r\n\r\n", "GET https://a/ HTTP/1.1\r\n\r\n"] {
+        for bad in [
+            "GET / HTTP/1.1\r\n\r\n", "CONNECT nohost HTTP/1.1\r\n\r\n", "GARBAGE\r\n\r\n",
+            "GET https://a/ HTTP/1.1\r\n\r\n",
+        ] {
             guard case .refuse(_, let reply) = Self.run(.mixed, Self.open, Array(bad.utf8), cut: 1000).last else {
                 Issue.record("accepted \(bad)")
                 continue
@@ -179,7 +189,8 @@ struct LocalProxyServerTests {
         }
         #expect(String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 431 "))
         // A SOCKS-only port does not speak HTTP.
-        guard case .refuse = Self.run(.socks, Self.open, Array("GET http://a/ HTTP/1.1\r\n\r\n".utf8), cut: 1000).last else {
+        guard case .refuse = Self.run(.socks, Self.open, Array("GET http://a/ HTTP/1.1\r\n\r\n".utf8), cut: 1000).last
+        else {
             Issue.record("socks port took HTTP")
             return
         }

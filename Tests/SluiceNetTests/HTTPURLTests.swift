@@ -18,7 +18,10 @@ struct HTTPURLTests {
 
     @Test("not an HTTP URL, or not one a health check can use")
     func rejects() {
-        for text in ["ftp://a.example/", "http://", "http://a.example:0/", "http://a.example:99999/", "http://u@a.example/", "a.example"] {
+        for text in [
+            "ftp://a.example/", "http://", "http://a.example:0/", "http://a.example:99999/", "http://u@a.example/",
+            "a.example",
+        ] {
             #expect(HTTPURL(text) == nil, "\(text)")
         }
     }

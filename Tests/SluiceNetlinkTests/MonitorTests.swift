@@ -4,7 +4,7 @@ import SluiceNetlink
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 @Suite("RouteMonitor", .enabled(if: runningAsRoot, "needs root for network namespaces"))

@@ -1,10 +1,10 @@
-import SluiceTestSupport
 import Foundation
 import SluiceNetlink
+import SluiceTestSupport
 import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Whether the integration tests can run: they create network namespaces and veth pairs.
@@ -57,7 +57,8 @@ final class TestNamespace: Sendable {
     @discardableResult
     private static func run(_ arguments: [String]) throws -> String {
         // Arguments are plain words (names, addresses, options): quote them for the shell.
-        let command = "ip " + arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let command =
+            "ip " + arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let (status, output) = Shell.run(command)
         guard status == 0 else {
             throw CommandFailure(description: "\(command) exited \(status): \(output)")

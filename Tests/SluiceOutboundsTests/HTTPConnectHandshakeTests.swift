@@ -36,7 +36,10 @@ struct HTTPConnectHandshakeTests {
 
     @Test func refusals() {
         for (response, expected) in [
-            ("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", "407 Proxy Authentication Required (proxy authentication required"),
+            (
+                "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+                "407 Proxy Authentication Required (proxy authentication required"
+            ),
             ("HTTP/1.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "403 Forbidden"),
             ("SSH-2.0-x\r\n\r\n", "not an HTTP response"),
         ] {

@@ -29,7 +29,8 @@ struct LayeredStreamTests {
             _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
             _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
             stream = LayeredStream(
-                takingOwnershipOf: OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), layers: layers, readBuffer: readBuffer)
+                takingOwnershipOf: OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), layers: layers,
+                readBuffer: readBuffer)
             server = fds[1]
         }
 
@@ -119,7 +120,8 @@ struct LayeredStreamTests {
         let innerTarget = SocketEndpoint(host: .name("inner.test"), port: 8389)
         let connect = HTTPConnectHandshake(target: SocketEndpoint(host: .name("destination.test"), port: 80))
         let pair = Pair(layers: [
-            ShadowsocksLayer(key: Self.key, target: outerTarget), ShadowsocksLayer(key: Self.innerKey, target: innerTarget),
+            ShadowsocksLayer(key: Self.key, target: outerTarget),
+            ShadowsocksLayer(key: Self.innerKey, target: innerTarget),
             ProxyHandshakeLayer(connect),
         ])
         #expect(pair.stream.establish() == .inProgress)
@@ -192,7 +194,9 @@ struct LayeredStreamTests {
 
     @Test("a server stream cut inside a Shadowsocks chunk is a failure, not an end")
     func truncated() throws {
-        let pair = Pair(layers: [ShadowsocksLayer(key: Self.key, target: SocketEndpoint(host: .name("a.test"), port: 1))])
+        let pair = Pair(layers: [
+            ShadowsocksLayer(key: Self.key, target: SocketEndpoint(host: .name("a.test"), port: 1))
+        ])
         #expect(pair.stream.establish() == .established)
         var sealer = ShadowsocksStreamSealer(key: Self.key)
         var sealed: [UInt8] = []

@@ -25,7 +25,9 @@ struct SOCKS5HandshakeTests {
         // The reply in pieces, with the first bytes of the tunneled stream behind it.
         #expect(h.receive([5, 0, 0, 4]) == .send([]))
         #expect(h.receive(Array(repeating: 0, count: 10)) == .send([]))
-        #expect(h.receive(Array(repeating: 0, count: 6) + [0, 0] + Array("SSH-2.0".utf8)) == .established(leftover: Array("SSH-2.0".utf8)))
+        #expect(
+            h.receive(Array(repeating: 0, count: 6) + [0, 0] + Array("SSH-2.0".utf8))
+                == .established(leftover: Array("SSH-2.0".utf8)))
         #expect(h.boundEndpoint == SocketEndpoint(address: IPAddress("::")!, port: 0))
     }
 
@@ -38,7 +40,8 @@ struct SOCKS5HandshakeTests {
     @Test func ipv6Target() {
         var h = SOCKS5Handshake(command: .connect, target: SocketEndpoint(address: IPAddress("fd77:200::2")!, port: 7))
         _ = h.start()
-        #expect(h.receive([5, 0]) == .send([5, 1, 0, 4, 0xFD, 0x77, 2, 0] + Array(repeating: 0, count: 11) + [2, 0, 7]))
+        #expect(
+            h.receive([5, 0]) == .send([5, 1, 0, 4, 0xFD, 0x77, 2, 0] + Array(repeating: 0, count: 11) + [2, 0, 7]))
     }
 
     @Test func udpAssociateReportsTheRelayEndpoint() {
@@ -52,18 +55,27 @@ struct SOCKS5HandshakeTests {
     @Test func failures() {
         var noMethod = SOCKS5Handshake(command: .connect, target: Self.ipTarget)
         _ = noMethod.start()
-        guard case .failed(let text) = noMethod.receive([5, 0xFF]) else { Issue.record("accepted"); return }
+        guard case .failed(let text) = noMethod.receive([5, 0xFF]) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(text.contains("username and password"))
 
         var needsAuth = SOCKS5Handshake(command: .connect, target: Self.ipTarget)
         _ = needsAuth.start()
-        guard case .failed(let text2) = needsAuth.receive([5, 2]) else { Issue.record("accepted"); return }
+        guard case .failed(let text2) = needsAuth.receive([5, 2]) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(text2.contains("none are configured"))
 
         var wrongPassword = SOCKS5Handshake(command: .connect, target: Self.ipTarget, username: "u", password: "bad")
         _ = wrongPassword.start()
         _ = wrongPassword.receive([5, 2])
-        guard case .failed(let text3) = wrongPassword.receive([1, 1]) else { Issue.record("accepted"); return }
+        guard case .failed(let text3) = wrongPassword.receive([1, 1]) else {
+            Issue.record("accepted")
+            return
+        }
         #expect(text3.contains("rejected the username or password"))
 
         var refused = SOCKS5Handshake(command: .connect, target: Self.ipTarget)
@@ -73,11 +85,18 @@ struct SOCKS5HandshakeTests {
 
         var notSOCKS = SOCKS5Handshake(command: .connect, target: Self.ipTarget)
         _ = notSOCKS.start()
-        guard case .failed = notSOCKS.receive(Array("HTTP/1.1 400".utf8)) else { Issue.record("accepted"); return }
+        guard case .failed = notSOCKS.receive(Array("HTTP/1.1 400".utf8)) else {
+            Issue.record("accepted")
+            return
+        }
 
-        var longName = SOCKS5Handshake(command: .connect, target: SocketEndpoint(host: .name(String(repeating: "a", count: 256)), port: 1))
+        var longName = SOCKS5Handshake(
+            command: .connect, target: SocketEndpoint(host: .name(String(repeating: "a", count: 256)), port: 1))
         _ = longName.start()
-        guard case .failed = longName.receive([5, 0]) else { Issue.record("accepted"); return }
+        guard case .failed = longName.receive([5, 0]) else {
+            Issue.record("accepted")
+            return
+        }
     }
 
     @Test func addressesRoundTrip() {
@@ -89,8 +108,14 @@ struct SOCKS5HandshakeTests {
             #expect(SOCKSAddress.decode(bytes) == .complete(endpoint, length: bytes.count))
             for cut in 0..<bytes.count { #expect(SOCKSAddress.decode(Array(bytes.prefix(cut))) == .incomplete) }
         }
-        guard case .invalid = SOCKSAddress.decode([2, 0, 0]) else { Issue.record("ATYP 2 accepted"); return }
-        guard case .invalid = SOCKSAddress.decode([3, 0, 0, 0]) else { Issue.record("empty name accepted"); return }
+        guard case .invalid = SOCKSAddress.decode([2, 0, 0]) else {
+            Issue.record("ATYP 2 accepted")
+            return
+        }
+        guard case .invalid = SOCKSAddress.decode([3, 0, 0, 0]) else {
+            Issue.record("empty name accepted")
+            return
+        }
     }
 
     @Test func udpHeader() {

@@ -15,7 +15,9 @@ struct ShadowsocksTests {
 
     @Test func evpBytesToKey() {
         // MD5("foobar") = 3858f622...; the second block is MD5(first || "foobar").
-        #expect(ShadowsocksKey.bytesToKey(password: Array("foobar".utf8), length: 16).hex == "3858f62230ac3c915f300c664312c63f")
+        #expect(
+            ShadowsocksKey.bytesToKey(password: Array("foobar".utf8), length: 16).hex
+                == "3858f62230ac3c915f300c664312c63f")
         #expect(
             ShadowsocksKey.bytesToKey(password: Array("foobar".utf8), length: 32).hex
                 == "3858f62230ac3c915f300c664312c63f568378529614d22ddb49237d2f60bfdf")
@@ -42,7 +44,8 @@ struct ShadowsocksTests {
     ]
     static let udpVectors: [ShadowsocksMethod: String] = [
         .aes128GCM: "000102030405060708090a0b0c0d0e0f842056456bad5e47833840a0b945a664a4e4fce9f921a8cb26bff5",
-        .aes256GCM: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fff31575bf6db2454d551174f1f46eb36195b718365e48ed709c413",
+        .aes256GCM:
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fff31575bf6db2454d551174f1f46eb36195b718365e48ed709c413",
         .chacha20IETFPoly1305:
             "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fa83dcce6d79e9752074f4b6d5dd3c8ce4dea5f4e887cb92b4615de",
     ]
@@ -73,13 +76,17 @@ struct ShadowsocksTests {
             ShadowsocksDatagram.seal($0, to: destination, key: key, salt: Self.fixedSalt(method))
         }
         #expect(packet?.hex == Self.udpVectors[method])
-        let opened = try [UInt8](hex: Self.udpVectors[method]!).withUnsafeBytes { try ShadowsocksDatagram.open($0, key: key) }
+        let opened = try [UInt8](hex: Self.udpVectors[method]!).withUnsafeBytes {
+            try ShadowsocksDatagram.open($0, key: key)
+        }
         #expect(opened.address == destination)
         #expect(Array(opened.payload) == Array("ping".utf8))
         // Another password cannot open it.
         let other = ShadowsocksKey(method: method, password: "other")
         #expect(throws: ShadowsocksError.self) {
-            _ = try [UInt8](hex: Self.udpVectors[method]!).withUnsafeBytes { try ShadowsocksDatagram.open($0, key: other) }
+            _ = try [UInt8](hex: Self.udpVectors[method]!).withUnsafeBytes {
+                try ShadowsocksDatagram.open($0, key: other)
+            }
         }
         // A name travels as a name.
         let byName = SocketEndpoint(host: .name("udp.example"), port: 53)

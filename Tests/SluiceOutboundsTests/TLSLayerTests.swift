@@ -1,7 +1,7 @@
-import SluiceTLS
 import Foundation
 import SluiceNet
 import SluiceSystem
+import SluiceTLS
 import SluiceTestSupport
 import Testing
 
@@ -64,7 +64,9 @@ struct TLSLayerTests {
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             _ = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+                }
             }
             return UInt16(bigEndian: address.sin_port)
         }
@@ -82,7 +84,9 @@ struct TLSLayerTests {
             address.sin_port = port.bigEndian
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             guard connected == 0 else {
                 close(fd)
@@ -90,7 +94,8 @@ struct TLSLayerTests {
             }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             stream = LayeredStream(
-                takingOwnershipOf: OwnedDescriptor(takingOwnershipOfDescriptor: fd), layers: layers, readBuffer: readBuffer)
+                takingOwnershipOf: OwnedDescriptor(takingOwnershipOfDescriptor: fd), layers: layers,
+                readBuffer: readBuffer)
         }
 
         deinit {
@@ -117,7 +122,8 @@ struct TLSLayerTests {
     }
 
     static func connect(_ servers: Servers) -> ProxyHandshakeLayer {
-        ProxyHandshakeLayer(HTTPConnectHandshake(target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
+        ProxyHandshakeLayer(
+            HTTPConnectHandshake(target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
     }
 
     @Test("skip-cert-verify: CONNECT inside TLS, the banner behind the reply, an echo through the session")
@@ -172,7 +178,8 @@ struct TLSLayerTests {
         let context = try TLSClientContext(verification: .caFile(servers.certificate))
         let session = try TLSClientSession(context: context, serverName: "proxy.test")
         let socks5 = ProxyHandshakeLayer(
-            SOCKS5Handshake(command: .connect, target: SocketEndpoint(host: .name("localhost"), port: servers.bannerPort)))
+            SOCKS5Handshake(
+                command: .connect, target: SocketEndpoint(host: .name("localhost"), port: servers.bannerPort)))
         let client = try Client(port: servers.proxyPort, layers: [TLSLayer(session), socks5])
         #expect(client.establish() == nil)
         #expect(client.exchange(send: "hi\n", until: "hi\n") == "220 banner\r\nhi\n")
@@ -182,10 +189,12 @@ struct TLSLayerTests {
     @Test("a tls: true proxy's plan: a TLS layer under the handshake layer, relayed as a stream")
     func plan() throws {
         let servers = try Servers(kind: "socks5")
-        let tls = ProxyTLS(server: SocketEndpoint(host: .name("proxy.test"), port: servers.proxyPort), sni: nil, skipCertVerify: true)
+        let tls = ProxyTLS(
+            server: SocketEndpoint(host: .name("proxy.test"), port: servers.proxyPort), sni: nil, skipCertVerify: true)
         let plan = try tls.plan(
             hop: .endpoint(InetEndpoint(IPAddress("127.0.0.1")!, servers.proxyPort)),
-            inner: SOCKS5Handshake(command: .connect, target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
+            inner: SOCKS5Handshake(
+                command: .connect, target: SocketEndpoint(address: IPAddress("127.0.0.1")!, port: servers.bannerPort)))
         guard case .stream(let layers) = plan.shape else {
             Issue.record("expected the stream shape, got \(plan.shape)")
             return

@@ -233,8 +233,12 @@ struct HostileInputTests {
             if bytes[0] >> 4 == 4 {
                 switch Int.random(in: 0...2, using: &rng) {
                 case 0: kind = nil
-                case 1: bytes[6] = 0x20; kind = .ipv4First
-                default: bytes[7] = 0x10; kind = .ipv4Subsequent
+                case 1:
+                    bytes[6] = 0x20
+                    kind = .ipv4First
+                default:
+                    bytes[7] = 0x10
+                    kind = .ipv4Subsequent
                 }
             } else {
                 switch Int.random(in: 0...2, using: &rng) {

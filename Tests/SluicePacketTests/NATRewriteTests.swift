@@ -95,7 +95,8 @@ struct NATRewriteTests {
     func partialChecksumCompletesToTheFullOne(version: UInt8) throws {
         var rng = SplitMix64(seed: 0xC0 + UInt64(version))
         for iteration in 0..<5_000 {
-            let generated = PacketFactory.random(&rng, version: version, protocol: IPProtocolNumber.tcp, maxPayload: 300)
+            let generated = PacketFactory.random(
+                &rng, version: version, protocol: IPProtocolNumber.tcp, maxPayload: 300)
             var bytes = generated.bytes
             let field = generated.transportOffset + generated.checksumOffset
             let length = generated.totalLength - generated.transportOffset
@@ -103,7 +104,10 @@ struct NATRewriteTests {
             let partial = bytes.withUnsafeBytes { raw -> UInt16 in
                 let packet = IPPacketView(UnsafeMutableRawBufferPointer(mutating: raw))!
                 return Checksum.fold(
-                    UInt64(Checksum.pseudoHeaderSum(source: packet.source, destination: packet.destination, protocol: IPProtocolNumber.tcp, length: length)))
+                    UInt64(
+                        Checksum.pseudoHeaderSum(
+                            source: packet.source, destination: packet.destination, protocol: IPProtocolNumber.tcp,
+                            length: length)))
             }
             bytes[field] = UInt8(partial >> 8)
             bytes[field + 1] = UInt8(partial & 0xFF)
@@ -113,14 +117,16 @@ struct NATRewriteTests {
             let rewritten = bytes.withUnsafeMutableBytes { buffer -> Bool in
                 guard var packet = IPPacketView(buffer) else { return false }
                 return NATRewrite.rewrite(
-                    &packet, source: newSource, sourcePort: ports.0, destination: newDestination, destinationPort: ports.1,
+                    &packet, source: newSource, sourcePort: ports.0, destination: newDestination,
+                    destinationPort: ports.1,
                     partialChecksum: true)
             }
             try #require(rewritten)
             if version == 4 { #expect(Reference.word(bytes, 10) == Reference.ipv4HeaderChecksum(bytes)) }
             // Completion: one's complement sum over the segment, the partial field included, complemented.
             let completed = bytes.withUnsafeBytes { raw in
-                Checksum.internet(UnsafeRawBufferPointer(rebasing: raw[generated.transportOffset..<generated.totalLength]))
+                Checksum.internet(
+                    UnsafeRawBufferPointer(rebasing: raw[generated.transportOffset..<generated.totalLength]))
             }
             var full = bytes
             full[field] = 0

@@ -1,11 +1,11 @@
 import Logging
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluiceRules
 import Testing
 
 @testable import SluiceRouting
-import SluiceOutbounds
 
 /// Fail closed, from the configuration to the route: groups that can carry nothing reject, never DIRECT.
 @Suite("Fail-closed routing")
@@ -24,7 +24,8 @@ struct FailClosedRoutingTests {
               - DOMAIN-SUFFIX,sub.test,Sub
               - MATCH,Proxy
             """
-        let configuration = try #require(ConfigLoader.load(yaml: yaml, fileName: "t.yaml", catalog: OutboundRegistry.catalog).configuration)
+        let configuration = try #require(
+            ConfigLoader.load(yaml: yaml, fileName: "t.yaml", catalog: OutboundRegistry.catalog).configuration)
         let groups = ProxyGroups(configuration.proxyGroupsWithGlobal, storePath: nil, logger: Logger(label: "test"))
         let table = RoutingTable(rules: RuleEngine(configuration: configuration), outbounds: [:], groups: groups)
         for host in ["a.test", "outer.test", "sub.test"] {

@@ -27,7 +27,9 @@ struct FlowRouterTests {
 
     /// Every flow comes from a local socket owned by uid 1000, whose process is `/usr/bin/curl`.
     struct Owners: SocketOwnerTable, ProcessDirectory {
-        func owner(tcp: Bool, local: InetEndpoint, remote: InetEndpoint) -> SocketOwner? { SocketOwner(uid: 1000, inode: 42) }
+        func owner(tcp: Bool, local: InetEndpoint, remote: InetEndpoint) -> SocketOwner? {
+            SocketOwner(uid: 1000, inode: 42)
+        }
         func executable(of owner: SocketOwner, timeoutMilliseconds: Int32) -> String? { "/usr/bin/curl" }
     }
 
@@ -45,13 +47,15 @@ struct FlowRouterTests {
     static func router(
         _ rules: String, extra: String = "", names: Names = Names(), owners: FlowOwners = .none
     ) throws -> (FlowRouter, SluiceConfiguration) {
-        let yaml = base + extra + "rules:\n" + rules.split(separator: "\n").map { "  - \($0)" }.joined(separator: "\n") + "\n"
+        let yaml =
+            base + extra + "rules:\n" + rules.split(separator: "\n").map { "  - \($0)" }.joined(separator: "\n") + "\n"
         let result = ConfigLoader.load(yaml: yaml, fileName: "t.yaml", catalog: OutboundRegistry.catalog)
         let configuration = try #require(result.configuration, "\(result.diagnostics.map(\.description))")
         let logger = Logger(label: "test")
         let table = RoutingTable.make(
             configuration, egress: EgressPolicy(routingMark: 0), resolver: NameResolver(dns: nil), logger: logger)
-        let hijack = DirectOutbound(name: BuiltinTarget.dns.rawValue, dial: DialSettings(egress: EgressPolicy(routingMark: 0)))
+        let hijack = DirectOutbound(
+            name: BuiltinTarget.dns.rawValue, dial: DialSettings(egress: EgressPolicy(routingMark: 0)))
         return (FlowRouter(table: table, names: names, owners: owners, hijack: hijack, logger: logger), configuration)
     }
 
@@ -61,7 +65,8 @@ struct FlowRouterTests {
     /// The route a SYN-decided flow gets once accepted; nil when the SYN was not admitted as routed.
     static func accepted(_ router: FlowRouter, to destination: InetEndpoint) -> TCPRoute? {
         guard case .admit(let verdict, _, _) = router.judgeSYN(source: client, destination: destination),
-            case .routed = verdict, case .relay(let route) = router.admit(verdict, source: client, destination: destination)
+            case .routed = verdict,
+            case .relay(let route) = router.admit(verdict, source: client, destination: destination)
         else { return nil }
         return route
     }
@@ -71,12 +76,19 @@ struct FlowRouterTests {
         var names = Names()
         names.fake[IPAddress("198.18.0.7")!] = "www.example.com"
         let (router, _) = try Self.router("DOMAIN-SUFFIX,example.com,Proxy\nMATCH,DIRECT", names: names)
-        guard case .admit(let verdict, let label, let pinsFake) = router.judgeSYN(source: Self.client, destination: Self.to("198.18.0.7"))
-        else { Issue.record("not admitted"); return }
+        guard
+            case .admit(let verdict, let label, let pinsFake) = router.judgeSYN(
+                source: Self.client, destination: Self.to("198.18.0.7"))
+        else {
+            Issue.record("not admitted")
+            return
+        }
         #expect(label == "tcp 10.0.0.2:40000 -> 198.18.0.7:443 (www.example.com)")
         #expect(pinsFake)
-        guard case .relay(let route) = router.admit(verdict, source: Self.client, destination: Self.to("198.18.0.7")) else {
-            Issue.record("not relayed"); return
+        guard case .relay(let route) = router.admit(verdict, source: Self.client, destination: Self.to("198.18.0.7"))
+        else {
+            Issue.record("not relayed")
+            return
         }
         #expect(route.outbound.name == "s5")
         #expect(route.name == "www.example.com", "a proxy is sent the name behind the fake address")
@@ -92,16 +104,20 @@ struct FlowRouterTests {
         let (router, configuration) = try Self.router(
             "IP-CIDR,192.0.2.1/32,Down\nIP-CIDR,192.0.2.2/32,REJECT-DROP\nIP-CIDR,192.0.2.3/32,REJECT\nMATCH,DIRECT")
         guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.1")) else {
-            Issue.record("unavailable group not rejected"); return
+            Issue.record("unavailable group not rejected")
+            return
         }
         guard case .drop = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.2")) else {
-            Issue.record("REJECT-DROP not dropped"); return
+            Issue.record("REJECT-DROP not dropped")
+            return
         }
         guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.3")) else {
-            Issue.record("REJECT not reset"); return
+            Issue.record("REJECT not reset")
+            return
         }
         guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("198.18.0.9")) else {
-            Issue.record("unmapped fake address not reset"); return
+            Issue.record("unmapped fake address not reset")
+            return
         }
         #expect(router.rejected.load(ordering: .relaxed) == 4)
         // A target that names nothing (a table whose outbounds lack it) rejects, never goes DIRECT.
@@ -109,9 +125,11 @@ struct FlowRouterTests {
             rules: RuleEngine(rules: [Rule(condition: .match, target: "ghost")]), outbounds: router.current.outbounds)
         router.install(ghost)
         guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.4")) else {
-            Issue.record("unknown target not rejected"); return
+            Issue.record("unknown target not rejected")
+            return
         }
-        let datagram = router.judgeDatagram(client: Self.client, destination: Self.to("192.0.2.4", 53), in: router.current)
+        let datagram = router.judgeDatagram(
+            client: Self.client, destination: Self.to("192.0.2.4", 53), in: router.current)
         #expect(datagram.disposition == .reject && datagram.outbound == nil)
         _ = configuration
     }
@@ -139,12 +157,20 @@ struct FlowRouterTests {
         let destination = Self.to("192.0.2.77")
         guard case .admit(let verdict, _, _) = router.judgeSYN(source: Self.client, destination: destination),
             case .sniff(let flow, let kinds) = router.admit(verdict, source: Self.client, destination: destination)
-        else { Issue.record("not sniffed"); return }
+        else {
+            Issue.record("not sniffed")
+            return
+        }
         #expect(kinds == [.tls])
-        guard case .now(let route?) = router.decide(
-            flow, source: Self.client, destination: destination, sniffed: (name: "sni.example", kind: .tls), timedOut: false,
-            later: { _ in Issue.record("no lookup was needed") })
-        else { Issue.record("not decided at once"); return }
+        guard
+            case .now(let route?) = router.decide(
+                flow, source: Self.client, destination: destination, sniffed: (name: "sni.example", kind: .tls),
+                timedOut: false,
+                later: { _ in Issue.record("no lookup was needed") })
+        else {
+            Issue.record("not decided at once")
+            return
+        }
         #expect(route.outbound.name == "s5")
         #expect(route.facts.sniffHost == "sni.example")
         #expect(route.label == "tcp 10.0.0.2:40000 -> 192.0.2.77:443 (sni.example)")
@@ -156,12 +182,16 @@ struct FlowRouterTests {
         let (router, _) = try Self.router(
             "IP-CIDR,192.0.2.66/32,REJECT\nPROCESS-NAME,curl,Proxy\nMATCH,REJECT", owners: owners)
         guard case .reset = router.judgeSYN(source: Self.client, destination: Self.to("192.0.2.66", 80)) else {
-            Issue.record("a refusal no process rule can change is not answered on the SYN"); return
+            Issue.record("a refusal no process rule can change is not answered on the SYN")
+            return
         }
         let destination = Self.to("192.0.2.80", 80)
         guard case .admit(let verdict, _, _) = router.judgeSYN(source: Self.client, destination: destination),
             case .decide(let flow) = router.admit(verdict, source: Self.client, destination: destination)
-        else { Issue.record("not deferred"); return }
+        else {
+            Issue.record("not deferred")
+            return
+        }
         #expect(flow.owner == SocketOwner(uid: 1000, inode: 42))
         let route: TCPRoute? = await withCheckedContinuation { continuation in
             let answer = router.decide(

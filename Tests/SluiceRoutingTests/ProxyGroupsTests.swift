@@ -8,7 +8,9 @@ import Testing
 
 @Suite("Proxy groups")
 struct ProxyGroupsTests {
-    static func group(_ name: String, _ kind: ProxyGroup.Kind, _ members: [String], configure: (inout ProxyGroup) -> Void = { _ in })
+    static func group(
+        _ name: String, _ kind: ProxyGroup.Kind, _ members: [String], configure: (inout ProxyGroup) -> Void = { _ in }
+    )
         -> ProxyGroup
     {
         var g = ProxyGroup(name: name, kind: kind)
@@ -21,7 +23,10 @@ struct ProxyGroupsTests {
     func select() throws {
         let path = "/tmp/sluice-selected-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let config = [Self.group("Proxy", .select, ["ss1", "socks", "DIRECT"]), Self.group("Final", .select, ["Proxy", "REJECT"])]
+        let config = [
+            Self.group("Proxy", .select, ["ss1", "socks", "DIRECT"]),
+            Self.group("Final", .select, ["Proxy", "REJECT"]),
+        ]
         let groups = ProxyGroups(config, storePath: path, logger: Logger(label: "test"))
         #expect(groups.resolve("Final", key: "a.test") == "ss1", "nested: Final -> Proxy -> ss1")
         #expect(groups.resolve("DIRECT", key: "a.test") == "DIRECT")
@@ -36,7 +41,8 @@ struct ProxyGroupsTests {
 
     @Test("fallback: the first member up; back to the first when it recovers")
     func fallback() throws {
-        let groups = ProxyGroups([Self.group("FB", .fallback, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
+        let groups = ProxyGroups(
+            [Self.group("FB", .fallback, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
         #expect(groups.resolve("FB", key: "") == "a")
         groups.apply(["a": .init(latencyMilliseconds: nil), "b": .init(latencyMilliseconds: 50)], to: "FB", at: 1)
         #expect(groups.resolve("FB", key: "") == "b")
@@ -47,7 +53,8 @@ struct ProxyGroupsTests {
     @Test("url-test: the fastest member, with tolerance against flapping")
     func urlTest() throws {
         let groups = ProxyGroups(
-            [Self.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 50 }], storePath: nil, logger: Logger(label: "test"))
+            [Self.group("Auto", .urlTest, ["a", "b"]) { $0.tolerance = 50 }], storePath: nil,
+            logger: Logger(label: "test"))
         groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 120)], to: "Auto", at: 1)
         #expect(groups.resolve("Auto", key: "") == "a")
         groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 70)], to: "Auto", at: 2)
@@ -60,7 +67,8 @@ struct ProxyGroupsTests {
 
     @Test("load-balance: consistent hashing keeps destinations on their member; only a failed member's move")
     func loadBalance() throws {
-        let groups = ProxyGroups([Self.group("LB", .loadBalance, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
+        let groups = ProxyGroups(
+            [Self.group("LB", .loadBalance, ["a", "b", "c"])], storePath: nil, logger: Logger(label: "test"))
         let keys = (0..<300).map { "host\($0).test" }
         let before = Dictionary(uniqueKeysWithValues: keys.map { ($0, groups.resolve("LB", key: $0)!) })
         #expect(Set(before.values) == ["a", "b", "c"])
@@ -77,7 +85,8 @@ struct ProxyGroupsTests {
     @Test("a cycle of groups resolves to nothing instead of looping")
     func cycle() {
         let groups = ProxyGroups(
-            [Self.group("A", .select, ["B"]), Self.group("B", .select, ["A"])], storePath: nil, logger: Logger(label: "test"))
+            [Self.group("A", .select, ["B"]), Self.group("B", .select, ["A"])], storePath: nil,
+            logger: Logger(label: "test"))
         #expect(groups.resolve("A", key: "") == nil)
     }
 

@@ -16,9 +16,12 @@ struct RoutingTableTests {
                 ProxyGroupsTests.group("Final", .select, ["Proxy", "REJECT"]),
             ], storePath: nil, logger: Logger(label: "test"))
         let table = RoutingTable(rules: RuleEngine(rules: []), outbounds: [:], groups: groups)
-        let (direct, directFacts) = table.settle(RuleDecision(target: "DIRECT", rule: "MATCH", condition: .match), key: "", source: "")
+        let (direct, directFacts) = table.settle(
+            RuleDecision(target: "DIRECT", rule: "MATCH", condition: .match), key: "", source: "")
         #expect(direct.target == "DIRECT" && directFacts == RouteFacts(condition: .match, chains: ["DIRECT"]))
-        let (proxy, proxyFacts) = table.settle(RuleDecision(target: "Proxy", rule: "DOMAIN-SUFFIX,a.test", condition: .domainSuffix("a.test")), key: "a.test", source: "")
+        let (proxy, proxyFacts) = table.settle(
+            RuleDecision(target: "Proxy", rule: "DOMAIN-SUFFIX,a.test", condition: .domainSuffix("a.test")),
+            key: "a.test", source: "")
         #expect(proxy.target == "ss1" && proxy.rule == "DOMAIN-SUFFIX,a.test → Proxy")
         #expect(proxyFacts == RouteFacts(condition: .domainSuffix("a.test"), chains: ["ss1", "Proxy"]))
         let (_, nested) = table.settle(RuleDecision(target: "Final", rule: "MATCH"), key: "", source: "")
@@ -41,7 +44,8 @@ struct RoutingTableTests {
         groups.apply(["a": .init(latencyMilliseconds: 100), "b": .init(latencyMilliseconds: 200)], to: "Auto", at: 1)
         #expect(groups.resolve("Auto", key: "") == "a")
         groups.record("b", latencyMilliseconds: 20)
-        #expect(groups.resolve("Auto", key: "") == "b", "b measured 20 ms on request: faster by more than the tolerance")
+        #expect(
+            groups.resolve("Auto", key: "") == "b", "b measured 20 ms on request: faster by more than the tolerance")
         let status = groups.status
         #expect(status.first { $0.name == "Pick" }?.health["b"]?.latencyMilliseconds == 20)
         #expect(status.first { $0.name == "Auto" }?.health["b"]?.latencyMilliseconds == 20)

@@ -31,15 +31,21 @@ struct SniffPolicyTests {
         #expect(!p.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 22), host: nil, now: 0))
         // A name from a DNS answer: force-dns-mapping (default on).
         #expect(p.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: "a.test", now: 0))
-        let noMapping = try #require(Self.policy { $0.forceDNSMapping = false; $0.forceDomain = [.suffix("force.test")] })
+        let noMapping = try #require(
+            Self.policy {
+                $0.forceDNSMapping = false
+                $0.forceDomain = [.suffix("force.test")]
+            })
         #expect(!noMapping.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: "a.test", now: 0))
-        #expect(noMapping.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: "x.force.test", now: 0))
+        #expect(
+            noMapping.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: "x.force.test", now: 0))
         let noPure = try #require(Self.policy { $0.parsePureIP = false })
         #expect(!noPure.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: nil, now: 0))
-        let skips = try #require(Self.policy {
-            $0.skipSourceAddress = [IPPrefix("10.0.0.0/24")!]
-            $0.skipDestinationAddress = [IPPrefix("9.9.9.0/24")!]
-        })
+        let skips = try #require(
+            Self.policy {
+                $0.skipSourceAddress = [IPPrefix("10.0.0.0/24")!]
+                $0.skipDestinationAddress = [IPPrefix("9.9.9.0/24")!]
+            })
         #expect(!skips.sniffs(source: Self.client, destination: Self.to("1.1.1.1", 443), host: nil, now: 0))
         #expect(!skips.sniffs(source: IPAddress("10.0.1.2")!, destination: Self.to("9.9.9.9", 443), host: nil, now: 0))
         #expect(skips.sniffs(source: IPAddress("10.0.1.2")!, destination: Self.to("1.1.1.1", 443), host: nil, now: 0))

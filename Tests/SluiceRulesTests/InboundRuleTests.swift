@@ -1,8 +1,8 @@
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluiceRules
 import Testing
-import SluiceOutbounds
 
 /// IN-TYPE, IN-NAME, IN-USER and IN-PORT: what mihomo tests about how a connection came in (the TUN, or a local proxy
 /// port), in both matchers, alone and inside logical rules.
@@ -52,7 +52,10 @@ struct InboundRuleTests {
     }
 
     @Test func unknownTypesAreRefusedAsMihomoRefusesThem() {
-        let result = ConfigLoader.load(yaml: "rules:\n  - IN-TYPE,SOCKS6,DIRECT\n", fileName: "in.yaml", catalog: OutboundRegistry.catalog)
-        #expect(result.errors.first?.description.contains("IN-TYPE: unknown type \"SOCKS6\"") == true, "\(result.diagnostics)")
+        let result = ConfigLoader.load(
+            yaml: "rules:\n  - IN-TYPE,SOCKS6,DIRECT\n", fileName: "in.yaml", catalog: OutboundRegistry.catalog)
+        #expect(
+            result.errors.first?.description.contains("IN-TYPE: unknown type \"SOCKS6\"") == true,
+            "\(result.diagnostics)")
     }
 }

@@ -1,8 +1,8 @@
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluiceRules
 import Testing
-import SluiceOutbounds
 
 /// IP rules on connections to fake addresses: the resolver is asked lazily, at most once, only
 /// when an IP rule without `no-resolve` is reached, and later IP rules see its answer (mihomo).

@@ -1,8 +1,8 @@
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluiceRules
 import Testing
-import SluiceOutbounds
 
 /// Every rule type with its edge cases, from the config text to the decision, for both strategies:
 /// each row is one rule line (target REJECT, followed by `MATCH,DIRECT`), a connection and whether
@@ -44,7 +44,8 @@ struct RuleTypesTests {
         var metadata: ConnectionMetadata {
             ConnectionMetadata(
                 network: network, source: IPAddress(source)!, sourcePort: sourcePort,
-                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake, uid: uid,
+                destination: IPAddress(destination)!, destinationPort: port, host: host, destinationIsFake: fake,
+                uid: uid,
                 processPath: process)
         }
 
@@ -224,7 +225,9 @@ struct RuleTypesTests {
                   - AND,((NETWORK,udp),(NOT,((DOMAIN,Example.com)))),REJECT
 
                 """
-        let rules = try #require(ConfigLoader.load(yaml: yaml, fileName: "r.yaml", catalog: OutboundRegistry.catalog).configuration).rules
+        let rules = try #require(
+            ConfigLoader.load(yaml: yaml, fileName: "r.yaml", catalog: OutboundRegistry.catalog).configuration
+        ).rules
         #expect(
             rules.map { RuleEngine.describe($0.condition) } == [
                 "IP-CIDR6,2001:db8::/32", "RULE-SET,nets", "DST-PORT,80/1000-2000",
@@ -236,8 +239,9 @@ struct RuleTypesTests {
     func unsupportedKinds() throws {
         let configuration = try #require(
             ConfigLoader.load(
-                yaml: Self.providers + "rules:\n  - RULE-SET,cls,REJECT\n  - UID,1000,REJECT\n", fileName: "u.yaml"
-            , catalog: OutboundRegistry.catalog).configuration)
+                yaml: Self.providers + "rules:\n  - RULE-SET,cls,REJECT\n  - UID,1000,REJECT\n", fileName: "u.yaml",
+                catalog: OutboundRegistry.catalog
+            ).configuration)
         #expect(RuleEngine(configuration: configuration).unsupportedKinds == [])
         let withoutProviders = RuleEngine(rules: configuration.rules)
         #expect(withoutProviders.unsupportedKinds == ["RULE-SET"])

@@ -1,8 +1,8 @@
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluiceRules
 import Testing
-import SluiceOutbounds
 
 /// SUB-RULE as mihomo matches it (`rules/logic/logic.go`, `matchSubRules`): when the condition matches, the set's
 /// first matching rule decides; when none does, matching goes on with the next rule; sets nest.

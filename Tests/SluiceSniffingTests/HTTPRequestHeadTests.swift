@@ -8,7 +8,9 @@ struct HTTPRequestHeadTests {
     static func host(_ text: String) -> SniffResult { HTTPRequestHead.host(in: Array(text.utf8)) }
 
     @Test func hosts() {
-        #expect(Self.host("GET /small HTTP/1.1\r\nHost: blocked.test\r\nUser-Agent: curl/7.88.1\r\n\r\n") == .name("blocked.test"))
+        #expect(
+            Self.host("GET /small HTTP/1.1\r\nHost: blocked.test\r\nUser-Agent: curl/7.88.1\r\n\r\n")
+                == .name("blocked.test"))
         #expect(Self.host("GET / HTTP/1.1\r\nUser-Agent: x\r\nhOsT:Example.COM:8080\r\n\r\n") == .name("example.com"))
         #expect(Self.host("POST /x HTTP/1.0\nhost: \t a.test. \t\n\n") == .name("a.test"))
         #expect(Self.host("GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n") == .name("2001:db8::1"))
@@ -41,7 +43,8 @@ struct HTTPRequestHeadTests {
     @Test("not HTTP: a few bytes are enough to tell")
     func notHTTP() {
         for text in [
-            "SSH-2.0-OpenSSH_9.2\r\n", "\u{16}\u{03}\u{01}", "get / HTTP/1.1\r\n", " GET", "GET  / HTTP/1.1", "GET / HTTP/2.0\r\n",
+            "SSH-2.0-OpenSSH_9.2\r\n", "\u{16}\u{03}\u{01}", "get / HTTP/1.1\r\n", " GET", "GET  / HTTP/1.1",
+            "GET / HTTP/2.0\r\n",
             "PRI * HTTP/2.0\r\n", "GET / HTTP/1.1 \r\n", "GET / HTTP/1.1\r\nno colon here\r\n\r\n",
             "ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\n", "EHLO x\r\n", "GET /\u{7F} HTTP/1.1",
         ] {
@@ -51,7 +54,8 @@ struct HTTPRequestHeadTests {
 
     @Test("bounded: a head without a Host within 16 KiB is given up")
     func bounded() {
-        let head = "GET / HTTP/1.1\r\n" + String(repeating: "X-Pad: 0123456789012345678901234567890123456789\r\n", count: 400)
+        let head =
+            "GET / HTTP/1.1\r\n" + String(repeating: "X-Pad: 0123456789012345678901234567890123456789\r\n", count: 400)
         #expect(head.utf8.count > Sniffing.maximumBytes)
         #expect(Self.host(head) == .noName)
         #expect(Self.host(head + "Host: late.test\r\n\r\n") == .noName)
@@ -60,7 +64,10 @@ struct HTTPRequestHeadTests {
 
     @Test("both sniffers together")
     func combined() {
-        #expect(Sniffing.sniff(Array("GET / HTTP/1.1\r\nHost: h.test\r\n\r\n".utf8), kinds: [.tls, .http]) == (.name("h.test"), .http))
+        #expect(
+            Sniffing.sniff(Array("GET / HTTP/1.1\r\nHost: h.test\r\n\r\n".utf8), kinds: [.tls, .http]) == (
+                .name("h.test"), .http
+            ))
         #expect(Sniffing.sniff(CapturedClientHellos.openssl, kinds: [.tls, .http]) == (.name("x.test"), .tls))
         #expect(Sniffing.sniff(CapturedClientHellos.openssl, kinds: [.http]) == (.notThisProtocol, nil))
         #expect(Sniffing.sniff(Array("GET / HT".utf8), kinds: [.tls, .http]) == (.needMoreBytes, nil))
@@ -83,11 +90,16 @@ struct HTTPRequestHeadTests {
                 for _ in 0..<Int.random(in: 1...5, using: &rng) {
                     bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
                 }
-            default: bytes = Array(seed.prefix(Int.random(in: 0...seed.count, using: &rng))) + rng.bytes(Int.random(in: 0...20, using: &rng))
+            default:
+                bytes =
+                    Array(seed.prefix(Int.random(in: 0...seed.count, using: &rng)))
+                    + rng.bytes(Int.random(in: 0...20, using: &rng))
             }
             if case .name(let name) = HTTPRequestHead.host(in: bytes) {
                 #expect(!name.isEmpty && name.utf8.count <= 253, "round \(round): \(name)")
-                #expect(name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !($0 >= 65 && $0 <= 90) }, "round \(round): \(name)")
+                #expect(
+                    name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !($0 >= 65 && $0 <= 90) },
+                    "round \(round): \(name)")
             }
         }
     }

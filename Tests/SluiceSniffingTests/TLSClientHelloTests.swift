@@ -22,7 +22,9 @@ struct TLSClientHelloTests {
             }
         }
         // Trailing bytes (the client's next record) change nothing.
-        #expect(TLSClientHello.serverName(in: CapturedClientHellos.curl + [0x17, 3, 3, 0, 1, 0]) == .name("www.example.test"))
+        #expect(
+            TLSClientHello.serverName(in: CapturedClientHellos.curl + [0x17, 3, 3, 0, 1, 0])
+                == .name("www.example.test"))
     }
 
     @Test("a ClientHello fragmented over several records (RFC 8446 5.1)")
@@ -75,15 +77,21 @@ struct TLSClientHelloTests {
     @Test func handMadeHellos() {
         #expect(TLSClientHello.serverName(in: Self.hello(extensions: nil)) == .noName)
         #expect(TLSClientHello.serverName(in: Self.hello(extensions: [])) == .noName)
-        #expect(TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array("Mixed.Case.Test.".utf8)))) == .name("mixed.case.test"))
+        #expect(
+            TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array("Mixed.Case.Test.".utf8))))
+                == .name("mixed.case.test"))
         // Another extension first.
         let alpn: [UInt8] = [0, 16, 0, 5, 0, 3, 2, 0x68, 0x32]
-        #expect(TLSClientHello.serverName(in: Self.hello(extensions: alpn + Self.sni(Array("a.test".utf8)))) == .name("a.test"))
+        #expect(
+            TLSClientHello.serverName(in: Self.hello(extensions: alpn + Self.sni(Array("a.test".utf8))))
+                == .name("a.test"))
         // Names sluice does not take: odd bytes, empty labels, too long, empty, not host_name.
         for bad in ["a b.test", "a..test", ".a", String(repeating: "a", count: 254), "", "x\u{0}y"] {
-            #expect(TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array(bad.utf8)))) == .noName, "\(bad)")
+            #expect(
+                TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array(bad.utf8)))) == .noName, "\(bad)")
         }
-        #expect(TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array("a.test".utf8), type: 1))) == .noName)
+        #expect(
+            TLSClientHello.serverName(in: Self.hello(extensions: Self.sni(Array("a.test".utf8), type: 1))) == .noName)
         // An extension length that runs past the end.
         #expect(TLSClientHello.serverName(in: Self.hello(extensions: [0, 0, 0, 9, 0])) == .notThisProtocol)
     }

@@ -3,7 +3,7 @@ import SluiceSystem
 import Testing
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `InetSocket.serverPair` on `[::]`: the DNS server's `dns.listen: ":PORT"`, every address of both families.

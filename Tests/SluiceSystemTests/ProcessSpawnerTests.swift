@@ -7,7 +7,9 @@ import Testing
 @Suite("ProcessSpawner")
 struct ProcessSpawnerTests {
     /// Runs `/bin/sh -c script` with `extra` installed as fd 3 and its stdout captured.
-    private func run(_ script: String, fd3: CInt? = nil, capabilities: UInt64 = 0) throws -> (output: String, exit: ProcessSpawner.Exit) {
+    private func run(_ script: String, fd3: CInt? = nil, capabilities: UInt64 = 0) throws -> (
+        output: String, exit: ProcessSpawner.Exit
+    ) {
         let out = try Descriptors.pipe()
         let request = SpawnRequest(
             executable: "/bin/sh", arguments: ["-c", script], environment: ["PATH=/usr/bin:/bin"],
@@ -56,18 +58,23 @@ struct ProcessSpawnerTests {
 
     @Test("the child has no_new_privs, its own session, and no capabilities when none were asked for")
     func privileges() throws {
-        let result = try run("grep -E '^(NoNewPrivs|CapEff|CapPrm|CapInh|CapAmb):' /proc/self/status; ps -o sid= -p $$; echo $$")
+        let result = try run(
+            "grep -E '^(NoNewPrivs|CapEff|CapPrm|CapInh|CapAmb):' /proc/self/status; ps -o sid= -p $$; echo $$")
         #expect(result.exit.code == 0)
         #expect(result.output.contains("NoNewPrivs:\t1"))
-        for line in ["CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapInh:\t0000000000000000", "CapAmb:\t0000000000000000"] {
+        for line in [
+            "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapInh:\t0000000000000000",
+            "CapAmb:\t0000000000000000",
+        ] {
             #expect(result.output.contains(line), "\(line) missing in:\n\(result.output)")
         }
         let numbers = result.output.split(separator: "\n").suffix(2).map { $0.trimmingCharacters(in: " ") }
         #expect(numbers.count == 2 && numbers[0] == numbers[1], "the child should lead its own session: \(numbers)")
     }
 
-    @Test("as root, CAP_NET_ADMIN alone is kept in every set including ambient",
-          .enabled(if: geteuid() == 0, "needs root"))
+    @Test(
+        "as root, CAP_NET_ADMIN alone is kept in every set including ambient",
+        .enabled(if: geteuid() == 0, "needs root"))
     func netAdminOnly() throws {
         let result = try run("grep -E '^Cap(Eff|Prm|Amb):' /proc/self/status", capabilities: Capability.netAdmin.mask)
         for set in ["CapEff", "CapPrm", "CapAmb"] {

@@ -22,4 +22,3 @@ package final class CapturedLines: Sendable {
         func log(event: LogEvent) { sink.lines.withLock { $0.append("\(event.level): \(event.message)") } }
     }
 }
-

@@ -40,7 +40,9 @@ package enum Shell {
     /// The package's root directory (the one holding Package.swift), from a test file's path.
     package static func packageRoot(from file: String = #filePath) -> String {
         var url = URL(fileURLWithPath: file)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+        while url.path != "/"
+            && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path)
+        {
             url.deleteLastPathComponent()
         }
         return url.path

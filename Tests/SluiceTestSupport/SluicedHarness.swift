@@ -32,7 +32,9 @@ package final class NotifyListener: @unchecked Sendable {
             raw.copyBytes(from: bytes.prefix(raw.count - 1))
         }
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socket, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0 else { throw SystemError("bind \(path)", errno: errno) }
         chmod(path, 0o666)
@@ -84,7 +86,8 @@ package final class SluicedHarness {
     }
 
     package init(config: String, name: String = #function) throws {
-        let base = "/tmp/sluice-test-\(getpid())-\(name.filter { $0.isLetter || $0.isNumber })-\(UInt32.random(in: 0...UInt32.max))"
+        let base =
+            "/tmp/sluice-test-\(getpid())-\(name.filter { $0.isLetter || $0.isNumber })-\(UInt32.random(in: 0...UInt32.max))"
         directory = base
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         chmod(base, 0o755)  // the service user reads nothing here, but traverses for the log
@@ -108,7 +111,8 @@ package final class SluicedHarness {
     @discardableResult
     package static func run(_ argv: [String]) -> Int32 {
         let request = SpawnRequest(
-            executable: argv[0], arguments: Array(argv.dropFirst()), environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            executable: argv[0], arguments: Array(argv.dropFirst()),
+            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
             descriptors: [nil, nil, nil], account: nil, capabilities: 0)
         var unlimited = request
         unlimited.limitCapabilities = false
@@ -127,7 +131,8 @@ package final class SluicedHarness {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw SystemError("open \(logPath)", errno: errno) }
         defer { close(log) }
-        let run = ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", stateDirectory] + arguments
+        let run =
+            ["run", "-c", configPath, "--runtime-dir", runtimeDirectory, "--state-dir", stateDirectory] + arguments
         let sluiced = Self.productsDirectory + "/sluiced"
         let request = SpawnRequest(
             executable: namespace == nil ? (launcher.first ?? sluiced) : "/usr/sbin/ip",
@@ -154,14 +159,19 @@ package final class SluicedHarness {
     /// Connects to the stream socket at `path` without waiting: a full listen backlog (a sluiced that stopped
     /// accepting) gives nil instead of a test that hangs. The socket stays non-blocking.
     package static func connectNow(_ path: String) -> OwnedDescriptor? {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(
+            AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return nil }
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: fd)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: Array(path.utf8).prefix(raw.count - 1)) }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8).prefix(raw.count - 1))
+        }
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         return rc == 0 ? owned : nil
     }
@@ -242,10 +252,13 @@ package final class SluicedHarness {
         if let namespace { Self.run(["/usr/sbin/ip", "netns", "del", namespace]) }
     }
 
-    package static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "") -> String {
+    package static func config(tun: Bool = true, dns: Bool = true, keepalive: Bool = false, supervisor: String = "")
+        -> String
+    {
         var text = "log-level: debug\n"
         text += "tun:\n  enable: \(tun)\n"
-        text += "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"
+        text +=
+            "dns:\n  enable: \(dns)\n  listen: 127.0.0.1:1053\n  enhanced-mode: fake-ip\n  nameserver: [127.0.0.1]\n"
         if keepalive {
             // UAPI sockets (/var/run/wireguard/NAME.sock) are not per namespace: a name of its own per harness.
             let link = "wgt" + String(UInt32.random(in: 0...0xff_ffff), radix: 16)

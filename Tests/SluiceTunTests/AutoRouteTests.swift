@@ -2,8 +2,9 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
-@testable import SluiceTun
 import Testing
+
+@testable import SluiceTun
 
 /// The rules auto-route installs, WireGuard links' marks included (issue 7, coexistence).
 @Suite("auto-route rules")
@@ -17,7 +18,8 @@ struct AutoRouteTests {
     @Test("routing-mark, then each WireGuard bypass mark, all at P and to main; routing-mark itself not twice")
     func bypassMarks() {
         let route = AutoRoute(
-            config: Self.config(), interfaceIndex: 7, serviceUID: 999, bypassMarks: [51820, 0x2d0, 0], logger: Logger(label: "test"))
+            config: Self.config(), interfaceIndex: 7, serviceUID: 999, bypassMarks: [51820, 0x2d0, 0],
+            logger: Logger(label: "test"))
         let rules = route.rules(for: .v4)
         let marks = rules.filter { $0.priority == 9000 && $0.fwmark != nil }
         #expect(marks.map(\.fwmark) == [0x2d0, 51820])

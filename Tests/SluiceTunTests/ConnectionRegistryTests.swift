@@ -1,9 +1,9 @@
-import SluiceRouting
 import Foundation
 import IPC
 import Logging
 import SluiceConfig
 import SluiceNet
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -15,7 +15,8 @@ import Testing
 struct ConnectionRegistryTests {
     static func facts(
         _ network: ConnectionFacts.Network = .tcp, sourcePort: UInt16 = 40000, destination: String = "10.77.200.2",
-        port: UInt16 = 80, route: RouteFacts = RouteFacts(condition: .ipCIDR(IPPrefix("10.77.200.0/24")!), chains: ["ss1", "Proxy"])
+        port: UInt16 = 80,
+        route: RouteFacts = RouteFacts(condition: .ipCIDR(IPPrefix("10.77.200.0/24")!), chains: ["ss1", "Proxy"])
     ) -> ConnectionFacts {
         ConnectionFacts(
             network: network, source: InetEndpoint(IPAddress("10.77.1.2")!, sourcePort),
@@ -56,7 +57,8 @@ struct ConnectionRegistryTests {
         #expect(Set(top.keys) == ["uploadTotal", "downloadTotal", "connections"])
         let list = try #require(top["connections"] as? [[String: Any]])
         let connection = try #require(list.first)
-        #expect(Set(connection.keys) == ["id", "metadata", "upload", "download", "start", "chains", "rule", "rulePayload"])
+        #expect(
+            Set(connection.keys) == ["id", "metadata", "upload", "download", "start", "chains", "rule", "rulePayload"])
         let metadata = try #require(connection["metadata"] as? [String: Any])
         #expect(
             Set(metadata.keys) == [
@@ -132,7 +134,8 @@ struct ConnectionRegistryTests {
         var tracked: [TrackedConnection] = []
         for i in 0..<3 {
             let name = "c\(i)"
-            tracked.append(registry.register(Self.facts(sourcePort: UInt16(2000 + i))) { asked.withLock { $0.append(name) } })
+            tracked.append(
+                registry.register(Self.facts(sourcePort: UInt16(2000 + i))) { asked.withLock { $0.append(name) } })
         }
         #expect(registry.close(id: tracked[1].id) == 1)
         #expect(asked.withLock { $0 } == ["c1"])
@@ -147,7 +150,9 @@ struct ConnectionRegistryTests {
 
     @Test("rules in mihomo's spelling (the RuleCondition the engine decided with)")
     func ruleNames() {
-        func clash(_ c: RuleCondition) -> String { c.clashPayload.isEmpty ? c.clashType : "\(c.clashType) \(c.clashPayload)" }
+        func clash(_ c: RuleCondition) -> String {
+            c.clashPayload.isEmpty ? c.clashType : "\(c.clashType) \(c.clashPayload)"
+        }
         #expect(clash(.domainSuffix("example.com")) == "DomainSuffix example.com")
         #expect(clash(.domain("a.example.com")) == "Domain a.example.com")
         #expect(clash(.domainKeyword("ads")) == "DomainKeyword ads")
@@ -168,7 +173,8 @@ struct ConnectionRegistryTests {
         // The engine hands the deciding rule on; a decision no rule made has none (mihomo lists no rule either).
         let engine = RuleEngine(rules: [Rule(condition: .destinationPort([PortRange(80, 80)]), target: "DIRECT")])
         var m = ConnectionMetadata(
-            network: .tcp, source: .v4(IPv4Address(10, 0, 0, 2)), sourcePort: 5000, destination: .v4(IPv4Address(10, 0, 0, 1)),
+            network: .tcp, source: .v4(IPv4Address(10, 0, 0, 2)), sourcePort: 5000,
+            destination: .v4(IPv4Address(10, 0, 0, 1)),
             destinationPort: 80)
         #expect(engine.decide(m).condition == .destinationPort([PortRange(80, 80)]))
         m.destinationPort = 81

@@ -4,8 +4,9 @@ import SluiceConfig
 import SluiceNet
 import SluiceSystem
 import Synchronization
-@testable import SluiceTun
 import Testing
+
+@testable import SluiceTun
 
 #if canImport(Glibc)
 import Glibc
@@ -18,7 +19,8 @@ struct DNSPeerTests {
 
     private func hijacker(_ entries: [DNSHijack], connected: Bool = true) throws -> (DNSPeer, FrameChannel?) {
         let h = DNSPeer(
-            entries: entries, upstreams: [Self.upstream], fakeRanges: [IPPrefix("198.18.0.1/16")!], tun: TunWriter(fd: -1, vnetHeader: false),
+            entries: entries, upstreams: [Self.upstream], fakeRanges: [IPPrefix("198.18.0.1/16")!],
+            tun: TunWriter(fd: -1, vnetHeader: false),
             logger: Logger(label: "test"))
         guard connected else { return (h, nil) }
         let (a, b) = try UnixSocket.pair(.stream)
@@ -29,7 +31,10 @@ struct DNSPeerTests {
     @Test("any:53 catches UDP and TCP DNS to any address, but not other ports")
     func anyAddress() throws {
         let (h, peer) = try hijacker([DNSHijack(transport: .both, address: nil, port: 53)])
-        defer { peer?.close(); h.detach() }
+        defer {
+            peer?.close()
+            h.detach()
+        }
         let elsewhere = InetEndpoint(IPAddress("10.77.200.9")!, 53)
         #expect(h.catches(udp: true, elsewhere))
         #expect(h.catches(udp: false, elsewhere))
@@ -39,7 +44,10 @@ struct DNSPeerTests {
     @Test("transport and address restrict the entry")
     func restricted() throws {
         let (h, peer) = try hijacker([DNSHijack(transport: .tcp, address: IPAddress("1.1.1.1"), port: 53)])
-        defer { peer?.close(); h.detach() }
+        defer {
+            peer?.close()
+            h.detach()
+        }
         #expect(h.catches(udp: false, InetEndpoint(IPAddress("1.1.1.1")!, 53)))
         #expect(!h.catches(udp: true, InetEndpoint(IPAddress("1.1.1.1")!, 53)))
         #expect(!h.catches(udp: false, InetEndpoint(IPAddress("8.8.8.8")!, 53)))
@@ -48,7 +56,10 @@ struct DNSPeerTests {
     @Test("the dns worker's own upstream is never hijacked (it would loop back to it)")
     func upstreamExcluded() throws {
         let (h, peer) = try hijacker([DNSHijack(transport: .both, address: nil, port: 53)])
-        defer { peer?.close(); h.detach() }
+        defer {
+            peer?.close()
+            h.detach()
+        }
         #expect(!h.catches(udp: true, Self.upstream))
         #expect(!h.catches(udp: false, Self.upstream))
     }
@@ -63,11 +74,15 @@ struct DNSPeerTests {
     func fakeMirror() throws {
         let (h, peer) = try hijacker([])
         let dns = try #require(peer)
-        defer { dns.close(); h.detach() }
+        defer {
+            dns.close()
+            h.detach()
+        }
         let a = IPAddress("198.18.0.5")!
         #expect(h.isFake(a) && !h.isFake(IPAddress("10.0.0.1")!))
         try dns.send(.mappingEvent(MappingEvent(kind: .assigned, address: a, name: "a.test")))
-        try dns.send(.mappingEvent(MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "real.test")))
+        try dns.send(
+            .mappingEvent(MappingEvent(kind: .assigned, address: IPAddress("10.77.200.2")!, name: "real.test")))
         // The reader applies events in order; wait for it.
         var named: String?
         for _ in 0..<100 where named == nil {
@@ -110,7 +125,9 @@ struct DNSPeerTests {
             guard let frame = try? dns.receive(timeoutMilliseconds: 10_000),
                 case .resolveRequest(let request)? = try? frame.frame.message(), request.name == "a.test"
             else { return }
-            try? dns.send(.resolveAnswer(ResolveAnswer(addresses: [IPAddress("10.77.200.2")!])), requestID: frame.header.requestID, isReply: true)
+            try? dns.send(
+                .resolveAnswer(ResolveAnswer(addresses: [IPAddress("10.77.200.2")!])),
+                requestID: frame.header.requestID, isReply: true)
             // The next request is left unanswered and the channel closed.
             _ = try? dns.receive(timeoutMilliseconds: 10_000)
             dns.close()

@@ -1,5 +1,5 @@
-import SluiceRouting
 import SluiceNet
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Testing
@@ -18,12 +18,14 @@ struct TCPNATTableTests {
 
     static func key(_ n: Int) -> TCPNATTable.Key {
         TCPNATTable.Key(
-            source: IPAddress("10.\(n / 62_500).\(n / 250 % 250).\(n % 250 + 1)")!, sourcePort: UInt16(40000 + n % 20000),
+            source: IPAddress("10.\(n / 62_500).\(n / 250 % 250).\(n % 250 + 1)")!,
+            sourcePort: UInt16(40000 + n % 20000),
             destination: IPAddress("198.51.100.7")!, destinationPort: 443)
     }
 
     static let verdict = FlowVerdict.routed(
-        SettledFlow(decision: RuleDecision(target: "DIRECT", rule: "MATCH"), host: nil, fake: false, facts: RouteFacts()))
+        SettledFlow(
+            decision: RuleDecision(target: "DIRECT", rule: "MATCH"), host: nil, fake: false, facts: RouteFacts()))
     static let second: UInt64 = 1_000_000_000
 
     @Test("closed entries linger 15 s, never-accepted ones go after 60 s, open ones stay; same key, same port")
@@ -56,9 +58,14 @@ struct TCPNATTableTests {
         table.markClosed(port: first, ipv4: true, now: 1 * Self.second)
         #expect(table.liveCount == 0)
         // The client's next connection from the same port, 2 s later.
-        #expect(table.releaseFinished(Self.key(1)) == TCPNATTable.Released(key: Self.key(1), port: first, resetSequence: nil), "no FIN seen: nothing to reset")
+        #expect(
+            table.releaseFinished(Self.key(1))
+                == TCPNATTable.Released(key: Self.key(1), port: first, resetSequence: nil),
+            "no FIN seen: nothing to reset")
         #expect(table.entry(port: first, ipv4: true) == nil)
-        guard case .created(let second, evicted: nil) = table.create(Self.key(1), verdict: Self.verdict, now: 2 * Self.second)
+        guard
+            case .created(let second, evicted: nil) = table.create(
+                Self.key(1), verdict: Self.verdict, now: 2 * Self.second)
         else {
             Issue.record("the reused key did not get a new entry")
             return
@@ -78,7 +85,10 @@ struct TCPNATTableTests {
         table.markAccepted(port: port, ipv4: true)
         table.clientFinished(port: port, ipv4: true, end: 9_001)
         table.markClosed(port: port, ipv4: true, now: 1 * Self.second)
-        #expect(table.collect(now: 17 * Self.second) == [TCPNATTable.Released(key: Self.key(1), port: port, resetSequence: 9_001)])
+        #expect(
+            table.collect(now: 17 * Self.second) == [
+                TCPNATTable.Released(key: Self.key(1), port: port, resetSequence: 9_001)
+            ])
         // Released early for a reused key: the same.
         let again = try #require(table.create(Self.key(2), verdict: Self.verdict, now: 20 * Self.second).port)
         table.markAccepted(port: again, ipv4: true)
@@ -103,7 +113,8 @@ struct TCPNATTableTests {
         for second in 0..<40 {
             for n in 0..<1_000 {
                 now = UInt64(second) * Self.second + UInt64(n) * 1_000_000
-                let port = try #require(table.create(Self.key(second * 1_000 + n), verdict: Self.verdict, now: now).port)
+                let port = try #require(
+                    table.create(Self.key(second * 1_000 + n), verdict: Self.verdict, now: now).port)
                 table.markAccepted(port: port, ipv4: true)
                 table.markClosed(port: port, ipv4: true, now: now)
             }
@@ -128,7 +139,8 @@ struct TCPNATTableTests {
             table.markAccepted(port: ports.last!, ipv4: true)
             table.markClosed(port: ports.last!, ipv4: true, now: 0)
         }
-        #expect(table.create(Self.key(70_000), verdict: Self.verdict, now: 0) == .noPort(evicted: nil), "every port in use")
+        #expect(
+            table.create(Self.key(70_000), verdict: Self.verdict, now: 0) == .noPort(evicted: nil), "every port in use")
         #expect(table.collect(now: 16 * Self.second).count == 64_512)
         // The first port comes round again, opened late: the old queue items for it must not take it.
         let again = try #require(table.create(Self.key(70_001), verdict: Self.verdict, now: 17 * Self.second).port)
@@ -151,7 +163,9 @@ struct TCPNATTableTests {
         }
         table.markAccepted(port: ports[1], ipv4: true)  // key 2 is relayed
         let fifth = table.create(Self.key(5), verdict: Self.verdict, now: 5)
-        #expect(fifth.evicted == TCPNATTable.Released(key: Self.key(1), port: ports[0], resetSequence: 1001), "the oldest half-open; the listener expects 1001")
+        #expect(
+            fifth.evicted == TCPNATTable.Released(key: Self.key(1), port: ports[0], resetSequence: 1001),
+            "the oldest half-open; the listener expects 1001")
         #expect(fifth.port != nil)
         #expect(table.port(for: Self.key(1)) == nil && table.entry(port: ports[0], ipv4: true) == nil)
         let sixth = table.create(Self.key(6), verdict: Self.verdict, now: 6)
@@ -227,14 +241,17 @@ struct TCPNATTableTests {
         // 5.7 s: the two SYNs from 0 and 0.5 s are 5 s old; the one from 1 s is not yet.
         #expect(table.collect(now: 5 * Self.second + 7 * Self.second / 10).map(\.key) == [Self.key(1), Self.key(2)])
         #expect(table.liveCount == 1, "below half now")
-        #expect(table.collect(now: 6 * Self.second + 7 * Self.second / 10).map(\.key) == [Self.key(3)], "not 60 s later")
+        #expect(
+            table.collect(now: 6 * Self.second + 7 * Self.second / 10).map(\.key) == [Self.key(3)], "not 60 s later")
         // A SYN after the flood, with the table below half, gets the full minute to complete.
         _ = table.create(Self.key(4), verdict: Self.verdict, now: 7 * Self.second)
         #expect(table.collect(now: 13 * Self.second).isEmpty)
         #expect(table.collect(now: 68 * Self.second).map(\.key) == [Self.key(4)])
     }
 
-    @Test("50,000 SYNs that never complete, at a limit of 1,000: established entries stay, a late real SYN gets in, O(1) each")
+    @Test(
+        "50,000 SYNs that never complete, at a limit of 1,000: established entries stay, a late real SYN gets in, O(1) each"
+    )
     func flood() throws {
         let table = TCPNATTable(maxConnections: 1_000)
         var established: [UInt16] = []

@@ -1,15 +1,15 @@
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
 import SluiceSystem
 import SluiceTestSupport
 import Testing
 
 @testable import SluiceWireGuard
-import SluiceOutbounds
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Whether this kernel has the wireguard family. It does not on the development machine (no module, none loadable):
@@ -83,7 +83,9 @@ struct KernelWireGuardTests {
         #expect(failure.call.contains("this kernel has no wireguard link type"))
     }
 
-    @Test("keepalive.backend: kernel without the module: the configuration is refused, saying what to use instead; auto takes wireguard-go")
+    @Test(
+        "keepalive.backend: kernel without the module: the configuration is refused, saying what to use instead; auto takes wireguard-go"
+    )
     func kernelBackendRefused() throws {
         let key = String(repeating: "A", count: 43) + "="
         let yaml = """
@@ -91,7 +93,8 @@ struct KernelWireGuardTests {
             wireguard:
               - {name: wgk0, private-key: "\(key)", peers: [{public-key: "\(key)", allowed-ips: [10.0.0.2/32]}]}
             """
-        var configuration = try #require(ConfigLoader.load(yaml: yaml, fileName: "k.yaml", catalog: OutboundRegistry.catalog).configuration)
+        var configuration = try #require(
+            ConfigLoader.load(yaml: yaml, fileName: "k.yaml", catalog: OutboundRegistry.catalog).configuration)
         let service = KeepaliveService()
         let (outcome, detail) = service.apply(configuration, generation: 1)
         #expect(outcome == .rejected)

@@ -16,7 +16,9 @@ struct PeerLivenessTests {
         var t = start
         while t <= end {
             let v = sample(t)
-            if let r = liveness.observe(.init(now: t * s, handshakeAge: v.age, rxBytes: v.rx, txBytes: v.tx)) { out.append((t, r)) }
+            if let r = liveness.observe(.init(now: t * s, handshakeAge: v.age, rxBytes: v.rx, txBytes: v.tx)) {
+                out.append((t, r))
+            }
             t += step
         }
         return out

@@ -33,32 +33,36 @@ struct WireGuardUAPITests {
                 .init(publicKey: [UInt8](repeating: 2, count: 32), endpoint: SocketEndpoint("192.0.2.7:51820")),
             ])
         let text = WireGuardUAPI.setRequest(settings)
-        let expected = [
-            "set=1",
-            "private_key=" + String(repeating: "a0", count: 32),
-            "listen_port=51820",
-            "fwmark=4660",
-            "replace_peers=true",
-            "public_key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-            "preshared_key=" + String(repeating: "01", count: 32),
-            "endpoint=[fd00::1]:4500",
-            "persistent_keepalive_interval=25",
-            "replace_allowed_ips=true",
-            "allowed_ip=10.0.0.0/24",
-            "allowed_ip=fd10::/64",
-            "public_key=" + String(repeating: "02", count: 32),
-            "endpoint=192.0.2.7:51820",
-            "persistent_keepalive_interval=0",
-            "replace_allowed_ips=true",
-        ].joined(separator: "\n") + "\n\n"
+        let expected =
+            [
+                "set=1",
+                "private_key=" + String(repeating: "a0", count: 32),
+                "listen_port=51820",
+                "fwmark=4660",
+                "replace_peers=true",
+                "public_key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                "preshared_key=" + String(repeating: "01", count: 32),
+                "endpoint=[fd00::1]:4500",
+                "persistent_keepalive_interval=25",
+                "replace_allowed_ips=true",
+                "allowed_ip=10.0.0.0/24",
+                "allowed_ip=fd10::/64",
+                "public_key=" + String(repeating: "02", count: 32),
+                "endpoint=192.0.2.7:51820",
+                "persistent_keepalive_interval=0",
+                "replace_allowed_ips=true",
+            ].joined(separator: "\n") + "\n\n"
         #expect(text == expected)
     }
 
-    @Test("set=1 for a running device: no replace_peers, removed peers first, no listen_port when unset, fwmark 0 clears")
+    @Test(
+        "set=1 for a running device: no replace_peers, removed peers first, no listen_port when unset, fwmark 0 clears")
     func setSync() {
         let settings = WireGuardUAPI.DeviceSettings(
-            privateKey: Self.privateKey, peers: [.init(publicKey: Self.peerKey, allowedIPs: [IPPrefix("10.1.0.0/16")!])])
-        let text = WireGuardUAPI.setRequest(settings, replacePeers: false, removePeers: [[UInt8](repeating: 9, count: 32)])
+            privateKey: Self.privateKey, peers: [.init(publicKey: Self.peerKey, allowedIPs: [IPPrefix("10.1.0.0/16")!])]
+        )
+        let text = WireGuardUAPI.setRequest(
+            settings, replacePeers: false, removePeers: [[UInt8](repeating: 9, count: 32)])
         #expect(!text.contains("replace_peers"))
         #expect(!text.contains("listen_port"))
         #expect(text.contains("fwmark=0\n"))
@@ -111,11 +115,14 @@ struct WireGuardUAPITests {
         #expect(throws: WireGuardUAPI.ProtocolError.self) { try WireGuardUAPI.parseSetResponse("\n") }
         #expect(throws: WireGuardUAPI.ProtocolError.self) { try WireGuardUAPI.parseGetResponse("listen_port=1\n\n") }
         #expect(throws: WireGuardUAPI.ProtocolError.self) { try WireGuardUAPI.parseGetResponse("garbage\nerrno=0\n\n") }
-        #expect(throws: WireGuardUAPI.ProtocolError.self) { try WireGuardUAPI.parseGetResponse("public_key=xyz\nerrno=0\n\n") }
+        #expect(throws: WireGuardUAPI.ProtocolError.self) {
+            try WireGuardUAPI.parseGetResponse("public_key=xyz\nerrno=0\n\n")
+        }
     }
 
     static func link(_ table: WireGuardLink.Table, metric: Int? = nil) -> WireGuardLink {
-        var link = WireGuardLink(name: "wg0", privateKey: .key(WireGuardKey(base64: String(repeating: "A", count: 43) + "=")!))
+        var link = WireGuardLink(
+            name: "wg0", privateKey: .key(WireGuardKey(base64: String(repeating: "A", count: 43) + "=")!))
         link.addresses = [IPPrefix("10.9.0.1/24")!, IPPrefix("fd09::1/64")!]
         link.table = table
         link.routeMetric = metric
@@ -127,7 +134,9 @@ struct WireGuardUAPITests {
         return link
     }
 
-    @Test("routes: auto → main, /0 into the link's table, deduplicated, as networks; number → that table with /0; off → none or metric defaults")
+    @Test(
+        "routes: auto → main, /0 into the link's table, deduplicated, as networks; number → that table with /0; off → none or metric defaults"
+    )
     func routes() {
         let auto = LinkRouting.routes(for: Self.link(.auto), interface: 7)
         #expect(auto.map(\.destination.description) == ["10.9.0.2/32", "192.168.50.0/24", "0.0.0.0/0"])
@@ -154,22 +163,31 @@ struct WireGuardUAPITests {
         #expect(rules.map(\.description).count == 2)
         #expect(rules.map { $0.source?.description } == ["10.9.0.1/32", "fd09::1/128"])
         #expect(rules.map(\.family) == [.v4, .v6])
-        #expect(rules.allSatisfy { $0.table == own && $0.priority == LinkRouting.sourceRulePriority && $0.action == .toTable })
+        #expect(
+            rules.allSatisfy {
+                $0.table == own && $0.priority == LinkRouting.sourceRulePriority && $0.action == .toTable
+            })
         #expect(LinkRouting.rules(for: Self.link(.off)).isEmpty)
         #expect(LinkRouting.rules(for: Self.link(.id(7), metric: 10000)).isEmpty)
     }
 
-    @Test("table auto with a /0: wg-quick's suppress_prefixlength 0 and `not fwmark MARK` rules, IPv4 only here; the mark defaults to the table")
+    @Test(
+        "table auto with a /0: wg-quick's suppress_prefixlength 0 and `not fwmark MARK` rules, IPv4 only here; the mark defaults to the table"
+    )
     func defaultRouteRules() {
         var link = Self.link(.auto)
         #expect(LinkRouting.defaultRouteFamilies(of: link) == [.v4])
-        #expect(LinkRouting.defaultRouteMark(for: link) == LinkRouting.linkTable(for: "wg0"), "wg-quick: fwmark = table")
+        #expect(
+            LinkRouting.defaultRouteMark(for: link) == LinkRouting.linkTable(for: "wg0"), "wg-quick: fwmark = table")
         link.fwmark = 0x2d0
         #expect(LinkRouting.defaultRouteMark(for: link) == 0x2d0, "a mark the link has is kept")
         let rules = LinkRouting.rules(for: link)
         #expect(rules.count == 2)
-        #expect(rules[0].priority == LinkRouting.suppressRulePriority && rules[0].table == Route.mainTable && rules[0].suppressPrefixLength == 0)
-        #expect(rules[1].priority == LinkRouting.defaultRulePriority && rules[1].table == LinkRouting.linkTable(for: "wg0"))
+        #expect(
+            rules[0].priority == LinkRouting.suppressRulePriority && rules[0].table == Route.mainTable
+                && rules[0].suppressPrefixLength == 0)
+        #expect(
+            rules[1].priority == LinkRouting.defaultRulePriority && rules[1].table == LinkRouting.linkTable(for: "wg0"))
         #expect(rules[1].fwmark == 0x2d0 && rules[1].invert)
         #expect(rules.allSatisfy { $0.family == .v4 })
         #expect(rules[1].description.contains("not"), "\(rules[1])")

@@ -6,7 +6,7 @@ import Testing
 @testable import Supervision
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Who may use the control socket: decided from SO_PEERCRED, not from the socket file's mode alone.
@@ -26,7 +26,9 @@ struct ControlAccessTests {
         // Unprivileged sluiced: workers share its uid; the owner is let in (it is the same user).
         let own = ControlAccess(owner: 1000, serviceUser: nil, group: nil)
         #expect(own.refusal(PeerCredentials(pid: 1, uid: 1000, gid: 1000), supplementaryGroups: []) == nil)
-        #expect(own.refusal(PeerCredentials(pid: 1, uid: 1001, gid: 1000), supplementaryGroups: [])?.contains("uid 1001") == true)
+        #expect(
+            own.refusal(PeerCredentials(pid: 1, uid: 1001, gid: 1000), supplementaryGroups: [])?.contains("uid 1001")
+                == true)
         #expect(ControlAccess.supplementaryGroups(of: getpid()) == ControlAccess.supplementaryGroups(of: getpid()))
     }
 
@@ -44,7 +46,8 @@ struct ControlAccessTests {
         let sluiced = SluicedHarness.productsDirectory + "/sluiced"
         for user in ["nobody", "sluice"] {
             let (code, output) = Shell.run(
-                "setpriv --reuid \(user) --regid \(user == "nobody" ? "nogroup" : "sluice") --init-groups \(sluiced) status --runtime-dir \(harness.runtimeDirectory) 2>&1")
+                "setpriv --reuid \(user) --regid \(user == "nobody" ? "nogroup" : "sluice") --init-groups \(sluiced) status --runtime-dir \(harness.runtimeDirectory) 2>&1"
+            )
             #expect(code != 0, "\(user) was served: \(output)")
             #expect(output.contains("permission denied"), "\(user): \(output)")
         }

@@ -29,7 +29,9 @@ struct ControlSocketTests {
         return nil
     }
 
-    @Test("300 garbage clients, 100 that connect and close, 10 that stay with half a frame: status, restarts, SIGTERM and descriptors are as before")
+    @Test(
+        "300 garbage clients, 100 that connect and close, 10 that stay with half a frame: status, restarts, SIGTERM and descriptors are as before"
+    )
     func garbageClients() throws {
         let harness = try SluicedHarness(config: SluicedHarness.config(tun: false))
         defer { harness.stop() }
@@ -59,12 +61,14 @@ struct ControlSocketTests {
         print("control socket: \(garbageSent) garbage clients, \(burst) of 100 connect-and-close got in")
 
         // Served again at once: the slots of the garbage clients were freed as they were read.
-        #expect(harness.waitUntil(3) { harness.status() != nil }, "status refused after the garbage; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(3) { harness.status() != nil }, "status refused after the garbage; log:\n\(harness.log)")
         #expect(harness.log.contains("bad magic"), "the garbage was never read")
 
         // Half a hello frame (its first 10 bytes), then nothing; and a client that says hello, then half a request.
         // Neither may keep its slot: sluiced closes them within its deadline (3 s), saying nothing.
-        let hello = Frame(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "half")), requestID: 1).encoded()
+        let hello = Frame(.hello(Hello(role: .controlClient, pid: UInt32(getpid()), software: "half")), requestID: 1)
+            .encoded()
         var halves: [CInt] = []
         for _ in 0..<10 {
             guard let fd = Self.connectPatiently(path) else { continue }
@@ -104,7 +108,9 @@ struct ControlSocketTests {
         let dns = try #require(harness.worker("dns")?.pid)
         kill(dns, SIGKILL)
         #expect(
-            harness.waitUntil(5) { harness.worker("dns").map { $0.pid != nil && $0.pid != dns && $0.state == "ready" } ?? false },
+            harness.waitUntil(5) {
+                harness.worker("dns").map { $0.pid != nil && $0.pid != dns && $0.state == "ready" } ?? false
+            },
             "the dns worker was not restarted; log:\n\(harness.log)")
 
         // Every descriptor the clients took is given back.
@@ -115,7 +121,8 @@ struct ControlSocketTests {
         // And it stops as usual.
         let stopAt = MonotonicClock.now
         harness.signal(SIGTERM)
-        #expect(harness.waitUntil(10) { harness.pollExit() != nil }, "SIGTERM did not stop sluiced; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(10) { harness.pollExit() != nil }, "SIGTERM did not stop sluiced; log:\n\(harness.log)")
         #expect(Double(MonotonicClock.now - stopAt) / 1e9 < 8)
         #expect(harness.exitStatus == 0)
     }
@@ -138,25 +145,33 @@ struct ControlSocketTests {
         kill(harness.pid, SIGCONT)
         print("control socket: \(queued) clients queued and gone before sluiced resumed")
         #expect(queued >= 64)
-        #expect(harness.waitUntil(3) { harness.status() != nil }, "sluiced does not answer after the burst; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(3) { harness.status() != nil },
+            "sluiced does not answer after the burst; log:\n\(harness.log)")
         let dns = try #require(harness.worker("dns")?.pid)
         kill(dns, SIGKILL)
-        #expect(harness.waitUntil(5) { harness.worker("dns").map { $0.pid != nil && $0.pid != dns } ?? false }, "\(harness.log)")
+        #expect(
+            harness.waitUntil(5) { harness.worker("dns").map { $0.pid != nil && $0.pid != dns } ?? false },
+            "\(harness.log)")
         harness.signal(SIGTERM)
-        #expect(harness.waitUntil(10) { harness.pollExit() != nil }, "SIGTERM did not stop sluiced; log:\n\(harness.log)")
+        #expect(
+            harness.waitUntil(10) { harness.pollExit() != nil }, "SIGTERM did not stop sluiced; log:\n\(harness.log)")
     }
 }
 
 /// Issue 18, point 6: what `--version` says of the IPC protocol is what the codec speaks.
 @Suite("version banners")
 struct VersionBannerTests {
-    @Test("sluiced and every worker print the IPC protocol versions of the frame codec", arguments: [
-        "sluiced", "sluice-tun-worker", "sluice-dns-worker", "sluice-keepalive",
-    ])
+    @Test(
+        "sluiced and every worker print the IPC protocol versions of the frame codec",
+        arguments: [
+            "sluiced", "sluice-tun-worker", "sluice-dns-worker", "sluice-keepalive",
+        ])
     func banner(program: String) {
         let (code, output) = Shell.run("\(SluicedHarness.productsDirectory)/\(program) --version 2>&1")
         #expect(code == 0, "\(output)")
-        let wanted = "IPC protocol \(FrameHeader.currentVersion), speaks \(FrameHeader.minimumVersion)-\(FrameHeader.currentVersion)"
+        let wanted =
+            "IPC protocol \(FrameHeader.currentVersion), speaks \(FrameHeader.minimumVersion)-\(FrameHeader.currentVersion)"
         #expect(output.contains(wanted), "\(program) --version: \(output)")
     }
 }

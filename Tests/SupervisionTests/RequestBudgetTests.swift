@@ -1,5 +1,6 @@
-@testable import Supervision
 import Testing
+
+@testable import Supervision
 
 /// The bound on `tunDescriptorRequest`s a worker may make of sluiced.
 @Suite("RequestBudget")

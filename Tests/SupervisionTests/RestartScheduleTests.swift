@@ -27,7 +27,8 @@ struct RestartScheduleTests {
 
     @Test("a worker that stayed up for the stable period starts again from the minimum")
     func resetsAfterStable() throws {
-        var schedule = RestartSchedule(minimumDelay: .milliseconds(100), maximumDelay: .seconds(30), stableAfter: .seconds(30))
+        var schedule = RestartSchedule(
+            minimumDelay: .milliseconds(100), maximumDelay: .seconds(30), stableAfter: .seconds(30))
         var rng = SplitMix64(seed: 1)
         var now: UInt64 = 0
         for _ in 0..<5 {
@@ -43,12 +44,15 @@ struct RestartScheduleTests {
 
     @Test("more than maxRestarts within the window gives up")
     func intensityWindow() {
-        var schedule = RestartSchedule(minimumDelay: .milliseconds(1), maximumDelay: .milliseconds(1), maxRestarts: 10, window: .seconds(60))
+        var schedule = RestartSchedule(
+            minimumDelay: .milliseconds(1), maximumDelay: .milliseconds(1), maxRestarts: 10, window: .seconds(60))
         var rng = SplitMix64(seed: 2)
         for i in 0..<10 {
             #expect(delay(schedule.recordFailure(at: UInt64(i) * 1_000_000_000, uptime: .zero, using: &rng)) != nil)
         }
-        #expect(schedule.recordFailure(at: 10_000_000_000, uptime: .zero, using: &rng) == .giveUp(reason: "11 failures within 1m (limit 10)"))
+        #expect(
+            schedule.recordFailure(at: 10_000_000_000, uptime: .zero, using: &rng)
+                == .giveUp(reason: "11 failures within 1m (limit 10)"))
     }
 
     @Test("failures spread beyond the window by backoff still give up when none was stable")

@@ -1,13 +1,15 @@
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// libFuzzer's driver (`LLVMFuzzerRunDriver` from libclang_rt.fuzzer_no_main, linked by Scripts/fuzz.sh): the
 /// targets are ordinary executables whose main hands libFuzzer one closure; its command line is libFuzzer's.
 @_silgen_name("LLVMFuzzerRunDriver")
 private func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
 
 /// The body of the running target (one per process, set once before the driver starts).
 nonisolated(unsafe) private var body: ((UnsafeRawBufferPointer) -> Void)?

@@ -1,6 +1,6 @@
 import FuzzDriver
-import SluiceNet
 import SluiceInbounds
+import SluiceNet
 import SluiceOutbounds
 
 // What local proxy clients send to mixed-port, socks-port and port: SOCKS4/4a, SOCKS5 (with and without

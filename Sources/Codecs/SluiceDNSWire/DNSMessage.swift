@@ -153,7 +153,8 @@ public struct DNSQuery: Sendable, Equatable {
             if let edns, edns.version != 0 {
                 // BADVERS (16): upper 8 bits in the OPT, lower 4 in the header.
                 return .failure(
-                    DNSMessageError(drop: false, reason: "EDNS version \(edns.version) is not supported", responseCode: 16))
+                    DNSMessageError(
+                        drop: false, reason: "EDNS version \(edns.version) is not supported", responseCode: 16))
             }
             return .success(DNSQuery(id: header.id, flags: header.flags, question: question, edns: edns))
         } catch {

@@ -20,11 +20,18 @@ public enum DNSResponse {
             case .v4(let a):
                 self.init(
                     type: DNSMessage.RecordType.a, ttl: ttl,
-                    data: [UInt8(a.rawValue >> 24), UInt8((a.rawValue >> 16) & 0xFF), UInt8((a.rawValue >> 8) & 0xFF), UInt8(a.rawValue & 0xFF)])
+                    data: [
+                        UInt8(a.rawValue >> 24), UInt8((a.rawValue >> 16) & 0xFF), UInt8((a.rawValue >> 8) & 0xFF),
+                        UInt8(a.rawValue & 0xFF),
+                    ])
             case .v6(let a):
                 var data: [UInt8] = []
-                for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8((a.high >> UInt64(shift)) & 0xFF)) }
-                for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8((a.low >> UInt64(shift)) & 0xFF)) }
+                for shift in stride(from: 56, through: 0, by: -8) {
+                    data.append(UInt8((a.high >> UInt64(shift)) & 0xFF))
+                }
+                for shift in stride(from: 56, through: 0, by: -8) {
+                    data.append(UInt8((a.low >> UInt64(shift)) & 0xFF))
+                }
                 self.init(type: DNSMessage.RecordType.aaaa, ttl: ttl, data: data)
             }
         }
@@ -58,7 +65,8 @@ public enum DNSResponse {
             id: id, flags: 0x8080 | (requestFlags & 0x7900) | (error.responseCode & 0xF), qd: 0, an: 0, ns: 0,
             ar: badVersion ? 1 : 0)
         if badVersion {
-            w.opt(payloadSize: DNSMessage.ednsPayloadSize, extendedRCode: UInt8(error.responseCode >> 4), dnssecOK: false)
+            w.opt(
+                payloadSize: DNSMessage.ednsPayloadSize, extendedRCode: UInt8(error.responseCode >> 4), dnssecOK: false)
         }
         return w.bytes
     }
@@ -95,7 +103,9 @@ public enum DNSResponse {
             var copy = self
             for offset in ttlOffsets {
                 let b = copy.bytes
-                let ttl = UInt32(b[offset]) << 24 | UInt32(b[offset + 1]) << 16 | UInt32(b[offset + 2]) << 8 | UInt32(b[offset + 3])
+                let ttl =
+                    UInt32(b[offset]) << 24 | UInt32(b[offset + 1]) << 16 | UInt32(b[offset + 2]) << 8
+                    | UInt32(b[offset + 3])
                 let clamped = min(max(ttl & 0x7FFF_FFFF, minimum), max(maximum, minimum))
                 guard clamped != ttl else { continue }
                 copy.bytes[offset] = UInt8(clamped >> 24)
@@ -135,7 +145,8 @@ public enum DNSResponse {
             do throws(DNSMessageError) {
                 let question = try reader.question()
                 var result = Upstream(
-                    bytes: bytes, id: header.id, rcode: UInt8(header.flags & 0xF), truncated: header.flags & 0x0200 != 0,
+                    bytes: bytes, id: header.id, rcode: UInt8(header.flags & 0xF),
+                    truncated: header.flags & 0x0200 != 0,
                     question: question, ttlOffsets: [], minimumAnswerTTL: nil, negativeTTL: nil, addresses: [],
                     trailingOPT: nil)
                 let sections = [Int(header.ancount), Int(header.nscount), Int(header.arcount)]
@@ -154,7 +165,10 @@ public enum DNSResponse {
                             if r.type == DNSMessage.RecordType.a, r.dataLength == 4 {
                                 let p = r.dataOffset
                                 result.addresses.append(
-                                    .v4(IPv4Address(rawValue: UInt32(raw[p]) << 24 | UInt32(raw[p + 1]) << 16 | UInt32(raw[p + 2]) << 8 | UInt32(raw[p + 3]))))
+                                    .v4(
+                                        IPv4Address(
+                                            rawValue: UInt32(raw[p]) << 24 | UInt32(raw[p + 1]) << 16 | UInt32(
+                                                raw[p + 2]) << 8 | UInt32(raw[p + 3]))))
                             } else if r.type == DNSMessage.RecordType.aaaa, r.dataLength == 16 {
                                 var high: UInt64 = 0
                                 var low: UInt64 = 0
@@ -193,7 +207,9 @@ public enum DNSResponse {
         }
         if age > 0 {
             for offset in upstream.ttlOffsets {
-                let ttl = UInt32(out[offset]) << 24 | UInt32(out[offset + 1]) << 16 | UInt32(out[offset + 2]) << 8 | UInt32(out[offset + 3])
+                let ttl =
+                    UInt32(out[offset]) << 24 | UInt32(out[offset + 1]) << 16 | UInt32(out[offset + 2]) << 8
+                    | UInt32(out[offset + 3])
                 let aged = ttl > age ? ttl - age : 0
                 out[offset] = UInt8(aged >> 24)
                 out[offset + 1] = UInt8((aged >> 16) & 0xFF)

@@ -72,7 +72,9 @@ public enum NATRewrite {
         let oldChecksum = transport.loadUnaligned(fromByteOffset: checksumOffset, as: UInt16.self).bigEndian
         if partialChecksum {
             // ~apply(~S, delta) = S + delta, in one's complement arithmetic.
-            transport.storeBytes(of: (~Checksum.apply(~oldChecksum, delta: delta)).bigEndian, toByteOffset: checksumOffset, as: UInt16.self)
+            transport.storeBytes(
+                of: (~Checksum.apply(~oldChecksum, delta: delta)).bigEndian, toByteOffset: checksumOffset,
+                as: UInt16.self)
             return true
         }
         delta &+= UInt64(~oldSourcePort) &+ UInt64(sourcePort) &+ UInt64(~oldDestinationPort) &+ UInt64(destinationPort)

@@ -70,7 +70,9 @@ public enum TLSClientHello {
             guard type == 0 else { continue }  // server_name
             guard var list = data.vector(lengthBytes: 2), data.isAtEnd else { return .notThisProtocol }
             while !list.isAtEnd {
-                guard let nameType = list.uint8(), let name = list.vector(lengthBytes: 2) else { return .notThisProtocol }
+                guard let nameType = list.uint8(), let name = list.vector(lengthBytes: 2) else {
+                    return .notThisProtocol
+                }
                 if nameType == 0 {  // host_name
                     return Sniffing.hostName(name.remaining).map { .name($0) } ?? .noName
                 }

@@ -99,7 +99,9 @@ public final class TLSClientSession: @unchecked Sendable {
         if !isAddress && !serverName.isEmpty {
             // SSL_set_tlsext_host_name is a macro over SSL_ctrl; OpenSSL copies the name.
             _ = serverName.withCString {
-                SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0))
+                SSL_ctrl(
+                    ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name),
+                    UnsafeMutableRawPointer(mutating: $0))
             }
         }
         if context.verification != .none {

@@ -38,7 +38,8 @@ enum ClashShapes {
         var unavailable: String?
 
         enum CodingKeys: String, CodingKey {
-            case name, type, udp, xudp, tfo, mptcp, smux, alive, history, extra, id, interface, now, all, testUrl, hidden, icon
+            case name, type, udp, xudp, tfo, mptcp, smux, alive, history, extra, id, interface, now, all, testUrl,
+                hidden, icon
             case unavailable
             case routingMark = "routing-mark"
             case providerName = "provider-name"
@@ -144,12 +145,14 @@ enum ClashShapes {
     }
 
     static func rules(_ configuration: SluiceConfiguration) -> [RuleInfo] {
-        let sizes = Dictionary(configuration.ruleProviders.map { ($0.name, $0.contents.count) }, uniquingKeysWith: { $1 })
+        let sizes = Dictionary(
+            configuration.ruleProviders.map { ($0.name, $0.contents.count) }, uniquingKeysWith: { $1 })
         return configuration.rules.enumerated().map { index, rule in
             var size = -1
             if case .ruleSet(let name) = rule.condition { size = sizes[name] ?? 0 }
             return RuleInfo(
-                index: index, type: rule.condition.clashType, payload: rule.condition.clashPayload, proxy: rule.target, size: size)
+                index: index, type: rule.condition.clashType, payload: rule.condition.clashPayload, proxy: rule.target,
+                size: size)
         }
     }
 
@@ -214,7 +217,8 @@ enum ClashShapes {
             mode: configuration.mode.rawValue, logLevel: configuration.logLevel.rawValue, ipv6: configuration.ipv6,
             routingMark: tun.routingMark, sniffing: configuration.sniffer.enable,
             tun: TunInfo(
-                enable: tun.enable, device: tun.device, stack: tun.stack.rawValue, dnsHijack: tun.dnsHijack.map(\.description),
+                enable: tun.enable, device: tun.device, stack: tun.stack.rawValue,
+                dnsHijack: tun.dnsHijack.map(\.description),
                 autoRoute: tun.autoRoute, autoDetectInterface: tun.autoDetectInterface, mtu: tun.mtu,
                 inet4Address: tun.inet4Address.map(\.description), inet6Address: tun.inet6Address.map(\.description)))
     }

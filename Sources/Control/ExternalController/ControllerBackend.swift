@@ -56,7 +56,8 @@ package struct ControllerState: Sendable {
         package var stats: [String: Int64]
 
         package init(
-            name: String, state: String, pid: Int32?, restarts: Int, heartbeatLatencyMilliseconds: Double?, stats: [String: Int64]
+            name: String, state: String, pid: Int32?, restarts: Int, heartbeatLatencyMilliseconds: Double?,
+            stats: [String: Int64]
         ) {
             self.name = name
             self.state = state

@@ -26,7 +26,8 @@ struct ProxyProviderInfo: Encodable {
         var result: [String: ProxyProviderInfo] = [:]
         // DIRECT, REJECT, the proxies and the groups, in the order of the configuration (GLOBAL is built on it).
         let everything =
-            [BuiltinTarget.direct.rawValue, BuiltinTarget.reject.rawValue] + configuration.proxies.map(\.name) + configuration.proxyGroups.map(\.name)
+            [BuiltinTarget.direct.rawValue, BuiltinTarget.reject.rawValue] + configuration.proxies.map(\.name)
+            + configuration.proxyGroups.map(\.name)
         result[reservedName] = ProxyProviderInfo(
             name: reservedName, proxies: everything.compactMap { proxies[$0] }, testUrl: "")
         for group in configuration.proxyGroups {

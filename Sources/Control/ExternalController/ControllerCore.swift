@@ -74,7 +74,9 @@ final class ControllerCore: Sendable {
         guard let origin else { return [] }
         let allowed = settings.allowOrigins.contains("*") || settings.allowOrigins.contains(origin)
         guard allowed else { return [] }
-        var headers = [("Access-Control-Allow-Origin", settings.allowOrigins.contains("*") ? "*" : origin), ("Vary", "Origin")]
+        var headers = [
+            ("Access-Control-Allow-Origin", settings.allowOrigins.contains("*") ? "*" : origin), ("Vary", "Origin"),
+        ]
         if preflight {
             headers += [
                 ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
@@ -118,7 +120,9 @@ final class ControllerCore: Sendable {
         case (.GET, "group", 1):
             return state(on: loop).map { state in
                 let all = ClashShapes.proxies(state)
-                let groups = state.configuration.proxyGroups.compactMap { all[$0.name] } + [all[ClashShapes.global]].compactMap { $0 }
+                let groups =
+                    state.configuration.proxyGroups.compactMap { all[$0.name] }
+                    + [all[ClashShapes.global]].compactMap { $0 }
                 return .json(.ok, JSON.encode(["proxies": groups]))
             }
         case (.GET, "group", 2):
@@ -157,7 +161,9 @@ final class ControllerCore: Sendable {
                 return self.delay(s[3], wholeGroup: false, request, on: loop)
             }
         case (.GET, "providers", 2) where s[1] == "rules":
-            return state(on: loop).map { .json(.ok, JSON.encode(["providers": RuleProviderInfo.all($0.configuration)])) }
+            return state(on: loop).map {
+                .json(.ok, JSON.encode(["providers": RuleProviderInfo.all($0.configuration)]))
+            }
         case (.GET, "providers", 3) where s[1] == "rules":
             return state(on: loop).map { state in
                 guard let info = RuleProviderInfo.all(state.configuration)[s[2]] else { return .notFound }
@@ -226,7 +232,8 @@ final class ControllerCore: Sendable {
                 }
                 result[provider.name] = RuleProviderInfo(
                     name: provider.name, vehicleType: vehicle, behavior: provider.behavior.rawValue.capitalized,
-                    format: provider.format.rawValue, ruleCount: provider.contents.count, updatedAt: Timestamp.rfc3339(updated))
+                    format: provider.format.rawValue, ruleCount: provider.contents.count,
+                    updatedAt: Timestamp.rfc3339(updated))
             }
             return result
         }
@@ -248,8 +255,10 @@ final class ControllerCore: Sendable {
         }
         if let value = body["log-level"] {
             let text = (value as? String)?.lowercased()
-            guard let parsed = text.flatMap({ SluiceConfiguration.LogLevel(rawValue: $0 == "warn" ? "warning" : $0) }) else {
-                return loop.makeSucceededFuture(.error(.badRequest, "log-level must be one of debug, info, warning, error, silent"))
+            guard let parsed = text.flatMap({ SluiceConfiguration.LogLevel(rawValue: $0 == "warn" ? "warning" : $0) })
+            else {
+                return loop.makeSucceededFuture(
+                    .error(.badRequest, "log-level must be one of debug, info, warning, error, silent"))
             }
             level = parsed
         }
@@ -302,7 +311,8 @@ final class ControllerCore: Sendable {
         return ask(.tun, .select(Select(group: group, member: member)), on: loop).map { answer in
             switch answer {
             case .groupStatus: return .noContent
-            case .error(let report) where report.message.contains("no proxy group") || report.message.contains("not a group"):
+            case .error(let report)
+            where report.message.contains("no proxy group") || report.message.contains("not a group"):
                 return .error(.notFound, report.message)
             case .error(let report):
                 return .error(.badRequest, report.message)
@@ -312,7 +322,9 @@ final class ControllerCore: Sendable {
         }
     }
 
-    func delay(_ name: String, wholeGroup: Bool, _ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<APIReply> {
+    func delay(_ name: String, wholeGroup: Bool, _ request: APIRequest, on loop: any EventLoop) -> EventLoopFuture<
+        APIReply
+    > {
         guard let url = request.query["url"], !url.isEmpty, url.hasPrefix("http://") || url.hasPrefix("https://") else {
             return loop.makeSucceededFuture(.error(.badRequest, "url must be an http:// or https:// URL"))
         }
@@ -334,7 +346,9 @@ final class ControllerCore: Sendable {
                 if delays.isEmpty && !result.delays.isEmpty { return .error(.gatewayTimeout, "Timeout") }
                 return .json(.ok, JSON.encode(delays))
             }
-            guard let first = result.delays.first, first.milliseconds > 0 else { return .error(.gatewayTimeout, "Timeout") }
+            guard let first = result.delays.first, first.milliseconds > 0 else {
+                return .error(.gatewayTimeout, "Timeout")
+            }
             return .json(.ok, JSON.encode(["delay": first.milliseconds]))
         }
     }
@@ -384,7 +398,8 @@ final class ControllerCore: Sendable {
         }
         let typeName = (request.query["type"] ?? "A").uppercased()
         guard let type = DNSAnswerInfo.recordType(typeName) else {
-            return loop.makeSucceededFuture(.error(.badRequest, "type \(typeName) is not a DNS record type (A, AAAA, CNAME, MX, TXT, ...)"))
+            return loop.makeSucceededFuture(
+                .error(.badRequest, "type \(typeName) is not a DNS record type (A, AAAA, CNAME, MX, TXT, ...)"))
         }
         guard let question = DNSQuestion(name: name, type: type) else {
             return loop.makeSucceededFuture(.error(.badRequest, "\(name) is not a valid DNS name"))
@@ -392,7 +407,8 @@ final class ControllerCore: Sendable {
         let id = UInt16.random(in: 1...UInt16.max)
         let message = DNSQuery(id: id, question: question).wire(id: id)
         let localhost = IPAddress.v4(IPv4Address(127, 0, 0, 1))
-        let packet = DNSPacket(transport: .tcp, client: localhost, clientPort: 0, server: localhost, serverPort: 53, message: message)
+        let packet = DNSPacket(
+            transport: .tcp, client: localhost, clientPort: 0, server: localhost, serverPort: 53, message: message)
         return ask(.dns, .dnsPacket(packet), on: loop).map { answer in
             switch answer {
             case .dnsPacket(let reply):

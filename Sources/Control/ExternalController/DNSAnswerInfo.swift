@@ -65,7 +65,8 @@ struct DNSAnswerInfo: Encodable {
         let flags = u16(2)
         let counts = (u16(4), u16(6), u16(8), u16(10))
         var info = DNSAnswerInfo(
-            status: UInt8(flags & 0xF), question: [], tc: flags & 0x0200 != 0, rd: flags & 0x0100 != 0, ra: flags & 0x0080 != 0,
+            status: UInt8(flags & 0xF), question: [], tc: flags & 0x0200 != 0, rd: flags & 0x0100 != 0,
+            ra: flags & 0x0080 != 0,
             ad: flags & 0x0020 != 0, cd: flags & 0x0010 != 0)
         for _ in 0..<counts.0 {
             guard let name = reader.name(), let type = reader.u16(), let qclass = reader.u16() else { return nil }
@@ -163,7 +164,9 @@ struct DNSAnswerInfo: Encodable {
                 }
                 return parts.joined(separator: " ")
             default:
-                return slice.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+                return slice.map {
+                    String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16)
+                }.joined()
             }
         }
     }

@@ -50,10 +50,14 @@ package final class ExternalController: Sendable {
         if let listen = settings.listen, case .address(let ip) = listen.host {
             let channel = try bootstrap(requireSecret: true).bind(host: ip.description, port: Int(listen.port)).wait()
             listeners.withLock { $0.append(channel) }
-            logger.info("external controller: serving the Clash API on http://\(listen)\(settings.secret.isEmpty ? " (no secret)" : "")")
+            logger.info(
+                "external controller: serving the Clash API on http://\(listen)\(settings.secret.isEmpty ? " (no secret)" : "")"
+            )
         }
         if let path = settings.unixSocket {
-            let channel = try bootstrap(requireSecret: false).bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+            let channel = try bootstrap(requireSecret: false).bind(
+                unixDomainSocketPath: path, cleanupExistingSocketFile: true
+            ).wait()
             chmod(path, 0o660)
             listeners.withLock { $0.append(channel) }
             logger.info("external controller: serving the Clash API on unix:\(path)")
@@ -104,7 +108,8 @@ package final class ExternalController: Sendable {
                     return true
                 }
                 guard admitted else {
-                    logger.warning("external controller: \(Self.maxConnections) connections open already; closing a new one")
+                    logger.warning(
+                        "external controller: \(Self.maxConnections) connections open already; closing a new one")
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in open.withLock { $0 -= 1 } }
@@ -125,7 +130,8 @@ package final class ExternalController: Sendable {
                             let request = APIRequest(head: head, body: [])
                             let kind = Self.socketStream(request) ?? .traffic
                             return channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(StreamSocketHandler(kind: kind, core: core))
+                                try channel.pipeline.syncOperations.addHandler(
+                                    StreamSocketHandler(kind: kind, core: core))
                             }
                         })
                     let handler = APIHandler(core: core, requireSecret: requireSecret)

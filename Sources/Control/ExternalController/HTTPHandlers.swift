@@ -77,8 +77,13 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
             write(.error(.payloadTooLarge, "the body is larger than 1 MiB"), head: head, extra: [], context: context)
             return
         }
-        if request.segments.first == "ui" || (request.segments.isEmpty && core.configuration.externalUI != nil && request.headers.first(name: "accept")?.contains("text/html") == true) {
-            write(StaticFiles.serve(request, folder: core.configuration.externalUI), head: head, extra: [], context: context)
+        if request.segments.first == "ui"
+            || (request.segments.isEmpty && core.configuration.externalUI != nil
+                && request.headers.first(name: "accept")?.contains("text/html") == true)
+        {
+            write(
+                StaticFiles.serve(request, folder: core.configuration.externalUI), head: head, extra: [],
+                context: context)
             return
         }
         let cors = core.corsHeaders(origin: origin, preflight: false)
@@ -99,7 +104,9 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func write(_ reply: APIReply, head: HTTPRequestHead, extra: [(String, String)], context: ChannelHandlerContext) {
+    private func write(
+        _ reply: APIReply, head: HTTPRequestHead, extra: [(String, String)], context: ChannelHandlerContext
+    ) {
         var headers = HTTPHeaders(extra)
         let keepAlive = head.isKeepAlive
         let status: HTTPResponseStatus
@@ -124,21 +131,27 @@ final class APIHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if status != .noContent { headers.add(name: "Content-Length", value: String(payload.count)) }
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil)
         if !payload.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))), promise: nil)
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: payload)))), promise: nil)
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive { done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
     }
 
     /// A chunked response that lasts until the client goes away.
-    private func startStream(_ kind: StreamKind, head: HTTPRequestHead, headers: HTTPHeaders, context: ChannelHandlerContext) {
+    private func startStream(
+        _ kind: StreamKind, head: HTTPRequestHead, headers: HTTPHeaders, context: ChannelHandlerContext
+    ) {
         var headers = headers
         headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
         headers.add(name: "Cache-Control", value: "no-cache")
         context.writeAndFlush(
-            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil
+        )
         let channel = context.channel
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let driver = StreamDriver(kind: kind, core: core, loop: context.eventLoop) { line in
@@ -196,8 +209,12 @@ final class StreamSocketHandler: ChannelInboundHandler {
             driver?.stop()
             driver = nil
             var reply = frame.unmaskedData
-            let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply.readSlice(length: min(2, reply.readableBytes)) ?? ByteBuffer())
-            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            let close = WebSocketFrame(
+                fin: true, opcode: .connectionClose,
+                data: reply.readSlice(length: min(2, reply.readableBytes)) ?? ByteBuffer())
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
+            }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
@@ -216,7 +233,8 @@ final class StreamSocketHandler: ChannelInboundHandler {
 /// `external-ui`: files under the folder, `index.html` for directories, nothing outside it.
 enum StaticFiles {
     static let types: [String: String] = [
-        "html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "mjs": "text/javascript; charset=utf-8",
+        "html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+        "mjs": "text/javascript; charset=utf-8",
         "css": "text/css; charset=utf-8", "json": "application/json", "svg": "image/svg+xml", "png": "image/png",
         "ico": "image/x-icon", "jpg": "image/jpeg", "webp": "image/webp", "woff": "font/woff", "woff2": "font/woff2",
         "ttf": "font/ttf", "txt": "text/plain; charset=utf-8", "webmanifest": "application/manifest+json",
@@ -224,7 +242,9 @@ enum StaticFiles {
     ]
 
     static func serve(_ request: APIRequest, folder: String?) -> APIReply {
-        guard request.method == .GET || request.method == .HEAD else { return .error(.methodNotAllowed, "Method not allowed") }
+        guard request.method == .GET || request.method == .HEAD else {
+            return .error(.methodNotAllowed, "Method not allowed")
+        }
         guard let folder else { return .error(.notFound, "external-ui is not configured") }
         // `/` and `/ui` go to `/ui/` so that relative asset paths resolve.
         if request.segments.isEmpty || (request.segments == ["ui"] && !request.rawPath.hasSuffix("/")) {

@@ -1,7 +1,7 @@
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Who may use the control socket, decided from the peer's kernel credentials (SO_PEERCRED) rather than from
@@ -32,6 +32,8 @@ struct ControlAccess: Sendable {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
             let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
         else { return [] }
-        return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
+        return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap {
+            gid_t($0)
+        }
     }
 }

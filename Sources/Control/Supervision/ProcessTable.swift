@@ -16,7 +16,9 @@ enum ProcessTable {
         defer { closedir(proc) }
         var link = [CChar](repeating: 0, count: 64)
         while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
             guard let pid = UInt32(name) else { continue }
             // The socket's owner is the process's user (or root); skip the others cheaply.
             var info = stat()
@@ -24,7 +26,9 @@ enum ProcessTable {
             guard let fds = opendir("/proc/\(pid)/fd") else { continue }
             defer { closedir(fds) }
             while let fd = readdir(fds) {
-                let fdName = withUnsafeBytes(of: fd.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                let fdName = withUnsafeBytes(of: fd.pointee.d_name) {
+                    String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+                }
                 guard fdName.first?.isNumber == true else { continue }
                 let n = readlink("/proc/\(pid)/fd/\(fdName)", &link, link.count - 1)
                 guard n > 0 else { continue }

@@ -48,11 +48,14 @@ package struct RestartSchedule: Sendable {
         recentFailures.removeAll { now >= $0 && now - $0 > windowNanos }
         recentFailures.append(now)
         if recentFailures.count > maxRestarts {
-            return .giveUp(reason: "\(recentFailures.count) failures within \(window.humanReadable) (limit \(maxRestarts))")
+            return .giveUp(
+                reason: "\(recentFailures.count) failures within \(window.humanReadable) (limit \(maxRestarts))")
         }
         if consecutiveFailures > maxRestarts {
             return .giveUp(
-                reason: "\(consecutiveFailures) failures in a row without staying up for \(stableAfter.humanReadable) (limit \(maxRestarts))")
+                reason:
+                    "\(consecutiveFailures) failures in a row without staying up for \(stableAfter.humanReadable) (limit \(maxRestarts))"
+            )
         }
         let minimum = max(1, minimumDelay.nanoseconds)
         let maximum = max(minimum, maximumDelay.nanoseconds)

@@ -3,7 +3,7 @@ import Logging
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `keepalive.inhibit-sleep`: a systemd-logind sleep inhibitor (`block` mode, what `systemd-inhibit --what=sleep`
@@ -44,7 +44,10 @@ final class SleepInhibitor {
         if let taking, taking.hasExited {
             taking.join()
             self.taking = nil
-            switch outcome.value.withLock({ value in defer { value = nil }; return value }) {
+            switch outcome.value.withLock({ value in
+                defer { value = nil }
+                return value
+            }) {
             case .taken(let descriptor):
                 held = descriptor
                 lastFailure = nil
@@ -54,7 +57,8 @@ final class SleepInhibitor {
                 if lastFailure != reason {
                     lastFailure = reason
                     logger.warning(
-                        "keepalive.inhibit-sleep: \(reason); the machine may sleep while links are up (trying again every 5 minutes)")
+                        "keepalive.inhibit-sleep: \(reason); the machine may sleep while links are up (trying again every 5 minutes)"
+                    )
                 }
             case nil:
                 break
@@ -101,7 +105,8 @@ final class SleepInhibitor {
         defer { sd_bus_flush_close_unref(bus) }
         var call: OpaquePointer?
         r = sd_bus_message_new_method_call(
-            bus, &call, "org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "Inhibit")
+            bus, &call, "org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "Inhibit"
+        )
         guard r >= 0, let call else { throw SystemError("building the logind Inhibit call", errno: -r) }
         defer { sd_bus_message_unref(call) }
         for argument in ["sleep", who, why, "block"] {
@@ -115,13 +120,17 @@ final class SleepInhibitor {
         guard r >= 0, let reply else {
             let name = error.name.map { String(cString: $0) } ?? "error"
             let message = error.message.map { String(cString: $0) } ?? ""
-            let hint = name.hasSuffix("ServiceUnknown") || name.hasSuffix("NameHasNoOwner") ? " (systemd-logind is not running)" : ""
+            let hint =
+                name.hasSuffix("ServiceUnknown") || name.hasSuffix("NameHasNoOwner")
+                ? " (systemd-logind is not running)" : ""
             throw SystemError("logind Inhibit failed: \(name): \(message)\(hint)", errno: -r)
         }
         defer { sd_bus_message_unref(reply) }
         var fd: Int32 = -1
         r = sd_bus_message_read_basic(reply, CChar(UInt8(ascii: "h")), &fd)
-        guard r > 0, fd >= 0 else { throw SystemError("logind Inhibit answered without a descriptor", errno: r < 0 ? -r : EPROTO) }
+        guard r > 0, fd >= 0 else {
+            throw SystemError("logind Inhibit answered without a descriptor", errno: r < 0 ? -r : EPROTO)
+        }
         // The reply owns its descriptor: keep a copy of our own.
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
         guard copy >= 0 else { throw SystemError("dup of the inhibitor descriptor", errno: errno) }

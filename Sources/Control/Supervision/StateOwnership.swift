@@ -130,7 +130,8 @@ enum StateOwnership {
 
     /// chown of the directory `fd` (name nil) or of its entry `name` (never through a symbolic link), unless it
     /// is the owner's already.
-    private static func give(_ fd: CInt, name: String?, relative: String, uid: uid_t, gid: gid_t, report: inout Report) {
+    private static func give(_ fd: CInt, name: String?, relative: String, uid: uid_t, gid: gid_t, report: inout Report)
+    {
         var st = stat()
         let found = name.map { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) } ?? fstat(fd, &st)
         guard found == 0, st.st_uid != uid || st.st_gid != gid else { return }

@@ -74,7 +74,8 @@ extension Supervisor {
             let credentials = try? channel.peerCredentials()
             let why: String? =
                 if let credentials {
-                    controlAccess.refusal(credentials, supplementaryGroups: ControlAccess.supplementaryGroups(of: credentials.pid))
+                    controlAccess.refusal(
+                        credentials, supplementaryGroups: ControlAccess.supplementaryGroups(of: credentials.pid))
                 } else {
                     "its credentials cannot be read (SO_PEERCRED)"
                 }
@@ -85,8 +86,13 @@ extension Supervisor {
             }
             if clients.count >= Self.maxClients {
                 clientWarning(
-                    "control socket: \(Self.maxClients) clients already connected; refusing \(credentials?.description ?? "a client")")
-                refuse(channel, ErrorReport(code: .rejected, message: "sluiced is busy: \(Self.maxClients) control clients are connected; try again"))
+                    "control socket: \(Self.maxClients) clients already connected; refusing \(credentials?.description ?? "a client")"
+                )
+                refuse(
+                    channel,
+                    ErrorReport(
+                        code: .rejected,
+                        message: "sluiced is busy: \(Self.maxClients) control clients are connected; try again"))
                 continue
             }
             clients.append(ControlClient(channel: channel, credentials: credentials, now: MonotonicClock.now))
@@ -152,7 +158,12 @@ extension Supervisor {
                 do {
                     let version = try hello.negotiate()
                     client.handshaken = true
-                    reply(client, .helloAccept(HelloAccept(version: version, role: .supervisor, pid: UInt32(getpid()), software: SluiceVersion.banner("sluiced"))), id: id)
+                    reply(
+                        client,
+                        .helloAccept(
+                            HelloAccept(
+                                version: version, role: .supervisor, pid: UInt32(getpid()),
+                                software: SluiceVersion.banner("sluiced"))), id: id)
                 } catch {
                     reply(client, .error(ErrorReport(error)), id: id)
                     drop(client)
@@ -175,24 +186,44 @@ extension Supervisor {
                 guard let tun = slots[.tun], tun.handshaken, tun.channel != nil else {
                     reply(
                         client,
-                        .error(ErrorReport(code: .rejected, message: "the tun worker is not running, and it holds the proxy groups and connections")),
+                        .error(
+                            ErrorReport(
+                                code: .rejected,
+                                message: "the tun worker is not running, and it holds the proxy groups and connections")
+                        ),
                         id: id)
                     continue
                 }
                 send(message, to: tun, purpose: .forward(client: ObjectIdentifier(client), requestID: id))
             case .reload(let request):
-                logger.info("reload requested over the control socket by \(client.credentials?.description ?? "?"): \(request.reason)")
+                logger.info(
+                    "reload requested over the control socket by \(client.credentials?.description ?? "?"): \(request.reason)"
+                )
                 guard phase == .running else {
                     reply(client, .error(ErrorReport(code: .rejected, message: "sluiced is stopping")), id: id)
                     continue
                 }
-                if let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath) {
-                    reply(client, .configResult(ConfigResult(generation: generation, outcome: .rejected, detail: refusal)), id: id)
+                if let refusal = apply(
+                    ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog),
+                    from: options.configPath)
+                {
+                    reply(
+                        client,
+                        .configResult(ConfigResult(generation: generation, outcome: .rejected, detail: refusal)), id: id
+                    )
                 } else {
-                    reply(client, .configResult(ConfigResult(generation: generation, outcome: .applied, detail: statusLine())), id: id)
+                    reply(
+                        client,
+                        .configResult(ConfigResult(generation: generation, outcome: .applied, detail: statusLine())),
+                        id: id)
                 }
             default:
-                reply(client, .error(ErrorReport(code: .unknownMessageType, message: "the control socket does not handle \(message.type)")), id: id)
+                reply(
+                    client,
+                    .error(
+                        ErrorReport(
+                            code: .unknownMessageType, message: "the control socket does not handle \(message.type)")),
+                    id: id)
             }
         }
     }

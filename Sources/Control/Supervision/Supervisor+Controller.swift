@@ -35,7 +35,8 @@ extension Supervisor: ControllerBackend {
             if let unix = wanted.unixSocket, let controlGroup { chown(unix, uid_t.max, controlGroup) }
         } catch {
             logger.error(
-                "external controller: cannot listen on \(wanted.listen.map { "\($0)" } ?? wanted.unixSocket ?? "?"): \(error); the API is off until the address is free or changed (then reload)")
+                "external controller: cannot listen on \(wanted.listen.map { "\($0)" } ?? wanted.unixSocket ?? "?"): \(error); the API is off until the address is free or changed (then reload)"
+            )
         }
     }
 
@@ -43,18 +44,23 @@ extension Supervisor: ControllerBackend {
         let status = statusDocument()
         let workers = status.workers.map { w in
             ControllerState.Worker(
-                name: w.name, state: w.state, pid: w.pid, restarts: w.restarts, heartbeatLatencyMilliseconds: w.heartbeatLatencyMilliseconds,
+                name: w.name, state: w.state, pid: w.pid, restarts: w.restarts,
+                heartbeatLatencyMilliseconds: w.heartbeatLatencyMilliseconds,
                 stats: w.stats)
         }
         return ControllerState(
-            configuration: configuration, configPath: options.configPath, generation: generation, version: SluiceVersion.string,
+            configuration: configuration, configPath: options.configPath, generation: generation,
+            version: SluiceVersion.string,
             workers: workers, groups: slots[.tun]?.groups ?? [])
     }
 
-    package func controllerAsk(_ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void) {
+    package func controllerAsk(
+        _ worker: ControllerWorker, _ request: Message, reply: @escaping @Sendable (Message) -> Void
+    ) {
         let kind: WorkerKind = worker == .tun ? .tun : .dns
         guard let slot = slots[kind], slot.handshaken, slot.channel != nil else {
-            let why = slots[kind]?.enabled == true ? "is not running (restarting?); try again" : "is off in the configuration"
+            let why =
+                slots[kind]?.enabled == true ? "is not running (restarting?); try again" : "is off in the configuration"
             reply(.error(ErrorReport(code: .rejected, message: "the \(kind.rawValue) worker \(why)")))
             return
         }
@@ -67,7 +73,8 @@ extension Supervisor: ControllerBackend {
         if let logLevel { new.logLevel = logLevel }
         guard new != configuration else { return }
         logger.notice(
-            "external controller: \([mode.map { "mode \($0.rawValue)" }, logLevel.map { "log-level \($0.rawValue)" }].compactMap { $0 }.joined(separator: ", ")) (until the next reload from the file)")
+            "external controller: \([mode.map { "mode \($0.rawValue)" }, logLevel.map { "log-level \($0.rawValue)" }].compactMap { $0 }.joined(separator: ", ")) (until the next reload from the file)"
+        )
         install(new)
         publishStatus()
     }
@@ -88,7 +95,8 @@ extension Supervisor: ControllerBackend {
             // As mihomo's SAFE_PATHS: only files beside the running configuration, so that the API cannot make
             // sluiced (root) read any file and echo parts of it in its errors.
             let home = Self.realDirectory(of: options.configPath)
-            guard let wanted = Self.realDirectory(of: path), let home, wanted == home || wanted.hasPrefix(home + "/") else {
+            guard let wanted = Self.realDirectory(of: path), let home, wanted == home || wanted.hasPrefix(home + "/")
+            else {
                 return "path \(path) is not inside the configuration's directory \(home ?? "?"); put the file there"
             }
         }
@@ -113,7 +121,8 @@ extension Supervisor: ControllerBackend {
         }
         guard let new = result.configuration else { return nil }
         if new.controller != configuration.controller {
-            return "a payload cannot change external-controller, secret, external-ui or CORS; edit the configuration file and reload it"
+            return
+                "a payload cannot change external-controller, secret, external-ui or CORS; edit the configuration file and reload it"
         }
         let home = Self.realDirectory(of: options.configPath)
         for provider in new.ruleProviders {
@@ -126,7 +135,8 @@ extension Supervisor: ControllerBackend {
             guard let path else { continue }
             let directory = Self.realDirectory(of: path.hasPrefix("/") ? path : "/nonexistent/" + path)
             guard let directory, let home, directory == home || directory.hasPrefix(home + "/") else {
-                return "rule provider \(provider.name): a payload may only name files inside \(home ?? "the configuration's directory")"
+                return
+                    "rule provider \(provider.name): a payload may only name files inside \(home ?? "the configuration's directory")"
             }
         }
         return nil
@@ -147,7 +157,8 @@ extension Supervisor: ControllerBackend {
     package func controllerRestartWorkers() {
         let running = WorkerKind.stopOrder.compactMap { slots[$0] }.filter { $0.isRunning && $0.state != .stopping }
         logger.notice(
-            "external controller: restarting \(running.isEmpty ? "no worker (none runs)" : running.map { "\($0.kind.identifier) (pid \($0.pid))" }.joined(separator: ", "))")
+            "external controller: restarting \(running.isEmpty ? "no worker (none runs)" : running.map { "\($0.kind.identifier) (pid \($0.pid))" }.joined(separator: ", "))"
+        )
         for slot in running { restartPlanned(slot, reason: "restart asked through the external controller") }
     }
 

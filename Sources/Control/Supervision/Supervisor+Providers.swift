@@ -86,7 +86,9 @@ extension Supervisor {
             done(.updated)
         case .file(let path):
             logger.info("rule provider \(name): reading \(path) again (external controller)")
-            let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
+            let refusal = apply(
+                ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog),
+                from: options.configPath)
             done(refusal.map { .failed("rule provider \(name): \($0)") } ?? .updated)
         case .http(let url, let path, _):
             guard let path else {
@@ -122,7 +124,8 @@ extension Supervisor {
         let previous = download.cache + ".previous"
         let hadPrevious = rename(download.cache, previous) == 0
         guard rename(fresh, download.cache) == 0 else {
-            let reason = "rule provider \(download.name): cannot put the download in place at \(download.cache): \(String(cString: strerror(errno)))"
+            let reason =
+                "rule provider \(download.name): cannot put the download in place at \(download.cache): \(String(cString: strerror(errno)))"
             logger.error("\(reason)")
             if hadPrevious { rename(previous, download.cache) }
             providerUpdateEnded(download.name, .failed(reason))
@@ -146,11 +149,14 @@ extension Supervisor {
         if hadPrevious { unlink(previous) }
         providerFailures[download.name] = nil
         guard phase == .running else {
-            providerUpdateEnded(download.name, .failed("sluiced is stopping; the new list is saved and is used at the next start"))
+            providerUpdateEnded(
+                download.name, .failed("sluiced is stopping; the new list is saved and is used at the next start"))
             return true
         }
         logger.notice("rule provider \(download.name): fetched \(download.url); reloading")
-        let refusal = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
+        let refusal = apply(
+            ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog),
+            from: options.configPath)
         providerUpdateEnded(download.name, refusal.map { .failed("rule provider \(download.name): \($0)") } ?? .updated)
         return true
     }

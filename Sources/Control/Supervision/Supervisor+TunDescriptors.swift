@@ -2,7 +2,7 @@ import IPC
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 extension Supervisor {

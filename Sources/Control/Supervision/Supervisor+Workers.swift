@@ -27,11 +27,13 @@ extension Supervisor {
             let (ours, theirs) = try UnixSocket.pair(.stream)
             let (logWriteEnd, logFormat) = try openLogSink(slot)
             defer { logWriteEnd.close() }
-            var environment = [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-                "SLUICE_CONTROL_FD=3", "SLUICE_LOG_FORMAT=\(logFormat)", "SLUICE_STATE_DIRECTORY=\(options.stateDirectory)",
-                "SLUICE_RUNTIME_DIRECTORY=\(options.runtimeDirectory)",
-            ] + SpawnRequest.sanitizerEnvironment
+            var environment =
+                [
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+                    "SLUICE_CONTROL_FD=3", "SLUICE_LOG_FORMAT=\(logFormat)",
+                    "SLUICE_STATE_DIRECTORY=\(options.stateDirectory)",
+                    "SLUICE_RUNTIME_DIRECTORY=\(options.runtimeDirectory)",
+                ] + SpawnRequest.sanitizerEnvironment
             var descriptors: [CInt?] = [nil, logWriteEnd.rawValue, logWriteEnd.rawValue, theirs.rawValue]
             var tunClone: OwnedDescriptor?
             defer { tunClone?.close() }
@@ -94,7 +96,9 @@ extension Supervisor {
                 to: slot, purpose: .hello)
             pushConfiguration(to: slot)
         } catch {
-            logger.error("cannot start \(kind.identifier) from \(path): \(error); check that the executable exists and is executable (--worker-dir)")
+            logger.error(
+                "cannot start \(kind.identifier) from \(path): \(error); check that the executable exists and is executable (--worker-dir)"
+            )
             slot.logPipe?.close()
             slot.logPipe = nil
             failed(slot, exit: ProcessSpawner.Exit(pid: 0, code: 127, signal: nil), reason: "spawn failed: \(error)")
@@ -205,11 +209,14 @@ extension Supervisor {
             // The channel is one end of a socketpair handed over at spawn, so only that process holds it; the pid
             // it names must be the one sluiced started (a descriptor leaked to another process would not match).
             guard accept.pid == UInt32(bitPattern: slot.pid) else {
-                kill(slot, reason: "its channel answered hello as pid \(accept.pid), but sluiced started pid \(slot.pid)")
+                kill(
+                    slot, reason: "its channel answered hello as pid \(accept.pid), but sluiced started pid \(slot.pid)"
+                )
                 return
             }
             slot.handshaken = true
-            logger.debug("\(slot.kind.identifier) (pid \(accept.pid)) speaks protocol \(accept.version): \(accept.software)")
+            logger.debug(
+                "\(slot.kind.identifier) (pid \(accept.pid)) speaks protocol \(accept.version): \(accept.software)")
             wirePeers(around: slot)
             if let level = controller?.followedLogPriority, level != LogSubscribe.off {
                 send(.logSubscribe(LogSubscribe(priority: level)), to: slot, purpose: nil)
@@ -219,10 +226,12 @@ extension Supervisor {
             case .applied:
                 slot.appliedGeneration = result.generation
             case .restartRequired:
-                logger.notice("\(slot.kind.identifier) needs a restart for generation \(result.generation): \(result.detail)")
+                logger.notice(
+                    "\(slot.kind.identifier) needs a restart for generation \(result.generation): \(result.detail)")
                 restartPlanned(slot)
             case .rejected:
-                logger.error("\(slot.kind.identifier) rejected configuration generation \(result.generation): \(result.detail)")
+                logger.error(
+                    "\(slot.kind.identifier) rejected configuration generation \(result.generation): \(result.detail)")
                 if slot.state == .starting { kill(slot, reason: "rejected its configuration") }
             }
         case .ready(let ready):
@@ -257,7 +266,8 @@ extension Supervisor {
             let found = ProcessTable.owner(ofSocket: lookup.inode, uid: lookup.uid)
             do {
                 try slot.channel?.send(
-                    .processInfo(ProcessIdentity(pid: found?.pid ?? 0, path: found?.path ?? "")), requestID: header.requestID,
+                    .processInfo(ProcessIdentity(pid: found?.pid ?? 0, path: found?.path ?? "")),
+                    requestID: header.requestID,
                     isReply: true)
             } catch {
                 kill(slot, reason: "control channel: \(error)")
@@ -266,10 +276,14 @@ extension Supervisor {
             answerTunDescriptorRequest(requestID: header.requestID, from: slot, now: now)
         case .groupStatus(let document):
             if let groups = try? JSONDecoder().decode([GroupState].self, from: Data(document)) { slot.groups = groups }
-            if case .forward(let client, let requestID) = purpose { forwardAnswer(message, to: client, requestID: requestID) }
+            if case .forward(let client, let requestID) = purpose {
+                forwardAnswer(message, to: client, requestID: requestID)
+            }
         case _ where purpose.map({ if case .forward = $0 { true } else { false } }) ?? false:
             // Any other answer (or error) to a request a control client made goes back to it as it is.
-            if case .forward(let client, let requestID)? = purpose { forwardAnswer(message, to: client, requestID: requestID) }
+            if case .forward(let client, let requestID)? = purpose {
+                forwardAnswer(message, to: client, requestID: requestID)
+            }
         case _ where purpose.map({ if case .api = $0 { true } else { false } }) ?? false:
             break  // answered above
         case .logRecord(let record):
@@ -279,11 +293,14 @@ extension Supervisor {
                 slot.links = links
                 updateSleepInhibitor()
             }
-        case .error(let report) where purpose.map({ if case .groups = $0 { true } else if case .links = $0 { true } else { false } }) ?? false:
+        case .error(let report)
+        where purpose.map({ if case .groups = $0 { true } else if case .links = $0 { true } else { false } }) ?? false:
             // A worker without groups or links (or an older one) has nothing to say.
             _ = report
         case .error(let report):
-            logger.warning("\(slot.kind.identifier) answered an error\(purpose.map { " to \($0)" } ?? ""): \(report.code): \(report.message)")
+            logger.warning(
+                "\(slot.kind.identifier) answered an error\(purpose.map { " to \($0)" } ?? ""): \(report.code): \(report.message)"
+            )
             if case .hello = purpose { kill(slot, reason: "handshake refused: \(report.message)") }
         default:
             logger.debug("\(slot.kind.identifier) sent \(message.type); ignored")
@@ -312,9 +329,12 @@ extension Supervisor {
                 a.close()
                 b.close()
             }
-            try slot.channel?.send(.peerChannel(PeerChannel(peer: other.kind.role, peerPID: UInt32(other.pid))), descriptors: [a.rawValue])
-            try other.channel?.send(.peerChannel(PeerChannel(peer: slot.kind.role, peerPID: UInt32(slot.pid))), descriptors: [b.rawValue])
-            logger.info("wired \(slot.kind.identifier) (pid \(slot.pid)) and \(other.kind.identifier) (pid \(other.pid))")
+            try slot.channel?.send(
+                .peerChannel(PeerChannel(peer: other.kind.role, peerPID: UInt32(other.pid))), descriptors: [a.rawValue])
+            try other.channel?.send(
+                .peerChannel(PeerChannel(peer: slot.kind.role, peerPID: UInt32(slot.pid))), descriptors: [b.rawValue])
+            logger.info(
+                "wired \(slot.kind.identifier) (pid \(slot.pid)) and \(other.kind.identifier) (pid \(other.pid))")
         } catch {
             logger.error("cannot wire \(slot.kind.identifier) to \(other.kind.identifier): \(error)")
         }
@@ -359,14 +379,17 @@ extension Supervisor {
     private func forwardLogLine(_ slot: WorkerSlot, _ raw: [UInt8]) {
         var text = String(decoding: raw, as: UTF8.self)
         var priority = 6
-        if text.hasPrefix("<"), let close = text.firstIndex(of: ">"), let p = Int(text[text.index(after: text.startIndex)..<close]) {
+        if text.hasPrefix("<"), let close = text.firstIndex(of: ">"),
+            let p = Int(text[text.index(after: text.startIndex)..<close])
+        {
             priority = p
             text = String(text[text.index(after: close)...])
         }
         let line: String
         switch logFormat {
         case .journalPrefix, .supervisorPipe: line = "<\(priority)>\(slot.kind.identifier): \(text)\n"
-        case .human: line = "\(LineLogHandler.timestamp()) \(slot.kind.identifier) \(Self.levelName(priority)): \(text)\n"
+        case .human:
+            line = "\(LineLogHandler.timestamp()) \(slot.kind.identifier) \(Self.levelName(priority)): \(text)\n"
         }
         var bytes = Array(line.utf8)
         _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
@@ -431,7 +454,8 @@ extension Supervisor {
     /// Records a failure and either schedules the restart or gives up on the suite.
     func failed(_ slot: WorkerSlot, exit: ProcessSpawner.Exit, reason: String) {
         let now = MonotonicClock.now
-        let uptime = slot.spawnedAt > 0 ? Duration(nanoseconds: MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) : .zero
+        let uptime =
+            slot.spawnedAt > 0 ? Duration(nanoseconds: MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) : .zero
         slot.pid = 0
         slot.lastExit = WorkerSlot.LastExit(exit: exit, reason: reason, at: now)
         slot.restarts += 1
@@ -440,7 +464,8 @@ extension Supervisor {
         case .restart(let delay):
             slot.state = .backoff(until: now + delay)
             logger.warning(
-                "restarting \(slot.kind.identifier) in \(Duration(nanoseconds: delay).humanReadable) (restart \(slot.restarts))")
+                "restarting \(slot.kind.identifier) in \(Duration(nanoseconds: delay).humanReadable) (restart \(slot.restarts))"
+            )
             publishStatus()
         case .giveUp(let why):
             let message = "giving up on \(slot.kind.identifier): \(why); stopping so that systemd can restart sluice"
@@ -456,7 +481,9 @@ extension Supervisor {
     func reload() {
         guard phase == .running else { return }
         logger.info("reloading \(options.configPath)")
-        _ = apply(ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog), from: options.configPath)
+        _ = apply(
+            ConfigLoader.load(contentsOfFile: options.configPath, catalog: options.proxyCatalog),
+            from: options.configPath)
     }
 
     /// Puts a loaded configuration in place, or keeps the running one when it has errors. Returns the
@@ -469,10 +496,13 @@ extension Supervisor {
                 logger.error("reload refused: \(diagnostic)")
             }
             let errors = problems.count
-            logger.error("reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(source); still running generation \(generation). Fix it and reload again (`sluiced check -c FILE` lists the problems).")
+            logger.error(
+                "reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(source); still running generation \(generation). Fix it and reload again (`sluiced check -c FILE` lists the problems)."
+            )
             notifier.status("\(statusLine()); reload refused: \(errors) error\(errors == 1 ? "" : "s") in \(source)")
             lastStatus = ""
-            return "\(errors) error\(errors == 1 ? "" : "s") in \(source): " + problems.prefix(5).map { "\($0)" }.joined(separator: "; ")
+            return "\(errors) error\(errors == 1 ? "" : "s") in \(source): "
+                + problems.prefix(5).map { "\($0)" }.joined(separator: "; ")
         }
         for diagnostic in result.diagnostics { logger.warning("\(diagnostic)") }
         notifier.reloading()
@@ -508,7 +538,9 @@ extension Supervisor {
                 logger.info("\(kind.identifier) disabled by the new configuration")
                 if slot.isRunning {
                     slot.state = .stopping
-                    send(.shutdown(Shutdown(graceMilliseconds: 2000, reason: "disabled by configuration")), to: slot, purpose: nil)
+                    send(
+                        .shutdown(Shutdown(graceMilliseconds: 2000, reason: "disabled by configuration")), to: slot,
+                        purpose: nil)
                 } else {
                     slot.state = .off
                 }

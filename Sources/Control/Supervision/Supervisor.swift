@@ -75,7 +75,8 @@ package final class Supervisor {
     var listener: OwnedDescriptor?
     var clients: [ControlClient] = []
     /// Warnings about control clients (refused, garbage, expired): at most 10 every 10 s, the rest counted.
-    lazy var controlClientLog = LogBudget(perWindow: 10, windowSeconds: 10, logger: logger, what: "control-client warnings")
+    lazy var controlClientLog = LogBudget(
+        perWindow: 10, windowSeconds: 10, logger: logger, what: "control-client warnings")
     var nextRequestID: UInt32 = 1
     var phase: Phase = .running
     var exitCode: Int32 = 0
@@ -129,7 +130,8 @@ package final class Supervisor {
             self.account = account
             if let groupName = configuration.supervisor.group {
                 guard let gid = ServiceAccount.groupID(groupName) else {
-                    throw SupervisorError("supervisor.group: the group \"\(groupName)\" does not exist; create it or remove the key")
+                    throw SupervisorError(
+                        "supervisor.group: the group \"\(groupName)\" does not exist; create it or remove the key")
                 }
                 self.controlGroup = gid
             } else {
@@ -309,7 +311,9 @@ package final class Supervisor {
             }
             return
         }
-        if let oldest = slot.oldestOutstandingHeartbeat, MonotonicClock.elapsed(from: oldest, to: now) > heartbeatTimeout {
+        if let oldest = slot.oldestOutstandingHeartbeat,
+            MonotonicClock.elapsed(from: oldest, to: now) > heartbeatTimeout
+        {
             kill(slot, reason: "heartbeat timeout")
             return
         }
@@ -323,7 +327,9 @@ package final class Supervisor {
         // Stats ride along with every heartbeat: `sluiced status` is at most one interval old.
         send(.statsRequest, to: slot, purpose: .stats)
         if slot.kind == .tun { send(.groupStatusRequest, to: slot, purpose: .groups) }
-        if slot.kind == .keepalive, !configuration.wireguard.isEmpty { send(.linkStatusRequest, to: slot, purpose: .links) }
+        if slot.kind == .keepalive, !configuration.wireguard.isEmpty {
+            send(.linkStatusRequest, to: slot, purpose: .links)
+        }
     }
 
     // MARK: Signals
@@ -338,7 +344,8 @@ package final class Supervisor {
                 if case .running = phase {
                     beginStop(reason: sig == SIGTERM ? "SIGTERM" : "SIGINT", exitCode: 0)
                 } else {
-                    logger.info("\(sig == SIGTERM ? "SIGTERM" : "SIGINT") again while stopping; killing the workers now")
+                    logger.info(
+                        "\(sig == SIGTERM ? "SIGTERM" : "SIGINT") again while stopping; killing the workers now")
                     for slot in slots.values where slot.isRunning { ProcessSpawner.signal(slot.pid, SIGKILL) }
                 }
             default: break
@@ -350,7 +357,9 @@ package final class Supervisor {
     func beginStop(reason: String, exitCode: Int32) {
         guard phase == .running else { return }
         self.exitCode = exitCode
-        logger.notice("stopping (\(reason)): asking the workers to shut down within \(Duration(nanoseconds: stopGrace).humanReadable)")
+        logger.notice(
+            "stopping (\(reason)): asking the workers to shut down within \(Duration(nanoseconds: stopGrace).humanReadable)"
+        )
         notifier.stopping(status: exitCode == 0 ? "stopping (\(reason))" : reason)
         phase = .stopping(killAt: MonotonicClock.now + stopGrace)
         let grace = UInt32(min(UInt64(UInt32.max), stopGrace / 1_000_000))
@@ -384,7 +393,9 @@ package final class Supervisor {
             if slot.restarts > 0 { text += " (\(slot.restarts) restart\(slot.restarts == 1 ? "" : "s"))" }
             return text
         }.joined(separator: ", ")
-        let problems = WorkerKind.allCases.flatMap { kind in slots[kind]!.problems.map { "PROBLEM \(kind.rawValue): \($0)" } }
+        let problems = WorkerKind.allCases.flatMap { kind in
+            slots[kind]!.problems.map { "PROBLEM \(kind.rawValue): \($0)" }
+        }
         return ([workers] + problems).joined(separator: "; ")
     }
 
@@ -418,13 +429,16 @@ package final class Supervisor {
             return SupervisorStatus.Worker(
                 name: kind.rawValue, enabled: slot.enabled, state: slot.enabled ? slot.state.name : "off",
                 pid: slot.isRunning ? slot.pid : nil,
-                uptimeSeconds: slot.isRunning ? Double(MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) / 1e9 : nil, restarts: slot.restarts,
+                uptimeSeconds: slot.isRunning
+                    ? Double(MonotonicClock.elapsed(from: slot.spawnedAt, to: now)) / 1e9 : nil,
+                restarts: slot.restarts,
                 lastExit: exit, detail: slot.detail,
                 heartbeatLatencyMilliseconds: slot.heartbeatLatency.map { Double($0) / 1e6 }, stats: slot.stats,
                 problems: slot.problems)
         }
         return SupervisorStatus(
-            pid: getpid(), version: SluiceVersion.string, uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,
+            pid: getpid(), version: SluiceVersion.string,
+            uptimeSeconds: Double(MonotonicClock.elapsed(from: startedAt, to: now)) / 1e9,
             configPath: options.configPath, generation: generation, summary: statusLine(), workers: workers,
             groups: slots[.tun]?.groups ?? [], links: slots[.keepalive]?.links ?? [])
     }
@@ -438,7 +452,8 @@ package final class Supervisor {
                 try FileManager.default.createDirectory(
                     atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
             } catch {
-                throw SupervisorError("cannot create \(path): \(error.localizedDescription); create it or pass another directory")
+                throw SupervisorError(
+                    "cannot create \(path): \(error.localizedDescription); create it or pass another directory")
             }
         }
         // The workers keep their state here as the service user: the directory and everything in it is theirs,
@@ -452,11 +467,13 @@ package final class Supervisor {
         let report = StateOwnership.repair(directory, uid: account.uid, gid: account.gid)
         if !report.repaired.isEmpty {
             logger.notice(
-                "state directory \(directory): gave \(report.repaired.joined(separator: ", ")) back to \(account.name) (systemd's StateDirectory= hands it to root at every start of a unit without User=)")
+                "state directory \(directory): gave \(report.repaired.joined(separator: ", ")) back to \(account.name) (systemd's StateDirectory= hands it to root at every start of a unit without User=)"
+            )
         }
         for skipped in report.skipped { logger.warning("state directory \(directory): left \(skipped) as it is") }
         if let failure = report.failure {
-            logger.error("state directory \(directory): \(failure); the workers may not be able to keep their state there")
+            logger.error(
+                "state directory \(directory): \(failure); the workers may not be able to keep their state there")
         }
     }
 
@@ -475,20 +492,27 @@ package final class Supervisor {
     func prepareWireGuardDirectory() {
         guard let account, !configuration.wireguard.isEmpty else { return }
         let path = "/run/wireguard"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try? FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         if chown(path, account.uid, account.gid) != 0 {
-            logger.warning("cannot hand \(path) to \(account.name): \(String(cString: strerror(errno))); wireguard-go links will not start")
+            logger.warning(
+                "cannot hand \(path) to \(account.name): \(String(cString: strerror(errno))); wireguard-go links will not start"
+            )
         }
     }
 
     private func announcePrivileges() {
         if let account {
-            logger.info("workers run as \(account.name) (uid \(account.uid)); tun: CAP_NET_ADMIN only, dns: no capabilities")
+            logger.info(
+                "workers run as \(account.name) (uid \(account.uid)); tun: CAP_NET_ADMIN only, dns: no capabilities")
             return
         }
-        let missing = WorkerKind.allCases.filter { $0.capabilities & ~grantable != 0 && $0.isEnabled(in: configuration) }
+        let missing = WorkerKind.allCases.filter {
+            $0.capabilities & ~grantable != 0 && $0.isEnabled(in: configuration)
+        }
         if missing.isEmpty {
-            logger.notice("started unprivileged (uid \(getuid())): workers run as this user with the capabilities sluiced holds")
+            logger.notice(
+                "started unprivileged (uid \(getuid())): workers run as this user with the capabilities sluiced holds")
         } else {
             logger.warning(
                 "started unprivileged (uid \(getuid())) without CAP_NET_ADMIN: \(missing.map(\.identifier).joined(separator: ", ")) run without it, so the tun worker can only attach to a pre-created TUN device owned by this user (ip tuntap add mode tun user \(getuid()) name DEV), and auto-route and WireGuard links are off. Start sluiced as root for the full feature set."
@@ -500,10 +524,13 @@ package final class Supervisor {
     /// they cannot be had; the tun worker then says that pings go unanswered.
     func openICMPSockets() {
         guard icmpSockets.v4 == nil && icmpSockets.v6 == nil else { return }
-        icmpSockets.v4 = try? InetSocket.make(family: AF_INET, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMP), nonBlocking: true)
-        icmpSockets.v6 = try? InetSocket.make(family: AF_INET6, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMPV6), nonBlocking: true)
+        icmpSockets.v4 = try? InetSocket.make(
+            family: AF_INET, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMP), nonBlocking: true)
+        icmpSockets.v6 = try? InetSocket.make(
+            family: AF_INET6, type: CInt(SOCK_RAW.rawValue), protocol: CInt(IPPROTO_ICMPV6), nonBlocking: true)
         if icmpSockets.v4 == nil {
-            logger.warning("cannot open a raw ICMP socket (needs CAP_NET_RAW): pings through the TUN will go unanswered")
+            logger.warning(
+                "cannot open a raw ICMP socket (needs CAP_NET_RAW): pings through the TUN will go unanswered")
         }
     }
 
@@ -526,7 +553,8 @@ package final class Supervisor {
             return (udp, tcp)
         } catch {
             logger.error(
-                "dns.listen: cannot bind \(endpoint): \(error); is another DNS server (systemd-resolved, dnsmasq) on that port? Change dns.listen or stop it.")
+                "dns.listen: cannot bind \(endpoint): \(error); is another DNS server (systemd-resolved, dnsmasq) on that port? Change dns.listen or stop it."
+            )
             return (nil, nil)
         }
     }
@@ -552,10 +580,13 @@ package final class Supervisor {
                 kept[key] = sockets
                 result.append(sockets)
                 let bound = (try? InetSocket.address(tcp.rawValue)).map(\.description) ?? endpoint.description
-                logger.info("\(listener.name): bound \(bound) (\(listener.kind.rawValue)\(listener.udp ? ", TCP and UDP" : ", TCP")) for the tun worker")
+                logger.info(
+                    "\(listener.name): bound \(bound) (\(listener.kind.rawValue)\(listener.udp ? ", TCP and UDP" : ", TCP")) for the tun worker"
+                )
             } catch {
                 logger.error(
-                    "\(listener.name): cannot bind \(endpoint): \(error); this local proxy port stays closed. Is another program (another proxy) on that port? Change the port or stop it.")
+                    "\(listener.name): cannot bind \(endpoint): \(error); this local proxy port stays closed. Is another program (another proxy) on that port? Change the port or stop it."
+                )
                 result.append(nil)
             }
         }
@@ -572,7 +603,9 @@ package final class Supervisor {
     /// that they leave around the TUN. Empty when the mark cannot be set or is not wanted.
     func dnsUpstreamSockets() -> [OwnedDescriptor] {
         let mark = configuration.tun.routingMark
-        guard configuration.dns.enable, configuration.tun.enable, configuration.tun.autoRoute, mark != 0 else { return [] }
+        guard configuration.dns.enable, configuration.tun.enable, configuration.tun.autoRoute, mark != 0 else {
+            return []
+        }
         var sockets: [OwnedDescriptor] = []
         for family in [AF_INET, AF_INET6] {
             guard let socket = try? InetSocket.udp(family) else { continue }

@@ -107,7 +107,9 @@ package struct SupervisorStatus: Codable, Sendable, Equatable {
 
     /// The table people read (`sluiced status`).
     package func renderTable() -> String {
-        var lines = ["sluiced pid \(pid), \(version), up \(Self.age(uptimeSeconds)), config \(configPath) (generation \(generation))"]
+        var lines = [
+            "sluiced pid \(pid), \(version), up \(Self.age(uptimeSeconds)), config \(configPath) (generation \(generation))"
+        ]
         lines.append(summary)
         let header = ["WORKER", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DETAIL"]
         var rows = [header]
@@ -116,7 +118,8 @@ package struct SupervisorStatus: Codable, Sendable, Equatable {
                 (e.signalName ?? (e.code.map { "exit \($0)" } ?? "?")) + " (\(e.reason), \(Self.age(e.secondsAgo)) ago)"
             }
             rows.append([
-                w.name, w.state, w.pid.map(String.init) ?? "-", w.uptimeSeconds.map(Self.age) ?? "-", String(w.restarts),
+                w.name, w.state, w.pid.map(String.init) ?? "-", w.uptimeSeconds.map(Self.age) ?? "-",
+                String(w.restarts),
                 exit ?? "-", w.detail,
             ])
         }
@@ -125,7 +128,9 @@ package struct SupervisorStatus: Codable, Sendable, Equatable {
             for problem in w.problems { lines.append("PROBLEM \(w.name): \(problem)") }
         }
         for w in workers where !w.stats.isEmpty {
-            lines.append("\(w.name): " + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            lines.append(
+                "\(w.name): "
+                    + w.stats.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
         if !groups.isEmpty { lines.append(Self.renderGroups(groups)) }
         if !links.isEmpty { lines.append(Self.renderLinks(links)) }
@@ -140,7 +145,9 @@ package struct SupervisorStatus: Codable, Sendable, Equatable {
         for link in links {
             let state = link.up ? "up" : "down"
             let pid = link.pid.map(String.init) ?? "-"
-            let linkColumns = [link.name, state + (link.restarts > 0 ? " (\(link.restarts) restarts)" : ""), link.backend, pid]
+            let linkColumns = [
+                link.name, state + (link.restarts > 0 ? " (\(link.restarts) restarts)" : ""), link.backend, pid,
+            ]
             if link.peers.isEmpty { rows.append(linkColumns + ["-", "-", "-", "-", "-"]) }
             for (i, peer) in link.peers.enumerated() {
                 let name = peer.configuredEndpoint ?? String(peer.publicKey.prefix(8)) + "…"
@@ -203,7 +210,9 @@ package struct SupervisorStatus: Codable, Sendable, Equatable {
 }
 
 extension String {
-    fileprivate func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    fileprivate func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
 }
 
 /// Signal names for status output.

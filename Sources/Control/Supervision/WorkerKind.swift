@@ -54,10 +54,14 @@ package enum WorkerKind: String, Sendable, CaseIterable, Codable {
         switch self {
         case .tun:
             return old.tun != new.tun || old.mode != new.mode || old.proxies != new.proxies
-                || old.proxyGroups != new.proxyGroups || old.rules != new.rules || old.ruleProviders != new.ruleProviders
-                || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer || old.keepAlive != new.keepAlive
-                || old.wireguardBypassMarks != new.wireguardBypassMarks || old.wireguardEndpointRules != new.wireguardEndpointRules
-                || old.limits.maxConnections != new.limits.maxConnections || old.limits.udpMaxFlows != new.limits.udpMaxFlows
+                || old.proxyGroups != new.proxyGroups || old.rules != new.rules
+                || old.ruleProviders != new.ruleProviders
+                || old.dns != new.dns || old.ipv6 != new.ipv6 || old.sniffer != new.sniffer
+                || old.keepAlive != new.keepAlive
+                || old.wireguardBypassMarks != new.wireguardBypassMarks
+                || old.wireguardEndpointRules != new.wireguardEndpointRules
+                || old.limits.maxConnections != new.limits.maxConnections
+                || old.limits.udpMaxFlows != new.limits.udpMaxFlows
                 || old.inbound != new.inbound
         case .dns:
             return old.dns != new.dns || old.hosts != new.hosts || old.profile != new.profile || old.ipv6 != new.ipv6

@@ -105,7 +105,11 @@ final class WorkerSlot {
         handshaken = false
         outstandingHeartbeats = [:]
         for case .api(let reply) in requests.values {
-            reply(.error(ErrorReport(code: .peerClosed, message: "the \(kind.rawValue) worker stopped before answering; try again once it is back")))
+            reply(
+                .error(
+                    ErrorReport(
+                        code: .peerClosed,
+                        message: "the \(kind.rawValue) worker stopped before answering; try again once it is back")))
         }
         requests = [:]
         heartbeatLatency = nil

@@ -1,7 +1,7 @@
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A generic netlink client (`NETLINK_GENERIC`): finds a family by name through the controller (`nlctrl`) and sends

@@ -2,7 +2,7 @@ import CSluice
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Running code inside a named network namespace (`ip netns add NAME`, bound at `/run/netns/NAME`), for tests

@@ -1,7 +1,7 @@
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// A non-blocking rtnetlink socket subscribed to change notifications (links, addresses, routes), for an event

@@ -2,7 +2,7 @@ import SluiceNet
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// An rtnetlink client: reads and changes links, addresses, routes and policy rules through one `NETLINK_ROUTE`

@@ -29,7 +29,8 @@ package final class SocketOwners: Sendable {
     /// The owner of the local socket `local` → `remote` (TCP or UDP); nil when there is none.
     package func owner(tcp: Bool, local: InetEndpoint, remote: InetEndpoint) -> Owner? {
         guard local.address.isIPv4 == remote.address.isIPv4 else { return nil }
-        var request = NetlinkRequest(type: Self.sockDiagByFamily, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
+        var request = NetlinkRequest(
+            type: Self.sockDiagByFamily, flags: NetlinkConstant.flagRequest | NetlinkConstant.flagAck)
         // struct inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid.
         request.append(UInt8(local.address.isIPv4 ? AF_INET : AF_INET6))
         request.append(UInt8(tcp ? IPPROTO_TCP : IPPROTO_UDP))

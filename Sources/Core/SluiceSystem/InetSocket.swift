@@ -59,7 +59,8 @@ extension IPAddress {
 /// IP socket operations through CSluice, throwing ``SystemError``s that name the call and
 /// the endpoint.
 package enum InetSocket {
-    package static func make(family: CInt, type: CInt, protocol proto: CInt = 0, nonBlocking: Bool = true) throws(SystemError)
+    package static func make(family: CInt, type: CInt, protocol proto: CInt = 0, nonBlocking: Bool = true)
+        throws(SystemError)
         -> OwnedDescriptor
     {
         let fd = try Posix.check("socket", csluice_socket(family, type, proto, nonBlocking ? 1 : 0))
@@ -74,9 +75,12 @@ package enum InetSocket {
         try make(family: family, type: CInt(SOCK_DGRAM.rawValue))
     }
 
-    package static func bind(_ fd: CInt, _ endpoint: InetEndpoint, freeBind: Bool = false, reuseAddress: Bool = false) throws(SystemError) {
+    package static func bind(_ fd: CInt, _ endpoint: InetEndpoint, freeBind: Bool = false, reuseAddress: Bool = false)
+        throws(SystemError)
+    {
         let rc = endpoint.address.withNetworkBytes {
-            csluice_bind_inet(fd, endpoint.address.socketFamily, $0, endpoint.port, freeBind ? 1 : 0, reuseAddress ? 1 : 0)
+            csluice_bind_inet(
+                fd, endpoint.address.socketFamily, $0, endpoint.port, freeBind ? 1 : 0, reuseAddress ? 1 : 0)
         }
         try Posix.check("bind \(endpoint)", rc)
     }
@@ -121,7 +125,7 @@ package enum InetSocket {
         let udp: OwnedDescriptor
         do {
             udp = try InetSocket.udp(endpoint.address.socketFamily)
-        } catch where dualStack && error.errno == EAFNOSUPPORT {
+        } catch  where dualStack && error.errno == EAFNOSUPPORT {
             return try serverPair(InetEndpoint(.v4(IPv4Address(rawValue: 0)), endpoint.port), backlog: backlog)
         }
         if dualStack { try setDualStack(udp.rawValue, endpoint) }
@@ -144,7 +148,9 @@ package enum InetSocket {
 
     /// Starts a connect; returns false when it is in progress (non-blocking socket).
     package static func connect(_ fd: CInt, _ endpoint: InetEndpoint) throws(SystemError) -> Bool {
-        let rc = endpoint.address.withNetworkBytes { csluice_connect_inet(fd, endpoint.address.socketFamily, $0, endpoint.port) }
+        let rc = endpoint.address.withNetworkBytes {
+            csluice_connect_inet(fd, endpoint.address.socketFamily, $0, endpoint.port)
+        }
         if rc == -EINPROGRESS { return false }
         try Posix.check("connect \(endpoint)", rc)
         return true
@@ -152,7 +158,9 @@ package enum InetSocket {
 
     /// Sends one datagram; false when the socket buffer is full (EAGAIN).
     @discardableResult
-    package static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, to endpoint: InetEndpoint) throws(SystemError) -> Bool {
+    package static func send(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, to endpoint: InetEndpoint) throws(SystemError)
+        -> Bool
+    {
         let n = endpoint.address.withNetworkBytes {
             csluice_sendto_inet(fd, bytes.baseAddress, bytes.count, endpoint.address.socketFamily, $0, endpoint.port)
         }
@@ -162,7 +170,9 @@ package enum InetSocket {
     }
 
     /// Receives one datagram into `buffer`; nil when nothing is waiting.
-    package static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (Int, InetEndpoint)? {
+    package static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (
+        Int, InetEndpoint
+    )? {
         let (n, endpoint) = withAddressOutput { family, address, port in
             csluice_recvfrom_inet(fd, buffer.baseAddress, buffer.count, family, address, port)
         }
@@ -184,7 +194,8 @@ package enum InetSocket {
 
     /// accept4 (non-blocking, close-on-exec); nil when no connection is waiting.
     package static func accept(_ fd: CInt) throws(SystemError) -> (OwnedDescriptor, InetEndpoint)? {
-        let (c, endpoint) = withAddressOutput { family, address, port in csluice_accept_inet(fd, family, address, port) }
+        let (c, endpoint) = withAddressOutput { family, address, port in csluice_accept_inet(fd, family, address, port)
+        }
         if c == -EAGAIN { return nil }
         try Posix.check("accept4", c)
         let owned = OwnedDescriptor(takingOwnershipOfDescriptor: c)
@@ -210,7 +221,9 @@ package enum InetSocket {
         }
     }
 
-    package static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String) throws(SystemError) {
+    package static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, _ what: @autoclosure () -> String)
+        throws(SystemError)
+    {
         try Posix.check("setsockopt \(what())", csluice_setsockopt_int(fd, level, name, value))
     }
 
@@ -250,7 +263,8 @@ package final class EventPoll: @unchecked Sendable {
     private var masks = [UInt32](repeating: 0, count: 256)
 
     package init() throws(SystemError) {
-        descriptor = OwnedDescriptor(takingOwnershipOfDescriptor: try Posix.check("epoll_create1", csluice_epoll_create()))
+        descriptor = OwnedDescriptor(
+            takingOwnershipOfDescriptor: try Posix.check("epoll_create1", csluice_epoll_create()))
     }
 
     package func add(_ fd: CInt, _ events: Events, cookie: UInt64) throws(SystemError) {
@@ -265,7 +279,8 @@ package final class EventPoll: @unchecked Sendable {
 
     /// Waits and calls `body(cookie, events)` for each ready descriptor.
     package func wait(timeoutMilliseconds: Int32, _ body: (UInt64, Events) -> Void) throws(SystemError) {
-        let n = try Posix.check("epoll_wait", csluice_epoll_wait(descriptor.rawValue, &cookies, &masks, 256, timeoutMilliseconds))
+        let n = try Posix.check(
+            "epoll_wait", csluice_epoll_wait(descriptor.rawValue, &cookies, &masks, 256, timeoutMilliseconds))
         for i in 0..<Int(n) { body(cookies[i], Events(rawValue: masks[i])) }
     }
 }

@@ -47,7 +47,9 @@ package enum Capability: Int, Sendable, CaseIterable {
     package static func names(_ mask: UInt64) -> String {
         if mask == 0 { return "none" }
         let known = allCases.filter { mask & $0.mask != 0 }.map(\.name)
-        let unknown = (0..<64).filter { bit in mask & (1 << UInt64(bit)) != 0 && !allCases.contains { $0.rawValue == bit } }
+        let unknown = (0..<64).filter { bit in
+            mask & (1 << UInt64(bit)) != 0 && !allCases.contains { $0.rawValue == bit }
+        }
         return (known + unknown.map { "cap\($0)" }).joined(separator: ",")
     }
 }
@@ -72,7 +74,8 @@ package struct ServiceAccount: Sendable, Equatable {
             groups = [gid_t](repeating: 0, count: Int(count))
             _ = getgrouplist(name, pwd.pw_gid, &groups, &count)
         }
-        return ServiceAccount(name: name, uid: pwd.pw_uid, gid: pwd.pw_gid, groups: Array(groups.prefix(Int(max(0, count)))))
+        return ServiceAccount(
+            name: name, uid: pwd.pw_uid, gid: pwd.pw_gid, groups: Array(groups.prefix(Int(max(0, count)))))
     }
 
     /// The gid of group `name`, if it exists.
@@ -118,11 +121,13 @@ package struct SpawnRequest: Sendable {
     /// The sanitizer runtimes' settings of this process (`ASAN_OPTIONS` ...), as `NAME=value` entries to pass on
     /// to children that otherwise get a clean environment: a build with `-sanitize=address|thread` under test
     /// (`Scripts/sanitize.sh`) must carry `detect_leaks=0` and the report path to every process. Empty otherwise.
-    package static let sanitizerEnvironment: [String] = ["ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"]
-        .compactMap { name in
-            guard let value = getenv(name) else { return nil }
-            return name + "=" + String(cString: value)
-        }
+    package static let sanitizerEnvironment: [String] = [
+        "ASAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS",
+    ]
+    .compactMap { name in
+        guard let value = getenv(name) else { return nil }
+        return name + "=" + String(cString: value)
+    }
 }
 
 /// Starts processes with `csluice_spawn`: fork and exec happen in C, never in Swift.
@@ -216,7 +221,8 @@ package enum ProcessSpawner {
 package enum SignalPipe {
     /// Installs the handlers and returns the read end. Call once per process.
     package static func install(_ signals: [CInt]) throws(SystemError) -> OwnedDescriptor {
-        let fd = try Posix.check("signal pipe", signals.withUnsafeBufferPointer { csluice_signal_pipe($0.baseAddress, CInt($0.count)) })
+        let fd = try Posix.check(
+            "signal pipe", signals.withUnsafeBufferPointer { csluice_signal_pipe($0.baseAddress, CInt($0.count)) })
         return OwnedDescriptor(takingOwnershipOfDescriptor: fd)
     }
 
@@ -266,7 +272,9 @@ package struct ProcessStatus: Sendable, Equatable {
         }
         free(line)
         func hex(_ key: String) -> UInt64 { UInt64(fields[key] ?? "", radix: 16) ?? 0 }
-        let uid = fields["Uid"].flatMap { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).first }.flatMap { uid_t($0) }
+        let uid = fields["Uid"].flatMap { $0.split(whereSeparator: { $0 == "\t" || $0 == " " }).first }.flatMap {
+            uid_t($0)
+        }
         return ProcessStatus(
             name: fields["Name"] ?? "", uid: uid ?? 0, capEffective: hex("CapEff"), capPermitted: hex("CapPrm"),
             capInheritable: hex("CapInh"), capBounding: hex("CapBnd"), capAmbient: hex("CapAmb"),

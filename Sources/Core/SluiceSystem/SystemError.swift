@@ -28,7 +28,8 @@ package enum Posix {
     /// For CSluice calls that return `-errno` on failure.
     @discardableResult
     @inline(__always)
-    package static func check<T: SignedInteger>(_ call: @autoclosure () -> String, _ result: T) throws(SystemError) -> T {
+    package static func check<T: SignedInteger>(_ call: @autoclosure () -> String, _ result: T) throws(SystemError) -> T
+    {
         if result < 0 { throw SystemError(call(), errno: Int32(truncatingIfNeeded: 0 - result)) }
         return result
     }
@@ -36,7 +37,9 @@ package enum Posix {
     /// For libc calls that return -1 and set errno. Retries on EINTR.
     @discardableResult
     @inline(__always)
-    package static func call<T: BinaryInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
+    package static func call<T: BinaryInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemError)
+        -> T
+    {
         while true {
             let result = body()
             if result >= 0 { return result }

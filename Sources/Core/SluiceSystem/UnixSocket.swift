@@ -1,4 +1,5 @@
 import CSluice
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,10 +48,13 @@ package enum UnixSocket {
     package static let maxDescriptorsPerMessage = Int(CSLUICE_MAX_FDS)
 
     /// A connected pair of sockets (close-on-exec).
-    package static func pair(_ kind: UnixSocketKind = .stream) throws(SystemError) -> (OwnedDescriptor, OwnedDescriptor) {
+    package static func pair(_ kind: UnixSocketKind = .stream) throws(SystemError) -> (OwnedDescriptor, OwnedDescriptor)
+    {
         var fds: [CInt] = [-1, -1]
         try Posix.check("socketpair", csluice_socketpair(kind.shimValue, &fds))
-        return (OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1]))
+        return (
+            OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1])
+        )
     }
 
     /// Sends bytes with descriptors attached to the first byte. The descriptors stay owned
@@ -64,7 +68,8 @@ package enum UnixSocket {
             throw SystemError("sendmsg with \(descriptors.count) descriptors", errno: EINVAL)
         }
         let sent = descriptors.withUnsafeBufferPointer { fds in
-            csluice_send_with_fds(socket, bytes.baseAddress, bytes.count, fds.baseAddress, CInt(fds.count), nonBlocking ? 1 : 0)
+            csluice_send_with_fds(
+                socket, bytes.baseAddress, bytes.count, fds.baseAddress, CInt(fds.count), nonBlocking ? 1 : 0)
         }
         return Int(try Posix.check("sendmsg", sent))
     }
@@ -133,7 +138,9 @@ package enum Descriptors {
     package static func pipe() throws(SystemError) -> (read: OwnedDescriptor, write: OwnedDescriptor) {
         var fds: [CInt] = [-1, -1]
         try Posix.check("pipe2", csluice_pipe(&fds))
-        return (OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1]))
+        return (
+            OwnedDescriptor(takingOwnershipOfDescriptor: fds[0]), OwnedDescriptor(takingOwnershipOfDescriptor: fds[1])
+        )
     }
 
     /// Sets or clears O_NONBLOCK.

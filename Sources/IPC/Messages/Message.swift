@@ -334,7 +334,8 @@ public enum Message: Sendable, Equatable {
         case .reload:
             return .reload(Reload(reason: try r.string("reason")))
         case .shutdown:
-            return .shutdown(Shutdown(graceMilliseconds: try r.u32("graceMilliseconds"), reason: try r.string("reason")))
+            return .shutdown(
+                Shutdown(graceMilliseconds: try r.u32("graceMilliseconds"), reason: try r.string("reason")))
         case .peerChannel:
             return .peerChannel(PeerChannel(peer: try PeerRole.decode(&r, "peer"), peerPID: try r.u32("peerPID")))
         case .tunDescriptorRequest:
@@ -397,7 +398,10 @@ public enum Message: Sendable, Equatable {
             var delays: [DelayResult.Entry] = []
             delays.reserveCapacity(count)
             for i in 0..<count {
-                delays.append(.init(name: try r.string("delays[\(i)].name", max: 1024), milliseconds: try r.u32("delays[\(i)].milliseconds")))
+                delays.append(
+                    .init(
+                        name: try r.string("delays[\(i)].name", max: 1024),
+                        milliseconds: try r.u32("delays[\(i)].milliseconds")))
             }
             return .delayResult(DelayResult(delays: delays, error: try r.string("error", max: 4096)))
         case .logSubscribe:
@@ -407,7 +411,9 @@ public enum Message: Sendable, Equatable {
         case .cacheFlush:
             let raw = try r.u8("what")
             guard let target = CacheFlush.Target(rawValue: raw) else {
-                throw IPCError(.malformedPayload, "cacheFlush.what: unknown cache \(raw) (1 fake-IP pool and store, 2 DNS answers)")
+                throw IPCError(
+                    .malformedPayload, "cacheFlush.what: unknown cache \(raw) (1 fake-IP pool and store, 2 DNS answers)"
+                )
             }
             return .cacheFlush(CacheFlush(target: target))
         case .cacheFlushed:

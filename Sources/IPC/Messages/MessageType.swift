@@ -55,10 +55,12 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// Every type this build knows, in code order.
     public static let known: [MessageType] = [
         .hello, .helloAccept, .error, .configPush, .configResult, .ready, .heartbeat, .heartbeatAck, .statsRequest,
-        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus, .reload, .shutdown, .select, .peerChannel,
+        .statsReport, .statusRequest, .statusReport, .groupStatusRequest, .groupStatus, .linkStatusRequest, .linkStatus,
+        .reload, .shutdown, .select, .peerChannel,
         .tunDescriptorRequest, .tunDescriptor, .fakeIPLookup, .fakeIPAnswer, .mappingEvent, .fakeIPPin,
         .resolveRequest, .resolveAnswer, .dnsPacket, .processLookup, .processInfo, .connectionsRequest, .connections,
-        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord, .cacheFlush, .cacheFlushed,
+        .closeConnections, .connectionsClosed, .delayTest, .delayResult, .logSubscribe, .logRecord, .cacheFlush,
+        .cacheFlushed,
     ]
 
     public var name: String? {

@@ -414,7 +414,8 @@ public struct WireGuardLinkState: Sendable, Equatable, Codable {
         public var endpointChanges: Int
 
         public init(
-            publicKey: String, configuredEndpoint: String?, endpoint: String?, handshakeAgeSeconds: Int64?, rxBytes: UInt64,
+            publicKey: String, configuredEndpoint: String?, endpoint: String?, handshakeAgeSeconds: Int64?,
+            rxBytes: UInt64,
             txBytes: UInt64, state: String, endpointChanges: Int
         ) {
             self.publicKey = publicKey
@@ -443,7 +444,8 @@ public struct WireGuardLinkState: Sendable, Equatable, Codable {
     public var peers: [Peer]
 
     public init(
-        name: String, up: Bool, backend: String, pid: Int32?, restarts: Int, adopted: Bool, listenPort: UInt16?, peers: [Peer]
+        name: String, up: Bool, backend: String, pid: Int32?, restarts: Int, adopted: Bool, listenPort: UInt16?,
+        peers: [Peer]
     ) {
         self.name = name
         self.up = up
@@ -607,7 +609,8 @@ public struct ConnectionsSnapshot: Sendable, Equatable, Codable {
         public var rulePayload: String
 
         public init(
-            id: String, metadata: Metadata, upload: UInt64, download: UInt64, start: String, chains: [String], rule: String,
+            id: String, metadata: Metadata, upload: UInt64, download: UInt64, start: String, chains: [String],
+            rule: String,
             rulePayload: String
         ) {
             self.id = id

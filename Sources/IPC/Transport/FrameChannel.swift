@@ -121,7 +121,9 @@ package final class FrameChannel: Sendable {
                     }
                     guard writable else {
                         throw IPCError(
-                            .transport, "peer did not read for \(sendTimeoutMilliseconds) ms; send of \(frame.header.type) timed out")
+                            .transport,
+                            "peer did not read for \(sendTimeoutMilliseconds) ms; send of \(frame.header.type) timed out"
+                        )
                     }
                 } catch let error where error.errno == EPIPE || error.errno == ECONNRESET {
                     throw IPCError(.peerClosed, "\(error)")
@@ -182,7 +184,9 @@ package final class FrameChannel: Sendable {
                 }
                 state.descriptors.append(contentsOf: chunk.descriptors)
                 guard state.descriptors.count <= 2 * FrameHeader.maxDescriptors else {
-                    throw IPCError(.descriptorMismatch, "\(state.descriptors.count) descriptors arrived with no frame claiming them")
+                    throw IPCError(
+                        .descriptorMismatch,
+                        "\(state.descriptors.count) descriptors arrived with no frame claiming them")
                 }
                 if chunk.bytes.isEmpty {
                     state.closed = true

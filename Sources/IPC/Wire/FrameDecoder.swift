@@ -62,7 +62,8 @@ public struct FrameDecoder: Sendable {
             )
         }
         if bufferedByteCount > 0 {
-            throw IPCError(.truncated, "stream ended inside a header (\(bufferedByteCount) of \(FrameHeader.size) bytes)")
+            throw IPCError(
+                .truncated, "stream ended inside a header (\(bufferedByteCount) of \(FrameHeader.size) bytes)")
         }
     }
 

@@ -82,7 +82,8 @@ public struct FrameHeader: Sendable, Equatable {
         let version = try r.u8("version")
         guard version >= minimumVersion, version <= currentVersion else {
             throw IPCError(
-                .unsupportedVersion, "frame version \(version); this build speaks \(minimumVersion)...\(currentVersion)")
+                .unsupportedVersion, "frame version \(version); this build speaks \(minimumVersion)...\(currentVersion)"
+            )
         }
         let flags = Flags(rawValue: try r.u8("flags")).intersection(.known)
         let type = MessageType(rawValue: try r.u16("type"))

@@ -58,7 +58,9 @@ public struct WireReader {
             throw IPCError(.malformedPayload, "\(context).\(field): length \(length) exceeds the limit of \(max)")
         }
         guard length <= remaining else {
-            throw IPCError(.malformedPayload, "\(context).\(field): truncated, length \(length) exceeds the \(remaining) bytes left")
+            throw IPCError(
+                .malformedPayload,
+                "\(context).\(field): truncated, length \(length) exceeds the \(remaining) bytes left")
         }
         return Array(try take(length, field))
     }
@@ -82,7 +84,8 @@ public struct WireReader {
     public mutating func count(_ field: String, minimumElementSize: Int) throws(IPCError) -> Int {
         let n = Int(try u32("\(field).count"))
         guard n <= remaining / max(1, minimumElementSize) else {
-            throw IPCError(.malformedPayload, "\(context).\(field): count \(n) cannot fit in the \(remaining) bytes left")
+            throw IPCError(
+                .malformedPayload, "\(context).\(field): count \(n) cannot fit in the \(remaining) bytes left")
         }
         return n
     }

@@ -158,7 +158,8 @@ public struct LocalProxyServer: Sendable {
         if credentials.required {
             guard methods.contains(2) else {
                 stage = .done
-                return .refuse("SOCKS5: the client offers no username/password, which this port requires", reply: [5, 0xFF])
+                return .refuse(
+                    "SOCKS5: the client offers no username/password, which this port requires", reply: [5, 0xFF])
             }
             stage = .socks5Auth
             return .reply([5, 2])
@@ -303,33 +304,38 @@ public struct LocalProxyServer: Sendable {
         var lines = head.components(separatedBy: "\r\n")
         let requestLine = lines.removeFirst().split(separator: " ", omittingEmptySubsequences: true)
         guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/1.") else {
-            return .refuse("HTTP: not a proxy request: \"\(head.prefix(80))\"", reply: Self.httpStatus(400, "Bad Request"))
+            return .refuse(
+                "HTTP: not a proxy request: \"\(head.prefix(80))\"", reply: Self.httpStatus(400, "Bad Request"))
         }
         let method = String(requestLine[0])
         let uri = String(requestLine[1])
         var headers: [(name: String, value: String)] = []
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+            headers.append(
+                (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         var user: String?
         if credentials.required {
             guard let (name, password) = Self.basicCredentials(headers), credentials.accepts(name, password) else {
                 return .refuse(
                     "HTTP: missing or wrong Proxy-Authorization",
-                    reply: Self.httpStatus(407, "Proxy Authentication Required", extra: "Proxy-Authenticate: Basic realm=\"sluice\"\r\n"))
+                    reply: Self.httpStatus(
+                        407, "Proxy Authentication Required", extra: "Proxy-Authenticate: Basic realm=\"sluice\"\r\n"))
             }
             user = name
         }
         let forbidden = Self.httpStatus(403, "Forbidden")
         if method == "CONNECT" {
             guard let target = SocketEndpoint.parse(uri, allowingHostNames: true) else {
-                return .refuse("HTTP CONNECT: \"\(uri.prefix(80))\" is not HOST:PORT", reply: Self.httpStatus(400, "Bad Request"))
+                return .refuse(
+                    "HTTP CONNECT: \"\(uri.prefix(80))\" is not HOST:PORT", reply: Self.httpStatus(400, "Bad Request"))
             }
             return .connect(
                 LocalProxyRequest(
                     target: target, kind: .httpConnect, user: user,
-                    accepted: Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8), refused: forbidden, upstream: rest))
+                    accepted: Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8), refused: forbidden,
+                    upstream: rest))
         }
         // A plain request: absolute form, http only.
         guard uri.lowercased().hasPrefix("http://") else {
@@ -344,23 +350,30 @@ public struct LocalProxyServer: Sendable {
         var path = String(afterScheme[authorityEnd...])
         if path.isEmpty || !path.hasPrefix("/") { path = "/" + path }
         guard let target = SocketEndpoint.parse(authority, allowingHostNames: true, defaultPort: 80) else {
-            return .refuse("HTTP: \"\(authority.prefix(80))\" is not a host", reply: Self.httpStatus(400, "Bad Request"))
+            return .refuse(
+                "HTTP: \"\(authority.prefix(80))\" is not a host", reply: Self.httpStatus(400, "Bad Request"))
         }
         var text = "\(method) \(path) \(requestLine[2])\r\n"
         let dropped: Set<String> = ["proxy-authorization", "proxy-connection", "connection", "keep-alive"]
         if !headers.contains(where: { $0.name.lowercased() == "host" }) { text += "Host: \(authority)\r\n" }
-        for header in headers where !dropped.contains(header.name.lowercased()) { text += "\(header.name): \(header.value)\r\n" }
+        for header in headers where !dropped.contains(header.name.lowercased()) {
+            text += "\(header.name): \(header.value)\r\n"
+        }
         text += "Connection: close\r\n\r\n"
         return .connect(
             LocalProxyRequest(
-                target: target, kind: .http, user: user, accepted: [], refused: forbidden, upstream: Array(text.utf8) + rest))
+                target: target, kind: .http, user: user, accepted: [], refused: forbidden,
+                upstream: Array(text.utf8) + rest))
     }
 
     /// The user and password of a `Proxy-Authorization: Basic` header.
     private static func basicCredentials(_ headers: [(name: String, value: String)]) -> (String, String)? {
-        guard let value = headers.first(where: { $0.name.lowercased() == "proxy-authorization" })?.value else { return nil }
+        guard let value = headers.first(where: { $0.name.lowercased() == "proxy-authorization" })?.value else {
+            return nil
+        }
         let parts = value.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1])) else {
+        guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1]))
+        else {
             return nil
         }
         let text = String(decoding: data, as: UTF8.self)

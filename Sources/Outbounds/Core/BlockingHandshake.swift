@@ -32,7 +32,9 @@ package enum BlockingHandshake {
             case .send(let bytes):
                 var offset = 0
                 while offset < bytes.count {
-                    guard (try? Descriptors.waitWritable(fd, timeoutMilliseconds: remaining())) == true else { return "timed out" }
+                    guard (try? Descriptors.waitWritable(fd, timeoutMilliseconds: remaining())) == true else {
+                        return "timed out"
+                    }
                     let n = bytes.withUnsafeBytes { csluice_write(fd, $0.baseAddress! + offset, $0.count - offset) }
                     if n < 0 && n != -EAGAIN { return "write: \(SystemError("write", errno: Int32(-n)).reason)" }
                     if n > 0 { offset += n }
@@ -41,7 +43,10 @@ package enum BlockingHandshake {
                     return "the proxy did not answer in time"
                 }
                 let n = buffer.withUnsafeMutableBytes { csluice_read(fd, $0.baseAddress, $0.count) }
-                if n == -EAGAIN { step = .send([]); continue }
+                if n == -EAGAIN {
+                    step = .send([])
+                    continue
+                }
                 if n < 0 { return "read: \(SystemError("read", errno: Int32(-n)).reason)" }
                 if n == 0 { return "the proxy closed the connection during the handshake" }
                 step = buffer.withUnsafeBytes { handshake.receive(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }

@@ -14,7 +14,9 @@ package enum BlockingStream {
             case .established: return nil
             case .failed(let reason): return reason
             case .inProgress:
-                guard wait(stream, stream.interest(reading: true), deadline) else { return "the proxy did not answer in time" }
+                guard wait(stream, stream.interest(reading: true), deadline) else {
+                    return "the proxy did not answer in time"
+                }
             }
         }
     }

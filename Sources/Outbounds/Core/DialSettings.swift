@@ -60,7 +60,8 @@ package struct DialSettings: Sendable {
     package func connectTCP(to endpoint: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
         let socket = try InetSocket.tcp(endpoint.address.socketFamily)
         try prepare(socket.rawValue)
-        _ = try InetSocket.setOption(socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
+        _ = try InetSocket.setOption(
+            socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
         egress.applyKeepAlive(socket.rawValue)
         _ = try InetSocket.connect(socket.rawValue, endpoint)
         return socket

@@ -39,7 +39,9 @@ package final class LayeredStream: OutboundStream {
     private var stageB: [UInt8] = []
     private let readBuffer: UnsafeMutableRawBufferPointer
 
-    package init(takingOwnershipOf socket: OwnedDescriptor, layers: [any StreamLayer], readBuffer: UnsafeMutableRawBufferPointer) {
+    package init(
+        takingOwnershipOf socket: OwnedDescriptor, layers: [any StreamLayer], readBuffer: UnsafeMutableRawBufferPointer
+    ) {
         self.socket = socket
         self.fd = socket.rawValue
         self.layers = layers
@@ -75,7 +77,8 @@ package final class LayeredStream: OutboundStream {
             let n = csluice_read(fd, readBuffer.baseAddress, readBuffer.count)
             if n == -EAGAIN || n == -EINTR { return .inProgress }
             if n <= 0 {
-                return .failed(n == 0 ? "the proxy closed the connection" : SystemError("read", errno: Int32(-n)).reason)
+                return .failed(
+                    n == 0 ? "the proxy closed the connection" : SystemError("read", errno: Int32(-n)).reason)
             }
             let bytes = UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])
             let step: StreamLayerStep
@@ -150,7 +153,9 @@ package final class LayeredStream: OutboundStream {
         let n = csluice_read(fd, readBuffer.baseAddress, readBuffer.count)
         if n > 0 {
             do {
-                try pass(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]), sealing: false, layers: layers.count, into: &out)
+                try pass(
+                    UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]), sealing: false, layers: layers.count,
+                    into: &out)
             } catch {
                 return .failed(error)
             }
@@ -182,7 +187,9 @@ package final class LayeredStream: OutboundStream {
         while outgoingStart < outgoing.count {
             let start = outgoingStart
             // send, not write: no SIGPIPE where nobody ignores it (a health check, tests).
-            let n = outgoing.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + start, $0.count - start, CInt(MSG_NOSIGNAL)) }
+            let n = outgoing.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + start, $0.count - start, CInt(MSG_NOSIGNAL))
+            }
             if n < 0 {
                 let error = errno
                 if error == EAGAIN || error == EINTR { break }

@@ -28,7 +28,8 @@ package struct OutboundError: Error, CustomStringConvertible, Equatable {
     package static func addressFamilyExcluded(ipVersion: IPVersion, destination: IPAddress) -> Self {
         Self(
             .addressFamilyExcluded,
-            "ip-version \(ipVersion.rawValue) excludes \(destination) (route its traffic elsewhere or change ip-version)")
+            "ip-version \(ipVersion.rawValue) excludes \(destination) (route its traffic elsewhere or change ip-version)"
+        )
     }
 
     /// The TLS session to a `tls: true` proxy cannot be made (no CA store, bad settings).

@@ -22,7 +22,10 @@ public enum SOCKSAddress {
         switch endpoint.host {
         case .address(.v4(let a)):
             out.append(1)
-            out.append(contentsOf: [UInt8(a.rawValue >> 24), UInt8(a.rawValue >> 16 & 0xFF), UInt8(a.rawValue >> 8 & 0xFF), UInt8(a.rawValue & 0xFF)])
+            out.append(contentsOf: [
+                UInt8(a.rawValue >> 24), UInt8(a.rawValue >> 16 & 0xFF), UInt8(a.rawValue >> 8 & 0xFF),
+                UInt8(a.rawValue & 0xFF),
+            ])
         case .address(.v6(let a)):
             out.append(4)
             for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(a.high >> UInt64(shift) & 0xFF)) }

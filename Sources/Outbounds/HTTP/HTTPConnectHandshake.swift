@@ -17,7 +17,10 @@ public struct HTTPConnectHandshake: ProxyHandshake {
 
     /// - Parameters:
     ///   - headers: extra request headers, in order; a `Host` among them replaces ours.
-    public init(target: SocketEndpoint, username: String? = nil, password: String? = nil, headers: [(name: String, value: String)] = []) {
+    public init(
+        target: SocketEndpoint, username: String? = nil, password: String? = nil,
+        headers: [(name: String, value: String)] = []
+    ) {
         self.target = target
         let authority = target.description
         var text = "CONNECT \(authority) HTTP/1.1\r\n"
@@ -49,7 +52,8 @@ public struct HTTPConnectHandshake: ProxyHandshake {
         let statusLine = received.prefix { $0 != UInt8(ascii: "\r") }
         let line = String(decoding: statusLine, as: UTF8.self)
         let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]), (100...599).contains(status) else {
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]), (100...599).contains(status)
+        else {
             return .failed("HTTP CONNECT: not an HTTP response: \"\(line.prefix(80))\"")
         }
         guard (200...299).contains(status) else {

@@ -20,7 +20,8 @@ package struct HTTPOutbound: Outbound {
         self.name = name
         self.config = config
         self.dial = dial
-        self.tls = config.tls ? ProxyTLS(server: config.server, sni: config.sni, skipCertVerify: config.skipCertVerify) : nil
+        self.tls =
+            config.tls ? ProxyTLS(server: config.server, sni: config.sni, skipCertVerify: config.skipCertVerify) : nil
     }
 
     package var sendsNames: Bool { true }
@@ -34,7 +35,9 @@ package struct HTTPOutbound: Outbound {
         return TCPPlan(hop: hop, .socket(handshake: connect))
     }
 
-    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
+    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
+        try dial.connectTCP(to: hop)
+    }
 
     package var udpUnsupportedReason: String? { "HTTP proxies carry TCP only" }
 

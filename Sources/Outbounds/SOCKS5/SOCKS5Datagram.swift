@@ -16,7 +16,10 @@ public enum SOCKS5Datagram {
     /// the RFC and we, like most clients, drop fragments).
     public static func decode(_ datagram: UnsafeRawBufferPointer) -> (source: SocketEndpoint, payloadOffset: Int)? {
         guard datagram.count >= 4, datagram[2] == 0 else { return nil }
-        guard case .complete(let source, let length) = SOCKSAddress.decode(UnsafeRawBufferPointer(rebasing: datagram[3...])) else {
+        guard
+            case .complete(let source, let length) = SOCKSAddress.decode(
+                UnsafeRawBufferPointer(rebasing: datagram[3...]))
+        else {
             return nil
         }
         return (source, 3 + length)

@@ -58,7 +58,9 @@ public struct SOCKS5Handshake: ProxyHandshake {
                 return .failed("SOCKS5: unexpected bytes from the proxy")
             case .awaitingMethod:
                 guard received.count >= 2 else { return .send(toSend) }
-                guard received[0] == 5 else { return .failed("SOCKS5: the proxy answered with version \(received[0]), not 5") }
+                guard received[0] == 5 else {
+                    return .failed("SOCKS5: the proxy answered with version \(received[0]), not 5")
+                }
                 let method = received[1]
                 received.removeFirst(2)
                 switch method {
@@ -88,16 +90,22 @@ public struct SOCKS5Handshake: ProxyHandshake {
                 // RFC 1929 says version 1; some servers answer 5. Only the status counts.
                 let status = received[1]
                 received.removeFirst(2)
-                guard status == 0 else { return .failed("SOCKS5: the proxy rejected the username or password (status \(status))") }
+                guard status == 0 else {
+                    return .failed("SOCKS5: the proxy rejected the username or password (status \(status))")
+                }
                 guard let request = request() else { return .failed("SOCKS5: host name longer than 255 bytes") }
                 toSend += request
                 state = .awaitingReply
             case .awaitingReply:
                 guard received.count >= 4 else { return .send(toSend) }
-                guard received[0] == 5 else { return .failed("SOCKS5: the proxy answered with version \(received[0]), not 5") }
+                guard received[0] == 5 else {
+                    return .failed("SOCKS5: the proxy answered with version \(received[0]), not 5")
+                }
                 let reply = received[1]
                 guard reply == 0 else { return .failed("SOCKS5: \(Self.describe(reply: reply))") }
-                let address = received.withUnsafeBytes { SOCKSAddress.decode(UnsafeRawBufferPointer(rebasing: $0[3...])) }
+                let address = received.withUnsafeBytes {
+                    SOCKSAddress.decode(UnsafeRawBufferPointer(rebasing: $0[3...]))
+                }
                 switch address {
                 case .incomplete:
                     return .send(toSend)

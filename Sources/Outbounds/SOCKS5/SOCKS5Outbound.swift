@@ -37,7 +37,9 @@ package struct SOCKS5Outbound: Outbound {
         return TCPPlan(hop: server.hop, .socket(handshake: connect))
     }
 
-    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
+    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
+        try dial.connectTCP(to: hop)
+    }
 
     package var udpUnsupportedReason: String? {
         if !config.udp { return "udp is off for this socks5 proxy (set udp: true)" }

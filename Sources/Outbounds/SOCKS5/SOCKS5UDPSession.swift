@@ -55,7 +55,8 @@ package final class SOCKS5UDPSession: UDPSession, @unchecked Sendable {
     /// Connects, authenticates and asks for the association; nil on success.
     private func associate() -> String? {
         let deadline = MonotonicClock.now + UInt64(Self.setupMilliseconds) * 1_000_000
-        let (server, problem) = outbound.server.resolveBlocking(outbound.resolver, timeoutMilliseconds: Self.setupMilliseconds)
+        let (server, problem) = outbound.server.resolveBlocking(
+            outbound.resolver, timeoutMilliseconds: Self.setupMilliseconds)
         guard let server else { return problem }
         let control: OwnedDescriptor
         do {

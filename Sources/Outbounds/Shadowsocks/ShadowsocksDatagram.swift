@@ -26,7 +26,9 @@ public enum ShadowsocksDatagram {
         -> (address: SocketEndpoint, payload: ArraySlice<UInt8>)
     {
         let saltLength = key.method.saltLength
-        guard packet.count >= saltLength + ShadowsocksMethod.tagLength else { throw ShadowsocksError("datagram too short") }
+        guard packet.count >= saltLength + ShadowsocksMethod.tagLength else {
+            throw ShadowsocksError("datagram too short")
+        }
         var cipher = key.sessionCipher(salt: UnsafeRawBufferPointer(rebasing: packet[..<saltLength]))
         var plaintext: [UInt8] = []
         try cipher.open(UnsafeRawBufferPointer(rebasing: packet[saltLength...]), into: &plaintext)

@@ -59,7 +59,9 @@ struct SessionCipher {
 
     /// Opens `sealed` (ciphertext followed by the tag) and appends the plaintext.
     mutating func open(_ sealed: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(ShadowsocksError) {
-        guard sealed.count >= ShadowsocksMethod.tagLength else { throw ShadowsocksError("sealed data shorter than its tag") }
+        guard sealed.count >= ShadowsocksMethod.tagLength else {
+            throw ShadowsocksError("sealed data shorter than its tag")
+        }
         let split = sealed.count - ShadowsocksMethod.tagLength
         let ciphertext = UnsafeRawBufferPointer(rebasing: sealed[..<split])
         let tag = UnsafeRawBufferPointer(rebasing: sealed[split...])
@@ -69,7 +71,8 @@ struct SessionCipher {
                 let box = try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: nonce), ciphertext: ciphertext, tag: tag)
                 out.append(contentsOf: try AES.GCM.open(box, using: key))
             case .chacha20IETFPoly1305:
-                let box = try ChaChaPoly.SealedBox(nonce: ChaChaPoly.Nonce(data: nonce), ciphertext: ciphertext, tag: tag)
+                let box = try ChaChaPoly.SealedBox(
+                    nonce: ChaChaPoly.Nonce(data: nonce), ciphertext: ciphertext, tag: tag)
                 out.append(contentsOf: try ChaChaPoly.open(box, using: key))
             }
         } catch {

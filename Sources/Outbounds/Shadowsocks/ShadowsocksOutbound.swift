@@ -40,7 +40,9 @@ package struct ShadowsocksOutbound: Outbound {
         TCPPlan(hop: server.hop, .stream([ShadowsocksLayer(key: key, target: target.proxyTarget)]))
     }
 
-    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor { try dial.connectTCP(to: hop) }
+    package func connectTCP(to hop: InetEndpoint) throws(SystemError) -> OwnedDescriptor {
+        try dial.connectTCP(to: hop)
+    }
 
     package var udpUnsupportedReason: String? { config.udp ? nil : "udp is off for this ss proxy (set udp: true)" }
 

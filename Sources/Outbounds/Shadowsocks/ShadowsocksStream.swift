@@ -80,7 +80,9 @@ public struct ShadowsocksStreamOpener {
     }
 
     /// Opens every complete unit at the start of `bytes`; returns how many bytes it used.
-    private mutating func consume(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(ShadowsocksError) -> Int {
+    private mutating func consume(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) throws(ShadowsocksError)
+        -> Int
+    {
         var offset = 0
         let tag = ShadowsocksMethod.tagLength
         if cipher == nil {

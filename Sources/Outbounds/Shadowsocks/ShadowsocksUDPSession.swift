@@ -98,7 +98,9 @@ package final class ShadowsocksUDPSession: UDPSession, @unchecked Sendable {
         guard let (n, source) = got else { return .empty }
         // Only the server speaks for this session.
         guard source.address.mapped(toIPv4: server.address.isIPv4) == server.address else { return .skipped }
-        guard let (from, payload) = try? ShadowsocksDatagram.open(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), key: outbound.key)
+        guard
+            let (from, payload) = try? ShadowsocksDatagram.open(
+                UnsafeRawBufferPointer(rebasing: buffer[0..<n]), key: outbound.key)
         else { return .skipped }
         payload.withUnsafeBytes { buffer.copyMemory(from: $0) }
         return .datagram(0..<payload.count, from: DatagramAddress(from))

@@ -1,6 +1,6 @@
-import SluiceTLS
 import SluiceNet
 import SluiceSystem
+import SluiceTLS
 
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
 import SluiceConfig
 import SluiceNet
-import SluiceSystem
 import SluiceRules
+import SluiceSystem
 
 /// UDP from the TUN: the route of a new (client, destination) pair, which the TUN reader caches while it holds.
 extension FlowRouter {
@@ -10,7 +10,9 @@ extension FlowRouter {
     ///
     /// - Note: a rule that tests the process makes this wait for the lookup (up to 100 ms), as before: a datagram
     ///   flow has no accept to defer the decision to.
-    package func judgeDatagram(client: InetEndpoint, destination: InetEndpoint, in current: RoutingTable) -> DatagramRoute {
+    package func judgeDatagram(client: InetEndpoint, destination: InetEndpoint, in current: RoutingTable)
+        -> DatagramRoute
+    {
         let fake = names.isFake(destination.address)
         let host = fake ? names.name(forFake: destination.address) : names.name(forReal: destination.address)
         var label = "udp \(client) -> \(destination)"
@@ -40,6 +42,7 @@ extension FlowRouter {
         return DatagramRoute(
             table: ObjectIdentifier(current), groupGeneration: current.groupGeneration, disposition: disposition,
             outbound: outbound, name: fake ? host : nil, seenAsDestination: fake,
-            facts: ConnectionFacts(network: .udp, source: client, destination: destination, host: host, fake: fake, route: facts))
+            facts: ConnectionFacts(
+                network: .udp, source: client, destination: destination, host: host, fake: fake, route: facts))
     }
 }

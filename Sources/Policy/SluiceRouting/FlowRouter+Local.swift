@@ -1,8 +1,8 @@
 import SluiceConfig
 import SluiceNet
-import SluiceSystem
 import SluiceOutbounds
 import SluiceRules
+import SluiceSystem
 
 /// Local proxy ports: a SOCKS or HTTP client's request is routed like the TUN's flows (the same rules, groups and
 /// outbounds); `proxy:` of a listener sends everything to that proxy.
@@ -41,7 +41,8 @@ extension FlowRouter {
         func rejected(_ rule: String) -> LocalRoute {
             self.rejected.add(1, ordering: .relaxed)
             logger.info("\(label) [\(rule)] \(BuiltinTarget.reject.rawValue)")
-            return LocalRoute(outbound: nil, destination: destination, name: host, fake: fake, label: label, facts: facts)
+            return LocalRoute(
+                outbound: nil, destination: destination, name: host, fake: fake, label: label, facts: facts)
         }
         if fake && host == nil { return rejected("\(address) is a fake address that stands for no name") }
         var metadata = ConnectionMetadata(
@@ -49,11 +50,13 @@ extension FlowRouter {
             destination: address, destinationPort: r.target.port, host: host, destinationIsFake: fake || byName)
         metadata.inbound = ConnectionMetadata.Inbound(
             type: r.kind.rawValue.uppercased(), name: r.listener.name, user: r.user, port: r.local.port)
-        (metadata.uid, metadata.processPath) = ownerFacts(tcp: r.network == .tcp, r.client, r.local, rules: current.rules)
+        (metadata.uid, metadata.processPath) = ownerFacts(
+            tcp: r.network == .tcp, r.client, r.local, rules: current.rules)
         let raw =
             r.listener.proxy.map { RuleDecision(target: $0, rule: "listener \(r.listener.name) proxy: \($0)") }
             ?? current.rules.decide(metadata, resolve: resolveForRules)
-        var (decision, route) = current.settle(raw, key: host ?? address.description, source: r.client.address.description)
+        var (decision, route) = current.settle(
+            raw, key: host ?? address.description, source: r.client.address.description)
         route.processPath = metadata.processPath
         facts.route = route
         var outbound: (any Outbound)?

@@ -19,7 +19,8 @@ extension FlowRouter {
         if let host { label += " (\(host))" }
         if fake && host == nil {
             logger.warning(
-                "\(label): \(destination.address) is a fake address that stands for no name (answered before the mapping was lost, or the dns worker is not answering); resetting, the client resolves again")
+                "\(label): \(destination.address) is a fake address that stands for no name (answered before the mapping was lost, or the dns worker is not answering); resetting, the client resolves again"
+            )
             rejected.add(1, ordering: .relaxed)
             return .reset
         }
@@ -34,7 +35,8 @@ extension FlowRouter {
         var metadata = ConnectionMetadata(
             network: .tcp, source: source.address, sourcePort: source.port, destination: destination.address,
             destinationPort: destination.port, host: host, destinationIsFake: fake)
-        if rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: true, local: source, remote: destination) {
+        if rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: true, local: source, remote: destination)
+        {
             metadata.uid = owner.uid
             if rules.usesProcess && owners.findsProcesses {
                 // The process is asked of sluiced, which may take up to 100 ms: not on this thread. A refusal that
@@ -43,7 +45,10 @@ extension FlowRouter {
                 if !hijacked, let early = rules.decideBeforeProcess(metadata, resolve: resolveForRules),
                     current.groups?.contains(early.target) != true
                 {
-                    switch disposition(of: current.rejectNames.contains(early.target) ? BuiltinTarget.reject.rawValue : early.target, in: current).0 {
+                    switch disposition(
+                        of: current.rejectNames.contains(early.target) ? BuiltinTarget.reject.rawValue : early.target,
+                        in: current
+                    ).0 {
                     case .reject:
                         logger.info("\(label) [\(early.rule)] \(BuiltinTarget.reject.rawValue)")
                         rejected.add(1, ordering: .relaxed)
@@ -63,7 +68,10 @@ extension FlowRouter {
         }
         let (decision, facts) =
             hijacked
-            ? (RuleDecision(target: BuiltinTarget.dns.rawValue, rule: "dns-hijack"), RouteFacts(chains: [BuiltinTarget.dns.rawValue]))
+            ? (
+                RuleDecision(target: BuiltinTarget.dns.rawValue, rule: "dns-hijack"),
+                RouteFacts(chains: [BuiltinTarget.dns.rawValue])
+            )
             : current.settle(
                 rules.decide(metadata, resolve: resolveForRules), key: host ?? destination.address.description,
                 source: source.address.description)
@@ -138,7 +146,8 @@ extension FlowRouter {
             flow.owner
             ?? (rules.usesUID || rules.usesProcess ? owners.socket(tcp: true, local: source, remote: destination) : nil)
         metadata.uid = owner?.uid
-        let decided = Decided(flow: flow, source: source, destination: destination, label: label, host: host, accepted: accepted)
+        let decided = Decided(
+            flow: flow, source: source, destination: destination, label: label, host: host, accepted: accepted)
         guard let owner, rules.usesProcess, owners.findsProcesses else {
             return .now(route(decided, metadata, in: current))
         }
@@ -165,9 +174,13 @@ extension FlowRouter {
     private func route(_ d: Decided, _ metadata: ConnectionMetadata, in current: RoutingTable) -> TCPRoute? {
         var (decision, facts) =
             d.flow.hijacked
-            ? (RuleDecision(target: BuiltinTarget.dns.rawValue, rule: "dns-hijack"), RouteFacts(chains: [BuiltinTarget.dns.rawValue]))
+            ? (
+                RuleDecision(target: BuiltinTarget.dns.rawValue, rule: "dns-hijack"),
+                RouteFacts(chains: [BuiltinTarget.dns.rawValue])
+            )
             : current.settle(
-                current.rules.decide(metadata, resolve: resolveForRules), key: d.host ?? d.destination.address.description,
+                current.rules.decide(metadata, resolve: resolveForRules),
+                key: d.host ?? d.destination.address.description,
                 source: d.source.address.description)
         facts.processPath = metadata.processPath
         let outbound: (any Outbound)?

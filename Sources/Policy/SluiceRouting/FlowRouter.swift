@@ -82,8 +82,11 @@ package final class FlowRouter: Sendable {
     /// (`PROCESS-NAME`, `PROCESS-PATH`), looked up only when some rule tests them; flows from other machines have
     /// none. Blocks for the process lookup: only for threads that may wait (lanes, the UDP loop, the TUN reader for
     /// a UDP pair's first datagram).
-    package func ownerFacts(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, rules: RuleEngine) -> (UInt32?, String?) {
-        guard rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: tcp, local: local, remote: remote) else {
+    package func ownerFacts(tcp: Bool, _ local: InetEndpoint, _ remote: InetEndpoint, rules: RuleEngine) -> (
+        UInt32?, String?
+    ) {
+        guard rules.usesUID || rules.usesProcess, let owner = owners.socket(tcp: tcp, local: local, remote: remote)
+        else {
             return (nil, nil)
         }
         guard rules.usesProcess else { return (owner.uid, nil) }
@@ -93,7 +96,8 @@ package final class FlowRouter: Sendable {
     /// An ICMP echo request (TUN reader): only DIRECT-like outbounds carry it; echo cannot travel through a proxy,
     /// and answering it here would pretend a path.
     package func judgeEcho(source: IPAddress, destination: IPAddress) -> FlowDisposition {
-        let metadata = ConnectionMetadata(network: .icmp, source: source, sourcePort: 0, destination: destination, destinationPort: 0)
+        let metadata = ConnectionMetadata(
+            network: .icmp, source: source, sourcePort: 0, destination: destination, destinationPort: 0)
         let current = self.current
         let (decision, _) = current.settle(
             current.rules.decide(metadata), key: destination.description, source: source.description)

@@ -1,10 +1,10 @@
 import SluiceConfig
 import SluiceInbounds
 import SluiceNet
-import SluiceSystem
 import SluiceOutbounds
 import SluiceRules
 import SluiceSniffing
+import SluiceSystem
 
 /// What the router said about a new TCP flow on its SYN, kept with the flow's NAT entry until the connection is
 /// accepted: the packet path stores it and hands it back, and never looks inside.
@@ -91,7 +91,10 @@ package struct TCPRoute: Sendable {
     /// request, rewritten, and what it sent behind its request).
     package var upstream: [UInt8] = []
 
-    package init(destination: InetEndpoint, outbound: any Outbound, label: String, name: String? = nil, facts: ConnectionFacts, upstream: [UInt8] = []) {
+    package init(
+        destination: InetEndpoint, outbound: any Outbound, label: String, name: String? = nil, facts: ConnectionFacts,
+        upstream: [UInt8] = []
+    ) {
         self.destination = destination
         self.outbound = outbound
         self.label = label
@@ -130,7 +133,9 @@ package struct DatagramRoute {
         table == ObjectIdentifier(current) && groupGeneration == current.groupGeneration
     }
 
-    package init(table: ObjectIdentifier, groupGeneration: UInt64, disposition: FlowDisposition, outbound: (any Outbound)? = nil, name: String? = nil,
+    package init(
+        table: ObjectIdentifier, groupGeneration: UInt64, disposition: FlowDisposition, outbound: (any Outbound)? = nil,
+        name: String? = nil,
         seenAsDestination: Bool = false, facts: ConnectionFacts
     ) {
         self.table = table
@@ -154,7 +159,10 @@ package struct LocalRequest: Sendable {
     package var kind: LocalProxyProtocol
     package var user: String?
 
-    package init(network: ConnectionFacts.Network, client: InetEndpoint, local: InetEndpoint, target: SocketEndpoint, listener: InboundConfiguration.Listener, kind: LocalProxyProtocol, user: String? = nil) {
+    package init(
+        network: ConnectionFacts.Network, client: InetEndpoint, local: InetEndpoint, target: SocketEndpoint,
+        listener: InboundConfiguration.Listener, kind: LocalProxyProtocol, user: String? = nil
+    ) {
         self.network = network
         self.client = client
         self.local = local

@@ -18,7 +18,9 @@ import Glibc
 /// and port is established, and the latency is the time to establish it.
 package enum HealthProbe {
     /// Milliseconds, or nil when the member does not work.
-    package static func measure(_ outbound: any Outbound, url: String, timeoutMilliseconds: Int, resolver: NameResolver) -> UInt32? {
+    package static func measure(_ outbound: any Outbound, url: String, timeoutMilliseconds: Int, resolver: NameResolver)
+        -> UInt32?
+    {
         guard let target = HTTPURL(url) else { return nil }
         let deadline = MonotonicClock.now + UInt64(max(100, timeoutMilliseconds)) * 1_000_000
         func remaining() -> Int32 {
@@ -28,7 +30,8 @@ package enum HealthProbe {
         let flow: FlowTarget
         switch target.endpoint.host {
         case .address(let address): flow = FlowTarget(endpoint: InetEndpoint(address, target.port), name: nil)
-        case .name(let name): flow = FlowTarget(endpoint: InetEndpoint(.v4(IPv4Address(rawValue: 0)), target.port), name: name)
+        case .name(let name):
+            flow = FlowTarget(endpoint: InetEndpoint(.v4(IPv4Address(rawValue: 0)), target.port), name: name)
         }
         do {
             let plan = try outbound.planTCP(to: flow)
@@ -37,14 +40,16 @@ package enum HealthProbe {
             case .endpoint(let endpoint):
                 hop = endpoint
             case .name(let name, let port, let preference):
-                let (addresses, _) = resolver.resolveBlocking(name, ipv6: preference.prefersIPv6, timeoutMilliseconds: remaining())
+                let (addresses, _) = resolver.resolveBlocking(
+                    name, ipv6: preference.prefersIPv6, timeoutMilliseconds: remaining())
                 guard let address = preference.pick(addresses) else { return nil }
                 hop = InetEndpoint(address, port)
             }
             let started = MonotonicClock.now
             let socket = try outbound.connectTCP(to: hop)
             let fd = socket.rawValue
-            guard try Descriptors.waitWritable(fd, timeoutMilliseconds: remaining()), InetSocket.pendingError(fd) == 0 else {
+            guard try Descriptors.waitWritable(fd, timeoutMilliseconds: remaining()), InetSocket.pendingError(fd) == 0
+            else {
                 return nil
             }
             // A socket plan's handshake runs as the one layer of a stream, so both shapes take the same path.
@@ -64,11 +69,14 @@ package enum HealthProbe {
                 return elapsed(since: started)
             }
             let request = Array(
-                "GET \(target.path) HTTP/1.1\r\nHost: \(target.host)\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n".utf8)
+                "GET \(target.path) HTTP/1.1\r\nHost: \(target.host)\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n"
+                    .utf8)
             guard BlockingStream.write(request, to: stream, deadline: deadline) == nil else { return nil }
             var response: [UInt8] = []
             while !response.starts(with: Array("HTTP/".utf8)) || !response.contains(UInt8(ascii: "\n")) {
-                guard response.count < 4096, let chunk = BlockingStream.read(from: stream, deadline: deadline), !chunk.isEmpty else {
+                guard response.count < 4096, let chunk = BlockingStream.read(from: stream, deadline: deadline),
+                    !chunk.isEmpty
+                else {
                     return nil
                 }
                 response += chunk

@@ -180,15 +180,20 @@ package final class ProxyGroups: @unchecked Sendable {
     package func select(_ groupName: String, _ member: String) throws(SelectionError) {
         let choices: [String: String] = try state.withLock { groups throws(SelectionError) in
             guard let group = groups[groupName] else {
-                throw SelectionError(description: "no proxy group named \"\(groupName)\"; groups: \(order.joined(separator: ", "))")
+                throw SelectionError(
+                    description: "no proxy group named \"\(groupName)\"; groups: \(order.joined(separator: ", "))")
             }
             guard group.config.kind == .select else {
                 throw SelectionError(
-                    description: "\"\(groupName)\" is a \(group.config.kind.rawValue) group, which picks its member itself; only select groups take a choice")
+                    description:
+                        "\"\(groupName)\" is a \(group.config.kind.rawValue) group, which picks its member itself; only select groups take a choice"
+                )
             }
             guard group.config.members.contains(member) else {
                 throw SelectionError(
-                    description: "\"\(member)\" is not a member of \"\(groupName)\"; members: \(group.config.members.joined(separator: ", "))")
+                    description:
+                        "\"\(member)\" is not a member of \"\(groupName)\"; members: \(group.config.members.joined(separator: ", "))"
+                )
             }
             groups[groupName]!.selected = member
             return groups.filter { $0.value.config.kind == .select }.mapValues(\.selected)
@@ -262,9 +267,13 @@ package final class ProxyGroups: @unchecked Sendable {
     /// `member` records it, as a check of that member would (url-test and fallback groups may switch), without
     /// moving their next check.
     package func record(_ member: String, latencyMilliseconds: UInt32?, at now: UInt64 = MonotonicClock.now) {
-        let listing = state.withLock { groups in groups.values.filter { $0.config.members.contains(member) }.map(\.config.name) }
+        let listing = state.withLock { groups in
+            groups.values.filter { $0.config.members.contains(member) }.map(\.config.name)
+        }
         for name in listing {
-            apply([member: Health(latencyMilliseconds: latencyMilliseconds, checkedAt: now)], to: name, at: now, isCheck: false)
+            apply(
+                [member: Health(latencyMilliseconds: latencyMilliseconds, checkedAt: now)], to: name, at: now,
+                isCheck: false)
         }
     }
 
@@ -311,7 +320,8 @@ package final class ProxyGroups: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             if access(path, F_OK) == 0 {
                 logger.error(
-                    "cannot read the selected proxies from \(path) (\(String(cString: strerror(errno)))): select groups start from their first member; the file must belong to the user the tun worker runs as")
+                    "cannot read the selected proxies from \(path) (\(String(cString: strerror(errno)))): select groups start from their first member; the file must belong to the user the tun worker runs as"
+                )
             }
             return nil
         }
@@ -324,7 +334,8 @@ package final class ProxyGroups: @unchecked Sendable {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             try encoder.encode(choices).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            logger.warning("cannot save the selected proxies to \(path): \(error); the choice holds until sluice restarts")
+            logger.warning(
+                "cannot save the selected proxies to \(path): \(error); the choice holds until sluice restarts")
         }
     }
 }

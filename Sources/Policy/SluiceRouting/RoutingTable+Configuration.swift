@@ -8,7 +8,8 @@ extension RoutingTable {
     /// ``OutboundRegistry``; `reject` proxies resolve to REJECT), the rules (WireGuard endpoints first), the groups
     /// (kept from `previous` when unchanged, with their choices and health) and the sniff policy.
     package static func make(
-        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver, previous: RoutingTable? = nil,
+        _ configuration: SluiceConfiguration, egress: EgressPolicy, resolver: NameResolver,
+        previous: RoutingTable? = nil,
         stateDirectory: String? = nil, logger: Logger
     ) -> RoutingTable {
         let outbounds = OutboundRegistry.outbounds(
@@ -16,7 +17,9 @@ extension RoutingTable {
         // A link's peer endpoint goes DIRECT before any user rule (issue 7: the tunnel never loops into a proxy).
         var rules = configuration.wireguardEndpointRules + configuration.rules
         let rejectNames = Set(configuration.proxies.filter(\.isReject).map(\.name))
-        for i in rules.indices where rejectNames.contains(rules[i].target) { rules[i].target = BuiltinTarget.reject.rawValue }
+        for i in rules.indices where rejectNames.contains(rules[i].target) {
+            rules[i].target = BuiltinTarget.reject.rawValue
+        }
         // Groups keep their state (choices, health) across a reload that leaves them alone.
         // Every configuration has mihomo's GLOBAL group: `mode: global` routes through it, and the API selects in it.
         let groupConfigurations = configuration.proxyGroupsWithGlobal
@@ -30,13 +33,17 @@ extension RoutingTable {
         var mode = configuration.mode
         if mode == .global {
             // Everything to GLOBAL, except what must never loop into a proxy (WireGuard peers' endpoints).
-            rules = configuration.wireguardEndpointRules + [Rule(condition: .match, target: SluiceConfiguration.globalGroupName)]
+            rules =
+                configuration.wireguardEndpointRules + [
+                    Rule(condition: .match, target: SluiceConfiguration.globalGroupName)
+                ]
             mode = .rule
         }
         let engine = RuleEngine(rules: rules, providers: configuration.ruleProviders, mode: mode)
         if !engine.unsupportedKinds.isEmpty {
             logger.warning(
-                "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)")
+                "rules of kind \(engine.unsupportedKinds.sorted().joined(separator: ", ")) never match yet (they need the rule engine of a later release)"
+            )
         }
         return RoutingTable(
             rules: engine, outbounds: outbounds, groups: groups, rejectNames: rejectNames,

@@ -28,7 +28,8 @@ package final class SniffPolicy: Sendable {
     package func sniffs(source: IPAddress, destination: InetEndpoint, host: String?, now: UInt64) -> Bool {
         guard configuration.protocolFor(port: destination.port) != nil else { return false }
         if let host {
-            guard configuration.forceDNSMapping || configuration.forceDomain.contains(where: { $0.matches(host) }) else {
+            guard configuration.forceDNSMapping || configuration.forceDomain.contains(where: { $0.matches(host) })
+            else {
                 return false
             }
         } else if !configuration.parsePureIP {
@@ -43,7 +44,9 @@ package final class SniffPolicy: Sendable {
     /// matches; and whether it replaces the destination (`override-destination` of the
     /// protocol that found it).
     package func accept(_ name: String, kind: Sniffing.Kind) -> (name: String, overrides: Bool)? {
-        guard IPAddress(name) == nil, !configuration.skipDomain.contains(where: { $0.matches(name) }) else { return nil }
+        guard IPAddress(name) == nil, !configuration.skipDomain.contains(where: { $0.matches(name) }) else {
+            return nil
+        }
         let wanted: SniffedProtocol.Kind = kind == .tls ? .tls : .http
         let overrides = configuration.protocols.first { $0.kind == wanted }?.overrideDestination ?? false
         return (name, overrides)

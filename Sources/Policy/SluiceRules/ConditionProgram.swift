@@ -289,7 +289,9 @@ extension ConditionProgram {
         case .inboundName: return anyString(facts.inbound.name, node)
         case .uid:
             guard let uid = facts.uid else { return false }
-            for i in Int(node.a)..<Int(node.a + node.b) where uids[i].lower <= uid && uid <= uids[i].upper { return true }
+            for i in Int(node.a)..<Int(node.a + node.b) where uids[i].lower <= uid && uid <= uids[i].upper {
+                return true
+            }
             return false
         }
     }

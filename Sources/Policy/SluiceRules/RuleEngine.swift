@@ -254,7 +254,8 @@ public final class RuleEngine: @unchecked Sendable {
         case .processName(let n): return "PROCESS-NAME,\(n)"
         case .processPath(let n): return "PROCESS-PATH,\(n)"
         case .uid(let ranges):
-            return "UID," + ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(separator: "/")
+            return "UID,"
+                + ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(separator: "/")
         case .and(let cs): return "AND,(" + cs.map { "(\(describe($0)))" }.joined(separator: ",") + ")"
         case .or(let cs): return "OR,(" + cs.map { "(\(describe($0)))" }.joined(separator: ",") + ")"
         case .not(let inner): return "NOT,((\(describe(inner))))"

@@ -316,7 +316,8 @@ extension ConditionEvaluating {
             return input.processPath.map { RuleProgram.executableName($0) == name } ?? false
         case .processPath(let path):
             return input.processPath == path
-        case .inboundPort(let ranges): return input.inbound.port != 0 && ranges.contains { $0.contains(input.inbound.port) }
+        case .inboundPort(let ranges):
+            return input.inbound.port != 0 && ranges.contains { $0.contains(input.inbound.port) }
         case .inboundType(let types): return types.contains(input.inbound.type)
         case .inboundUser(let users): return input.inbound.user.map(users.contains) ?? false
         case .inboundName(let names): return names.contains(input.inbound.name)

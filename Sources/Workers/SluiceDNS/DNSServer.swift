@@ -1,7 +1,7 @@
-import SluiceDNSWire
 import IPC
 import Logging
 import SluiceConfig
+import SluiceDNSWire
 import SluiceNet
 import SluiceSystem
 import Synchronization
@@ -105,7 +105,9 @@ package final class DNSServer: @unchecked Sendable {
                 let report = store.load(into: &pool)
                 if let problem = report.problem { logger.error("\(problem)") }
                 if report.outOfRange > 0 {
-                    logger.notice("fake-ip store: \(report.outOfRange) mappings lay outside the configured range and were dropped")
+                    logger.notice(
+                        "fake-ip store: \(report.outOfRange) mappings lay outside the configured range and were dropped"
+                    )
                 }
                 logger.info(
                     "fake-ip store \(storePath): \(pool.count) mappings restored from \(report.records) records")
@@ -138,7 +140,8 @@ package final class DNSServer: @unchecked Sendable {
             let answer = DNSResponse.error(answering: message, error)
             if malformedLog.admit() {
                 logger.notice(
-                    "malformed DNS message (\(message.count) bytes) from \(source()): \(error.reason); \(answer == nil ? "dropped" : "answered with rcode \(error.responseCode)")")
+                    "malformed DNS message (\(message.count) bytes) from \(source()): \(error.reason); \(answer == nil ? "dropped" : "answered with rcode \(error.responseCode)")"
+                )
             }
             if let answer { reply(answer) }
         case .success(let query):
@@ -194,11 +197,15 @@ package final class DNSServer: @unchecked Sendable {
         let ipv6 = query.question.type == DNSMessage.RecordType.aaaa
         switch value {
         case .addresses(let addresses):
-            let records = addresses.filter { $0.isIPv4 != ipv6 }.map { DNSResponse.Record(address: $0, ttl: Self.hostsTTL) }
+            let records = addresses.filter { $0.isIPv4 != ipv6 }.map {
+                DNSResponse.Record(address: $0, ttl: Self.hostsTTL)
+            }
             reply(DNSResponse.build(for: query, answers: records))
         case .alias(let target):
             resolveAddresses(target, ipv6: ipv6, depth: 1) { addresses, _ in
-                let records = addresses.filter { $0.isIPv4 != ipv6 }.map { DNSResponse.Record(address: $0, ttl: Self.hostsTTL) }
+                let records = addresses.filter { $0.isIPv4 != ipv6 }.map {
+                    DNSResponse.Record(address: $0, ttl: Self.hostsTTL)
+                }
                 reply(DNSResponse.build(for: query, answers: records))
             }
         }
@@ -220,7 +227,9 @@ package final class DNSServer: @unchecked Sendable {
             if result.isNew {
                 s.store?.append(result.address, name: name)
                 if let sink = sink.withLock({ $0 }) {
-                    if let old = result.recycled { sink(MappingEvent(kind: .released, address: old.address, name: old.name)) }
+                    if let old = result.recycled {
+                        sink(MappingEvent(kind: .released, address: old.address, name: old.name))
+                    }
                     sink(MappingEvent(kind: .assigned, address: result.address, name: name))
                 }
             }
@@ -233,7 +242,10 @@ package final class DNSServer: @unchecked Sendable {
     func lookup(_ query: DNSQuery, completion: @escaping Waiter) {
         let key = CacheKey(question: query.question.key, dnssecOK: query.edns?.dnssecOK ?? false)
         let now = MonotonicClock.now
-        enum Step { case hit(DNSResponse.Upstream, UInt32), joined, send, full }
+        enum Step {
+            case hit(DNSResponse.Upstream, UInt32)
+            case joined, send, full
+        }
         let step = state.withLock { s -> Step in
             if let entry = s.cache[key] {
                 if entry.expiresAt > now { return .hit(entry.answer, UInt32((now - entry.storedAt) / 1_000_000_000)) }
@@ -280,9 +292,12 @@ package final class DNSServer: @unchecked Sendable {
                     ? answer : answer.clampingTTLs(minimum: minimum, maximum: maximum)
             }
             let waiters = state.withLock { s -> [Waiter] in
-                if case .success(let answer) = result, let ttl = answer.cacheTTL(minimum: minimum, maximum: maximum), ttl > 0 {
+                if case .success(let answer) = result, let ttl = answer.cacheTTL(minimum: minimum, maximum: maximum),
+                    ttl > 0
+                {
                     if s.cache.count >= Self.cacheLimit { Self.evict(&s.cache, now: now) }
-                    s.cache[key] = CacheEntry(answer: answer, storedAt: now, expiresAt: now + UInt64(ttl) * 1_000_000_000)
+                    s.cache[key] = CacheEntry(
+                        answer: answer, storedAt: now, expiresAt: now + UInt64(ttl) * 1_000_000_000)
                 }
                 return s.inflight.removeValue(forKey: key) ?? []
             }
@@ -292,7 +307,9 @@ package final class DNSServer: @unchecked Sendable {
                     let sink = sink.withLock({ $0 })
                 {
                     let name = query.question.name
-                    for address in answer.addresses { sink(MappingEvent(kind: .assigned, address: address, name: name)) }
+                    for address in answer.addresses {
+                        sink(MappingEvent(kind: .assigned, address: address, name: name))
+                    }
                 }
             case .failure(let error):
                 failures.add(1, ordering: .relaxed)
@@ -319,7 +336,8 @@ package final class DNSServer: @unchecked Sendable {
     /// Real addresses of `name` (hosts, cache, upstream; never fake ones), for DIRECT
     /// connections to a fake address. IPv4 first; IPv6 when asked or when there is no A.
     package func resolveAddresses(
-        _ name: String, ipv6: Bool = false, depth: Int = 0, completion: @escaping @Sendable ([IPAddress], String?) -> Void
+        _ name: String, ipv6: Bool = false, depth: Int = 0,
+        completion: @escaping @Sendable ([IPAddress], String?) -> Void
     ) {
         let lowered = name.lowercased()
         if useHosts, let value = hosts.lookup(lowered) {
@@ -354,7 +372,10 @@ package final class DNSServer: @unchecked Sendable {
                     }
                 }
             case .success(let (answer, _)):
-                completion([], answer.rcode == DNSMessage.ResponseCode.nameError ? "\(name) does not exist" : "\(name) has no address")
+                completion(
+                    [],
+                    answer.rcode == DNSMessage.ResponseCode.nameError
+                        ? "\(name) does not exist" : "\(name) has no address")
             case .failure(let error):
                 completion([], "\(error)")
             }

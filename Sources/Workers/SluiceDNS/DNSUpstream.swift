@@ -1,7 +1,7 @@
-import SluiceDNSWire
 import CSluice
 import Logging
 import SluiceConfig
+import SluiceDNSWire
 import SluiceNet
 import SluiceSystem
 import Synchronization
@@ -21,7 +21,8 @@ package struct DNSExchangeError: Error, Sendable, CustomStringConvertible {
 package protocol DNSTransport: Sendable, CustomStringConvertible {
     /// Sends `query` (a complete message) and calls `completion` exactly once, with the
     /// server's answer or an error, by `deadline` (MonotonicClock ns) at the latest.
-    func exchange(_ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void)
+    func exchange(
+        _ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void)
 }
 
 /// Where the dns worker gets sockets for upstreams: the ones sluiced opened for it (with
@@ -108,7 +109,9 @@ package final class UDPUpstreamSockets: @unchecked Sendable {
             return
         }
         let result = message.withUnsafeBytes { raw -> Result<Bool, SystemError> in
-            do throws(SystemError) { return .success(try InetSocket.send(socket.rawValue, raw, to: server)) } catch { return .failure(error) }
+            do throws(SystemError) { return .success(try InetSocket.send(socket.rawValue, raw, to: server)) } catch {
+                return .failure(error)
+            }
         }
         switch result {
         case .success(true):
@@ -184,7 +187,9 @@ struct UDPTransport: DNSTransport {
 
     var description: String { "udp://\(server)" }
 
-    func exchange(_ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void) {
+    func exchange(
+        _ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void
+    ) {
         sockets.exchange(query, server: server, deadline: deadline, completion: completion)
     }
 }
@@ -197,7 +202,9 @@ struct TCPTransport: DNSTransport {
 
     var description: String { "tcp://\(server)" }
 
-    func exchange(_ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void) {
+    func exchange(
+        _ query: [UInt8], deadline: UInt64, completion: @escaping @Sendable (Result<[UInt8], DNSExchangeError>) -> Void
+    ) {
         let server = self.server
         let factory = self.factory
         do {
@@ -273,7 +280,9 @@ package final class DNSUpstreamGroup: Sendable {
     package var description: String { transports.map(\.description).joined(separator: ", ") }
 
     /// Resolves `query` (sent with a fresh ID per transport). `completion` runs once.
-    func resolve(_ query: DNSQuery, completion: @escaping @Sendable (Result<DNSResponse.Upstream, DNSExchangeError>) -> Void) {
+    func resolve(
+        _ query: DNSQuery, completion: @escaping @Sendable (Result<DNSResponse.Upstream, DNSExchangeError>) -> Void
+    ) {
         guard !transports.isEmpty else {
             completion(.failure(DNSExchangeError("no nameserver is configured for \(query.question.name)")))
             return
@@ -285,7 +294,9 @@ package final class DNSUpstreamGroup: Sendable {
         let state = Locked<(left: Int, done: Bool, fallback: DNSResponse.Upstream?, error: DNSExchangeError?)>(
             (transports.count, false, nil, nil))
         let factory = self.factory
-        @Sendable func finish(_ result: Result<DNSResponse.Upstream, DNSExchangeError>?, from transport: any DNSTransport) {
+        @Sendable func finish(
+            _ result: Result<DNSResponse.Upstream, DNSExchangeError>?, from transport: any DNSTransport
+        ) {
             let outcome: Result<DNSResponse.Upstream, DNSExchangeError>? = state.withLock { s in
                 guard !s.done else { return nil }
                 s.left -= 1
@@ -322,7 +333,8 @@ package final class DNSUpstreamGroup: Sendable {
                 case .success:
                     finish(.failure(DNSExchangeError("\(transport) answered another question")), from: transport)
                 case .failure(let error):
-                    finish(.failure(DNSExchangeError("\(transport) sent a malformed answer: \(error)")), from: transport)
+                    finish(
+                        .failure(DNSExchangeError("\(transport) sent a malformed answer: \(error)")), from: transport)
                 }
             }
         }

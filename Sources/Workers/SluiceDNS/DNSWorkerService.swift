@@ -80,11 +80,13 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
         if dns.enhancedMode == .fakeIP, configuration.profile.storeFakeIP, storePath == nil {
             logger.warning("no state directory: the fake-ip mapping is not persisted and changes on every restart")
         }
-        let server = DNSServer(configuration, sockets: sockets, storePath: storePath, systemHosts: systemHosts, logger: logger)
+        let server = DNSServer(
+            configuration, sockets: sockets, storePath: storePath, systemHosts: systemHosts, logger: logger)
         self.server = server
         if server.main.transports.isEmpty {
             logger.warning(
-                "no usable nameserver: names that need a real answer get SERVFAIL; add dns.nameserver entries such as udp://1.1.1.1")
+                "no usable nameserver: names that need a real answer get SERVFAIL; add dns.nameserver entries such as udp://1.1.1.1"
+            )
         }
         threads.append(try OSThread.start(name: "dns-upstream") { sockets.run() })
         threads.append(
@@ -172,7 +174,8 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
                 _ = try? Descriptors.waitReadable(fd, timeoutMilliseconds: 500)
                 continue
             }
-            server.handle(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), udp: true, from: "udp client \(client)") { answer in
+            server.handle(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), udp: true, from: "udp client \(client)") {
+                answer in
                 _ = answer.withUnsafeBytes { try? InetSocket.send(fd, $0, to: client) }
             }
         }
@@ -252,27 +255,30 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
             return true
         }
         let logger = self.logger
-        if let reader = try? OSThread.start(name: "dns-peer", { [self] in
-            while true {
-                let received: ReceivedFrame?
-                do throws(IPCError) {
-                    received = try channel.receive(timeoutMilliseconds: -1)
-                } catch {
-                    if error.code != .peerClosed { logger.warning("tun peer channel: \(error)") }
-                    self.peer.withLock { if $0 === channel { $0 = nil } }
-                    return
+        if let reader = try? OSThread.start(
+            name: "dns-peer",
+            { [self] in
+                while true {
+                    let received: ReceivedFrame?
+                    do throws(IPCError) {
+                        received = try channel.receive(timeoutMilliseconds: -1)
+                    } catch {
+                        if error.code != .peerClosed { logger.warning("tun peer channel: \(error)") }
+                        self.peer.withLock { if $0 === channel { $0 = nil } }
+                        return
+                    }
+                    guard let received, !received.header.isReply else { continue }
+                    let message: Message
+                    do throws(IPCError) {
+                        message = try received.frame.message()
+                    } catch {
+                        logger.warning("tun peer channel: \(error); frame ignored")
+                        continue
+                    }
+                    serve(message, requestID: received.header.requestID, on: channel)
                 }
-                guard let received, !received.header.isReply else { continue }
-                let message: Message
-                do throws(IPCError) {
-                    message = try received.frame.message()
-                } catch {
-                    logger.warning("tun peer channel: \(error); frame ignored")
-                    continue
-                }
-                serve(message, requestID: received.header.requestID, on: channel)
-            }
-        }) {
+            })
+        {
             readers.append(reader)
         }
     }
@@ -284,7 +290,9 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
             do throws(IPCError) {
                 try channel.send(.mappingEvent(event))
             } catch {
-                logger.warning("tun peer channel: sending a mapping event failed (\(error)); the tun worker asks when it needs one")
+                logger.warning(
+                    "tun peer channel: sending a mapping event failed (\(error)); the tun worker asks when it needs one"
+                )
                 self?.peer.withLock { if $0 === channel { $0 = nil } }
             }
         }
@@ -297,7 +305,8 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
         guard let server else {
             if requestID != 0 {
                 try? channel.send(
-                    .error(ErrorReport(code: .rejected, message: "dns is disabled (dns.enable: false)")), requestID: requestID,
+                    .error(ErrorReport(code: .rejected, message: "dns is disabled (dns.enable: false)")),
+                    requestID: requestID,
                     isReply: true)
             }
             return
@@ -316,18 +325,22 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
             }
         case .fakeIPLookup(let lookup):
             let name = server.name(forFake: lookup.address)
-            try? channel.send(.fakeIPAnswer(FakeIPAnswer(address: lookup.address, name: name)), requestID: requestID, isReply: true)
+            try? channel.send(
+                .fakeIPAnswer(FakeIPAnswer(address: lookup.address, name: name)), requestID: requestID, isReply: true)
         case .fakeIPPin(let pin):
             server.pin(pin.address, pin.pinned)
         case .resolveRequest(let request):
             server.resolveAddresses(request.name, ipv6: request.ipv6) { addresses, error in
                 try? channel.send(
-                    .resolveAnswer(ResolveAnswer(addresses: addresses, error: error ?? "")), requestID: requestID, isReply: true)
+                    .resolveAnswer(ResolveAnswer(addresses: addresses, error: error ?? "")), requestID: requestID,
+                    isReply: true)
             }
         default:
             if requestID != 0 {
                 try? channel.send(
-                    .error(ErrorReport(code: .unknownMessageType, message: "\(message.type) is not served by the dns worker")),
+                    .error(
+                        ErrorReport(
+                            code: .unknownMessageType, message: "\(message.type) is not served by the dns worker")),
                     requestID: requestID, isReply: true)
             }
         }
@@ -345,7 +358,9 @@ package final class DNSWorkerService: WorkerService, @unchecked Sendable {
                 return .error(
                     ErrorReport(
                         code: .internalFailure,
-                        message: "the fake-ip pool is empty (\(removed) mappings removed), but \(problem): they come back after a restart; check the state directory"))
+                        message:
+                            "the fake-ip pool is empty (\(removed) mappings removed), but \(problem): they come back after a restart; check the state directory"
+                    ))
             }
             return .cacheFlushed(entries: UInt64(removed))
         case .dnsAnswers:

@@ -41,7 +41,9 @@ package struct FakeIPPool: Sendable {
     /// The address for `name` in the family of `ipv6`, creating the mapping (and recycling
     /// the least recently used one) if needed. Nil when that family has no range or every
     /// address is pinned.
-    package mutating func address(for name: String, ipv6: Bool) -> (address: IPAddress, isNew: Bool, recycled: Recycled?)? {
+    package mutating func address(for name: String, ipv6: Bool) -> (
+        address: IPAddress, isNew: Bool, recycled: Recycled?
+    )? {
         if ipv6 {
             guard v6 != nil else { return nil }
             return v6!.address(for: name)

@@ -125,8 +125,12 @@ package final class FakeIPStore {
             records += 1
             dirty = true
         } catch {
-            if problem == nil { logger.error("writing the fake-ip store \(path) failed: \(error); this mapping may not survive a restart") }
-            problem = "writing the fake-ip store \(path) failed: \(error); addresses handed out now may not survive a restart (is the disk full?)"
+            if problem == nil {
+                logger.error(
+                    "writing the fake-ip store \(path) failed: \(error); this mapping may not survive a restart")
+            }
+            problem =
+                "writing the fake-ip store \(path) failed: \(error); addresses handed out now may not survive a restart (is the disk full?)"
         }
     }
 
@@ -161,7 +165,9 @@ package final class FakeIPStore {
         do {
             try Descriptors.writeAll(fd, bytes)
             guard fsync(fd) == 0 else { throw SystemError("fsync \(temporary)", errno: errno) }
-            guard rename(temporary, path) == 0 else { throw SystemError("rename \(temporary) to \(path)", errno: errno) }
+            guard rename(temporary, path) == 0 else {
+                throw SystemError("rename \(temporary) to \(path)", errno: errno)
+            }
         } catch {
             owned.close()
             _ = unlink(temporary)
@@ -189,7 +195,9 @@ package final class FakeIPStore {
         switch address {
         case .v4(let a):
             record.append(4)
-            for shift in stride(from: 24, through: 0, by: -8) { record.append(UInt8((a.rawValue >> UInt32(shift)) & 0xFF)) }
+            for shift in stride(from: 24, through: 0, by: -8) {
+                record.append(UInt8((a.rawValue >> UInt32(shift)) & 0xFF))
+            }
         case .v6(let a):
             record.append(16)
             for shift in stride(from: 56, through: 0, by: -8) { record.append(UInt8((a.high >> UInt64(shift)) & 0xFF)) }
@@ -214,12 +222,17 @@ package final class FakeIPStore {
         let end = nameAt + 1 + nameLength + 4
         guard nameLength > 0, end <= bytes.count else { return nil }
         let sum = fnv1a(bytes[offset..<(end - 4)])
-        let stored = UInt32(bytes[end - 4]) << 24 | UInt32(bytes[end - 3]) << 16 | UInt32(bytes[end - 2]) << 8 | UInt32(bytes[end - 1])
+        let stored =
+            UInt32(bytes[end - 4]) << 24 | UInt32(bytes[end - 3]) << 16 | UInt32(bytes[end - 2]) << 8
+            | UInt32(bytes[end - 1])
         guard sum == stored else { return nil }
         let a = offset + 2
         let address: IPAddress
         if addressLength == 4 {
-            address = .v4(IPv4Address(rawValue: UInt32(bytes[a]) << 24 | UInt32(bytes[a + 1]) << 16 | UInt32(bytes[a + 2]) << 8 | UInt32(bytes[a + 3])))
+            address = .v4(
+                IPv4Address(
+                    rawValue: UInt32(bytes[a]) << 24 | UInt32(bytes[a + 1]) << 16 | UInt32(bytes[a + 2]) << 8
+                        | UInt32(bytes[a + 3])))
         } else {
             var high: UInt64 = 0
             var low: UInt64 = 0

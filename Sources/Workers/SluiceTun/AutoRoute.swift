@@ -1,8 +1,8 @@
-import SluiceRouting
 import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceRouting
 import SluiceSystem
 
 /// `auto-route`: the policy rules and the routing table that send the host's (and, as a
@@ -35,7 +35,10 @@ final class AutoRoute {
     /// WireGuard links' fwmarks other than `routing-mark` (``SluiceConfiguration/wireguardBypassMarks``).
     let bypassMarks: [UInt32]
 
-    init(config: TunConfiguration, interfaceIndex: Int32, serviceUID: UInt32? = nil, bypassMarks: [UInt32] = [], logger: Logger) {
+    init(
+        config: TunConfiguration, interfaceIndex: Int32, serviceUID: UInt32? = nil, bypassMarks: [UInt32] = [],
+        logger: Logger
+    ) {
         self.config = config
         self.bypassMarks = bypassMarks.filter { $0 != 0 && $0 != config.routingMark }
         self.serviceUID = serviceUID
@@ -55,16 +58,21 @@ final class AutoRoute {
         let p = basePriority
         var rules: [RoutingRule] = []
         if config.routingMark != 0 {
-            rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: config.routingMark, fwmask: UInt32.max))
+            rules.append(
+                RoutingRule(
+                    family: family, priority: p, table: Route.mainTable, fwmark: config.routingMark, fwmask: UInt32.max)
+            )
         }
         for mark in bypassMarks {
-            rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: mark, fwmask: UInt32.max))
+            rules.append(
+                RoutingRule(family: family, priority: p, table: Route.mainTable, fwmark: mark, fwmask: UInt32.max))
         }
         if let uid = serviceUID {
             rules.append(RoutingRule(family: family, priority: p, table: Route.mainTable, uidRange: uid...uid))
         }
         for prefix in config.routeExcludeAddress where IPFamily(of: prefix.address) == family {
-            rules.append(RoutingRule(family: family, priority: p + 1, table: Route.mainTable, destination: prefix.network))
+            rules.append(
+                RoutingRule(family: family, priority: p + 1, table: Route.mainTable, destination: prefix.network))
         }
         rules.append(RoutingRule(family: family, priority: p + 2, table: Route.mainTable, suppressPrefixLength: 0))
         rules.append(RoutingRule(family: family, priority: p + 3, table: table))
@@ -74,7 +82,8 @@ final class AutoRoute {
     /// The routes of table T.
     func routes(for family: IPFamily) -> [Route] {
         let selected = config.routeAddress.filter { IPFamily(of: $0.address) == family }
-        let destinations = selected.isEmpty
+        let destinations =
+            selected.isEmpty
             ? [family == .v4 ? IPPrefix("0.0.0.0/0")! : IPPrefix("::/0")!]
             : selected.map(\.network)
         return destinations.map { Route(destination: $0, outputInterface: interfaceIndex, table: table) }
@@ -88,7 +97,8 @@ final class AutoRoute {
             for rule in rules(for: family) { try netlink.addRule(rule) }
         }
         logger.info(
-            "auto-route: rules \(basePriority)...\(basePriority + 3) and table \(table) installed (\(families.map(\.description).joined(separator: ", ")))")
+            "auto-route: rules \(basePriority)...\(basePriority + 3) and table \(table) installed (\(families.map(\.description).joined(separator: ", ")))"
+        )
     }
 
     /// Deletes every rule in our priority range and every route in table T (ours or left

@@ -1,7 +1,7 @@
-import SluiceRouting
 import IPC
 import SluiceConfig
 import SluiceNet
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 
@@ -26,7 +26,9 @@ final class TrackedConnection: Sendable {
     /// Hands the close to the thread that owns the connection's sockets.
     fileprivate let requestClose: @Sendable () -> Void
 
-    fileprivate init(id: String, facts: ConnectionFacts, startedAt: UInt64, requestClose: @escaping @Sendable () -> Void) {
+    fileprivate init(
+        id: String, facts: ConnectionFacts, startedAt: UInt64, requestClose: @escaping @Sendable () -> Void
+    ) {
         self.id = id
         self.facts = facts
         self.startedAt = startedAt
@@ -112,7 +114,9 @@ final class ConnectionRegistry: Sendable {
 
     /// The `connections` document: every live connection, oldest first, and the totals.
     func snapshot() -> ConnectionsSnapshot {
-        let (live, closedUp, closedDown) = state.withLock { s in (Array(s.live.values), s.closedUpload, s.closedDownload) }
+        let (live, closedUp, closedDown) = state.withLock { s in
+            (Array(s.live.values), s.closedUpload, s.closedDownload)
+        }
         var uploadTotal = closedUp
         var downloadTotal = closedDown
         var connections: [ConnectionsSnapshot.Connection] = []
@@ -127,7 +131,9 @@ final class ConnectionRegistry: Sendable {
         return ConnectionsSnapshot(uploadTotal: uploadTotal, downloadTotal: downloadTotal, connections: connections)
     }
 
-    private static func entry(_ t: TrackedConnection, upload: UInt64, download: UInt64) -> ConnectionsSnapshot.Connection {
+    private static func entry(_ t: TrackedConnection, upload: UInt64, download: UInt64)
+        -> ConnectionsSnapshot.Connection
+    {
         let f = t.facts
         let processPath = f.route.processPath ?? ""
         let metadata = ConnectionsSnapshot.Metadata(
@@ -140,7 +146,8 @@ final class ConnectionRegistry: Sendable {
             inboundPort: f.inbound.map { String($0.local.port) } ?? "", inboundUser: f.inbound?.user ?? "")
         return ConnectionsSnapshot.Connection(
             id: t.id, metadata: metadata, upload: upload, download: download, start: WallClock.rfc3339(t.startedAt),
-            chains: f.route.chains, rule: f.route.condition?.clashType ?? "", rulePayload: f.route.condition?.clashPayload ?? "")
+            chains: f.route.chains, rule: f.route.condition?.clashType ?? "",
+            rulePayload: f.route.condition?.clashPayload ?? "")
     }
 
     /// An address as mihomo prints it: `::ffff:1.2.3.4` as `1.2.3.4`.
@@ -148,8 +155,6 @@ final class ConnectionRegistry: Sendable {
         if case .v6(let v6) = address, let v4 = v6.ipv4Mapped { return IPAddress.v4(v4).description }
         return address.description
     }
-
-
 
     /// The low `digits` hex digits of `value`, zero-padded.
     static func hex(_ value: UInt64, digits: Int) -> String {

@@ -1,11 +1,11 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import IPC
 import Logging
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
 import SluicePacket
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 
@@ -56,7 +56,8 @@ package final class DNSPeer: NameService, @unchecked Sendable {
     let lookups = Atomic<UInt64>(0)
 
     package init(
-        entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], fakeRanges: [IPPrefix] = [], tun: TunWriter, logger: Logger
+        entries: [DNSHijack], upstreams: Set<InetEndpoint> = [], fakeRanges: [IPPrefix] = [], tun: TunWriter,
+        logger: Logger
     ) {
         self.entries = entries
         self.upstreams = upstreams
@@ -75,7 +76,8 @@ package final class DNSPeer: NameService, @unchecked Sendable {
         return entries.contains { entry in
             (entry.transport == .both || (entry.transport == .udp) == udp)
                 && entry.port == destination.port
-                && (entry.address == nil || entry.address == destination.address || entry.address.map(Self.isUnspecified) == true)
+                && (entry.address == nil || entry.address == destination.address
+                    || entry.address.map(Self.isUnspecified) == true)
         }
     }
 
@@ -121,7 +123,9 @@ package final class DNSPeer: NameService, @unchecked Sendable {
     package func name(forFake address: IPAddress) -> String? {
         if let name = fakeNames.withLock({ $0[address] }) { return name }
         lookups.add(1, ordering: .relaxed)
-        guard case .fakeIPAnswer(let answer)? = request(.fakeIPLookup(FakeIPLookup(address: address)), timeoutMilliseconds: Self.lookupTimeoutMilliseconds)
+        guard
+            case .fakeIPAnswer(let answer)? = request(
+                .fakeIPLookup(FakeIPLookup(address: address)), timeoutMilliseconds: Self.lookupTimeoutMilliseconds)
         else { return nil }
         if let name = answer.name { fakeNames.withLock { $0[address] = name } }
         return answer.name
@@ -173,7 +177,8 @@ package final class DNSPeer: NameService, @unchecked Sendable {
         }
         if start {
             resolver.resolve(name, ipv6: ipv6) { [self] addresses, _ in
-                let usable = addresses.first { $0.isIPv4 != ipv6 }
+                let usable =
+                    addresses.first { $0.isIPv4 != ipv6 }
                     ?? (ipv6 ? addresses.first.map { $0.mapped(toIPv4: false) } : nil)
                 // Failures are remembered briefly, answers for a minute.
                 let life: UInt64 = usable == nil ? 2_000_000_000 : 60_000_000_000
@@ -226,7 +231,12 @@ package final class DNSPeer: NameService, @unchecked Sendable {
         }
     }
 
-    package func detach() { peer.withLock { $0?.close(); $0 = nil } }
+    package func detach() {
+        peer.withLock {
+            $0?.close()
+            $0 = nil
+        }
+    }
 
     @discardableResult
     private func send(_ message: Message, requestID: UInt32 = 0, on given: FrameChannel? = nil) -> Bool {

@@ -1,8 +1,8 @@
 import IPC
 import SluiceNet
 import SluiceNetlink
-import SluiceSystem
 import SluiceRouting
+import SluiceSystem
 import WorkerRuntime
 
 // Where the router's owner lookups go in the tun worker: the kernel's socket tables (NETLINK_SOCK_DIAG) and
@@ -19,7 +19,8 @@ extension SupervisorLink: ProcessDirectory {
     package func executable(of owner: SocketOwner, timeoutMilliseconds: Int32) -> String? {
         guard
             case .processInfo(let found)? = request(
-                .processLookup(ProcessLookup(inode: owner.inode, uid: owner.uid)), timeoutMilliseconds: timeoutMilliseconds),
+                .processLookup(ProcessLookup(inode: owner.inode, uid: owner.uid)),
+                timeoutMilliseconds: timeoutMilliseconds),
             found.pid != 0
         else { return nil }
         return found.path

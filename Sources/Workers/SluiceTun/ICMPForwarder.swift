@@ -1,9 +1,9 @@
-import SluiceRouting
 import CSluice
 import IPC
 import Logging
 import SluiceNet
 import SluicePacket
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 
@@ -57,7 +57,9 @@ final class ICMPForwarder: @unchecked Sendable {
 
     /// Sends a client's echo request on (reader thread). Returns false when this family
     /// cannot be forwarded.
-    func forward(client: IPAddress, destination: IPAddress, identifier: UInt16, sequence: UInt16, payload: UnsafeRawBufferPointer) -> Bool {
+    func forward(
+        client: IPAddress, destination: IPAddress, identifier: UInt16, sequence: UInt16, payload: UnsafeRawBufferPointer
+    ) -> Bool {
         let ipv4 = destination.isIPv4
         guard let socket = ipv4 ? v4 : v6 else { return false }
         let origin = Origin(client: client, identifier: identifier, destination: destination)
@@ -77,11 +79,13 @@ final class ICMPForwarder: @unchecked Sendable {
         var message = [UInt8](repeating: 0, count: payload.count + 8)
         let length = message.withUnsafeMutableBytes {
             PacketBuilder.icmpEchoMessage(
-                into: $0, request: true, identifier: ours, sequence: sequence, payload: payload, family: ipv4 ? .v4 : .v6)
+                into: $0, request: true, identifier: ours, sequence: sequence, payload: payload,
+                family: ipv4 ? .v4 : .v6)
         }
         guard length > 0 else { return false }
         _ = message.withUnsafeBytes {
-            try? InetSocket.send(socket.rawValue, UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: InetEndpoint(destination, 0))
+            try? InetSocket.send(
+                socket.rawValue, UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: InetEndpoint(destination, 0))
         }
         requests.add(1, ordering: .relaxed)
         return true
@@ -127,7 +131,9 @@ final class ICMPForwarder: @unchecked Sendable {
             guard type == (ipv4 ? 0 : 129) else { continue }  // echo reply
             let id = UInt16(buffer[offset + 4]) << 8 | UInt16(buffer[offset + 5])
             let sequence = UInt16(buffer[offset + 6]) << 8 | UInt16(buffer[offset + 7])
-            guard let mapping = table.withLock({ $0.byID[id] }), mapping.origin.destination == from.address else { continue }
+            guard let mapping = table.withLock({ $0.byID[id] }), mapping.origin.destination == from.address else {
+                continue
+            }
             let length = PacketBuilder.icmpEchoReply(
                 into: packet, source: mapping.origin.destination, destination: mapping.origin.client,
                 identifier: mapping.origin.identifier, sequence: sequence,

@@ -1,7 +1,7 @@
-import SluiceRouting
-import SluiceOutbounds
 import SluiceConfig
 import SluiceNet
+import SluiceOutbounds
+import SluiceRouting
 import SluiceSystem
 
 /// The local proxy ports' state shared by the tun worker's threads: their settings (swapped in place on a reload
@@ -27,7 +27,6 @@ final class LocalProxyPorts: Sendable {
         get { state.withLock { $0.settings } }
         set { state.withLock { $0.settings = newValue } }
     }
-
 
     /// A client at `address` opened a UDP association on port `listener`.
     func associate(_ listener: Int, _ address: IPAddress, user: String?) {

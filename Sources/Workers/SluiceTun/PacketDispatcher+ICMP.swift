@@ -1,7 +1,7 @@
-import SluiceRouting
 import SluiceNet
-import SluiceSystem
 import SluicePacket
+import SluiceRouting
+import SluiceSystem
 
 /// ICMP from the TUN: echo requests the router lets through go to the forwarder's raw sockets; others are answered
 /// "administratively prohibited" or dropped.
@@ -15,7 +15,8 @@ extension PacketDispatcher {
         case .reject:
             rejected.add(1, ordering: .relaxed)
             // Administratively prohibited: ping reports it immediately.
-            let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ipv4 ? 13 : 1)
+            let n = PacketBuilder.icmpUnreachable(
+                into: reply, answering: ip, reporter: ip.destination, code: ipv4 ? 13 : 1)
             if n > 0 { tun.write(reply.baseAddress, n) }
         case .drop:
             rejected.add(1, ordering: .relaxed)
@@ -26,7 +27,8 @@ extension PacketDispatcher {
             if !sent && !warnedICMP.contains(ipv4) {
                 warnedICMP.insert(ipv4)
                 logger.warning(
-                    "cannot forward ICMP\(ipv4 ? "" : "v6") echo: no raw ICMP socket was handed over (sluiced needs CAP_NET_RAW to open it); pings through the TUN go unanswered")
+                    "cannot forward ICMP\(ipv4 ? "" : "v6") echo: no raw ICMP socket was handed over (sluiced needs CAP_NET_RAW to open it); pings through the TUN go unanswered"
+                )
             }
         }
     }

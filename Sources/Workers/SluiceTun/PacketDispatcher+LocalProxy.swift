@@ -1,6 +1,6 @@
-import SluiceRouting
 import SluiceConfig
 import SluiceNet
+import SluiceRouting
 import SluiceSystem
 
 /// A local proxy port's SOCKS5 UDP ASSOCIATE datagrams (the UDP loop's thread): routed by the router like a local
@@ -26,7 +26,8 @@ extension PacketDispatcher {
             if localUDPRoutes.count > 65536 { localUDPRoutes.removeAll(keepingCapacity: true) }
             route = DatagramRoute(
                 table: ObjectIdentifier(current), groupGeneration: current.groupGeneration,
-                disposition: decided.outbound == nil ? .reject : .forward, outbound: decided.outbound, name: decided.name,
+                disposition: decided.outbound == nil ? .reject : .forward, outbound: decided.outbound,
+                name: decided.name,
                 seenAsDestination: decided.fake, facts: decided.facts)
             localUDPRoutes[pair] = route
         }

@@ -1,6 +1,6 @@
-import SluiceRouting
 import SluiceNet
 import SluicePacket
+import SluiceRouting
 import SluiceSystem
 
 /// TCP from the TUN: a new flow's SYN is judged by the router and NATed to the local listener with the verdict; every
@@ -19,7 +19,8 @@ extension PacketDispatcher {
             // Listener → client: back to the original endpoints.
             guard let entry = nat.entry(port: tcp.destinationPort, ipv4: ipv4) else { return }
             if NATRewrite.rewrite(
-                &ip, source: entry.key.destination, sourcePort: entry.key.destinationPort, destination: entry.key.source,
+                &ip, source: entry.key.destination, sourcePort: entry.key.destinationPort,
+                destination: entry.key.source,
                 destinationPort: entry.key.sourcePort, partialChecksum: partialChecksum)
             {
                 write(ip)
@@ -27,7 +28,8 @@ extension PacketDispatcher {
             return
         }
         let key = TCPNATTable.Key(
-            source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination, destinationPort: tcp.destinationPort)
+            source: ip.source, sourcePort: tcp.sourcePort, destination: ip.destination,
+            destinationPort: tcp.destinationPort)
         var port = nat.port(for: key)
         if port != nil, tcp.flags.contains(.syn), !tcp.flags.contains(.ack), let gone = nat.releaseFinished(key) {
             released(gone, reply: reply)
@@ -64,7 +66,9 @@ extension PacketDispatcher {
         }
         guard let natPort = port else { return }
         let reset = tcp.flags.contains(.rst)
-        if tcp.flags.contains(.fin) { nat.clientFinished(port: natPort, ipv4: ipv4, end: tcp.sequence &+ tcp.sequenceLength) }
+        if tcp.flags.contains(.fin) {
+            nat.clientFinished(port: natPort, ipv4: ipv4, end: tcp.sequence &+ tcp.sequenceLength)
+        }
         if NATRewrite.rewrite(
             &ip, source: stack.fakeClient, sourcePort: natPort, destination: stack.listener.address,
             destinationPort: stack.listener.port, partialChecksum: partialChecksum)

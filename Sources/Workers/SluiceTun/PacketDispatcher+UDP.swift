@@ -1,8 +1,8 @@
-import SluiceRouting
 import SluiceNet
-import SluiceSystem
 import SluiceOutbounds
 import SluicePacket
+import SluiceRouting
+import SluiceSystem
 
 /// UDP from the TUN: hijacked DNS goes to the dns worker; every other datagram takes its pair's route (the router
 /// decides a new pair once, the reader caches it) to a full-cone flow, or is refused with ICMP or dropped.
@@ -31,7 +31,8 @@ extension PacketDispatcher {
         case .reject:
             rejected.add(1, ordering: .relaxed)
             // Port unreachable: a connected UDP socket sees ECONNREFUSED at once.
-            let n = PacketBuilder.icmpUnreachable(into: reply, answering: ip, reporter: ip.destination, code: ip.version == 4 ? 3 : 4)
+            let n = PacketBuilder.icmpUnreachable(
+                into: reply, answering: ip, reporter: ip.destination, code: ip.version == 4 ? 3 : 4)
             if n > 0 { tun.write(reply.baseAddress, n) }
         case .drop:
             rejected.add(1, ordering: .relaxed)
@@ -46,13 +47,16 @@ extension PacketDispatcher {
     /// a fake address); otherwise to the name's real address, for which the first datagrams wait (sent from the dns
     /// peer's thread when it arrives).
     func forward(
-        _ payload: UnsafeRawBufferPointer, from client: InetEndpoint, to destination: InetEndpoint, route: DatagramRoute,
+        _ payload: UnsafeRawBufferPointer, from client: InetEndpoint, to destination: InetEndpoint,
+        route: DatagramRoute,
         via: Int?
     ) {
         guard let outbound = route.outbound else { return }
         let seenAs = route.seenAsDestination ? destination : nil
         guard let name = route.name else {
-            udp.send(from: client, to: .endpoint(destination), payload: payload, outbound: outbound, facts: route.facts, via: via)
+            udp.send(
+                from: client, to: .endpoint(destination), payload: payload, outbound: outbound, facts: route.facts,
+                via: via)
             return
         }
         if outbound.sendsNames {
@@ -71,7 +75,8 @@ extension PacketDispatcher {
                     outbound: outbound, facts: facts, via: via)
             }
         }
-        guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, resolver: resolver, later: later) else {
+        guard let real = dns.udpAddress(for: name, ipv6: !client.address.isIPv4, resolver: resolver, later: later)
+        else {
             return
         }
         udp.send(

@@ -1,9 +1,9 @@
-import SluiceRouting
 import CSluice
 import Logging
 import SluiceNet
-import SluicePacket
 import SluiceOutbounds
+import SluicePacket
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 import WorkerRuntime
@@ -143,7 +143,8 @@ final class PacketDispatcher: @unchecked Sendable {
                     for i in pfds.indices.dropFirst() where pfds[i].revents != 0 { icmp.drain(pfds[i].fd) }
                 }
             } else if n < 0 && n != -EINTR {
-                logger.error("reading the TUN device failed: \(SystemError("read", errno: Int32(-n))); the data plane stops")
+                logger.error(
+                    "reading the TUN device failed: \(SystemError("read", errno: Int32(-n))); the data plane stops")
                 return
             }
             let now = MonotonicClock.now
@@ -156,7 +157,9 @@ final class PacketDispatcher: @unchecked Sendable {
         }
     }
 
-    private func handle(_ raw: UnsafeMutableRawBufferPointer, partialChecksum: Bool, reply: UnsafeMutableRawBufferPointer) {
+    private func handle(
+        _ raw: UnsafeMutableRawBufferPointer, partialChecksum: Bool, reply: UnsafeMutableRawBufferPointer
+    ) {
         guard var ip = IPPacketView(raw) else {
             malformedDropped.add(1, ordering: .relaxed)
             return

@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -40,12 +40,16 @@ extension RunningDataPlane {
                 groups.runHealthChecks { member, url, timeout in
                     let table = router.current
                     let leaf = groups.contains(member) ? groups.resolve(member, key: "health-check") : member
-                    guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return nil }
+                    guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else {
+                        return nil
+                    }
                     return HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver)
                 }
             }
         } catch {
-            logger.error("cannot start proxy-group health checks: \(error); fallback and url-test groups keep their first member")
+            logger.error(
+                "cannot start proxy-group health checks: \(error); fallback and url-test groups keep their first member"
+            )
         }
     }
 
@@ -63,8 +67,9 @@ extension RunningDataPlane {
         let groups = table.groups
         let isGroup = groups?.contains(test.name) ?? false
         let builtIns = Set([BuiltinTarget.direct, .reject, .rejectDrop].map(\.rawValue))
-        guard isGroup || table.outbounds[test.name] != nil || table.rejectNames.contains(test.name)
-            || builtIns.contains(test.name)
+        guard
+            isGroup || table.outbounds[test.name] != nil || table.rejectNames.contains(test.name)
+                || builtIns.contains(test.name)
         else {
             respond(.delayResult(DelayResult(delays: [], error: "proxy \(test.name) not found")))
             return
@@ -80,8 +85,12 @@ extension RunningDataPlane {
         /// One member: the proxy or built-in it resolves to, measured; 0 when it fails (or is REJECT).
         let measure: @Sendable (String) -> (leaf: String?, milliseconds: UInt32) = { member in
             let leaf = groups?.contains(member) == true ? groups?.resolve(member, key: "delay-test") : member
-            guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else { return (nil, 0) }
-            return (leaf, HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver) ?? 0)
+            guard let leaf, !table.rejectNames.contains(leaf), let outbound = table.outbounds[leaf] else {
+                return (nil, 0)
+            }
+            return (
+                leaf, HealthProbe.measure(outbound, url: url, timeoutMilliseconds: timeout, resolver: resolver) ?? 0
+            )
         }
         let name = test.name
         let wholeGroup = test.wholeGroup
@@ -97,14 +106,18 @@ extension RunningDataPlane {
                     if wholeGroup {
                         var health: [String: ProxyGroups.Health] = [:]
                         for (member, result) in zip(members, results) {
-                            health[member] = ProxyGroups.Health(latencyMilliseconds: latency(result.milliseconds), checkedAt: now)
+                            health[member] = ProxyGroups.Health(
+                                latencyMilliseconds: latency(result.milliseconds), checkedAt: now)
                         }
                         groups.apply(health, to: name, at: now, isCheck: false)
                     } else if let first = results.first, let leaf = first.leaf {
                         groups.record(leaf, latencyMilliseconds: latency(first.milliseconds), at: now)
                     }
                 }
-                respond(.delayResult(DelayResult(delays: zip(members, results).map { .init(name: $0, milliseconds: $1.milliseconds) })))
+                respond(
+                    .delayResult(
+                        DelayResult(
+                            delays: zip(members, results).map { .init(name: $0, milliseconds: $1.milliseconds) })))
             }
         } catch {
             logger.error("delay test of \(name): cannot start a thread: \(error)")

@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -35,13 +35,15 @@ extension RunningDataPlane {
         var hard: UInt64 = 0
         let result = csluice_raise_nofile(&soft, &hard)
         if result < 0 {
-            logger.warning("cannot raise the open-file limit to its hard limit: \(SystemError("setrlimit", errno: -result))")
+            logger.warning(
+                "cannot raise the open-file limit to its hard limit: \(SystemError("setrlimit", errno: -result))")
         }
         // Two sockets and two pipes (four descriptors) per relayed connection, plus a reserve for the rest.
         let needed = UInt64(maxConnections) * 6 + 256
         if soft < needed {
             logger.warning(
-                "limits.max-connections \(maxConnections) may need \(needed) file descriptors, but the open-file limit is \(soft) (hard \(hard)): past about \((soft > 256 ? soft - 256 : 0) / 6) relayed connections new ones meet EMFILE and are reset; raise LimitNOFILE or lower limits.max-connections")
+                "limits.max-connections \(maxConnections) may need \(needed) file descriptors, but the open-file limit is \(soft) (hard \(hard)): past about \((soft > 256 ? soft - 256 : 0) / 6) relayed connections new ones meet EMFILE and are reset; raise LimitNOFILE or lower limits.max-connections"
+            )
         } else {
             logger.info("open-file limit \(soft) (hard \(hard)); limits.max-connections \(maxConnections)")
         }

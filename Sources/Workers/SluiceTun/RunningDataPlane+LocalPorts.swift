@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization

@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -47,18 +47,21 @@ extension RunningDataPlane {
                             try autoRoute?.install(netlink)
                             logger.notice("\(link.name) is up again; addresses and routes restored, traffic flows")
                         } catch {
-                            logger.error("\(link.name) is up again, but restoring its routes failed: \(error); restart sluice")
+                            logger.error(
+                                "\(link.name) is up again, but restoring its routes failed: \(error); restart sluice")
                         }
                     } else {
                         logger.error(
-                            "\(link.name) went down: traffic routed into it is dropped until it is up again (`ip link set \(link.name) up`, or restart sluice)")
+                            "\(link.name) went down: traffic routed into it is dropped until it is up again (`ip link set \(link.name) up`, or restart sluice)"
+                        )
                     }
                 }
             }
             guard followEgress else { continue }
             let detected = (try? Self.detectEgress(netlink, excluding: interfaceIndex)) ?? nil
             if detected != egress.interface {
-                logger.info("auto-detect-interface: egress changed from \(egress.interface ?? "none") to \(detected ?? "none")")
+                logger.info(
+                    "auto-detect-interface: egress changed from \(egress.interface ?? "none") to \(detected ?? "none")")
                 egress.interface = detected
             }
         }

@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -47,8 +47,10 @@ final class RunningDataPlane: @unchecked Sendable {
     let logger: Logger
 
     private init(
-        device: TunDevice?, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy, dispatcher: PacketDispatcher,
-        router: FlowRouter, relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer, resolver: NameResolver, nat: TCPNATTable,
+        device: TunDevice?, netlink: RouteNetlink, autoRoute: AutoRoute?, egress: EgressPolicy,
+        dispatcher: PacketDispatcher,
+        router: FlowRouter, relay: TCPRelayLoop, udp: UDPFlowTable, icmp: ICMPForwarder, dns: DNSPeer,
+        resolver: NameResolver, nat: TCPNATTable,
         registry: ConnectionRegistry, ports: LocalProxyPorts?, markerPath: String?,
         addedAddresses: [IPPrefix], wantedAddresses: [IPPrefix], interfaceIndex: Int32, summary: String, logger: Logger
     ) {
@@ -90,7 +92,9 @@ final class RunningDataPlane: @unchecked Sendable {
             if let inherited = environment["SLUICE_TUN_FD"].flatMap(Int32.init) {
                 opened = try TunDevice.adopt(descriptor: inherited)
             } else {
-                let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) }
+                let clone = environment["SLUICE_TUN_CLONE_FD"].flatMap(Int32.init).map {
+                    OwnedDescriptor(takingOwnershipOfDescriptor: $0)
+                }
                 opened = try TunDevice.open(name: tun.device, markerPath: markerPath, clone: clone, offload: tun.gso)
             }
             device = opened
@@ -119,24 +123,28 @@ final class RunningDataPlane: @unchecked Sendable {
         egress.keepAlive = configuration.keepAlive
         if tun.enable, tun.autoDetectInterface {
             egress.interface = try detectEgress(netlink, excluding: interfaceIndex)
-            logger.info("auto-detect-interface: DIRECT traffic leaves through \(egress.interface ?? "the main table's route (none found)")")
+            logger.info(
+                "auto-detect-interface: DIRECT traffic leaves through \(egress.interface ?? "the main table's route (none found)")"
+            )
         }
         var routingConfig = tun
         if !configuration.ipv6 { routingConfig.inet6Address = [] }
         // Workers running as a dedicated service user: that user's own traffic (the dns
         // worker's upstream queries, which carry no fwmark) goes around the TUN.
         let serviceUID = environment["SLUICE_SERVICE_UID"].flatMap(UInt32.init)
-        let autoRoute = tun.enable && tun.autoRoute
+        let autoRoute =
+            tun.enable && tun.autoRoute
             ? AutoRoute(
                 config: routingConfig, interfaceIndex: interfaceIndex, serviceUID: serviceUID,
                 bypassMarks: configuration.wireguardBypassMarks, logger: logger) : nil
         try autoRoute?.install(netlink)
 
         let dns = configuration.dns
-        let upstreams = Set((dns.nameserver + dns.defaultNameserver).compactMap { upstream -> InetEndpoint? in
-            guard case .address(let ip) = upstream.endpoint.host else { return nil }
-            return InetEndpoint(ip, upstream.endpoint.port)
-        })
+        let upstreams = Set(
+            (dns.nameserver + dns.defaultNameserver).compactMap { upstream -> InetEndpoint? in
+                guard case .address(let ip) = upstream.endpoint.host else { return nil }
+                return InetEndpoint(ip, upstream.endpoint.port)
+            })
         let dnsPeer = DNSPeer(
             entries: tun.enable ? tun.dnsHijack : [], upstreams: upstreams, fakeRanges: dns.fakeIPRanges, tun: writer,
             logger: logger)
@@ -149,8 +157,12 @@ final class RunningDataPlane: @unchecked Sendable {
             tun: writer, idleTimeoutSeconds: tun.udpTimeout, maxFlows: limits.udpMaxFlows, logger: logger,
             fakeAddressUse: { address, used in dnsPeer.pin(address, used) }, registry: registry, ports: ports)
         let icmp = ICMPForwarder(
-            v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
-            v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map { OwnedDescriptor(takingOwnershipOfDescriptor: $0) },
+            v4: environment["SLUICE_ICMP4_FD"].flatMap(Int32.init).map {
+                OwnedDescriptor(takingOwnershipOfDescriptor: $0)
+            },
+            v6: environment["SLUICE_ICMP6_FD"].flatMap(Int32.init).map {
+                OwnedDescriptor(takingOwnershipOfDescriptor: $0)
+            },
             routingMark: tun.routingMark, tun: writer, logger: logger)
         let resolver = NameResolver(dns: dnsPeer)
         let table = RoutingTable.make(
@@ -160,7 +172,9 @@ final class RunningDataPlane: @unchecked Sendable {
         let router = FlowRouter(
             table: table, names: dnsPeer,
             owners: FlowOwners(sockets: try? SocketOwners(), processes: supervisor), hijack: DNSOutbound(peer: dnsPeer),
-            resolveForRules: { [resolver] name in resolver.resolveBlocking(name, ipv6: false, timeoutMilliseconds: 150).0 },
+            resolveForRules: { [resolver] name in
+                resolver.resolveBlocking(name, ipv6: false, timeoutMilliseconds: 150).0
+            },
             logger: logger)
         let relay = try TCPRelayLoop(
             logger: logger, router: router, nat: nat,
@@ -170,7 +184,8 @@ final class RunningDataPlane: @unchecked Sendable {
             guard let prefix = prefixes.first else { return nil }
             guard let fake = nextAddress(in: prefix) else {
                 throw SystemError(
-                    "tun address \(prefix): the prefix must leave room for a second address (at most /30 or /126)", errno: EINVAL)
+                    "tun address \(prefix): the prefix must leave room for a second address (at most /30 or /126)",
+                    errno: EINVAL)
             }
             let listener = try relay.listen(on: InetEndpoint(prefix.address, 0))
             return PacketDispatcher.StackAddresses(listener: listener, fakeClient: fake)
@@ -192,9 +207,11 @@ final class RunningDataPlane: @unchecked Sendable {
         }
         if !served.isEmpty { summary += ", local ports " + served.joined(separator: " ") }
         let plane = RunningDataPlane(
-            device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher, router: router,
+            device: device, netlink: netlink, autoRoute: autoRoute, egress: egress, dispatcher: dispatcher,
+            router: router,
             relay: relay,
-            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports, markerPath: markerPath, addedAddresses: device?.createdBySluice == true ? [] : added,
+            udp: udp, icmp: icmp, dns: dnsPeer, resolver: resolver, nat: nat, registry: registry, ports: ports,
+            markerPath: markerPath, addedAddresses: device?.createdBySluice == true ? [] : added,
             wantedAddresses: wantedAddresses, interfaceIndex: interfaceIndex, summary: summary, logger: logger)
         plane.threads = [
             try OSThread.start(name: "tun-relay") { relay.run() },

@@ -1,6 +1,6 @@
-import SluiceRouting
 import SluiceConfig
 import SluiceNet
+import SluiceRouting
 import SluiceSystem
 
 /// The "system" stack's TCP translation table.
@@ -72,7 +72,8 @@ final class TCPNATTable: Sendable {
         init(_ entry: Entry, port: UInt16) {
             self.init(
                 key: entry.key, port: port,
-                resetSequence: entry.closedAt != nil ? entry.clientFinEnd : entry.accepted ? nil : entry.clientSequence &+ 1)
+                resetSequence: entry.closedAt != nil
+                    ? entry.clientFinEnd : entry.accepted ? nil : entry.clientSequence &+ 1)
         }
     }
 
@@ -379,7 +380,9 @@ final class TCPNATTable: Sendable {
     var count: Int { state.withLock { $0.v4.count + $0.v6.count } }
 
     /// Items in the expiry queues (creation and close order) of both families.
-    var queued: Int { state.withLock { $0.v4.opened.count + $0.v4.closing.count + $0.v6.opened.count + $0.v6.closing.count } }
+    var queued: Int {
+        state.withLock { $0.v4.opened.count + $0.v4.closing.count + $0.v6.opened.count + $0.v6.closing.count }
+    }
 
     /// Entries counted against `max-connections` (half-open and relayed).
     var liveCount: Int { state.withLock { $0.live } }

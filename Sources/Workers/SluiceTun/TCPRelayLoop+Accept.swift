@@ -1,6 +1,6 @@
-import SluiceRouting
 import CSluice
 import SluiceNet
+import SluiceRouting
 import SluiceSystem
 
 #if canImport(Glibc)

@@ -1,9 +1,9 @@
-import SluiceRouting
 import CSluice
 import SluiceConfig
-import SluiceNet
 import SluiceInbounds
+import SluiceNet
 import SluiceOutbounds
+import SluiceRouting
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -26,7 +26,8 @@ final class LocalProxyClient {
     var associated = false
 
     init(
-        socket: OwnedDescriptor, peer: InetEndpoint, local: InetEndpoint, index: Int, listener: InboundConfiguration.Listener,
+        socket: OwnedDescriptor, peer: InetEndpoint, local: InetEndpoint, index: Int,
+        listener: InboundConfiguration.Listener,
         server: LocalProxyServer, deadline: UInt64
     ) {
         self.socket = socket
@@ -127,7 +128,9 @@ extension TCPRelayLoop {
             // association exists before the reply leaves: a client sends its first datagram as soon as it reads it.
             c.associated = true
             ports?.associate(c.index, c.peer.address, user: user)
-            let reply = pending + LocalProxyServer.socks5Reply(0, bound: SocketEndpoint(address: c.local.address, port: c.local.port))
+            let reply =
+                pending
+                + LocalProxyServer.socks5Reply(0, bound: SocketEndpoint(address: c.local.address, port: c.local.port))
             guard Self.writeAll(c.socket, reply) else {
                 dropLocal(cookie, c)
                 return
@@ -189,7 +192,9 @@ extension TCPRelayLoop {
     static func writeAll(_ socket: OwnedDescriptor, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { csluice_write(socket.rawValue, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeBytes {
+                csluice_write(socket.rawValue, $0.baseAddress! + offset, $0.count - offset)
+            }
             if n == -EINTR { continue }
             if n <= 0 { return false }
             offset += n

@@ -133,7 +133,9 @@ extension TCPRelayLoop {
                 }
             }
             if d.pending > 0 {
-                let n = d.buffer.withUnsafeBytes { csluice_write(c.client.socket.rawValue, $0.baseAddress! + d.start, d.pending) }
+                let n = d.buffer.withUnsafeBytes {
+                    csluice_write(c.client.socket.rawValue, $0.baseAddress! + d.start, d.pending)
+                }
                 if n > 0 {
                     d.start += n
                     d.pending -= n

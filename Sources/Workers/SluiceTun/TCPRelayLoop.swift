@@ -1,9 +1,9 @@
-import SluiceRouting
 import CSluice
 import IPC
 import Logging
 import SluiceNet
 import SluiceOutbounds
+import SluiceRouting
 import SluiceSniffing
 import SluiceSystem
 import Synchronization
@@ -228,7 +228,10 @@ final class TCPRelayLoop: @unchecked Sendable {
                     if cookie == 1 {
                         var value: UInt64 = 0
                         _ = read(wakeup.rawValue, &value, 8)
-                        for work in posted.withLock({ p in defer { p.removeAll() }; return p }) { work() }
+                        for work in posted.withLock({ p in
+                            defer { p.removeAll() }
+                            return p
+                        }) { work() }
                     } else if let (listener, ipv4) = listeners[cookie] {
                         acceptAll(listener.rawValue, ipv4: ipv4)
                     } else if cookie >= Self.localCookieBase, let port = proxyListeners[cookie] {
@@ -280,7 +283,9 @@ final class TCPRelayLoop: @unchecked Sendable {
                 post { [self] in
                     let (client, plan) = box.value
                     guard let address = preference.pick(addresses) else {
-                        let why = error.isEmpty ? (addresses.isEmpty ? "no address" : "no address of the allowed family") : error
+                        let why =
+                            error.isEmpty
+                            ? (addresses.isEmpty ? "no address" : "no address of the allowed family") : error
                         refuse(client, origin: origin, "\(route.label): cannot resolve \(name): \(why)")
                         return
                     }
@@ -384,7 +389,8 @@ final class TCPRelayLoop: @unchecked Sendable {
             let err = InetSocket.pendingError(c.server.socket.rawValue)
             if err != 0 || events.contains(.error) {
                 logger.info(
-                    "\(c.label): \(c.outbound): connect failed: \(SystemError("connect", errno: err == 0 ? ECONNREFUSED : err).reason)")
+                    "\(c.label): \(c.outbound): connect failed: \(SystemError("connect", errno: err == 0 ? ECONNREFUSED : err).reason)"
+                )
                 failed.add(1, ordering: .relaxed)
                 close(c, reset: true)
                 return

@@ -1,6 +1,6 @@
-import SluiceRouting
 import CSluice
 import SluicePacket
+import SluiceRouting
 import SluiceSystem
 
 #if canImport(Glibc)
@@ -65,15 +65,19 @@ package final class TunDevice: @unchecked Sendable {
             let hint: String
             switch err {
             case EPERM, EACCES:
-                hint = existed
+                hint =
+                    existed
                     ? "the device exists but belongs to another user; recreate it with `ip tuntap add mode tun user \(getuid()) name \(name)` or grant CAP_NET_ADMIN"
                     : "creating a TUN device needs CAP_NET_ADMIN; start sluiced as root, or pre-create it with `ip tuntap add mode tun user \(getuid()) name \(name)`"
             case EBUSY:
-                hint = "the device is in use by another program, or exists with different flags (it must be a TUN device without packet info)"
+                hint =
+                    "the device is in use by another program, or exists with different flags (it must be a TUN device without packet info)"
             case ENOENT, ENODEV:
-                hint = "/dev/net/tun is missing: load the tun module (modprobe tun) or give the service DeviceAllow=/dev/net/tun"
+                hint =
+                    "/dev/net/tun is missing: load the tun module (modprobe tun) or give the service DeviceAllow=/dev/net/tun"
             case EACCES where clone == nil:
-                hint = "this user may not open /dev/net/tun; run under sluiced started as root (it hands the device over) or make the node accessible"
+                hint =
+                    "this user may not open /dev/net/tun; run under sluiced started as root (it hands the device over) or make the node accessible"
             default:
                 hint = "check that /dev/net/tun exists and the name is a valid interface name"
             }
@@ -107,9 +111,11 @@ package final class TunDevice: @unchecked Sendable {
     /// Uses an inherited TUN descriptor (`device-url: fd://N`).
     package static func adopt(descriptor fd: CInt) throws(SystemError) -> TunDevice {
         var name = [CChar](repeating: 0, count: 16)
-        try Posix.check("TUNGETIFF on fd \(fd) (fd://\(fd) must be an open TUN device)", csluice_tun_get_name(fd, &name))
+        try Posix.check(
+            "TUNGETIFF on fd \(fd) (fd://\(fd) must be an open TUN device)", csluice_tun_get_name(fd, &name))
         let actual = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return TunDevice(descriptor: OwnedDescriptor(takingOwnershipOfDescriptor: fd), name: actual, createdBySluice: false)
+        return TunDevice(
+            descriptor: OwnedDescriptor(takingOwnershipOfDescriptor: fd), name: actual, createdBySluice: false)
     }
 
     /// Closes the descriptor; with `removeDevice` (graceful stop of a device we created)

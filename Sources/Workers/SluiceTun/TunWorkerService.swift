@@ -1,5 +1,3 @@
-import SluiceRouting
-import SluiceOutbounds
 import CSluice
 import Foundation
 import IPC
@@ -7,6 +5,8 @@ import Logging
 import SluiceConfig
 import SluiceNet
 import SluiceNetlink
+import SluiceOutbounds
+import SluiceRouting
 import SluiceRules
 import SluiceSystem
 import Synchronization
@@ -15,7 +15,6 @@ import WorkerRuntime
 #if canImport(Glibc)
 import Glibc
 #endif
-
 
 /// The tun worker's job: bring the TUN device up, run the data plane, install auto-route,
 /// and take it all down again on a graceful stop.
@@ -57,7 +56,9 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
             return (.applied, running.summary)
         }
         // Without the TUN the data plane still runs for the local proxy ports (mihomo's plain proxy use).
-        guard configuration.tun.enable || !configuration.inbound.listeners.isEmpty else { return (.applied, "tun disabled") }
+        guard configuration.tun.enable || !configuration.inbound.listeners.isEmpty else {
+            return (.applied, "tun disabled")
+        }
         do {
             let plane = try RunningDataPlane.start(
                 configuration, environment: environment, supervisor: supervisor, logger: logger)
@@ -96,7 +97,8 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
         let groups = running?.router.current.groups
         switch request {
         case .connectionsRequest:
-            let snapshot = running?.registry.snapshot() ?? ConnectionsSnapshot(uploadTotal: 0, downloadTotal: 0, connections: [])
+            let snapshot =
+                running?.registry.snapshot() ?? ConnectionsSnapshot(uploadTotal: 0, downloadTotal: 0, connections: [])
             do {
                 return .connections(document: Array(try JSONEncoder().encode(snapshot)))
             } catch {
@@ -108,7 +110,10 @@ package final class TunWorkerService: WorkerService, @unchecked Sendable {
             return Self.groupStatus(groups)
         case .select(let select):
             guard let groups else {
-                return .error(ErrorReport(code: .rejected, message: "no proxy groups are configured (proxy-groups is empty, or the TUN is off)"))
+                return .error(
+                    ErrorReport(
+                        code: .rejected,
+                        message: "no proxy groups are configured (proxy-groups is empty, or the TUN is off)"))
             }
             do {
                 try groups.select(select.group, select.member)

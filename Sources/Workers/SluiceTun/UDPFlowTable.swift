@@ -1,11 +1,11 @@
-import SluiceRouting
 import CSluice
 import IPC
 import Logging
-import SluiceNet
 import SluiceConfig
-import SluicePacket
+import SluiceNet
 import SluiceOutbounds
+import SluicePacket
+import SluiceRouting
 import SluiceSystem
 import Synchronization
 import WorkerRuntime
@@ -51,7 +51,12 @@ final class UDPFlowTable: @unchecked Sendable {
         /// Fake-IP flows through a proxy: (name, port) → the fake endpoint the client used.
         /// The proxy resolves the name, so the remote that answers is learned from the
         /// first reply on that port (`learned`, not pinned: the name holds the pin).
-        let names = Locked<(byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint], learned: [InetEndpoint: InetEndpoint])>(
+        let names = Locked<
+            (
+                byName: [DatagramAddress: InetEndpoint], recent: [UInt16: InetEndpoint],
+                learned: [InetEndpoint: InetEndpoint]
+            )
+        >(
             ([:], [:], [:]))
         /// Its entry in the connections list (the first datagram's destination and rule).
         let tracked: TrackedConnection?
@@ -95,7 +100,12 @@ final class UDPFlowTable: @unchecked Sendable {
     /// Routes and sends one datagram a local port's client sent: (port index, its settings, its address, client,
     /// target, payload, user). Set once the dispatcher exists, before ``run()``.
     var localDatagram:
-        ((Int, InboundConfiguration.Listener, InetEndpoint, InetEndpoint, SocketEndpoint, UnsafeRawBufferPointer, String?) -> Void)?
+        (
+            (
+                Int, InboundConfiguration.Listener, InetEndpoint, InetEndpoint, SocketEndpoint, UnsafeRawBufferPointer,
+                String?
+            ) -> Void
+        )?
 
     let datagramsOut = Atomic<UInt64>(0)
     let datagramsIn = Atomic<UInt64>(0)
@@ -177,7 +187,9 @@ final class UDPFlowTable: @unchecked Sendable {
                 }
                 if made {
                     let made = flow
-                    session.start { [self] ok, problem in activate(made, ok: ok, problem: problem, outbound: outbound.name) }
+                    session.start { [self] ok, problem in
+                        activate(made, ok: ok, problem: problem, outbound: outbound.name)
+                    }
                 } else {
                     session.close()
                 }
@@ -292,7 +304,10 @@ final class UDPFlowTable: @unchecked Sendable {
             return ended
         }
         for flow in ended { if let tracked = flow.tracked { registry?.remove(tracked) } }
-        for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
+        for flow in retired.withLock({ r in
+            defer { r = [] }
+            return r
+        }) { flow.session.close() }
     }
 
     private func drain(_ flow: Flow, receive: UnsafeMutableRawBufferPointer, packet: UnsafeMutableRawBufferPointer) {
@@ -310,7 +325,9 @@ final class UDPFlowTable: @unchecked Sendable {
                 continue
             }
             if let via = flow.key.via {
-                replyLocal(via, flow: flow, from: shown, payload: UnsafeRawBufferPointer(rebasing: receive[range]), packet: packet)
+                replyLocal(
+                    via, flow: flow, from: shown, payload: UnsafeRawBufferPointer(rebasing: receive[range]),
+                    packet: packet)
                 continue
             }
             let length = PacketBuilder.udp(
@@ -358,7 +375,8 @@ final class UDPFlowTable: @unchecked Sendable {
                 continue
             }
             localDatagram?(
-                port.index, association.listener, port.local, client, target, UnsafeRawBufferPointer(rebasing: receive[offset..<n]),
+                port.index, association.listener, port.local, client, target,
+                UnsafeRawBufferPointer(rebasing: receive[offset..<n]),
                 association.user)
         }
     }
@@ -366,7 +384,8 @@ final class UDPFlowTable: @unchecked Sendable {
     /// A reply for a local port's client: the SOCKS5 UDP header naming the remote, then the payload, sent from the
     /// port's socket.
     private func replyLocal(
-        _ via: Int, flow: Flow, from shown: InetEndpoint, payload: UnsafeRawBufferPointer, packet: UnsafeMutableRawBufferPointer
+        _ via: Int, flow: Flow, from shown: InetEndpoint, payload: UnsafeRawBufferPointer,
+        packet: UnsafeMutableRawBufferPointer
     ) {
         guard let port = localPorts[Self.localCookieBase + UInt64(via)] else { return }
         var header: [UInt8] = []
@@ -446,7 +465,10 @@ final class UDPFlowTable: @unchecked Sendable {
     }
 
     private func closeRequested() {
-        for cookie in closeRequests.withLock({ r in defer { r = [] }; return r }) {
+        for cookie in closeRequests.withLock({ r in
+            defer { r = [] }
+            return r
+        }) {
             guard let flow = flows.withLock({ $0.byCookie[cookie] }) else { continue }
             logger.info("UDP \(flow.key.client) via \(flow.key.outbound): closed on request (external controller)")
             retire(flow)
@@ -455,7 +477,10 @@ final class UDPFlowTable: @unchecked Sendable {
 
     private func expire(now: UInt64) {
         // Sessions retired at the previous sweep close now.
-        for flow in retired.withLock({ r in defer { r = [] }; return r }) { flow.session.close() }
+        for flow in retired.withLock({ r in
+            defer { r = [] }
+            return r
+        }) { flow.session.close() }
         let idle = flows.withLock { s -> [Flow] in
             // Nine tenths full: flows idle for a tenth of udp-timeout (30 s by default) close too, so that a burst
             // of short-lived flows (DNS-like, or a flood of new source ports) does not shut out new ones for the

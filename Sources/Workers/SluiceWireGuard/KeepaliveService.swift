@@ -53,10 +53,16 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             case .key(let key): links.append((link, key.bytes))
             case .file(let path):
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    return (.rejected, "wireguard[\(position)](\(link.name)).private-key-file: cannot read \(path) as \(NSUserName())")
+                    return (
+                        .rejected,
+                        "wireguard[\(position)](\(link.name)).private-key-file: cannot read \(path) as \(NSUserName())"
+                    )
                 }
                 guard let key = WireGuardKey(base64: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                    return (.rejected, "wireguard[\(position)](\(link.name)).private-key-file: \(path) does not hold a base64 WireGuard key")
+                    return (
+                        .rejected,
+                        "wireguard[\(position)](\(link.name)).private-key-file: \(path) does not hold a base64 WireGuard key"
+                    )
                 }
                 links.append((link, key.bytes))
             }
@@ -71,14 +77,18 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 )
             }
             if !kernel, WireGuardGo.executable(environment: environment) == nil {
-                return (.rejected, "wireguard: no wireguard kernel module and wireguard-go not found (apt-get install wireguard-go, or set SLUICE_WIREGUARD_GO)")
+                return (
+                    .rejected,
+                    "wireguard: no wireguard kernel module and wireguard-go not found (apt-get install wireguard-go, or set SLUICE_WIREGUARD_GO)"
+                )
             }
         }
-        let level = switch configuration.logLevel {
-        case .debug: "verbose"
-        case .silent: "silent"
-        default: "error"
-        }
+        let level =
+            switch configuration.logLevel {
+            case .debug: "verbose"
+            case .silent: "silent"
+            default: "error"
+            }
         wanted.withLock {
             $0.links = links
             $0.interval = configuration.keepalive.interval
@@ -198,7 +208,8 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
         do {
             monitor = try RouteMonitor(groups: .link)
         } catch {
-            logger.warning("rtnetlink link events: \(error); a deleted link is noticed every keepalive.interval instead")
+            logger.warning(
+                "rtnetlink link events: \(error); a deleted link is noticed every keepalive.interval instead")
             monitor = nil
         }
         while true {
@@ -216,7 +227,9 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             }
             let now = MonotonicClock.now
             for name in links.keys.sorted() {
-                tend(name, now: now, interval: w.interval, thresholds: w.thresholds, logLevel: w.logLevel, netlink: netlink)
+                tend(
+                    name, now: now, interval: w.interval, thresholds: w.thresholds, logLevel: w.logLevel,
+                    netlink: netlink)
             }
             publish(interval: w.interval)
             if let monitor {
@@ -242,13 +255,15 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
         // A link whose backend no longer fits keepalive.backend is taken down and brought up anew.
         for name in links.keys.sorted() {
             guard let running = links[name]?.backend else { continue }
-            let fits = switch w.backend {
-            case .auto: true
-            case .kernel: running == .kernel
-            case .wireguardGo: running == .wireguardGo
-            }
+            let fits =
+                switch w.backend {
+                case .auto: true
+                case .kernel: running == .kernel
+                case .wireguardGo: running == .wireguardGo
+                }
             if !fits {
-                logger.info("\(name): keepalive.backend is now \(w.backend.rawValue); bringing the link up again with it")
+                logger.info(
+                    "\(name): keepalive.backend is now \(w.backend.rawValue); bringing the link up again with it")
                 takeDown(name, netlink: netlink)
                 links[name] = nil
             }
@@ -304,11 +319,15 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 dead = !WireGuardGo.isAlive(pid)
             }
             if dead {
-                let how = exit.map { e in e.signal.map { "was killed by signal \($0)" } ?? "exited with status \(e.code ?? -1)" } ?? "is gone"
+                let how =
+                    exit.map { e in
+                        e.signal.map { "was killed by signal \($0)" } ?? "exited with status \(e.code ?? -1)"
+                    } ?? "is gone"
                 let ranFor = MonotonicClock.elapsed(from: state.startedAt, to: now)
                 state.failures = ranFor < 10_000_000_000 ? state.failures + 1 : 0
                 let delay = state.failures <= 1 ? 0 : min(30, 1 << min(state.failures - 1, 5))
-                logger.error("\(name): wireguard-go (pid \(pid)) \(how); restarting it\(delay == 0 ? "" : " in \(delay) s")")
+                logger.error(
+                    "\(name): wireguard-go (pid \(pid)) \(how); restarting it\(delay == 0 ? "" : " in \(delay) s")")
                 state.pid = nil
                 state.configured = false
                 state.needsConfigure = true
@@ -340,7 +359,9 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 state.configuredAt = now
                 state.liveness = [:]
                 let how = state.pid.map { "wireguard-go pid \($0)" } ?? "kernel"
-                logger.info("\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), \(how)\(state.adopted ? ", adopted" : ""))")
+                logger.info(
+                    "\(name): up (\(state.link.peers.count) peer\(state.link.peers.count == 1 ? "" : "s"), \(how)\(state.adopted ? ", adopted" : ""))"
+                )
             } catch {
                 logger.error("\(name): configuring failed: \(error); retrying")
                 state.configured = false
@@ -394,7 +415,9 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             var liveness = state.liveness[key] ?? PeerLiveness(upSince: state.configuredAt, thresholds: thresholds)
             liveness.thresholds = thresholds
             let reason = liveness.observe(
-                .init(now: now, handshakeAge: current.handshakeAge(now: wallNow), rxBytes: current.rxBytes, txBytes: current.txBytes))
+                .init(
+                    now: now, handshakeAge: current.handshakeAge(now: wallNow), rxBytes: current.rxBytes,
+                    txBytes: current.txBytes))
             state.liveness[key] = liveness
             guard let reason else { continue }
             guard let resolved = Resolver.resolve(host, port: configured.port) else {
@@ -489,11 +512,14 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
         // wireguard-go has its own, so that the device is attached to wireguard-go alone.
         let tun = try supervisor?.openTunDevice() ?? WireGuardGo.openTunDevice()
         defer { tun.close() }
-        if try WireGuardGo.attachPersistentTun(tun, link: name, framing: tunFraming(executable: executable), netlink: netlink) {
+        if try WireGuardGo.attachPersistentTun(
+            tun, link: name, framing: tunFraming(executable: executable), netlink: netlink)
+        {
             logger.debug("\(name): created the persistent TUN device for wireguard-go")
         }
         let pid = try WireGuardGo.spawn(
-            link: name, executable: executable, tun: tun.rawValue, capabilities: Capability.netAdmin.mask, logLevel: logLevel)
+            link: name, executable: executable, tun: tun.rawValue, capabilities: Capability.netAdmin.mask,
+            logLevel: logLevel)
         state.pid = pid
         state.ownChild = true
         state.adopted = false
@@ -504,7 +530,9 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             if (try? UAPIClient.status(path: path)) != nil { return }
             if let exit = ProcessSpawner.wait(for: pid, blocking: false) {
                 state.pid = nil
-                throw SystemError("wireguard-go \(name) exited at start with status \(exit.status) (see the log above)", errno: ECHILD)
+                throw SystemError(
+                    "wireguard-go \(name) exited at start with status \(exit.status) (see the log above)", errno: ECHILD
+                )
             }
             usleep(20_000)
         }
@@ -529,11 +557,14 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             } else {
                 chosen = .packetInformation
                 logger.warning(
-                    "\(executable) --version printed \"\(line)\", not wireguard-go v0.0.YYYYMMDD; attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants")
+                    "\(executable) --version printed \"\(line)\", not wireguard-go v0.0.YYYYMMDD; attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants"
+                )
             }
         } catch {
             chosen = .packetInformation
-            logger.warning("\(executable) --version: \(error); attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants")
+            logger.warning(
+                "\(executable) --version: \(error); attaching its TUN with \(chosen), as wireguard-go up to 0.0.20230223 wants"
+            )
         }
         framing = (executable, modified, chosen)
         return chosen
@@ -549,13 +580,17 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 case .address: endpoint = configured
                 case .name(let host):
                     endpoint = Resolver.resolve(host, port: configured.port)
-                    if endpoint == nil { logger.warning("\(link.name): cannot resolve \(host); peer left without an endpoint") }
+                    if endpoint == nil {
+                        logger.warning("\(link.name): cannot resolve \(host); peer left without an endpoint")
+                    }
                 }
             }
             peers.append(
                 .init(
-                    publicKey: peer.publicKey.bytes, presharedKey: peer.presharedKey?.bytes ?? [UInt8](repeating: 0, count: 32),
-                    endpoint: endpoint, persistentKeepalive: peer.persistentKeepalive ?? 0, allowedIPs: peer.allowedIPs))
+                    publicKey: peer.publicKey.bytes,
+                    presharedKey: peer.presharedKey?.bytes ?? [UInt8](repeating: 0, count: 32),
+                    endpoint: endpoint, persistentKeepalive: peer.persistentKeepalive ?? 0, allowedIPs: peer.allowedIPs)
+            )
         }
         let settings = WireGuardUAPI.DeviceSettings(
             privateKey: state.privateKey, listenPort: link.listenPort, fwmark: link.fwmark, peers: peers)
@@ -575,7 +610,8 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 try LinkRouting.enableSourceValidMark()
             } catch {
                 logger.warning(
-                    "\(link.name): \(error); with a strict rp_filter the link's own UDP replies may be dropped (set net.ipv4.conf.all.src_valid_mark=1)")
+                    "\(link.name): \(error); with a strict rp_filter the link's own UDP replies may be dropped (set net.ipv4.conf.all.src_valid_mark=1)"
+                )
             }
         }
     }
@@ -583,9 +619,13 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
     private func takeDown(_ name: String, netlink: RouteNetlink) {
         guard let state = links[name] else { return }
         if let info = try? netlink.link(named: name) {
-            do { try netlink.deleteLink(index: info.index) } catch { logger.warning("\(name): deleting the link: \(error)") }
+            do { try netlink.deleteLink(index: info.index) } catch {
+                logger.warning("\(name): deleting the link: \(error)")
+            }
         }
-        do { try LinkRouting.removeRules(link: name, netlink: netlink) } catch { logger.warning("\(name): removing its rules: \(error)") }
+        do { try LinkRouting.removeRules(link: name, netlink: netlink) } catch {
+            logger.warning("\(name): removing its rules: \(error)")
+        }
         if state.pid != nil {
             stopWireGuardGo(state, signal: SIGTERM)
         } else {
@@ -602,7 +642,9 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
         ProcessSpawner.signal(pid, signal)
         let deadline = MonotonicClock.now + 2_000_000_000
         if state.ownChild {
-            while MonotonicClock.now < deadline, ProcessSpawner.wait(for: pid, blocking: false) == nil { usleep(10_000) }
+            while MonotonicClock.now < deadline, ProcessSpawner.wait(for: pid, blocking: false) == nil {
+                usleep(10_000)
+            }
             if WireGuardGo.isAlive(pid) {
                 ProcessSpawner.signal(pid, SIGKILL)
                 _ = ProcessSpawner.wait(for: pid)
@@ -628,9 +670,12 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
             let up = state.hasDevice && state.configured
             if up { upNames.append(name) }
             var peers: [WireGuardLinkState.Peer] = []
-            var ok = 0, stale = 0, never = 0
+            var ok = 0
+            var stale = 0
+            var never = 0
             var newest: Int64 = -1
-            var rx: UInt64 = 0, tx: UInt64 = 0
+            var rx: UInt64 = 0
+            var tx: UInt64 = 0
             for configured in state.link.peers {
                 let key = configured.publicKey.bytes
                 let current = state.status?.peers.first { $0.publicKey == key }
@@ -648,9 +693,11 @@ package final class KeepaliveService: WorkerService, @unchecked Sendable {
                 tx += current?.txBytes ?? 0
                 peers.append(
                     .init(
-                        publicKey: configured.publicKey.description, configuredEndpoint: configured.endpoint.map(WireGuardUAPI.endpointText),
+                        publicKey: configured.publicKey.description,
+                        configuredEndpoint: configured.endpoint.map(WireGuardUAPI.endpointText),
                         endpoint: current?.endpoint, handshakeAgeSeconds: age, rxBytes: current?.rxBytes ?? 0,
-                        txBytes: current?.txBytes ?? 0, state: verdict, endpointChanges: state.endpointChanges[key] ?? 0))
+                        txBytes: current?.txBytes ?? 0, state: verdict, endpointChanges: state.endpointChanges[key] ?? 0
+                    ))
             }
             states.append(
                 .init(

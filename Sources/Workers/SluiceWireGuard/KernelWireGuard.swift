@@ -3,7 +3,7 @@ import SluiceNetlink
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// The kernel's WireGuard module as a backend: configured and read over generic netlink (family `wireguard`), the

@@ -4,7 +4,7 @@ import SluiceNetlink
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Addresses, MTU, up and routes of one WireGuard link over rtnetlink, the way wg-quick sets them, idempotent:
@@ -36,12 +36,16 @@ package enum LinkRouting {
         func add(_ prefix: IPPrefix, table: UInt32) {
             let metric = link.routeMetric.map { UInt32(clamping: $0) }
             let route = Route(destination: prefix.network, outputInterface: index, table: table, metric: metric)
-            if !out.contains(where: { $0.destination == route.destination && $0.table == route.table }) { out.append(route) }
+            if !out.contains(where: { $0.destination == route.destination && $0.table == route.table }) {
+                out.append(route)
+            }
         }
         switch link.table {
         case .auto:
             for peer in link.peers {
-                for prefix in peer.allowedIPs { add(prefix, table: prefix.length > 0 ? Route.mainTable : linkTable(for: link.name)) }
+                for prefix in peer.allowedIPs {
+                    add(prefix, table: prefix.length > 0 ? Route.mainTable : linkTable(for: link.name))
+                }
             }
         case .id(let table):
             for peer in link.peers { for prefix in peer.allowedIPs { add(prefix, table: table) } }
@@ -91,7 +95,8 @@ package enum LinkRouting {
             guard !families.isEmpty, let mark = link.fwmark else { return [] }
             return families.flatMap { family in
                 [
-                    RoutingRule(family: family, priority: suppressRulePriority, table: Route.mainTable, suppressPrefixLength: 0),
+                    RoutingRule(
+                        family: family, priority: suppressRulePriority, table: Route.mainTable, suppressPrefixLength: 0),
                     RoutingRule(
                         family: family, priority: defaultRulePriority, table: linkTable(for: link.name), fwmark: mark,
                         invert: true),
@@ -114,7 +119,9 @@ package enum LinkRouting {
     package static func defaultRouteFamilies(of link: WireGuardLink) -> [IPFamily] {
         guard case .auto = link.table else { return [] }
         let defaults = link.peers.flatMap(\.allowedIPs).filter { $0.length == 0 }
-        return [IPFamily.v4, .v6].filter { family in defaults.contains { ($0.address.isIPv4 ? IPFamily.v4 : .v6) == family } }
+        return [IPFamily.v4, .v6].filter { family in
+            defaults.contains { ($0.address.isIPv4 ? IPFamily.v4 : .v6) == family }
+        }
     }
 
     /// The fwmark a link must put on its UDP: its own (`fwmark`, or `tun.routing-mark` as the keeper fills in),
@@ -127,7 +134,9 @@ package enum LinkRouting {
     /// Removes sluice's rules of the link: those pointing at its table, and the `suppress_prefixlength 0` rule at
     /// ``suppressRulePriority`` (one link at most takes the default route per family; the config loader checks);
     /// all of them when `keeping` is empty.
-    package static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink) throws(SystemError) {
+    package static func removeRules(link name: String, keeping: [RoutingRule] = [], netlink: RouteNetlink)
+        throws(SystemError)
+    {
         let table = sourceTable(for: name)
         for family in [IPFamily.v4, .v6] {
             for rule in try netlink.rules(family: family)
@@ -151,7 +160,9 @@ package enum LinkRouting {
         let mtu = link.mtu.map { UInt32($0) } ?? defaultMTU(netlink: netlink)
         try netlink.setLink(index: index, mtu: mtu)
         let present = try netlink.addresses(interface: index)
-        for prefix in link.addresses where !present.contains(prefix) { try netlink.addAddress(prefix, interface: index) }
+        for prefix in link.addresses where !present.contains(prefix) {
+            try netlink.addAddress(prefix, interface: index)
+        }
         for prefix in present where !link.addresses.contains(prefix) && !isLinkLocal(prefix.address) {
             try netlink.deleteAddress(prefix, interface: index)
         }

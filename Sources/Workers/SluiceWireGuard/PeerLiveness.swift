@@ -78,12 +78,15 @@ package struct PeerLiveness: Sendable, Equatable {
         guard now >= quietUntil else { return nil }
         var reason: Reason?
         if let age = sample.handshakeAge {
-            if UInt64(max(0, age)) * 1_000_000_000 > thresholds.handshakeTimeout { reason = .staleHandshake(ageSeconds: age) }
+            if UInt64(max(0, age)) * 1_000_000_000 > thresholds.handshakeTimeout {
+                reason = .staleHandshake(ageSeconds: age)
+            }
         } else if elapsed(upSince, now) >= thresholds.handshakeTimeout {
             reason = .noHandshake(upSeconds: Int64(elapsed(upSince, now) / 1_000_000_000))
         }
         if reason == nil, sample.txBytes > txAtRxChange, elapsed(rxChangedAt, now) >= thresholds.rxTimeout {
-            reason = .rxFlat(seconds: Int64(elapsed(rxChangedAt, now) / 1_000_000_000), txGrowth: sample.txBytes - txAtRxChange)
+            reason = .rxFlat(
+                seconds: Int64(elapsed(rxChangedAt, now) / 1_000_000_000), txGrowth: sample.txBytes - txAtRxChange)
         }
         if reason != nil {
             quietUntil = now + thresholds.rxTimeout

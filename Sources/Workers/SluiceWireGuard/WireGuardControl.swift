@@ -31,7 +31,9 @@ package struct UAPIControl: WireGuardControl {
         try UAPIClient.status(path: WireGuardGo.socketPath(link: link))
     }
 
-    package func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]]) throws {
+    package func set(link: String, _ settings: WireGuardUAPI.DeviceSettings, replacePeers: Bool, removePeers: [[UInt8]])
+        throws
+    {
         try UAPIClient.set(
             path: WireGuardGo.socketPath(link: link),
             request: WireGuardUAPI.setRequest(settings, replacePeers: replacePeers, removePeers: removePeers))

@@ -3,7 +3,7 @@ import SluiceNetlink
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Debian's `wireguard-go`, the userspace backend: run in the foreground as a child of the keepalive worker, with
@@ -40,7 +40,9 @@ package enum WireGuardGo {
         link: String, executable: String, tun: CInt, capabilities: UInt64, logLevel: String = "error"
     ) throws(SystemError) -> pid_t {
         // An interface name never starts with '-', so it can never be taken for an option (see the note above).
-        guard !link.isEmpty, !link.hasPrefix("-") else { throw SystemError("wireguard-go: bad link name \(link)", errno: EINVAL) }
+        guard !link.isEmpty, !link.hasPrefix("-") else {
+            throw SystemError("wireguard-go: bad link name \(link)", errno: EINVAL)
+        }
         var request = SpawnRequest(
             executable: executable, arguments: [link],
             environment: [
@@ -135,9 +137,12 @@ package enum WireGuardGo {
         var actual = [CChar](repeating: 0, count: 16)
         switch framing {
         case .packetInformation:
-            try Posix.check("TUNSETIFF \(link) (IFF_TUN)", csluice_tun_attach_with_packet_info(tun.rawValue, link, &actual))
+            try Posix.check(
+                "TUNSETIFF \(link) (IFF_TUN)", csluice_tun_attach_with_packet_info(tun.rawValue, link, &actual))
         case .virtioHeader:
-            try Posix.check("TUNSETIFF \(link) (IFF_TUN|IFF_NO_PI|IFF_VNET_HDR)", csluice_tun_attach(tun.rawValue, link, 1, 0, &actual))
+            try Posix.check(
+                "TUNSETIFF \(link) (IFF_TUN|IFF_NO_PI|IFF_VNET_HDR)",
+                csluice_tun_attach(tun.rawValue, link, 1, 0, &actual))
         }
         if existing == nil { try Posix.check("TUNSETOWNER \(link)", csluice_tun_set_owner(tun.rawValue, getuid())) }
         try Posix.check("TUNSETPERSIST \(link)", csluice_tun_set_persist(tun.rawValue, 1))

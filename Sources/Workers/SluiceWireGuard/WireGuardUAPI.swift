@@ -36,7 +36,8 @@ package enum WireGuardUAPI {
         package var fwmark: UInt32?
         package var peers: [PeerSettings]
 
-        package init(privateKey: [UInt8], listenPort: UInt16? = nil, fwmark: UInt32? = nil, peers: [PeerSettings] = []) {
+        package init(privateKey: [UInt8], listenPort: UInt16? = nil, fwmark: UInt32? = nil, peers: [PeerSettings] = [])
+        {
             self.privateKey = privateKey
             self.listenPort = listenPort
             self.fwmark = fwmark
@@ -136,7 +137,9 @@ package enum WireGuardUAPI {
         var sawErrno = false
         for (key, value) in try pairs(text) {
             if key == "public_key" {
-                guard let bytes = unhex(value), bytes.count == 32 else { throw ProtocolError("bad public_key \(value.prefix(8))…") }
+                guard let bytes = unhex(value), bytes.count == 32 else {
+                    throw ProtocolError("bad public_key \(value.prefix(8))…")
+                }
                 status.peers.append(PeerStatus(publicKey: bytes))
                 continue
             }
@@ -172,7 +175,9 @@ package enum WireGuardUAPI {
     private static func pairs(_ text: String) throws(ProtocolError) -> [(key: Substring, value: Substring)] {
         var out: [(key: Substring, value: Substring)] = []
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            guard let equals = line.firstIndex(of: "=") else { throw ProtocolError("line without '=': \(line.prefix(40))") }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw ProtocolError("line without '=': \(line.prefix(40))")
+            }
             out.append((line[..<equals], line[line.index(after: equals)...]))
         }
         return out

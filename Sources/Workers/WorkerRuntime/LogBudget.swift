@@ -33,7 +33,9 @@ package final class LogBudget: Sendable {
             s.suppressed += 1
             return (false, carried)
         }
-        if suppressed > 0 { logger.notice("\(suppressed) more \(what) were not logged in the last \(window / 1_000_000_000) s") }
+        if suppressed > 0 {
+            logger.notice("\(suppressed) more \(what) were not logged in the last \(window / 1_000_000_000) s")
+        }
         return admitted
     }
 }

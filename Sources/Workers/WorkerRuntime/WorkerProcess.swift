@@ -91,7 +91,8 @@ package final class WorkerProcess {
             try channel.send(
                 .helloAccept(
                     HelloAccept(
-                        version: version, role: role, pid: UInt32(getpid()), software: SluiceVersion.banner(identifier))),
+                        version: version, role: role, pid: UInt32(getpid()), software: SluiceVersion.banner(identifier))
+                ),
                 requestID: received.header.requestID, isReply: true)
         } catch {
             try? channel.send(.error(ErrorReport(error)), requestID: received.header.requestID, isReply: true)
@@ -119,7 +120,9 @@ package final class WorkerProcess {
             switch message {
             case .configPush(let push):
                 let (outcome, detail) = applyPush(push, service: service)
-                try channel.send(.configResult(ConfigResult(generation: push.generation, outcome: outcome, detail: detail)), requestID: id, isReply: true)
+                try channel.send(
+                    .configResult(ConfigResult(generation: push.generation, outcome: outcome, detail: detail)),
+                    requestID: id, isReply: true)
                 if outcome == .applied {
                     try channel.send(.ready(Ready(generation: generation, detail: service.readyDetail)))
                 }
@@ -132,13 +135,15 @@ package final class WorkerProcess {
                 try channel.send(.heartbeatAck(beat), requestID: id, isReply: true)
             case .statsRequest:
                 var entries: [StatsReport.Entry] = [
-                    .init("uptime.ms", Int64(MonotonicClock.elapsed(from: startedAt, to: MonotonicClock.now) / 1_000_000)),
+                    .init(
+                        "uptime.ms", Int64(MonotonicClock.elapsed(from: startedAt, to: MonotonicClock.now) / 1_000_000)),
                     .init("config.generation", Int64(generation)),
                     .init("heartbeats.answered", heartbeatsAnswered),
                 ]
                 entries += service.stats()
                 try channel.send(
-                    .statsReport(StatsReport(entries: entries, problems: service.problems)), requestID: id, isReply: true)
+                    .statsReport(StatsReport(entries: entries, problems: service.problems)), requestID: id,
+                    isReply: true)
             case .peerChannel(let peer):
                 guard let fd = received.descriptors.first else {
                     logger.warning("peerChannel for \(peer.peer) came without its socket; ignored")
@@ -148,13 +153,17 @@ package final class WorkerProcess {
                 service.peerConnected(peer, channel: FrameChannel(takingOwnershipOf: fd))
             case .reload(let reload):
                 logger.info("reload requested: \(reload.reason)")
-                try channel.send(.configResult(ConfigResult(generation: generation, outcome: .applied, detail: "")), requestID: id, isReply: true)
+                try channel.send(
+                    .configResult(ConfigResult(generation: generation, outcome: .applied, detail: "")), requestID: id,
+                    isReply: true)
             case .shutdown(let shutdown):
                 logger.info("shutting down: \(shutdown.reason)")
                 service.shutdown(graceMilliseconds: shutdown.graceMilliseconds)
                 return
             case .hello:
-                try channel.send(.error(ErrorReport(code: .handshakeFailed, message: "hello after the handshake")), requestID: id, isReply: true)
+                try channel.send(
+                    .error(ErrorReport(code: .handshakeFailed, message: "hello after the handshake")), requestID: id,
+                    isReply: true)
             case .logSubscribe(let subscribe):
                 // Lines at or above the priority also go to sluiced, for the external controller's /logs.
                 LogTap.set(priority: subscribe.priority) { priority, text in
@@ -169,7 +178,9 @@ package final class WorkerProcess {
                 // A request for the service itself (group selection and state...).
                 let answer =
                     service.answer(message)
-                    ?? .error(ErrorReport(code: .unknownMessageType, message: "\(identifier) does not handle \(message.type)"))
+                    ?? .error(
+                        ErrorReport(code: .unknownMessageType, message: "\(identifier) does not handle \(message.type)")
+                    )
                 try channel.send(answer, requestID: id, isReply: true)
             }
         }

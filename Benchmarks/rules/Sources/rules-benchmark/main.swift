@@ -15,8 +15,8 @@
 import Foundation
 import SluiceConfig
 import SluiceNet
-import SluiceRules
 import SluiceOutbounds
+import SluiceRules
 
 // MARK: The tun worker's share
 
@@ -35,7 +35,9 @@ func workerMemory(_ path: String) -> Never {
         _ = unsafeBitCast(symbol, to: Trim.self)(0)
     }
     let trimmed = residentBytes()
-    print("\(decoded - before) \(built - decoded) \(trimmed - before) \(engine.unsupportedKinds.count + configuration.rules.count)")
+    print(
+        "\(decoded - before) \(built - decoded) \(trimmed - before) \(engine.unsupportedKinds.count + configuration.rules.count)"
+    )
     exit(0)
 }
 
@@ -385,7 +387,9 @@ try configText(
         """
 ).write(toFile: providerConfig, atomically: true, encoding: .utf8)
 var providerResult: ConfigLoadResult!
-let providerLoad = seconds { providerResult = ConfigLoader.load(contentsOfFile: providerConfig, catalog: OutboundRegistry.catalog) }
+let providerLoad = seconds {
+    providerResult = ConfigLoader.load(contentsOfFile: providerConfig, catalog: OutboundRegistry.catalog)
+}
 guard let providerConfiguration = providerResult.configuration else {
     print("provider config failed: \(providerResult.errors.prefix(5))")
     exit(1)

@@ -65,7 +65,8 @@ extension ConfigurationDecoder {
         var seen: [UInt16: String] = [:]
         for (listener, (mark, path)) in zip(inbound.listeners, places) {
             if let other = seen[listener.port] {
-                context.error(mark, path, "port \(listener.port) is already \(other)'s; give each local proxy port its own")
+                context.error(
+                    mark, path, "port \(listener.port) is already \(other)'s; give each local proxy port its own")
             }
             seen[listener.port] = listener.name
         }
@@ -83,7 +84,8 @@ extension ConfigurationDecoder {
         guard let kind = InboundConfiguration.Kind(rawValue: typeText.lowercased()) else {
             context.warning(
                 node.mark, label,
-                "listener type \(DecodingContext.quote(typeText)) is not served by sluice (it serves mixed, socks and http); this port stays closed")
+                "listener type \(DecodingContext.quote(typeText)) is not served by sluice (it serves mixed, socks and http); this port stays closed"
+            )
             return nil
         }
         var port = 0
@@ -127,7 +129,8 @@ extension ConfigurationDecoder {
             case .leftOut:
                 context.warning(
                     node.mark, path.key("proxy"),
-                    "\(DecodingContext.quote(target)) was left out; this listener's connections are rejected (sluice fails closed)")
+                    "\(DecodingContext.quote(target)) was left out; this listener's connections are rejected (sluice fails closed)"
+                )
                 proxy = BuiltinTarget.reject.rawValue
             case .unknown:
                 context.error(node.mark, path.key("proxy"), "\(DecodingContext.quote(target)) names no proxy or group")
@@ -135,10 +138,12 @@ extension ConfigurationDecoder {
             }
         }
         // What sluice cannot honour closes the port rather than serving it differently.
-        for key in ["rule", "certificate", "private-key", "reality-config", "ech-key", "client-auth-type"] where reader.has(key) {
+        for key in ["rule", "certificate", "private-key", "reality-config", "ech-key", "client-auth-type"]
+        where reader.has(key) {
             context.warning(
                 node.mark, label.key(key),
-                "not supported by sluice; this listener is not served (its port stays closed) rather than served without it")
+                "not supported by sluice; this listener is not served (its port stays closed) rather than served without it"
+            )
             reader.accept(key)
             reader.finish()
             return nil

@@ -122,7 +122,8 @@ extension ConfigurationDecoder {
                 } else if !failed, let behavior {
                     context.warning(
                         reader.mark, path,
-                        "provider \"\(name)\" is not downloaded yet (no \(cache)); its rules match nothing until sluiced has fetched \(url)")
+                        "provider \"\(name)\" is not downloaded yet (no \(cache)); its rules match nothing until sluiced has fetched \(url)"
+                    )
                     contents = .empty(behavior)
                 }
             }

@@ -265,7 +265,8 @@ extension ConfigurationDecoder {
                     types.append(name)
                 } else {
                     throw .invalid(
-                        "IN-TYPE: unknown type \(DecodingContext.quote(String(part))) (mihomo's: \(Self.inboundTypes.sorted().joined(separator: ", ")), SOCKS)")
+                        "IN-TYPE: unknown type \(DecodingContext.quote(String(part))) (mihomo's: \(Self.inboundTypes.sorted().joined(separator: ", ")), SOCKS)"
+                    )
                 }
             }
             return .inboundType(types)
@@ -273,7 +274,9 @@ extension ConfigurationDecoder {
             let names = payload.split(separator: "/", omittingEmptySubsequences: false).map {
                 $0.trimmingCharacters(in: .whitespaces)
             }
-            guard !names.contains(where: \.isEmpty) else { throw .invalid("\(type): an empty name in \(DecodingContext.quote(payload))") }
+            guard !names.contains(where: \.isEmpty) else {
+                throw .invalid("\(type): an empty name in \(DecodingContext.quote(payload))")
+            }
             return type == "IN-USER" ? .inboundUser(names) : .inboundName(names)
         case "NETWORK":
             guard let network = RuleCondition.Network(rawValue: payload.lowercased()) else {

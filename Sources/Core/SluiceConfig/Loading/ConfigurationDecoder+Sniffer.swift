@@ -18,14 +18,18 @@ extension ConfigurationDecoder {
             sniffer[keyPath: target] = patterns?.compactMap { $0 } ?? []
         }
         for (key, target) in [
-            ("skip-src-address", \SnifferConfiguration.skipSourceAddress), ("skip-dst-address", \.skipDestinationAddress),
+            ("skip-src-address", \SnifferConfiguration.skipSourceAddress),
+            ("skip-dst-address", \.skipDestinationAddress),
         ] {
             guard let list = reader.value(key) else { continue }
             let prefixes = context.list(list, path.key(key), allowSingle: true) { item, itemPath -> IPPrefix?? in
-                if let text = item.scalar?.value, text.lowercased().hasPrefix("rule-set:") || text.lowercased().hasPrefix("geoip:") {
+                if let text = item.scalar?.value,
+                    text.lowercased().hasPrefix("rule-set:") || text.lowercased().hasPrefix("geoip:")
+                {
                     context.warning(
                         item.mark, itemPath,
-                        "\(DecodingContext.quote(text)): rule sets and geoip are not supported in sniffer lists yet; skipped")
+                        "\(DecodingContext.quote(text)): rule sets and geoip are not supported in sniffer lists yet; skipped"
+                    )
                     return .some(nil)
                 }
                 // A bare address is its own /32 or /128, as in mihomo.
@@ -44,7 +48,8 @@ extension ConfigurationDecoder {
             // The older form: one port list for every protocol.
             var ports: [PortRange]?
             if let list = reader.value("port-whitelist") { ports = portList(list, path.key("port-whitelist")) }
-            let items = context.list(names, path.key("sniffing"), allowSingle: true) { item, itemPath -> SniffedProtocol.Kind?? in
+            let items = context.list(names, path.key("sniffing"), allowSingle: true) {
+                item, itemPath -> SniffedProtocol.Kind?? in
                 guard let text = context.string(item, itemPath) else { return nil }
                 return protocolKind(text, item, itemPath)
             }
@@ -59,7 +64,8 @@ extension ConfigurationDecoder {
         reader.finish()
         sniffer.protocols.sort { $0.kind == .tls && $1.kind != .tls }
         if sniffer.enable, sniffer.protocols.isEmpty {
-            context.warning(reader.mark, path, "sniffer is enabled but sniffs nothing; add sniff: {TLS: ..., HTTP: ...}")
+            context.warning(
+                reader.mark, path, "sniffer is enabled but sniffs nothing; add sniff: {TLS: ..., HTTP: ...}")
         }
         return sniffer
     }
@@ -67,7 +73,8 @@ extension ConfigurationDecoder {
     /// `sniff: {TLS: {ports: [...]}, HTTP: {ports: [...], override-destination: true}, QUIC: ...}`.
     private func sniffProtocols(_ node: YAMLNode, _ path: String, overrideDefault: Bool) -> [SniffedProtocol] {
         guard case .mapping(let pairs) = node.content else {
-            context.error(node.mark, path, "expected a mapping of protocols (TLS, HTTP) to settings, got \(node.kindName)")
+            context.error(
+                node.mark, path, "expected a mapping of protocols (TLS, HTTP) to settings, got \(node.kindName)")
             return []
         }
         var protocols: [SniffedProtocol] = []
@@ -79,9 +86,11 @@ extension ConfigurationDecoder {
                 context.error(pair.key.mark, itemPath, "\(kind.rawValue) is listed twice")
                 continue
             }
-            var entry = SniffedProtocol(kind: kind, ports: SniffedProtocol.defaultPorts(kind), overrideDestination: overrideDefault)
+            var entry = SniffedProtocol(
+                kind: kind, ports: SniffedProtocol.defaultPorts(kind), overrideDestination: overrideDefault)
             if !pair.value.isNull, let settings = context.mapping(pair.value, itemPath) {
-                if let list = settings.value("ports"), let ports = portList(list, itemPath.key("ports")), !ports.isEmpty {
+                if let list = settings.value("ports"), let ports = portList(list, itemPath.key("ports")), !ports.isEmpty
+                {
                     entry.ports = ports
                 }
                 settings.bool("override-destination", into: &entry.overrideDestination)

@@ -74,11 +74,14 @@ extension ConfigurationDecoder {
             link.routeMetric = routeMetric
             link.peers = peers
             if table == .auto {
-                for isIPv4 in [true, false] where peers.contains(where: { $0.allowedIPs.contains { $0.length == 0 && $0.address.isIPv4 == isIPv4 } }) {
+                for isIPv4 in [true, false]
+                where peers.contains(where: { $0.allowedIPs.contains { $0.length == 0 && $0.address.isIPv4 == isIPv4 } }
+                ) {
                     if let owner = defaultRouteOwner[isIPv4] {
                         context.error(
                             item.mark, linkPath.key("table"),
-                            "\(isIPv4 ? "0.0.0.0/0" : "::/0") in allowed-ips with table: auto takes the default route, which link \(owner) already takes; give this link table: off (and route through it with a direct proxy bound to it) or a table number")
+                            "\(isIPv4 ? "0.0.0.0/0" : "::/0") in allowed-ips with table: auto takes the default route, which link \(owner) already takes; give this link table: off (and route through it with a direct proxy bound to it) or a table number"
+                        )
                     }
                     defaultRouteOwner[isIPv4] = name
                 }

@@ -120,9 +120,12 @@ struct ConfigurationDecoder {
             decodeSupervisor(node, "supervisor", into: &configuration.supervisor)
         }
         if let node = top.value("limits"), let reader = context.mapping(node, "limits") {
-            reader.int("max-connections", LimitsConfiguration.maxConnectionsRange, into: &configuration.limits.maxConnections)
+            reader.int(
+                "max-connections", LimitsConfiguration.maxConnectionsRange, into: &configuration.limits.maxConnections)
             reader.int("udp-max-flows", LimitsConfiguration.udpMaxFlowsRange, into: &configuration.limits.udpMaxFlows)
-            reader.int("dns-max-in-flight", LimitsConfiguration.dnsMaxInFlightRange, into: &configuration.limits.dnsMaxInFlight)
+            reader.int(
+                "dns-max-in-flight", LimitsConfiguration.dnsMaxInFlightRange, into: &configuration.limits.dnsMaxInFlight
+            )
             reader.finish()
         }
         decodeController(top, into: &configuration.controller)
@@ -136,12 +139,16 @@ struct ConfigurationDecoder {
     /// `external-controller`, `external-controller-unix`, `secret`, `external-ui`, `external-controller-cors`.
     private func decodeController(_ top: MappingReader, into controller: inout ControllerConfiguration) {
         top.decode("external-controller", intoOptional: &controller.listen) { node, path in
-            guard let text = context.scalarText(node, path, expected: "IP:PORT (e.g. 127.0.0.1:9090)") else { return nil }
+            guard let text = context.scalarText(node, path, expected: "IP:PORT (e.g. 127.0.0.1:9090)") else {
+                return nil
+            }
             if text.isEmpty { return nil }
             // mihomo's ":9090" listens on every address.
             let spelled = text.hasPrefix(":") ? "0.0.0.0" + text : text
             guard let endpoint = SocketEndpoint.parse(spelled, allowingHostNames: false), endpoint.port != 0 else {
-                context.error(node.mark, path, "expected IP:PORT (e.g. 127.0.0.1:9090 or :9090), got \(DecodingContext.got(node))")
+                context.error(
+                    node.mark, path, "expected IP:PORT (e.g. 127.0.0.1:9090 or :9090), got \(DecodingContext.got(node))"
+                )
                 return nil
             }
             return endpoint
@@ -163,14 +170,17 @@ struct ConfigurationDecoder {
             }
             return resolved
         }
-        if let node = top.value("external-controller-cors"), let reader = context.mapping(node, "external-controller-cors") {
+        if let node = top.value("external-controller-cors"),
+            let reader = context.mapping(node, "external-controller-cors")
+        {
             reader.decode("allow-origins", into: &controller.allowOrigins) { node, path in
                 context.list(node, path, allowSingle: true) { context.string($0, $1) }
             }
             reader.bool("allow-private-network", into: &controller.allowPrivateNetwork)
             reader.finish()
         }
-        if let listen = controller.listen, controller.secret.isEmpty, case .address(let ip) = listen.host, !ip.isLoopback,
+        if let listen = controller.listen, controller.secret.isEmpty, case .address(let ip) = listen.host,
+            !ip.isLoopback,
             let pair = top.pair("external-controller")
         {
             context.warning(
@@ -184,7 +194,8 @@ struct ConfigurationDecoder {
         let dns = configuration.dns
         let tun = configuration.tun
         // The local proxy ports' names (socks5h, HTTP) are resolved through the dns worker too.
-        if dns.enable, dns.listen == nil, !(tun.enable && !tun.dnsHijack.isEmpty), configuration.inbound.listeners.isEmpty,
+        if dns.enable, dns.listen == nil, !(tun.enable && !tun.dnsHijack.isEmpty),
+            configuration.inbound.listeners.isEmpty,
             let pair = top.pair("dns")
         {
             context.warning(

@@ -7,7 +7,8 @@ extension DomainPattern {
         case .exact(let pattern):
             return name == pattern
         case .suffix(let suffix):
-            return name == suffix || (name.hasSuffix(suffix) && name.utf8.dropLast(suffix.utf8.count).last == UInt8(ascii: "."))
+            return name == suffix
+                || (name.hasSuffix(suffix) && name.utf8.dropLast(suffix.utf8.count).last == UInt8(ascii: "."))
         case .subdomains(let suffix):
             return name.hasSuffix(suffix) && name.utf8.dropLast(suffix.utf8.count).last == UInt8(ascii: ".")
         case .wildcard(let pattern):

@@ -48,7 +48,9 @@ public struct InboundConfiguration: Sendable, Equatable, Codable {
     /// `skip-auth-prefixes`: clients here need no credentials.
     public var skipAuthPrefixes: [IPPrefix] = []
     /// `lan-allowed-ips` (default everything) and `lan-disallowed-ips`: who may connect to the default ports.
-    public var lanAllowed: [IPPrefix] = [IPPrefix(address: .v4(IPv4Address(rawValue: 0)), length: 0)!, IPPrefix(address: .v6(.any), length: 0)!]
+    public var lanAllowed: [IPPrefix] = [
+        IPPrefix(address: .v4(IPv4Address(rawValue: 0)), length: 0)!, IPPrefix(address: .v6(.any), length: 0)!,
+    ]
     public var lanDisallowed: [IPPrefix] = []
 
     public init() {}

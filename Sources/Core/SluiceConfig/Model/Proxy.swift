@@ -38,7 +38,8 @@ public struct Proxy: Sendable, Codable {
     public static let rejectType = "reject"
 
     /// Names that refer to built-in outbounds and may not be used for proxies or groups.
-    public static let reservedNames: Set<String> = Set([BuiltinTarget.direct, .reject, .rejectDrop, .pass].map(\.rawValue))
+    public static let reservedNames: Set<String> = Set(
+        [BuiltinTarget.direct, .reject, .rejectDrop, .pass].map(\.rawValue))
 
     /// The names `exclude-type` matches: how `type:` spells it and how mihomo's adapter calls it, lowercased.
     public var typeNames: Set<String> { [type, typeName.lowercased()] }

@@ -124,7 +124,9 @@ extension SluiceConfiguration {
     public var proxyGroupsWithGlobal: [ProxyGroup] {
         guard !proxyGroups.contains(where: { $0.name == Self.globalGroupName }) else { return proxyGroups }
         var global = ProxyGroup(name: Self.globalGroupName, kind: .select)
-        global.members = [BuiltinTarget.direct.rawValue, BuiltinTarget.reject.rawValue] + proxyGroups.map(\.name) + proxies.map(\.name)
+        global.members =
+            [BuiltinTarget.direct.rawValue, BuiltinTarget.reject.rawValue] + proxyGroups.map(\.name)
+            + proxies.map(\.name)
         return proxyGroups + [global]
     }
 }

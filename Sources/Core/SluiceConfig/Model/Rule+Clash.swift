@@ -44,7 +44,9 @@ extension RuleCondition {
         case .network(let n): return n.rawValue.uppercased()
         case .processName(let n), .processPath(let n): return n
         case .inboundType(let list), .inboundUser(let list), .inboundName(let list): return list.joined(separator: "/")
-        case .uid(let ranges): return ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(separator: "/")
+        case .uid(let ranges):
+            return ranges.map { $0.lower == $0.upper ? "\($0.lower)" : "\($0.lower)-\($0.upper)" }.joined(
+                separator: "/")
         // mihomo keeps a logical rule's payload as written: `((DOMAIN,a),(NETWORK,UDP))`.
         case .and(let cs), .or(let cs): return "(" + cs.map(nested).joined(separator: ",") + ")"
         case .not(let inner): return "(" + nested(inner) + ")"

@@ -285,27 +285,69 @@ extension RuleCondition {
         var container = encoder.unkeyedContainer()
         func ports(_ ranges: [PortRange]) throws { try container.encode(ranges.flatMap { [$0.lower, $0.upper] }) }
         switch self {
-        case .domain(let d): try container.encode("D"); try container.encode(d)
-        case .domainSuffix(let d): try container.encode("DS"); try container.encode(d)
-        case .domainKeyword(let d): try container.encode("DK"); try container.encode(d)
-        case .domainRegex(let d): try container.encode("DR"); try container.encode(d)
-        case .ipCIDR(let p): try container.encode("IP"); try container.encode(p)
-        case .ipSuffix(let p): try container.encode("IS"); try container.encode(p)
-        case .sourceIPCIDR(let p): try container.encode("SIP"); try container.encode(p)
-        case .sourcePort(let r): try container.encode("SP"); try ports(r)
-        case .destinationPort(let r): try container.encode("DP"); try ports(r)
-        case .inboundPort(let r): try container.encode("INP"); try ports(r)
-        case .inboundType(let t): try container.encode("INT"); try container.encode(t)
-        case .inboundUser(let u): try container.encode("INU"); try container.encode(u)
-        case .inboundName(let n): try container.encode("INN"); try container.encode(n)
-        case .network(let n): try container.encode("N"); try container.encode(n.rawValue)
-        case .processName(let n): try container.encode("PN"); try container.encode(n)
-        case .processPath(let n): try container.encode("PP"); try container.encode(n)
-        case .uid(let r): try container.encode("UID"); try container.encode(r.flatMap { [$0.lower, $0.upper] })
-        case .and(let cs): try container.encode("AND"); try container.encode(cs)
-        case .or(let cs): try container.encode("OR"); try container.encode(cs)
-        case .not(let inner): try container.encode("NOT"); try container.encode(inner)
-        case .ruleSet(let n): try container.encode("RS"); try container.encode(n)
+        case .domain(let d):
+            try container.encode("D")
+            try container.encode(d)
+        case .domainSuffix(let d):
+            try container.encode("DS")
+            try container.encode(d)
+        case .domainKeyword(let d):
+            try container.encode("DK")
+            try container.encode(d)
+        case .domainRegex(let d):
+            try container.encode("DR")
+            try container.encode(d)
+        case .ipCIDR(let p):
+            try container.encode("IP")
+            try container.encode(p)
+        case .ipSuffix(let p):
+            try container.encode("IS")
+            try container.encode(p)
+        case .sourceIPCIDR(let p):
+            try container.encode("SIP")
+            try container.encode(p)
+        case .sourcePort(let r):
+            try container.encode("SP")
+            try ports(r)
+        case .destinationPort(let r):
+            try container.encode("DP")
+            try ports(r)
+        case .inboundPort(let r):
+            try container.encode("INP")
+            try ports(r)
+        case .inboundType(let t):
+            try container.encode("INT")
+            try container.encode(t)
+        case .inboundUser(let u):
+            try container.encode("INU")
+            try container.encode(u)
+        case .inboundName(let n):
+            try container.encode("INN")
+            try container.encode(n)
+        case .network(let n):
+            try container.encode("N")
+            try container.encode(n.rawValue)
+        case .processName(let n):
+            try container.encode("PN")
+            try container.encode(n)
+        case .processPath(let n):
+            try container.encode("PP")
+            try container.encode(n)
+        case .uid(let r):
+            try container.encode("UID")
+            try container.encode(r.flatMap { [$0.lower, $0.upper] })
+        case .and(let cs):
+            try container.encode("AND")
+            try container.encode(cs)
+        case .or(let cs):
+            try container.encode("OR")
+            try container.encode(cs)
+        case .not(let inner):
+            try container.encode("NOT")
+            try container.encode(inner)
+        case .ruleSet(let n):
+            try container.encode("RS")
+            try container.encode(n)
         case .match: try container.encode("M")
         case .subRule(let condition, let name, let rules):
             try container.encode("SUB")

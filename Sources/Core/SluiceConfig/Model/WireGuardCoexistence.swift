@@ -51,7 +51,9 @@ extension SluiceConfiguration {
                     case .name(let host): .domain(host.lowercased())
                     }
                 let rule = Rule(
-                    condition: .and([destination, .network(.udp), .destinationPort([PortRange(endpoint.port, endpoint.port)])]),
+                    condition: .and([
+                        destination, .network(.udp), .destinationPort([PortRange(endpoint.port, endpoint.port)]),
+                    ]),
                     target: BuiltinTarget.direct.rawValue, noResolve: true)
                 if !rules.contains(rule) { rules.append(rule) }
             }

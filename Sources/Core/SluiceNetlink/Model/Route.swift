@@ -8,8 +8,15 @@ package struct Route: Sendable, Equatable, CustomStringConvertible {
     /// The route type (`rtm_type`, `RTN_*`). Routes of types not listed here (`RTN_NAT`, `RTN_XRESOLVE`, ...)
     /// are left out of dumps.
     package enum Kind: UInt8, Sendable {
-        case unicast = 1, local = 2, broadcast = 3, anycast = 4, multicast = 5
-        case blackhole = 6, unreachable = 7, prohibit = 8, throwRoute = 9
+        case unicast = 1
+        case local = 2
+        case broadcast = 3
+        case anycast = 4
+        case multicast = 5
+        case blackhole = 6
+        case unreachable = 7
+        case prohibit = 8
+        case throwRoute = 9
     }
 
     /// `proto 0x73` ('s'): the protocol number sluice installs its routes and rules with, so cleanup can tell

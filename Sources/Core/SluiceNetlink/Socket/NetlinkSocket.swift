@@ -1,7 +1,7 @@
 import SluiceSystem
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// `struct sockaddr_nl`: family, padding, port id, multicast group bitmask (12 bytes; pinned by a test).
