@@ -151,10 +151,10 @@ final class TCPRelayLoop: @unchecked Sendable {
     let nat: TCPNATTable
     /// Clients being sniffed, by cookie (loop thread only).
     var sniffing: [UInt64: DeferredClient] = [:]
-    private let lookupName: NameLookup
-    private let egress: EgressPolicy
+    let lookupName: NameLookup
+    let egress: EgressPolicy
     /// The connections list (external controller); nil in tests that need none.
-    private let registry: ConnectionRegistry?
+    let registry: ConnectionRegistry?
     /// Work handed to the loop's thread from elsewhere (connections whose name resolved).
     private let posted = Locked<[@Sendable () -> Void]>([])
     /// Local proxy ports' listeners by cookie (``localCookieBase`` + their index).
@@ -263,54 +263,6 @@ final class TCPRelayLoop: @unchecked Sendable {
         _ = write(wakeup.rawValue, &one, 8)
     }
 
-    /// Asks the outbound for its plan and dials the first hop, after resolving it when it
-    /// is a name (off this thread; the client waits, accepted, in the meantime).
-    func begin(client: OwnedDescriptor, origin: Origin, route: Route) {
-        let deadline = MonotonicClock.now + Self.establishTimeout
-        let plan: TCPPlan
-        do {
-            plan = try route.outbound.planTCP(to: FlowTarget(endpoint: route.destination, name: route.name))
-        } catch {
-            refuse(client, origin: origin, "\(route.label): \(route.outbound.name): \(error)")
-            return
-        }
-        switch plan.hop {
-        case .endpoint(let hop):
-            dial(client: client, origin: origin, route: route, plan: plan, hop: hop, deadline: deadline)
-        case .name(let name, let port, let preference):
-            let box = UncheckedBox((client, plan))
-            lookupName(name, preference.prefersIPv6) { [self] addresses, error in
-                post { [self] in
-                    let (client, plan) = box.value
-                    guard let address = preference.pick(addresses) else {
-                        let why =
-                            error.isEmpty
-                            ? (addresses.isEmpty ? "no address" : "no address of the allowed family") : error
-                        refuse(client, origin: origin, "\(route.label): cannot resolve \(name): \(why)")
-                        return
-                    }
-                    dial(
-                        client: client, origin: origin, route: route, plan: plan,
-                        hop: InetEndpoint(address, port), deadline: deadline)
-                }
-            }
-        }
-    }
-
-    /// Resets a client whose connection cannot be made.
-    func refuse(_ client: OwnedDescriptor, origin: Origin, _ message: String) {
-        logger.info("\(message)")
-        InetSocket.setResetOnClose(client.rawValue)
-        client.close()
-        failed.add(1, ordering: .relaxed)
-        finish(origin)
-    }
-
-    /// Tells the NAT table that a TUN connection's relay ended.
-    func finish(_ origin: Origin) {
-        if case .nat(let port, let ipv4) = origin { nat.markClosed(port: port, ipv4: ipv4, now: MonotonicClock.now) }
-    }
-
     /// Runs `work` on the loop's thread.
     func post(_ work: @escaping @Sendable () -> Void) {
         posted.withLock { $0.append(work) }
@@ -318,50 +270,7 @@ final class TCPRelayLoop: @unchecked Sendable {
         _ = write(wakeup.rawValue, &one, 8)
     }
 
-    private func dial(
-        client: OwnedDescriptor, origin: Origin, route: Route, plan: TCPPlan, hop: InetEndpoint,
-        deadline: UInt64
-    ) {
-        let server: OwnedDescriptor
-        do {
-            server = try route.outbound.connectTCP(to: hop)
-        } catch {
-            refuse(client, origin: origin, "\(route.label): \(route.outbound.name) failed: \(error)")
-            return
-        }
-        let id = nextID
-        nextID += 2
-        let connection = Connection(
-            id: id, origin: origin, client: Side(client), server: Side(server), plan: plan, upstream: route.upstream,
-            label: route.label, outbound: route.outbound.name, deadline: deadline)
-        connections[id] = connection
-        active.add(1, ordering: .relaxed)
-        if let registry {
-            var facts = route.facts
-            facts.remoteDestination = hop.address
-            connection.tracked = registry.register(facts) { [weak self] in self?.requestClose(id) }
-        }
-        do {
-            // Client: nothing until relaying. Server: writable = connected.
-            try poll.add(client.rawValue, [], cookie: id)
-            try poll.add(server.rawValue, .writable, cookie: id + 1)
-        } catch {
-            logger.error("\(route.label): epoll: \(error)")
-            close(connection, reset: true)
-        }
-    }
-
-    /// Resets connections whose connect or handshake outlived ``establishTimeout``.
-    private func expireEstablishing(now: UInt64) {
-        for c in connections.values where c.phase != .relaying && now > c.deadline {
-            let what = c.phase == .connecting ? "connect" : "proxy handshake"
-            logger.info("\(c.label): \(c.outbound): \(what) timed out")
-            failed.add(1, ordering: .relaxed)
-            close(c, reset: true)
-        }
-    }
-
-    // MARK: Connect and handshake
+    // MARK: Events
 
     private func handle(cookie: UInt64, events: EventPoll.Events) {
         if !sniffing.isEmpty, let waiting = sniffing[cookie] {
@@ -414,70 +323,6 @@ final class TCPRelayLoop: @unchecked Sendable {
         case .relaying:
             relay(c)
         }
-    }
-
-    private func continueHandshake(_ c: Connection) {
-        if !flushHandshake(c) { return }
-        guard c.handshakeOut.isEmpty else { return }
-        let n = csluice_read(c.server.socket.rawValue, scratch.baseAddress, scratch.count)
-        if n == -EAGAIN { return }
-        if n <= 0 {
-            let why = n == 0 ? "the proxy closed the connection" : SystemError("read", errno: Int32(-n)).reason
-            handshakeFailed(c, why)
-            return
-        }
-        guard let step = c.handshake?.receive(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) else { return }
-        apply(step, to: c)
-    }
-
-    private func apply(_ step: HandshakeStep, to c: Connection) {
-        switch step {
-        case .send(let bytes):
-            c.handshakeOut += bytes
-            guard flushHandshake(c) else { return }
-            try? poll.modify(c.server.socket.rawValue, c.handshakeOut.isEmpty ? .readable : .writable, cookie: c.id + 1)
-        case .established(let leftover):
-            c.handshake = nil
-            startRelaying(c, leftover: leftover)
-        case .failed(let reason):
-            handshakeFailed(c, reason)
-        }
-    }
-
-    /// Writes pending handshake bytes; false when the connection was torn down.
-    private func flushHandshake(_ c: Connection) -> Bool {
-        while !c.handshakeOut.isEmpty {
-            let n = c.handshakeOut.withUnsafeBytes { csluice_write(c.server.socket.rawValue, $0.baseAddress, $0.count) }
-            if n == -EAGAIN { return true }
-            if n < 0 {
-                handshakeFailed(c, SystemError("write", errno: Int32(-n)).reason)
-                return false
-            }
-            c.handshakeOut.removeFirst(n)
-        }
-        return true
-    }
-
-    func handshakeFailed(_ c: Connection, _ reason: String) {
-        logger.info("\(c.label): \(c.outbound): \(reason)")
-        failed.add(1, ordering: .relaxed)
-        close(c, reset: true)
-    }
-
-    /// The tunnel is open: set up the directions, hand over what the proxy sent early,
-    /// and start moving bytes.
-    func startRelaying(_ c: Connection, leftover: [UInt8]) {
-        c.phase = .relaying
-        if let stream = c.stream {
-            guard startStreaming(c, stream) else { return }
-        } else {
-            guard startSplicing(c, leftover: leftover) else { return }
-        }
-        c.upstream = []
-        _ = try? InetSocket.setOption(
-            c.client.socket.rawValue, level: CInt(IPPROTO_TCP), name: TCP_NODELAY, value: 1, "TCP_NODELAY")
-        egress.applyKeepAlive(c.client.socket.rawValue)
-        relay(c)
     }
 
     /// The reading side ended and everything it sent is out: end the other side's writing
