@@ -37,3 +37,5 @@ bash "$lab/bench-suite.sh" -r "$rounds" -t "$secs" -o "$out" "$@" "${peers[@]}"
 python3 "$lab/summarize.py" "$out/raw.tsv" baseline | tee "$out/summary.txt"
 # Issue 8's targets with sluice's figures and whether each holds (they compare with sing-box).
 if ((singbox)); then python3 Benchmarks/lab-table.py "$out/raw.tsv" | tee "$out/targets.md"; fi
+# With -b: every sluice figure before and after, in ratio to the kernel.
+if [[ -n $before ]]; then python3 Benchmarks/before-after.py "$out/raw.tsv" | tee "$out/before-after.md"; fi
