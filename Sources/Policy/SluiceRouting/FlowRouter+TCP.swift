@@ -45,20 +45,10 @@ extension FlowRouter {
                 if !hijacked, let early = rules.decideBeforeProcess(metadata, resolve: resolveForRules),
                     current.groups?.contains(early.target) != true
                 {
-                    switch disposition(
-                        of: current.rejectNames.contains(early.target) ? BuiltinTarget.reject.rawValue : early.target,
-                        in: current
-                    ).0 {
-                    case .reject:
-                        logger.info("\(label) [\(early.rule)] \(BuiltinTarget.reject.rawValue)")
-                        rejected.add(1, ordering: .relaxed)
-                        return .reset
-                    case .drop:
-                        logger.info("\(label) [\(early.rule)] \(BuiltinTarget.rejectDrop.rawValue)")
-                        rejected.add(1, ordering: .relaxed)
-                        return .drop
-                    case .forward:
-                        break
+                    let target =
+                        current.rejectNames.contains(early.target) ? BuiltinTarget.reject.rawValue : early.target
+                    if let refusal = refusal(disposition(of: target, in: current).0, rule: early.rule, label: label) {
+                        return refusal
                     }
                 }
                 return .admit(
@@ -75,21 +65,29 @@ extension FlowRouter {
             : current.settle(
                 rules.decide(metadata, resolve: resolveForRules), key: host ?? destination.address.description,
                 source: source.address.description)
-        switch disposition(of: decision.target, in: current).0 {
+        if let refusal = refusal(disposition(of: decision.target, in: current).0, rule: decision.rule, label: label) {
+            return refusal
+        }
+        // Logged by admit(...) once the handshake completed: a flood of SYNs that never complete must not write a
+        // line each.
+        return .admit(
+            .routed(SettledFlow(decision: decision, host: host, fake: fake, facts: facts)), label: label, pinsFake: fake
+        )
+    }
+
+    /// The answer to a SYN that `disposition` refuses (logged and counted); nil when it is forwarded.
+    private func refusal(_ disposition: FlowDisposition, rule: String, label: String) -> SYNJudgement? {
+        switch disposition {
         case .reject:
-            logger.info("\(label) [\(decision.rule)] \(BuiltinTarget.reject.rawValue)")
+            logger.info("\(label) [\(rule)] \(BuiltinTarget.reject.rawValue)")
             rejected.add(1, ordering: .relaxed)
             return .reset
         case .drop:
-            logger.info("\(label) [\(decision.rule)] \(BuiltinTarget.rejectDrop.rawValue)")
+            logger.info("\(label) [\(rule)] \(BuiltinTarget.rejectDrop.rawValue)")
             rejected.add(1, ordering: .relaxed)
             return .drop
         case .forward:
-            // Logged by admit(...) once the handshake completed: a flood of SYNs that never complete must not write
-            // a line each.
-            return .admit(
-                .routed(SettledFlow(decision: decision, host: host, fake: fake, facts: facts)), label: label,
-                pinsFake: fake)
+            return nil
         }
     }
 
